@@ -1,0 +1,40 @@
+# deliver: the two commands a developer needs are `make test` and `make demo`.
+
+# The control-plane binaries are built from source once and cached here.
+export DELIVER_TESTBIN ?= $(CURDIR)/.testbin
+
+VERSION ?= dev
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/deliverhq/deliver/internal/version.Version=$(VERSION) \
+           -X github.com/deliverhq/deliver/internal/version.Commit=$(COMMIT)
+
+# Integration tests start their own control plane per package: run packages
+# one at a time on small machines, tests inside a package in parallel.
+GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
+
+.PHONY: all build testbin test test-unit demo bench clean
+
+all: build
+
+build:
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver ./cmd/deliver
+
+testbin:
+	hack/testbin.sh all
+
+# Every test, unit and integration, against the real control plane and Vault.
+# `go vet` first compiles every package and test in parallel, so the serial
+# test run below only links and runs.
+test: testbin
+	go vet ./...
+	go test $(GOTEST_FLAGS) ./...
+
+# Unit tests only: no control plane, no binaries needed.
+test-unit:
+	go test -short -count=1 ./...
+
+demo: testbin build
+	go run ./hack/demo -deliver bin/deliver -example examples/plain -f manifests $(DEMO_FLAGS)
+
+clean:
+	rm -rf bin .cache

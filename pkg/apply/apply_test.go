@@ -1,0 +1,303 @@
+package apply_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/render"
+)
+
+var env *testenv.Cluster
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env, testenv.Options{})) }
+
+// objects decodes a YAML stream written by a test, with ns filled in.
+func objects(t *testing.T, ns, manifest string) *object.Set {
+	t.Helper()
+	objs, err := render.Decode("test.yaml", []byte(strings.ReplaceAll(manifest, "NS", ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &object.Set{Objects: objs}
+}
+
+func newManager(t *testing.T, opts apply.Options) *apply.Manager {
+	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute
+	}
+	m, err := apply.New(env.Config, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func actions(rep *apply.Report) map[string]apply.Action {
+	out := map[string]apply.Action{}
+	for _, r := range rep.Results {
+		out[r.ID.String()] = r.Action
+	}
+	return out
+}
+
+const deployment = `
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: NS
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.example/web:1.0
+`
+
+func TestApplyDeploymentBecomesAvailable(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	set := objects(t, ns, deployment)
+	rep, err := m.Apply(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]apply.Action{"Deployment/" + ns + "/web": apply.Created}, actions(rep)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if err := m.Wait(ctx, set.Objects); err != nil {
+		t.Fatal(err)
+	}
+	d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	available := false
+	for _, c := range d.Status.Conditions {
+		if c.Type == "Available" && c.Status == "True" {
+			available = true
+		}
+	}
+	if !available || d.Status.ReadyReplicas != 2 {
+		t.Errorf("deployment not available with 2 ready replicas: %+v", d.Status)
+	}
+	if got := d.ManagedFields[0].Manager; got != apply.DefaultFieldManager {
+		t.Errorf("field manager = %q, want %q", got, apply.DefaultFieldManager)
+	}
+}
+
+func TestApplyActions(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	cm := `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: NS}
+data: {key: VALUE}
+`
+	id := "ConfigMap/" + ns + "/cfg"
+	for _, step := range []struct {
+		value string
+		want  apply.Action
+	}{
+		{"one", apply.Created},
+		{"one", apply.Unchanged},
+		{"two", apply.Configured},
+	} {
+		rep, err := m.Apply(ctx, objects(t, ns, strings.ReplaceAll(cm, "VALUE", step.value)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(map[string]apply.Action{id: step.want}, actions(rep)); diff != "" {
+			t.Errorf("value %s: actions (-want +got):\n%s", step.value, diff)
+		}
+	}
+}
+
+const job = `
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: NS}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels: LABELS
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: registry.example/app:1.0
+        command: [rake, db:migrate]
+`
+
+func TestJobRunsToComplete(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	set := objects(t, ns, strings.ReplaceAll(job, "LABELS", "{app: migrate}"))
+	if _, err := m.Apply(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx, set.Objects); err != nil {
+		t.Fatal(err)
+	}
+	j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status.Succeeded != 1 {
+		t.Errorf("job succeeded = %d, want 1: %+v", j.Status.Succeeded, j.Status)
+	}
+}
+
+func TestJobWithFailingPodFails(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	set := objects(t, ns, strings.ReplaceAll(job, "LABELS", "{app: migrate, "+testenv.FailLabel+": \"true\"}"))
+	if _, err := m.Apply(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Wait(ctx, set.Objects)
+	if err == nil || !strings.Contains(err.Error(), "Job/"+ns+"/migrate: wait: failed") {
+		t.Fatalf("Wait error = %v, want the Job named as failed", err)
+	}
+	pods, err := env.Client().CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) == 0 || pods.Items[0].Status.Phase != "Failed" {
+		t.Fatalf("want a Failed pod, got %+v", pods.Items)
+	}
+}
+
+func TestWaitTimeoutNamesObject(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{Timeout: 3 * time.Second})
+	manifest := strings.Replace(deployment, "labels: {app: web}\n    spec:", "labels: {app: web, "+testenv.NeverReadyLabel+": \"true\"}\n    spec:", 1)
+	set := objects(t, ns, manifest)
+	if _, err := m.Apply(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Wait(ctx, set.Objects)
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: InProgress") {
+		t.Fatalf("Wait error = %v, want the Deployment named as in progress", err)
+	}
+}
+
+func TestCRDAndCustomResourceInOneSet(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	group := strings.ReplaceAll(ns, "-", "") + ".example.com"
+	manifest := `
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: NS}
+spec: {size: 3}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+`
+	// A group of its own per test keeps parallel runs from sharing the CRD.
+	manifest = strings.ReplaceAll(manifest, "example.com", group)
+	rep, err := m.Apply(ctx, objects(t, ns, manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]apply.Action{
+		"CustomResourceDefinition/widgets." + group: apply.Created,
+		"Widget/" + ns + "/w1":                      apply.Created,
+	}
+	if diff := cmp.Diff(want, actions(rep)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if rep.Results[0].ID.Kind != "CustomResourceDefinition" {
+		t.Errorf("first applied = %s, want the CRD", rep.Results[0].ID)
+	}
+}
+
+func TestApplyUnknownKindNamesObject(t *testing.T) {
+	ns := env.Namespace(t)
+	m := newManager(t, apply.Options{})
+	_, err := m.Apply(context.Background(), objects(t, ns, `
+apiVersion: nothere.example.com/v1
+kind: Gadget
+metadata: {name: g, namespace: NS}
+`))
+	if err == nil || !strings.Contains(err.Error(), "Gadget/"+ns+"/g: apply: unknown kind Gadget") {
+		t.Fatalf("error = %v, want the object and the unknown kind named", err)
+	}
+}
+
+func TestStageOrder(t *testing.T) {
+	mk := func(apiVersion, kind, name string) *object.Object {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(apiVersion)
+		u.SetKind(kind)
+		u.SetName(name)
+		return &object.Object{Unstructured: u}
+	}
+	in := []*object.Object{
+		mk("apps/v1", "Deployment", "b"),
+		mk("v1", "ConfigMap", "c"),
+		mk("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "v"),
+		mk("apps/v1", "Deployment", "a"),
+		mk("example.com/v1", "Widget", "w"),
+		mk("v1", "Namespace", "n"),
+		mk("rbac.authorization.k8s.io/v1", "ClusterRole", "r"),
+		mk("apiextensions.k8s.io/v1", "CustomResourceDefinition", "crd"),
+	}
+	var got [][]string
+	for _, stage := range apply.Stages(in) {
+		var names []string
+		for _, o := range stage {
+			names = append(names, o.GetKind()+"/"+o.GetName())
+		}
+		got = append(got, names)
+	}
+	want := [][]string{
+		{"Namespace/n", "CustomResourceDefinition/crd"}, // by group, then kind
+		{"ClusterRole/r"},
+		{"ConfigMap/c"},
+		{"Deployment/a", "Deployment/b"},
+		{"Widget/w"},
+		{"ValidatingWebhookConfiguration/v"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,85 @@
+// Package apply sends an object.Set to a cluster with server-side apply, in
+// stages (CRDs and Namespaces first, workloads after their config), and waits
+// for the objects to be ready using kstatus.
+package apply
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// DefaultFieldManager is the field manager deliver applies with.
+const DefaultFieldManager = "deliver"
+
+// Options configure a Manager. The zero value gives the defaults.
+type Options struct {
+	// FieldManager names deliver in managedFields. Default "deliver".
+	FieldManager string
+	// DefaultNamespace is set on namespaced objects that have none, like
+	// kubectl's -n. Default "default".
+	DefaultNamespace string
+	// NoForce makes a conflict with another field manager an error instead
+	// of taking the fields over (git is the source of truth, so taking over
+	// is the default).
+	NoForce bool
+	// Concurrency bounds the requests in flight inside one stage. Default 16.
+	Concurrency int
+	// Timeout bounds Wait. Default 5 minutes.
+	Timeout time.Duration
+	// PollInterval is how often Wait reads the objects. Default 500ms.
+	PollInterval time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.FieldManager == "" {
+		o.FieldManager = DefaultFieldManager
+	}
+	if o.DefaultNamespace == "" {
+		o.DefaultNamespace = "default"
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+}
+
+// Manager applies object sets to one cluster. It caches API discovery for
+// its lifetime; it is reset when a stage creates CRDs.
+type Manager struct {
+	opts   Options
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+// New returns a Manager for the cluster that cfg points at.
+func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	opts.defaults()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: discovery: %w", err)
+	}
+	return &Manager{
+		opts:   opts,
+		dyn:    dyn,
+		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+	}, nil
+}
+
+// RESTMapper returns the manager's cached RESTMapper.
+func (m *Manager) RESTMapper() meta.RESTMapper { return m.mapper }

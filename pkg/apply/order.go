@@ -1,0 +1,75 @@
+package apply
+
+import (
+	"sort"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// Stage is a step of the apply order. Objects of a stage are applied once
+// every object of the stages before it was applied.
+type Stage int
+
+// The stages, in apply order (the order Flux's ssa package and Helm use).
+const (
+	StageDefinitions Stage = iota // CRDs, Namespaces
+	StageCluster                  // cluster RBAC, classes, quotas
+	StageConfig                   // ServiceAccounts, namespaced RBAC, ConfigMaps, Secrets, Services
+	StageWorkloads                // Deployments, StatefulSets, DaemonSets, Jobs, ...
+	StageRest                     // everything else
+	StageWebhooks                 // admission webhooks last, so they cannot block the objects above
+)
+
+// StageOf returns the stage an object belongs to.
+func StageOf(id object.ID) Stage {
+	switch id.GroupKind().String() {
+	case "CustomResourceDefinition.apiextensions.k8s.io", "Namespace":
+		return StageDefinitions
+	case "ClusterRole.rbac.authorization.k8s.io", "ClusterRoleBinding.rbac.authorization.k8s.io",
+		"StorageClass.storage.k8s.io", "PriorityClass.scheduling.k8s.io", "IngressClass.networking.k8s.io",
+		"RuntimeClass.node.k8s.io", "ResourceQuota", "LimitRange":
+		return StageCluster
+	case "ServiceAccount", "Role.rbac.authorization.k8s.io", "RoleBinding.rbac.authorization.k8s.io",
+		"ConfigMap", "Secret", "Service", "PersistentVolume", "PersistentVolumeClaim":
+		return StageConfig
+	case "Deployment.apps", "StatefulSet.apps", "DaemonSet.apps", "ReplicaSet.apps", "Pod",
+		"Job.batch", "CronJob.batch", "ReplicationController":
+		return StageWorkloads
+	case "MutatingWebhookConfiguration.admissionregistration.k8s.io",
+		"ValidatingWebhookConfiguration.admissionregistration.k8s.io":
+		return StageWebhooks
+	}
+	return StageRest
+}
+
+// Stages groups objects by stage, in apply order, each stage sorted by kind,
+// namespace and name so that runs are repeatable.
+func Stages(objs []*object.Object) [][]*object.Object {
+	var out [StageWebhooks + 1][]*object.Object
+	for _, o := range objs {
+		s := StageOf(o.ID())
+		out[s] = append(out[s], o)
+	}
+	var stages [][]*object.Object
+	for _, s := range out {
+		if len(s) == 0 {
+			continue
+		}
+		sort.SliceStable(s, func(i, j int) bool { return less(s[i].ID(), s[j].ID()) })
+		stages = append(stages, s)
+	}
+	return stages
+}
+
+func less(a, b object.ID) bool {
+	if a.Group != b.Group {
+		return a.Group < b.Group
+	}
+	if a.Kind != b.Kind {
+		return a.Kind < b.Kind
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}

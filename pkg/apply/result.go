@@ -1,0 +1,50 @@
+package apply
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// Action is what apply did to one object.
+type Action string
+
+// The closed set of actions.
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Failed     Action = "failed"
+)
+
+// Result is the outcome for one object.
+type Result struct {
+	ID     object.ID     `json:"id"`
+	Origin object.Origin `json:"origin"`
+	Action Action        `json:"action"`
+	Error  string        `json:"error,omitempty"`
+}
+
+// Report is the outcome of one Apply.
+type Report struct {
+	Results  []Result      `json:"results"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Count returns how many results have action a.
+func (r *Report) Count(a Action) int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// Summary formats the counts as one line.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("%d created, %d configured, %d unchanged, %d failed",
+		r.Count(Created), r.Count(Configured), r.Count(Unchanged), r.Count(Failed))
+}
