@@ -1,0 +1,335 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// Snapshot is the tree of one pinned commit on disk. Fetched trees are
+// written read-only into a fresh directory that Close removes; in local
+// mode Dir is the caller's working tree and Close leaves it alone.
+//
+// Later stages must reach files through Resolve, Open or FS, never by
+// joining paths onto Dir themselves: those refuse anything (a "..", an
+// absolute path, a symlink) that leads outside Dir.
+type Snapshot struct {
+	// Dir is the root of the tree.
+	Dir string
+	// URL is the repository URL without credentials.
+	URL string
+	// Ref is the ref that was asked for ("HEAD" when none was).
+	Ref string
+	// RefName is the full remote ref Ref resolved through, such as
+	// refs/heads/main; empty when Ref was a SHA and in local mode.
+	RefName string
+	// Commit is the full SHA of the pinned commit.
+	Commit string
+	// AuthorTime is the commit's author time.
+	AuthorTime time.Time
+	// Subject is the first line of the commit message.
+	Subject string
+	// Fetched reports whether the remote was asked for objects; false
+	// when the cache already had the commit (only refs were listed), and
+	// always false for file:// and local mode.
+	Fetched bool
+	// Local reports local mode: Dir is a working tree used as is.
+	Local bool
+	// Dirty reports, in local mode, uncommitted or untracked changes:
+	// Dir then differs from Commit.
+	Dirty bool
+	// SignedBy is the fingerprint of the trusted key that signed Commit,
+	// empty when no verification was asked for.
+	SignedBy string
+
+	root  *os.Root
+	owned bool
+}
+
+// Resolve returns the absolute, symlink-free path of rel (slash or OS
+// separated, relative to Dir), or an error wrapping ErrPathEscapes when
+// rel is absolute, climbs out with "..", or goes through a symlink that
+// points outside Dir. The path must exist.
+func (s *Snapshot) Resolve(rel string) (string, error) {
+	rel = filepath.FromSlash(rel)
+	if rel == "" {
+		rel = "."
+	}
+	if !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("resolve %q: %w", rel, ErrPathEscapes)
+	}
+	root, err := filepath.EvalSymlinks(s.Dir)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", rel, err)
+	}
+	// Walk the path through symlinks first; only the final location
+	// matters, wherever intermediate links point.
+	real, err := filepath.EvalSymlinks(filepath.Join(root, rel))
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", rel, err)
+	}
+	if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
+		return "", fmt.Errorf("resolve %q: %w", rel, ErrPathEscapes)
+	}
+	return real, nil
+}
+
+// Open opens rel for reading through an os.Root, which refuses to leave
+// Dir even through symlinks.
+func (s *Snapshot) Open(rel string) (*os.File, error) {
+	return s.root.Open(filepath.FromSlash(rel))
+}
+
+// FS returns the tree as an fs.FS confined to Dir, for walking and reading
+// with io/fs; symlinks that leave Dir fail to open.
+func (s *Snapshot) FS() fs.FS { return s.root.FS() }
+
+// Close releases the snapshot and, unless it is a local working tree,
+// removes its directory.
+func (s *Snapshot) Close() error {
+	if s.root != nil {
+		s.root.Close()
+		s.root = nil
+	}
+	if !s.owned || s.Dir == "" {
+		return nil
+	}
+	// The tree is read-only; make directories writable again so that
+	// RemoveAll works for a non-root user too.
+	_ = filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	err := os.RemoveAll(s.Dir)
+	s.owned = false
+	return err
+}
+
+// snapshot verifies commit and writes its tree into a new directory.
+func (f *fetcher) snapshot(ctx context.Context, repo *git.Repository, commit *object.Commit, refName plumbing.ReferenceName) (*Snapshot, error) {
+	s := &Snapshot{
+		URL:        f.loc.url,
+		Ref:        f.ref,
+		RefName:    refName.String(),
+		Commit:     commit.Hash.String(),
+		AuthorTime: commit.Author.When,
+		Subject:    subject(commit.Message),
+	}
+	if refName == plumbing.HEAD {
+		s.RefName = ""
+	}
+	if len(f.keys) > 0 {
+		signer, err := f.keys.verify(commit)
+		if err != nil {
+			return nil, f.fail("verify signature", err)
+		}
+		s.SignedBy = signer
+	}
+	dir, err := os.MkdirTemp(f.opts.SnapshotDir, "deliver-"+s.Commit[:12]+"-")
+	if err != nil {
+		return nil, f.fail("checkout", err)
+	}
+	s.Dir, s.owned = dir, true
+	if s.root, err = os.OpenRoot(dir); err != nil {
+		s.Close()
+		return nil, f.fail("checkout", err)
+	}
+	if err := f.writeCommit(ctx, repo, commit, s.root, "."); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// writeCommit writes commit's tree into root at dir, then its submodules
+// when asked, and makes the result read-only.
+func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit *object.Commit, root *os.Root, dir string) error {
+	tree, err := commit.Tree()
+	if err != nil {
+		return f.fail("checkout", err)
+	}
+	w := &treeWriter{ctx: ctx, s: repo.Storer}
+	top, err := root.OpenRoot(dir)
+	if err != nil {
+		return f.fail("checkout", err)
+	}
+	defer top.Close()
+	if err := w.write(top, tree, dir); err != nil {
+		return f.fail("checkout", err)
+	}
+	if f.opts.Submodules && len(w.gitlinks) > 0 {
+		if err := f.submodules(ctx, commit, root, dir, w.gitlinks); err != nil {
+			return err
+		}
+	}
+	// Read-only last, so that submodules could still be written.
+	if err := top.Chmod(".", 0o555); err != nil {
+		return f.fail("checkout", err)
+	}
+	return nil
+}
+
+func subject(message string) string {
+	line, _, _ := strings.Cut(strings.TrimLeft(message, "\n"), "\n")
+	return strings.TrimSpace(line)
+}
+
+// gitlink is a submodule entry met while writing a tree.
+type gitlink struct {
+	path string
+	hash plumbing.Hash
+}
+
+// treeWriter writes a git tree through os.Root handles, one per
+// directory: even a hostile tree (duplicate names, a symlink followed by a
+// directory of the same name) cannot make it write outside the root,
+// because every entry is created by a single-component name relative to a
+// directory it created itself, and os.Root never follows a symlink out.
+// One handle per directory also keeps it to one openat per file, which
+// matters with thousands of files.
+type treeWriter struct {
+	ctx      context.Context
+	s        storer.EncodedObjectStorer
+	gitlinks []gitlink
+}
+
+// write writes tree into dir, the directory held open by d; dir is only
+// used for error messages and submodule paths.
+func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	for _, e := range tree.Entries {
+		if !validName(e.Name) {
+			return fmt.Errorf("tree %s: invalid entry name %q", tree.Hash, e.Name)
+		}
+		p := path.Join(dir, e.Name)
+		switch e.Mode {
+		case filemode.Dir:
+			if err := w.dir(d, e, p); err != nil {
+				return err
+			}
+		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			if err := w.file(d, e); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		case filemode.Symlink:
+			blob, err := object.GetBlob(w.s, e.Hash)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			target, err := readBlob(blob)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			// Written as is, wherever it points: Resolve, Open and FS
+			// are what refuse to follow it out of the snapshot.
+			if err := d.Symlink(string(target), e.Name); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+			// Like git without --recurse-submodules: an empty directory.
+			if err := d.Mkdir(e.Name, 0o755); err != nil {
+				return err
+			}
+			w.gitlinks = append(w.gitlinks, gitlink{path: p, hash: e.Hash})
+		default:
+			return fmt.Errorf("%s: unsupported file mode %s", p, e.Mode)
+		}
+	}
+	return nil
+}
+
+func (w *treeWriter) dir(d *os.Root, e object.TreeEntry, p string) error {
+	// Mkdir fails if the name exists (a duplicate entry or a symlink
+	// written before), so OpenRoot below opens the directory just made.
+	if err := d.Mkdir(e.Name, 0o755); err != nil {
+		return err
+	}
+	sub, err := object.GetTree(w.s, e.Hash)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	child, err := d.OpenRoot(e.Name)
+	if err != nil {
+		return err
+	}
+	err = w.write(child, sub, p)
+	child.Close()
+	if err != nil {
+		return err
+	}
+	// Sealed deepest first, once its content is complete.
+	return d.Chmod(e.Name, 0o555)
+}
+
+func (w *treeWriter) file(d *os.Root, e object.TreeEntry) error {
+	blob, err := object.GetBlob(w.s, e.Hash)
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o444)
+	if e.Mode == filemode.Executable {
+		mode = 0o555
+	}
+	// O_EXCL: a duplicate entry in a crafted tree is an error, not a
+	// silent overwrite.
+	out, err := d.OpenFile(e.Name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	r, err := blob.Reader()
+	if err != nil {
+		out.Close()
+		return err
+	}
+	_, err = io.Copy(out, r)
+	r.Close()
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// maxSymlinkTarget bounds what is read from a symlink blob; real targets
+// are short, and a huge blob in symlink mode is an attack or corruption.
+const maxSymlinkTarget = 4096
+
+func readBlob(b *object.Blob) ([]byte, error) {
+	r, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, maxSymlinkTarget+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSymlinkTarget {
+		return nil, errors.New("symlink target too long")
+	}
+	return data, nil
+}
+
+// validName refuses tree entry names git itself would never write and
+// that could move a write elsewhere: separators, "..", ".git".
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/\\\x00") &&
+		!strings.EqualFold(name, ".git")
+}
