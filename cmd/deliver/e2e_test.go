@@ -74,7 +74,12 @@ func TestExamplePlain(t *testing.T) {
 		t.Skip("no control plane (-short)")
 	}
 	args := []string{"apply", "--kubeconfig", env.Kubeconfig, "--root", "../../examples/plain", "-f", "manifests", "--timeout", "1m"}
-	out, code := run(t, args...)
+	diffArgs := []string{"diff", "--kubeconfig", env.Kubeconfig, "--root", "../../examples/plain", "-f", "manifests"}
+	out, code := run(t, diffArgs...)
+	if code != 2 || !strings.Contains(out, "4 to create, 0 to change, 0 to delete, 0 unchanged") {
+		t.Errorf("diff before apply: exit %d, want 2 and 4 to create:\n%s", code, out)
+	}
+	out, code = run(t, args...)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -91,8 +96,12 @@ func TestExamplePlain(t *testing.T) {
 		t.Errorf("available replicas = %d after apply with wait, want 2", d.Status.AvailableReplicas)
 	}
 	out, code = run(t, args...)
-	if code != 0 || !strings.Contains(out, "0 created, 0 configured, 4 unchanged, 0 failed") {
+	if code != 0 || !strings.Contains(out, "0 created, 0 configured, 0 recreated, 4 unchanged, 0 deleted, 0 failed") {
 		t.Errorf("second apply: exit %d, want 4 unchanged:\n%s", code, out)
+	}
+	out, code = run(t, diffArgs...)
+	if code != 0 || !strings.Contains(out, "0 to create, 0 to change, 0 to delete, 4 unchanged") {
+		t.Errorf("diff after apply: exit %d, want 0 and 4 unchanged:\n%s", code, out)
 	}
 }
 

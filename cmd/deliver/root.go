@@ -19,6 +19,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	g.kube.AddFlags(root.PersistentFlags())
-	root.AddCommand(newVersionCmd(), newRenderCmd(g), newApplyCmd(g))
+	root.AddCommand(newVersionCmd(), newRenderCmd(g), newDiffCmd(g), newApplyCmd(g))
 	return root
 }

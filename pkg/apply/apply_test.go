@@ -10,11 +10,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
-	"github.com/deliverhq/deliver/pkg/render"
 )
 
 var env *testenv.Cluster
@@ -24,11 +24,21 @@ func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env, testenv.Options{})) }
 // objects decodes a YAML stream written by a test, with ns filled in.
 func objects(t *testing.T, ns, manifest string) *object.Set {
 	t.Helper()
-	objs, err := render.Decode("test.yaml", []byte(strings.ReplaceAll(manifest, "NS", ns)))
-	if err != nil {
-		t.Fatal(err)
+	set := &object.Set{}
+	for i, doc := range strings.Split(strings.ReplaceAll(manifest, "NS", ns), "\n---\n") {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m == nil {
+			continue
+		}
+		set.Objects = append(set.Objects, &object.Object{
+			Unstructured: &unstructured.Unstructured{Object: m},
+			Origin:       object.Origin{File: "test.yaml", Doc: i},
+		})
 	}
-	return &object.Set{Objects: objs}
+	return set
 }
 
 func newManager(t *testing.T, opts apply.Options) *apply.Manager {
@@ -75,7 +85,7 @@ func TestApplyDeploymentBecomesAvailable(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, apply.Options{})
 	set := objects(t, ns, deployment)
-	rep, err := m.Apply(ctx, set)
+	rep, err := m.Apply(ctx, set, apply.PlanOptions{App: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +132,7 @@ data: {key: VALUE}
 		{"one", apply.Unchanged},
 		{"two", apply.Configured},
 	} {
-		rep, err := m.Apply(ctx, objects(t, ns, strings.ReplaceAll(cm, "VALUE", step.value)))
+		rep, err := m.Apply(ctx, objects(t, ns, strings.ReplaceAll(cm, "VALUE", step.value)), apply.PlanOptions{App: ns})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +164,7 @@ func TestJobRunsToComplete(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, apply.Options{})
 	set := objects(t, ns, strings.ReplaceAll(job, "LABELS", "{app: migrate}"))
-	if _, err := m.Apply(ctx, set); err != nil {
+	if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns}); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Wait(ctx, set.Objects); err != nil {
@@ -174,7 +184,7 @@ func TestJobWithFailingPodFails(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, apply.Options{})
 	set := objects(t, ns, strings.ReplaceAll(job, "LABELS", "{app: migrate, "+testenv.FailLabel+": \"true\"}"))
-	if _, err := m.Apply(ctx, set); err != nil {
+	if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns}); err != nil {
 		t.Fatal(err)
 	}
 	err := m.Wait(ctx, set.Objects)
@@ -196,7 +206,7 @@ func TestWaitTimeoutNamesObject(t *testing.T) {
 	m := newManager(t, apply.Options{Timeout: 3 * time.Second})
 	manifest := strings.Replace(deployment, "labels: {app: web}\n    spec:", "labels: {app: web, "+testenv.NeverReadyLabel+": \"true\"}\n    spec:", 1)
 	set := objects(t, ns, manifest)
-	if _, err := m.Apply(ctx, set); err != nil {
+	if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns}); err != nil {
 		t.Fatal(err)
 	}
 	err := m.Wait(ctx, set.Objects)
@@ -234,7 +244,7 @@ spec:
 `
 	// A group of its own per test keeps parallel runs from sharing the CRD.
 	manifest = strings.ReplaceAll(manifest, "example.com", group)
-	rep, err := m.Apply(ctx, objects(t, ns, manifest))
+	rep, err := m.Apply(ctx, objects(t, ns, manifest), apply.PlanOptions{App: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,8 +267,8 @@ func TestApplyUnknownKindNamesObject(t *testing.T) {
 apiVersion: nothere.example.com/v1
 kind: Gadget
 metadata: {name: g, namespace: NS}
-`))
-	if err == nil || !strings.Contains(err.Error(), "Gadget/"+ns+"/g: apply: unknown kind Gadget") {
+`), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Gadget/"+ns+"/g (test.yaml#0): unknown kind Gadget in nothere.example.com/v1") {
 		t.Fatalf("error = %v, want the object and the unknown kind named", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
@@ -35,6 +37,15 @@ type Options struct {
 	Timeout time.Duration
 	// PollInterval is how often Wait reads the objects. Default 500ms.
 	PollInterval time.Duration
+	// InventoryNamespace holds the inventory Secrets. Default
+	// "deliver-system"; created when missing.
+	InventoryNamespace string
+	// Recreate deletes and re-creates any object whose change touches an
+	// immutable field. Without it only objects annotated with
+	// AnnotationRecreate are re-created; the others fail.
+	Recreate bool
+	// Redact masks secret values in error messages and diffs. Default: none.
+	Redact func(string) string
 }
 
 func (o *Options) defaults() {
@@ -50,6 +61,12 @@ func (o *Options) defaults() {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
+	if o.InventoryNamespace == "" {
+		o.InventoryNamespace = "deliver-system"
+	}
+	if o.Redact == nil {
+		o.Redact = func(s string) string { return s }
+	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 500 * time.Millisecond
 	}
@@ -60,6 +77,8 @@ func (o *Options) defaults() {
 type Manager struct {
 	opts   Options
 	dyn    dynamic.Interface
+	meta   metadata.Interface
+	kube   kubernetes.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 }
 
@@ -70,6 +89,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply: client: %w", err)
 	}
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("apply: discovery: %w", err)
@@ -77,6 +104,8 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	return &Manager{
 		opts:   opts,
 		dyn:    dyn,
+		meta:   mc,
+		kube:   kc,
 		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 	}, nil
 }

@@ -15,6 +15,8 @@ const (
 	Created    Action = "created"
 	Configured Action = "configured"
 	Unchanged  Action = "unchanged"
+	Recreated  Action = "recreated"
+	Deleted    Action = "deleted"
 	Failed     Action = "failed"
 )
 
@@ -24,6 +26,9 @@ type Result struct {
 	Origin object.Origin `json:"origin"`
 	Action Action        `json:"action"`
 	Error  string        `json:"error,omitempty"`
+	// Conflicts lists the fields deliver took over from other field
+	// managers, as the server described them.
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 // Report is the outcome of one Apply.
@@ -45,6 +50,6 @@ func (r *Report) Count(a Action) int {
 
 // Summary formats the counts as one line.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("%d created, %d configured, %d unchanged, %d failed",
-		r.Count(Created), r.Count(Configured), r.Count(Unchanged), r.Count(Failed))
+	return fmt.Sprintf("%d created, %d configured, %d recreated, %d unchanged, %d deleted, %d failed",
+		r.Count(Created), r.Count(Configured), r.Count(Recreated), r.Count(Unchanged), r.Count(Deleted), r.Count(Failed))
 }

@@ -59,12 +59,12 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 }
 
 func (m *Manager) status(ctx context.Context, o *object.Object) (status.Status, string, error) {
-	u := o.DeepCopy()
-	ri, err := m.resource(u)
+	id := o.ID()
+	gvr, _, err := m.gvrFor(id.GroupKind(), o.GroupVersionKind().Version)
 	if err != nil {
 		return status.UnknownStatus, "", err
 	}
-	live, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+	live, err := m.client(&Change{ID: id, gvr: gvr}).Get(ctx, id.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return status.NotFoundStatus, "not found", nil
 	}

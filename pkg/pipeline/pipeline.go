@@ -1,6 +1,7 @@
 // Package pipeline wires deliver's stages for one run: read the desired
-// state, render it, and apply it. The CLI, CI and (later) the in-cluster
-// reconciler all go through here, so they behave the same.
+// state, render it, plan it against the cluster, and apply it. The CLI, CI
+// and (later) the in-cluster reconciler all go through here, so what the
+// laptop diff shows is what CI will do.
 package pipeline
 
 import (
@@ -21,12 +22,23 @@ type Options struct {
 	Root string
 	// Path is the manifests' file or folder relative to Root.
 	Path string
-	// App names the set in origins and reports. Default "default".
+	// App names the app: its objects carry the app label and its inventory
+	// is kept under this name. Default "default".
 	App string
+	// Revision is the git commit being delivered, recorded in the inventory.
+	Revision string
 	// Apply configures the apply stage.
 	Apply apply.Options
+	// FullDryRun dry-runs every object instead of trusting the inventory.
+	FullDryRun bool
 	// Wait waits for every applied object to be ready (kstatus Current).
 	Wait bool
+}
+
+func (o *Options) defaults() {
+	if o.App == "" {
+		o.App = "default"
+	}
 }
 
 // Render reads and renders the desired state without touching a cluster.
@@ -34,15 +46,14 @@ func Render(ctx context.Context, opts Options) (*object.Set, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if opts.App == "" {
-		opts.App = "default"
-	}
+	opts.defaults()
 	return render.Plain(render.PlainOptions{Root: opts.Root, Path: opts.Path, App: opts.App})
 }
 
-// Apply renders the desired state and applies it to the cluster cfg points
-// at. The report is returned also when applying failed part way.
-func Apply(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Report, error) {
+// Diff renders the desired state and plans it against the cluster cfg
+// points at. It never writes to the cluster.
+func Diff(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Plan, error) {
+	opts.defaults()
 	set, err := Render(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -51,7 +62,23 @@ func Apply(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Report, 
 	if err != nil {
 		return nil, err
 	}
-	rep, err := m.Apply(ctx, set)
+	return m.Plan(ctx, set, apply.PlanOptions{App: opts.App, Revision: opts.Revision, FullDryRun: opts.FullDryRun})
+}
+
+// Apply renders the desired state, applies it to the cluster cfg points at,
+// prunes what left git and waits for readiness. The report is returned also
+// when applying failed part way.
+func Apply(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Report, error) {
+	opts.defaults()
+	set, err := Render(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := apply.New(cfg, opts.Apply)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := m.Apply(ctx, set, apply.PlanOptions{App: opts.App, Revision: opts.Revision, FullDryRun: opts.FullDryRun})
 	if err != nil {
 		return rep, err
 	}

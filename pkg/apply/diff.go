@@ -1,0 +1,198 @@
+package apply
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// DiffOptions configure how a plan is printed.
+type DiffOptions struct {
+	// Color adds ANSI colours, for terminals.
+	Color bool
+	// Context is the number of unchanged lines around each change. Default 3.
+	Context int
+	// ShowUnchanged lists unchanged objects by name too.
+	ShowUnchanged bool
+}
+
+// WriteDiff prints a unified diff per changed object, then the summary line.
+// Secret data is masked: only whether each key was added, removed or changed
+// shows. Every line also goes through the manager's Redact.
+func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
+	if opts.Context == 0 {
+		opts.Context = 3
+	}
+	for _, c := range p.Changes {
+		if c.Type == ChangeUnchanged {
+			if opts.ShowUnchanged {
+				fmt.Fprintf(w, "%s unchanged\n", c.ID)
+			}
+			continue
+		}
+		text, err := c.unifiedDiff(opts.Context)
+		if err != nil {
+			return fmt.Errorf("%s: diff: %w", c.ID, err)
+		}
+		header := fmt.Sprintf("%s %s", c.ID, c.Type)
+		if c.Note != "" {
+			header += " (" + c.Note + ")"
+		}
+		fmt.Fprintln(w, colorize(opts.Color, "1", header))
+		for _, line := range strings.SplitAfter(p.redact(text), "\n") {
+			if line == "" {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(line, "+") && !strings.HasPrefix(line, "+++"):
+				line = colorize(opts.Color, "32", strings.TrimSuffix(line, "\n")) + "\n"
+			case strings.HasPrefix(line, "-") && !strings.HasPrefix(line, "---"):
+				line = colorize(opts.Color, "31", strings.TrimSuffix(line, "\n")) + "\n"
+			}
+			io.WriteString(w, line)
+		}
+	}
+	_, err := fmt.Fprintln(w, p.Summary())
+	return err
+}
+
+func colorize(on bool, code, s string) string {
+	if !on {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// unifiedDiff renders the masked before and after of the change.
+func (c *Change) unifiedDiff(context int) (string, error) {
+	var before, after *unstructured.Unstructured
+	switch c.Type {
+	case ChangeCreate:
+		after = c.Desired
+	case ChangeDelete:
+		before = c.Live
+	default:
+		before, after = c.Live, c.Merged
+		if after == nil { // re-create: the desired object replaces the live one
+			after = c.Desired
+		}
+	}
+	before, after = maskSecrets(before, after)
+	a, err := toYAML(before)
+	if err != nil {
+		return "", err
+	}
+	b, err := toYAML(after)
+	if err != nil {
+		return "", err
+	}
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(a), B: difflib.SplitLines(b),
+		FromFile: "live/" + c.ID.String(), ToFile: "git/" + c.ID.String(),
+		Context: context,
+	})
+}
+
+func toYAML(u *unstructured.Unstructured) (string, error) {
+	if u == nil {
+		return "", nil
+	}
+	data, err := yaml.Marshal(normalize(u))
+	return string(data), err
+}
+
+// Mask strings. Neither length nor a hash of the value shows.
+const (
+	mask        = "***"
+	maskBefore  = "*** (before)"
+	maskAfter   = "*** (after)"
+	lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+)
+
+// maskSecrets returns copies of a Secret's two versions with every value of
+// data and stringData replaced by a mask that tells only whether it changed.
+// stringData is folded into data first, as the server does, so a value
+// moved from one to the other does not show as a change.
+func maskSecrets(before, after *unstructured.Unstructured) (*unstructured.Unstructured, *unstructured.Unstructured) {
+	isSecret := func(u *unstructured.Unstructured) bool {
+		return u != nil && u.GetKind() == "Secret" && u.GroupVersionKind().Group == ""
+	}
+	if !isSecret(before) && !isSecret(after) {
+		return before, after
+	}
+	values := func(u *unstructured.Unstructured) map[string]string {
+		out := map[string]string{}
+		if u == nil {
+			return out
+		}
+		data, _, _ := unstructured.NestedMap(u.Object, "data")
+		for k, v := range data {
+			out[k] = fmt.Sprint(v)
+		}
+		sd, _, _ := unstructured.NestedMap(u.Object, "stringData")
+		for k, v := range sd {
+			out[k] = "string:" + fmt.Sprint(v) // compared, never printed
+		}
+		return out
+	}
+	bv, av := values(before), values(after)
+	masked := func(u *unstructured.Unstructured, mine, other map[string]string, changedMask string) *unstructured.Unstructured {
+		if u == nil {
+			return nil
+		}
+		u = u.DeepCopy()
+		unstructured.RemoveNestedField(u.Object, "stringData")
+		if len(mine) > 0 {
+			data := map[string]any{}
+			for k, v := range mine {
+				if o, ok := other[k]; ok && o != v {
+					data[k] = changedMask
+				} else {
+					data[k] = mask
+				}
+			}
+			u.Object["data"] = data
+		}
+		if ann := u.GetAnnotations(); ann[lastApplied] != "" {
+			ann[lastApplied] = mask
+			u.SetAnnotations(ann)
+		}
+		return u
+	}
+	return masked(before, bv, av, maskBefore), masked(after, av, bv, maskAfter)
+}
+
+// jsonChange is the machine form of a change.
+type jsonChange struct {
+	*Change
+	Diff string `json:"diff,omitempty"`
+}
+
+// WriteJSON prints the plan as JSON, with the same masked diffs.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	out := struct {
+		App      string       `json:"app"`
+		Revision string       `json:"revision,omitempty"`
+		Summary  string       `json:"summary"`
+		Changes  []jsonChange `json:"changes"`
+	}{App: p.App, Revision: p.Revision, Summary: p.Summary()}
+	for _, c := range p.Changes {
+		jc := jsonChange{Change: c}
+		if c.Type != ChangeUnchanged {
+			text, err := c.unifiedDiff(3)
+			if err != nil {
+				return fmt.Errorf("%s: diff: %w", c.ID, err)
+			}
+			jc.Diff = p.redact(text)
+		}
+		out.Changes = append(out.Changes, jc)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,90 @@
+package apply
+
+import (
+	"context"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+)
+
+// dryRun reads the live object and asks the server what an apply would make
+// of it (dryRun=All, forcing conflicts as the apply will), then classifies
+// the change.
+func (m *Manager) dryRun(ctx context.Context, c *Change) error {
+	ri := m.client(c)
+	live, err := ri.Get(ctx, c.ID.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	merged, err := ri.Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
+		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
+	})
+	if err != nil {
+		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
+			c.Live, c.Type = live, ChangeUpdate
+			c.Note = "an immutable field changed: the object will be deleted and re-created"
+			return nil
+		}
+		return explain(err, c)
+	}
+	c.Live, c.Merged = live, merged
+	if sameContent(live, merged) {
+		c.Type = ChangeUnchanged
+	} else {
+		c.Type = ChangeUpdate
+	}
+	return nil
+}
+
+// client returns the dynamic client for the change's resource.
+func (m *Manager) client(c *Change) dynamic.ResourceInterface {
+	if c.ID.Namespace == "" {
+		return m.dyn.Resource(c.gvr)
+	}
+	return m.dyn.Resource(c.gvr).Namespace(c.ID.Namespace)
+}
+
+// sameContent compares two versions of an object without the fields the
+// server changes on every write (managedFields, resourceVersion, generation,
+// timestamps) and without status, which deliver does not apply. A no-op
+// apply can still rewrite managedFields (the apiserver does so once for a
+// new Namespace, whose kubernetes.io/metadata.name label it sets itself);
+// that is no change the user made.
+func sameContent(a, b *unstructured.Unstructured) bool {
+	return equality.Semantic.DeepEqual(normalize(a), normalize(b))
+}
+
+func normalize(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy()
+	c.SetManagedFields(nil)
+	c.SetResourceVersion("")
+	c.SetGeneration(0)
+	c.SetUID("")
+	c.SetCreationTimestamp(metav1.Time{})
+	unstructured.RemoveNestedField(c.Object, "status")
+	unstructured.RemoveNestedField(c.Object, "metadata", "creationTimestamp")
+	return c.Object
+}
+
+// sortChanges puts changes in apply order and deletes last, in reverse.
+func sortChanges(cs []*Change) {
+	sort.SliceStable(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		ad, bd := a.Type == ChangeDelete, b.Type == ChangeDelete
+		switch {
+		case ad != bd:
+			return bd
+		case ad:
+			if a.stage != b.stage {
+				return a.stage > b.stage
+			}
+			return less(b.ID, a.ID)
+		case a.stage != b.stage:
+			return a.stage < b.stage
+		}
+		return less(a.ID, b.ID)
+	})
+}

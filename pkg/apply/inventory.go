@@ -1,0 +1,114 @@
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// Inventory is the cluster's memory of one app: what deliver applied, so
+// that prune deletes only what deliver created and a no-change diff needs
+// no dry run. It is stored in a Secret because the digests cover Secret
+// objects, and a digest of a short secret could be brute-forced.
+type Inventory struct {
+	// App is the app's name.
+	App string `json:"app"`
+	// Revision is the git commit of the last run.
+	Revision string `json:"revision,omitempty"`
+	// Time is when the last run ended.
+	Time time.Time `json:"time"`
+	// Result is "applying" while a run is under way, then "succeeded" or
+	// "failed". An "applying" inventory found by the next run means the
+	// previous run was interrupted; it still lists every object it created.
+	Result string `json:"result"`
+	// Message explains a failed result.
+	Message string `json:"message,omitempty"`
+	// Entries are the objects deliver owns for the app.
+	Entries []Entry `json:"entries"`
+}
+
+// Entry is one object in an inventory.
+type Entry struct {
+	object.ID
+	// Version is the API version the object was applied at, for listing.
+	Version string `json:"version"`
+	// Digest is the digest of the desired object deliver last applied.
+	Digest string `json:"digest,omitempty"`
+	// ResourceVersion and Generation are what the server returned for it.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	Generation      int64  `json:"generation,omitempty"`
+}
+
+// Inventory results.
+const (
+	ResultApplying  = "applying"
+	ResultSucceeded = "succeeded"
+	ResultFailed    = "failed"
+)
+
+const inventoryKey = "inventory.json"
+
+func inventoryName(app string) string { return "deliver-inventory-" + app }
+
+// ReadInventory returns the stored inventory of app, or an empty one.
+func (m *Manager) ReadInventory(ctx context.Context, app string) (*Inventory, error) {
+	s, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &Inventory{App: app}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, inventoryName(app), err)
+	}
+	inv := &Inventory{}
+	if err := json.Unmarshal(s.Data[inventoryKey], inv); err != nil {
+		return nil, fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, inventoryName(app), err)
+	}
+	return inv, nil
+}
+
+// writeInventory stores inv, creating deliver's namespace when needed.
+func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
+	sort.Slice(inv.Entries, func(i, j int) bool { return less(inv.Entries[i].ID, inv.Entries[j].ID) })
+	data, err := json.Marshal(inv)
+	if err != nil {
+		return err
+	}
+	ns, name := m.opts.InventoryNamespace, inventoryName(inv.App)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
+		Type:       "deliver.dev/inventory",
+		Data:       map[string][]byte{inventoryKey: data},
+	}
+	secrets := m.kube.CoreV1().Secrets(ns)
+	_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: m.opts.FieldManager})
+	if apierrors.IsNotFound(err) {
+		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+		if apierrors.IsNotFound(err) { // the namespace itself
+			nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+			if _, err = m.kube.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err == nil || apierrors.IsAlreadyExists(err) {
+				_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("inventory %s/%s: write: %w", ns, name, err)
+	}
+	return nil
+}
+
+// entries indexes an inventory by object ID.
+func (inv *Inventory) index() map[object.ID]Entry {
+	out := make(map[object.ID]Entry, len(inv.Entries))
+	for _, e := range inv.Entries {
+		out[e.ID] = e
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+package apply
+
+// Labels and annotations deliver reads and writes on objects.
+const (
+	// LabelApp marks an object as owned by a deliver app. Prune deletes only
+	// objects that carry it with the app's name, so an object someone else
+	// created with the same name is never deleted.
+	LabelApp = "deliver.dev/app"
+	// LabelInventory marks the Secret holding an app's inventory.
+	LabelInventory = "deliver.dev/inventory"
+
+	// AnnotationPrune set to "disabled" keeps an object in the cluster when
+	// it leaves git. Flux's and Helm's equivalents are honoured too.
+	AnnotationPrune    = "deliver.dev/prune"
+	fluxPrune          = "kustomize.toolkit.fluxcd.io/prune"
+	helmResourcePolicy = "helm.sh/resource-policy"
+	// AnnotationRecreate set to "true" lets deliver delete and re-create
+	// the object when a change touches an immutable field. Flux's
+	// kustomize.toolkit.fluxcd.io/force: Enabled is honoured too.
+	AnnotationRecreate = "deliver.dev/recreate"
+	fluxForce          = "kustomize.toolkit.fluxcd.io/force"
+)
+
+// pruneDisabled reports whether annotations opt an object out of pruning.
+func pruneDisabled(ann map[string]string) bool {
+	return ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep"
+}
+
+// recreateAllowed reports whether annotations allow delete and re-create.
+func recreateAllowed(ann map[string]string) bool {
+	return ann[AnnotationRecreate] == "true" || ann[fluxForce] == "Enabled"
+}

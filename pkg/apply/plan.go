@@ -1,0 +1,335 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// ChangeType is what a plan will do to one object.
+type ChangeType string
+
+// The closed set of change types.
+const (
+	ChangeCreate    ChangeType = "create"
+	ChangeUpdate    ChangeType = "update"
+	ChangeDelete    ChangeType = "delete"
+	ChangeUnchanged ChangeType = "unchanged"
+)
+
+// Change is the planned change of one object.
+type Change struct {
+	ID     object.ID     `json:"id"`
+	Origin object.Origin `json:"origin"`
+	Type   ChangeType    `json:"type"`
+	// Note explains an unusual plan, such as an object whose CRD is created
+	// in the same run and so could not be dry-run.
+	Note string `json:"note,omitempty"`
+	// Desired is the object as deliver sends it: namespace defaulted and the
+	// ownership label set. Nil for deletes.
+	Desired *unstructured.Unstructured `json:"-"`
+	// Live is the object in the cluster; nil for creates, and for objects
+	// the fast path found unchanged without reading them.
+	Live *unstructured.Unstructured `json:"-"`
+	// Merged is the server's dry-run result: Live after the apply.
+	Merged *unstructured.Unstructured `json:"-"`
+
+	stage   Stage
+	gvr     schema.GroupVersionResource
+	version string
+	digest  string
+}
+
+// Plan is the difference between the desired set and the cluster.
+type Plan struct {
+	// App and Revision are copied from the PlanOptions.
+	App      string `json:"app"`
+	Revision string `json:"revision,omitempty"`
+	// Changes are in apply order, deletes last in reverse apply order.
+	Changes []*Change `json:"changes"`
+	// DryRuns counts the dry-run requests the plan needed; the fast path
+	// keeps it near the number of objects that really changed.
+	DryRuns int `json:"dryRuns"`
+
+	inventory *Inventory
+	redact    func(string) string
+}
+
+// PlanOptions configure one plan.
+type PlanOptions struct {
+	// App names the app; objects get LabelApp with it, and the inventory is
+	// kept per app. Required.
+	App string
+	// Revision is the git commit recorded in the inventory.
+	Revision string
+	// FullDryRun dry-runs every object instead of trusting the inventory
+	// for objects that did not change since deliver applied them.
+	FullDryRun bool
+}
+
+// Count returns how many changes have type t.
+func (p *Plan) Count(t ChangeType) int {
+	n := 0
+	for _, c := range p.Changes {
+		if c.Type == t {
+			n++
+		}
+	}
+	return n
+}
+
+// HasChanges reports whether applying the plan would change the cluster.
+func (p *Plan) HasChanges() bool { return p.Count(ChangeUnchanged) != len(p.Changes) }
+
+// Summary formats the counts as one line.
+func (p *Plan) Summary() string {
+	return fmt.Sprintf("%d to create, %d to change, %d to delete, %d unchanged",
+		p.Count(ChangeCreate), p.Count(ChangeUpdate), p.Count(ChangeDelete), p.Count(ChangeUnchanged))
+}
+
+// Plan compares the desired objects with the cluster. It reads the app's
+// inventory and lists the metadata of the kinds involved (one request per
+// kind and namespace); only objects that are new to the inventory, changed
+// in git or changed in the cluster since deliver applied them are dry-run.
+// Hooks in set are not planned here.
+func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (*Plan, error) {
+	if opts.App == "" {
+		return nil, errors.New("plan: app name is required")
+	}
+	inv, err := m.ReadInventory(ctx, opts.App)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact}
+	pendingCRDs := crdKinds(set.Objects)
+	var errs []error
+	for _, o := range set.Objects {
+		c, err := m.desired(o, opts.App, pendingCRDs)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.Changes = append(p.Changes, c)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	desired := map[object.ID]bool{}
+	for _, c := range p.Changes {
+		desired[c.ID] = true
+	}
+	var deletes []*Change
+	for _, e := range inv.Entries {
+		if desired[e.ID] {
+			continue
+		}
+		gvr, namespaced, err := m.gvrFor(e.GroupKind(), e.Version)
+		if err != nil {
+			continue // the kind is gone from the cluster, so are its objects
+		}
+		if !namespaced {
+			e.Namespace = ""
+		}
+		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version})
+	}
+
+	live, err := m.listMeta(ctx, append(append([]*Change(nil), p.Changes...), deletes...))
+	if err != nil {
+		return nil, err
+	}
+	entries := inv.index()
+	var mu sync.Mutex
+	m.forEach(ctx, len(p.Changes), func(i int) {
+		c := p.Changes[i]
+		if c.Type == ChangeCreate { // kind not served yet
+			return
+		}
+		lm, exists := live[c.ID]
+		if !exists {
+			c.Type = ChangeCreate
+			return
+		}
+		if e, ok := entries[c.ID]; ok && !opts.FullDryRun && unchangedSince(e, c, lm) {
+			c.Type = ChangeUnchanged
+			return
+		}
+		err := m.dryRun(ctx, c)
+		mu.Lock()
+		defer mu.Unlock()
+		p.DryRuns++
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: dry-run: %w", c.ID, err))
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, d := range deletes {
+		lm, exists := live[d.ID]
+		if !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
+			continue
+		}
+		p.Changes = append(p.Changes, d)
+	}
+	sortChanges(p.Changes)
+	return p, nil
+}
+
+// desired prepares the object deliver will send and its change.
+func (m *Manager) desired(o *object.Object, app string, pendingCRDs map[schema.GroupKind]bool) (*Change, error) {
+	u := o.DeepCopy()
+	u.SetManagedFields(nil)
+	u.SetResourceVersion("")
+	labels := u.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelApp] = app
+	u.SetLabels(labels)
+	gvk := u.GroupVersionKind()
+	c := &Change{Origin: o.Origin, Desired: u, version: gvk.Version}
+	gvr, namespaced, err := m.gvrFor(gvk.GroupKind(), gvk.Version)
+	switch {
+	case err != nil && meta.IsNoMatchError(err) && pendingCRDs[gvk.GroupKind()]:
+		// Cannot be dry-run before its CRD exists; scope is unknown too, so
+		// a missing namespace is filled in at apply time.
+		c.Type = ChangeCreate
+		c.Note = "its CustomResourceDefinition is created in the same run; not dry-run"
+	case err != nil && meta.IsNoMatchError(err):
+		return nil, fmt.Errorf("%s (%s): unknown kind %s in %s: is its CRD installed?", object.IDOf(u), o.Origin, gvk.Kind, gvk.GroupVersion())
+	case err != nil:
+		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
+	case namespaced && u.GetNamespace() == "":
+		u.SetNamespace(m.opts.DefaultNamespace)
+	case !namespaced:
+		u.SetNamespace("")
+	}
+	c.gvr = gvr
+	c.ID = object.IDOf(u)
+	c.stage = StageOf(c.ID)
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.ID, err)
+	}
+	sum := sha256.Sum256(data)
+	c.digest = hex.EncodeToString(sum[:])
+	// The resolved identity flows back to the caller (Wait needs it).
+	o.SetNamespace(u.GetNamespace())
+	return c, nil
+}
+
+// gvrFor resolves a kind to its resource and scope.
+func (m *Manager) gvrFor(gk schema.GroupKind, version string) (schema.GroupVersionResource, bool, error) {
+	mapping, err := m.mapper.RESTMapping(gk, version)
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return schema.GroupVersionResource{}, false, &meta.NoKindMatchError{GroupKind: gk, SearchedVersions: []string{version}}
+		}
+		return schema.GroupVersionResource{}, false, err
+	}
+	return mapping.Resource, mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+func crdKinds(objs []*object.Object) map[schema.GroupKind]bool {
+	out := map[schema.GroupKind]bool{}
+	for _, o := range objs {
+		if o.GroupVersionKind().GroupKind().String() != "CustomResourceDefinition.apiextensions.k8s.io" {
+			continue
+		}
+		g, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		k, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		out[schema.GroupKind{Group: g, Kind: k}] = true
+	}
+	return out
+}
+
+// unchangedSince decides from metadata alone that an object is as deliver
+// left it: the desired object is the one last applied, and the live object
+// was not written since, or (for kinds whose status is written by
+// controllers) its spec generation did not move and the labels and
+// annotations deliver sets still have deliver's values.
+func unchangedSince(e Entry, c *Change, lm *metav1.PartialObjectMetadata) bool {
+	if e.Digest == "" || e.Digest != c.digest {
+		return false
+	}
+	if lm.ResourceVersion == e.ResourceVersion {
+		return true
+	}
+	if e.Generation == 0 || lm.Generation != e.Generation {
+		return false
+	}
+	for k, v := range c.Desired.GetLabels() {
+		if lm.Labels[k] != v {
+			return false
+		}
+	}
+	for k, v := range c.Desired.GetAnnotations() {
+		if lm.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// listMeta lists the metadata of every kind and namespace the changes
+// touch, one request each, in parallel, and returns it by object ID.
+func (m *Manager) listMeta(ctx context.Context, changes []*Change) (map[object.ID]*metav1.PartialObjectMetadata, error) {
+	type listKey struct {
+		gvr schema.GroupVersionResource
+		ns  string
+	}
+	type objKey struct {
+		gr       schema.GroupResource
+		ns, name string
+	}
+	keys := map[listKey]bool{}
+	for _, c := range changes {
+		if c.gvr.Resource != "" {
+			keys[listKey{c.gvr, c.ID.Namespace}] = true
+		}
+	}
+	lists := make([]listKey, 0, len(keys))
+	for k := range keys {
+		lists = append(lists, k)
+	}
+	found := map[objKey]*metav1.PartialObjectMetadata{}
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	m.forEach(ctx, len(lists), func(i int) {
+		k := lists[i]
+		res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s in namespace %q: %w", k.gvr.GroupResource(), k.ns, err))
+			return
+		}
+		for j := range res.Items {
+			item := &res.Items[j]
+			found[objKey{k.gvr.GroupResource(), item.Namespace, item.Name}] = item
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	out := map[object.ID]*metav1.PartialObjectMetadata{}
+	for _, c := range changes {
+		if lm, ok := found[objKey{c.gvr.GroupResource(), c.ID.Namespace, c.ID.Name}]; ok {
+			out[c.ID] = lm
+		}
+	}
+	return out, nil
+}

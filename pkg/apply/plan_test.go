@@ -1,0 +1,304 @@
+package apply_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+func changes(p *apply.Plan) map[string]apply.ChangeType {
+	out := map[string]apply.ChangeType{}
+	for _, c := range p.Changes {
+		out[c.ID.String()] = c.Type
+	}
+	return out
+}
+
+func cms(names ...string) string {
+	var docs []string
+	for _, n := range names {
+		name, value, _ := strings.Cut(n, "=")
+		docs = append(docs, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+name+", namespace: NS}\ndata: {k: \""+value+"\"}\n")
+	}
+	return strings.Join(docs, "\n---\n")
+}
+
+func TestPlanCreateUpdateDeleteUnchanged(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns, Revision: "c1"}
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1", "b=1", "c=1")), opts); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.Plan(ctx, objects(t, ns, cms("a=1", "b=2", "d=1")), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(n string) string { return "ConfigMap/" + ns + "/" + n }
+	want := map[string]apply.ChangeType{id("a"): apply.ChangeUnchanged, id("b"): apply.ChangeUpdate, id("c"): apply.ChangeDelete, id("d"): apply.ChangeCreate}
+	if diff := cmp.Diff(want, changes(p)); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	if got, want := p.Summary(), "1 to create, 1 to change, 1 to delete, 1 unchanged"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+	var out bytes.Buffer
+	if err := p.WriteDiff(&out, apply.DiffOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"ConfigMap/" + ns + "/b update", "-  k: \"1\"", "+  k: \"2\"", "ConfigMap/" + ns + "/d create"} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("diff lacks %q:\n%s", line, out.String())
+		}
+	}
+	rep, err := m.Execute(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantActions := map[string]apply.Action{id("a"): apply.Unchanged, id("b"): apply.Configured, id("c"): apply.Deleted, id("d"): apply.Created}
+	if diff := cmp.Diff(wantActions, actions(rep)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "c", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("c not pruned: %v", err)
+	}
+	inv, err := m.ReadInventory(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range inv.Entries {
+		names = append(names, e.Name)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "d"}, names); diff != "" || inv.Result != apply.ResultSucceeded || inv.Revision != "c1" {
+		t.Errorf("inventory %s %s (-want +got):\n%s", inv.Result, inv.Revision, diff)
+	}
+}
+
+// TestFastPathAndDrift checks that a no-change plan needs no dry run, even
+// for a Deployment whose status the controllers rewrote, and that a
+// change made in the cluster (kubectl edit, kubectl scale) is still seen
+// and reverted.
+func TestFastPathAndDrift(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	set := objects(t, ns, cms("a=1", "b=1")+"\n---\n"+deployment)
+	if _, err := m.Apply(ctx, set, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx, set.Objects); err != nil { // status rewritten by the rollout
+		t.Fatal(err)
+	}
+	p, err := m.Plan(ctx, objects(t, ns, cms("a=1", "b=1")+"\n---\n"+deployment), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.HasChanges() || p.DryRuns != 0 {
+		t.Errorf("no-change plan: %s with %d dry runs, want no changes and no dry run", p.Summary(), p.DryRuns)
+	}
+
+	// kubectl edit of a ConfigMap and kubectl scale of the Deployment.
+	cs := env.Client()
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "a", types.MergePatchType, []byte(`{"data":{"k":"edited"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, "web", types.MergePatchType, []byte(`{"spec":{"replicas":5}}`), metav1.PatchOptions{FieldManager: "kubectl-scale"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = m.Plan(ctx, objects(t, ns, cms("a=1", "b=1")+"\n---\n"+deployment), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]apply.ChangeType{
+		"ConfigMap/" + ns + "/a": apply.ChangeUpdate, "ConfigMap/" + ns + "/b": apply.ChangeUnchanged,
+		"Deployment/" + ns + "/web": apply.ChangeUpdate,
+	}
+	if diff := cmp.Diff(want, changes(p)); diff != "" {
+		t.Errorf("drift plan (-want +got):\n%s", diff)
+	}
+	if p.DryRuns != 2 {
+		t.Errorf("drift plan dry runs = %d, want 2 (only the drifted objects)", p.DryRuns)
+	}
+	rep, err := m.Execute(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count(apply.Configured) != 2 {
+		t.Errorf("revert: %s", rep.Summary())
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %d after revert, want 2", *d.Spec.Replicas)
+	}
+}
+
+func TestConflictWithAnotherManager(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cs := env.Client()
+	// kubectl apply --server-side by a person: owns data.k.
+	cm := []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"mine"}}`)
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "a", types.ApplyPatchType, cm, metav1.PatchOptions{FieldManager: "kubectl"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newManager(t, apply.Options{NoForce: true}).Apply(ctx, objects(t, ns, cms("a=git")), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "ConfigMap/"+ns+"/a: apply: conflict") || !strings.Contains(err.Error(), "kubectl") {
+		t.Fatalf("fail-on-conflict error = %v, want a conflict naming kubectl", err)
+	}
+	rep, err := newManager(t, apply.Options{}).Apply(ctx, objects(t, ns, cms("a=git")), apply.PlanOptions{App: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	if r.Action != apply.Configured || len(r.Conflicts) == 0 || !strings.Contains(strings.Join(r.Conflicts, " "), "kubectl") {
+		t.Errorf("result = %+v, want configured with a conflict naming kubectl", r)
+	}
+	got, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{})
+	if got.Data["k"] != "git" {
+		t.Errorf("data.k = %q, want git", got.Data["k"])
+	}
+}
+
+func TestImmutableFieldNeedsRecreate(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	v1 := strings.ReplaceAll(job, "LABELS", "{app: migrate}")
+	if _, err := m.Apply(ctx, objects(t, ns, v1), opts); err != nil {
+		t.Fatal(err)
+	}
+	v2 := strings.ReplaceAll(v1, "app:1.0", "app:2.0")
+	_, err := m.Apply(ctx, objects(t, ns, v2), opts)
+	if !errors.Is(err, apply.ErrImmutable) || !strings.Contains(err.Error(), "Job/"+ns+"/migrate") {
+		t.Fatalf("error = %v, want ErrImmutable naming the Job", err)
+	}
+	annotated := strings.Replace(v2, "metadata: {name: migrate, namespace: NS}", "metadata: {name: migrate, namespace: NS, annotations: {deliver.dev/recreate: \"true\"}}", 1)
+	rep, err := m.Apply(ctx, objects(t, ns, annotated), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Results[0].Action != apply.Recreated {
+		t.Errorf("action = %s, want recreated", rep.Results[0].Action)
+	}
+	j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := j.Spec.Template.Spec.Containers[0].Image; img != "registry.example/app:2.0" {
+		t.Errorf("image = %s after recreate", img)
+	}
+}
+
+func TestSecretMaskedInDiff(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	const canary = "CANARY-s3cr3t-7f2a"
+	secret := func(v string) string {
+		return "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: NS}\nstringData: {password: \"" + v + "\", user: app}\n"
+	}
+	p, err := m.Plan(ctx, objects(t, ns, secret(canary)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_ = p.WriteDiff(&out, apply.DiffOptions{})
+	_ = p.WriteJSON(&out)
+	if _, err := m.Execute(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	p, err = m.Plan(ctx, objects(t, ns, secret(canary+"-rotated")), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second bytes.Buffer
+	_ = p.WriteDiff(&second, apply.DiffOptions{})
+	_ = p.WriteJSON(&second)
+	out.Write(second.Bytes())
+	for _, leak := range []string{canary, base64.StdEncoding.EncodeToString([]byte(canary)), "YXBw" /* base64 "app" */} {
+		if strings.Contains(out.String(), leak) {
+			t.Errorf("diff output leaks %q:\n%s", leak, out.String())
+		}
+	}
+	for _, want := range []string{"-  password: '*** (before)'", "+  password: '*** (after)'", "   user: '***'"} {
+		if !strings.Contains(second.String(), want) {
+			t.Errorf("diff lacks %q:\n%s", want, second.String())
+		}
+	}
+}
+
+func TestFailedStageKeepsInventory(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
+	_, err := m.Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web") {
+		t.Fatalf("error = %v, want the Deployment named", err)
+	}
+	inv, err := m.ReadInventory(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range inv.Entries {
+		names = append(names, e.Kind+"/"+e.Name)
+	}
+	if diff := cmp.Diff([]string{"ConfigMap/a", "Deployment/web"}, names); diff != "" || inv.Result != apply.ResultFailed {
+		t.Errorf("inventory result %s (-want +got):\n%s", inv.Result, diff)
+	}
+	// The next good run converges, and a later removal prunes the ConfigMap.
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+deployment), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.Apply(ctx, objects(t, ns, deployment), apply.PlanOptions{App: ns})
+	if err != nil || rep.Count(apply.Deleted) != 1 {
+		t.Fatalf("prune after recovery: %v %+v", err, rep)
+	}
+}
+
+func TestPruneOnlyWhatDeliverOwns(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	keep := strings.Replace(cms("keep=1"), "name: keep,", "name: keep, annotations: {deliver.dev/prune: disabled},", 1)
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1", "taken=1")+"\n---\n"+keep), opts); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else takes "taken" over: the ownership label goes.
+	cs := env.Client()
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "taken", types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/labels/deliver.dev~1app"}]`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.Apply(ctx, objects(t, ns, cms("a=1")), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count(apply.Deleted) != 0 {
+		t.Errorf("deleted %d objects, want none: %+v", rep.Count(apply.Deleted), rep.Results)
+	}
+	for _, n := range []string{"taken", "keep"} {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, n, metav1.GetOptions{}); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
