@@ -144,7 +144,10 @@ func (s *HTTPServer) ResetRequests() {
 }
 
 // PackRequests returns the POST git-upload-pack requests recorded, i.e. the
-// fetches that went past ref discovery and downloaded a pack.
+// fetches that went past ref discovery and downloaded a pack. That holds
+// for protocol v0/v1, which go-git speaks; a git CLI speaking protocol v2
+// also POSTs its ref listing (ls-refs), so count those clones' requests
+// accordingly.
 func (s *HTTPServer) PackRequests() []Request {
 	var out []Request
 	for _, r := range s.Requests() {

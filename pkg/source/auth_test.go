@@ -1,7 +1,11 @@
 package source_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +43,7 @@ func TestFetchHTTPAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := fetch(t, source.Options{URL: tt.url, Ref: "main", Auth: tt.auth, CacheDir: t.TempDir()})
+			s, err := fetch(t, source.Options{URL: tt.url, Ref: "main", Auth: tt.auth, CacheDir: cacheDir(t)})
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Fetch: %v", err)
@@ -84,7 +88,7 @@ func TestFetchHTTPSCABundle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := fetch(t, source.Options{URL: f.url, Auth: tt.auth, CacheDir: t.TempDir()})
+			s, err := fetch(t, source.Options{URL: f.url, Auth: tt.auth, CacheDir: cacheDir(t)})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
@@ -144,7 +148,7 @@ func TestFetchSSH(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := fetch(t, source.Options{URL: url, Auth: tt.auth, CacheDir: t.TempDir()})
+			s, err := fetch(t, source.Options{URL: url, Auth: tt.auth, CacheDir: cacheDir(t)})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Fetch: %v", err)
@@ -183,4 +187,93 @@ func TestAuthFromEnv(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AuthFromEnv (-want +got):\n%s", diff)
 	}
+}
+
+// TestFetchHTTPSTokenNeverLeaks puts the canary as a token in an HTTPS URL
+// (https://user:TOKEN@host/...) and fails the fetch in each way that
+// involves the server; no rendering of the error, no log line and no file
+// in the cache may contain it.
+func TestFetchHTTPSTokenNeverLeaks(t *testing.T) {
+	// The server's real token is the canary too, so that the successful
+	// case checks the cache for a stored credential.
+	f := newFixture(t, gitserver.HTTPOptions{TLS: true, Username: "deployer", Password: canary})
+	withToken := func(token string) string {
+		return strings.Replace(f.url, "://", "://deployer:"+token+"@", 1)
+	}
+	tests := []struct {
+		name    string
+		url     string
+		ref     string
+		auth    source.Auth
+		wantErr string // "" for success
+	}{
+		{"wrong token", withToken("wrong-" + canary), "main", source.Auth{CABundle: f.srv.CAPEM()}, "list refs: authentication required"},
+		{"untrusted certificate", withToken(canary), "main", source.Auth{}, "list refs: "},
+		{"token in Auth and URL", withToken(canary), "main", source.Auth{Token: "wrong-" + canary, CABundle: f.srv.CAPEM()}, "list refs: authentication required"},
+		{"unknown ref", withToken(canary), "nope", source.Auth{CABundle: f.srv.CAPEM()}, "resolve ref: ref not found"},
+		{"success", withToken(canary), "main", source.Auth{CABundle: f.srv.CAPEM()}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := cacheDir(t)
+			s, err := fetch(t, source.Options{URL: tt.url, Ref: tt.ref, Auth: tt.auth, CacheDir: cache})
+			var shown []string
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				shown = append(shown, s.URL, fmt.Sprintf("%+v", *s))
+			} else {
+				if err == nil {
+					t.Fatal("Fetch succeeded")
+				}
+				if want := "source " + f.url + "@" + tt.ref + ": " + tt.wantErr; !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("message %q, want prefix %q", err, want)
+				}
+				shown = append(shown, renderings(err)...)
+			}
+			for _, text := range shown {
+				if strings.Contains(text, canary) {
+					t.Errorf("token leaked: %s", text)
+				}
+			}
+			_ = filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return err
+				}
+				if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(canary)) {
+					t.Errorf("token stored in cache file %s", p)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// renderings returns the ways an error ends up in front of people: fmt
+// verbs, structured logs, and the message of every error it wraps.
+func renderings(err error) []string {
+	var out []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
+		out = append(out, fmt.Sprintf(verb, err))
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Error("fetch failed", "err", err)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Error("fetch failed", "err", err)
+	out = append(out, buf.String())
+	queue := []error{err}
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		out = append(out, e.Error())
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			if next := u.Unwrap(); next != nil {
+				queue = append(queue, next)
+			}
+		case interface{ Unwrap() []error }:
+			queue = append(queue, u.Unwrap()...)
+		}
+	}
+	return out
 }

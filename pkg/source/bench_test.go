@@ -13,11 +13,13 @@ import (
 // BenchmarkClone compares Fetch with the git CLI on a generated repository
 // of 5,000 files and 500 commits served over smart HTTP on loopback:
 //
-//	cold/deliver        Fetch into an empty cache, tree written to disk
-//	cold/git            git clone --depth 1 (also checks the tree out)
-//	warm-nochange/deliver  Fetch with the commit cached: ls-remote + tree
-//	                       written to a fresh snapshot directory
-//	warm-nochange/git   git fetch --depth 1 of an unchanged branch
+//	cold/deliver           Fetch + Close into an empty cache: clone, tree
+//	                       written to the cache
+//	cold/git               git clone --depth 1 (also checks the tree out)
+//	warm-nochange/deliver  Fetch + Close with the commit and its tree
+//	                       cached: ls-remote, then the cached tree is
+//	                       reused; no pack, no file written
+//	warm-nochange/git      git fetch --depth 1 of an unchanged branch
 //
 // Run: go test -run '^$' -bench BenchmarkClone -benchtime 5x ./pkg/source/
 func BenchmarkClone(b *testing.B) {
@@ -31,7 +33,7 @@ func BenchmarkClone(b *testing.B) {
 		}
 	}
 	fetch := func(b *testing.B, cache string) *source.Snapshot {
-		s, err := source.Fetch(ctx, source.Options{URL: url, Ref: "main", CacheDir: cache, SnapshotDir: b.TempDir()})
+		s, err := source.Fetch(ctx, source.Options{URL: url, Ref: "main", CacheDir: cache})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -41,11 +43,13 @@ func BenchmarkClone(b *testing.B) {
 	b.Run("cold/deliver", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			cache := b.TempDir()
+			cache := cacheDir(b)
 			b.StartTimer()
-			s := fetch(b, cache)
+			if err := fetch(b, cache).Close(); err != nil {
+				b.Fatal(err)
+			}
 			b.StopTimer()
-			s.Close()
+			makeWritable(cache)
 			os.RemoveAll(cache)
 			b.StartTimer()
 		}
@@ -62,16 +66,17 @@ func BenchmarkClone(b *testing.B) {
 		}
 	})
 	b.Run("warm-nochange/deliver", func(b *testing.B) {
-		cache := b.TempDir()
-		fetch(b, cache).Close()
+		cache := cacheDir(b)
+		first := fetch(b, cache)
+		first.Close()
 		for b.Loop() {
 			s := fetch(b, cache)
-			if s.Fetched {
-				b.Fatal("unchanged remote fetched")
+			if s.Fetched || s.Dir != first.Dir {
+				b.Fatalf("unchanged remote: Fetched=%v Dir=%s, want false %s", s.Fetched, s.Dir, first.Dir)
 			}
-			b.StopTimer()
-			s.Close()
-			b.StartTimer()
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	b.Run("warm-nochange/git", func(b *testing.B) {

@@ -28,7 +28,15 @@
 // at is fetched with the full history, since servers only hand out
 // arbitrary commits when configured to. A file lock (flock) serialises
 // processes sharing a cache; a cache that cannot be read is wiped and
-// cloned again, once.
+// cloned again, once. A first Fetch that fails leaves no cache behind.
+//
+// The checked-out tree of each commit is kept in the cache too, written
+// once into a temporary directory and renamed into place when complete,
+// and shared read-only by every Snapshot of that commit: a Fetch of an
+// unchanged ref writes no files. Callers must never modify a snapshot's
+// files. Each open Snapshot holds a shared lock on its tree; a Fetch keeps
+// the Options.KeepTrees most recently used trees of its URL and removes
+// older ones that no Snapshot, in any process, holds.
 //
 // # Credentials
 //

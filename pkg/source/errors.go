@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 )
 
@@ -47,6 +48,12 @@ func (e *Error) Error() string {
 		}
 	}
 	return msg
+}
+
+// GoString keeps %#v, which would otherwise print the unexported list of
+// secrets, to the scrubbed message.
+func (e *Error) GoString() string {
+	return "&source.Error{" + strconv.Quote(e.Error()) + "}"
 }
 
 // Unwrap returns the cause.

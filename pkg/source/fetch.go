@@ -36,13 +36,19 @@ type Options struct {
 	// Auth holds credentials and trust anchors. Default: anonymous HTTPS
 	// with system CAs; SSH via ssh-agent and ~/.ssh/known_hosts.
 	Auth Auth
-	// CacheDir holds one bare repository per URL, so that the next Fetch
-	// is incremental or, when the ref has not moved, skipped. Several
-	// processes may share it. Default: $XDG_CACHE_HOME/deliver/git (see
-	// os.UserCacheDir).
+	// CacheDir holds, per URL, a bare repository, so that the next Fetch
+	// is incremental or, when the ref has not moved, skipped, and the
+	// checked-out trees of recent commits, so that a Fetch of a commit
+	// fetched before writes no files. Several processes may share it.
+	// Default: $XDG_CACHE_HOME/deliver/git (see os.UserCacheDir).
 	CacheDir string
-	// SnapshotDir is the parent of the snapshot directories Fetch creates.
-	// Default: os.TempDir().
+	// KeepTrees is how many checked-out trees per URL the cache keeps,
+	// most recently used first; older ones are removed by the next Fetch
+	// of that URL once no Snapshot holds them. Default (0 or less): 3,
+	// which covers the tree in use and the ones a rollback needs next.
+	KeepTrees int
+	// SnapshotDir is the parent of the snapshot directories Fetch creates
+	// for file:// URLs, which are not cached. Default: os.TempDir().
 	SnapshotDir string
 	// RequireClean makes local mode refuse a working tree with modified,
 	// staged or untracked (not ignored) files, for CI where only
@@ -60,7 +66,8 @@ type Options struct {
 
 // Fetch pins opts.Ref of the repository at opts.URL to one commit and
 // returns a read-only snapshot of its tree. The caller must Close the
-// snapshot. On error nothing is left behind but the (consistent) cache.
+// snapshot, also so that the cache may collect its tree later. On error
+// nothing is left behind but the (consistent) cache.
 func Fetch(ctx context.Context, opts Options) (*Snapshot, error) {
 	ref := opts.Ref
 	if ref == "" {
@@ -104,14 +111,15 @@ type fetcher struct {
 
 // useFunc receives the pinned commit while the cache is locked, so that
 // reading its objects cannot race with another process wiping the cache.
-// name is the ref it was reached through, fetched whether a pack was
+// c is that locked cache (nil for file:// URLs, which are not cached),
+// name the ref the commit was reached through, fetched whether a pack was
 // downloaded.
-type useFunc func(repo *git.Repository, commit *object.Commit, name plumbing.ReferenceName, fetched bool) error
+type useFunc func(c *cache, repo *git.Repository, commit *object.Commit, name plumbing.ReferenceName, fetched bool) error
 
 // snapshotTo returns a useFunc that turns the commit into *out.
 func (f *fetcher) snapshotTo(ctx context.Context, out **Snapshot) useFunc {
-	return func(repo *git.Repository, commit *object.Commit, name plumbing.ReferenceName, fetched bool) error {
-		s, err := f.snapshot(ctx, repo, commit, name)
+	return func(c *cache, repo *git.Repository, commit *object.Commit, name plumbing.ReferenceName, fetched bool) error {
+		s, err := f.snapshot(ctx, c, repo, commit, name)
 		if err != nil {
 			return err
 		}
@@ -173,6 +181,13 @@ func (f *fetcher) remote(ctx context.Context, use useFunc) error {
 		}
 		_, err = f.fromCache(ctx, c, w, use)
 	}
+	if err != nil {
+		// A first fetch that failed (server gone mid-clone, refused
+		// pack) leaves no empty or half-filled cache behind. Should the
+		// removal fail, the leftover is still safe: the next Fetch opens
+		// it as an existing cache and wipes it if it is unreadable.
+		_ = c.discard()
+	}
 	return err
 }
 
@@ -187,7 +202,7 @@ func (f *fetcher) fromCache(ctx context.Context, c *cache, w want, use useFunc) 
 	if err != nil {
 		return existed, err
 	}
-	return existed, use(repo, commit, w.name, fetched)
+	return existed, use(c, repo, commit, w.name, fetched)
 }
 
 // sync makes sure the commit w names is in repo, fetching only what is

@@ -1,8 +1,13 @@
 package source_test
 
 import (
+	"context"
 	"errors"
+	"io/fs"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,7 +66,7 @@ func TestFetchRefs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := mustFetch(t, source.Options{URL: f.url, Ref: tt.ref, CacheDir: t.TempDir()})
+			s := mustFetch(t, source.Options{URL: f.url, Ref: tt.ref, CacheDir: cacheDir(t)})
 			if diff := cmp.Diff(tt.want, pinnedOf(t, s)); diff != "" {
 				t.Errorf("snapshot mismatch (-want +got):\n%s", diff)
 			}
@@ -86,7 +91,7 @@ func TestFetchNonTipSHA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cache := t.TempDir()
+			cache := cacheDir(t)
 			if tt.shallow {
 				mustFetch(t, source.Options{URL: f.url, CacheDir: cache})
 			}
@@ -112,7 +117,7 @@ func TestFetchNonTipSHA(t *testing.T) {
 // listing and no pack; a moved branch downloads only what changed.
 func TestFetchIncremental(t *testing.T) {
 	f := newFixture(t, gitserver.HTTPOptions{})
-	cache := t.TempDir()
+	cache := cacheDir(t)
 	opts := source.Options{URL: f.url, Ref: "main", CacheDir: cache}
 
 	first := mustFetch(t, opts)
@@ -172,7 +177,7 @@ func TestFetchUnknownRef(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := fetch(t, source.Options{URL: f.url, Ref: tt.ref, CacheDir: t.TempDir()})
+			_, err := fetch(t, source.Options{URL: f.url, Ref: tt.ref, CacheDir: cacheDir(t)})
 			if !errors.Is(err, source.ErrRefNotFound) {
 				t.Fatalf("err = %v, want ErrRefNotFound", err)
 			}
@@ -195,12 +200,93 @@ func TestFetchRefMovedDuringFetch(t *testing.T) {
 			f.repo.CommitAll("moved")
 		}
 	}})
-	_, err := fetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: t.TempDir()})
+	cache := cacheDir(t)
+	_, err := fetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: cache})
 	if !errors.Is(err, source.ErrRefMoved) {
 		t.Fatalf("err = %v, want ErrRefMoved", err)
 	}
 	if !strings.HasPrefix(err.Error(), "source "+f.url+"@main: fetch: refs/heads/main was "+f.c2) {
 		t.Errorf("message %q does not name the ref and the listed commit", err)
+	}
+	// The cache was new: the failed fetch must not leave it half made.
+	if diff := cmp.Diff([]string{}, cacheEntries(t, cache)); diff != "" {
+		t.Errorf("cache after failed first fetch (-want +got):\n%s", diff)
+	}
+}
+
+// cacheEntries lists what is in a cache directory besides lock files,
+// which stay by design (another process may be waiting on one).
+func cacheEntries(t *testing.T, cache string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(cache)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".lock") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// TestFetchUnreachable: a host that refuses connections or does not exist
+// fails fast, with the URL (no credentials) and ref in the message, and
+// leaves no cache behind.
+func TestFetchUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		name    string
+		url     string
+		wantURL string
+	}{
+		{"closed port http", "http://" + closed + "/app.git", "http://" + closed + "/app.git"},
+		{"closed port https with token", "https://deployer:" + canary + "@" + closed + "/app.git", "https://" + closed + "/app.git"},
+		{"closed port ssh", "ssh://git@" + closed + "/app.git", "ssh://git@" + closed + "/app.git"},
+		{"host does not resolve", "https://deployer:" + canary + "@nonexistent.invalid/repo.git", "https://nonexistent.invalid/repo.git"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Bounds a resolver that hangs instead of answering NXDOMAIN;
+			// a refused connection must fail well before.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cache := filepath.Join(t.TempDir(), "cache")
+			// SSH needs a known_hosts file to get as far as dialing.
+			knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+			if err := writeFile(knownHosts, ""); err != nil {
+				t.Fatal(err)
+			}
+			key, _ := gitserver.NewClientKey(t, "")
+			start := time.Now()
+			s, err := source.Fetch(ctx, source.Options{URL: tt.url, Ref: "main", CacheDir: cache,
+				Auth: source.Auth{KnownHostsFiles: []string{knownHosts}, SSHKey: key}})
+			elapsed := time.Since(start)
+			if err == nil {
+				s.Close()
+				t.Fatal("Fetch succeeded")
+			}
+			msg := err.Error()
+			t.Logf("after %v: %s", elapsed.Round(time.Millisecond), msg)
+			if want := "source " + tt.wantURL + "@main: list refs: "; !strings.HasPrefix(msg, want) {
+				t.Errorf("message %q, want prefix %q", msg, want)
+			}
+			if strings.Contains(msg, canary) {
+				t.Errorf("message leaks the token: %s", msg)
+			}
+			if strings.HasPrefix(tt.name, "closed port") && elapsed > 5*time.Second {
+				t.Errorf("refused connection took %v", elapsed)
+			}
+			if diff := cmp.Diff([]string{}, cacheEntries(t, cache)); diff != "" {
+				t.Errorf("cache after failure (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,6 +69,10 @@ func fetch(t testing.TB, opts source.Options) (*source.Snapshot, error) {
 	if opts.SnapshotDir == "" {
 		opts.SnapshotDir = t.TempDir()
 	}
+	if opts.CacheDir == "" {
+		// Never the user's real cache.
+		opts.CacheDir = cacheDir(t)
+	}
 	s, err := source.Fetch(ctx, opts)
 	if s != nil {
 		t.Cleanup(func() {
@@ -100,4 +105,26 @@ func readFile(t testing.TB, s *source.Snapshot, rel string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// cacheDir returns a new cache directory for the test. Cached trees are
+// read-only, which would make the TempDir cleanup fail for a non-root
+// user; a cleanup registered after TempDir's runs before it and makes
+// them writable again.
+func cacheDir(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	tb.Cleanup(func() { makeWritable(dir) })
+	return dir
+}
+
+// makeWritable gives the owner write permission on every directory under
+// dir, so that it can be removed.
+func makeWritable(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
 }

@@ -152,5 +152,5 @@ func (f *fetcher) fileRepo(_ context.Context, use useFunc) error {
 	if err != nil {
 		return f.fail("resolve ref", err)
 	}
-	return use(repo, commit, w.name, false)
+	return use(nil, repo, commit, w.name, false)
 }

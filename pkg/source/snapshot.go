@@ -17,17 +17,29 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/gofrs/flock"
 )
 
-// Snapshot is the tree of one pinned commit on disk. Fetched trees are
-// written read-only into a fresh directory that Close removes; in local
-// mode Dir is the caller's working tree and Close leaves it alone.
+// Snapshot is the tree of one pinned commit on disk.
+//
+// A tree fetched from a remote lives in the cache and is shared: every
+// Fetch of the same commit, in this process or another, returns the same
+// directory, written once. It is read-only (files 0444 or 0555, directories
+// 0555) and callers must never change it, not even after a chmod: other
+// snapshots see the change, and the cache trusts a published tree without
+// checking it again. Copy it to modify it. Close releases it; the cache
+// removes it later, when it falls out of Options.KeepTrees and no
+// Snapshot, in any process, holds it.
+//
+// A file:// URL's tree is written read-only into a fresh directory under
+// Options.SnapshotDir that Close removes. In local mode Dir is the caller's
+// working tree and Close leaves it alone.
 //
 // Later stages must reach files through Resolve, Open or FS, never by
 // joining paths onto Dir themselves: those refuse anything (a "..", an
 // absolute path, a symlink) that leads outside Dir.
 type Snapshot struct {
-	// Dir is the root of the tree.
+	// Dir is the root of the tree. Read-only; see above.
 	Dir string
 	// URL is the repository URL without credentials.
 	URL string
@@ -55,8 +67,12 @@ type Snapshot struct {
 	// empty when no verification was asked for.
 	SignedBy string
 
-	root  *os.Root
+	root *os.Root
+	// owned: Dir is this snapshot's own and Close removes it.
 	owned bool
+	// lock is the shared lock on a cached tree that keeps the cache from
+	// removing it until Close.
+	lock *flock.Flock
 }
 
 // Resolve returns the absolute, symlink-free path of rel (slash or OS
@@ -97,31 +113,29 @@ func (s *Snapshot) Open(rel string) (*os.File, error) {
 // with io/fs; symlinks that leave Dir fail to open.
 func (s *Snapshot) FS() fs.FS { return s.root.FS() }
 
-// Close releases the snapshot and, unless it is a local working tree,
-// removes its directory.
+// Close releases the snapshot. A cached tree stays in the cache for the
+// next Fetch; a file:// snapshot's directory is removed; a local working
+// tree is left alone. Dir must not be used after Close.
 func (s *Snapshot) Close() error {
 	if s.root != nil {
 		s.root.Close()
 		s.root = nil
 	}
-	if !s.owned || s.Dir == "" {
-		return nil
+	var err error
+	if s.lock != nil {
+		err = s.lock.Unlock()
+		s.lock = nil
 	}
-	// The tree is read-only; make directories writable again so that
-	// RemoveAll works for a non-root user too.
-	_ = filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	err := os.RemoveAll(s.Dir)
-	s.owned = false
+	if s.owned {
+		err = errors.Join(err, removeTree(s.Dir))
+		s.owned = false
+	}
 	return err
 }
 
-// snapshot verifies commit and writes its tree into a new directory.
-func (f *fetcher) snapshot(ctx context.Context, repo *git.Repository, commit *object.Commit, refName plumbing.ReferenceName) (*Snapshot, error) {
+// snapshot verifies commit and returns its tree: the cached one, written
+// first if need be, when c is set; else a new directory.
+func (f *fetcher) snapshot(ctx context.Context, c *cache, repo *git.Repository, commit *object.Commit, refName plumbing.ReferenceName) (*Snapshot, error) {
 	s := &Snapshot{
 		URL:        f.loc.url,
 		Ref:        f.ref,
@@ -140,6 +154,9 @@ func (f *fetcher) snapshot(ctx context.Context, repo *git.Repository, commit *ob
 		}
 		s.SignedBy = signer
 	}
+	if c != nil {
+		return f.cachedSnapshot(ctx, c, repo, commit, s)
+	}
 	dir, err := os.MkdirTemp(f.opts.SnapshotDir, "deliver-"+s.Commit[:12]+"-")
 	if err != nil {
 		return nil, f.fail("checkout", err)
@@ -156,6 +173,45 @@ func (f *fetcher) snapshot(ctx context.Context, repo *git.Repository, commit *ob
 	return s, nil
 }
 
+// cachedSnapshot points s at the cached tree of commit, writing it only if
+// the cache has none, and then trims the cache to Options.KeepTrees.
+func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Repository, commit *object.Commit, s *Snapshot) (*Snapshot, error) {
+	name := s.Commit
+	if f.opts.Submodules {
+		// Same commit, different content: submodule directories filled.
+		name += "-submodules"
+	}
+	var werr error
+	dir, lock, err := c.tree(name, func(dir string) error {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		// Kept apart: writeCommit's errors are already *Error values
+		// with their own step.
+		werr = f.writeCommit(ctx, repo, commit, root, ".")
+		return werr
+	})
+	if werr != nil {
+		return nil, werr
+	}
+	if err != nil {
+		return nil, f.fail("checkout", err)
+	}
+	s.Dir, s.lock = dir, lock
+	if s.root, err = os.OpenRoot(dir); err != nil {
+		s.Close()
+		return nil, f.fail("checkout", err)
+	}
+	keep := f.opts.KeepTrees
+	if keep <= 0 {
+		keep = defaultKeepTrees
+	}
+	c.collect(keep)
+	return s, nil
+}
+
 // writeCommit writes commit's tree into root at dir, then its submodules
 // when asked, and makes the result read-only.
 func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit *object.Commit, root *os.Root, dir string) error {
@@ -163,7 +219,10 @@ func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit 
 	if err != nil {
 		return f.fail("checkout", err)
 	}
-	w := &treeWriter{ctx: ctx, s: repo.Storer}
+	// Submodules are written into directories of this tree afterwards,
+	// so with them sealing waits until the end: a non-root user cannot
+	// create anything in a directory already made read-only.
+	w := &treeWriter{ctx: ctx, s: repo.Storer, base: dir, deferSeal: f.opts.Submodules}
 	top, err := root.OpenRoot(dir)
 	if err != nil {
 		return f.fail("checkout", err)
@@ -177,9 +236,11 @@ func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit 
 			return err
 		}
 	}
-	// Read-only last, so that submodules could still be written.
-	if err := top.Chmod(".", 0o555); err != nil {
-		return f.fail("checkout", err)
+	// Deepest first, and the top last.
+	for _, rel := range append(w.unsealed, ".") {
+		if err := top.Chmod(rel, 0o555); err != nil {
+			return f.fail("checkout", err)
+		}
 	}
 	return nil
 }
@@ -203,9 +264,30 @@ type gitlink struct {
 // One handle per directory also keeps it to one openat per file, which
 // matters with thousands of files.
 type treeWriter struct {
-	ctx      context.Context
-	s        storer.EncodedObjectStorer
-	gitlinks []gitlink
+	ctx context.Context
+	s   storer.EncodedObjectStorer
+	// base is the label of the top directory, the prefix of every path
+	// write is given.
+	base string
+	// deferSeal leaves directories writable, listed in unsealed (relative
+	// to the top, deepest first), for the caller to seal when done.
+	deferSeal bool
+	unsealed  []string
+	gitlinks  []gitlink
+}
+
+// seal makes the directory name in d, at label p, read-only now or, with
+// deferSeal, records it for later.
+func (w *treeWriter) seal(d *os.Root, name, p string) error {
+	if w.deferSeal {
+		rel := p
+		if w.base != "." {
+			rel = strings.TrimPrefix(p, w.base+"/")
+		}
+		w.unsealed = append(w.unsealed, rel)
+		return nil
+	}
+	return d.Chmod(name, 0o555)
 }
 
 // write writes tree into dir, the directory held open by d; dir is only
@@ -248,6 +330,13 @@ func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
 				return err
 			}
 			w.gitlinks = append(w.gitlinks, gitlink{path: p, hash: e.Hash})
+			if !w.deferSeal {
+				// Left empty: seal it like any other directory. With
+				// submodules, their own checkout seals it.
+				if err := d.Chmod(e.Name, 0o555); err != nil {
+					return err
+				}
+			}
 		default:
 			return fmt.Errorf("%s: unsupported file mode %s", p, e.Mode)
 		}
@@ -275,7 +364,7 @@ func (w *treeWriter) dir(d *os.Root, e object.TreeEntry, p string) error {
 		return err
 	}
 	// Sealed deepest first, once its content is complete.
-	return d.Chmod(e.Name, 0o555)
+	return w.seal(d, e.Name, p)
 }
 
 func (w *treeWriter) file(d *os.Root, e object.TreeEntry) error {

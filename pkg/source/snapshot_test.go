@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -28,7 +29,7 @@ func TestSnapshotConfinement(t *testing.T) {
 	repo.Symlink("deploy", "inside-dir")
 	repo.CommitAll("links")
 	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("app")
-	s := mustFetch(t, source.Options{URL: url, CacheDir: t.TempDir()})
+	s := mustFetch(t, source.Options{URL: url, CacheDir: cacheDir(t)})
 
 	tests := []struct {
 		rel     string
@@ -84,7 +85,7 @@ func TestSnapshotConfinement(t *testing.T) {
 	}
 
 	// Read-only, executable bit kept.
-	for rel, want := range map[string]fs.FileMode{"deploy/app.yaml": 0o444, "deploy/run.sh": 0o555, "deploy": fs.ModeDir | 0o555} {
+	for rel, want := range map[string]fs.FileMode{".": fs.ModeDir | 0o555, "deploy/app.yaml": 0o444, "deploy/run.sh": 0o555, "deploy": fs.ModeDir | 0o555} {
 		info, err := os.Lstat(filepath.Join(s.Dir, rel))
 		if err != nil {
 			t.Fatal(err)
@@ -94,11 +95,37 @@ func TestSnapshotConfinement(t *testing.T) {
 		}
 	}
 
-	dir := s.Dir
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+}
+
+// TestSnapshotClose checks what Close does to Dir: a cached tree is shared
+// and stays for the next Fetch, an uncached file:// snapshot is removed.
+func TestSnapshotClose(t *testing.T) {
+	f := newFixture(t, gitserver.HTTPOptions{})
+	tests := []struct {
+		name     string
+		opts     source.Options
+		wantKept bool
+	}{
+		{"cached tree is kept", source.Options{URL: f.url, CacheDir: cacheDir(t)}, true},
+		{"file url snapshot is removed", source.Options{URL: "file://" + f.repo.Dir}, false},
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Close left %s: %v", dir, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := source.Fetch(context.Background(), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := s.Dir
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+			_, err = os.Stat(filepath.Join(dir, "deploy", "app.yaml"))
+			if kept := err == nil; kept != tt.wantKept {
+				t.Errorf("after Close, %s kept = %v (%v), want %v", dir, kept, err, tt.wantKept)
+			}
+		})
 	}
 }

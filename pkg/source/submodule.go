@@ -53,7 +53,7 @@ func (f *fetcher) submodules(ctx context.Context, commit *object.Commit, root *o
 		if err != nil {
 			return f.fail("submodules", fmt.Errorf("%s: %w", rel, err))
 		}
-		use := func(repo *git.Repository, c *object.Commit, _ plumbing.ReferenceName, _ bool) error {
+		use := func(_ *cache, repo *git.Repository, c *object.Commit, _ plumbing.ReferenceName, _ bool) error {
 			// Start from an empty directory: use may run a second time
 			// after a corrupt cache was wiped.
 			if err := root.RemoveAll(l.path); err != nil {

@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,7 +37,7 @@ func TestFetchSubmodules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := mustFetch(t, source.Options{URL: url, Submodules: tt.submodules, CacheDir: t.TempDir()})
+			s := mustFetch(t, source.Options{URL: url, Submodules: tt.submodules, CacheDir: cacheDir(t)})
 			got := ""
 			if b, err := os.ReadFile(filepath.Join(s.Dir, "vendor", "lib", "lib.yaml")); err == nil {
 				got = string(b)
@@ -44,8 +45,13 @@ func TestFetchSubmodules(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("vendor/lib/lib.yaml = %q, want %q", got, tt.want)
 			}
-			if info, err := os.Stat(filepath.Join(s.Dir, "vendor", "lib")); err != nil || !info.IsDir() {
-				t.Errorf("vendor/lib is not a directory: %v", err)
+			// Read-only throughout, also where the submodule was written
+			// into an already complete tree.
+			for _, rel := range []string{".", "vendor", "vendor/lib"} {
+				info, err := os.Lstat(filepath.Join(s.Dir, rel))
+				if err != nil || info.Mode() != fs.ModeDir|0o555 {
+					t.Errorf("%s: %v %v, want a directory with mode 0555", rel, info.Mode(), err)
+				}
 			}
 		})
 	}

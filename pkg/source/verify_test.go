@@ -97,7 +97,7 @@ func TestFetchSignatureVerification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			snapDir := t.TempDir()
-			s, err := fetch(t, source.Options{URL: url, Ref: tt.ref, TrustedKeys: tt.trusted, CacheDir: t.TempDir(), SnapshotDir: snapDir})
+			s, err := fetch(t, source.Options{URL: url, Ref: tt.ref, TrustedKeys: tt.trusted, CacheDir: cacheDir(t), SnapshotDir: snapDir})
 			if tt.wantErr != "" {
 				if !errors.Is(err, source.ErrSignature) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want ErrSignature containing %q", err, tt.wantErr)
@@ -117,7 +117,7 @@ func TestFetchSignatureVerification(t *testing.T) {
 	}
 
 	t.Run("malformed trusted key", func(t *testing.T) {
-		_, err := fetch(t, source.Options{URL: url, TrustedKeys: []string{"not a key"}, CacheDir: t.TempDir()})
+		_, err := fetch(t, source.Options{URL: url, TrustedKeys: []string{"not a key"}, CacheDir: cacheDir(t)})
 		if err == nil || !strings.HasPrefix(err.Error(), "source "+url+"@HEAD: read trusted keys: key 0:") {
 			t.Errorf("err = %v", err)
 		}
