@@ -34,6 +34,7 @@ func clusterConfig(g *globals, o *pipeline.Options) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = g.qps, g.burst
 	if ns, _, err := g.kube.ToRawKubeConfigLoader().Namespace(); err == nil {
 		o.Apply.DefaultNamespace = ns
 	}

@@ -7,7 +7,9 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
-	kube *genericclioptions.ConfigFlags
+	kube  *genericclioptions.ConfigFlags
+	qps   float32
+	burst int
 }
 
 func newRootCmd() *cobra.Command {
@@ -19,6 +21,10 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	g.kube.AddFlags(root.PersistentFlags())
+	// client-go's defaults (5 QPS, burst 10) would serialise a 1,000-object
+	// apply; the server's priority and fairness protects it anyway.
+	root.PersistentFlags().Float32Var(&g.qps, "qps", 200, "client-side limit of API requests per second")
+	root.PersistentFlags().IntVar(&g.burst, "burst", 400, "client-side burst of API requests")
 	root.AddCommand(newVersionCmd(), newRenderCmd(g), newDiffCmd(g), newApplyCmd(g))
 	return root
 }

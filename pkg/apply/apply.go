@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,12 +27,22 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 	return m.Execute(ctx, p)
 }
 
-// Execute applies a plan: stage by stage with server-side apply, sending
-// only created and changed objects, then prunes what left git. The
-// inventory is written before the first write, so that it covers every
+// Execute applies a plan in the order that keeps the running version safe:
+//
+//  1. CRDs, Namespaces, cluster objects and config (ServiceAccounts,
+//     ConfigMaps, Secrets, Services) of the new revision;
+//  2. recreate only: scale the changing workloads to zero, wait until their
+//     Pods are gone;
+//  3. pre-apply hooks (migrations) by weight, each waited for;
+//  4. workloads and everything else; with Wait, until ready (kstatus);
+//  5. post-apply hooks;
+//  6. prune what left git, in reverse order.
+//
+// Only created and changed objects are sent. A failure stops the run:
+// on-failure hooks run, replicas scaled down by a recreate are restored
+// (the old version comes back), and nothing after the failed step changes.
+// The inventory is written before the first write, so that it covers every
 // object the run may create even if the run dies, and again at the end.
-// Execute stops after the first stage with a failure, so workloads never
-// start against config that failed to apply.
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 	start := time.Now()
 	rep := &Report{}
@@ -40,22 +52,41 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 			entries[c.ID] = Entry{ID: c.ID, Version: c.version}
 		}
 	}
-	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying}
+	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
+		Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown}
 	inv.Entries = entryList(entries)
+	// A recreate records the replica counts before it scales anything; a
+	// count left by an interrupted run is the older, true one.
+	scaled := append([]Scaled(nil), p.inventory.ScaledDown...)
+	recorded := map[object.ID]bool{}
+	for _, s := range scaled {
+		recorded[s.ID] = true
+	}
+	byID := map[object.ID]*Change{}
+	for _, c := range p.Changes {
+		byID[c.ID] = c
+	}
+	for _, id := range p.ScaleDown {
+		if recorded[id] {
+			continue
+		}
+		n, err := m.liveReplicas(ctx, byID[id])
+		if err != nil {
+			return nil, fmt.Errorf("%s: read replicas: %w", id, err)
+		}
+		scaled = append(scaled, Scaled{ID: id, Version: byID[id].version, Replicas: n})
+	}
+	inv.ScaledDown = scaled
 	if err := m.writeInventory(ctx, inv); err != nil {
 		return nil, err
 	}
 
-	var (
-		errs []error
-		mu   sync.Mutex
-	)
+	var mu sync.Mutex
 	record := func(c *Change, r Result, live *unstructured.Unstructured) {
 		mu.Lock()
 		defer mu.Unlock()
 		rep.Results = append(rep.Results, r)
 		if r.Action == Failed {
-			errs = append(errs, fmt.Errorf("%s: apply: %s", r.ID, r.Error))
 			return
 		}
 		e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
@@ -63,46 +94,105 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 			e.ResourceVersion, e.Generation = live.GetResourceVersion(), live.GetGeneration()
 		} else if old, ok := entries[c.ID]; ok && old.Digest == c.digest {
 			e.ResourceVersion, e.Generation = old.ResourceVersion, old.Generation
+		} else if c.Live != nil {
+			// Unchanged per a dry run, but never applied by deliver.
+			e.ResourceVersion, e.Generation = c.Live.GetResourceVersion(), c.Live.GetGeneration()
 		} else {
-			e.Digest = "" // unchanged per a dry run, but never applied by deliver: verify next time
-			if c.Live != nil {
-				e.Digest = c.digest
-				e.ResourceVersion, e.Generation = c.Live.GetResourceVersion(), c.Live.GetGeneration()
-			}
+			e.Digest = "" // verify with a dry run next time
 		}
 		entries[c.ID] = e
 	}
+	applyStages := func(stages [][]*Change) error {
+		for _, stage := range stages {
+			var errs []error
+			m.forEach(ctx, len(stage), func(i int) {
+				c := stage[i]
+				if c.Type == ChangeUnchanged {
+					record(c, Result{ID: c.ID, Origin: c.Origin, Action: Unchanged}, nil)
+					return
+				}
+				r, live := m.applyChange(ctx, c)
+				record(c, r, live)
+				if r.Action == Failed {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: apply: %s", r.ID, r.Error))
+					mu.Unlock()
+				}
+			})
+			if len(errs) > 0 {
+				return errors.Join(errs...)
+			}
+			var crds []*object.Object
+			for _, c := range stage {
+				if c.ID.GroupKind().String() == "CustomResourceDefinition.apiextensions.k8s.io" && c.Type != ChangeUnchanged {
+					crds = append(crds, &object.Object{Unstructured: c.Desired})
+				}
+			}
+			if len(crds) > 0 {
+				// Objects of the new kinds follow in later stages: wait
+				// until the CRDs are served, then forget cached discovery.
+				if err := m.Wait(ctx, crds); err != nil {
+					return err
+				}
+				m.mapper.Reset()
+			}
+		}
+		return nil
+	}
 
-	for _, stage := range planStages(p.Changes) {
-		var crds []*object.Object
-		m.forEach(ctx, len(stage), func(i int) {
-			c := stage[i]
-			if c.Type == ChangeUnchanged {
-				record(c, Result{ID: c.ID, Origin: c.Origin, Action: Unchanged}, nil)
-				return
-			}
-			r, live := m.applyChange(ctx, c)
-			record(c, r, live)
-		})
-		for _, c := range stage {
-			if c.ID.GroupKind().String() == "CustomResourceDefinition.apiextensions.k8s.io" && c.Type != ChangeUnchanged {
-				crds = append(crds, &object.Object{Unstructured: c.Desired})
+	hooksDone := map[object.ID]HookRecord{}
+	for _, r := range p.inventory.Hooks {
+		hooksDone[r.ID] = r
+	}
+	config, workloads := splitStages(planStages(p.Changes))
+	err := applyStages(config)
+	if err == nil && len(p.ScaleDown) > 0 {
+		err = m.scaleDown(ctx, p, rep)
+	}
+	if err == nil {
+		err = m.runHooks(ctx, p, PreApply, rep, hooksDone)
+	}
+	if err == nil {
+		err = applyStages(workloads)
+	}
+	if err == nil && len(scaled) > 0 {
+		// The new version is applied. Workloads whose desired object sets
+		// no replica count get the old count back.
+		for _, s := range scaled {
+			if c := byID[s.ID]; c != nil {
+				if _, found, _ := unstructured.NestedFieldNoCopy(c.Desired.Object, "spec", "replicas"); !found {
+					if err = m.scale(ctx, c, s.Replicas); err != nil {
+						err = fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
+						break
+					}
+				}
 			}
 		}
-		if len(errs) > 0 {
-			break
-		}
-		if len(crds) > 0 {
-			// Objects of the new kinds follow in later stages: wait until
-			// the CRDs are served, then forget the cached discovery.
-			if err := m.Wait(ctx, crds); err != nil {
-				errs = append(errs, err)
-				break
-			}
-			m.mapper.Reset()
+		if err == nil {
+			scaled = nil
 		}
 	}
-	if len(errs) == 0 {
+	if err == nil && p.opts.Wait {
+		err = m.Wait(ctx, p.desiredObjects())
+	}
+	if err == nil {
+		err = m.runHooks(ctx, p, PostApply, rep, hooksDone)
+	}
+	if err != nil {
+		bg := context.WithoutCancel(ctx)
+		if len(scaled) > 0 {
+			if rerr := m.restore(bg, p, scaled, rep); rerr != nil {
+				err = errors.Join(err, rerr)
+			} else {
+				scaled = nil
+			}
+		}
+		if herr := m.runHooks(bg, p, OnFailure, rep, map[object.ID]HookRecord{}); herr != nil {
+			err = errors.Join(err, fmt.Errorf("on-failure hooks: %w", herr))
+		}
+	}
+	if err == nil {
+		var errs []error
 		for _, c := range p.Changes {
 			if c.Type != ChangeDelete {
 				continue
@@ -115,19 +205,60 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 			}
 			delete(entries, c.ID)
 		}
+		err = errors.Join(errs...)
 	}
 
-	inv.Entries, inv.Time = entryList(entries), time.Now().UTC()
+	inv.Entries, inv.Time, inv.ScaledDown = entryList(entries), time.Now().UTC(), scaled
+	inv.Hooks = nil
+	for _, r := range hooksDone {
+		inv.Hooks = append(inv.Hooks, r)
+	}
+	sort.Slice(inv.Hooks, func(i, j int) bool { return less(inv.Hooks[i].ID, inv.Hooks[j].ID) })
 	inv.Result, inv.Message = ResultSucceeded, ""
-	err := errors.Join(errs...)
 	if err != nil {
 		inv.Result, inv.Message = ResultFailed, m.opts.Redact(err.Error())
 	}
 	if werr := m.writeInventory(context.WithoutCancel(ctx), inv); werr != nil {
 		err = errors.Join(err, werr)
 	}
+	// Results arrive in completion order; report objects in apply order.
+	order := map[object.ID]int{}
+	for i, c := range p.Changes {
+		order[c.ID] = i
+	}
+	sort.SliceStable(rep.Results, func(i, j int) bool {
+		a, b := rep.Results[i], rep.Results[j]
+		if a.Hook != "" || b.Hook != "" {
+			return false
+		}
+		return order[a.ID] < order[b.ID]
+	})
 	rep.Duration = time.Since(start)
 	return rep, err
+}
+
+// splitStages separates the stages before the workloads (config the
+// pre-apply hooks need) from the workloads and the rest.
+func splitStages(stages [][]*Change) (config, rest [][]*Change) {
+	for _, s := range stages {
+		if s[0].stage < StageWorkloads {
+			config = append(config, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	return config, rest
+}
+
+// desiredObjects returns the objects the plan applies, for Wait.
+func (p *Plan) desiredObjects() []*object.Object {
+	var out []*object.Object
+	for _, c := range p.Changes {
+		if c.Type != ChangeDelete {
+			out = append(out, &object.Object{Unstructured: c.Desired, Origin: c.Origin})
+		}
+	}
+	return out
 }
 
 func entryList(m map[object.ID]Entry) []Entry {
@@ -200,8 +331,13 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 	if apierrors.IsConflict(err) {
 		// Another manager owns some of the fields. Git is the source of
 		// truth: take them, and say whose they were.
-		res.Conflicts = conflicts(err)
-		if m.opts.NoForce {
+		for _, c := range conflicts(err) {
+			// spec.replicas held at zero by a recreate is ours to take back.
+			if !strings.Contains(c, `"`+recreateManager+`"`) {
+				res.Conflicts = append(res.Conflicts, c)
+			}
+		}
+		if m.opts.NoForce && len(res.Conflicts) > 0 {
 			return fail(fmt.Errorf("conflict with another field manager (use without --fail-on-conflict to take the fields over): %w", err))
 		}
 		opts.Force = true

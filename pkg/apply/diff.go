@@ -57,8 +57,26 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 			io.WriteString(w, line)
 		}
 	}
+	for _, id := range p.ScaleDown {
+		fmt.Fprintf(w, "%s will be scaled to 0 before the pre-apply hooks (recreate)\n", id)
+	}
+	for _, h := range p.Hooks {
+		verb := "will not run"
+		if h.Run {
+			verb = "will run"
+		}
+		fmt.Fprintf(w, "hook %s (%s, weight %d) %s: %s\n", h.ID, joinPhases(h.Phases), h.Weight, verb, h.Reason)
+	}
 	_, err := fmt.Fprintln(w, p.Summary())
 	return err
+}
+
+func joinPhases(ps []HookPhase) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ",")
 }
 
 func colorize(on bool, code, s string) string {
@@ -176,11 +194,13 @@ type jsonChange struct {
 // WriteJSON prints the plan as JSON, with the same masked diffs.
 func (p *Plan) WriteJSON(w io.Writer) error {
 	out := struct {
-		App      string       `json:"app"`
-		Revision string       `json:"revision,omitempty"`
-		Summary  string       `json:"summary"`
-		Changes  []jsonChange `json:"changes"`
-	}{App: p.App, Revision: p.Revision, Summary: p.Summary()}
+		App       string       `json:"app"`
+		Revision  string       `json:"revision,omitempty"`
+		Summary   string       `json:"summary"`
+		Changes   []jsonChange `json:"changes"`
+		Hooks     []*HookRun   `json:"hooks,omitempty"`
+		ScaleDown any          `json:"scaleDown,omitempty"`
+	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

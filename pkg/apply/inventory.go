@@ -33,6 +33,19 @@ type Inventory struct {
 	Message string `json:"message,omitempty"`
 	// Entries are the objects deliver owns for the app.
 	Entries []Entry `json:"entries"`
+	// Hooks records each hook's last successful run.
+	Hooks []HookRecord `json:"hooks,omitempty"`
+	// ScaledDown holds the replica counts of workloads a recreate scaled
+	// to zero, until the new version runs, so a failed migration (or the
+	// next run after a crash) can bring the old version back.
+	ScaledDown []Scaled `json:"scaledDown,omitempty"`
+}
+
+// Scaled is a workload's replica count before a recreate.
+type Scaled struct {
+	object.ID
+	Version  string `json:"version"`
+	Replicas int64  `json:"replicas"`
 }
 
 // Entry is one object in an inventory.

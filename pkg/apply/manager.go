@@ -35,6 +35,9 @@ type Options struct {
 	Concurrency int
 	// Timeout bounds Wait. Default 5 minutes.
 	Timeout time.Duration
+	// HookTimeout bounds one hook run unless the hook sets its own.
+	// Default 5 minutes.
+	HookTimeout time.Duration
 	// PollInterval is how often Wait reads the objects. Default 500ms.
 	PollInterval time.Duration
 	// InventoryNamespace holds the inventory Secrets. Default
@@ -66,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.Redact == nil {
 		o.Redact = func(s string) string { return s }
+	}
+	if o.HookTimeout == 0 {
+		o.HookTimeout = 5 * time.Minute
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 500 * time.Millisecond

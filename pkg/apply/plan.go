@@ -61,9 +61,15 @@ type Plan struct {
 	// DryRuns counts the dry-run requests the plan needed; the fast path
 	// keeps it near the number of objects that really changed.
 	DryRuns int `json:"dryRuns"`
+	// Hooks are the app's hooks in run order, each saying whether it runs.
+	Hooks []*HookRun `json:"hooks,omitempty"`
+	// ScaleDown lists the workloads a recreate stops before the pre-apply
+	// hooks run.
+	ScaleDown []object.ID `json:"scaleDown,omitempty"`
 
 	inventory *Inventory
 	redact    func(string) string
+	opts      PlanOptions
 }
 
 // PlanOptions configure one plan.
@@ -76,6 +82,12 @@ type PlanOptions struct {
 	// FullDryRun dry-runs every object instead of trusting the inventory
 	// for objects that did not change since deliver applied them.
 	FullDryRun bool
+	// Strategy is rolling (default) or recreate; a workload's
+	// AnnotationStrategy overrides it.
+	Strategy Strategy
+	// Wait waits for the applied objects to be ready before post-apply
+	// hooks run and before Execute returns.
+	Wait bool
 }
 
 // Count returns how many changes have type t.
@@ -111,11 +123,11 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact}
+	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact, opts: opts}
 	pendingCRDs := crdKinds(set.Objects)
 	var errs []error
 	for _, o := range set.Objects {
-		c, err := m.desired(o, opts.App, pendingCRDs)
+		c, err := m.desired(o, opts, pendingCRDs)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -182,12 +194,22 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		}
 		p.Changes = append(p.Changes, d)
 	}
+	// Read what will be deleted, so the diff can show it; deletes are rare.
+	m.forEach(ctx, len(p.Changes), func(i int) {
+		if c := p.Changes[i]; c.Type == ChangeDelete {
+			c.Live, _ = m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
+		}
+	})
 	sortChanges(p.Changes)
+	if err := m.planHooks(p, set, opts); err != nil {
+		return nil, err
+	}
+	p.ScaleDown = scaleDownPlan(p)
 	return p, nil
 }
 
 // desired prepares the object deliver will send and its change.
-func (m *Manager) desired(o *object.Object, app string, pendingCRDs map[schema.GroupKind]bool) (*Change, error) {
+func (m *Manager) desired(o *object.Object, opts PlanOptions, pendingCRDs map[schema.GroupKind]bool) (*Change, error) {
 	u := o.DeepCopy()
 	u.SetManagedFields(nil)
 	u.SetResourceVersion("")
@@ -195,10 +217,14 @@ func (m *Manager) desired(o *object.Object, app string, pendingCRDs map[schema.G
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelApp] = app
+	labels[LabelApp] = opts.App
 	u.SetLabels(labels)
 	gvk := u.GroupVersionKind()
 	c := &Change{Origin: o.Origin, Desired: u, version: gvk.Version}
+	if strategyOf(u, opts.Strategy) == Recreate && gvk.GroupKind().String() == "Deployment.apps" {
+		// Old and new Pods never run side by side in a recreate.
+		_ = unstructured.SetNestedMap(u.Object, map[string]any{"type": "Recreate"}, "spec", "strategy")
+	}
 	gvr, namespaced, err := m.gvrFor(gvk.GroupKind(), gvk.Version)
 	switch {
 	case err != nil && meta.IsNoMatchError(err) && pendingCRDs[gvk.GroupKind()]:

@@ -17,6 +17,9 @@ const (
 	Unchanged  Action = "unchanged"
 	Recreated  Action = "recreated"
 	Deleted    Action = "deleted"
+	ScaledDown Action = "scaled-down"
+	Restored   Action = "restored"
+	HookRan    Action = "hook-ran"
 	Failed     Action = "failed"
 )
 
@@ -29,6 +32,8 @@ type Result struct {
 	// Conflicts lists the fields deliver took over from other field
 	// managers, as the server described them.
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Hook is the phase, for hook runs.
+	Hook string `json:"hook,omitempty"`
 }
 
 // Report is the outcome of one Apply.
@@ -50,6 +55,10 @@ func (r *Report) Count(a Action) int {
 
 // Summary formats the counts as one line.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("%d created, %d configured, %d recreated, %d unchanged, %d deleted, %d failed",
+	s := fmt.Sprintf("%d created, %d configured, %d recreated, %d unchanged, %d deleted, %d failed",
 		r.Count(Created), r.Count(Configured), r.Count(Recreated), r.Count(Unchanged), r.Count(Deleted), r.Count(Failed))
+	if n := r.Count(HookRan); n > 0 {
+		s += fmt.Sprintf(", %d hooks ran", n)
+	}
+	return s
 }

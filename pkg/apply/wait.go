@@ -20,16 +20,22 @@ import (
 // fails fast when one is Failed (a Job whose Pods failed), and on timeout it
 // names every object that is not ready with kstatus' message.
 func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	return m.waitFor(ctx, objs, m.opts.Timeout)
+}
+
+func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := map[object.ID]*object.Object{}
 	for _, o := range objs {
 		pending[o.ID()] = o
 	}
 	messages := map[object.ID]string{}
+	uids := map[object.ID]string{} // events of an earlier object of the same name are not ours
 	for {
 		for id, o := range pending {
-			st, msg, err := m.status(ctx, o)
+			st, msg, uid, err := m.status(ctx, o)
+			uids[id] = uid
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("%s: wait: %w", id, err)
 			}
@@ -37,7 +43,10 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 			case status.CurrentStatus:
 				delete(pending, id)
 			case status.FailedStatus:
-				return fmt.Errorf("%s: wait: failed: %s", id, msg)
+				if ev := m.lastEvents(ctx, id, uid, 3); ev != "" {
+					msg += " (events: " + ev + ")"
+				}
+				return fmt.Errorf("%s: wait: failed: %s", id, m.opts.Redact(msg))
 			default:
 				messages[id] = fmt.Sprintf("%s: %s", st, msg)
 			}
@@ -49,40 +58,45 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 		case <-ctx.Done():
 			var lines []string
 			for id := range pending {
-				lines = append(lines, fmt.Sprintf("%s: %s", id, messages[id]))
+				line := fmt.Sprintf("%s: %s", id, messages[id])
+				if ev := m.lastEvents(context.WithoutCancel(ctx), id, uids[id], 3); ev != "" {
+					line += " (events: " + ev + ")"
+				}
+				lines = append(lines, line)
 			}
 			sort.Strings(lines)
-			return fmt.Errorf("wait: %d not ready after %s: %s", len(lines), m.opts.Timeout, strings.Join(lines, "; "))
+			return fmt.Errorf("wait: %d not ready after %s: %s", len(lines), timeout, m.opts.Redact(strings.Join(lines, "; ")))
 		case <-time.After(m.opts.PollInterval):
 		}
 	}
 }
 
-func (m *Manager) status(ctx context.Context, o *object.Object) (status.Status, string, error) {
+func (m *Manager) status(ctx context.Context, o *object.Object) (st status.Status, msg, uid string, err error) {
 	id := o.ID()
 	gvr, _, err := m.gvrFor(id.GroupKind(), o.GroupVersionKind().Version)
 	if err != nil {
-		return status.UnknownStatus, "", err
+		return status.UnknownStatus, "", "", err
 	}
 	live, err := m.client(&Change{ID: id, gvr: gvr}).Get(ctx, id.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return status.NotFoundStatus, "not found", nil
+		return status.NotFoundStatus, "not found", "", nil
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return status.UnknownStatus, err.Error(), err
+			return status.UnknownStatus, err.Error(), "", err
 		}
-		return status.UnknownStatus, "", err
+		return status.UnknownStatus, "", "", err
 	}
+	uid = string(live.GetUID())
 	if live.GroupVersionKind().GroupKind().String() == "Job.batch" {
 		st, msg := jobStatus(live)
-		return st, msg, nil
+		return st, msg, uid, nil
 	}
 	res, err := status.Compute(live)
 	if err != nil {
-		return status.UnknownStatus, "", err
+		return status.UnknownStatus, "", uid, err
 	}
-	return res.Status, res.Message, nil
+	return res.Status, res.Message, uid, nil
 }
 
 // jobStatus waits for a Job to finish. kstatus calls a running Job Current,
@@ -106,4 +120,30 @@ func jobStatus(u *unstructured.Unstructured) (status.Status, string) {
 	succeeded, _, _ := unstructured.NestedInt64(u.Object, "status", "succeeded")
 	failed, _, _ := unstructured.NestedInt64(u.Object, "status", "failed")
 	return status.InProgressStatus, fmt.Sprintf("Job running: %d active, %d succeeded, %d failed", active, succeeded, failed)
+}
+
+// lastEvents returns the newest warning-or-normal events about an object,
+// oldest first, to say why it is not ready. Errors are ignored: events are
+// a hint, not the verdict.
+func (m *Manager) lastEvents(ctx context.Context, id object.ID, uid string, n int) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	sel := "involvedObject.name=" + id.Name + ",involvedObject.kind=" + id.Kind
+	if uid != "" {
+		sel += ",involvedObject.uid=" + uid
+	}
+	list, err := m.kube.CoreV1().Events(id.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil || len(list.Items) == 0 {
+		return ""
+	}
+	items := list.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].LastTimestamp.Before(&items[j].LastTimestamp) })
+	if len(items) > n {
+		items = items[len(items)-n:]
+	}
+	var out []string
+	for _, e := range items {
+		out = append(out, e.Type+" "+e.Reason+": "+e.Message)
+	}
+	return strings.Join(out, "; ")
 }

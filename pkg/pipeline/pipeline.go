@@ -31,8 +31,15 @@ type Options struct {
 	Apply apply.Options
 	// FullDryRun dry-runs every object instead of trusting the inventory.
 	FullDryRun bool
-	// Wait waits for every applied object to be ready (kstatus Current).
+	// Wait waits for every applied object to be ready (kstatus Current)
+	// before post-apply hooks run.
 	Wait bool
+	// Strategy is rolling (default) or recreate.
+	Strategy apply.Strategy
+}
+
+func (o Options) plan() apply.PlanOptions {
+	return apply.PlanOptions{App: o.App, Revision: o.Revision, FullDryRun: o.FullDryRun, Strategy: o.Strategy, Wait: o.Wait}
 }
 
 func (o *Options) defaults() {
@@ -62,7 +69,7 @@ func Diff(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	return m.Plan(ctx, set, apply.PlanOptions{App: opts.App, Revision: opts.Revision, FullDryRun: opts.FullDryRun})
+	return m.Plan(ctx, set, opts.plan())
 }
 
 // Apply renders the desired state, applies it to the cluster cfg points at,
@@ -78,14 +85,9 @@ func Apply(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Report, 
 	if err != nil {
 		return nil, err
 	}
-	rep, err := m.Apply(ctx, set, apply.PlanOptions{App: opts.App, Revision: opts.Revision, FullDryRun: opts.FullDryRun})
+	rep, err := m.Apply(ctx, set, opts.plan())
 	if err != nil {
-		return rep, err
-	}
-	if opts.Wait {
-		if err := m.Wait(ctx, set.Objects); err != nil {
-			return rep, fmt.Errorf("%s: %w", opts.App, err)
-		}
+		return rep, fmt.Errorf("%s: %w", opts.App, err)
 	}
 	return rep, nil
 }

@@ -1,0 +1,229 @@
+package apply
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// HookPhase is when a hook runs.
+type HookPhase string
+
+// The closed set of hook phases.
+const (
+	// PreApply hooks (migrations) run after the new config (Namespaces,
+	// ServiceAccounts, ConfigMaps, Secrets, Services) is applied and before
+	// any workload changes, so a migration sees the new credentials.
+	PreApply HookPhase = "pre-apply"
+	// PostApply hooks (smoke tests, cache warm-up) run once the workloads
+	// are ready.
+	PostApply HookPhase = "post-apply"
+	// OnFailure hooks (notifications, cleanup) run when a hook or the
+	// rollout failed.
+	OnFailure HookPhase = "on-failure"
+)
+
+// HookDeletePolicy says when deliver deletes a hook's Job.
+type HookDeletePolicy string
+
+// The delete policies, as in Helm. Without any, the last run is kept for
+// inspection and replaced by the next run (BeforeHookCreation).
+const (
+	BeforeHookCreation HookDeletePolicy = "before-hook-creation"
+	HookSucceeded      HookDeletePolicy = "hook-succeeded"
+	HookFailed         HookDeletePolicy = "hook-failed"
+)
+
+// Annotations that make an object a deliver hook.
+const (
+	// AnnotationHook lists the phases: pre-apply, post-apply, on-failure.
+	AnnotationHook = "deliver.dev/hook"
+	// AnnotationHookWeight orders hooks of a phase, ascending; equal
+	// weights run in parallel. Default 0.
+	AnnotationHookWeight = "deliver.dev/hook-weight"
+	// AnnotationHookDeletePolicy lists delete policies.
+	AnnotationHookDeletePolicy = "deliver.dev/hook-delete-policy"
+	// AnnotationHookRun set to "always" runs the hook on every apply, not
+	// only when its spec or the config it references changed.
+	AnnotationHookRun = "deliver.dev/hook-run"
+	// AnnotationHookTimeout bounds one run of the hook (a Go duration).
+	AnnotationHookTimeout = "deliver.dev/hook-timeout"
+
+	helmHook             = "helm.sh/hook"
+	helmHookWeight       = "helm.sh/hook-weight"
+	helmHookDeletePolicy = "helm.sh/hook-delete-policy"
+	argoHook             = "argocd.argoproj.io/hook"
+	argoSyncWave         = "argocd.argoproj.io/sync-wave"
+	argoHookDeletePolicy = "argocd.argoproj.io/hook-delete-policy"
+)
+
+// Hook is a parsed hook object.
+type Hook struct {
+	*object.Object
+	Phases         []HookPhase
+	Weight         int
+	DeletePolicies []HookDeletePolicy
+	// Always runs the hook on every apply.
+	Always bool
+	// Timeout bounds one run; zero means the manager's HookTimeout.
+	Timeout time.Duration
+}
+
+// Has reports whether the hook runs in phase p.
+func (h *Hook) Has(p HookPhase) bool {
+	for _, q := range h.Phases {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Hook) deletes(p HookDeletePolicy) bool {
+	for _, q := range h.DeletePolicies {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseHook reads the hook annotations of o: deliver's own, Helm's and
+// Argo CD's, in that order of precedence. ok is false for a hook deliver
+// never runs (Helm test, delete and rollback hooks, Argo CD Skip, PreDelete
+// and PostDelete): such objects are neither applied nor run. Unknown phase
+// values are an error naming the object.
+func ParseHook(o *object.Object) (h *Hook, ok bool, err error) {
+	ann := o.GetAnnotations()
+	h = &Hook{Object: o}
+	fail := func(format string, args ...any) (*Hook, bool, error) {
+		return nil, false, fmt.Errorf("%s (%s): %s", o.ID(), o.Origin, fmt.Sprintf(format, args...))
+	}
+	var weightKey, policyKey string
+	switch {
+	case ann[AnnotationHook] != "":
+		weightKey, policyKey = AnnotationHookWeight, AnnotationHookDeletePolicy
+		for _, v := range splitList(ann[AnnotationHook]) {
+			switch p := HookPhase(v); p {
+			case PreApply, PostApply, OnFailure:
+				h.Phases = append(h.Phases, p)
+			default:
+				return fail("unknown hook phase %q in %s (want pre-apply, post-apply or on-failure)", v, AnnotationHook)
+			}
+		}
+	case ann[helmHook] != "":
+		weightKey, policyKey = helmHookWeight, helmHookDeletePolicy
+		for _, v := range splitList(ann[helmHook]) {
+			switch v {
+			case "pre-install", "pre-upgrade":
+				h.Phases = appendPhase(h.Phases, PreApply)
+			case "post-install", "post-upgrade":
+				h.Phases = appendPhase(h.Phases, PostApply)
+			case "test", "test-success", "test-failure", "pre-delete", "post-delete", "pre-rollback", "post-rollback":
+				// Helm runs these on `helm test`, uninstall and rollback,
+				// none of which deliver does.
+			default:
+				return fail("unknown hook %q in %s", v, helmHook)
+			}
+		}
+	case ann[argoHook] != "":
+		weightKey, policyKey = argoSyncWave, argoHookDeletePolicy
+		for _, v := range splitList(ann[argoHook]) {
+			switch v {
+			case "PreSync":
+				h.Phases = appendPhase(h.Phases, PreApply)
+			case "Sync", "PostSync":
+				// Argo CD runs Sync hooks with the app's objects; deliver
+				// runs them once those are applied and ready.
+				h.Phases = appendPhase(h.Phases, PostApply)
+			case "SyncFail":
+				h.Phases = appendPhase(h.Phases, OnFailure)
+			case "Skip", "PreDelete", "PostDelete":
+			default:
+				return fail("unknown hook %q in %s", v, argoHook)
+			}
+		}
+	default:
+		return fail("not a hook")
+	}
+	if len(h.Phases) == 0 {
+		return nil, false, nil
+	}
+	if w := ann[weightKey]; w != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil {
+			return fail("%s: %q is not an integer", weightKey, w)
+		}
+		h.Weight = n
+	}
+	for _, v := range splitList(ann[policyKey]) {
+		switch v {
+		case "before-hook-creation", "BeforeHookCreation":
+			h.DeletePolicies = append(h.DeletePolicies, BeforeHookCreation)
+		case "hook-succeeded", "HookSucceeded":
+			h.DeletePolicies = append(h.DeletePolicies, HookSucceeded)
+		case "hook-failed", "HookFailed":
+			h.DeletePolicies = append(h.DeletePolicies, HookFailed)
+		default:
+			return fail("unknown delete policy %q in %s", v, policyKey)
+		}
+	}
+	switch v := ann[AnnotationHookRun]; v {
+	case "", "on-change":
+	case "always":
+		h.Always = true
+	default:
+		return fail("%s: %q is not always or on-change", AnnotationHookRun, v)
+	}
+	if v := ann[AnnotationHookTimeout]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fail("%s: %q is not a positive duration", AnnotationHookTimeout, v)
+		}
+		h.Timeout = d
+	}
+	return h, true, nil
+}
+
+func appendPhase(ps []HookPhase, p HookPhase) []HookPhase {
+	for _, q := range ps {
+		if q == p {
+			return ps
+		}
+	}
+	return append(ps, p)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// byWeight groups hooks of a phase by weight, ascending; each group runs
+// in parallel.
+func byWeight(hooks []*Hook) [][]*Hook {
+	sorted := append([]*Hook(nil), hooks...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].Weight != sorted[j].Weight {
+			return sorted[i].Weight < sorted[j].Weight
+		}
+		return less(sorted[i].ID(), sorted[j].ID())
+	})
+	var out [][]*Hook
+	for i, h := range sorted {
+		if i == 0 || h.Weight != sorted[i-1].Weight {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], h)
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+package apply
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+func TestParseHook(t *testing.T) {
+	tests := []struct {
+		name    string
+		ann     map[string]string
+		want    *Hook // Object left out of the comparison
+		skip    bool
+		wantErr string
+	}{
+		{
+			name: "deliver pre-apply",
+			ann:  map[string]string{AnnotationHook: "pre-apply", AnnotationHookWeight: "-2", AnnotationHookTimeout: "90s"},
+			want: &Hook{Phases: []HookPhase{PreApply}, Weight: -2, Timeout: 90 * time.Second},
+		},
+		{
+			name: "deliver several phases, always, policies",
+			ann:  map[string]string{AnnotationHook: "post-apply, on-failure", AnnotationHookRun: "always", AnnotationHookDeletePolicy: "hook-succeeded"},
+			want: &Hook{Phases: []HookPhase{PostApply, OnFailure}, Always: true, DeletePolicies: []HookDeletePolicy{HookSucceeded}},
+		},
+		{
+			name: "helm pre-install,pre-upgrade",
+			ann:  map[string]string{helmHook: "pre-install,pre-upgrade", helmHookWeight: "5", helmHookDeletePolicy: "before-hook-creation,hook-succeeded"},
+			want: &Hook{Phases: []HookPhase{PreApply}, Weight: 5, DeletePolicies: []HookDeletePolicy{BeforeHookCreation, HookSucceeded}},
+		},
+		{
+			name: "helm post-upgrade",
+			ann:  map[string]string{helmHook: "post-upgrade"},
+			want: &Hook{Phases: []HookPhase{PostApply}},
+		},
+		{name: "helm test hook is not run", ann: map[string]string{helmHook: "test"}, skip: true},
+		{
+			name: "argo PreSync with wave",
+			ann:  map[string]string{argoHook: "PreSync", argoSyncWave: "3", argoHookDeletePolicy: "HookSucceeded"},
+			want: &Hook{Phases: []HookPhase{PreApply}, Weight: 3, DeletePolicies: []HookDeletePolicy{HookSucceeded}},
+		},
+		{
+			name: "argo SyncFail",
+			ann:  map[string]string{argoHook: "SyncFail"},
+			want: &Hook{Phases: []HookPhase{OnFailure}},
+		},
+		{name: "argo Skip", ann: map[string]string{argoHook: "Skip"}, skip: true},
+		{
+			name: "deliver wins over helm",
+			ann:  map[string]string{AnnotationHook: "post-apply", helmHook: "pre-install"},
+			want: &Hook{Phases: []HookPhase{PostApply}},
+		},
+		{name: "unknown deliver phase", ann: map[string]string{AnnotationHook: "pre-deploy"}, wantErr: `Job/ns/migrate (db.yaml#0): unknown hook phase "pre-deploy"`},
+		{name: "unknown helm hook", ann: map[string]string{helmHook: "pre-instal"}, wantErr: `unknown hook "pre-instal"`},
+		{name: "unknown argo hook", ann: map[string]string{argoHook: "Presync"}, wantErr: `unknown hook "Presync"`},
+		{name: "bad weight", ann: map[string]string{AnnotationHook: "pre-apply", AnnotationHookWeight: "first"}, wantErr: `"first" is not an integer`},
+		{name: "bad policy", ann: map[string]string{AnnotationHook: "pre-apply", AnnotationHookDeletePolicy: "never"}, wantErr: `unknown delete policy "never"`},
+		{name: "bad timeout", ann: map[string]string{AnnotationHook: "pre-apply", AnnotationHookTimeout: "-1s"}, wantErr: "not a positive duration"},
+		{name: "bad run", ann: map[string]string{AnnotationHook: "pre-apply", AnnotationHookRun: "sometimes"}, wantErr: "is not always or on-change"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion("batch/v1")
+			u.SetKind("Job")
+			u.SetNamespace("ns")
+			u.SetName("migrate")
+			u.SetAnnotations(tt.ann)
+			h, ok, err := ParseHook(&object.Object{Unstructured: u, Origin: object.Origin{File: "db.yaml"}})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok == tt.skip {
+				t.Fatalf("ok = %v, want %v", ok, !tt.skip)
+			}
+			if tt.skip {
+				return
+			}
+			h.Object = nil
+			if diff := cmp.Diff(tt.want, h); diff != "" {
+				t.Errorf("hook (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestByWeight(t *testing.T) {
+	mk := func(name string, w int) *Hook {
+		u := &unstructured.Unstructured{}
+		u.SetKind("Job")
+		u.SetName(name)
+		return &Hook{Object: &object.Object{Unstructured: u}, Weight: w}
+	}
+	var got [][]string
+	for _, g := range byWeight([]*Hook{mk("c", 1), mk("a", 0), mk("b", 1), mk("z", -5)}) {
+		var names []string
+		for _, h := range g {
+			names = append(names, h.GetName())
+		}
+		got = append(got, names)
+	}
+	if diff := cmp.Diff([][]string{{"z"}, {"a"}, {"b", "c"}}, got); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+}

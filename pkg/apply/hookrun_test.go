@@ -1,0 +1,321 @@
+package apply_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// withHooks moves objects carrying a hook annotation into Set.Hooks, as the
+// renderers do.
+func withHooks(set *object.Set) *object.Set {
+	out := &object.Set{}
+	for _, o := range set.Objects {
+		ann := o.GetAnnotations()
+		if ann[apply.AnnotationHook] != "" || ann["helm.sh/hook"] != "" || ann["argocd.argoproj.io/hook"] != "" {
+			out.Hooks = append(out.Hooks, o)
+		} else {
+			out.Objects = append(out.Objects, o)
+		}
+	}
+	return out
+}
+
+// app is a config, a web Deployment reading it, and a migration Job.
+func app(image, dbPassword, hookAnnotations, jobLabels string) string {
+	r := strings.NewReplacer("IMAGE", image, "PASSWORD", dbPassword, "HOOKANN", hookAnnotations, "JOBLABELS", jobLabels)
+	return r.Replace(`
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: NS}
+stringData: {password: "PASSWORD"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: NS}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: IMAGE
+        envFrom: [{secretRef: {name: db}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  namespace: NS
+  annotations: HOOKANN
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels: JOBLABELS
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: IMAGE
+        command: [rake, db:migrate]
+        envFrom: [{secretRef: {name: db}}]
+`)
+}
+
+const preApply = `{deliver.dev/hook: pre-apply}`
+
+func hookRuns(p *apply.Plan) map[string]string {
+	out := map[string]string{}
+	for _, h := range p.Hooks {
+		out[h.ID.Name] = h.Reason
+	}
+	return out
+}
+
+func TestMigrationHookOrderAndRunOnlyWhenNeeded(t *testing.T) {
+	for _, tt := range []struct{ name, ann string }{
+		{"deliver", preApply},
+		{"helm", `{helm.sh/hook: "pre-install,pre-upgrade", helm.sh/hook-weight: "-5"}`},
+		{"argo", `{argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/sync-wave: "1"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := env.Namespace(t)
+			ctx := context.Background()
+			m := newManager(t, apply.Options{})
+			opts := apply.PlanOptions{App: ns, Wait: true}
+			set := func(image, pw string) *object.Set {
+				return withHooks(objects(t, ns, app(image, pw, tt.ann, "{app: migrate}")))
+			}
+			rep, err := m.Apply(ctx, set("app:1", "pw1"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs := env.Client()
+			job, err := cs.BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The migration sees the new Secret and ends before the workload exists.
+			if job.Status.Succeeded != 1 || job.CreationTimestamp.Before(&sec.CreationTimestamp) || dep.CreationTimestamp.Before(job.Status.CompletionTime) {
+				t.Errorf("order: secret %v, job %v done %v (succeeded %d), deployment %v",
+					sec.CreationTimestamp, job.CreationTimestamp, job.Status.CompletionTime, job.Status.Succeeded, dep.CreationTimestamp)
+			}
+			var order []string
+			for _, r := range rep.Results {
+				order = append(order, string(r.Action)+" "+r.ID.Kind)
+			}
+			if diff := cmp.Diff([]string{"created Secret", "hook-ran Job", "created Deployment"}, order); diff != "" {
+				t.Errorf("report order (-want +got):\n%s", diff)
+			}
+
+			for _, step := range []struct {
+				image, pw, want string
+				run             bool
+			}{
+				{"app:1", "pw1", "unchanged since its last successful run", false},
+				{"app:2", "pw1", "spec or referenced config changed", true},
+				{"app:2", "pw2", "spec or referenced config changed", true}, // new credentials
+				{"app:2", "pw2", "unchanged since its last successful run", false},
+			} {
+				p, err := m.Plan(ctx, set(step.image, step.pw), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(map[string]string{"migrate": step.want}, hookRuns(p)); diff != "" || p.Hooks[0].Run != step.run {
+					t.Errorf("%s/%s: hook plan (-want +got):\n%s", step.image, step.pw, diff)
+				}
+				var out bytes.Buffer
+				_ = p.WriteDiff(&out, apply.DiffOptions{})
+				if !strings.Contains(out.String(), "hook Job/"+ns+"/migrate (pre-apply") {
+					t.Errorf("diff does not show the hook plan:\n%s", out.String())
+				}
+				if strings.Contains(out.String(), step.pw) {
+					t.Errorf("diff leaks the password:\n%s", out.String())
+				}
+				if _, err := m.Execute(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestFailingMigrationKeepsOldVersion(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns, Wait: true}
+	if _, err := m.Apply(ctx, withHooks(objects(t, ns, app("app:1", "pw", preApply, "{app: migrate}"))), opts); err != nil {
+		t.Fatal(err)
+	}
+	notify := `
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: notify, namespace: NS, annotations: {deliver.dev/hook: on-failure}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: notify, image: curl}]
+`
+	v2 := app("app:2", "pw", preApply, "{app: migrate, "+testenv.FailLabel+": \"true\"}") + notify
+	_, err := m.Apply(ctx, withHooks(objects(t, ns, v2)), opts)
+	for _, want := range []string{"hook Job/" + ns + "/migrate", "Job failed", "exited 1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+	cs := env.Client()
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != "app:1" || dep.Status.AvailableReplicas != 2 {
+		t.Errorf("old version not kept: image %s, available %d", img, dep.Status.AvailableReplicas)
+	}
+	n, err := cs.BatchV1().Jobs(ns).Get(ctx, "notify", metav1.GetOptions{})
+	if err != nil || n.Status.Succeeded != 1 {
+		t.Errorf("on-failure hook did not run: %v, status %+v", err, n.Status)
+	}
+	inv, _ := m.ReadInventory(ctx, ns)
+	if inv.Result != apply.ResultFailed {
+		t.Errorf("inventory result %s, want failed", inv.Result)
+	}
+}
+
+func TestHookTimeout(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	ann := `{deliver.dev/hook: pre-apply, deliver.dev/hook-timeout: 2s}`
+	_, err := m.Apply(ctx, withHooks(objects(t, ns, app("app:1", "pw", ann, "{app: migrate, "+testenv.NeverReadyLabel+": \"true\"}"))), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "hook Job/"+ns+"/migrate") || !strings.Contains(err.Error(), "not ready after 2s") {
+		t.Fatalf("error = %v, want a hook timeout naming the Job", err)
+	}
+	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err == nil {
+		t.Error("the Deployment was created although the migration timed out")
+	}
+}
+
+// TestRecreate watches Pods during the apply: while the migration Pod
+// exists, no Pod of the web Deployment may.
+func TestRecreate(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns, Wait: true, Strategy: apply.Recreate}
+	if _, err := m.Apply(ctx, withHooks(objects(t, ns, app("app:1", "pw", preApply, "{app: migrate}"))), opts); err != nil {
+		t.Fatal(err)
+	}
+	w, err := env.Client().CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		live      = map[string]string{} // pod name -> app label
+		violation string
+		sawMig    bool
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+			if ev.Type == watch.Deleted || (finished && pod.Labels["app"] == "migrate") {
+				delete(live, pod.Name) // a finished migration Pod runs no code
+			} else {
+				live[pod.Name] = pod.Labels["app"]
+			}
+			var web, mig int
+			for _, a := range live {
+				switch a {
+				case "web":
+					web++
+				case "migrate":
+					mig++
+				}
+			}
+			if mig > 0 {
+				sawMig = true
+				if web > 0 && violation == "" {
+					violation = "a web Pod ran beside the migration Pod"
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	p, err := m.Plan(ctx, withHooks(objects(t, ns, app("app:2", "pw", preApply, "{app: migrate}"))), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]object.ID{{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "web"}}, p.ScaleDown); diff != "" {
+		t.Errorf("scale-down plan (-want +got):\n%s", diff)
+	}
+	if _, err := m.Execute(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	<-done
+	mu.Lock()
+	if violation != "" || !sawMig {
+		t.Errorf("violation %q, saw migration pod %v", violation, sawMig)
+	}
+	mu.Unlock()
+	dep, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Spec.Template.Spec.Containers[0].Image != "app:2" || dep.Status.AvailableReplicas != 2 || dep.Spec.Strategy.Type != "Recreate" {
+		t.Errorf("after recreate: image %s, available %d, strategy %s", dep.Spec.Template.Spec.Containers[0].Image, dep.Status.AvailableReplicas, dep.Spec.Strategy.Type)
+	}
+
+	// A failed migration brings the old version back.
+	_, err = m.Apply(ctx, withHooks(objects(t, ns, app("app:3", "pw", preApply, "{app: migrate, "+testenv.FailLabel+": \"true\"}"))), opts)
+	if err == nil {
+		t.Fatal("failing migration succeeded")
+	}
+	if err := m.Wait(ctx, []*object.Object{objects(t, ns, app("app:2", "pw", preApply, "{}")).Objects[1]}); err != nil {
+		t.Fatal(err)
+	}
+	dep, _ = env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if dep.Spec.Template.Spec.Containers[0].Image != "app:2" || *dep.Spec.Replicas != 2 {
+		t.Errorf("after failed migration: image %s replicas %d, want app:2 with 2 back", dep.Spec.Template.Spec.Containers[0].Image, *dep.Spec.Replicas)
+	}
+	inv, _ := m.ReadInventory(ctx, ns)
+	if len(inv.ScaledDown) != 0 {
+		t.Errorf("inventory still records scaled-down workloads: %+v", inv.ScaledDown)
+	}
+	_ = time.Second
+}

@@ -1,0 +1,168 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// Strategy is how a new version of an app's workloads replaces the old.
+type Strategy string
+
+// The strategies.
+const (
+	// Rolling lets Deployments and StatefulSets roll with their own update
+	// strategy; old Pods serve until new ones are ready, also while the
+	// migration runs.
+	Rolling Strategy = "rolling"
+	// Recreate stops the old version before the migration: the app's
+	// changing workloads are scaled to zero and their Pods gone before the
+	// pre-apply hooks run, so old code never meets a migrated schema.
+	Recreate Strategy = "recreate"
+)
+
+// AnnotationStrategy on a workload overrides the app's strategy for it.
+const AnnotationStrategy = "deliver.dev/strategy"
+
+// ParseStrategy checks a strategy name; empty means rolling.
+func ParseStrategy(s string) (Strategy, error) {
+	switch Strategy(s) {
+	case "", Rolling:
+		return Rolling, nil
+	case Recreate:
+		return Recreate, nil
+	}
+	return "", fmt.Errorf("unknown strategy %q (want rolling or recreate)", s)
+}
+
+func strategyOf(u *unstructured.Unstructured, app Strategy) Strategy {
+	if s, err := ParseStrategy(u.GetAnnotations()[AnnotationStrategy]); err == nil && u.GetAnnotations()[AnnotationStrategy] != "" {
+		return s
+	}
+	return app
+}
+
+func scalable(id object.ID) bool {
+	switch id.GroupKind().String() {
+	case "Deployment.apps", "StatefulSet.apps":
+		return true
+	}
+	return false
+}
+
+// scaleDownPlan lists the workloads a recreate stops: those that exist and
+// change, using the recreate strategy.
+func scaleDownPlan(p *Plan) []object.ID {
+	var out []object.ID
+	for _, c := range p.Changes {
+		if c.Type == ChangeUpdate && scalable(c.ID) && strategyOf(c.Desired, p.opts.Strategy) == Recreate {
+			out = append(out, c.ID)
+		}
+	}
+	return out
+}
+
+// scaleDown scales the planned workloads to zero and waits until none of
+// their Pods is left. The replica counts are recorded in inv, which the
+// caller has already written before this is called.
+func (m *Manager) scaleDown(ctx context.Context, p *Plan, rep *Report) error {
+	byID := map[object.ID]*Change{}
+	for _, c := range p.Changes {
+		byID[c.ID] = c
+	}
+	for _, id := range p.ScaleDown {
+		c := byID[id]
+		if err := m.scale(ctx, c, 0); err != nil {
+			return fmt.Errorf("%s: scale to 0: %w", id, err)
+		}
+		rep.Results = append(rep.Results, Result{ID: id, Origin: c.Origin, Action: ScaledDown})
+	}
+	for _, id := range p.ScaleDown {
+		if err := m.waitNoPods(ctx, byID[id]); err != nil {
+			return fmt.Errorf("%s: wait for old Pods to stop: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// scale sets spec.replicas through the scale subresource, as kubectl scale
+// does, under a field manager of its own.
+func (m *Manager) scale(ctx context.Context, c *Change, replicas int64) error {
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
+	_, err := m.client(c).Patch(ctx, c.ID.Name, types.MergePatchType, []byte(patch),
+		metav1.PatchOptions{FieldManager: recreateManager}, "scale")
+	return err
+}
+
+// recreateManager owns spec.replicas while a recreate holds a workload at
+// zero; the apply of the new version takes the field back.
+const recreateManager = "deliver-recreate"
+
+// liveReplicas reads a workload's current replica count.
+func (m *Manager) liveReplicas(ctx context.Context, c *Change) (int64, error) {
+	live, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n, found, _ := unstructured.NestedInt64(live.Object, "spec", "replicas")
+	if !found {
+		n = 1
+	}
+	return n, nil
+}
+
+// waitNoPods waits until no Pod matches the workload's selector.
+func (m *Manager) waitNoPods(ctx context.Context, c *Change) error {
+	live, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	sel, _, _ := unstructured.NestedMap(live.Object, "spec", "selector")
+	ls := &metav1.LabelSelector{}
+	if err := runtimeConvert(sel, ls); err != nil {
+		return err
+	}
+	selector, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	return wait.PollUntilContextCancel(ctx, m.opts.PollInterval/2, true, func(ctx context.Context) (bool, error) {
+		pods, err := m.kube.CoreV1().Pods(c.ID.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		if err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 0, nil
+	})
+}
+
+// restore brings back the replica counts recorded before a recreate.
+func (m *Manager) restore(ctx context.Context, p *Plan, scaled []Scaled, rep *Report) error {
+	byID := map[object.ID]*Change{}
+	for _, c := range p.Changes {
+		byID[c.ID] = c
+	}
+	for _, s := range scaled {
+		c := byID[s.ID]
+		if c == nil {
+			continue
+		}
+		if err := m.scale(ctx, c, s.Replicas); err != nil {
+			return fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
+		}
+		rep.Results = append(rep.Results, Result{ID: s.ID, Origin: c.Origin, Action: Restored})
+	}
+	return nil
+}
+
+func runtimeConvert(in map[string]any, out any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(in, out)
+}
