@@ -247,4 +247,3 @@ func rawApply(b *testing.B, dyn dynamic.Interface, objs []*object.Object) {
 	}
 	wg.Wait()
 }
-
