@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the pinned binaries of the local test control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok) and Vault from the
-# Go module proxy into a cache folder, skipping whatever is already there.
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok), Vault, and the
+# helm and kustomize CLIs (oracles for pkg/render) from the Go module proxy into
+# a cache folder, skipping whatever is already there.
 # Nothing can be downloaded as a prebuilt binary on our machines, so everything
 # is compiled from source. A second call returns in well under a second.
 #
-# Usage: hack/testbin.sh [all|kube|etcd|kwok|vault]...
+# Usage: hack/testbin.sh [all|kube|etcd|kwok|vault|helm|kustomize]...
 # The folder is $DELIVER_TESTBIN (default: <repo>/.testbin, gitignored).
 set -euo pipefail
 
@@ -13,6 +14,8 @@ KUBE_VERSION=v1.37.0   # same minor as k8s.io/client-go in go.mod
 ETCD_VERSION=v3.5.21
 KWOK_VERSION=v0.7.0
 VAULT_VERSION=v1.21.0  # v1.21.x later than .0 need an unpublished in-tree sdk
+HELM_VERSION=v3.22.0   # same as helm.sh/helm/v3 in go.mod
+KUSTOMIZE_VERSION=v5.8.1  # the CLI release built on sigs.k8s.io/kustomize/api v0.21.1 in go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${DELIVER_TESTBIN:-$root/.testbin}
@@ -120,12 +123,57 @@ MOD
   mark vault "$VAULT_VERSION"
 }
 
+helm() {
+  built helm "$HELM_VERSION" && return 0
+  log "building helm $HELM_VERSION"
+  local d=$work/helm-$HELM_VERSION
+  mkdir -p "$d"
+  (
+    cd "$d"
+    export GOFLAGS=-mod=mod
+    if [ ! -f go.mod ]; then
+      printf 'module deliver.local/helmbuild\n\ngo 1.25\n' >go.mod
+      go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1
+    fi
+    # The ldflags of helm's own Makefile for a release: its version, and the
+    # default .Capabilities.KubeVersion taken from its k8s.io/client-go minor.
+    local cg major minor
+    cg=$(go list -m -f '{{.Version}}' k8s.io/client-go)
+    cg=${cg#v}
+    major=$(( ${cg%%.*} + 1 ))
+    minor=${cg#*.}
+    minor=${minor%%.*}
+    local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    ld="$ld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+    ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm
+  )
+  mark helm "$HELM_VERSION"
+}
+
+kustomize() {
+  built kustomize "$KUSTOMIZE_VERSION" && return 0
+  log "building kustomize $KUSTOMIZE_VERSION"
+  local d=$work/kustomize-$KUSTOMIZE_VERSION
+  mkdir -p "$d"
+  (
+    cd "$d"
+    export GOFLAGS=-mod=mod
+    if [ ! -f go.mod ]; then
+      printf 'module deliver.local/kustomizebuild\n\ngo 1.25\n' >go.mod
+      go get "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >/dev/null 2>&1
+    fi
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" -o "$out/kustomize" sigs.k8s.io/kustomize/kustomize/v5
+  )
+  mark kustomize "$KUSTOMIZE_VERSION"
+}
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) etcd; kwok; kube; vault ;;
-    kube|etcd|kwok|vault) "$t" ;;
+    all) etcd; kwok; kube; vault; helm; kustomize ;;
+    kube|etcd|kwok|vault|helm|kustomize) "$t" ;;
     *) echo "testbin: unknown target $t" >&2; exit 2 ;;
   esac
 done

@@ -92,7 +92,7 @@ func Plain(opts PlainOptions) (*object.Set, error) {
 				return nil, fmt.Errorf("%s#%d: %s: duplicate object, first defined in %s#%d", o.Origin.File, o.Origin.Doc, id, prev.File, prev.Doc)
 			}
 			seen[id] = o.Origin
-			set.Objects = append(set.Objects, o)
+			add(set, o) // hooks (object.IsHook) go to set.Hooks
 		}
 	}
 	return set, nil

@@ -1,0 +1,631 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/ignore"
+	kubefake "helm.sh/helm/v3/pkg/kube/fake"
+	"helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v3/pkg/repo"
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	"helm.sh/helm/v3/pkg/strvals"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// DefaultKubeVersion is the Kubernetes version a chart sees in
+// .Capabilities.KubeVersion when HelmOptions.KubeVersion is empty. It is the
+// default of the released helm CLI of the same version as the library,
+// which takes it from the minor of its k8s.io/client-go (the library alone
+// would say v1.20.0).
+const DefaultKubeVersion = "v1.37.0"
+
+// DefaultReleaseName is the release name when neither HelmOptions.ReleaseName
+// nor HelmOptions.App is set; it is the one `helm template` uses.
+const DefaultReleaseName = "release-name"
+
+// DefaultMaxChartSize bounds a chart archive downloaded from a repository
+// and a repository index.
+const DefaultMaxChartSize = 64 << 20
+
+// HelmOptions configure Helm.
+//
+// Values are merged in this order, later ones winning: the chart's own
+// values.yaml, ValuesFiles, SecretValuesFiles (decrypted in memory),
+// Values, Set, then SetString. Maps are merged key by key; any other value
+// replaces the earlier one, as with helm's -f and --set.
+type HelmOptions struct {
+	// Root is the repository snapshot. Chart (when local) and every values
+	// file are paths relative to it and may not leave it, not even through
+	// a symlink.
+	Root string
+	// App is recorded in each object's origin and is the default release
+	// name.
+	App string
+	// Chart is the path of a chart folder or .tgz archive relative to Root,
+	// with its dependencies vendored in charts/. When Repository is set it
+	// is the chart's name in that repository instead.
+	Chart string
+	// Repository, when set, is the URL of a chart repository (http:// or
+	// https://, serving index.yaml) or an OCI registry location
+	// (oci://host/path) from which Chart is fetched at Version. The chart is
+	// downloaded into memory; nothing is cached on disk.
+	Repository string
+	// Version is the chart version to fetch from Repository: an exact
+	// version or, for a chart repository, a semver constraint. Required for
+	// OCI.
+	Version string
+	// Username and Password authenticate to Repository. For a chart
+	// repository they are sent only to the repository's own host.
+	Username, Password string
+	// PlainHTTP talks to an OCI registry without TLS.
+	PlainHTTP bool
+	// HTTPClient fetches from a chart repository or OCI registry. Default
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// ReleaseName is .Release.Name. Default App, or DefaultReleaseName.
+	ReleaseName string
+	// Namespace is .Release.Namespace. Default "default", like helm.
+	Namespace string
+	// ValuesFiles are values files relative to Root, merged in order.
+	ValuesFiles []string
+	// SecretValuesFiles are SOPS-encrypted values files relative to Root,
+	// decrypted with Decrypt and merged in order after ValuesFiles.
+	SecretValuesFiles []string
+	// Values are inline values merged after the files.
+	Values map[string]any
+	// Set are helm --set expressions (a.b=c,d[0]=e), applied in order.
+	Set []string
+	// SetString are helm --set-string expressions, applied after Set.
+	SetString []string
+	// KubeVersion is .Capabilities.KubeVersion: the target cluster's
+	// version, or a flag offline. Default DefaultKubeVersion.
+	KubeVersion string
+	// APIVersions, when not nil, is the complete .Capabilities.APIVersions
+	// (group/version and group/version/Kind entries), as discovered from
+	// the target cluster. Nil means helm's default set: the API versions
+	// built into deliver's Kubernetes client.
+	APIVersions []string
+	// ExtraAPIVersions are added to the API versions, like
+	// `helm template --api-versions`.
+	ExtraAPIVersions []string
+	// IncludeCRDs renders the CRDs of the chart's crds/ folders (and its
+	// subcharts') first, like `helm template --include-crds`. Without it they
+	// are left out, as `helm template` does.
+	IncludeCRDs bool
+	// Decrypt decrypts SecretValuesFiles. Required when there are any.
+	Decrypt DecryptFunc
+	// MaxFileSize bounds each values file. Default DefaultMaxFileSize.
+	MaxFileSize int64
+}
+
+// Helm renders a chart like `helm template` (client-side only: no cluster
+// lookups, no DNS, no post-renderers, no plugins) and returns its objects;
+// hooks go to Set.Hooks. Each object's Origin.Template is the template that
+// produced it, like helm's "# Source:" comments (mychart/templates/x.yaml),
+// and Origin.Doc counts that template's documents in the order helm prints
+// them (helm sorts documents by kind, so it may differ from the order in
+// the template).
+func Helm(ctx context.Context, opts HelmOptions) (*object.Set, error) {
+	stream, err := helmTemplate(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	docs := map[string]int{}
+	var source string
+	return decodeStream(stream, func(raw []byte, _ int) object.Origin {
+		if s, ok := sourceComment(raw); ok {
+			source = s
+		}
+		n := docs[source]
+		docs[source] = n + 1
+		return object.Origin{App: opts.App, Template: source, Doc: n}
+	})
+}
+
+// helmTemplate returns what `helm template` prints for opts, byte for byte:
+// manifests sorted in install order, each after a "# Source:" comment, then
+// the hooks.
+func helmTemplate(ctx context.Context, opts HelmOptions) ([]byte, error) {
+	if opts.Chart == "" {
+		return nil, errors.New("helm: no chart given")
+	}
+	if opts.MaxFileSize == 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.ReleaseName == "" {
+		opts.ReleaseName = defaultString(opts.App, DefaultReleaseName)
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	root, err := os.OpenRoot(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("helm: open repository root: %w", err)
+	}
+	defer root.Close()
+	fsys := root.FS()
+
+	var ch *chart.Chart
+	if opts.Repository != "" {
+		ch, err = fetchChart(ctx, opts)
+	} else {
+		ch, err = loadLocalChart(fsys, opts.Chart)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChart(ch); err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", opts.Chart, err)
+	}
+	vals, err := helmValues(ctx, fsys, opts)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := helmCapabilities(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("helm: %w", err)
+	}
+	out, err := runHelm(ctx, ch, vals, caps, opts)
+	if err != nil {
+		return nil, fmt.Errorf("helm: render chart %s: %w", opts.Chart, err)
+	}
+	return out, nil
+}
+
+// runHelm is the one call into helm's engine: an install in client-side dry
+// run, as `helm template` does, with the capabilities given rather than
+// helm's defaults. A panic in helm or in a template function becomes an
+// error.
+func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *chartutil.Capabilities, opts HelmOptions) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	cfg := &action.Configuration{
+		Releases:     storage.Init(driver.NewMemory()),
+		KubeClient:   &kubefake.PrintingKubeClient{Out: io.Discard},
+		Capabilities: caps,
+		Log:          func(string, ...any) {},
+	}
+	inst := action.NewInstall(cfg)
+	// Not ClientOnly: that would replace caps with helm's defaults. A dry
+	// run with option "client" never contacts a cluster either.
+	inst.DryRun = true
+	inst.DryRunOption = "client"
+	inst.Replace = true
+	inst.ReleaseName = opts.ReleaseName
+	inst.Namespace = opts.Namespace
+	inst.IncludeCRDs = opts.IncludeCRDs
+	rel, err := inst.RunWithContext(ctx, ch, vals)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintln(&b, strings.TrimSpace(rel.Manifest))
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
+	}
+	return b.Bytes(), nil
+}
+
+// sourceComment returns the template named by a "# Source: " line at the
+// head of a document.
+func sourceComment(raw []byte) (string, bool) {
+	for _, line := range strings.Split(string(raw), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || t == "---" {
+			continue
+		}
+		if s, ok := strings.CutPrefix(t, "# Source: "); ok {
+			return s, true
+		}
+		return "", false
+	}
+	return "", false
+}
+
+// checkChart refuses what `helm template` refuses before rendering, and
+// values schemas that would make helm read a file or URL.
+func checkChart(ch *chart.Chart) error {
+	switch ch.Metadata.Type {
+	case "", "application":
+	default:
+		return fmt.Errorf("%s charts are not installable", ch.Metadata.Type)
+	}
+	if req := ch.Metadata.Dependencies; req != nil {
+		if err := action.CheckDependencies(ch, req); err != nil {
+			return fmt.Errorf("dependencies must be vendored in charts/ (helm dependency build): %w", err)
+		}
+	}
+	return checkSchemas(ch)
+}
+
+// checkSchemas refuses a values.schema.json (of the chart or a subchart)
+// with a $ref or $schema that is not inside the schema itself or a known
+// JSON Schema draft: helm's validator would load it from the local disk or
+// the network.
+func checkSchemas(ch *chart.Chart) error {
+	if len(ch.Schema) > 0 {
+		var doc any
+		if err := json.Unmarshal(ch.Schema, &doc); err != nil {
+			return fmt.Errorf("%s: values.schema.json: %w", ch.ChartFullPath(), err)
+		}
+		if err := checkSchemaRefs(doc); err != nil {
+			return fmt.Errorf("%s: values.schema.json: %w", ch.ChartFullPath(), err)
+		}
+	}
+	for _, d := range ch.Dependencies() {
+		if err := checkSchemas(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkSchemaRefs(v any) error {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			s, isString := x.(string)
+			switch {
+			case isString && (k == "$ref" || k == "$dynamicRef"):
+				if !strings.HasPrefix(s, "#") {
+					return fmt.Errorf("%s %q: only references inside the schema (#...) are allowed", k, s)
+				}
+			case isString && k == "$schema":
+				if !strings.HasPrefix(s, "http://json-schema.org/") && !strings.HasPrefix(s, "https://json-schema.org/") {
+					return fmt.Errorf("$schema %q: only the JSON Schema drafts are allowed", s)
+				}
+			default:
+				if err := checkSchemaRefs(x); err != nil {
+					return err
+				}
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if err := checkSchemaRefs(x); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// loadLocalChart loads a chart folder or archive from fsys (an os.Root), so
+// no file of the chart can be outside the repository. Folders are read like
+// helm's loader.LoadDir: .helmignore honoured, symlinks followed (inside the
+// repository only), irregular files refused.
+func loadLocalChart(fsys fs.FS, p string) (*chart.Chart, error) {
+	rel, err := cleanRel(p)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %w", err)
+	}
+	fi, err := fs.Stat(fsys, rel)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", p, err)
+	}
+	if !fi.IsDir() {
+		f, err := fsys.Open(rel)
+		if err != nil {
+			return nil, fmt.Errorf("helm: chart %s: %w", p, err)
+		}
+		defer f.Close()
+		ch, err := loader.LoadArchive(io.LimitReader(f, DefaultMaxChartSize))
+		if err != nil {
+			return nil, fmt.Errorf("helm: load chart %s: %w", p, err)
+		}
+		return ch, nil
+	}
+	rules := ignore.Empty()
+	if data, err := fs.ReadFile(fsys, path.Join(rel, ignore.HelmIgnore)); err == nil {
+		if rules, err = ignore.Parse(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("helm: chart %s: %s: %w", p, ignore.HelmIgnore, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("helm: chart %s: %s: %w", p, ignore.HelmIgnore, err)
+	}
+	rules.AddDefaults()
+	var files []*loader.BufferedFile
+	if err := walkChart(fsys, rel, "", rules, &files, 0); err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", p, err)
+	}
+	ch, err := loader.LoadFiles(files)
+	if err != nil {
+		return nil, fmt.Errorf("helm: load chart %s: %w", p, err)
+	}
+	return ch, nil
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+func walkChart(fsys fs.FS, top, dir string, rules *ignore.Rules, files *[]*loader.BufferedFile, depth int) error {
+	if depth > 64 {
+		return fmt.Errorf("%s: folders nested too deep (a symlink loop?)", dir)
+	}
+	entries, err := fs.ReadDir(fsys, path.Join(top, dir))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		n := path.Join(dir, e.Name())
+		fi, err := fs.Stat(fsys, path.Join(top, n)) // follows symlinks, inside the root only
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		if rules.Ignore(n, fi) {
+			continue
+		}
+		if fi.IsDir() {
+			if err := walkChart(fsys, top, n, rules, files, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("cannot load irregular file %s", n)
+		}
+		if fi.Size() > loader.MaxDecompressedFileSize {
+			return fmt.Errorf("chart file %q is larger than the maximum file size %d", n, loader.MaxDecompressedFileSize)
+		}
+		data, err := fs.ReadFile(fsys, path.Join(top, n))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", n, err)
+		}
+		*files = append(*files, &loader.BufferedFile{Name: n, Data: bytes.TrimPrefix(data, utf8BOM)})
+	}
+	return nil
+}
+
+// fetchChart downloads a chart from a chart repository or OCI registry into
+// memory.
+func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	where := opts.Repository + " " + opts.Chart + "@" + opts.Version
+	if registry.IsOCI(opts.Repository) {
+		if opts.Version == "" {
+			return nil, fmt.Errorf("helm: chart %s: a version is required for OCI", where)
+		}
+		copts := []registry.ClientOption{
+			registry.ClientOptHTTPClient(hc),
+			registry.ClientOptCredentialsFile(os.DevNull),
+		}
+		if opts.Username != "" || opts.Password != "" {
+			copts = append(copts, registry.ClientOptBasicAuth(opts.Username, opts.Password))
+		}
+		if opts.PlainHTTP {
+			copts = append(copts, registry.ClientOptPlainHTTP())
+		}
+		c, err := registry.NewClient(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("helm: chart %s: registry client: %w", where, err)
+		}
+		ref := strings.TrimSuffix(strings.TrimPrefix(opts.Repository, registry.OCIScheme+"://"), "/") + "/" + opts.Chart + ":" + opts.Version
+		res, err := c.Pull(ref, registry.PullOptWithChart(true))
+		if err != nil {
+			return nil, fmt.Errorf("helm: pull chart %s: %w", where, err)
+		}
+		ch, err := loader.LoadArchive(bytes.NewReader(res.Chart.Data))
+		if err != nil {
+			return nil, fmt.Errorf("helm: load chart %s: %w", where, err)
+		}
+		return ch, nil
+	}
+	base, err := url.Parse(opts.Repository)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
+		return nil, fmt.Errorf("helm: chart repository %q: want an http, https or oci URL", opts.Repository)
+	}
+	idxURL := strings.TrimSuffix(opts.Repository, "/") + "/index.yaml"
+	data, err := httpGet(ctx, hc, idxURL, base.Host, opts)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
+	}
+	var idx repo.IndexFile
+	if err := yaml.Unmarshal(data, &idx); err != nil {
+		return nil, fmt.Errorf("helm: chart %s: parse %s: %w", where, idxURL, err)
+	}
+	for name, cvs := range idx.Entries {
+		idx.Entries[name] = slices.DeleteFunc(cvs, func(cv *repo.ChartVersion) bool { return cv == nil || cv.Metadata == nil })
+	}
+	idx.SortEntries()
+	cv, err := idx.Get(opts.Chart, opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
+	}
+	if len(cv.URLs) == 0 {
+		return nil, fmt.Errorf("helm: chart %s: the index has no URL for version %s", where, cv.Version)
+	}
+	chartURL, err := repo.ResolveReferenceURL(opts.Repository, cv.URLs[0])
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
+	}
+	tgz, err := httpGet(ctx, hc, chartURL, base.Host, opts)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
+	}
+	if cv.Digest != "" {
+		sum := sha256.Sum256(tgz)
+		if got := hex.EncodeToString(sum[:]); got != cv.Digest {
+			return nil, fmt.Errorf("helm: chart %s: digest %s of %s does not match the index (%s)", where, got, chartURL, cv.Digest)
+		}
+	}
+	ch, err := loader.LoadArchive(bytes.NewReader(tgz))
+	if err != nil {
+		return nil, fmt.Errorf("helm: load chart %s: %w", where, err)
+	}
+	return ch, nil
+}
+
+// httpGet fetches u, sending the repository credentials only to host.
+func httpGet(ctx context.Context, hc *http.Client, u, host string, opts HelmOptions) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", u, err)
+	}
+	if (opts.Username != "" || opts.Password != "") && req.URL.Host == host {
+		req.SetBasicAuth(opts.Username, opts.Password)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("get %s: %s", u, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxChartSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", u, err)
+	}
+	if len(data) > DefaultMaxChartSize {
+		return nil, fmt.Errorf("get %s: larger than %d bytes", u, DefaultMaxChartSize)
+	}
+	return data, nil
+}
+
+// helmValues merges the values in the documented order.
+func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]any, error) {
+	vals := map[string]any{}
+	load := func(p string, secret bool) error {
+		rel, err := cleanRel(p)
+		if err != nil {
+			return fmt.Errorf("helm: values file %w", err)
+		}
+		data, err := readRootFile(fsys, rel, opts.MaxFileSize)
+		if err != nil {
+			return fmt.Errorf("helm: values file %s: %w", p, err)
+		}
+		if secret {
+			if opts.Decrypt == nil {
+				return fmt.Errorf("helm: secret values file %s: no decrypter configured", p)
+			}
+			if data, err = opts.Decrypt(ctx, rel, data); err != nil {
+				return fmt.Errorf("helm: decrypt secret values file %s: %w", p, err)
+			}
+		}
+		m := map[string]any{}
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("helm: values file %s: parse: %w", p, err)
+		}
+		vals = mergeValues(vals, m)
+		return nil
+	}
+	for _, f := range opts.ValuesFiles {
+		if err := load(f, false); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range opts.SecretValuesFiles {
+		if err := load(f, true); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Values != nil {
+		vals = mergeValues(vals, copyValue(opts.Values).(map[string]any))
+	}
+	for _, s := range opts.Set {
+		if err := strvals.ParseInto(s, vals); err != nil {
+			return nil, fmt.Errorf("helm: set %q: %w", s, err)
+		}
+	}
+	for _, s := range opts.SetString {
+		if err := strvals.ParseIntoString(s, vals); err != nil {
+			return nil, fmt.Errorf("helm: set-string %q: %w", s, err)
+		}
+	}
+	return vals, nil
+}
+
+// mergeValues merges b into a like helm's -f: maps key by key, anything
+// else replaced.
+func mergeValues(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if vm, ok := v.(map[string]any); ok {
+			if am, ok := out[k].(map[string]any); ok {
+				out[k] = mergeValues(am, vm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// copyValue deep-copies maps and slices so --set never writes into the
+// caller's Values.
+func copyValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = copyValue(x)
+		}
+		return m
+	case []any:
+		s := make([]any, len(v))
+		for i, x := range v {
+			s[i] = copyValue(x)
+		}
+		return s
+	}
+	return v
+}
+
+// helmCapabilities builds .Capabilities from the options.
+func helmCapabilities(opts HelmOptions) (*chartutil.Capabilities, error) {
+	caps := chartutil.DefaultCapabilities.Copy()
+	kv, err := chartutil.ParseKubeVersion(defaultString(opts.KubeVersion, DefaultKubeVersion))
+	if err != nil {
+		return nil, fmt.Errorf("helm: kube version %q: %w", opts.KubeVersion, err)
+	}
+	caps.KubeVersion = *kv
+	if opts.APIVersions != nil {
+		caps.APIVersions = slices.Clone(chartutil.VersionSet(opts.APIVersions))
+	} else {
+		caps.APIVersions = slices.Clone(caps.APIVersions)
+	}
+	caps.APIVersions = append(caps.APIVersions, opts.ExtraAPIVersions...)
+	// The library reports "v3.22"; the CLI of that module version reports
+	// the full version.
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "helm.sh/helm/v3" && d.Replace == nil && strings.HasPrefix(d.Version, "v3.") {
+				caps.HelmVersion.Version = d.Version
+			}
+		}
+	}
+	return caps, nil
+}

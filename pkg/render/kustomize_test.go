@@ -1,0 +1,249 @@
+package render
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// prodOverlay is the overlay of the golden and oracle tests: a base, a
+// component, patches, generators and a secretGenerator from SOPS files.
+func prodOverlay() KustomizeOptions {
+	return KustomizeOptions{Root: "testdata/repo", App: "shop", Path: "kustomize/overlays/prod", Decrypt: fakeDecrypt}
+}
+
+func TestKustomizeGolden(t *testing.T) {
+	var r Renderer
+	set, err := r.Kustomize(context.Background(), prodOverlay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "kustomize-prod.yaml", dumpSet(t, set))
+	if diff := cmp.Diff([]string{"Job/shop-prod/prod-migrate"}, ids(set.Hooks)); diff != "" {
+		t.Errorf("hooks (-want +got):\n%s", diff)
+	}
+}
+
+func TestKustomizeDecryptsInMemory(t *testing.T) {
+	var r Renderer
+	opts := prodOverlay()
+	var decrypted []string
+	opts.Decrypt = func(ctx context.Context, p string, data []byte) ([]byte, error) {
+		decrypted = append(decrypted, p)
+		return fakeDecrypt(ctx, p, data)
+	}
+	before, err := os.ReadFile("testdata/repo/kustomize/overlays/prod/db.enc.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := r.Kustomize(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ca.crt is in the generator but not encrypted: passed through as is.
+	want := []string{"kustomize/overlays/prod/password.enc.json", "kustomize/overlays/prod/db.enc.env"}
+	if diff := cmp.Diff(want, decrypted); diff != "" {
+		t.Errorf("decrypted files (-want +got):\n%s", diff)
+	}
+	after, err := os.ReadFile("testdata/repo/kustomize/overlays/prod/db.enc.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before) != string(after) {
+		t.Error("the encrypted file on disk changed")
+	}
+	for _, o := range set.Objects {
+		if o.GetKind() == "Secret" {
+			data, _, _ := unstructuredMap(o.Object, "data")
+			if _, ok := data["sops_mac"]; ok {
+				t.Errorf("secret still has SOPS metadata: %v", data)
+			}
+			if data["DB_USER"] != "YXBw" { // base64("app")
+				t.Errorf("DB_USER = %v, want the decrypted value", data["DB_USER"])
+			}
+		}
+	}
+}
+
+func TestKustomizeErrors(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "kustomization.yaml"), []byte("resources: [cm.yaml]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"
+	tests := []struct {
+		name        string
+		files       map[string]string
+		links       map[string]string
+		path        string
+		allowRemote bool
+		decrypt     DecryptFunc
+		wantErr     string
+	}{
+		{
+			name:    "resource climbs out",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- ../../../../../../../../etc\n"},
+			wantErr: "o/kustomization.yaml: ../../../../../../../../etc: path escapes the repository root",
+		},
+		{
+			name:    "symlinked resource file out of the repo",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- cm.yaml\n"},
+			links:   map[string]string{"o/cm.yaml": filepath.Join(outside, "cm.yaml")},
+			wantErr: "path escapes from parent",
+		},
+		{
+			name:    "symlinked base out of the repo",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- base\n"},
+			links:   map[string]string{"o/base": outside},
+			wantErr: "path escapes from parent",
+		},
+		{
+			name:    "patch file symlinked out of the repo",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\npatches:\n- path: p.yaml\n", "o/cm.yaml": cm},
+			links:   map[string]string{"o/p.yaml": filepath.Join(outside, "cm.yaml")},
+			wantErr: "path escapes from parent",
+		},
+		{
+			name:    "overlay path climbs out",
+			path:    "../x",
+			wantErr: "kustomize: overlay ../x: path escapes the repository root",
+		},
+		{
+			name:    "remote base",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.8.1\n"},
+			wantErr: "remote bases are disabled",
+		},
+		{
+			name:    "remote base without scheme",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- github.com/kubernetes-sigs/kustomize/examples/helloWorld?ref=v5.8.1\n"},
+			wantErr: "not found in the repository (remote bases are disabled)",
+		},
+		{
+			name:    "remote component",
+			files:   map[string]string{"o/kustomization.yaml": "components:\n- git@github.com:org/repo.git//c\n"},
+			wantErr: "remote bases are disabled",
+		},
+		{
+			name:    "remote patch",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\npatches:\n- path: https://example.com/p.yaml\n", "o/cm.yaml": cm},
+			wantErr: "https://example.com/p.yaml: remote files are disabled",
+		},
+		{
+			name:    "remote in a nested base",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [../b]\n", "b/kustomization.yaml": "resources:\n- https://example.com/x.yaml\n"},
+			wantErr: "b/kustomization.yaml: https://example.com/x.yaml: remote bases are disabled",
+		},
+		{
+			name:    "encrypted secret without decrypter",
+			files:   map[string]string{"o/kustomization.yaml": "secretGenerator:\n- name: s\n  envs: [s.env]\n", "o/s.env": "A=ENC[b]\nsops_mac=x\n"},
+			wantErr: "secretGenerator file o/s.env is SOPS-encrypted and no decrypter is configured",
+		},
+		{
+			name:    "decrypter fails",
+			files:   map[string]string{"o/kustomization.yaml": "secretGenerator:\n- name: s\n  envs: [s.env]\n", "o/s.env": "A=b\nsops_mac=x\n"},
+			decrypt: func(context.Context, string, []byte) ([]byte, error) { return nil, os.ErrPermission },
+			wantErr: "kustomize: o: decrypt o/s.env: permission denied",
+		},
+		{
+			name:    "exec function",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\ntransformers: [fn.yaml]\n", "o/cm.yaml": cm, "o/fn.yaml": "apiVersion: example.com/v1\nkind: Fn\nmetadata:\n  name: fn\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n"},
+			wantErr: "kustomize: build o: ",
+		},
+		{
+			name:    "object without name",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\n", "o/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n"},
+			wantErr: "kustomize: build o: ",
+		},
+		{
+			name:    "yaml does not parse",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\n", "o/cm.yaml": "apiVersion: v1\nkind: [\n"},
+			wantErr: "kustomize: build o: ",
+		},
+		{
+			name:    "not a kustomization",
+			files:   map[string]string{"o/cm.yaml": cm},
+			wantErr: "unable to find one of 'kustomization.yaml'",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := writeTree(t, tt.files)
+			for link, target := range tt.links {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(root, link)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var r Renderer
+			p := tt.path
+			if p == "" {
+				p = "o"
+			}
+			_, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: p, AllowRemote: tt.allowRemote, Decrypt: tt.decrypt})
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestKustomizeFilesAnywhereInRepo shows the difference with kustomize's
+// default restriction: a patch in a sibling folder of the overlay is fine,
+// as long as it is inside the repository.
+func TestKustomizeFilesAnywhereInRepo(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"o/kustomization.yaml": "resources: [../shared/cm.yaml]\npatches:\n- path: ../shared/patch.yaml\n",
+		"shared/cm.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata: {a: b}\n",
+		"shared/patch.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata: {a: c}\n",
+	})
+	if err := os.Symlink("../shared", filepath.Join(root, "o", "linked")); err != nil {
+		t.Fatal(err)
+	}
+	var r Renderer
+	set, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Objects) != 1 || set.Objects[0].Object["data"].(map[string]any)["a"] != "c" {
+		t.Fatalf("objects = %v", set.Objects)
+	}
+}
+
+// TestKustomizeConcurrent runs builds from many goroutines on one Renderer
+// (run with -race to check the serialisation).
+func TestKustomizeConcurrent(t *testing.T) {
+	var r Renderer
+	want, err := r.kustomizeBuild(context.Background(), prodOverlay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			got, err := r.kustomizeBuild(context.Background(), prodOverlay())
+			if err == nil && string(got) != string(want) {
+				err = os.ErrInvalid
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// DecryptFunc returns the plaintext of a SOPS-encrypted file. path is the
+// file's path relative to the repository root (for messages and for picking
+// the format), data its encrypted content. The plaintext must only be kept
+// in memory. pkg/secrets provides the real implementation.
+type DecryptFunc func(ctx context.Context, path string, data []byte) ([]byte, error)
+
+// Source is one part of an app: exactly one of its fields is set.
+type Source struct {
+	// Plain reads a folder or file of manifests.
+	Plain *PlainOptions
+	// Helm renders a chart.
+	Helm *HelmOptions
+	// Kustomize builds an overlay.
+	Kustomize *KustomizeOptions
+}
+
+// Options configure Renderer.Render. Root, App and Decrypt are copied into
+// every source that leaves them empty.
+type Options struct {
+	// Root is the repository snapshot every source reads from.
+	Root string
+	// App names the app in origins and messages.
+	App string
+	// Namespace is the app's namespace; it is the default release namespace
+	// of Helm sources. Objects without a namespace get it at apply time.
+	Namespace string
+	// AllowedNamespaces, when not empty, lists the namespaces the app may
+	// write. An object whose metadata.namespace is set to another one is an
+	// error. An empty list allows every namespace.
+	AllowedNamespaces []string
+	// Decrypt decrypts SOPS files (Helm secret values files, files of
+	// kustomize secretGenerators). Nil refuses encrypted input.
+	Decrypt DecryptFunc
+	// Sources are rendered in order and concatenated.
+	Sources []Source
+}
+
+// Renderer renders apps. The zero value is ready to use and must not be
+// copied after first use. kustomize keeps process-wide state (the OpenAPI
+// schema of the build in progress), so a Renderer runs one kustomize build
+// at a time: a process should share one Renderer between its goroutines.
+// Helm and plain sources render concurrently.
+type Renderer struct {
+	kustomizeMu sync.Mutex
+}
+
+// Render renders every source of an app into one set and validates the
+// result: no two objects (or two hooks) with the same group, kind,
+// namespace and name, and no namespace outside AllowedNamespaces. Errors
+// name the source file and document, or the chart template.
+func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error) {
+	out := &object.Set{}
+	for i, src := range opts.Sources {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
+		var (
+			set *object.Set
+			err error
+		)
+		switch {
+		case src.Plain != nil && src.Helm == nil && src.Kustomize == nil:
+			o := *src.Plain
+			o.Root = defaultString(o.Root, opts.Root)
+			o.App = defaultString(o.App, opts.App)
+			set, err = Plain(o)
+		case src.Helm != nil && src.Plain == nil && src.Kustomize == nil:
+			o := *src.Helm
+			o.Root = defaultString(o.Root, opts.Root)
+			o.App = defaultString(o.App, opts.App)
+			o.Namespace = defaultString(o.Namespace, opts.Namespace)
+			if o.Decrypt == nil {
+				o.Decrypt = opts.Decrypt
+			}
+			set, err = Helm(ctx, o)
+		case src.Kustomize != nil && src.Plain == nil && src.Helm == nil:
+			o := *src.Kustomize
+			o.Root = defaultString(o.Root, opts.Root)
+			o.App = defaultString(o.App, opts.App)
+			if o.Decrypt == nil {
+				o.Decrypt = opts.Decrypt
+			}
+			set, err = r.Kustomize(ctx, o)
+		default:
+			return nil, fmt.Errorf("render: source %d: set exactly one of plain, helm or kustomize", i)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Objects = append(out.Objects, set.Objects...)
+		out.Hooks = append(out.Hooks, set.Hooks...)
+	}
+	if err := Validate(out, opts.Namespace, opts.AllowedNamespaces); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Validate checks a rendered set: duplicate objects among the ordinary
+// objects or among the hooks, where an object without a namespace counts as
+// being in namespace (the app's), and objects in a namespace not in allowed
+// (when allowed is not empty). The error names both origins of a duplicate.
+func Validate(set *object.Set, namespace string, allowed []string) error {
+	for _, list := range [][]*object.Object{set.Objects, set.Hooks} {
+		seen := map[object.ID]object.Origin{}
+		for _, o := range list {
+			id := o.ID()
+			if len(allowed) > 0 && id.Namespace != "" && !slices.Contains(allowed, id.Namespace) {
+				return fmt.Errorf("%s: %s: namespace %q is not allowed for this app (allowed: %s)", originString(o.Origin), id, id.Namespace, strings.Join(allowed, ", "))
+			}
+			if id.Namespace == "" {
+				id.Namespace = namespace
+			}
+			if prev, dup := seen[id]; dup {
+				return fmt.Errorf("%s: %s: duplicate object, first defined in %s", originString(o.Origin), o.ID(), originString(prev))
+			}
+			seen[id] = o.Origin
+		}
+	}
+	return nil
+}
+
+// add puts o in the set's hooks or objects.
+func add(set *object.Set, o *object.Object) {
+	if object.IsHook(o.Unstructured) {
+		set.Hooks = append(set.Hooks, o)
+		return
+	}
+	set.Objects = append(set.Objects, o)
+}
+
+// decodeStream splits a rendered YAML stream (the output of helm template or
+// kustomize build) into a set. source returns the origin of a document from
+// its text and index; it may carry state from one document to the next.
+func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (*object.Set, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	set := &object.Set{}
+	for doc := 0; ; doc++ {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return set, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: read: %w", doc, err)
+		}
+		o := origin(raw, doc)
+		objs, err := decodeDocument(o, raw)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range objs {
+			add(set, obj)
+		}
+	}
+}
+
+// originString formats an origin for messages: like Origin.String, with
+// the document index after a template too.
+func originString(o object.Origin) string {
+	if o.Template == "" {
+		return o.String()
+	}
+	s := fmt.Sprintf("%s#%d", o.Template, o.Doc)
+	if o.App != "" {
+		s = o.App + ": " + s
+	}
+	return s
+}
+
+// decodeDocument parses one YAML document into objects (a List expands) and
+// validates each; errors are prefixed with origin.
+func decodeDocument(origin object.Origin, raw []byte) ([]*object.Object, error) {
+	where := originString(origin)
+	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("%s: parse: %w", where, err)
+	}
+	if m == nil {
+		return nil, nil
+	}
+	u := &unstructured.Unstructured{Object: m}
+	if !u.IsList() {
+		if err := validate(u); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		return []*object.Object{{Unstructured: u, Origin: origin}}, nil
+	}
+	items, _ := m["items"].([]any)
+	out := make([]*object.Object, 0, len(items))
+	for i, it := range items {
+		im, ok := it.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: item %d: not an object", where, i)
+		}
+		item := &unstructured.Unstructured{Object: im}
+		if err := validate(item); err != nil {
+			return nil, fmt.Errorf("%s: item %d: %w", where, i, err)
+		}
+		out = append(out, &object.Object{Unstructured: item, Origin: origin})
+	}
+	return out, nil
+}
+
+// readRootFile reads name from fsys, refusing files larger than max.
+func readRootFile(fsys fs.FS, name string, max int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: file larger than the limit of %d bytes", name, max)
+	}
+	return data, nil
+}
+
+// IsSOPS reports whether data looks like a SOPS-encrypted file: YAML with a
+// top-level sops: key, JSON with a "sops" key, or a dotenv/INI file with
+// sops_ metadata lines.
+func IsSOPS(data []byte) bool {
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimRight(line, "\r")
+		switch {
+		case bytes.HasPrefix(line, []byte("sops:")),
+			bytes.HasPrefix(line, []byte("sops_")),
+			bytes.HasPrefix(bytes.TrimSpace(line), []byte(`"sops":`)) && bytes.Contains(data, []byte(`"mac"`)):
+			return true
+		}
+	}
+	return false
+}
+
+func defaultString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
