@@ -1,0 +1,323 @@
+// Package config reads deliver.yaml: the apps of a repository, how each is
+// rendered and delivered, and the environments that override them. The same
+// file drives the laptop diff, the CI step and the in-cluster reconciler.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The schema version this package reads.
+const (
+	APIVersion = "deliver.dev/v1alpha1"
+	Kind       = "Config"
+	// FileName is where deliver looks for the config in a repository.
+	FileName = "deliver.yaml"
+)
+
+// Config is the content of deliver.yaml.
+type Config struct {
+	APIVersion string `yaml:"apiVersion" json:"apiVersion" jsonschema:"enum=deliver.dev/v1alpha1"`
+	Kind       string `yaml:"kind" json:"kind" jsonschema:"enum=Config"`
+	// Defaults apply to every app that does not set the field itself.
+	Defaults Defaults `yaml:"defaults,omitempty" json:"defaults,omitempty"`
+	// Apps are delivered in dependsOn order; independent apps in parallel.
+	Apps []App `yaml:"apps" json:"apps" jsonschema:"minItems=1"`
+	// Environments override apps per target (staging, prod, ...).
+	Environments map[string]Environment `yaml:"environments,omitempty" json:"environments,omitempty"`
+}
+
+// Defaults are settings shared by all apps.
+type Defaults struct {
+	// Strategy is rolling (default) or recreate.
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
+	// Prune deletes objects that left git. Default true.
+	Prune *bool `yaml:"prune,omitempty" json:"prune,omitempty"`
+	// Wait waits for readiness after apply. Default true.
+	Wait *bool `yaml:"wait,omitempty" json:"wait,omitempty"`
+	// WaitTimeout bounds the wait. Default 5m.
+	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
+	// HookTimeout bounds each hook run. Default 5m.
+	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
+}
+
+// App is one unit of delivery: a set of objects rendered from one source,
+// tracked in one inventory.
+type App struct {
+	// Name identifies the app: its objects carry it as a label and its
+	// inventory is kept under it. A DNS label.
+	Name string `yaml:"name" json:"name" jsonschema:"pattern=^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"`
+	// Namespace is where namespaced objects without one go.
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// AllowedNamespaces limits the namespaces the app may write; default
+	// only Namespace. ["*"] allows all.
+	AllowedNamespaces []string `yaml:"allowedNamespaces,omitempty" json:"allowedNamespaces,omitempty"`
+	// Exactly one of Helm, Kustomize and Manifests.
+	Helm      *Helm      `yaml:"helm,omitempty" json:"helm,omitempty"`
+	Kustomize *Kustomize `yaml:"kustomize,omitempty" json:"kustomize,omitempty"`
+	Manifests *Manifests `yaml:"manifests,omitempty" json:"manifests,omitempty"`
+	// Strategy, Prune, Wait, WaitTimeout and HookTimeout override Defaults.
+	Strategy    string   `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
+	Prune       *bool    `yaml:"prune,omitempty" json:"prune,omitempty"`
+	Wait        *bool    `yaml:"wait,omitempty" json:"wait,omitempty"`
+	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
+	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
+	// DependsOn names apps that must be delivered first.
+	DependsOn []string `yaml:"dependsOn,omitempty" json:"dependsOn,omitempty"`
+}
+
+// Helm renders a chart.
+type Helm struct {
+	// Chart is a path in the repository, or a chart name with Repository.
+	Chart string `yaml:"chart" json:"chart"`
+	// Repository is a chart repository URL or an oci:// reference.
+	Repository string `yaml:"repository,omitempty" json:"repository,omitempty"`
+	// Version of a chart from a repository.
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// ReleaseName defaults to the app name.
+	ReleaseName string `yaml:"releaseName,omitempty" json:"releaseName,omitempty"`
+	// ValuesFiles are merged in order after the chart's defaults.
+	ValuesFiles []string `yaml:"valuesFiles,omitempty" json:"valuesFiles,omitempty"`
+	// SecretValuesFiles are SOPS-encrypted values files, merged after
+	// ValuesFiles. Vault refs (ref+vault://...) in any values are resolved.
+	SecretValuesFiles []string `yaml:"secretValuesFiles,omitempty" json:"secretValuesFiles,omitempty"`
+	// Values are inline values, merged after the files.
+	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
+	// Set are --set style overrides, applied last.
+	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
+	// IncludeCRDs renders the chart's crds/ folder, as --include-crds.
+	IncludeCRDs bool `yaml:"includeCRDs,omitempty" json:"includeCRDs,omitempty"`
+}
+
+// Kustomize builds an overlay.
+type Kustomize struct {
+	// Path is the overlay folder in the repository.
+	Path string `yaml:"path" json:"path"`
+}
+
+// Manifests reads plain YAML or JSON manifests.
+type Manifests struct {
+	// Path is a file or folder in the repository, read recursively.
+	Path string `yaml:"path" json:"path"`
+}
+
+// Environment overrides apps for one target.
+type Environment struct {
+	// Context is the kubeconfig context of the target cluster.
+	Context string `yaml:"context,omitempty" json:"context,omitempty"`
+	// Apps overrides apps by name.
+	Apps map[string]Override `yaml:"apps,omitempty" json:"apps,omitempty"`
+}
+
+// Override changes an app in one environment.
+type Override struct {
+	// Namespace replaces the app's namespace.
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	// Path replaces the kustomize or manifests path.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// ValuesFiles and SecretValuesFiles are added after the app's.
+	ValuesFiles       []string `yaml:"valuesFiles,omitempty" json:"valuesFiles,omitempty"`
+	SecretValuesFiles []string `yaml:"secretValuesFiles,omitempty" json:"secretValuesFiles,omitempty"`
+	// Values are merged over the app's inline values.
+	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
+	// Set are added after the app's.
+	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
+	// Strategy replaces the app's strategy.
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
+	// Disabled leaves the app out of this environment.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+}
+
+// Duration is a Go duration written as a string ("90s", "5m").
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses the duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration like 90s or 5m", n.Line, s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// IsZero reports an unset duration, for omitempty.
+func (d Duration) IsZero() bool { return d.Duration == 0 }
+
+
+// Parse reads deliver.yaml strictly: an unknown field, a wrong type or a
+// second document is an error naming the file and line.
+func Parse(file string, data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	c := &Config{}
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, cleanYAMLError(err))
+	}
+	var extra any
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s: more than one YAML document", file)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}
+
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return err
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Validate checks what the YAML decoder cannot: versions, names, one
+// source per app, known strategies, dependsOn and environment references,
+// and dependency cycles.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.APIVersion != APIVersion || c.Kind != Kind {
+		errs = append(errs, fmt.Errorf("apiVersion/kind must be %s/%s, got %q/%q", APIVersion, Kind, c.APIVersion, c.Kind))
+	}
+	if len(c.Apps) == 0 {
+		errs = append(errs, errors.New("no apps"))
+	}
+	if err := checkStrategy("defaults", c.Defaults.Strategy); err != nil {
+		errs = append(errs, err)
+	}
+	names := map[string]bool{}
+	for i, a := range c.Apps {
+		where := fmt.Sprintf("apps[%d] (%s)", i, a.Name)
+		if !dnsLabel.MatchString(a.Name) || len(a.Name) > 50 {
+			errs = append(errs, fmt.Errorf("%s: name must be a DNS label of at most 50 characters", where))
+		}
+		if names[a.Name] {
+			errs = append(errs, fmt.Errorf("%s: duplicate app name", where))
+		}
+		names[a.Name] = true
+		if a.Namespace == "" {
+			errs = append(errs, fmt.Errorf("%s: namespace is required", where))
+		}
+		n := 0
+		for _, set := range []bool{a.Helm != nil, a.Kustomize != nil, a.Manifests != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("%s: set exactly one of helm, kustomize or manifests", where))
+		}
+		if a.Helm != nil && a.Helm.Chart == "" {
+			errs = append(errs, fmt.Errorf("%s: helm.chart is required", where))
+		}
+		if a.Kustomize != nil && a.Kustomize.Path == "" {
+			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))
+		}
+		if a.Manifests != nil && a.Manifests.Path == "" {
+			errs = append(errs, fmt.Errorf("%s: manifests.path is required", where))
+		}
+		if err := checkStrategy(where, a.Strategy); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, a := range c.Apps {
+		for _, d := range a.DependsOn {
+			if !names[d] {
+				errs = append(errs, fmt.Errorf("app %s: dependsOn: unknown app %q", a.Name, d))
+			}
+		}
+	}
+	envNames := make([]string, 0, len(c.Environments))
+	for name := range c.Environments {
+		envNames = append(envNames, name)
+	}
+	sort.Strings(envNames)
+	for _, name := range envNames {
+		for app, o := range c.Environments[name].Apps {
+			if !names[app] {
+				errs = append(errs, fmt.Errorf("environments.%s.apps: unknown app %q", name, app))
+			}
+			if err := checkStrategy("environments."+name+".apps."+app, o.Strategy); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if cycle := findCycle(c.Apps); cycle != nil {
+			errs = append(errs, fmt.Errorf("dependency cycle: %s", strings.Join(cycle, " -> ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkStrategy(where, s string) error {
+	switch s {
+	case "", "rolling", "recreate":
+		return nil
+	}
+	return fmt.Errorf("%s: unknown strategy %q (want rolling or recreate)", where, s)
+}
+
+// findCycle returns a dependency cycle as a path of app names, or nil.
+func findCycle(apps []App) []string {
+	deps := map[string][]string{}
+	for _, a := range apps {
+		deps[a.Name] = a.DependsOn
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(string) []string
+	visit = func(n string) []string {
+		state[n] = visiting
+		stack = append(stack, n)
+		for _, d := range deps[n] {
+			switch state[d] {
+			case visiting:
+				for i, s := range stack {
+					if s == d {
+						return append(append([]string(nil), stack[i:]...), d)
+					}
+				}
+			case unvisited:
+				if c := visit(d); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[n] = done
+		return nil
+	}
+	for _, a := range apps {
+		if state[a.Name] == unvisited {
+			if c := visit(a.Name); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const valid = `apiVersion: deliver.dev/v1alpha1
+kind: Config
+defaults:
+  waitTimeout: 2m
+apps:
+- name: db
+  namespace: data
+  manifests: {path: db}
+- name: web
+  namespace: web
+  dependsOn: [db]
+  strategy: recreate
+  helm:
+    chart: charts/web
+    valuesFiles: [values.yaml]
+    secretValuesFiles: [secrets.enc.yaml]
+    values: {image: {tag: "1.0"}, replicas: 2}
+- name: worker
+  namespace: web
+  dependsOn: [db]
+  kustomize: {path: overlays/base}
+environments:
+  prod:
+    context: prod-cluster
+    apps:
+      web:
+        namespace: web-prod
+        valuesFiles: [values-prod.yaml]
+        values: {image: {tag: "2.0"}}
+      worker: {path: overlays/prod}
+  dev:
+    apps:
+      worker: {disabled: true}
+`
+
+func TestParseAndEnvironment(t *testing.T) {
+	c, err := Parse("deliver.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ForEnvironment("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := r.Apps[1]
+	if r.Context != "prod-cluster" || web.Namespace != "web-prod" || web.Strategy != "recreate" || web.WaitTimeout != 2*time.Minute || !web.Prune || !web.Wait {
+		t.Errorf("resolved web = %+v (context %q)", web, r.Context)
+	}
+	if diff := cmp.Diff([]string{"values.yaml", "values-prod.yaml"}, web.Helm.ValuesFiles); diff != "" {
+		t.Errorf("values files (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]any{"image": map[string]any{"tag": "2.0"}, "replicas": 2}, web.Helm.Values); diff != "" {
+		t.Errorf("values (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"web-prod"}, web.AllowedNamespaces); diff != "" {
+		t.Errorf("allowed namespaces (-want +got):\n%s", diff)
+	}
+	if got := r.Apps[2].Kustomize.Path; got != "overlays/prod" {
+		t.Errorf("worker path = %q", got)
+	}
+	if c.Apps[1].Helm.ValuesFiles[0] != "values.yaml" || len(c.Apps[1].Helm.ValuesFiles) != 1 {
+		t.Errorf("the environment changed the base config: %v", c.Apps[1].Helm.ValuesFiles)
+	}
+	var levels [][]string
+	for _, l := range r.Levels() {
+		var names []string
+		for _, a := range l {
+			names = append(names, a.Name)
+		}
+		levels = append(levels, names)
+	}
+	if diff := cmp.Diff([][]string{{"db"}, {"web", "worker"}}, levels); diff != "" {
+		t.Errorf("levels (-want +got):\n%s", diff)
+	}
+	dev, err := c.ForEnvironment("dev")
+	if err != nil || len(dev.Apps) != 2 {
+		t.Errorf("dev: %v, %d apps, want worker disabled", err, len(dev.Apps))
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, env, want string
+	}{
+		{"unknown field with line", strings.Replace(valid, "  strategy: recreate", "  stratgy: recreate", 1), "", "deliver.yaml: line 12: field stratgy not found"},
+		{"wrong type", strings.Replace(valid, "dependsOn: [db]\n  strategy", "dependsOn: db\n  strategy", 1), "", "deliver.yaml: line 11: cannot unmarshal"},
+		{"bad duration", strings.Replace(valid, "waitTimeout: 2m", "waitTimeout: soon", 1), "", `"soon" is not a duration`},
+		{"wrong apiVersion", strings.Replace(valid, "v1alpha1", "v9", 1), "", "apiVersion/kind must be deliver.dev/v1alpha1/Config"},
+		{"two sources", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  kustomize: {path: db}", 1), "", "apps[0] (db): set exactly one of helm, kustomize or manifests"},
+		{"unknown dependsOn", strings.Replace(valid, "dependsOn: [db]\n  strategy", "dependsOn: [dbb]\n  strategy", 1), "", `app web: dependsOn: unknown app "dbb"`},
+		{"cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [worker]", 1), "", "dependency cycle: db -> worker -> db"},
+		{"self cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [db]", 1), "", "dependency cycle: db -> db"},
+		{"bad strategy", strings.Replace(valid, "strategy: recreate", "strategy: bluegreen", 1), "", `unknown strategy "bluegreen"`},
+		{"duplicate app", strings.Replace(valid, "- name: worker", "- name: web", 1), "", "duplicate app name"},
+		{"bad name", strings.Replace(valid, "- name: worker", "- name: Worker_1", 1), "", "name must be a DNS label"},
+		{"env names unknown app", strings.Replace(valid, "      worker: {path: overlays/prod}", "      wrker: {path: overlays/prod}", 1), "", `environments.prod.apps: unknown app "wrker"`},
+		{"unknown environment", valid, "staging", `unknown environment "staging" (deliver.yaml defines: dev, prod)`},
+		{"not yaml", "apps: [", "", "deliver.yaml: yaml: line 1"},
+		{"two documents", valid + "---\nkind: Other\n", "", "more than one YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("deliver.yaml", []byte(tt.yaml))
+			if err == nil {
+				_, err = c.ForEnvironment(tt.env)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSchema(t *testing.T) {
+	data, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s map[string]any
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"apps"`, `"dependsOn"`, `"secretValuesFiles"`, `"additionalProperties": false`, `"rolling"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("schema lacks %s", want)
+		}
+	}
+}

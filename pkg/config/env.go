@@ -1,0 +1,188 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Resolved is the config for one environment: defaults and overrides
+// applied, disabled apps left out.
+type Resolved struct {
+	// Environment is the environment name, empty for none.
+	Environment string
+	// Context is the kubeconfig context, empty for the current one.
+	Context string
+	// Apps in the order of deliver.yaml.
+	Apps []ResolvedApp
+}
+
+// ResolvedApp is an app with every setting decided.
+type ResolvedApp struct {
+	App
+	Strategy    string
+	Prune       bool
+	Wait        bool
+	WaitTimeout time.Duration
+	HookTimeout time.Duration
+}
+
+// ForEnvironment applies an environment's overrides. An empty name means
+// no environment; an unknown name is an error listing the known ones.
+func (c *Config) ForEnvironment(name string) (*Resolved, error) {
+	var env Environment
+	if name != "" {
+		var ok bool
+		if env, ok = c.Environments[name]; !ok {
+			known := make([]string, 0, len(c.Environments))
+			for n := range c.Environments {
+				known = append(known, n)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("unknown environment %q (deliver.yaml defines: %s)", name, strings.Join(known, ", "))
+		}
+	}
+	r := &Resolved{Environment: name, Context: env.Context}
+	disabled := map[string]bool{}
+	for _, a := range c.Apps {
+		o := env.Apps[a.Name]
+		if o.Disabled {
+			disabled[a.Name] = true
+			continue
+		}
+		a = applyOverride(a, o)
+		ra := ResolvedApp{
+			App:         a,
+			Strategy:    first(a.Strategy, c.Defaults.Strategy, "rolling"),
+			Prune:       firstBool(a.Prune, c.Defaults.Prune, true),
+			Wait:        firstBool(a.Wait, c.Defaults.Wait, true),
+			WaitTimeout: firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
+			HookTimeout: firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
+		}
+		if len(ra.AllowedNamespaces) == 0 {
+			ra.AllowedNamespaces = []string{ra.Namespace}
+		}
+		r.Apps = append(r.Apps, ra)
+	}
+	for _, a := range r.Apps {
+		for _, d := range a.DependsOn {
+			if disabled[d] {
+				return nil, fmt.Errorf("environment %s: app %s depends on %s, which is disabled there", name, a.Name, d)
+			}
+		}
+	}
+	return r, nil
+}
+
+func applyOverride(a App, o Override) App {
+	if o.Namespace != "" {
+		a.Namespace = o.Namespace
+		a.AllowedNamespaces = nil // follow the new namespace unless listed again
+	}
+	if o.Strategy != "" {
+		a.Strategy = o.Strategy
+	}
+	if o.Path != "" {
+		switch {
+		case a.Kustomize != nil:
+			k := *a.Kustomize
+			k.Path = o.Path
+			a.Kustomize = &k
+		case a.Manifests != nil:
+			m := *a.Manifests
+			m.Path = o.Path
+			a.Manifests = &m
+		}
+	}
+	if a.Helm != nil {
+		h := *a.Helm
+		h.ValuesFiles = append(append([]string(nil), h.ValuesFiles...), o.ValuesFiles...)
+		h.SecretValuesFiles = append(append([]string(nil), h.SecretValuesFiles...), o.SecretValuesFiles...)
+		h.Set = append(append([]string(nil), h.Set...), o.Set...)
+		h.Values = mergeMaps(h.Values, o.Values)
+		a.Helm = &h
+	}
+	return a
+}
+
+// mergeMaps merges b over a recursively, as Helm merges values.
+func mergeMaps(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := out[k].(map[string]any); ok {
+				out[k] = mergeMaps(am, bm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstBool(a, b *bool, def bool) bool {
+	if a != nil {
+		return *a
+	}
+	if b != nil {
+		return *b
+	}
+	return def
+}
+
+func firstDuration(a, b Duration, def time.Duration) time.Duration {
+	if a.Duration != 0 {
+		return a.Duration
+	}
+	if b.Duration != 0 {
+		return b.Duration
+	}
+	return def
+}
+
+// Levels groups apps by dependency depth: every app's dependencies are in
+// earlier levels, so the apps of one level can be delivered in parallel.
+// Validate has ruled out cycles.
+func (r *Resolved) Levels() [][]ResolvedApp {
+	level := map[string]int{}
+	byName := map[string]ResolvedApp{}
+	for _, a := range r.Apps {
+		byName[a.Name] = a
+	}
+	var depth func(string) int
+	depth = func(n string) int {
+		if l, ok := level[n]; ok {
+			return l
+		}
+		l := 0
+		for _, d := range byName[n].DependsOn {
+			if dl := depth(d) + 1; dl > l {
+				l = dl
+			}
+		}
+		level[n] = l
+		return l
+	}
+	var out [][]ResolvedApp
+	for _, a := range r.Apps {
+		l := depth(a.Name)
+		for len(out) <= l {
+			out = append(out, nil)
+		}
+		out[l] = append(out[l], a)
+	}
+	return out
+}
