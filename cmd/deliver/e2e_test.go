@@ -73,8 +73,8 @@ func TestExamplePlain(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
 	}
-	args := []string{"apply", "--kubeconfig", env.Kubeconfig, "--root", "../../examples/plain", "-f", "manifests", "--timeout", "1m"}
-	diffArgs := []string{"diff", "--kubeconfig", env.Kubeconfig, "--root", "../../examples/plain", "-f", "manifests"}
+	args := []string{"apply", "--kubeconfig", env.Kubeconfig, "--path", "../../examples/plain", "-f", "manifests", "--timeout", "1m"}
+	diffArgs := []string{"diff", "--kubeconfig", env.Kubeconfig, "--path", "../../examples/plain", "-f", "manifests"}
 	out, code := run(t, diffArgs...)
 	if code != 2 || !strings.Contains(out, "4 to create, 0 to change, 0 to delete, 0 unchanged") {
 		t.Errorf("diff before apply: exit %d, want 2 and 4 to create:\n%s", code, out)
@@ -132,11 +132,11 @@ current-context: c
 		args []string
 		want string
 	}{
-		{"malformed yaml", []string{"render", "--root", dir, "-f", "bad.yaml"}, "bad.yaml#0: parse"},
-		{"missing path", []string{"render", "--root", dir, "-f", "missing"}, "missing: "},
-		{"path escapes root", []string{"render", "--root", dir, "-f", "../x"}, "../x: path escapes the repository root"},
+		{"malformed yaml", []string{"render", "--path", dir, "-f", "bad.yaml"}, "bad.yaml#0: parse"},
+		{"missing path", []string{"render", "--path", dir, "-f", "missing"}, "missing: "},
+		{"path escapes root", []string{"render", "--path", dir, "-f", "../x"}, "../x: path escapes the repository root"},
 		{"unknown flag", []string{"apply", "--no-such-flag"}, "unknown flag: --no-such-flag"},
-		{"kubeconfig pointing nowhere", []string{"apply", "--kubeconfig", kubeconfig, "--root", good, "-f", "."}, "127.0.0.1:1"},
+		{"kubeconfig pointing nowhere", []string{"apply", "--kubeconfig", kubeconfig, "--path", good, "-f", "."}, "127.0.0.1:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,7 +49,7 @@ func run(deliver, example, path, dir string, exit bool) error {
 		return err
 	}
 	defer c.Stop()
-	cmd := exec.CommandContext(ctx, deliver, "apply", "--kubeconfig", c.Kubeconfig, "--root", example, "-f", path, "--timeout", "2m")
+	cmd := exec.CommandContext(ctx, deliver, "apply", "--kubeconfig", c.Kubeconfig, "--path", example, "-f", path, "--timeout", "2m")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	fmt.Printf("demo: %s\n", cmd.String())
 	if err := cmd.Run(); err != nil {

@@ -154,7 +154,7 @@ func BenchmarkApply1000(b *testing.B) {
 			dir := filepath.Join(tmp, ns)
 			benchObjects(b, dir, ns, n, 0)
 			b.StartTimer()
-			_, r := runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--root", dir, "--app", ns, "--wait=false")
+			_, r := runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns, "--wait=false")
 			rss = max(rss, r)
 		}
 		b.ReportMetric(rss, "peak-RSS-MiB")
@@ -165,7 +165,7 @@ func BenchmarkApply1000(b *testing.B) {
 	ns := benchNamespace(b, "diff")
 	dir := filepath.Join(tmp, ns)
 	benchObjects(b, dir, ns, n, 0)
-	runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--root", dir, "--app", ns, "--wait=false")
+	runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns, "--wait=false")
 	b.Run("nochange-diff/kubectl", func(b *testing.B) {
 		var rss float64
 		for i := 0; i < b.N; i++ {
@@ -177,14 +177,14 @@ func BenchmarkApply1000(b *testing.B) {
 	b.Run("nochange-diff/deliver", func(b *testing.B) {
 		var rss float64
 		for i := 0; i < b.N; i++ {
-			_, r := runTool(b, nil, deliver, "diff", "--kubeconfig", kc, "--root", dir, "--app", ns)
+			_, r := runTool(b, nil, deliver, "diff", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns)
 			rss = max(rss, r)
 		}
 		b.ReportMetric(rss, "peak-RSS-MiB")
 	})
 	b.Run("nochange-diff/deliver-full-dry-run", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			runTool(b, nil, deliver, "diff", "--kubeconfig", kc, "--root", dir, "--app", ns, "--full-dry-run")
+			runTool(b, nil, deliver, "diff", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns, "--full-dry-run")
 		}
 	})
 	b.Run("change10-diff+apply/deliver", func(b *testing.B) {
@@ -199,8 +199,8 @@ func BenchmarkApply1000(b *testing.B) {
 				}
 			}
 			b.StartTimer()
-			_, r1 := runTool(b, []int{2}, deliver, "diff", "--kubeconfig", kc, "--root", dir, "--app", ns)
-			_, r2 := runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--root", dir, "--app", ns, "--wait=false")
+			_, r1 := runTool(b, []int{2}, deliver, "diff", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns)
+			_, r2 := runTool(b, nil, deliver, "apply", "--kubeconfig", kc, "--path", dir, "-f", ".", "--app", ns, "--wait=false")
 			rss = max(rss, r1, r2)
 		}
 		b.ReportMetric(rss, "peak-RSS-MiB")

@@ -1,93 +1,330 @@
-// Package pipeline wires deliver's stages for one run: read the desired
-// state, render it, plan it against the cluster, and apply it. The CLI, CI
-// and (later) the in-cluster reconciler all go through here, so what the
-// laptop diff shows is what CI will do.
+// Package pipeline wires deliver's stages for one run: pin the desired state
+// (a working tree or a git commit), read deliver.yaml, resolve secrets,
+// render every app, then plan or apply each app against the cluster in
+// dependsOn order. The CLI, CI and the in-cluster reconciler all go through
+// here, so what the laptop diff shows is what CI will do.
 package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
 
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/object"
-	"github.com/deliverhq/deliver/pkg/render"
+	"github.com/deliverhq/deliver/pkg/secrets"
+	"github.com/deliverhq/deliver/pkg/source"
 )
 
 // Options describe one run.
 type Options struct {
-	// Root is the local folder holding the desired state (a working tree or
-	// a fetched snapshot).
-	Root string
-	// Path is the manifests' file or folder relative to Root.
+	// Path is a local working tree, used as it is on disk. Default ".".
+	// Ignored when Repo is set.
 	Path string
-	// App names the app: its objects carry the app label and its inventory
-	// is kept under this name. Default "default".
-	App string
-	// Revision is the git commit being delivered, recorded in the inventory.
-	Revision string
-	// Apply configures the apply stage.
+	// Repo and Ref name a git repository and ref to fetch instead.
+	Repo, Ref string
+	// Auth are the git credentials for Repo.
+	Auth source.Auth
+	// CacheDir is the git cache (see source.Options).
+	CacheDir string
+	// RequireClean refuses a local working tree with uncommitted changes.
+	RequireClean bool
+	// ConfigFile is deliver.yaml's path inside the repository.
+	ConfigFile string
+	// Env selects an environment of deliver.yaml.
+	Env string
+	// Apps limits the run to these apps (and fails on unknown names).
+	Apps []string
+	// Manifests, when set, delivers this path of plain manifests as one
+	// app named App in Namespace, without a deliver.yaml.
+	Manifests string
+	App       string
+	Namespace string
+
+	// Kube returns the client config for a kubeconfig context ("" for the
+	// current one). Not needed for Render.
+	Kube func(kubeContext string) (*rest.Config, error)
+	// Apply configures the apply stage; DefaultNamespace, Timeout and
+	// HookTimeout are set per app from deliver.yaml.
 	Apply apply.Options
 	// FullDryRun dry-runs every object instead of trusting the inventory.
 	FullDryRun bool
-	// Wait waits for every applied object to be ready (kstatus Current)
-	// before post-apply hooks run.
-	Wait bool
-	// Strategy is rolling (default) or recreate.
-	Strategy apply.Strategy
+	// Wait, when set, overrides every app's wait setting; Apply.Timeout,
+	// when set, every app's wait timeout.
+	Wait *bool
+	// Parallel bounds the apps delivered at once. Default 4.
+	Parallel int
+	// KubeVersion is the cluster version Helm charts see when rendering
+	// offline. Default: the version of the cluster, or Helm's default.
+	KubeVersion string
+
+	// Secrets configures SOPS keys and Vault.
+	Secrets SecretsOptions
+	// Redactor masks every secret value in output; one is made if nil.
+	Redactor *secrets.Redactor
+	// Log receives progress; default: discard.
+	Log *slog.Logger
 }
 
-func (o Options) plan() apply.PlanOptions {
-	return apply.PlanOptions{App: o.App, Revision: o.Revision, FullDryRun: o.FullDryRun, Strategy: o.Strategy, Wait: o.Wait}
+// SecretsOptions say where secret keys come from.
+type SecretsOptions struct {
+	// AgeKeyFiles and PGPKeyFiles hold private keys for SOPS.
+	AgeKeyFiles []string
+	PGPKeyFiles []string
+	// Getenv reads SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the VAULT_*
+	// variables; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	// Revision is the commit delivered; Dirty is set for a working tree
+	// with uncommitted changes.
+	Revision string `json:"revision"`
+	Dirty    bool   `json:"dirty,omitempty"`
+	// Environment is the deliver.yaml environment used.
+	Environment string `json:"environment,omitempty"`
+	// Apps are in deliver.yaml order.
+	Apps []*AppResult `json:"apps"`
+}
+
+// AppResult is the outcome for one app.
+type AppResult struct {
+	Name      string         `json:"name"`
+	Namespace string         `json:"namespace"`
+	Set       *object.Set    `json:"-"`
+	Plan      *apply.Plan    `json:"plan,omitempty"`
+	Report    *apply.Report  `json:"report,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	Skipped   string         `json:"skipped,omitempty"`
+	Duration  time.Duration  `json:"duration"`
+	err       error
+	app       config.ResolvedApp
+}
+
+// Err joins the errors of every app.
+func (r *Result) Err() error {
+	var errs []error
+	for _, a := range r.Apps {
+		if a.err != nil {
+			errs = append(errs, a.err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// HasChanges reports whether any app's plan would change the cluster.
+func (r *Result) HasChanges() bool {
+	for _, a := range r.Apps {
+		if a.Plan != nil && (a.Plan.HasChanges() || hooksWouldRun(a.Plan)) {
+			return true
+		}
+	}
+	return false
+}
+
+func hooksWouldRun(p *apply.Plan) bool {
+	for _, h := range p.Hooks {
+		if h.Run {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Options) defaults() {
+	if o.Path == "" {
+		o.Path = "."
+	}
+	if o.ConfigFile == "" {
+		o.ConfigFile = config.FileName
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.Secrets.Getenv == nil {
+		o.Secrets.Getenv = os.Getenv
+	}
+	if o.Redactor == nil {
+		o.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	if o.App == "" {
 		o.App = "default"
 	}
 }
 
-// Render reads and renders the desired state without touching a cluster.
-func Render(ctx context.Context, opts Options) (*object.Set, error) {
-	if err := ctx.Err(); err != nil {
+// mode is what a run does after rendering.
+type mode int
+
+const (
+	modeRender mode = iota
+	modeDiff
+	modeApply
+)
+
+// Render renders every app without touching a cluster.
+func Render(ctx context.Context, opts Options) (*Result, error) { return run(ctx, opts, modeRender) }
+
+// Diff renders every app and plans it against the cluster. It never writes.
+func Diff(ctx context.Context, opts Options) (*Result, error) { return run(ctx, opts, modeDiff) }
+
+// Apply renders and applies every app in dependsOn order: hooks, strategy,
+// prune and wait as deliver.yaml says. A failed app stops the apps that
+// depend on it; independent apps still finish.
+func Apply(ctx context.Context, opts Options) (*Result, error) { return run(ctx, opts, modeApply) }
+
+func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
+	opts.defaults()
+	defer func() {
+		// Whatever failed, no secret value leaves in an error.
+		if err != nil {
+			err = opts.Redactor.Error(err)
+		}
+	}()
+	snap, err := source.Fetch(ctx, source.Options{
+		URL: firstNonEmpty(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
+		CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
+	})
+	if err != nil {
 		return nil, err
 	}
-	opts.defaults()
-	return render.Plain(render.PlainOptions{Root: opts.Root, Path: opts.Path, App: opts.App})
+	defer snap.Close()
+	cfg, err := loadConfig(snap, opts)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{Revision: snap.Commit, Dirty: snap.Dirty, Environment: cfg.Environment}
+	opts.Log.Info("source pinned", "revision", snap.Commit, "dirty", snap.Dirty, "apps", len(cfg.Apps))
+
+	sec, err := newSecrets(ctx, opts, snap.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer sec.close()
+
+	// Render everything first: bad input anywhere means nothing is applied.
+	var restCfg *rest.Config
+	if m != modeRender {
+		if opts.Kube == nil {
+			return nil, errors.New("no cluster configured")
+		}
+		if restCfg, err = opts.Kube(cfg.Context); err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+	}
+	byName := map[string]*AppResult{}
+	for _, a := range cfg.Apps {
+		ar := &AppResult{Name: a.Name, Namespace: a.Namespace, app: a}
+		res.Apps = append(res.Apps, ar)
+		byName[a.Name] = ar
+	}
+	if err := renderAll(ctx, opts, snap.Dir, sec, res.Apps); err != nil {
+		return res, err
+	}
+	if m == modeRender {
+		return res, nil
+	}
+
+	for _, level := range cfg.Levels() {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, opts.Parallel)
+		for _, a := range level {
+			ar := byName[a.Name]
+			if dep := failedDependency(a, byName); dep != "" {
+				ar.Skipped = fmt.Sprintf("dependency %s failed", dep)
+				ar.err = fmt.Errorf("app %s: skipped: %s", a.Name, ar.Skipped)
+				ar.Error = ar.err.Error()
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				start := time.Now()
+				ar.err = deliverApp(ctx, opts, restCfg, snap.Commit, ar, m, sec.redact)
+				ar.Duration = time.Since(start)
+				if ar.err != nil {
+					ar.err = opts.Redactor.Error(fmt.Errorf("app %s: %w", a.Name, ar.err))
+					ar.Error = ar.err.Error()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return res, nil
 }
 
-// Diff renders the desired state and plans it against the cluster cfg
-// points at. It never writes to the cluster.
-func Diff(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Plan, error) {
-	opts.defaults()
-	set, err := Render(ctx, opts)
-	if err != nil {
-		return nil, err
+func failedDependency(a config.ResolvedApp, byName map[string]*AppResult) string {
+	for _, d := range a.DependsOn {
+		if dep, ok := byName[d]; ok && dep.err != nil {
+			return d
+		}
 	}
-	m, err := apply.New(cfg, opts.Apply)
-	if err != nil {
-		return nil, err
-	}
-	return m.Plan(ctx, set, opts.plan())
+	return ""
 }
 
-// Apply renders the desired state, applies it to the cluster cfg points at,
-// prunes what left git and waits for readiness. The report is returned also
-// when applying failed part way.
-func Apply(ctx context.Context, cfg *rest.Config, opts Options) (*apply.Report, error) {
-	opts.defaults()
-	set, err := Render(ctx, opts)
-	if err != nil {
-		return nil, err
+// deliverApp plans (and in apply mode executes) one app.
+func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision string, ar *AppResult, m mode, redact func(string) string) error {
+	ao := opts.Apply
+	ao.DefaultNamespace = ar.app.Namespace
+	if ao.Timeout == 0 {
+		ao.Timeout = ar.app.WaitTimeout
 	}
-	m, err := apply.New(cfg, opts.Apply)
-	if err != nil {
-		return nil, err
+	ao.HookTimeout = ar.app.HookTimeout
+	wait := ar.app.Wait
+	if opts.Wait != nil {
+		wait = *opts.Wait
 	}
-	rep, err := m.Apply(ctx, set, opts.plan())
+	ao.Redact = redact
+	mgr, err := apply.New(cfg, ao)
 	if err != nil {
-		return rep, fmt.Errorf("%s: %w", opts.App, err)
+		return err
 	}
-	return rep, nil
+	strategy, err := apply.ParseStrategy(ar.app.Strategy)
+	if err != nil {
+		return err
+	}
+	plan, err := mgr.Plan(ctx, ar.Set, apply.PlanOptions{
+		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
+	})
+	if err != nil {
+		return err
+	}
+	if !ar.app.Prune {
+		kept := plan.Changes[:0]
+		for _, c := range plan.Changes {
+			if c.Type != apply.ChangeDelete {
+				kept = append(kept, c)
+			}
+		}
+		plan.Changes = kept
+	}
+	ar.Plan = plan
+	if m != modeApply {
+		return nil
+	}
+	opts.Log.Info("applying", "app", ar.Name, "plan", plan.Summary())
+	rep, err := mgr.Execute(ctx, plan)
+	ar.Report = rep
+	if rep != nil {
+		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))
+	}
+	return err
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

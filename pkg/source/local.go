@@ -33,6 +33,18 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 	// DetectDotGit: the tree to deliver may be a subdirectory of the
 	// repository (deploy/ in a monorepo).
 	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		// A plain folder (a laptop experiment, a CI artifact): delivered
+		// as it is, with no commit, and never clean.
+		if f.opts.RequireClean || len(f.keys) > 0 {
+			return nil, f.fail("open repository", fmt.Errorf("%s is not in a git repository: %w", dir, ErrDirty))
+		}
+		s := &Snapshot{Dir: dir, URL: f.loc.url, Ref: f.ref, Local: true, Dirty: true}
+		if s.root, err = os.OpenRoot(dir); err != nil {
+			return nil, f.fail("open working tree", err)
+		}
+		return s, nil
+	}
 	if err != nil {
 		return nil, f.fail("open repository", err)
 	}

@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -82,4 +83,25 @@ func TestFetchLocal(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+func TestLocalPlainFolder(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cm.yaml"), []byte("kind: ConfigMap\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := source.Fetch(context.Background(), source.Options{URL: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if !snap.Local || !snap.Dirty || snap.Commit != "" {
+		t.Errorf("snapshot of a plain folder = %+v, want local, dirty, no commit", snap)
+	}
+	if _, err := snap.Open("cm.yaml"); err != nil {
+		t.Error(err)
+	}
+	if _, err := source.Fetch(context.Background(), source.Options{URL: dir, RequireClean: true}); !errors.Is(err, source.ErrDirty) {
+		t.Errorf("RequireClean on a plain folder: %v, want source.ErrDirty", err)
+	}
 }

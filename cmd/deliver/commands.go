@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/pipeline"
+)
+
+// Exit codes of diff, as helm-diff's and terraform's detailed exit codes.
+const (
+	exitNoChanges = 0
+	exitChanges   = 2
+)
+
+const exitCodesHelp = `
+Exit codes: 0 success (diff: no changes), 2 diff found changes, 1 error.`
+
+func newRenderCmd(g *globals) *cobra.Command {
+	f := &runFlags{}
+	var showSecrets bool
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Print the rendered manifests of every app, offline",
+		Long:  "render reads deliver.yaml, decrypts and resolves secrets, and prints every app's objects. Secret values are masked unless --show-secrets." + exitCodesHelp,
+		Example: `  deliver render --env staging
+  deliver render -f manifests/ -n web`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			if showSecrets && !terminalOrFile(w) {
+				return errors.New("--show-secrets prints secret values: refused when stdout is a pipe (write to a terminal or a file)")
+			}
+			if err := f.prepare(cmd, g); err != nil {
+				return err
+			}
+			res, err := pipeline.Render(cmd.Context(), f.opts)
+			if err != nil {
+				return err
+			}
+			var b strings.Builder
+			for _, a := range res.Apps {
+				for _, list := range [][]*unstructuredObject{objectsOf(a, false), objectsOf(a, true)} {
+					for _, o := range list {
+						u := o.u
+						if !showSecrets {
+							u = maskSecret(u)
+						}
+						data, err := yaml.Marshal(u.Object)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(&b, "---\n# Source: %s\n%s", o.origin, data)
+					}
+				}
+			}
+			out := b.String()
+			if !showSecrets {
+				out = f.opts.Redactor.Redact(out)
+			}
+			_, err = io.WriteString(w, out)
+			return err
+		},
+	}
+	addRunFlags(cmd, f, false)
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print secret values (only to a terminal or a file)")
+	return cmd
+}
+
+type unstructuredObject struct {
+	u      *unstructured.Unstructured
+	origin string
+}
+
+func objectsOf(a *pipeline.AppResult, hooks bool) []*unstructuredObject {
+	if a.Set == nil {
+		return nil
+	}
+	list := a.Set.Objects
+	if hooks {
+		list = a.Set.Hooks
+	}
+	out := make([]*unstructuredObject, 0, len(list))
+	for _, o := range list {
+		out = append(out, &unstructuredObject{u: o.Unstructured, origin: o.Origin.String()})
+	}
+	return out
+}
+
+// maskSecret replaces a Secret's values by *** for printing.
+func maskSecret(u *unstructured.Unstructured) *unstructured.Unstructured {
+	if u.GetKind() != "Secret" || u.GroupVersionKind().Group != "" {
+		return u
+	}
+	u = u.DeepCopy()
+	for _, field := range []string{"data", "stringData"} {
+		m, ok, _ := unstructured.NestedMap(u.Object, field)
+		if !ok {
+			continue
+		}
+		for k := range m {
+			m[k] = "***"
+		}
+		_ = unstructured.SetNestedMap(u.Object, m, field)
+	}
+	return u
+}
+
+func terminalOrFile(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	if term.IsTerminal(int(f.Fd())) {
+		return true
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode().IsRegular()
+}
+
+func newDiffCmd(g *globals) *cobra.Command {
+	f := &runFlags{}
+	var color string
+	cmd := &cobra.Command{
+		Use:   "diff",
+		Short: "Show what apply would change, with a server-side dry run; never writes",
+		Long: `diff renders every app and compares it with the cluster using server-side
+apply dry runs (only for objects that may have changed since deliver applied
+them; --full-dry-run for all). Secret values are masked.` + exitCodesHelp,
+		Example: `  deliver diff --env prod
+  deliver diff --repo https://git.example.com/team/deploy.git --ref main -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDiff(cmd, g, f, color)
+		},
+	}
+	addRunFlags(cmd, f, true)
+	cmd.Flags().StringVar(&color, "color", "auto", "colour the diff: auto, always, never")
+	return cmd
+}
+
+func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
+	if err := f.prepare(cmd, g); err != nil {
+		return err
+	}
+	res, err := pipeline.Diff(cmd.Context(), f.opts)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if f.output == "json" {
+		type jsonApp struct {
+			Name  string          `json:"name"`
+			Plan  json.RawMessage `json:"plan,omitempty"`
+			Error string          `json:"error,omitempty"`
+		}
+		out := struct {
+			Revision string    `json:"revision"`
+			Dirty    bool      `json:"dirty,omitempty"`
+			Changes  bool      `json:"changes"`
+			Apps     []jsonApp `json:"apps"`
+		}{Revision: res.Revision, Dirty: res.Dirty, Changes: res.HasChanges()}
+		for _, a := range res.Apps {
+			ja := jsonApp{Name: a.Name, Error: a.Error}
+			if a.Plan != nil {
+				var b strings.Builder
+				if err := a.Plan.WriteJSON(&b); err != nil {
+					return err
+				}
+				ja.Plan = json.RawMessage(b.String())
+			}
+			out.Apps = append(out.Apps, ja)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		useColor := color == "always" || (color == "auto" && isTerminal(w))
+		for _, a := range res.Apps {
+			fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+			if a.Plan != nil {
+				if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
+					return err
+				}
+			}
+			if a.Error != "" {
+				fmt.Fprintf(w, "error: %s\n", a.Error)
+			}
+		}
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	if res.HasChanges() {
+		return exitError{code: exitChanges}
+	}
+	return nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	f := &runFlags{}
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Deliver every app: hooks, strategy, server-side apply, prune, wait",
+		Long: `apply renders every app and delivers it in dependsOn order (independent
+apps in parallel): config first, then pre-apply hooks (migrations), then
+workloads with the app's rolling or recreate strategy, then post-apply hooks,
+then prune of what left git. A failing app stops the apps that depend on it.
+--dry-run is diff.` + exitCodesHelp,
+		Example: `  deliver apply --env prod --require-clean
+  deliver apply -f manifests/ -n web --app web`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dryRun {
+				return runDiff(cmd, g, f, "auto")
+			}
+			if err := f.prepare(cmd, g); err != nil {
+				return err
+			}
+			res, err := pipeline.Apply(cmd.Context(), f.opts)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if f.output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			} else {
+				printResult(w, res)
+			}
+			return res.Err()
+		},
+	}
+	addRunFlags(cmd, f, true)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
+	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")
+	return cmd
+}
+
+func printResult(w io.Writer, res *pipeline.Result) {
+	rev := res.Revision
+	if res.Dirty {
+		rev += " (dirty)"
+	}
+	for _, a := range res.Apps {
+		fmt.Fprintf(w, "== app %s (namespace %s) at %s\n", a.Name, a.Namespace, rev)
+		if a.Report != nil {
+			for _, r := range a.Report.Results {
+				for _, c := range r.Conflicts {
+					fmt.Fprintf(w, "%s: took over from another field manager: %s\n", r.ID, c)
+				}
+				line := fmt.Sprintf("%s %s", r.ID, r.Action)
+				if r.Hook != "" {
+					line = fmt.Sprintf("hook %s (%s) %s", r.ID, r.Hook, r.Action)
+				}
+				if r.Error != "" {
+					line += ": " + r.Error
+				}
+				fmt.Fprintln(w, line)
+			}
+			fmt.Fprintf(w, "%s in %s\n", a.Report.Summary(), a.Duration.Round(time.Millisecond))
+		}
+		switch {
+		case a.Skipped != "":
+			fmt.Fprintf(w, "skipped: %s\n", a.Skipped)
+		case a.Error != "":
+			fmt.Fprintf(w, "failed: %s\n", a.Error)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/secrets"
+	"github.com/deliverhq/deliver/pkg/source"
+)
+
+// runFlags are the flags of render, diff and apply.
+type runFlags struct {
+	opts      pipeline.Options
+	apps      []string
+	output    string
+	logFormat string
+	verbose   bool
+	wait      bool
+}
+
+func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.opts.Path, "path", ".", "local working tree holding deliver.yaml, used as it is on disk")
+	fl.StringVar(&f.opts.Repo, "repo", "", "git repository URL to fetch instead of --path (https, ssh or file)")
+	fl.StringVar(&f.opts.Ref, "ref", "", "branch, tag or commit of --repo (default: the remote's HEAD)")
+	fl.BoolVar(&f.opts.RequireClean, "require-clean", false, "refuse a working tree with uncommitted changes (for CI)")
+	fl.StringVar(&f.opts.ConfigFile, "config", "deliver.yaml", "path of deliver.yaml inside the repository")
+	fl.StringVarP(&f.opts.Env, "env", "e", "", "environment of deliver.yaml")
+	fl.StringSliceVar(&f.apps, "app", nil, "only these apps; with -f, the app's name (default \"default\")")
+	fl.StringVarP(&f.opts.Manifests, "filename", "f", "", "deliver this folder of plain manifests as one app, without deliver.yaml")
+	fl.StringSliceVar(&f.opts.Secrets.AgeKeyFiles, "age-key-file", nil, "age identity file for SOPS (SOPS_AGE_KEY and SOPS_AGE_KEY_FILE work too)")
+	fl.StringSliceVar(&f.opts.Secrets.PGPKeyFiles, "pgp-key-file", nil, "armored PGP private key file for SOPS")
+	fl.StringVarP(&f.output, "output", "o", "", "output format: json")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log progress to stderr")
+	fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see when rendering offline")
+	if cluster {
+		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 16, "requests in flight inside one stage")
+		fl.IntVar(&f.opts.Parallel, "parallel", 4, "apps delivered at once (dependsOn order is kept)")
+		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
+		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
+		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
+		fl.BoolVar(&f.wait, "wait", true, "wait until the objects are ready (default: as deliver.yaml says)")
+		fl.DurationVar(&f.opts.Apply.Timeout, "timeout", 0, "how long to wait for readiness (default: as deliver.yaml says, or 5m)")
+	}
+}
+
+// prepare fills the options that need the global flags and a redactor.
+func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
+	stderr := cmd.ErrOrStderr()
+	if fl := cmd.Flags().Lookup("wait"); fl != nil && fl.Changed {
+		f.opts.Wait = &f.wait
+	}
+	if f.output != "" && f.output != "json" {
+		return fmt.Errorf("unknown output format %q (want json)", f.output)
+	}
+	f.opts.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	var h slog.Handler
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	switch f.logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return fmt.Errorf("unknown log format %q (want text or json)", f.logFormat)
+	}
+	f.opts.Log = slog.New(f.opts.Redactor.Handler(h))
+	if f.opts.Manifests != "" {
+		if len(f.apps) > 0 {
+			f.opts.App = f.apps[0]
+		}
+		if ns, _, err := g.kube.ToRawKubeConfigLoader().Namespace(); err == nil {
+			f.opts.Namespace = ns
+		}
+	} else {
+		f.opts.Apps = f.apps
+	}
+	f.opts.Auth = source.AuthFromEnv(os.LookupEnv)
+	f.opts.Kube = func(kubeContext string) (*rest.Config, error) {
+		if kubeContext != "" && (g.kube.Context == nil || *g.kube.Context == "") {
+			// The environment names the cluster; --context still wins.
+			g.kube.Context = &kubeContext
+		}
+		raw, err := g.kube.ToRawKubeConfigLoader().RawConfig()
+		if err != nil {
+			return nil, err
+		}
+		if c := g.kube.Context; c != nil && *c != "" {
+			if _, ok := raw.Contexts[*c]; !ok {
+				return nil, fmt.Errorf("context %q not found in the kubeconfig", *c)
+			}
+		}
+		cfg, err := g.kube.ToRESTConfig()
+		if err != nil {
+			if clientcmd.IsEmptyConfig(err) {
+				return nil, fmt.Errorf("no kubeconfig: set --kubeconfig or KUBECONFIG")
+			}
+			return nil, err
+		}
+		cfg.QPS, cfg.Burst = g.qps, g.burst
+		return cfg, nil
+	}
+	return nil
+}
+

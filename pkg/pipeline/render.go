@@ -1,0 +1,233 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/render"
+	"github.com/deliverhq/deliver/pkg/secrets"
+	"github.com/deliverhq/deliver/pkg/source"
+)
+
+// loadConfig reads deliver.yaml from the snapshot, or builds a one-app
+// config for Options.Manifests.
+func loadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
+	if opts.Manifests != "" {
+		ns := firstNonEmpty(opts.Namespace, "default")
+		timeout := opts.Apply.Timeout
+		if timeout == 0 {
+			timeout = 5 * time.Minute
+		}
+		return &config.Resolved{Apps: []config.ResolvedApp{{
+			App:      config.App{Name: opts.App, Namespace: ns, AllowedNamespaces: []string{"*"}, Manifests: &config.Manifests{Path: opts.Manifests}},
+			Strategy: "rolling", Prune: true, Wait: true, WaitTimeout: timeout, HookTimeout: 5 * time.Minute,
+		}}}, nil
+	}
+	f, err := snap.Open(opts.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (use -f to deliver a folder of manifests without one)", opts.ConfigFile, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
+	}
+	c, err := config.Parse(opts.ConfigFile, data)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.ForEnvironment(opts.Env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
+	}
+	if len(opts.Apps) > 0 {
+		want := map[string]bool{}
+		for _, a := range opts.Apps {
+			want[a] = true
+		}
+		var kept []config.ResolvedApp
+		for _, a := range r.Apps {
+			if want[a.Name] {
+				kept = append(kept, a)
+				delete(want, a.Name)
+			}
+		}
+		for a := range want {
+			return nil, fmt.Errorf("%s: unknown app %q", opts.ConfigFile, a)
+		}
+		r.Apps = kept
+	}
+	return r, nil
+}
+
+// runSecrets holds the secret engines of one run.
+type runSecrets struct {
+	sops     *secrets.SOPS
+	vault    *secrets.Vault
+	resolver *secrets.Resolver
+	red      *secrets.Redactor
+}
+
+func (s *runSecrets) redact(v string) string { return s.red.Redact(v) }
+
+func (s *runSecrets) close() {
+	if s.vault != nil {
+		s.vault.Close()
+	}
+}
+
+func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, error) {
+	s := &runSecrets{red: opts.Redactor}
+	getenv := opts.Secrets.Getenv
+	if getenv("VAULT_ADDR") != "" {
+		v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Redactor: opts.Redactor, Logger: opts.Log})
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		s.vault = v
+	}
+	sops, err := secrets.NewSOPS(secrets.SOPSOptions{
+		AgeKeyFiles: opts.Secrets.AgeKeyFiles, PGPKeyringFiles: opts.Secrets.PGPKeyFiles,
+		Vault: s.vault, Env: getenv, Redactor: opts.Redactor,
+	})
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("sops: %w", err)
+	}
+	s.sops = sops
+	s.resolver = secrets.NewResolver(secrets.ResolverOptions{Vault: s.vault, SOPS: sops, Root: root, Redactor: opts.Redactor})
+	return s, nil
+}
+
+// renderAll renders the apps in parallel (the Renderer serialises
+// kustomize itself), resolves secrets in what they produced and refuses
+// objects that two apps claim.
+func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, apps []*AppResult) error {
+	var (
+		r    render.Renderer
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	sem := make(chan struct{}, opts.Parallel)
+	for _, ar := range apps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			set, err := renderApp(ctx, &r, opts, root, sec, ar.app)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("app %s: %w", ar.Name, err))
+				return
+			}
+			ar.Set = set
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// Two apps owning one object would prune each other's work.
+	owner := map[object.ID]string{}
+	for _, ar := range apps {
+		for _, o := range ar.Set.Objects {
+			id := o.ID()
+			if id.Namespace == "" && !clusterScopedKind(id) {
+				id.Namespace = ar.Namespace
+			}
+			if prev, ok := owner[id]; ok && prev != ar.Name {
+				errs = append(errs, fmt.Errorf("%s: owned by two apps, %s and %s", id, prev, ar.Name))
+			}
+			owner[id] = ar.Name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func clusterScopedKind(id object.ID) bool {
+	switch id.GroupKind().String() {
+	case "Namespace", "CustomResourceDefinition.apiextensions.k8s.io", "ClusterRole.rbac.authorization.k8s.io",
+		"ClusterRoleBinding.rbac.authorization.k8s.io", "StorageClass.storage.k8s.io", "PriorityClass.scheduling.k8s.io":
+		return true
+	}
+	return false
+}
+
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp) (*object.Set, error) {
+	ro := render.Options{
+		Root: root, App: a.Name, Namespace: a.Namespace,
+		Decrypt: func(ctx context.Context, path string, data []byte) ([]byte, error) {
+			return sec.sops.Decrypt(ctx, path, data, secrets.FormatForPath(path))
+		},
+	}
+	if !(len(a.AllowedNamespaces) == 1 && a.AllowedNamespaces[0] == "*") {
+		ro.AllowedNamespaces = a.AllowedNamespaces
+	}
+	switch {
+	case a.Helm != nil:
+		values, err := sec.resolver.ResolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
+		if err != nil {
+			return nil, err
+		}
+		h := &render.HelmOptions{
+			ReleaseName: firstNonEmpty(a.Helm.ReleaseName, a.Name),
+			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
+			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
+		}
+		if a.Helm.Repository != "" {
+			h.Repository, h.Chart, h.Version = a.Helm.Repository, a.Helm.Chart, a.Helm.Version
+		} else {
+			h.Chart = a.Helm.Chart
+		}
+		ro.Sources = []render.Source{{Helm: h}}
+	case a.Kustomize != nil:
+		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{Path: a.Kustomize.Path}}}
+	case a.Manifests != nil:
+		ro.Sources = []render.Source{{Plain: &render.PlainOptions{Path: a.Manifests.Path}}}
+	}
+	set, err := r.Render(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	// Secret manifests encrypted in place with SOPS.
+	for _, list := range []*[]*object.Object{&set.Objects, &set.Hooks} {
+		for i, o := range *list {
+			if _, ok := o.Object["sops"]; !ok {
+				continue
+			}
+			data, err := o.MarshalJSON()
+			if err != nil {
+				return nil, err
+			}
+			objs, err := sec.sops.DecryptManifest(ctx, o.Origin.String(), data)
+			if err != nil {
+				return nil, err
+			}
+			if len(objs) == 1 {
+				(*list)[i] = &object.Object{Unstructured: objs[0], Origin: o.Origin}
+			}
+		}
+	}
+	var all []*unstructured.Unstructured
+	for _, o := range append(append([]*object.Object(nil), set.Objects...), set.Hooks...) {
+		all = append(all, o.Unstructured)
+	}
+	if err := sec.resolver.ResolveObjects(ctx, all); err != nil {
+		return nil, err
+	}
+	if err := secrets.CheckDecrypted(all...); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
