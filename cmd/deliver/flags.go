@@ -112,4 +112,3 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	}
 	return nil
 }
-

@@ -34,13 +34,16 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 //  2. recreate only: scale the changing workloads to zero, wait until their
 //     Pods are gone;
 //  3. pre-apply hooks (migrations) by weight, each waited for;
-//  4. workloads and everything else; with Wait, until ready (kstatus);
+//  4. workloads and everything else; with Wait, or when post-apply hooks
+//     run, until ready (kstatus);
 //  5. post-apply hooks;
 //  6. prune what left git, in reverse order.
 //
 // Only created and changed objects are sent. A failure stops the run:
-// on-failure hooks run, replicas scaled down by a recreate are restored
-// (the old version comes back), and nothing after the failed step changes.
+// replicas scaled down by a recreate are restored (the old version comes
+// back), a rollout that did not complete is rolled back when the plan asks
+// for it (PlanOptions.RollbackOnFailure), on-failure hooks run, and
+// nothing after the failed step changes.
 // The inventory is written before the first write, so that it covers every
 // object the run may create even if the run dies, and again at the end.
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
@@ -53,7 +56,7 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 		}
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
-		Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown}
+		Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads}
 	inv.Entries = entryList(entries)
 	// A recreate records the replica counts before it scales anything; a
 	// count left by an interrupted run is the older, true one.
@@ -172,8 +175,11 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 			scaled = nil
 		}
 	}
-	if err == nil && p.opts.Wait {
+	rolloutFailed := false
+	if err == nil && (p.opts.Wait || p.runs(PostApply)) {
+		// Smoke tests are meant for the new version: they wait for it.
 		err = m.Wait(ctx, p.desiredObjects())
+		rolloutFailed = err != nil
 	}
 	if err == nil {
 		err = m.runHooks(ctx, p, PostApply, rep, hooksDone)
@@ -185,6 +191,23 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 				err = errors.Join(err, rerr)
 			} else {
 				scaled = nil
+			}
+		}
+		if rolloutFailed && p.opts.RollbackOnFailure {
+			summary, rerr := m.rollback(bg, p, rep, func(id object.ID, w Workload, live *unstructured.Unstructured) {
+				// The live object is the earlier one again: the next plan
+				// compares git with it.
+				mu.Lock()
+				defer mu.Unlock()
+				e := entries[id]
+				e.Digest, e.ResourceVersion, e.Generation = w.Digest, live.GetResourceVersion(), live.GetGeneration()
+				entries[id] = e
+			})
+			if summary != "" {
+				err = fmt.Errorf("%w; %s", err, summary)
+			}
+			if rerr != nil {
+				err = errors.Join(err, rerr)
 			}
 		}
 		if herr := m.runHooks(bg, p, OnFailure, rep, map[object.ID]HookRecord{}); herr != nil {
@@ -205,10 +228,16 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 			}
 			delete(entries, c.ID)
 		}
+		errs = append(errs, m.pruneHooks(ctx, p, rep, hooksDone))
 		err = errors.Join(errs...)
 	}
 
 	inv.Entries, inv.Time, inv.ScaledDown = entryList(entries), time.Now().UTC(), scaled
+	if err == nil {
+		// What a later failed rollout rolls back to. A failed run keeps
+		// the earlier objects: its own may be the reason it failed.
+		inv.Workloads = workloadRecords(p)
+	}
 	inv.Hooks = nil
 	for _, r := range hooksDone {
 		inv.Hooks = append(inv.Hooks, r)
@@ -226,12 +255,18 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 	for i, c := range p.Changes {
 		order[c.ID] = i
 	}
+	rank := func(id object.ID) int {
+		if i, ok := order[id]; ok {
+			return i
+		}
+		return len(p.Changes) // a pruned hook
+	}
 	sort.SliceStable(rep.Results, func(i, j int) bool {
 		a, b := rep.Results[i], rep.Results[j]
 		if a.Hook != "" || b.Hook != "" {
 			return false
 		}
-		return order[a.ID] < order[b.ID]
+		return rank(a.ID) < rank(b.ID)
 	})
 	rep.Duration = time.Since(start)
 	return rep, err

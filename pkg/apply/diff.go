@@ -67,8 +67,78 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 		}
 		fmt.Fprintf(w, "hook %s (%s, weight %d) %s: %s\n", h.ID, joinPhases(h.Phases), h.Weight, verb, h.Reason)
 	}
+	for _, id := range p.removedHooks() {
+		fmt.Fprintf(w, "hook %s left git: its last run will be deleted\n", id)
+	}
+	for _, id := range p.Rollback {
+		fmt.Fprintf(w, "%s will be rolled back to the last successful run if its rollout fails\n", id)
+	}
+	if steps := p.Order(); len(steps) > 1 {
+		fmt.Fprintf(w, "order: %s\n", strings.Join(steps, ", then "))
+	}
 	_, err := fmt.Fprintln(w, p.Summary())
 	return err
+}
+
+// Order describes the steps Execute will take for the plan, in order:
+// how many objects each stage sends, which workloads a recreate scales
+// down, which hooks run by weight. Unchanged objects and hooks that do not
+// run are left out.
+func (p *Plan) Order() []string {
+	var config, rest, prune int
+	for _, c := range p.Changes {
+		switch {
+		case c.Type == ChangeUnchanged:
+		case c.Type == ChangeDelete:
+			prune++
+		case c.stage < StageWorkloads:
+			config++
+		default:
+			rest++
+		}
+	}
+	objects := func(n int) string {
+		if n == 1 {
+			return "1 object"
+		}
+		return fmt.Sprintf("%d objects", n)
+	}
+	var steps []string
+	if config > 0 {
+		steps = append(steps, "apply "+objects(config)+" of config")
+	}
+	if len(p.ScaleDown) > 0 {
+		ids := make([]string, len(p.ScaleDown))
+		for i, id := range p.ScaleDown {
+			ids[i] = id.String()
+		}
+		steps = append(steps, "scale to 0 and wait for the Pods to stop: "+strings.Join(ids, ", "))
+	}
+	hooks := func(phase HookPhase) {
+		var groups []string
+		for _, g := range byWeight(p.hooksToRun(phase)) {
+			ids := make([]string, len(g))
+			for i, h := range g {
+				ids[i] = h.ID().String()
+			}
+			groups = append(groups, fmt.Sprintf("%s (weight %d)", strings.Join(ids, " and "), g[0].Weight))
+		}
+		if len(groups) > 0 {
+			steps = append(steps, "run "+string(phase)+" hooks "+strings.Join(groups, ", then "))
+		}
+	}
+	hooks(PreApply)
+	if rest > 0 {
+		steps = append(steps, "apply "+objects(rest)+" (workloads and the rest)")
+	}
+	if p.opts.Wait || p.runs(PostApply) {
+		steps = append(steps, "wait until ready")
+	}
+	hooks(PostApply)
+	if prune > 0 {
+		steps = append(steps, "prune "+objects(prune))
+	}
+	return steps
 }
 
 func joinPhases(ps []HookPhase) string {
@@ -200,7 +270,9 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		Changes   []jsonChange `json:"changes"`
 		Hooks     []*HookRun   `json:"hooks,omitempty"`
 		ScaleDown any          `json:"scaleDown,omitempty"`
-	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown}
+		Rollback  any          `json:"rollback,omitempty"`
+		Order     []string     `json:"order,omitempty"`
+	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order()}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

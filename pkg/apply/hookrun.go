@@ -178,13 +178,10 @@ func referencedConfig(v any) []string {
 // them for OnFailure), weight group by weight group, in parallel inside a
 // group. It stops at the first failed group.
 func (m *Manager) runHooks(ctx context.Context, p *Plan, phase HookPhase, rep *Report, done map[object.ID]HookRecord) error {
-	var hooks []*Hook
+	hooks := p.hooksToRun(phase)
 	runs := map[object.ID]*HookRun{}
 	for _, r := range p.Hooks {
-		if r.hook.Has(phase) && (r.Run || phase == OnFailure) {
-			hooks = append(hooks, r.hook)
-			runs[r.ID] = r
-		}
+		runs[r.ID] = r
 	}
 	var mu sync.Mutex
 	for _, group := range byWeight(hooks) {
@@ -239,7 +236,7 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 	if timeout == 0 {
 		timeout = m.opts.HookTimeout
 	}
-	err := m.waitFor(ctx, []*object.Object{h.Object}, timeout)
+	err := m.waitFor(ctx, []*object.Object{h.Object}, timeout, true)
 	if err != nil {
 		if detail := m.jobDetail(ctx, c.ID); detail != "" {
 			err = fmt.Errorf("%w; %s", err, detail)
@@ -259,18 +256,27 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 
 // jobDetail describes a hook Job's Pods: phase, reason, exit code and the
 // tail of a failed Pod's log when the cluster can give it.
+// A hook that is a bare Pod is described the same way.
 func (m *Manager) jobDetail(ctx context.Context, id object.ID) string {
-	if id.Kind != "Job" {
-		return ""
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	pods, err := m.kube.CoreV1().Pods(id.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + id.Name})
-	if err != nil || len(pods.Items) == 0 {
-		return ""
+	var items []corev1.Pod
+	switch id.GroupKind().String() {
+	case "Job.batch":
+		pods, err := m.kube.CoreV1().Pods(id.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + id.Name})
+		if err != nil {
+			return ""
+		}
+		items = pods.Items
+	case "Pod":
+		pod, err := m.kube.CoreV1().Pods(id.Namespace).Get(ctx, id.Name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		items = []corev1.Pod{*pod}
 	}
 	var parts []string
-	for _, pod := range pods.Items {
+	for _, pod := range items {
 		s := fmt.Sprintf("Pod %s: %s", pod.Name, pod.Status.Phase)
 		if pod.Status.Reason != "" {
 			s += " (" + pod.Status.Reason + ")"
@@ -290,4 +296,35 @@ func (m *Manager) jobDetail(ctx context.Context, id object.ID) string {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// hooksToRun returns the hooks of phase the plan marks to run; all of
+// them for OnFailure.
+func (p *Plan) hooksToRun(phase HookPhase) []*Hook {
+	var out []*Hook
+	for _, r := range p.Hooks {
+		if r.hook.Has(phase) && (r.Run || phase == OnFailure) {
+			out = append(out, r.hook)
+		}
+	}
+	return out
+}
+
+// runs reports whether any hook of phase runs in this apply.
+func (p *Plan) runs(phase HookPhase) bool { return len(p.hooksToRun(phase)) > 0 }
+
+// removedHooks lists the hooks with a recorded run that are no longer in
+// the set; a successful apply deletes their last run (pruneHooks).
+func (p *Plan) removedHooks() []object.ID {
+	planned := map[object.ID]bool{}
+	for _, h := range p.Hooks {
+		planned[h.ID] = true
+	}
+	var out []object.ID
+	for _, r := range p.inventory.Hooks {
+		if !planned[r.ID] {
+			out = append(out, r.ID)
+		}
+	}
+	return out
 }

@@ -319,3 +319,75 @@ func TestRecreate(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestPodHookMustFinish: a hook Pod is a task; running and ready is not
+// done, and a failed one fails the run with its exit code.
+func TestPodHookMustFinish(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	pod := func(labels string) *object.Set {
+		return withHooks(objects(t, ns, cms("a=1")+"\n---\n"+strings.ReplaceAll(`
+apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke
+  namespace: NS
+  labels: LABELS
+  annotations: {deliver.dev/hook: pre-apply, deliver.dev/hook-timeout: 2s}
+spec:
+  restartPolicy: Never
+  containers: [{name: smoke, image: curl}]
+`, "LABELS", labels)))
+	}
+	_, err := m.Apply(ctx, pod("{}"), apply.PlanOptions{App: ns})
+	for _, want := range []string{"hook Pod/" + ns + "/smoke", "not ready after 2s", "Pod running"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("running Pod hook: error = %v, want it to contain %q", err, want)
+		}
+	}
+	_, err = m.Apply(ctx, pod(`{`+testenv.FailLabel+`: "true"}`), apply.PlanOptions{App: ns})
+	for _, want := range []string{"hook Pod/" + ns + "/smoke", "Pod failed", "exited 1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("failed Pod hook: error = %v, want it to contain %q", err, want)
+		}
+	}
+}
+
+// TestHookRemovedFromGit: the run a hook kept is deleted once the hook
+// leaves git, and the inventory forgets it.
+func TestHookRemovedFromGit(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	set := withHooks(objects(t, ns, app("app:1", "pw", preApply, "{app: migrate}")))
+	if _, err := m.Apply(ctx, set, opts); err != nil {
+		t.Fatal(err)
+	}
+	set = withHooks(objects(t, ns, app("app:1", "pw", preApply, "{app: migrate}")))
+	set.Hooks = nil
+	p, err := m.Plan(ctx, set, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_ = p.WriteDiff(&out, apply.DiffOptions{})
+	if want := "hook Job/" + ns + "/migrate left git: its last run will be deleted"; !strings.Contains(out.String(), want) {
+		t.Errorf("diff lacks %q:\n%s", want, out.String())
+	}
+	rep, err := m.Execute(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(rep)["Job/"+ns+"/migrate"]; got != apply.Deleted {
+		t.Errorf("migrate: %s, want deleted: %+v", got, rep.Results)
+	}
+	if j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+		t.Error("the migration Job is still there")
+	}
+	inv, _ := m.ReadInventory(ctx, ns)
+	if len(inv.Hooks) != 0 {
+		t.Errorf("inventory still records %+v", inv.Hooks)
+	}
+}

@@ -39,7 +39,32 @@ type Inventory struct {
 	// to zero, until the new version runs, so a failed migration (or the
 	// next run after a crash) can bring the old version back.
 	ScaledDown []Scaled `json:"scaledDown,omitempty"`
+	// Workloads holds the desired object of each Deployment, StatefulSet
+	// and DaemonSet of the last successful run, which a failed rollout
+	// rolls back to (PlanOptions.RollbackOnFailure). Only workloads are
+	// kept, and only up to MaxRollbackBytes in all, so the inventory Secret
+	// stays far below the 1 MiB an object may have.
+	Workloads []Workload `json:"workloads,omitempty"`
 }
+
+// Workload is the desired object of a workload as the last successful run
+// applied it.
+type Workload struct {
+	object.ID
+	// Revision is the git commit of that run.
+	Revision string `json:"revision,omitempty"`
+	// Digest is the object's digest, as in Entry.
+	Digest string `json:"digest"`
+	// Object is the desired object, compact JSON.
+	Object json.RawMessage `json:"object"`
+}
+
+// MaxRollbackBytes bounds the workload objects an inventory keeps for a
+// rollback. A Deployment is a few KiB, so this is room for about a hundred
+// workloads; an app with more keeps none and cannot be rolled back (the
+// error of a failed rollout says so). 512 KiB leaves the rest of the 1 MiB
+// Secret to the entries (about 250 bytes each) and hook records.
+const MaxRollbackBytes = 512 << 10
 
 // Scaled is a workload's replica count before a recreate.
 type Scaled struct {

@@ -66,6 +66,9 @@ type Plan struct {
 	// ScaleDown lists the workloads a recreate stops before the pre-apply
 	// hooks run.
 	ScaleDown []object.ID `json:"scaleDown,omitempty"`
+	// Rollback lists the workloads put back to the last successful run's
+	// objects if their rollout fails (PlanOptions.RollbackOnFailure).
+	Rollback []object.ID `json:"rollback,omitempty"`
 
 	inventory *Inventory
 	redact    func(string) string
@@ -85,9 +88,14 @@ type PlanOptions struct {
 	// Strategy is rolling (default) or recreate; a workload's
 	// AnnotationStrategy overrides it.
 	Strategy Strategy
-	// Wait waits for the applied objects to be ready before post-apply
-	// hooks run and before Execute returns.
+	// Wait waits for the applied objects to be ready before Execute
+	// returns. Post-apply hooks wait for them in any case.
 	Wait bool
+	// RollbackOnFailure, when the rollout does not complete (Wait fails),
+	// re-applies the changed Deployments, StatefulSets and DaemonSets as
+	// the last successful run left them, kept in the inventory, and waits
+	// for them. The run still fails. It needs Wait.
+	RollbackOnFailure bool
 }
 
 // Count returns how many changes have type t.
@@ -118,6 +126,12 @@ func (p *Plan) Summary() string {
 func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
+	}
+	if _, err := ParseStrategy(string(opts.Strategy)); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	if opts.RollbackOnFailure && !opts.Wait {
+		return nil, errors.New("plan: rollback on failure needs wait: a rollout that is not waited for cannot fail")
 	}
 	inv, err := m.ReadInventory(ctx, opts.App)
 	if err != nil {
@@ -205,6 +219,9 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		return nil, err
 	}
 	p.ScaleDown = scaleDownPlan(p)
+	if opts.RollbackOnFailure {
+		p.Rollback = rollbackPlan(p)
+	}
 	return p, nil
 }
 
@@ -221,6 +238,9 @@ func (m *Manager) desired(o *object.Object, opts PlanOptions, pendingCRDs map[sc
 	u.SetLabels(labels)
 	gvk := u.GroupVersionKind()
 	c := &Change{Origin: o.Origin, Desired: u, version: gvk.Version}
+	if err := checkStrategy(u); err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
+	}
 	if strategyOf(u, opts.Strategy) == Recreate && gvk.GroupKind().String() == "Deployment.apps" {
 		// Old and new Pods never run side by side in a recreate.
 		_ = unstructured.SetNestedMap(u.Object, map[string]any{"type": "Recreate"}, "spec", "strategy")

@@ -2,9 +2,13 @@ package apply
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 // prune deletes an object that left git. The plan only proposes objects
@@ -34,4 +38,41 @@ func (m *Manager) prune(ctx context.Context, c *Change, app string) Result {
 		res.Action, res.Error = Failed, m.opts.Redact(err.Error())
 	}
 	return res
+}
+
+// pruneHooks forgets the hooks that left git and deletes the run each kept
+// (the last run stays for inspection only while its hook exists), on the
+// same terms as prune. Hooks are not inventory entries, so without this
+// their Jobs and records would stay forever.
+func (m *Manager) pruneHooks(ctx context.Context, p *Plan, rep *Report, done map[object.ID]HookRecord) error {
+	planned := map[object.ID]bool{}
+	for _, h := range p.Hooks {
+		planned[h.ID] = true
+	}
+	var errs []error
+	for id := range done {
+		if planned[id] {
+			continue
+		}
+		gvr, _, err := m.gvrFor(id.GroupKind(), "")
+		if err != nil { // the kind is gone, and its objects with it
+			delete(done, id)
+			continue
+		}
+		c := &Change{ID: id, Type: ChangeDelete, gvr: gvr}
+		if _, err := m.client(c).Get(ctx, id.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			delete(done, id) // deleted by its delete policy
+			continue
+		}
+		r := m.prune(ctx, c, p.App)
+		if r.Action == Failed {
+			errs = append(errs, fmt.Errorf("hook %s: prune: %s", id, r.Error))
+			continue
+		}
+		if r.Action == Deleted {
+			rep.Results = append(rep.Results, r)
+		}
+		delete(done, id)
+	}
+	return errors.Join(errs...)
 }

@@ -19,6 +19,9 @@ const (
 	Deleted    Action = "deleted"
 	ScaledDown Action = "scaled-down"
 	Restored   Action = "restored"
+	// RolledBack is a workload put back to the object of the last
+	// successful run after its rollout failed (PlanOptions.RollbackOnFailure).
+	RolledBack Action = "rolled-back"
 	HookRan    Action = "hook-ran"
 	Failed     Action = "failed"
 )
@@ -59,6 +62,9 @@ func (r *Report) Summary() string {
 		r.Count(Created), r.Count(Configured), r.Count(Recreated), r.Count(Unchanged), r.Count(Deleted), r.Count(Failed))
 	if n := r.Count(HookRan); n > 0 {
 		s += fmt.Sprintf(", %d hooks ran", n)
+	}
+	if n := r.Count(RolledBack); n > 0 {
+		s += fmt.Sprintf(", %d rolled back", n)
 	}
 	return s
 }

@@ -25,6 +25,9 @@ const (
 	// Recreate stops the old version before the migration: the app's
 	// changing workloads are scaled to zero and their Pods gone before the
 	// pre-apply hooks run, so old code never meets a migrated schema.
+	// DaemonSets have no replica count to hold at zero: an app's
+	// DaemonSets roll after the migration, and annotating one recreate is
+	// an error.
 	Recreate Strategy = "recreate"
 )
 
@@ -40,6 +43,25 @@ func ParseStrategy(s string) (Strategy, error) {
 		return Recreate, nil
 	}
 	return "", fmt.Errorf("unknown strategy %q (want rolling or recreate)", s)
+}
+
+// checkStrategy rejects a strategy annotation deliver cannot honour, rather
+// than rolling a workload whose owner asked for old and new code never to
+// meet.
+func checkStrategy(u *unstructured.Unstructured) error {
+	v, ok := u.GetAnnotations()[AnnotationStrategy]
+	if !ok {
+		return nil
+	}
+	s, err := ParseStrategy(v)
+	if err != nil || v == "" {
+		return fmt.Errorf("%s: unknown strategy %q (want rolling or recreate)", AnnotationStrategy, v)
+	}
+	if s == Recreate && u.GroupVersionKind().GroupKind().String() == "DaemonSet.apps" {
+		// A DaemonSet has no replica count to hold at zero.
+		return fmt.Errorf("%s: recreate is not supported for a DaemonSet", AnnotationStrategy)
+	}
+	return nil
 }
 
 func strategyOf(u *unstructured.Unstructured, app Strategy) Strategy {

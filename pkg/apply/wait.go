@@ -20,10 +20,12 @@ import (
 // fails fast when one is Failed (a Job whose Pods failed), and on timeout it
 // names every object that is not ready with kstatus' message.
 func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
-	return m.waitFor(ctx, objs, m.opts.Timeout)
+	return m.waitFor(ctx, objs, m.opts.Timeout, false)
 }
 
-func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout time.Duration) error {
+// waitFor waits up to timeout. With finish, a Pod must have ended
+// (Succeeded) rather than be ready: a hook Pod is a task, like a Job.
+func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout time.Duration, finish bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := map[object.ID]*object.Object{}
@@ -34,7 +36,7 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout ti
 	uids := map[object.ID]string{} // events of an earlier object of the same name are not ours
 	for {
 		for id, o := range pending {
-			st, msg, uid, err := m.status(ctx, o)
+			st, msg, uid, err := m.status(ctx, o, finish)
 			uids[id] = uid
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("%s: wait: %w", id, err)
@@ -71,7 +73,7 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout ti
 	}
 }
 
-func (m *Manager) status(ctx context.Context, o *object.Object) (st status.Status, msg, uid string, err error) {
+func (m *Manager) status(ctx context.Context, o *object.Object, finish bool) (st status.Status, msg, uid string, err error) {
 	id := o.ID()
 	gvr, _, err := m.gvrFor(id.GroupKind(), o.GroupVersionKind().Version)
 	if err != nil {
@@ -90,6 +92,10 @@ func (m *Manager) status(ctx context.Context, o *object.Object) (st status.Statu
 	uid = string(live.GetUID())
 	if live.GroupVersionKind().GroupKind().String() == "Job.batch" {
 		st, msg := jobStatus(live)
+		return st, msg, uid, nil
+	}
+	if finish && live.GroupVersionKind().GroupKind().String() == "Pod" {
+		st, msg := podTaskStatus(live)
 		return st, msg, uid, nil
 	}
 	res, err := status.Compute(live)
@@ -120,6 +126,27 @@ func jobStatus(u *unstructured.Unstructured) (status.Status, string) {
 	succeeded, _, _ := unstructured.NestedInt64(u.Object, "status", "succeeded")
 	failed, _, _ := unstructured.NestedInt64(u.Object, "status", "failed")
 	return status.InProgressStatus, fmt.Sprintf("Job running: %d active, %d succeeded, %d failed", active, succeeded, failed)
+}
+
+// podTaskStatus waits for a hook Pod to end; kstatus calls a running, ready
+// Pod Current.
+func podTaskStatus(u *unstructured.Unstructured) (status.Status, string) {
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	switch phase {
+	case "Succeeded":
+		return status.CurrentStatus, "Pod succeeded"
+	case "Failed":
+		reason, _, _ := unstructured.NestedString(u.Object, "status", "reason")
+		return status.FailedStatus, strings.TrimSpace("Pod failed " + reason)
+	}
+	return status.InProgressStatus, "Pod " + strings.ToLower(defaultPhase(phase))
+}
+
+func defaultPhase(p string) string {
+	if p == "" {
+		return "Pending"
+	}
+	return p
 }
 
 // lastEvents returns the newest warning-or-normal events about an object,

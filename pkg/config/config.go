@@ -160,7 +160,6 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // IsZero reports an unset duration, for omitempty.
 func (d Duration) IsZero() bool { return d.Duration == 0 }
 
-
 // Parse reads deliver.yaml strictly: an unknown field, a wrong type or a
 // second document is an error naming the file and line.
 func Parse(file string, data []byte) (*Config, error) {

@@ -17,7 +17,7 @@ func (Duration) JSONSchema() *jsonschema.Schema {
 func Schema() ([]byte, error) {
 	r := &jsonschema.Reflector{
 		// Parse refuses unknown fields; so does the schema.
-		AllowAdditionalProperties: false,
+		AllowAdditionalProperties:  false,
 		RequiredFromJSONSchemaTags: false,
 		ExpandedStruct:             true,
 	}

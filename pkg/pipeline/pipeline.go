@@ -97,14 +97,14 @@ type Result struct {
 
 // AppResult is the outcome for one app.
 type AppResult struct {
-	Name      string         `json:"name"`
-	Namespace string         `json:"namespace"`
-	Set       *object.Set    `json:"-"`
-	Plan      *apply.Plan    `json:"plan,omitempty"`
-	Report    *apply.Report  `json:"report,omitempty"`
-	Error     string         `json:"error,omitempty"`
-	Skipped   string         `json:"skipped,omitempty"`
-	Duration  time.Duration  `json:"duration"`
+	Name      string        `json:"name"`
+	Namespace string        `json:"namespace"`
+	Set       *object.Set   `json:"-"`
+	Plan      *apply.Plan   `json:"plan,omitempty"`
+	Report    *apply.Report `json:"report,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Skipped   string        `json:"skipped,omitempty"`
+	Duration  time.Duration `json:"duration"`
 	err       error
 	app       config.ResolvedApp
 }

@@ -230,4 +230,3 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	}
 	return set, nil
 }
-
