@@ -29,6 +29,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVar(&f.opts.Path, "path", ".", "local working tree holding deliver.yaml, used as it is on disk")
 	fl.StringVar(&f.opts.Repo, "repo", "", "git repository URL to fetch instead of --path (https, ssh or file)")
 	fl.StringVar(&f.opts.Ref, "ref", "", "branch, tag or commit of --repo (default: the remote's HEAD)")
+	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "git cache folder (default: the user cache folder)")
 	fl.BoolVar(&f.opts.RequireClean, "require-clean", false, "refuse a working tree with uncommitted changes (for CI)")
 	fl.StringVar(&f.opts.ConfigFile, "config", "deliver.yaml", "path of deliver.yaml inside the repository")
 	fl.StringVarP(&f.opts.Env, "env", "e", "", "environment of deliver.yaml")

@@ -40,8 +40,9 @@ type Inventory struct {
 	// next run after a crash) can bring the old version back.
 	ScaledDown []Scaled `json:"scaledDown,omitempty"`
 	// Workloads holds the desired object of each Deployment, StatefulSet
-	// and DaemonSet of the last successful run, which a failed rollout
-	// rolls back to (PlanOptions.RollbackOnFailure). Only workloads are
+	// and DaemonSet of the last successful run (a run without Wait counts
+	// as successful once applied), which a failed rollout rolls back to
+	// (PlanOptions.RollbackOnFailure). Only workloads are
 	// kept, and only up to MaxRollbackBytes in all, so the inventory Secret
 	// stays far below the 1 MiB an object may have.
 	Workloads []Workload `json:"workloads,omitempty"`
