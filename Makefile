@@ -34,7 +34,7 @@ test-unit:
 	go test -short -count=1 ./...
 
 demo: testbin build
-	go run ./hack/demo -deliver bin/deliver -example examples/plain -f manifests $(DEMO_FLAGS)
+	go run ./hack/demo -deliver bin/deliver -example examples/app $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin .cache

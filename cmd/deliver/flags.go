@@ -22,6 +22,7 @@ type runFlags struct {
 	logFormat string
 	verbose   bool
 	wait      bool
+	rollback  bool
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
@@ -48,6 +49,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
 		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
 		fl.BoolVar(&f.wait, "wait", true, "wait until the objects are ready (default: as deliver.yaml says)")
+		fl.BoolVar(&f.rollback, "rollback-on-failure", false, "restore the previous workloads when a rollout does not become ready (default: as deliver.yaml says)")
 		fl.DurationVar(&f.opts.Apply.Timeout, "timeout", 0, "how long to wait for readiness (default: as deliver.yaml says, or 5m)")
 	}
 }
@@ -57,6 +59,9 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	stderr := cmd.ErrOrStderr()
 	if fl := cmd.Flags().Lookup("wait"); fl != nil && fl.Changed {
 		f.opts.Wait = &f.wait
+	}
+	if fl := cmd.Flags().Lookup("rollback-on-failure"); fl != nil && fl.Changed {
+		f.opts.RollbackOnFailure = &f.rollback
 	}
 	if f.output != "" && f.output != "json" {
 		return fmt.Errorf("unknown output format %q (want json)", f.output)

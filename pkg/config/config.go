@@ -48,6 +48,9 @@ type Defaults struct {
 	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
 	// HookTimeout bounds each hook run. Default 5m.
 	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
+	// RollbackOnFailure restores the previous workloads when a rollout
+	// does not become ready in time. Needs wait. Default false.
+	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 }
 
 // App is one unit of delivery: a set of objects rendered from one source,
@@ -71,6 +74,8 @@ type App struct {
 	Wait        *bool    `yaml:"wait,omitempty" json:"wait,omitempty"`
 	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
 	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
+	// RollbackOnFailure overrides Defaults.RollbackOnFailure.
+	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 	// DependsOn names apps that must be delivered first.
 	DependsOn []string `yaml:"dependsOn,omitempty" json:"dependsOn,omitempty"`
 }

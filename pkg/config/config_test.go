@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,21 @@ func TestSchema(t *testing.T) {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("schema lacks %s", want)
 		}
+	}
+}
+
+// TestSchemaFileUpToDate keeps docs/deliver.schema.json (which the
+// examples point editors at) equal to what the Go types generate.
+func TestSchemaFileUpToDate(t *testing.T) {
+	data, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("../../docs/deliver.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(data)+"\n", string(file)); diff != "" {
+		t.Errorf("docs/deliver.schema.json is stale; run: go run ./cmd/deliver schema > docs/deliver.schema.json (-want +got):\n%s", diff)
 	}
 }

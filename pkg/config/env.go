@@ -26,6 +26,9 @@ type ResolvedApp struct {
 	Wait        bool
 	WaitTimeout time.Duration
 	HookTimeout time.Duration
+	// RollbackOnFailure restores the previous workloads after a rollout
+	// that did not become ready.
+	RollbackOnFailure bool
 }
 
 // ForEnvironment applies an environment's overrides. An empty name means
@@ -53,12 +56,13 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 		}
 		a = applyOverride(a, o)
 		ra := ResolvedApp{
-			App:         a,
-			Strategy:    first(a.Strategy, c.Defaults.Strategy, "rolling"),
-			Prune:       firstBool(a.Prune, c.Defaults.Prune, true),
-			Wait:        firstBool(a.Wait, c.Defaults.Wait, true),
-			WaitTimeout: firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
-			HookTimeout: firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
+			App:               a,
+			Strategy:          first(a.Strategy, c.Defaults.Strategy, "rolling"),
+			Prune:             firstBool(a.Prune, c.Defaults.Prune, true),
+			Wait:              firstBool(a.Wait, c.Defaults.Wait, true),
+			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
+			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
+			RollbackOnFailure: firstBool(a.RollbackOnFailure, c.Defaults.RollbackOnFailure, false),
 		}
 		if len(ra.AllowedNamespaces) == 0 {
 			ra.AllowedNamespaces = []string{ra.Namespace}

@@ -59,6 +59,8 @@ type Options struct {
 	// Wait, when set, overrides every app's wait setting; Apply.Timeout,
 	// when set, every app's wait timeout.
 	Wait *bool
+	// RollbackOnFailure, when set, overrides every app's setting.
+	RollbackOnFailure *bool
 	// Parallel bounds the apps delivered at once. Default 4.
 	Parallel int
 	// KubeVersion is the cluster version Helm charts see when rendering
@@ -281,9 +283,12 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		ao.Timeout = ar.app.WaitTimeout
 	}
 	ao.HookTimeout = ar.app.HookTimeout
-	wait := ar.app.Wait
+	wait, rollback := ar.app.Wait, ar.app.RollbackOnFailure
 	if opts.Wait != nil {
 		wait = *opts.Wait
+	}
+	if opts.RollbackOnFailure != nil {
+		rollback = *opts.RollbackOnFailure
 	}
 	ao.Redact = redact
 	mgr, err := apply.New(cfg, ao)
@@ -295,7 +300,7 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		return err
 	}
 	plan, err := mgr.Plan(ctx, ar.Set, apply.PlanOptions{
-		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
+		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait, RollbackOnFailure: rollback && wait,
 	})
 	if err != nil {
 		return err
