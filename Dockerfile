@@ -12,6 +12,9 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -o /out/deliver ./cmd/deliver
 
 FROM gcr.io/distroless/static-debian12:nonroot
+# Read-only root filesystem friendly: the git cache and private temporary
+# files go to /tmp (mount an emptyDir there); nothing else is written.
+ENV XDG_CACHE_HOME=/tmp/cache TMPDIR=/tmp
 COPY --from=build /out/deliver /usr/local/bin/deliver
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/deliver"]

@@ -55,6 +55,9 @@ func Plain(opts PlainOptions) (*object.Set, error) {
 	fsys := root.FS()
 	var files []string
 	info, err := fs.Stat(fsys, rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file or folder in the repository", opts.Path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.Path, err)
 	}
