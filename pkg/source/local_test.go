@@ -77,9 +77,11 @@ func TestFetchLocal(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
-	t.Run("not a repository", func(t *testing.T) {
-		_, err := fetch(t, source.Options{URL: t.TempDir()})
-		if err == nil || !strings.Contains(err.Error(), "open repository") {
+	t.Run("not a repository, clean required", func(t *testing.T) {
+		// A plain folder is delivered as dirty (TestLocalPlainFolder), so
+		// CI's --require-clean refuses it.
+		_, err := fetch(t, source.Options{URL: t.TempDir(), RequireClean: true})
+		if err == nil || !strings.Contains(err.Error(), "open repository") || !strings.Contains(err.Error(), "not in a git repository") {
 			t.Errorf("err = %v", err)
 		}
 	})
