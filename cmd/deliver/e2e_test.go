@@ -60,7 +60,7 @@ func TestVersion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	for _, want := range []string{"deliver ", "go: " + runtime.Version(), "kubernetes client: v0.37.", "helm: "} {
+	for _, want := range []string{"deliver ", "go: " + runtime.Version(), "kubernetes client: v0.37.", "helm: v3.22."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}
@@ -79,9 +79,15 @@ func TestExamplePlain(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "4 to create, 0 to change, 0 to delete, 0 unchanged") {
 		t.Errorf("diff before apply: exit %d, want 2 and 4 to create:\n%s", code, out)
 	}
-	out, code = run(t, args...)
+	out, code = run(t, append(args, "-v")...)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	// Not a terminal: progress comes as log lines, one per app and step.
+	for _, want := range []string{"msg=step app=default step=config count=3", "msg=step app=default step=workloads count=1", "msg=step app=default step=wait"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress log lacks %q:\n%s", want, out)
+		}
 	}
 	for _, want := range []string{"Namespace/demo created", "ConfigMap/demo/web-config created", "Deployment/demo/web created", "Service/demo/web created"} {
 		if !strings.Contains(out, want) {

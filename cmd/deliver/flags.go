@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/secrets"
 	"github.com/deliverhq/deliver/pkg/source"
@@ -81,6 +83,17 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 		return fmt.Errorf("unknown log format %q (want text or json)", f.logFormat)
 	}
 	f.opts.Log = slog.New(f.opts.Redactor.Handler(h))
+	// Progress: a line per app and step with the elapsed time on a
+	// terminal; structured log lines otherwise (with -v).
+	start := time.Now()
+	onTerminal := isTerminal(stderr)
+	f.opts.Apply.Progress = func(app string, step apply.Step, n int) {
+		if onTerminal {
+			fmt.Fprintf(stderr, "%7.1fs  %s: %s (%d)\n", time.Since(start).Seconds(), app, step, n)
+			return
+		}
+		f.opts.Log.Info("step", "app", app, "step", string(step), "count", n, "elapsed", time.Since(start).Round(time.Millisecond))
+	}
 	if f.opts.Manifests != "" {
 		if len(f.apps) > 0 {
 			f.opts.App = f.apps[0]

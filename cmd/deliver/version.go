@@ -12,9 +12,10 @@ import (
 func newVersionCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of deliver and of the libraries it was built with",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version of deliver and of the libraries it was built with",
+		Example: "  deliver version\n  deliver version -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info := version.Get()
 			w := cmd.OutOrStdout()

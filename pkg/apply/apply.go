@@ -148,14 +148,20 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 		hooksDone[r.ID] = r
 	}
 	config, workloads := splitStages(planStages(p.Changes))
+	m.progress(p, StepConfig, countChanges(config))
 	err := applyStages(config)
 	if err == nil && len(p.ScaleDown) > 0 {
+		m.progress(p, StepScaleDown, len(p.ScaleDown))
 		err = m.scaleDown(ctx, p, rep)
 	}
 	if err == nil {
+		if n := p.hookCount(PreApply); n > 0 {
+			m.progress(p, StepPreApplyHooks, n)
+		}
 		err = m.runHooks(ctx, p, PreApply, rep, hooksDone)
 	}
 	if err == nil {
+		m.progress(p, StepWorkloads, countChanges(workloads))
 		err = applyStages(workloads)
 	}
 	if err == nil && len(scaled) > 0 {
@@ -178,10 +184,14 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 	rolloutFailed := false
 	if err == nil && (p.opts.Wait || p.runs(PostApply)) {
 		// Smoke tests are meant for the new version: they wait for it.
+		m.progress(p, StepWait, len(p.desiredObjects()))
 		err = m.Wait(ctx, p.desiredObjects())
 		rolloutFailed = err != nil
 	}
 	if err == nil {
+		if n := p.hookCount(PostApply); n > 0 {
+			m.progress(p, StepPostApplyHooks, n)
+		}
 		err = m.runHooks(ctx, p, PostApply, rep, hooksDone)
 	}
 	if err != nil {
@@ -215,6 +225,9 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 		}
 	}
 	if err == nil {
+		if n := p.Count(ChangeDelete); n > 0 {
+			m.progress(p, StepPrune, n)
+		}
 		var errs []error
 		for _, c := range p.Changes {
 			if c.Type != ChangeDelete {
@@ -434,4 +447,48 @@ func (m *Manager) deleteAndWait(ctx context.Context, c *Change) error {
 		}
 		return false, err
 	})
+}
+
+// Step names a step of Execute, for progress reports.
+type Step string
+
+// The steps of one apply, in order.
+const (
+	StepConfig         Step = "config"
+	StepScaleDown      Step = "scale-down"
+	StepPreApplyHooks  Step = "pre-apply-hooks"
+	StepWorkloads      Step = "workloads"
+	StepWait           Step = "wait"
+	StepPostApplyHooks Step = "post-apply-hooks"
+	StepPrune          Step = "prune"
+)
+
+func (m *Manager) progress(p *Plan, s Step, n int) {
+	if m.opts.Progress != nil {
+		m.opts.Progress(p.App, s, n)
+	}
+}
+
+// countChanges counts the objects of the stages that will be written.
+func countChanges(stages [][]*Change) int {
+	n := 0
+	for _, s := range stages {
+		for _, c := range s {
+			if c.Type != ChangeUnchanged {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// hookCount counts the hooks of a phase that the plan runs.
+func (p *Plan) hookCount(phase HookPhase) int {
+	n := 0
+	for _, h := range p.Hooks {
+		if h.Run && h.hook.Has(phase) {
+			n++
+		}
+	}
+	return n
 }

@@ -49,6 +49,9 @@ type Options struct {
 	Recreate bool
 	// Redact masks secret values in error messages and diffs. Default: none.
 	Redact func(string) string
+	// Progress, when set, is told when Execute starts each step of an
+	// app, with the number of objects or hooks it concerns.
+	Progress func(app string, step Step, n int)
 }
 
 func (o *Options) defaults() {
