@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -342,4 +343,40 @@ func (c *Cluster) PIDs() []int {
 		}
 	}
 	return pids
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL, like a crashed control-plane
+// node), for fault tests. Clients then get connection errors.
+func (c *Cluster) StopAPIServer() {
+	for _, p := range c.procs {
+		if p.name == "kube-apiserver" {
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+}
+
+// StartAPIServer starts kube-apiserver again, on the same port and data,
+// and waits until it is ready; the other components reconnect by
+// themselves.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	for i, p := range c.procs {
+		if p.name != "kube-apiserver" {
+			continue
+		}
+		np, err := p.restart()
+		if err != nil {
+			return err
+		}
+		c.procs[i] = np
+		cs, err := kubernetes.NewForConfig(c.Config)
+		if err != nil {
+			return err
+		}
+		return np.waitFor(ctx, 90*time.Second, func(ctx context.Context) error {
+			_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			return err
+		})
+	}
+	return errors.New("testenv: no kube-apiserver in this cluster")
 }

@@ -22,11 +22,15 @@ type process struct {
 	log  string
 	done chan struct{}
 	err  error
+
+	bin, logDir string
+	args, env   []string
 }
 
 func startProcess(name, bin, logDir string, args []string, env []string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.Create(logPath)
+	// Append: a restarted component keeps the log of its earlier life.
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +42,7 @@ func startProcess(name, bin, logDir string, args []string, env []string) (*proce
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{}), bin: bin, logDir: logDir, args: args, env: env}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -119,3 +123,9 @@ func freePort() (int, error) {
 }
 
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// restart starts a stopped process again with the same arguments.
+func (p *process) restart() (*process, error) {
+	p.stop(10 * time.Second)
+	return startProcess(p.name, p.bin, p.logDir, p.args, p.env)
+}
