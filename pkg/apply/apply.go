@@ -17,14 +17,22 @@ import (
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// Apply plans the set against the cluster and executes the plan. It is
-// Plan followed by Execute.
+// Apply plans the set against the cluster and executes the plan, holding
+// the app's lock for both.
 func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) (*Report, error) {
+	if opts.App == "" {
+		return nil, errors.New("plan: app name is required")
+	}
+	lock, err := m.lock(ctx, opts.App)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.App, err)
+	}
+	defer lock.unlock()
 	p, err := m.Plan(ctx, set, opts)
 	if err != nil {
 		return nil, err
 	}
-	return m.Execute(ctx, p)
+	return m.execute(ctx, p)
 }
 
 // Execute applies a plan in the order that keeps the running version safe:
@@ -46,7 +54,28 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 // nothing after the failed step changes.
 // The inventory is written before the first write, so that it covers every
 // object the run may create even if the run dies, and again at the end.
+//
+// CI and the reconciler may apply the same app at once: Execute holds the
+// app's lock (a Lease) while it runs, so one of them waits, and fails with
+// ErrLocked after LockTimeout. A plan made before another run changed the
+// app is refused: plan again (Apply does both under the lock).
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
+	lock, err := m.lock(ctx, p.App)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.App, err)
+	}
+	defer lock.unlock()
+	inv, err := m.ReadInventory(ctx, p.App)
+	if err != nil {
+		return nil, err
+	}
+	if !inv.Time.Equal(p.inventory.Time) || inv.Result != p.inventory.Result {
+		return nil, fmt.Errorf("%s: another run changed the app since this plan was made (at %s): plan again", p.App, inv.Time.Format(time.RFC3339))
+	}
+	return m.execute(ctx, p)
+}
+
+func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	start := time.Now()
 	rep := &Report{}
 	entries := p.inventory.index()

@@ -151,3 +151,13 @@ func (inv *Inventory) index() map[object.ID]Entry {
 	}
 	return out
 }
+
+// ensureNamespace creates deliver's namespace when it is missing.
+func (m *Manager) ensureNamespace(ctx context.Context) error {
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: m.opts.InventoryNamespace}}
+	_, err := m.kube.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}

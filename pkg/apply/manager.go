@@ -49,6 +49,10 @@ type Options struct {
 	Recreate bool
 	// Redact masks secret values in error messages and diffs. Default: none.
 	Redact func(string) string
+	// LockTimeout is how long Execute waits for another deliver applying
+	// the same app (a Lease per app) before failing with ErrLocked.
+	// Default 2 minutes.
+	LockTimeout time.Duration
 	// Progress, when set, is told when Execute starts each step of an
 	// app, with the number of objects or hooks it concerns.
 	Progress func(app string, step Step, n int)
@@ -72,6 +76,9 @@ func (o *Options) defaults() {
 	}
 	if o.Redact == nil {
 		o.Redact = func(s string) string { return s }
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 2 * time.Minute
 	}
 	if o.HookTimeout == 0 {
 		o.HookTimeout = 5 * time.Minute

@@ -96,6 +96,9 @@ type PlanOptions struct {
 	// the last successful run left them, kept in the inventory, and waits
 	// for them. The run still fails. It needs Wait.
 	RollbackOnFailure bool
+	// NoPrune keeps objects that left git in the cluster (and in the
+	// inventory, so a later run with prune on still deletes them).
+	NoPrune bool
 }
 
 // Count returns how many changes have type t.
@@ -203,7 +206,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 	}
 	for _, d := range deletes {
 		lm, exists := live[d.ID]
-		if !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
+		if opts.NoPrune || !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
 			continue
 		}
 		p.Changes = append(p.Changes, d)

@@ -299,27 +299,18 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 	if err != nil {
 		return err
 	}
-	plan, err := mgr.Plan(ctx, ar.Set, apply.PlanOptions{
-		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait, RollbackOnFailure: rollback && wait,
-	})
-	if err != nil {
+	po := apply.PlanOptions{
+		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
+		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune,
+	}
+	if m != modeApply {
+		ar.Plan, err = mgr.Plan(ctx, ar.Set, po)
 		return err
 	}
-	if !ar.app.Prune {
-		kept := plan.Changes[:0]
-		for _, c := range plan.Changes {
-			if c.Type != apply.ChangeDelete {
-				kept = append(kept, c)
-			}
-		}
-		plan.Changes = kept
-	}
-	ar.Plan = plan
-	if m != modeApply {
-		return nil
-	}
-	opts.Log.Info("applying", "app", ar.Name, "plan", plan.Summary())
-	rep, err := mgr.Execute(ctx, plan)
+	// Plan and execute under the app's lock, so that a run of CI and one
+	// of the reconciler never interleave.
+	opts.Log.Info("applying", "app", ar.Name)
+	rep, err := mgr.Apply(ctx, ar.Set, po)
 	ar.Report = rep
 	if rep != nil {
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))

@@ -1,0 +1,153 @@
+package apply
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ErrLocked is wrapped by the error of an apply that could not take the
+// app's lock because another deliver (CI, the reconciler) is applying it.
+var ErrLocked = errors.New("app is being applied by another deliver")
+
+// lockDuration is how long a lock outlives a holder that stopped renewing
+// it (a killed process): the next run takes it over after that.
+const lockDuration = 30 * time.Second
+
+// appLock is a Lease per app in the inventory namespace, held for the
+// duration of one Execute so that two processes never interleave writes to
+// the same app. client-go's leaderelection is built for long-lived leaders
+// that campaign forever; this is a one-shot try-lock with a deadline, which
+// is simpler written against the Lease directly.
+type appLock struct {
+	m        *Manager
+	name     string
+	identity string
+	stop     chan struct{}
+	done     sync.WaitGroup
+}
+
+func lockName(app string) string { return "deliver-lock-" + app }
+
+// lock takes the app's Lease, waiting up to LockTimeout for another holder
+// to finish, and keeps renewing it until unlock.
+func (m *Manager) lock(ctx context.Context, app string) (*appLock, error) {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	l := &appLock{m: m, name: lockName(app), identity: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), stop: make(chan struct{})}
+	leases := m.kube.CoordinationV1().Leases(m.opts.InventoryNamespace)
+	deadline := time.Now().Add(m.opts.LockTimeout)
+	for {
+		held, err := l.tryAcquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("lock %s/%s: %w", m.opts.InventoryNamespace, l.name, err)
+		}
+		if held == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			since := "unknown time"
+			if held.Spec.AcquireTime != nil {
+				since = held.Spec.AcquireTime.UTC().Format(time.RFC3339)
+			}
+			holder := ""
+			if held.Spec.HolderIdentity != nil {
+				holder = *held.Spec.HolderIdentity
+			}
+			return nil, fmt.Errorf("lock %s/%s: %w: held by %s since %s (waited %s)", m.opts.InventoryNamespace, l.name, ErrLocked, holder, since, m.opts.LockTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	l.done.Add(1)
+	go func() {
+		defer l.done.Done()
+		t := time.NewTicker(lockDuration / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+				lease, err := leases.Get(context.Background(), l.name, metav1.GetOptions{})
+				if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.identity {
+					continue
+				}
+				now := metav1.NewMicroTime(time.Now())
+				lease.Spec.RenewTime = &now
+				_, _ = leases.Update(context.Background(), lease, metav1.UpdateOptions{})
+			}
+		}
+	}()
+	return l, nil
+}
+
+// tryAcquire takes the Lease if it is free or expired; otherwise it
+// returns the Lease that holds it.
+func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error) {
+	leases := l.m.kube.CoordinationV1().Leases(l.m.opts.InventoryNamespace)
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(lockDuration / time.Second)
+	mine := coordinationv1.LeaseSpec{HolderIdentity: &l.identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.m.opts.InventoryNamespace}, Spec: mine}
+	_, err := leases.Create(ctx, lease, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) { // the namespace itself
+		if err = l.m.ensureNamespace(ctx); err == nil {
+			_, err = leases.Create(ctx, lease, metav1.CreateOptions{})
+		}
+	}
+	if err == nil {
+		return nil, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	expired := cur.Spec.RenewTime == nil || cur.Spec.LeaseDurationSeconds == nil ||
+		time.Since(cur.Spec.RenewTime.Time) > time.Duration(*cur.Spec.LeaseDurationSeconds)*time.Second
+	if cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != "" && !expired {
+		return cur, nil
+	}
+	// Free (released) or left by a holder that died: take it, with the
+	// resourceVersion as precondition so that only one taker wins.
+	cur.Spec = mine
+	if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return cur, nil // someone else took it first
+		}
+		return nil, err
+	}
+	return nil, nil
+}
+
+// unlock stops renewing and releases the Lease by clearing its holder.
+func (l *appLock) unlock() {
+	close(l.stop)
+	l.done.Wait()
+	leases := l.m.kube.CoordinationV1().Leases(l.m.opts.InventoryNamespace)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lease, err := leases.Get(ctx, l.name, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.identity {
+		return
+	}
+	empty := ""
+	lease.Spec.HolderIdentity = &empty
+	_, _ = leases.Update(ctx, lease, metav1.UpdateOptions{})
+}
