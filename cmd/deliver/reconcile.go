@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/deliverhq/deliver/pkg/reconcile"
+)
+
+func newReconcileCmd(g *globals) *cobra.Command {
+	f := &runFlags{}
+	var o reconcile.Options
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Keep the cluster equal to git: the in-cluster reconciler",
+		Long: `reconcile runs until stopped (SIGTERM or Ctrl-C). It fetches --ref of
+--repo every --interval (a no-change fetch is one ls-remote) and delivers
+each app, as deliver apply does, when its commit moved, when its objects
+drifted from what deliver applied (watched; a kubectl edit is reverted
+within seconds unless --no-self-heal), or every --full-resync. A failed app
+is retried with exponential backoff while the others go on.
+
+With --listen it serves POST /webhook (GitHub, GitLab and Gitea push
+events, verified with --webhook-secret-file), /metrics, /healthz and
+/readyz. With --leader-elect only the holder of a Lease in
+--leader-election-namespace reconciles. Each app's status is in the
+ConfigMap deliver-status of --inventory-namespace.`,
+		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
+    --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.opts.Repo == "" {
+				return errors.New("--repo is required: the reconciler follows a git repository")
+			}
+			if err := f.prepare(cmd, g); err != nil {
+				return err
+			}
+			cfg, err := f.opts.Kube("")
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			// client-go's leader election logs through klog: into the
+			// same structured log.
+			klog.SetSlogLogger(f.opts.Log)
+			o.Pipeline, o.Config, o.Log = f.opts, cfg, f.opts.Log
+			r, err := reconcile.New(o)
+			if err != nil {
+				return err
+			}
+			return r.Run(cmd.Context())
+		},
+	}
+	addRunFlags(cmd, f, true)
+	// A long-running process's log is its record: info and JSON by default.
+	fl := cmd.Flags()
+	f.verbose, f.logFormat = true, "json"
+	fl.Lookup("verbose").DefValue, fl.Lookup("log-format").DefValue = "true", "json"
+	for _, name := range []string{"path", "output", "require-clean"} {
+		_ = fl.MarkHidden(name) // the reconciler follows --repo and prints nothing
+	}
+	fl.DurationVar(&o.Interval, "interval", time.Minute, "how often to fetch the repository")
+	fl.DurationVar(&o.FullResync, "full-resync", time.Hour, "deliver every app this long after its last run even when nothing moved (negative: never)")
+	fl.DurationVar(&o.RetryMax, "retry-max", 5*time.Minute, "longest wait before retrying a failed app")
+	fl.BoolVar(&o.DisableSelfHeal, "no-self-heal", false, "only report drift in the cluster; revert it with the next commit or full resync")
+	fl.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the push webhook's secret (GitHub/Gitea HMAC key, GitLab token)")
+	fl.StringVar(&o.Listen, "listen", "", "address to serve /webhook, /metrics, /healthz and /readyz on, such as :8080")
+	fl.BoolVar(&o.LeaderElection.Enabled, "leader-elect", false, "reconcile only while holding a Lease, so that replicas never apply at once")
+	fl.StringVar(&o.LeaderElection.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: --inventory-namespace)")
+	return cmd
+}

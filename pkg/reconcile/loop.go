@@ -1,0 +1,499 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/source"
+)
+
+// Run reconciles until ctx is cancelled, serving Handler on
+// Options.Listen if set. With leader election it stands by until it holds
+// the Lease. A cancelled ctx lets the runs under way end (each is
+// cancelled through its context), then releases the Lease; Run then
+// returns nil. It returns an error only when it cannot start.
+func (r *Reconciler) Run(ctx context.Context) error {
+	if r.opts.Listen != "" {
+		ln, err := net.Listen("tcp", r.opts.Listen)
+		if err != nil {
+			return fmt.Errorf("reconcile: listen: %w", err)
+		}
+		srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.log.Error("http server stopped", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		r.log.Info("serving", "addr", ln.Addr().String())
+	}
+	if r.opts.LeaderElection.Enabled {
+		return r.runElected(ctx)
+	}
+	return r.lead(ctx)
+}
+
+// lead is the reconcile loop of the replica that holds the lease (or of
+// the only one). It returns once ctx is cancelled and every run ended.
+func (r *Reconciler) lead(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	r.leading.Store(true)
+	r.metrics.leader.Set(1)
+	defer func() {
+		r.leading.Store(false)
+		r.metrics.leader.Set(0)
+		r.ready.Store(r.opts.LeaderElection.Enabled) // a standby again, or stopping
+	}()
+	mgr, err := apply.New(r.opts.Config, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	tr, err := newTracker(ctx, r.opts.Config, mgr.RESTMapper(), r.noteDrift)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	defer tr.stop()
+	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
+	defer l.runs.Wait() // runs end (their ctx is ours) before the lease may be released
+	r.log.Info("reconciling", "repo", r.opts.Pipeline.Repo, "ref", r.opts.Pipeline.Ref, "env", r.opts.Pipeline.Env, "interval", r.opts.Interval)
+
+	var nextFetch time.Time
+	fetchNow := true
+	for {
+		r.lastLoop.Store(time.Now().UnixNano())
+		if fetchNow || !time.Now().Before(nextFetch) {
+			l.fetch(ctx)
+			nextFetch = time.Now().Add(jittered(r.opts.Interval, r.opts.Jitter))
+			fetchNow = false
+			r.ready.Store(true)
+		}
+		wait := min(l.schedule(ctx), time.Until(nextFetch))
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-r.trigger:
+			fetchNow = true
+		case <-r.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// leaderLoop holds what the loop of the leading replica uses.
+type leaderLoop struct {
+	r    *Reconciler
+	mgr  *apply.Manager
+	tr   *tracker
+	runs sync.WaitGroup
+	// justFetched marks a scheduling pass right after a fetch, which
+	// counts the up-to-date checks.
+	justFetched bool
+}
+
+// fetch pins the followed ref to a commit and reads the app list there.
+// A new app's state starts from its inventory, so a restarted reconciler
+// does not redeliver what is already delivered.
+func (l *leaderLoop) fetch(ctx context.Context) {
+	r := l.r
+	po := r.opts.Pipeline
+	start := time.Now()
+	snap, err := source.Fetch(ctx, source.Options{URL: po.Repo, Ref: po.Ref, Auth: po.Auth, CacheDir: po.CacheDir})
+	r.metrics.fetchDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		if ctx.Err() == nil {
+			r.metrics.fetchErrors.Inc()
+			l.sourceFailed(ctx, po.Redactor.Error(err).Error())
+		}
+		return
+	}
+	apps, err := readApps(snap, po)
+	snap.Close()
+	if err != nil {
+		l.sourceFailed(ctx, po.Redactor.Error(fmt.Errorf("%s at %.12s: %w", configFile(po), snap.Commit, err)).Error())
+		return
+	}
+
+	r.mu.Lock()
+	moved := r.head != snap.Commit
+	r.head, r.sourceErr = snap.Commit, ""
+	var added []string
+	seen := map[string]bool{}
+	r.order = r.order[:0]
+	for _, a := range apps {
+		seen[a.Name] = true
+		r.order = append(r.order, a.Name)
+		s, ok := r.apps[a.Name]
+		if !ok {
+			s = &appState{AppStatus: AppStatus{App: a.Name, Result: ResultPending}}
+			r.apps[a.Name] = s
+			added = append(added, a.Name)
+		}
+		s.dependsOn = a.DependsOn
+	}
+	for name, s := range r.apps {
+		// An app that left deliver.yaml is forgotten, its objects left in
+		// place: deleting a whole app is a decision for a person.
+		if !seen[name] && !s.running {
+			delete(r.apps, name)
+			l.tr.setInventory(name, nil)
+		}
+	}
+	r.mu.Unlock()
+	if moved {
+		r.log.Info("revision", "revision", snap.Commit, "subject", snap.Subject, "apps", len(apps))
+	}
+
+	for _, name := range added {
+		inv, err := l.mgr.ReadInventory(ctx, name)
+		if err != nil {
+			r.log.Warn("read inventory", "app", name, "err", err)
+			continue
+		}
+		l.tr.setInventory(name, inv)
+		r.mu.Lock()
+		if s := r.apps[name]; s != nil && inv.Result == apply.ResultSucceeded {
+			s.Revision, s.Result, s.LastRun, s.LastSuccess = inv.Revision, inv.Result, inv.Time, inv.Time
+		}
+		r.mu.Unlock()
+	}
+	if len(added) > 0 {
+		// The initial list of new informers is checked against the
+		// inventories just read: drift while no reconciler ran shows now.
+		l.tr.ensureKinds(ctx, true)
+	}
+	l.justFetched = true
+	r.writeStatus(ctx)
+}
+
+func (l *leaderLoop) sourceFailed(ctx context.Context, msg string) {
+	r := l.r
+	r.log.Warn("fetch failed", "err", msg)
+	r.mu.Lock()
+	r.sourceErr = msg
+	r.mu.Unlock()
+	r.writeStatus(ctx)
+}
+
+// appRef is an app's name and dependencies.
+type appRef struct {
+	Name      string
+	DependsOn []string
+}
+
+// readApps reads the app list from deliver.yaml, or the one app of
+// Options.Manifests.
+func readApps(snap *source.Snapshot, po pipeline.Options) ([]appRef, error) {
+	if po.Manifests != "" {
+		return []appRef{{Name: firstNonEmpty(po.App, "default")}}, nil
+	}
+	f, err := snap.Open(configFile(po))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	c, err := config.Parse(configFile(po), data)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.ForEnvironment(po.Env)
+	if err != nil {
+		return nil, err
+	}
+	var out []appRef
+	for _, a := range res.Apps {
+		if len(po.Apps) > 0 && !contains(po.Apps, a.Name) {
+			continue
+		}
+		out = append(out, appRef{Name: a.Name, DependsOn: a.DependsOn})
+	}
+	return out, nil
+}
+
+// schedule starts the runs that are due and whose dependencies are
+// delivered at the current commit, and returns how long until the next
+// one may become due without an event.
+func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
+	r := l.r
+	counted := l.justFetched
+	l.justFetched = false
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	next := r.opts.Interval
+	later := func(t time.Time) {
+		if d := t.Sub(now); d < next {
+			next = d
+		}
+	}
+	running := 0
+	for _, s := range r.apps {
+		if s.running {
+			running++
+		}
+	}
+	for _, name := range r.order {
+		s := r.apps[name]
+		if s.running || r.head == "" {
+			continue
+		}
+		reason, at := r.due(s, now, l.tr)
+		if reason == "" {
+			if !at.IsZero() {
+				later(at)
+			}
+			if counted && s.Result == apply.ResultSucceeded && len(s.drift) == 0 {
+				s.UpToDateChecks++
+				r.metrics.upToDate.WithLabelValues(name).Inc()
+			}
+			continue
+		}
+		if dep := r.blockedBy(s); dep != "" {
+			s.Result, s.Message = ResultWaiting, fmt.Sprintf("waiting for %s to be delivered at %.12s", dep, r.head)
+			continue
+		}
+		if running >= r.opts.MaxConcurrentRuns {
+			continue // woken when a run ends
+		}
+		running++
+		s.running, s.Result, s.Message = true, ResultRunning, reason
+		rev := r.head
+		l.runs.Add(1)
+		go func() {
+			defer l.runs.Done()
+			l.run(ctx, name, rev, reason)
+		}()
+	}
+	return next
+}
+
+// due says why s must run now, or else when it may be due (zero: only
+// on an event).
+func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string, at time.Time) {
+	backingOff := s.Failures > 0 && now.Before(s.NextRetry)
+	switch {
+	case s.Revision != r.head && s.failedRev != r.head:
+		return "revision " + short(r.head), time.Time{}
+	case backingOff:
+		return "", s.NextRetry
+	case s.Revision != r.head:
+		return fmt.Sprintf("retry %d of revision %s", s.Failures, short(r.head)), time.Time{}
+	case s.Failures > 0:
+		return fmt.Sprintf("retry %d", s.Failures), time.Time{}
+	}
+	if len(s.drift) > 0 {
+		if settled := s.driftSince.Add(r.opts.DriftSettle); now.Before(settled) {
+			return "", settled
+		}
+		// Check again: the watch events of deliver's own last writes may
+		// have arrived since.
+		for id := range s.drift {
+			if !tr.drifted(s.App, id) {
+				delete(s.drift, id)
+			}
+		}
+		if len(s.drift) > 0 && !r.opts.DisableSelfHeal {
+			return fmt.Sprintf("drift of %d objects", len(s.drift)), time.Time{}
+		}
+	}
+	if r.opts.FullResync > 0 && !s.LastRun.IsZero() {
+		resync := s.LastRun.Add(r.opts.FullResync)
+		if !now.Before(resync) {
+			return "full resync", time.Time{}
+		}
+		return "", resync
+	}
+	return "", time.Time{}
+}
+
+// blockedBy returns a dependency of s not yet delivered at the current
+// commit, or "".
+func (r *Reconciler) blockedBy(s *appState) string {
+	for _, d := range s.dependsOn {
+		ds, ok := r.apps[d]
+		if !ok {
+			continue // filtered out with Options.Pipeline.Apps
+		}
+		if ds.running || ds.Revision != r.head {
+			return d
+		}
+	}
+	return ""
+}
+
+// run delivers one app at rev and records the outcome.
+func (l *leaderLoop) run(ctx context.Context, name, rev, reason string) {
+	r := l.r
+	po := r.opts.Pipeline
+	po.Ref = rev
+	if po.Manifests == "" {
+		po.Apps = []string{name}
+	}
+	cfg := r.opts.Config
+	po.Kube = func(string) (*rest.Config, error) { return cfg, nil }
+	log := r.log.With("app", name, "revision", short(rev))
+	log.Info("run", "reason", reason)
+	start := time.Now()
+	res, err := pipeline.Apply(ctx, po)
+	dur := time.Since(start)
+	var ar *pipeline.AppResult
+	if res != nil {
+		for _, a := range res.Apps {
+			if a.Name == name {
+				ar = a
+			}
+		}
+		if err == nil {
+			err = res.Err()
+		}
+	}
+	if ar == nil && err == nil {
+		err = fmt.Errorf("app %s: not found at %s", name, short(rev))
+	}
+	l.finish(ctx, name, rev, ar, err, dur)
+}
+
+// finish records a run: status, metrics, the app's new inventory for
+// drift detection, and the status ConfigMap.
+func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.AppResult, err error, dur time.Duration) {
+	r := l.r
+	log := r.log.With("app", name, "revision", short(rev), "duration", dur.Round(time.Millisecond))
+	// The inventory is read even after a failure, which may have changed
+	// objects too; with a cancelled ctx still, briefly, for a correct
+	// final status.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if inv, ierr := l.mgr.ReadInventory(ictx, name); ierr == nil {
+		l.tr.setInventory(name, inv)
+		l.tr.ensureKinds(ctx, false)
+	} else {
+		log.Warn("read inventory", "err", ierr)
+	}
+	interrupted := ctx.Err() != nil
+	now := time.Now()
+
+	r.mu.Lock()
+	s := r.apps[name]
+	if s == nil { // left deliver.yaml during the run
+		s = &appState{AppStatus: AppStatus{App: name}}
+	}
+	s.running = false
+	s.LastRun, s.Duration = now, dur
+	result := apply.ResultSucceeded
+	switch {
+	case interrupted:
+		result = "interrupted"
+		s.Result, s.Message = apply.ResultFailed, "interrupted: the reconciler stopped"
+	case err != nil:
+		result = apply.ResultFailed
+		s.Failures++
+		s.failedRev = rev
+		wait := backoff(s.Failures, r.opts.RetryBase, r.opts.RetryMax)
+		s.NextRetry = now.Add(wait)
+		s.Result, s.Message = apply.ResultFailed, err.Error()
+		log.Error("run failed", "err", err, "failures", s.Failures, "retry_in", wait.Round(time.Millisecond))
+	default:
+		s.Failures, s.failedRev, s.NextRetry = 0, "", time.Time{}
+		s.Revision, s.LastSuccess = rev, now
+		s.Result, s.Message = apply.ResultSucceeded, ""
+		summary := ""
+		if ar != nil && ar.Report != nil {
+			summary = ar.Report.Summary()
+		}
+		log.Info("run succeeded", "report", summary)
+	}
+	// What drifted before is either reverted or still differs from the
+	// new inventory; look again, after the settle delay.
+	s.drift = map[string]bool{}
+	for _, id := range l.tr.driftedObjects(name) {
+		s.drift[id] = true
+	}
+	s.driftSince = now
+	r.mu.Unlock()
+
+	if !interrupted {
+		r.metrics.observeRun(name, rev, result, dur, ar)
+	}
+	r.writeStatus(ictx)
+	notify(r.wake)
+}
+
+// noteDrift is the tracker's callback for an object that differs from
+// what deliver applied.
+func (r *Reconciler) noteDrift(app, id, why string) {
+	r.mu.Lock()
+	s := r.apps[app]
+	if s == nil {
+		r.mu.Unlock()
+		return
+	}
+	if s.drift == nil {
+		s.drift = map[string]bool{}
+	}
+	fresh := !s.drift[id]
+	if fresh {
+		if len(s.drift) == 0 {
+			s.driftSince = time.Now()
+		}
+		s.drift[id] = true
+	}
+	running := s.running
+	r.mu.Unlock()
+	if fresh && !running {
+		// While the app runs, the run's own writes show up here; they
+		// are sorted out when it ends.
+		r.log.Info("drift", "app", app, "object", id, "change", why, "self_heal", !r.opts.DisableSelfHeal)
+		r.metrics.drift.WithLabelValues(app).Inc()
+	}
+	notify(r.wake)
+}
+
+func configFile(po pipeline.Options) string {
+	return firstNonEmpty(po.ConfigFile, config.FileName)
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

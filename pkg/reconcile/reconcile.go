@@ -1,0 +1,358 @@
+// Package reconcile keeps a cluster equal to git: the in-cluster,
+// long-running form of deliver apply. A Reconciler fetches the repository
+// every Interval (or at once when a webhook says a push happened), and runs
+// the same pipeline as the CLI for each app whose commit moved, whose live
+// objects drifted from what deliver last applied, or whose full resync is
+// due. A failed app is retried with capped exponential backoff without
+// holding up the others.
+//
+// The fast path: an app whose commit did not move costs no API request.
+// Drift is noticed by metadata informers on the kinds in the apps'
+// inventories (label deliver.dev/app), comparing each live object's
+// resourceVersion and generation with what the inventory recorded when
+// deliver applied it; a kubectl edit triggers a run of that app within
+// about a second, and the run reverts it (self-heal, on by default).
+//
+// With leader election (a coordination.k8s.io Lease) only one of several
+// replicas applies. Handler serves the push webhook (GitHub, GitLab,
+// Gitea), Prometheus metrics and health probes. Each app's status is kept
+// in the ConfigMap deliver-status, readable with kubectl.
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/secrets"
+)
+
+// Options configure a Reconciler. Pipeline.Repo and Config are required;
+// every other field has a default.
+type Options struct {
+	// Pipeline configures each run, as for deliver apply: Repo and Ref
+	// (the ref followed; default the remote's HEAD), Env, Auth, CacheDir,
+	// Secrets, Apply, Apps (only these apps), Manifests. Pipeline.Ref is
+	// replaced by the commit each run delivers, so that every app of one
+	// fetch gets the same commit. Pipeline.Kube is set from Config: a
+	// reconciler delivers to the cluster it was given, whatever context an
+	// environment of deliver.yaml names.
+	Pipeline pipeline.Options
+	// Config is the cluster to deliver to, watch and elect a leader on.
+	Config *rest.Config
+
+	// Interval is how often the repository is fetched (a no-change fetch
+	// is one ls-remote). Default 1m.
+	Interval time.Duration
+	// Jitter spreads the fetches of many reconcilers: each wait is
+	// Interval ± Jitter×Interval. Default 0.1; negative for none.
+	Jitter float64
+	// FullResync runs every app's pipeline this long after its last run
+	// even when nothing moved, for what informers cannot see: a secret
+	// changed in Vault, an object's label edited. Default 1h; negative
+	// disables it.
+	FullResync time.Duration
+	// RetryBase and RetryMax bound the backoff of a failed app: the n-th
+	// consecutive failure waits RetryBase×2^(n-1), at most RetryMax. A new
+	// commit is tried at once whatever the backoff. Defaults 10s and 5m.
+	RetryBase, RetryMax time.Duration
+	// DisableSelfHeal only reports drift (log, metric, status) instead of
+	// reverting it; it is reverted by the next commit or full resync.
+	DisableSelfHeal bool
+	// DriftSettle is how long a drift waits before it triggers a run, and
+	// is then checked again, so that the watch events of deliver's own
+	// writes, which may arrive after the run ended, are not taken for
+	// drift. Default 1s.
+	DriftSettle time.Duration
+	// MaxConcurrentRuns bounds the apps delivered at once. Default 4.
+	MaxConcurrentRuns int
+	// StatusNamespace holds the ConfigMap deliver-status and the leader
+	// Lease. Default: Pipeline.Apply.InventoryNamespace, or
+	// "deliver-system".
+	StatusNamespace string
+
+	// WebhookSecretFile holds the shared secret of the push webhook
+	// (GitHub/Gitea HMAC key, GitLab token). Without it the webhook
+	// endpoint answers 404.
+	WebhookSecretFile string
+	// Listen is the address Run serves Handler on (/webhook, /metrics,
+	// /healthz, /readyz); empty: Run serves nothing.
+	Listen string
+
+	// LeaderElection makes several replicas safe: only the holder of a
+	// Lease reconciles.
+	LeaderElection LeaderElection
+
+	// Log receives structured logs; default: discard. Pipeline.Log
+	// defaults to it.
+	Log *slog.Logger
+}
+
+// LeaderElection configures the Lease that elects the one replica that
+// reconciles.
+type LeaderElection struct {
+	// Enabled turns leader election on.
+	Enabled bool
+	// Namespace and Name of the Lease. Defaults: Options.StatusNamespace
+	// and "deliver-reconcile".
+	Namespace, Name string
+	// Identity names this replica in the Lease. Default: the host name
+	// and a random suffix.
+	Identity string
+	// LeaseDuration, RenewDeadline and RetryPeriod are client-go's: a
+	// standby takes over at most LeaseDuration after the leader stopped
+	// renewing. Defaults 15s, 10s and 2s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.Pipeline.Repo == "" {
+		return errors.New("reconcile: a repository (Pipeline.Repo) is required")
+	}
+	if o.Config == nil {
+		return errors.New("reconcile: a cluster (Config) is required")
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
+	if o.Jitter == 0 {
+		o.Jitter = 0.1
+	}
+	if o.FullResync == 0 {
+		o.FullResync = time.Hour
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = 10 * time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.DriftSettle <= 0 {
+		o.DriftSettle = time.Second
+	}
+	if o.MaxConcurrentRuns <= 0 {
+		o.MaxConcurrentRuns = 4
+	}
+	if o.Pipeline.Apply.InventoryNamespace == "" {
+		o.Pipeline.Apply.InventoryNamespace = "deliver-system"
+	}
+	if o.StatusNamespace == "" {
+		o.StatusNamespace = o.Pipeline.Apply.InventoryNamespace
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Pipeline.Log == nil {
+		o.Pipeline.Log = o.Log
+	}
+	if o.Pipeline.Redactor == nil {
+		// One redactor for every run, so a value seen once stays masked
+		// in the status and logs of later runs too.
+		o.Pipeline.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	}
+	le := &o.LeaderElection
+	if le.Namespace == "" {
+		le.Namespace = o.StatusNamespace
+	}
+	if le.Name == "" {
+		le.Name = "deliver-reconcile"
+	}
+	if le.Identity == "" {
+		host, _ := os.Hostname()
+		le.Identity = fmt.Sprintf("%s_%08x", host, rand.Uint32())
+	}
+	if le.LeaseDuration <= 0 {
+		le.LeaseDuration = 15 * time.Second
+	}
+	if le.RenewDeadline <= 0 {
+		le.RenewDeadline = 10 * time.Second
+	}
+	if le.RetryPeriod <= 0 {
+		le.RetryPeriod = 2 * time.Second
+	}
+	return nil
+}
+
+// Results of AppStatus.Result besides apply's succeeded and failed.
+const (
+	// ResultPending: the app has not been delivered by this reconciler yet.
+	ResultPending = "pending"
+	// ResultRunning: a run is under way.
+	ResultRunning = "running"
+	// ResultWaiting: the app waits for a dependency to be delivered at the
+	// same commit.
+	ResultWaiting = "waiting"
+)
+
+// AppStatus is what the reconciler knows of one app.
+type AppStatus struct {
+	// App is the app's name.
+	App string `json:"app"`
+	// Revision is the last commit delivered successfully.
+	Revision string `json:"revision,omitempty"`
+	// Result is "succeeded" or "failed" (of the last run), or one of
+	// ResultPending, ResultRunning, ResultWaiting.
+	Result string `json:"result"`
+	// Message explains a failed or waiting result, or says why the last
+	// run ran.
+	Message string `json:"message,omitempty"`
+	// LastRun is when the last run ended, LastSuccess when the last
+	// successful one did; Duration is the last run's.
+	LastRun     time.Time     `json:"lastRun,omitzero"`
+	LastSuccess time.Time     `json:"lastSuccess,omitzero"`
+	Duration    time.Duration `json:"duration,omitempty"`
+	// Failures counts the consecutive failed runs; NextRetry is when the
+	// next is due.
+	Failures  int       `json:"failures,omitempty"`
+	NextRetry time.Time `json:"nextRetry,omitzero"`
+	// Drift lists objects seen changed in the cluster since deliver
+	// applied them and not reverted yet.
+	Drift []string `json:"drift,omitempty"`
+	// UpToDateChecks counts the fetches that found the app up to date,
+	// so no run. Not written to the status ConfigMap, which changes only
+	// when a run ends.
+	UpToDateChecks int64 `json:"-"`
+}
+
+// Status is the reconciler's view of the repository and its apps.
+type Status struct {
+	// Revision is the commit of the last successful fetch.
+	Revision string `json:"revision,omitempty"`
+	// SourceError is why the last fetch, or reading deliver.yaml at
+	// Revision, failed; empty when it worked.
+	SourceError string `json:"sourceError,omitempty"`
+	// Leader reports whether this replica is reconciling.
+	Leader bool `json:"leader"`
+	// Apps are in deliver.yaml order.
+	Apps []AppStatus `json:"apps"`
+}
+
+// appState is an app's status plus the scheduling state behind it.
+type appState struct {
+	AppStatus
+	dependsOn []string
+	running   bool
+	// failedRev is the commit of the last failed run: a new commit is
+	// tried at once, the same one only after the backoff.
+	failedRev string
+	// drift holds the objects that looked changed, since driftSince.
+	drift      map[string]bool
+	driftSince time.Time
+}
+
+// Reconciler keeps the cluster equal to git. Create it with New, run it
+// with Run.
+type Reconciler struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	hook    *webhook
+	kube    kubernetes.Interface
+
+	// trigger asks the loop for a fetch now; wake for a scheduling pass.
+	trigger chan struct{}
+	wake    chan struct{}
+
+	leading atomic.Bool
+	ready   atomic.Bool
+	// lastLoop is the Unix nanoseconds of the loop's last pass, for
+	// /healthz.
+	lastLoop atomic.Int64
+
+	mu        sync.Mutex
+	head      string
+	sourceErr string
+	order     []string
+	apps      map[string]*appState
+	// written is the status ConfigMap content last written.
+	written map[string]string
+}
+
+// New checks opts and returns a Reconciler. It reads the webhook secret
+// file, if any, but does not touch the cluster or the repository.
+func New(opts Options) (*Reconciler, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	r := &Reconciler{
+		opts:    opts,
+		log:     opts.Log,
+		metrics: newMetrics(),
+		trigger: make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
+		apps:    map[string]*appState{},
+	}
+	kube, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: client: %w", err)
+	}
+	r.kube = kube
+	if opts.WebhookSecretFile != "" {
+		secret, err := readSecretFile(opts.WebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: webhook secret: %w", err)
+		}
+		r.hook = newWebhook(secret, opts.Pipeline.Ref, r.Trigger, opts.Log)
+	}
+	return r, nil
+}
+
+// Trigger asks for a fetch, and the runs it calls for, at once rather
+// than at the next interval. It never blocks; triggers that come while one
+// is pending are merged.
+func (r *Reconciler) Trigger() { notify(r.trigger) }
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a copy of the current status.
+func (r *Reconciler) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{Revision: r.head, SourceError: r.sourceErr, Leader: r.leading.Load()}
+	for _, name := range r.order {
+		st.Apps = append(st.Apps, r.apps[name].snapshot())
+	}
+	return st
+}
+
+func (s *appState) snapshot() AppStatus {
+	a := s.AppStatus
+	a.Drift = nil
+	for id := range s.drift {
+		a.Drift = append(a.Drift, id)
+	}
+	slices.Sort(a.Drift)
+	return a
+}
+
+// backoff returns the wait after the n-th consecutive failure.
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// jittered spreads d by ±j×d.
+func jittered(d time.Duration, j float64) time.Duration {
+	if j <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
+}

@@ -1,0 +1,102 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// StatusConfigMap is the name of the ConfigMap, in
+// Options.StatusNamespace, holding one key per app with its AppStatus as
+// JSON, and the annotations AnnotationRevision and AnnotationSourceError:
+//
+//	kubectl -n deliver-system get configmap deliver-status -o yaml
+const StatusConfigMap = "deliver-status"
+
+// Annotations of the status ConfigMap.
+const (
+	// AnnotationRevision is the commit of the last successful fetch.
+	AnnotationRevision = "deliver.dev/revision"
+	// AnnotationSourceError is why the last fetch failed, when it did.
+	AnnotationSourceError = "deliver.dev/source-error"
+)
+
+// fieldManager names the reconciler in the status ConfigMap's
+// managedFields.
+const fieldManager = "deliver-reconcile"
+
+// writeStatus stores the status in the ConfigMap when it changed since the
+// last write, so that a no-op reconcile writes nothing. Failures are
+// logged: status is a report, never a reason to stop reconciling.
+func (r *Reconciler) writeStatus(ctx context.Context) {
+	st := r.Status()
+	data := map[string]string{}
+	for _, a := range st.Apps {
+		b, err := json.Marshal(a)
+		if err != nil {
+			continue
+		}
+		data[a.App] = string(b)
+	}
+	ann := map[string]string{AnnotationRevision: st.Revision}
+	if st.SourceError != "" {
+		ann[AnnotationSourceError] = st.SourceError
+	}
+	// Annotations ride along in the comparison under a key no app name
+	// can have (app names are DNS labels).
+	cmp := maps.Clone(data)
+	cmp["/revision"], cmp["/source-error"] = st.Revision, st.SourceError
+	r.mu.Lock()
+	same := maps.Equal(r.written, cmp)
+	r.mu.Unlock()
+	if same {
+		return
+	}
+	if err := r.putStatus(ctx, data, ann); err != nil {
+		r.log.Warn("write status", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.written = cmp
+	r.mu.Unlock()
+}
+
+func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string) error {
+	kc := r.kube
+	ns := r.opts.StatusNamespace
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: StatusConfigMap, Namespace: ns, Annotations: ann,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "deliver"}},
+		Data: data,
+	}
+	cms := kc.CoreV1().ConfigMaps(ns)
+	// One writer (the leader) owns the whole object, so a plain update
+	// that replaces every key is right.
+	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: fieldManager})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: fieldManager})
+		if apierrors.IsNotFound(err) {
+			if err = ensureNamespace(ctx, kc, ns); err == nil {
+				_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: fieldManager})
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("status %s/%s: %w", ns, StatusConfigMap, err)
+	}
+	return nil
+}
+
+func ensureNamespace(ctx context.Context, kc kubernetes.Interface, ns string) error {
+	_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
