@@ -12,7 +12,7 @@ LDFLAGS := -X github.com/deliverhq/deliver/internal/version.Version=$(VERSION) \
 # one at a time on small machines, tests inside a package in parallel.
 GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
 
-.PHONY: all build testbin test test-unit demo bench clean
+.PHONY: all build testbin test test-unit fuzz demo bench clean
 
 all: build
 
@@ -28,6 +28,16 @@ testbin:
 test: testbin
 	go vet ./...
 	go test $(GOTEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+# Each fuzz target briefly, from the seeds in the fuzz functions and any
+# failing inputs kept in testdata/fuzz. Longer: make fuzz FUZZ_TIME=5m.
+FUZZ_TIME ?= 5s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./pkg/config
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
+	go test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 
 # Unit tests only: no control plane, no binaries needed.
 test-unit:
@@ -35,6 +45,11 @@ test-unit:
 
 demo: testbin build
 	go run ./hack/demo -deliver bin/deliver -example examples/app $(DEMO_FLAGS)
+
+# deliver side by side with helm, kustomize and kubectl on the local control
+# plane (docs/performance.md): BENCH_FLAGS=-quick for the 3-minute run.
+bench: testbin build
+	go run ./hack/bench -deliver bin/deliver $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .cache

@@ -196,9 +196,6 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 					return err
 				}
 			}
-			if a.Error != "" {
-				fmt.Fprintf(w, "error: %s\n", a.Error)
-			}
 		}
 	}
 	if err := res.Err(); err != nil {

@@ -18,13 +18,14 @@ import (
 
 // runFlags are the flags of render, diff and apply.
 type runFlags struct {
-	opts      pipeline.Options
-	apps      []string
-	output    string
-	logFormat string
-	verbose   bool
-	wait      bool
-	rollback  bool
+	opts       pipeline.Options
+	apps       []string
+	output     string
+	logFormat  string
+	verbose    bool
+	wait       bool
+	rollback   bool
+	noValidate bool
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
@@ -50,6 +51,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
 		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
+		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the server-side validation of new objects before the first write (faster first apply; a rejected object then fails mid-stage)")
 		fl.BoolVar(&f.wait, "wait", true, "wait until the objects are ready (default: as deliver.yaml says)")
 		fl.BoolVar(&f.rollback, "rollback-on-failure", false, "restore the previous workloads when a rollout does not become ready (default: as deliver.yaml says)")
 		fl.DurationVar(&f.opts.Apply.Timeout, "timeout", 0, "how long to wait for readiness (default: as deliver.yaml says, or 5m)")
@@ -62,6 +64,7 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	if fl := cmd.Flags().Lookup("wait"); fl != nil && fl.Changed {
 		f.opts.Wait = &f.wait
 	}
+	f.opts.Apply.NoCreateDryRun = f.noValidate
 	if fl := cmd.Flags().Lookup("rollback-on-failure"); fl != nil && fl.Changed {
 		f.opts.RollbackOnFailure = &f.rollback
 	}

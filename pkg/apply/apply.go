@@ -25,7 +25,7 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 	}
 	lock, err := m.lock(ctx, opts.App)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.App, err)
+		return nil, err
 	}
 	defer lock.unlock()
 	p, err := m.Plan(ctx, set, opts)
@@ -62,7 +62,7 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 	lock, err := m.lock(ctx, p.App)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.App, err)
+		return nil, err
 	}
 	defer lock.unlock()
 	inv, err := m.ReadInventory(ctx, p.App)
@@ -415,6 +415,7 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 			}
 		}
 		if m.opts.NoForce && len(res.Conflicts) > 0 {
+			res.Conflicts = nil // nothing was taken over; the error says whose fields they are
 			return fail(fmt.Errorf("conflict with another field manager (use without --fail-on-conflict to take the fields over): %w", err))
 		}
 		opts.Force = true

@@ -2,9 +2,12 @@ package apply
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -87,4 +90,23 @@ func sortChanges(cs []*Change) {
 		}
 		return less(a.ID, b.ID)
 	})
+}
+
+// dryRunCreate asks the server to validate a new object (admission,
+// schema, field validation) without creating it.
+func (m *Manager) dryRunCreate(ctx context.Context, c *Change, newNamespaces map[string]bool) error {
+	if c.ID.Namespace != "" && newNamespaces[c.ID.Namespace] {
+		c.Note = "its Namespace is created in the same run; validated when applied"
+		return nil
+	}
+	_, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
+		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
+	})
+	var status apierrors.APIStatus
+	if apierrors.IsNotFound(err) && errors.As(err, &status) && status.Status().Details != nil && status.Status().Details.Kind == "namespaces" {
+		// Another app (applied first, by dependsOn) creates the namespace.
+		c.Note = fmt.Sprintf("namespace %s does not exist yet; validated when applied", c.ID.Namespace)
+		return nil
+	}
+	return err
 }

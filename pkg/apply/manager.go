@@ -49,6 +49,11 @@ type Options struct {
 	Recreate bool
 	// Redact masks secret values in error messages and diffs. Default: none.
 	Redact func(string) string
+	// NoCreateDryRun skips the server-side validation of objects that do
+	// not exist yet. A first apply then needs half the requests, but an
+	// object the server rejects fails in the middle of its stage, after
+	// its siblings were created.
+	NoCreateDryRun bool
 	// LockTimeout is how long Execute waits for another deliver applying
 	// the same app (a Lease per app) before failing with ErrLocked.
 	// Default 2 minutes.

@@ -178,6 +178,15 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		return nil, err
 	}
 	entries := inv.index()
+	// Namespaces this run creates: their objects cannot be dry-run yet.
+	newNamespaces := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.ID.Group == "" && c.ID.Kind == "Namespace" {
+			if _, exists := live[c.ID]; !exists {
+				newNamespaces[c.ID.Name] = true
+			}
+		}
+	}
 	var mu sync.Mutex
 	m.forEach(ctx, len(p.Changes), func(i int) {
 		c := p.Changes[i]
@@ -187,6 +196,19 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		lm, exists := live[c.ID]
 		if !exists {
 			c.Type = ChangeCreate
+			if m.opts.NoCreateDryRun {
+				return
+			}
+			// Validate the new object with the server before anything is
+			// written, so a rejected object fails the plan, not the middle
+			// of a stage with its siblings already created.
+			err := m.dryRunCreate(ctx, c, newNamespaces)
+			mu.Lock()
+			defer mu.Unlock()
+			p.DryRuns++
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: dry-run: %w", c.ID, err))
+			}
 			return
 		}
 		if e, ok := entries[c.ID]; ok && !opts.FullDryRun && unchangedSince(e, c, lm) {

@@ -245,10 +245,27 @@ func TestSecretMaskedInDiff(t *testing.T) {
 	}
 }
 
+// TestRejectedNewObjectFailsThePlan: the server's validation of new
+// objects runs before any write, so nothing of the app is created.
+func TestRejectedNewObjectFailsThePlan(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
+	_, err := newManager(t, apply.Options{}).Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+		t.Fatalf("error = %v, want the Deployment's dry run named", err)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ConfigMap a was created although the plan failed: %v", err)
+	}
+}
+
+// TestFailedStageKeepsInventory skips that validation to fail in the
+// middle of a stage, as a server that changed between plan and apply would.
 func TestFailedStageKeepsInventory(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	m := newManager(t, apply.Options{})
+	m := newManager(t, apply.Options{NoCreateDryRun: true})
 	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
 	_, err := m.Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
 	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web") {

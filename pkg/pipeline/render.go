@@ -36,9 +36,13 @@ func loadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
 		return nil, fmt.Errorf("%s: %w (use -f to deliver a folder of manifests without one)", opts.ConfigFile, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	const maxConfig = 1 << 20
+	data, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
+	}
+	if len(data) > maxConfig {
+		return nil, fmt.Errorf("%s: file larger than the limit of %d bytes", opts.ConfigFile, maxConfig)
 	}
 	c, err := config.Parse(opts.ConfigFile, data)
 	if err != nil {
