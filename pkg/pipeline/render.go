@@ -187,6 +187,9 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			ReleaseName: firstNonEmpty(a.Helm.ReleaseName, a.Name),
 			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
+			// Refs in values files are resolved before the templates
+			// see them (a b64enc of a ref would not be resolvable later).
+			ResolveValues: sec.resolver.ResolveValues,
 		}
 		if a.Helm.Repository != "" {
 			h.Repository, h.Chart, h.Version = a.Helm.Repository, a.Helm.Chart, a.Helm.Version

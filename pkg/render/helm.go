@@ -29,6 +29,7 @@ import (
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	"helm.sh/helm/v3/pkg/strvals"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/pkg/object"
@@ -48,6 +49,10 @@ const DefaultReleaseName = "release-name"
 // DefaultMaxChartSize bounds a chart archive downloaded from a repository
 // and a repository index.
 const DefaultMaxChartSize = 64 << 20
+
+// ResolveValuesFunc returns values with the secret references they hold
+// replaced by the secrets. It must not modify values.
+type ResolveValuesFunc func(ctx context.Context, name string, values map[string]any) (map[string]any, error)
 
 // HelmOptions configure Helm.
 //
@@ -116,6 +121,14 @@ type HelmOptions struct {
 	IncludeCRDs bool
 	// Decrypt decrypts SecretValuesFiles. Required when there are any.
 	Decrypt DecryptFunc
+	// ResolveValues, when set, replaces the secret references (such as
+	// ref+vault://...) in the content of each values file, and of each
+	// secret values file after decryption, before it is merged: a template
+	// that transforms a value (b64enc, sha256sum) then sees the secret, not
+	// the reference. name is the file's path relative to Root; errors
+	// should name it. pkg/secrets' Resolver.ResolveValues is the real
+	// implementation. Inline Values and Set are not passed to it.
+	ResolveValues ResolveValuesFunc
 	// MaxFileSize bounds each values file. Default DefaultMaxFileSize.
 	MaxFileSize int64
 }
@@ -412,33 +425,7 @@ func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
 	}
 	where := opts.Repository + " " + opts.Chart + "@" + opts.Version
 	if registry.IsOCI(opts.Repository) {
-		if opts.Version == "" {
-			return nil, fmt.Errorf("helm: chart %s: a version is required for OCI", where)
-		}
-		copts := []registry.ClientOption{
-			registry.ClientOptHTTPClient(hc),
-			registry.ClientOptCredentialsFile(os.DevNull),
-		}
-		if opts.Username != "" || opts.Password != "" {
-			copts = append(copts, registry.ClientOptBasicAuth(opts.Username, opts.Password))
-		}
-		if opts.PlainHTTP {
-			copts = append(copts, registry.ClientOptPlainHTTP())
-		}
-		c, err := registry.NewClient(copts...)
-		if err != nil {
-			return nil, fmt.Errorf("helm: chart %s: registry client: %w", where, err)
-		}
-		ref := strings.TrimSuffix(strings.TrimPrefix(opts.Repository, registry.OCIScheme+"://"), "/") + "/" + opts.Chart + ":" + opts.Version
-		res, err := c.Pull(ref, registry.PullOptWithChart(true))
-		if err != nil {
-			return nil, fmt.Errorf("helm: pull chart %s: %w", where, err)
-		}
-		ch, err := loader.LoadArchive(bytes.NewReader(res.Chart.Data))
-		if err != nil {
-			return nil, fmt.Errorf("helm: load chart %s: %w", where, err)
-		}
-		return ch, nil
+		return fetchOCIChart(ctx, hc, opts)
 	}
 	base, err := url.Parse(opts.Repository)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
@@ -483,6 +470,79 @@ func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
 		return nil, fmt.Errorf("helm: load chart %s: %w", where, err)
 	}
 	return ch, nil
+}
+
+// fetchOCIChart pulls a chart from an OCI registry into memory with helm's
+// registry client. Only Username and Password authenticate, and only to
+// the registry's own host: no credentials file, no docker config, no
+// credential helper.
+func fetchOCIChart(ctx context.Context, hc *http.Client, opts HelmOptions) (*chart.Chart, error) {
+	ref := strings.TrimSuffix(strings.TrimPrefix(opts.Repository, registry.OCIScheme+"://"), "/") + "/" + opts.Chart + ":" + opts.Version
+	where := registry.OCIScheme + "://" + ref
+	if opts.Version == "" {
+		return nil, fmt.Errorf("helm: chart %s: a version is required for OCI", where)
+	}
+	host, _, _ := strings.Cut(ref, "/")
+	// helm's Pull has no context: the transport gives each request ctx.
+	hc = &http.Client{Transport: ctxTransport{ctx: ctx, base: hc.Transport}, CheckRedirect: hc.CheckRedirect, Timeout: hc.Timeout}
+	authorizer := auth.Client{
+		Client: hc,
+		Cache:  auth.NewCache(),
+		Credential: func(_ context.Context, hostport string) (auth.Credential, error) {
+			if hostport != host || (opts.Username == "" && opts.Password == "") {
+				return auth.EmptyCredential, nil
+			}
+			return auth.Credential{Username: opts.Username, Password: opts.Password}, nil
+		},
+	}
+	copts := []registry.ClientOption{
+		registry.ClientOptHTTPClient(hc),
+		registry.ClientOptAuthorizer(authorizer),
+		registry.ClientOptCredentialsFile(os.DevNull),
+		registry.ClientOptWriter(io.Discard),
+	}
+	if opts.PlainHTTP {
+		copts = append(copts, registry.ClientOptPlainHTTP())
+	}
+	c, err := registry.NewClient(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("helm: chart %s: registry client: %w", where, err)
+	}
+	res, err := c.Pull(ref, registry.PullOptWithChart(true))
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return nil, fmt.Errorf("helm: pull chart %s: %w", where, err)
+	}
+	if int64(len(res.Chart.Data)) > DefaultMaxChartSize {
+		return nil, fmt.Errorf("helm: chart %s: larger than %d bytes", where, DefaultMaxChartSize)
+	}
+	ch, err := loader.LoadArchive(bytes.NewReader(res.Chart.Data))
+	if err != nil {
+		return nil, fmt.Errorf("helm: load chart %s: %w", where, err)
+	}
+	return ch, nil
+}
+
+// ctxTransport sends every request with ctx and refuses a response
+// announced larger than DefaultMaxChartSize.
+type ctxTransport struct {
+	ctx  context.Context
+	base http.RoundTripper
+}
+
+func (t ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := t.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req.WithContext(t.ctx))
+	if err == nil && resp.ContentLength > DefaultMaxChartSize {
+		resp.Body.Close()
+		return nil, fmt.Errorf("get %s: larger than %d bytes", req.URL.Redacted(), DefaultMaxChartSize)
+	}
+	return resp, err
 }
 
 // httpGet fetches u, sending the repository credentials only to host.
@@ -535,6 +595,11 @@ func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]a
 		m := map[string]any{}
 		if err := yaml.Unmarshal(data, &m); err != nil {
 			return fmt.Errorf("helm: values file %s: parse: %w", p, err)
+		}
+		if opts.ResolveValues != nil && m != nil {
+			if m, err = opts.ResolveValues(ctx, rel, m); err != nil {
+				return fmt.Errorf("helm: %w", err)
+			}
 		}
 		vals = mergeValues(vals, m)
 		return nil

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -337,4 +339,123 @@ func TestHelmChartRepository(t *testing.T) {
 			})
 		}
 	})
+}
+
+// fakeResolver stands in for secrets.Resolver.ResolveValues: a string that
+// is exactly a ref+vault:// ref in secrets becomes its secret, any other
+// ref+ string is an error naming the file. It records the files it saw.
+type fakeResolver struct {
+	secrets map[string]string
+	mu      sync.Mutex
+	names   []string
+}
+
+func (f *fakeResolver) ResolveValues(_ context.Context, name string, values map[string]any) (map[string]any, error) {
+	f.mu.Lock()
+	f.names = append(f.names, name)
+	f.mu.Unlock()
+	var walk func(v any) (any, error)
+	walk = func(v any) (any, error) {
+		switch v := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(v))
+			for k, x := range v {
+				y, err := walk(x)
+				if err != nil {
+					return nil, err
+				}
+				out[k] = y
+			}
+			return out, nil
+		case []any:
+			out := make([]any, len(v))
+			for i, x := range v {
+				y, err := walk(x)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = y
+			}
+			return out, nil
+		case string:
+			if !strings.HasPrefix(v, "ref+") {
+				return v, nil
+			}
+			if s, ok := f.secrets[v]; ok {
+				return s, nil
+			}
+			return nil, fmt.Errorf("%s: %s: not found", name, v)
+		}
+		return v, nil
+	}
+	out, err := walk(values)
+	if err != nil {
+		return nil, err
+	}
+	return out.(map[string]any), nil
+}
+
+// TestHelmResolveValues: refs in values files and decrypted secret values
+// files are resolved before the templates see them, so a template that
+// encodes a value encodes the secret.
+func TestHelmResolveValues(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"c/Chart.yaml":  "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+		"c/values.yaml": "pw: default\nplain: text\ndb: {url: none}\n",
+		"c/templates/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n" +
+			"  pw: {{ .Values.pw | b64enc }}\n  token: {{ .Values.token | b64enc }}\n" +
+			"  url: {{ .Values.db.url | b64enc }}\n  plain: {{ .Values.plain | b64enc }}\n" +
+			"  first: {{ index .Values.list 0 | b64enc }}\n  sum: {{ .Values.pw | sha256sum }}\n",
+		"values/app.yaml":    "pw: ref+vault://secret/app#password\ndb:\n  url: ref+vault://secret/db#url\nlist: [ref+vault://secret/app#password]\n",
+		"values/secret.yaml": "token: ENC[ref+vault://secret/app#token]\nsops:\n  mac: m\n",
+		"values/bad.yaml":    "pw: ref+vault://secret/missing#x\n",
+	})
+	res := &fakeResolver{secrets: map[string]string{
+		"ref+vault://secret/app#password": "hunter2",
+		"ref+vault://secret/app#token":    "t0ken",
+		"ref+vault://secret/db#url":       "postgres://db",
+	}}
+	opts := HelmOptions{
+		Root: root, Chart: "c", ValuesFiles: []string{"./values/app.yaml"}, SecretValuesFiles: []string{"values/secret.yaml"},
+		Decrypt: fakeDecrypt, ResolveValues: res.ResolveValues,
+		Values: map[string]any{"plain": "ref+vault://inline/is#not-passed"},
+	}
+	set, err := Helm(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Objects) != 1 {
+		t.Fatalf("objects = %v", ids(set.Objects))
+	}
+	data, _, _ := unstructuredMap(set.Objects[0].Object, "data")
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	sum := sha256.Sum256([]byte("hunter2"))
+	want := map[string]any{
+		"pw": b64("hunter2"), "token": b64("t0ken"), "url": b64("postgres://db"),
+		"plain": b64("ref+vault://inline/is#not-passed"), "first": b64("hunter2"), "sum": hex.EncodeToString(sum[:]),
+	}
+	if diff := cmp.Diff(want, data); diff != "" {
+		t.Errorf("secret data (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"values/app.yaml", "values/secret.yaml"}, res.names); diff != "" {
+		t.Errorf("files resolved (-want +got):\n%s", diff)
+	}
+
+	// Without the hook the template encodes the ref itself.
+	opts.ResolveValues = nil
+	set, err = Helm(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, _ = unstructuredMap(set.Objects[0].Object, "data")
+	if data["pw"] != b64("ref+vault://secret/app#password") {
+		t.Errorf("without ResolveValues pw = %v", data["pw"])
+	}
+
+	opts.ResolveValues = res.ResolveValues
+	opts.ValuesFiles = append(opts.ValuesFiles, "values/bad.yaml")
+	_, err = Helm(context.Background(), opts)
+	if want := "helm: values/bad.yaml: ref+vault://secret/missing#x: not found"; err == nil || err.Error() != want {
+		t.Fatalf("error = %v, want %q", err, want)
+	}
 }

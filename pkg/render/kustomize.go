@@ -32,7 +32,9 @@ type KustomizeOptions struct {
 	// AllowRemote allows remote bases (git URLs in resources and
 	// components, cloned by kustomize with the git CLI) and remote files
 	// (http and https URLs). Off by default: every resource, component,
-	// generator and transformer must then be inside Root.
+	// generator and transformer must then be inside Root. file:// git URLs
+	// are refused either way. The clones go to $TMPDIR/kustomize-* and
+	// are removed after the build.
 	AllowRemote bool
 	// Decrypt decrypts the SOPS-encrypted files of secretGenerators (files,
 	// envs) before the build; the plaintext stays in memory. Nil refuses an
@@ -237,6 +239,11 @@ func kvFiles(kv types.KvPairSources) []string {
 // inside the repository (or remote and allowed), and scans it when it is a
 // folder.
 func (s *kustScan) ref(dir, name, e string, mayBeDir bool) error {
+	if strings.HasPrefix(e, "file:") {
+		// kustomize clones a file:// URL with git: a local repository
+		// anywhere on the machine, outside the snapshot.
+		return fmt.Errorf("%s: %s: local git URLs are not allowed", name, e)
+	}
 	if isRemoteFile(e) || strings.Contains(e, "://") || strings.HasPrefix(e, "git@") {
 		if !s.allowRemote {
 			return fmt.Errorf("%s: %s: remote bases are disabled", name, e)
@@ -359,22 +366,40 @@ func (c *confinedFS) resolveDir(p string) (*os.Root, string, string, error) {
 		return c.root, c.dir, rel, nil
 	}
 	if c.allowClones {
-		tmp := filepath.Clean(os.TempDir())
-		if rel, err := filepath.Rel(tmp, p); err == nil && strings.HasPrefix(rel, "kustomize-") {
+		if tmp, rel, ok := cloneRel(p); ok {
 			clone, inside, _ := strings.Cut(rel, string(filepath.Separator))
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			r, ok := c.clones[clone]
+			dir := filepath.Join(tmp, clone)
+			r, ok := c.clones[dir]
 			if !ok {
-				if r, err = os.OpenRoot(filepath.Join(tmp, clone)); err != nil {
+				var err error
+				if r, err = os.OpenRoot(dir); err != nil {
 					return nil, "", "", err
 				}
-				c.clones[clone] = r
+				c.clones[dir] = r
 			}
-			return r, filepath.Join(tmp, clone), defaultString(inside, "."), nil
+			return r, dir, defaultString(inside, "."), nil
 		}
 	}
 	return nil, "", "", &fs.PathError{Op: "open", Path: p, Err: errors.New("outside the repository snapshot")}
+}
+
+// cloneRel splits p, when it is inside a clone folder of kustomize
+// ($TMPDIR/kustomize-*, with $TMPDIR as given or with its symlinks
+// resolved, since kustomize resolves them), into $TMPDIR and the rest.
+func cloneRel(p string) (tmp, rel string, ok bool) {
+	tmp = filepath.Clean(os.TempDir())
+	dirs := []string{tmp}
+	if resolved, err := filepath.EvalSymlinks(tmp); err == nil && resolved != tmp {
+		dirs = append(dirs, resolved)
+	}
+	for _, tmp := range dirs {
+		if rel, err := filepath.Rel(tmp, p); err == nil && strings.HasPrefix(rel, "kustomize-") {
+			return tmp, rel, true
+		}
+	}
+	return "", "", false
 }
 
 func errReadOnly(p string) error {

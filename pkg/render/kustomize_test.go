@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
 )
 
 // prodOverlay is the overlay of the golden and oracle tests: a base, a
@@ -246,4 +248,94 @@ func TestKustomizeConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// remoteBase serves a git repository base.git over smart HTTP on loopback
+// whose main branch has a kustomization in path/, and returns its URL as a
+// kustomize remote base.
+func remoteBase(t *testing.T) (*gitserver.HTTPServer, string) {
+	t.Helper()
+	served := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(served, "base.git"))
+	repo.WriteFile("path/kustomization.yaml", "resources: [cm.yaml]\nlabels:\n- pairs: {from: remote}\n")
+	repo.WriteFile("path/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: remote\ndata: {a: b}\n")
+	repo.WriteFile("other/kustomization.yaml", "resources: [../path]\n")
+	repo.CommitAll("base")
+	srv := gitserver.NewHTTP(t, served, gitserver.HTTPOptions{})
+	return srv, srv.RepoURL("base.git") + "//path?ref=main"
+}
+
+// TestKustomizeRemoteBase builds an overlay on a remote base served by a
+// real git server: refused (without a request) unless AllowRemote, built
+// by kustomize's git clone when allowed, and no clone left in TMPDIR.
+func TestKustomizeRemoteBase(t *testing.T) {
+	srv, base := remoteBase(t)
+	// A TMPDIR reached through a symlink, as on macOS (/var -> /private/var):
+	// kustomize clones into its resolved path.
+	tmp := filepath.Join(t.TempDir(), "tmp")
+	if err := os.Symlink(t.TempDir(), tmp); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	root := writeTree(t, map[string]string{
+		"o/kustomization.yaml":    "resources:\n- " + base + "\n- cm.yaml\nnamePrefix: x-\n",
+		"o/cm.yaml":               "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\n",
+		"bad/kustomization.yaml":  "resources:\n- " + strings.Replace(base, "ref=main", "ref=nope", 1) + "\n",
+		"file/kustomization.yaml": "resources:\n- file://" + filepath.Join(srv.Root, "base.git") + "//path\n",
+	})
+	leftovers := func(t *testing.T) {
+		t.Helper()
+		entries, err := os.ReadDir(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("left in TMPDIR: %s", e.Name())
+		}
+	}
+	var r Renderer
+
+	t.Run("refused by default", func(t *testing.T) {
+		srv.ResetRequests()
+		_, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "o"})
+		if want := "o/kustomization.yaml: " + base + ": remote bases are disabled"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error = %v, want it to contain %q", err, want)
+		}
+		if reqs := srv.Requests(); len(reqs) != 0 {
+			t.Errorf("the git server was asked: %+v", reqs)
+		}
+		leftovers(t)
+	})
+	t.Run("allowed", func(t *testing.T) {
+		srv.ResetRequests()
+		set, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "o", App: "shop", AllowRemote: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Legacy order: by kind, then name.
+		if diff := cmp.Diff([]string{"ConfigMap/x-local", "ConfigMap/x-remote"}, ids(set.Objects)); diff != "" {
+			t.Fatalf("objects (-want +got):\n%s", diff)
+		}
+		if got := set.Objects[1].GetLabels()["from"]; got != "remote" {
+			t.Errorf("remote object labels = %v", set.Objects[1].GetLabels())
+		}
+		if len(srv.PackRequests()) == 0 {
+			t.Error("no pack fetched from the git server")
+		}
+		leftovers(t)
+	})
+	t.Run("unknown ref", func(t *testing.T) {
+		_, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "bad", AllowRemote: true})
+		if err == nil || !strings.Contains(err.Error(), "kustomize: build bad: ") || !strings.Contains(err.Error(), "nope") {
+			t.Fatalf("error = %v", err)
+		}
+		leftovers(t)
+	})
+	t.Run("local git URL", func(t *testing.T) {
+		_, err := r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "file", AllowRemote: true})
+		if want := "local git URLs are not allowed"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error = %v, want it to contain %q", err, want)
+		}
+		leftovers(t)
+	})
 }
