@@ -28,10 +28,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	deliverBin = filepath.Join(dir, "deliver")
-	out, err := exec.Command("go", "build", "-o", deliverBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build deliver: %v\n%s", err, out)
+	if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := testenv.Run(m, &env, testenv.Options{})
@@ -45,11 +43,8 @@ func run(t *testing.T, args ...string) (string, int) {
 	cmd := exec.Command(deliverBin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, err := testenv.ExitCode(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out.String(), code

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"os"
@@ -61,13 +62,13 @@ func TestExampleApp(t *testing.T) {
 		cmd := exec.Command(deliverBin, args...)
 		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token,
 			"SOPS_AGE_KEY_FILE="+filepath.Join(repo.Dir, "demo.agekey"))
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		code, err := testenv.ExitCode(cmd)
+		if err != nil {
 			t.Fatal(err)
 		}
+		out := buf.Bytes()
 		all.Write(out)
 		return string(out), code
 	}

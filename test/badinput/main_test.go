@@ -48,14 +48,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	deliverBin = filepath.Join(dir, "deliver")
 	code := func() int {
 		// -short: no cluster, no binary; every case skips.
 		if !testing.Short() {
-			build := exec.Command("go", "build", "-o", deliverBin, "./cmd/deliver")
-			build.Dir = "../.."
-			if out, err := build.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build deliver: %v\n%s", err, out)
+			var err error
+			if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -91,11 +89,8 @@ func runDeliver(t *testing.T, environ []string, args ...string) result {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, environ...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, err := testenv.ExitCode(cmd)
+	if err != nil {
 		t.Fatalf("run deliver: %v", err)
 	}
 	if ctx.Err() != nil {

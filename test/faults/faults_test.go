@@ -33,14 +33,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
+	if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	deliverBin = filepath.Join(dir, "deliver")
-	if out, err := exec.Command("go", "build", "-o", deliverBin, filepath.Join(root, "cmd", "deliver")).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build deliver: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := testenv.Run(m, &env, testenv.Options{NoControllers: true})
@@ -77,14 +71,14 @@ func start(t *testing.T, dir, ns string) (*exec.Cmd, *bytes.Buffer) {
 // run runs deliver to the end and returns its output and exit code.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	out, err := exec.Command(deliverBin, args...).CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(out), ee.ExitCode()
-	}
+	cmd := exec.Command(deliverBin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	code, err := testenv.ExitCode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out), 0
+	return out.String(), code
 }
 
 func countConfigMaps(t *testing.T, ns string) int {
