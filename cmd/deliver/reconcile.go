@@ -28,7 +28,10 @@ With --listen it serves POST /webhook (GitHub, GitLab and Gitea push
 events, verified with --webhook-secret-file), /metrics, /healthz and
 /readyz. With --leader-elect only the holder of a Lease in
 --leader-election-namespace reconciles. Each app's status is in the
-ConfigMap deliver-status of --inventory-namespace.`,
+ConfigMap deliver-status of --inventory-namespace (deliver status prints
+it), and Events of applies, failures and hooks are recorded on each app's
+inventory Secret. --suspend, --suspend-all or the annotation
+deliver.dev/suspend=true on an app's inventory Secret pause delivery.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect`,
 		Args: cobra.NoArgs,
@@ -70,5 +73,8 @@ ConfigMap deliver-status of --inventory-namespace.`,
 	fl.StringVar(&o.Listen, "listen", "", "address to serve /webhook, /metrics, /healthz and /readyz on, such as :8080")
 	fl.BoolVar(&o.LeaderElection.Enabled, "leader-elect", false, "reconcile only while holding a Lease, so that replicas never apply at once")
 	fl.StringVar(&o.LeaderElection.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: --inventory-namespace)")
+	fl.StringSliceVar(&o.Suspend, "suspend", nil, "pause these apps: never deliver them (the annotation "+reconcile.AnnotationSuspend+"=true on an app's inventory Secret does the same without a restart)")
+	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
+	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -95,20 +96,21 @@ const (
 
 const inventoryKey = "inventory.json"
 
-func inventoryName(app string) string { return "deliver-inventory-" + app }
+// InventoryName is the name of the Secret holding an app's inventory.
+func InventoryName(app string) string { return "deliver-inventory-" + app }
 
 // ReadInventory returns the stored inventory of app, or an empty one.
 func (m *Manager) ReadInventory(ctx context.Context, app string) (*Inventory, error) {
-	s, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	s, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).Get(ctx, InventoryName(app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return &Inventory{App: app}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, inventoryName(app), err)
+		return nil, fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), err)
 	}
 	inv := &Inventory{}
 	if err := json.Unmarshal(s.Data[inventoryKey], inv); err != nil {
-		return nil, fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, inventoryName(app), err)
+		return nil, fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
 	}
 	return inv, nil
 }
@@ -120,19 +122,27 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	if err != nil {
 		return err
 	}
-	ns, name := m.opts.InventoryNamespace, inventoryName(inv.App)
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
-		Type:       "deliver.dev/inventory",
-		Data:       map[string][]byte{inventoryKey: data},
-	}
+	ns, name := m.opts.InventoryNamespace, InventoryName(inv.App)
 	secrets := m.kube.CoreV1().Secrets(ns)
-	_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: m.opts.FieldManager})
+	// A merge patch, not an update: annotations others put on the
+	// inventory (the reconciler's suspend switch) survive every run.
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": map[string]string{LabelInventory: inv.App}},
+		"data":     map[string][]byte{inventoryKey: data},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = secrets.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: m.opts.FieldManager})
 	if apierrors.IsNotFound(err) {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
+			Type:       "deliver.dev/inventory",
+			Data:       map[string][]byte{inventoryKey: data},
+		}
 		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
 		if apierrors.IsNotFound(err) { // the namespace itself
-			nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
-			if _, err = m.kube.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err == nil || apierrors.IsAlreadyExists(err) {
+			if err = m.ensureNamespace(ctx); err == nil {
 				_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -42,6 +43,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}()
 		r.log.Info("serving", "addr", ln.Addr().String())
 	}
+	if !r.opts.DisableEvents {
+		b, rec := r.newRecorder()
+		r.recorder = rec
+		// Shutdown stops the broadcaster's goroutine after the runs
+		// ended, so the last run's Events are queued first.
+		defer b.Shutdown()
+	}
 	if r.opts.LeaderElection.Enabled {
 		return r.runElected(ctx)
 	}
@@ -70,6 +78,16 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	defer tr.stop()
+	iv, err := newInventories(r.opts.Config, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	iv.start(ctx)
+	r.inv.Store(iv)
+	defer func() {
+		r.inv.Store(nil)
+		iv.stop()
+	}()
 	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
 	defer l.runs.Wait() // runs end (their ctx is ours) before the lease may be released
 	r.log.Info("reconciling", "repo", r.opts.Pipeline.Repo, "ref", r.opts.Pipeline.Ref, "env", r.opts.Pipeline.Env, "interval", r.opts.Interval)
@@ -260,6 +278,19 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		if s.running || r.head == "" {
 			continue
 		}
+		if suspended := r.suspended(s); suspended != s.Suspended {
+			s.Suspended = suspended
+			if suspended {
+				r.log.Info("suspended", "app", name)
+				r.event(name, corev1.EventTypeNormal, ReasonSuspended, "suspended: no run until resumed")
+			} else {
+				r.log.Info("resumed", "app", name)
+				r.event(name, corev1.EventTypeNormal, ReasonResumed, "resumed")
+			}
+		}
+		if s.Suspended {
+			continue
+		}
 		reason, at := r.due(s, now, l.tr)
 		if reason == "" {
 			if !at.IsZero() {
@@ -396,10 +427,20 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	now := time.Now()
 
 	r.mu.Lock()
+	hold := r.apps[name] != nil && r.apps[name].holdSuspend
+	r.mu.Unlock()
+	if hold {
+		if serr := r.restoreSuspend(ictx, name); serr != nil {
+			log.Warn("suspend", "err", serr)
+		}
+	}
+
+	r.mu.Lock()
 	s := r.apps[name]
 	if s == nil { // left deliver.yaml during the run
 		s = &appState{AppStatus: AppStatus{App: name}}
 	}
+	prevRev := s.Revision
 	s.running = false
 	s.LastRun, s.Duration = now, dur
 	result := apply.ResultSucceeded
@@ -437,6 +478,7 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	if !interrupted {
 		r.metrics.observeRun(name, rev, result, dur, ar)
 	}
+	r.runEvents(name, rev, prevRev, ar, err, interrupted)
 	r.writeStatus(ictx)
 	notify(r.wake)
 }
@@ -467,7 +509,30 @@ func (r *Reconciler) noteDrift(app, id, why string) {
 		// are sorted out when it ends.
 		r.log.Info("drift", "app", app, "object", id, "change", why, "self_heal", !r.opts.DisableSelfHeal)
 		r.metrics.drift.WithLabelValues(app).Inc()
+		r.event(app, corev1.EventTypeNormal, ReasonDriftDetected, "%s: %s", id, why)
 	}
+	notify(r.wake)
+}
+
+// suspended reports whether s is paused. Called with r.mu held.
+func (r *Reconciler) suspended(s *appState) bool {
+	return r.suspendedByOptions(s.App) || s.holdSuspend || r.invs().get(s.App).suspended
+}
+
+// inventoryChanged is the inventory watcher's callback: an inventory
+// Secret appeared, went or had its suspend annotation changed.
+func (r *Reconciler) inventoryChanged(app string) {
+	suspended := r.invs().get(app).suspended
+	r.mu.Lock()
+	if s := r.apps[app]; s != nil {
+		switch {
+		case suspended && s.running:
+			s.holdSuspend = true
+		case suspended:
+			s.holdSuspend = false // restored: the annotation speaks again
+		}
+	}
+	r.mu.Unlock()
 	notify(r.wake)
 }
 

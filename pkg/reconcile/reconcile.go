@@ -32,6 +32,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/secrets"
@@ -92,6 +93,16 @@ type Options struct {
 	// LeaderElection makes several replicas safe: only the holder of a
 	// Lease reconciles.
 	LeaderElection LeaderElection
+
+	// Suspend pauses these apps, SuspendAll every app: no run at all,
+	// whatever moved, until the reconciler restarts without them. The
+	// annotation AnnotationSuspend on an app's inventory Secret pauses
+	// one app without a restart.
+	Suspend    []string
+	SuspendAll bool
+
+	// DisableEvents records no Kubernetes Events (see ReasonApplied).
+	DisableEvents bool
 
 	// Log receives structured logs; default: discard. Pipeline.Log
 	// defaults to it.
@@ -215,6 +226,9 @@ type AppStatus struct {
 	// next is due.
 	Failures  int       `json:"failures,omitempty"`
 	NextRetry time.Time `json:"nextRetry,omitzero"`
+	// Suspended is set while the app is paused (Options.Suspend or the
+	// annotation AnnotationSuspend): it is not delivered.
+	Suspended bool `json:"suspended,omitempty"`
 	// Drift lists objects seen changed in the cluster since deliver
 	// applied them and not reverted yet.
 	Drift []string `json:"drift,omitempty"`
@@ -248,6 +262,10 @@ type appState struct {
 	// drift holds the objects that looked changed, since driftSince.
 	drift      map[string]bool
 	driftSince time.Time
+	// holdSuspend keeps an app suspended whose annotation was seen
+	// during a run: the run's inventory write removes it, and finish
+	// puts it back (see restoreSuspend).
+	holdSuspend bool
 }
 
 // Reconciler keeps the cluster equal to git. Create it with New, run it
@@ -258,6 +276,10 @@ type Reconciler struct {
 	metrics *metrics
 	hook    *webhook
 	kube    kubernetes.Interface
+	// recorder records Events; nil with Options.DisableEvents.
+	recorder record.EventRecorder
+	// inv watches the inventory Secrets while leading.
+	inv atomic.Pointer[inventories]
 
 	// trigger asks the loop for a fetch now; wake for a scheduling pass.
 	trigger chan struct{}
@@ -356,3 +378,6 @@ func jittered(d time.Duration, j float64) time.Duration {
 	}
 	return time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
 }
+
+// invs returns the inventory watcher, nil while not leading.
+func (r *Reconciler) invs() *inventories { return r.inv.Load() }
