@@ -16,8 +16,10 @@ GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
 
 all: build
 
+# Static, like the image: a cgo build exports every symbol (kustomize imports
+# the plugin package), which costs about 30 MiB of RSS.
 build:
-	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver ./cmd/deliver
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver ./cmd/deliver
 
 testbin:
 	hack/testbin.sh all

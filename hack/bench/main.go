@@ -1,0 +1,613 @@
+// Command bench measures deliver side by side with the tools users would run
+// instead, in one run on one machine against one local control plane:
+// render (helm template, kustomize build), first apply (kubectl apply
+// --server-side and a raw concurrent client), no-change diff (kubectl diff
+// --server-side), a 1% change diff+apply, and each process's peak RSS. It
+// prints a table of medians with the ratio deliver/other and writes the
+// same as JSON, then profiles deliver's slowest row in-process with pprof.
+//
+//	go run ./hack/bench -quick     # 100 and 1,000 objects, 2 runs, < 3 min
+//	go run ./hack/bench            # adds 5,000 objects, < 10 min
+//
+// Ratios are what to read: absolute times depend on what else the machine
+// is doing, and every tool shares the cores with the API server.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+)
+
+// Options configure one benchmark run.
+type Options struct {
+	// Deliver is the deliver binary; empty builds one from ./cmd/deliver.
+	Deliver string
+	// Sizes are the workload sizes, in objects.
+	Sizes []int
+	// Runs is how many times each row runs; the table shows the median.
+	// Zero: 3 up to 100 objects, 2 up to 1,000, 1 above (a kubectl diff of
+	// 5,000 objects takes a minute on 2 cores).
+	Runs int
+	// Quick is recorded in the results (the sizes and runs say the rest).
+	Quick bool
+	// Dir holds the cluster, the workloads and the profiles; it is
+	// emptied first.
+	Dir string
+	// Out is the JSON results file.
+	Out string
+	// Profile profiles the slowest deliver row in-process after the rows.
+	Profile bool
+	// Settle bounds the untimed wait after each first apply for the
+	// controllers to catch up with the new Deployments. Zero: no wait. The
+	// controllers are rate-limited (20 QPS), so their background churn is
+	// small next to a tool's, and the rounds rotate which tool follows it;
+	// a full settle of 1,000 objects takes over 30 s on 2 cores.
+	Settle time.Duration
+	// Log receives progress and the table.
+	Log io.Writer
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "100 and 1,000 objects only (under 3 minutes)")
+	deliver := flag.String("deliver", "", "deliver binary (default: build ./cmd/deliver)")
+	sizes := flag.String("sizes", "", "comma-separated workload sizes (default 100,1000,5000; -quick 100,1000)")
+	runs := flag.Int("runs", 0, "runs per row (default 3 up to 100 objects, 2 up to 1,000, 1 above)")
+	dir := flag.String("dir", ".cache/bench", "work folder: cluster, workloads, profiles (emptied first)")
+	out := flag.String("out", ".cache/bench/results.json", "JSON results file")
+	profile := flag.Bool("profile", true, "profile the slowest deliver row in-process with pprof")
+	settle := flag.Duration("settle", 0, "after each first apply, wait up to this long (untimed) for the Deployments to settle")
+	flag.Parse()
+
+	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, Settle: *settle, Log: os.Stdout}
+	sizeList := *sizes
+	if sizeList == "" {
+		sizeList = "100,1000,5000"
+		if *quick {
+			sizeList = "100,1000"
+		}
+	}
+	for s := range strings.SplitSeq(sizeList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 20 {
+			fmt.Fprintf(os.Stderr, "bench: bad size %q (want a number of objects >= 20)\n", s)
+			os.Exit(2)
+		}
+		opts.Sizes = append(opts.Sizes, n)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func runsFor(opts Options, n int) int {
+	switch {
+	case opts.Runs > 0:
+		return opts.Runs
+	case n <= 100 && !opts.Quick:
+		return 3
+	case n <= 100:
+		return 2
+	case n <= 1000:
+		return 2
+	default:
+		return 1
+	}
+}
+
+// bench holds what the rows share.
+type bench struct {
+	opts                     Options
+	started                  time.Time
+	deliver, kubectl         string
+	helm, kustomize          string
+	home                     string // HOME of every tool: no state from the user's
+	cluster                  *testenv.Cluster
+	cs                       kubernetes.Interface
+	dyn                      dynamic.Interface
+	report                   *Report
+	reconcileHelp            string // empty: deliver has no reconcile command
+	lastDeliver, lastKubectl map[int]*manifestDir
+	deliverDirs, kubectlDirs int
+	runs                     int               // of the size being measured: runsFor
+	replays                  map[string]replay // per row: deliver's step in-process, for the profile
+}
+
+func run(ctx context.Context, opts Options) error {
+	start := time.Now()
+	var err error
+	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
+		return err
+	}
+	// A fresh folder every time: old cluster data belongs to stopped
+	// processes. Never a folder that holds anything else.
+	if _, err := os.Stat(filepath.Join(opts.Dir, "go.mod")); err == nil || opts.Dir == "/" || opts.Dir == os.Getenv("HOME") {
+		return fmt.Errorf("-dir %s: refusing to empty it", opts.Dir)
+	}
+	if err := os.RemoveAll(opts.Dir); err != nil {
+		return fmt.Errorf("clean %s: %w", opts.Dir, err)
+	}
+	b := &bench{opts: opts, started: start, home: filepath.Join(opts.Dir, "home"), lastDeliver: map[int]*manifestDir{}, lastKubectl: map[int]*manifestDir{}}
+	if err := os.MkdirAll(b.home, 0o755); err != nil {
+		return err
+	}
+	for name, p := range map[string]*string{"kubectl": &b.kubectl, "helm": &b.helm, "kustomize": &b.kustomize} {
+		if *p, err = testenv.Binary(name); err != nil {
+			return err
+		}
+	}
+	if b.deliver, err = buildDeliver(ctx, opts); err != nil {
+		return err
+	}
+	b.report = newReport(opts)
+	b.report.Deliver = binaryInfo(b.deliver)
+	b.reconcileHelp = reconcileHelp(ctx, b.deliver)
+	b.logf("bench: deliver %s; sizes %v; machine: %s", b.report.Deliver, opts.Sizes, b.report.Machine)
+
+	// Render needs no cluster: measured first, while the machine is quiet.
+	for _, n := range opts.Sizes {
+		b.runs = runsFor(opts, n)
+		if err := b.renderRows(ctx, n); err != nil {
+			return err
+		}
+	}
+
+	b.logf("bench: starting the local control plane")
+	t := time.Now()
+	b.cluster, err = testenv.Start(ctx, testenv.Options{Dir: filepath.Join(opts.Dir, "cluster")})
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer b.cluster.Stop()
+	b.logf("bench: control plane ready in %s", time.Since(t).Round(time.Millisecond))
+	if b.cs, err = kubernetes.NewForConfig(b.cluster.Config); err != nil {
+		return err
+	}
+	if b.dyn, err = dynamic.NewForConfig(b.cluster.Config); err != nil {
+		return err
+	}
+	if err := b.installCRD(ctx); err != nil {
+		return err
+	}
+	for _, n := range opts.Sizes {
+		b.runs = runsFor(opts, n)
+		if err := b.clusterRows(ctx, n); err != nil {
+			return err
+		}
+	}
+	b.report.Reconcile = b.reconcileRow(ctx)
+
+	if opts.Profile {
+		ps, err := b.profileRows(ctx)
+		if err != nil {
+			// The rows are measured: report them even if profiling fails.
+			b.logf("bench: profile: %v", err)
+		}
+		b.report.Profiles = ps
+	}
+	b.report.Duration = time.Since(start).Round(time.Second).String()
+	b.report.LoadAfter = loadAvg()
+	b.printTable()
+	return b.writeJSON()
+}
+
+// logf prints progress with the time since the start, so that a slow
+// phase shows.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.opts.Log, "[%5.1fs] "+format+"\n", append([]any{time.Since(b.started).Seconds()}, args...)...)
+}
+
+// env is the environment of every CLI: a HOME of the benchmark's own, so
+// the user's kubectl discovery cache or Helm repositories play no part; it
+// persists across runs, as a user's would.
+func (b *bench) env() []string {
+	return []string{
+		"HOME=" + b.home, "PATH=" + os.Getenv("PATH"),
+		"HELM_CONFIG_HOME=" + filepath.Join(b.home, ".config/helm"),
+		"HELM_CACHE_HOME=" + filepath.Join(b.home, ".cache/helm"),
+		"HELM_DATA_HOME=" + filepath.Join(b.home, ".local/share/helm"),
+	}
+}
+
+func buildDeliver(ctx context.Context, opts Options) (string, error) {
+	if opts.Deliver != "" {
+		p, err := filepath.Abs(opts.Deliver)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("deliver binary: %w (run make build, or leave -deliver empty to build one)", err)
+		}
+		return p, nil
+	}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(opts.Dir, "deliver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/deliver")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build deliver: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// hasFlag reports whether a deliver command has a flag: the benchmark runs
+// against whatever deliver is being built.
+func (b *bench) hasFlag(ctx context.Context, cmd, flag string) bool {
+	out, err := exec.CommandContext(ctx, b.deliver, cmd, "--help").CombinedOutput()
+	return err == nil && strings.Contains(string(out), flag+" ")
+}
+
+// reconcileHelp returns the help of deliver reconcile, or "" when this
+// binary has no such command (another engineer is building it).
+func reconcileHelp(ctx context.Context, deliver string) string {
+	out, err := exec.CommandContext(ctx, deliver, "reconcile", "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "reconcile") {
+		return ""
+	}
+	return string(out)
+}
+
+func (b *bench) installCRD(ctx context.Context) error {
+	file := filepath.Join(b.opts.Dir, "crd.yaml")
+	if err := os.WriteFile(file, []byte(crdManifest), 0o644); err != nil {
+		return err
+	}
+	kc := []string{"--kubeconfig", b.cluster.Kubeconfig}
+	for _, args := range [][]string{
+		append(kc, "apply", "--server-side", "-f", file),
+		append(kc, "wait", "--for=condition=Established", "--timeout=60s", "crd/"+crdName),
+	} {
+		if out, err := exec.CommandContext(ctx, b.kubectl, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("install CRD: kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// pair runs the two sides of a row; see rounds.
+func (b *bench) pair(ctx context.Context, label string, deliverRun, otherRun runFunc) (ds, others []sample, err error) {
+	got, err := b.rounds(ctx, label, deliverRun, otherRun)
+	if err != nil {
+		return nil, nil, err
+	}
+	return got[0], got[1], nil
+}
+
+type runFunc func(ctx context.Context, rep int) (sample, error)
+
+// rounds runs every side of a row once per round, Runs rounds, rotating
+// which side goes first, so that a change in the machine's load hits all
+// sides alike. It returns the samples per side.
+func (b *bench) rounds(ctx context.Context, label string, sides ...runFunc) ([][]sample, error) {
+	if b.runs == 0 {
+		return nil, errors.New("bench: runs not set")
+	}
+	out := make([][]sample, len(sides))
+	for rep := range b.runs {
+		for k := range sides {
+			i := (k + rep) % len(sides)
+			got, err := sides[i](ctx, rep)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			out[i] = append(out[i], got)
+		}
+	}
+	return out, nil
+}
+
+func (b *bench) renderRows(ctx context.Context, n int) error {
+	in, err := writeRenderInputs(filepath.Join(b.opts.Dir, fmt.Sprintf("w%d", n), "render"), n)
+	if err != nil {
+		return err
+	}
+	deliverRender := func(repo string) proc {
+		return proc{name: b.deliver, args: []string{"render", "--path", repo}, env: b.env()}
+	}
+	helm := proc{name: b.helm, args: []string{"template", "bench", in.Chart, "--namespace", renderNamespace}, env: b.env()}
+	kustomize := proc{name: b.kustomize, args: []string{"build", in.Overlay}, env: b.env()}
+	// Both sides must render the whole workload, or the times mean nothing.
+	// Checked at the first size only: the inputs are generated alike at
+	// every size, and kustomize takes most of a minute at 5,000 objects.
+	if n == b.opts.Sizes[0] {
+		for _, p := range []proc{deliverRender(in.HelmRepo), helm, deliverRender(in.KustomizeRepo), kustomize} {
+			if err := checkRendered(ctx, p, n+1); err != nil {
+				return err
+			}
+		}
+	}
+	rows := []struct {
+		name  string
+		repo  string
+		other proc
+		tool  string
+	}{
+		{"render (Helm chart)", in.HelmRepo, helm, "helm template"},
+		{"render (kustomize overlay)", in.KustomizeRepo, kustomize, "kustomize build"},
+	}
+	for _, r := range rows {
+		b.logf("bench: %d objects: %s", n, r.name)
+		ds, others, err := b.pair(ctx, r.name,
+			func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, deliverRender(r.repo)) },
+			func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, r.other) })
+		if err != nil {
+			return err
+		}
+		b.report.add(n, r.name, measure("deliver render", ds), measure(r.tool, others))
+	}
+	b.registerReplays(n, map[string]string{rows[0].name: in.HelmRepo, rows[1].name: in.KustomizeRepo})
+	return nil
+}
+
+// checkRendered runs p once and fails unless it printed want objects.
+func checkRendered(ctx context.Context, p proc, want int) error {
+	cmd := exec.CommandContext(ctx, p.name, p.args...)
+	cmd.Env = p.env
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", filepath.Base(p.name), strings.Join(p.args, " "), err)
+	}
+	got := 0
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if strings.HasPrefix(line, "kind: ") {
+			got++
+		}
+	}
+	if got != want {
+		return fmt.Errorf("%s %s rendered %d objects, want %d", filepath.Base(p.name), strings.Join(p.args, " "), got, want)
+	}
+	return nil
+}
+
+// newDir writes a fresh copy of the workload for a new namespace.
+func (b *bench) newDir(ctx context.Context, n int, tool string) (*manifestDir, error) {
+	var seq *int
+	if tool == "deliver" {
+		seq = &b.deliverDirs
+	} else {
+		seq = &b.kubectlDirs
+	}
+	*seq++
+	ns := fmt.Sprintf("%s-%d-%d", tool, n, *seq)
+	if err := createNamespace(ctx, b.cs, ns); err != nil {
+		return nil, err
+	}
+	return writeManifestDir(filepath.Join(b.opts.Dir, fmt.Sprintf("w%d", n), ns), ns, n)
+}
+
+func (b *bench) deliverProc(md *manifestDir, cmd string, extra ...string) proc {
+	args := append([]string{cmd, "--kubeconfig", b.cluster.Kubeconfig, "--path", md.Dir, "-f", ".", "--app", md.Namespace}, extra...)
+	p := proc{name: b.deliver, args: args, env: b.env()}
+	if cmd == "diff" {
+		p.ok = []int{2} // changes found
+	}
+	return p
+}
+
+func (b *bench) kubectlProc(md *manifestDir, cmd string) proc {
+	p := proc{name: b.kubectl, args: []string{"--kubeconfig", b.cluster.Kubeconfig, cmd, "--server-side", "-f", md.Dir}, env: b.env()}
+	if cmd == "diff" {
+		p.ok = []int{1} // differences found
+	}
+	return p
+}
+
+func (b *bench) clusterRows(ctx context.Context, n int) error {
+	// First apply: each run into a new, empty namespace; the controllers
+	// settle outside the timing.
+	b.logf("bench: %d objects: first apply", n)
+	applyWith := func(tool string, timed func(ctx context.Context, md *manifestDir) (sample, error)) func(context.Context, int) (sample, error) {
+		return func(ctx context.Context, _ int) (sample, error) {
+			md, err := b.newDir(ctx, n, tool)
+			if err != nil {
+				return sample{}, err
+			}
+			s, err := timed(ctx, md)
+			if err != nil {
+				return s, err
+			}
+			switch tool {
+			case "deliver":
+				b.lastDeliver[n] = md
+			case "kubectl":
+				b.lastKubectl[n] = md
+			}
+			if b.opts.Settle > 0 {
+				t := time.Now()
+				if err := settle(ctx, b.cs, md.Namespace, b.opts.Settle); err != nil {
+					b.logf("bench: %v", err)
+				}
+				if d := time.Since(t); d > 2*time.Second {
+					b.logf("bench: %s settled in %s", md.Namespace, d.Round(100*time.Millisecond))
+				}
+			}
+			return s, nil
+		}
+	}
+	deliverApply := applyWith("deliver", func(ctx context.Context, md *manifestDir) (sample, error) {
+		return runProc(ctx, b.deliverProc(md, "apply", "--wait=false"))
+	})
+	kubectlApply := applyWith("kubectl", func(ctx context.Context, md *manifestDir) (sample, error) {
+		return runProc(ctx, b.kubectlProc(md, "apply"))
+	})
+	rawApplyRun := applyWith("raw", func(ctx context.Context, md *manifestDir) (sample, error) {
+		objs, err := md.objects()
+		if err != nil {
+			return sample{}, err
+		}
+		start := time.Now()
+		err = rawApply(ctx, b.dyn, objs, rawWorkers)
+		return sample{Wall: time.Since(start)}, err
+	})
+	sides := []runFunc{deliverApply, kubectlApply, rawApplyRun}
+	// deliver validates new objects with a dry run before the first write
+	// (one more request per object); when the binary can skip that, the
+	// row shows what the validation costs.
+	noValidate := b.hasFlag(ctx, "apply", "--no-validate")
+	if noValidate {
+		sides = append(sides, applyWith("deliver", func(ctx context.Context, md *manifestDir) (sample, error) {
+			return runProc(ctx, b.deliverProc(md, "apply", "--wait=false", "--no-validate"))
+		}))
+	}
+	got, err := b.rounds(ctx, "first apply", sides...)
+	if err != nil {
+		return err
+	}
+	ds, ks, rs := got[0], got[1], got[2]
+	b.report.add(n, "first apply", measure("deliver apply", ds), measure("kubectl apply --server-side", ks))
+	b.report.add(n, "first apply (floor)", measure("deliver apply", ds), measure(fmt.Sprintf("raw client, %d workers", rawWorkers), rs))
+	if noValidate {
+		b.report.add(n, "first apply, --no-validate", measure("deliver apply --no-validate", got[3]), measure("kubectl apply --server-side", ks))
+		b.report.add(n, "first apply, --no-validate (floor)", measure("deliver apply --no-validate", got[3]), measure(fmt.Sprintf("raw client, %d workers", rawWorkers), rs))
+	}
+
+	// No-change diff: each tool diffs what it applied itself (kubectl's
+	// fields would conflict with deliver's otherwise).
+	dmd, kmd := b.lastDeliver[n], b.lastKubectl[n]
+	b.logf("bench: %d objects: no-change diff", n)
+	noChange := func(p proc) func(context.Context, int) (sample, error) {
+		return func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, p) }
+	}
+	// The full dry run is what deliver costs without its inventory fast
+	// path (and what a dry-run-everything reconcile costs); it shares
+	// kubectl's samples.
+	got, err = b.rounds(ctx, "no-change diff", noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff")))
+	if err != nil {
+		return err
+	}
+	kdiff := measure("kubectl diff --server-side", got[2])
+	b.report.add(n, "no-change diff", measure("deliver diff", got[0]), kdiff)
+	b.report.add(n, "no-change diff, full dry run", measure("deliver diff --full-dry-run", got[1]), kdiff)
+
+	// Small change: 1% of the objects change in git; the tool shows the
+	// diff, then applies it (what CI does on a merge).
+	b.logf("bench: %d objects: 1%% change diff+apply", n)
+	changed := 0
+	ds, ks, err = b.pair(ctx, "1% change",
+		func(ctx context.Context, _ int) (sample, error) {
+			c, err := dmd.change()
+			if err != nil {
+				return sample{}, err
+			}
+			changed = c
+			return runProcs(ctx, b.deliverProc(dmd, "diff"), b.deliverProc(dmd, "apply", "--wait=false"))
+		},
+		func(ctx context.Context, _ int) (sample, error) {
+			if _, err := kmd.change(); err != nil {
+				return sample{}, err
+			}
+			return runProcs(ctx, b.kubectlProc(kmd, "diff"), b.kubectlProc(kmd, "apply"))
+		})
+	if err != nil {
+		return err
+	}
+	row := fmt.Sprintf("%d changed: diff + apply", changed)
+	b.report.add(n, row, measure("deliver diff; deliver apply", ds), measure("kubectl diff; kubectl apply", ks))
+	b.registerClusterReplays(n, row)
+	return nil
+}
+
+// rawWorkers is deliver's default concurrency: the floor row sends the
+// same applies with as many in flight.
+const rawWorkers = 16
+
+// reconcileRow measures a no-op reconcile only when deliver has one that
+// can run a single pass; otherwise it says why not.
+func (b *bench) reconcileRow(ctx context.Context) string {
+	if b.reconcileHelp == "" {
+		return "n/a: this deliver binary has no reconcile command"
+	}
+	if !strings.Contains(b.reconcileHelp, "--once") {
+		return "n/a: deliver reconcile runs until stopped and has no --once flag to time a single pass"
+	}
+	n := 1000
+	if _, ok := b.lastDeliver[n]; !ok {
+		n = b.opts.Sizes[len(b.opts.Sizes)-1]
+	}
+	md := b.lastDeliver[n]
+	b.logf("bench: %d objects: no-op reconcile", n)
+	ds, others, err := b.pair(ctx, "no-op reconcile",
+		func(ctx context.Context, _ int) (sample, error) {
+			return runProc(ctx, b.deliverProc(md, "reconcile", "--once"))
+		},
+		func(ctx context.Context, _ int) (sample, error) {
+			return runProc(ctx, b.deliverProc(md, "diff", "--full-dry-run"))
+		})
+	if err != nil {
+		return "n/a: " + err.Error()
+	}
+	b.report.add(n, "no-op reconcile", measure("deliver reconcile --once", ds), measure("deliver diff --full-dry-run", others))
+	return "measured"
+}
+
+func (b *bench) printTable() {
+	w := tabwriter.NewWriter(b.opts.Log, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "objects\truns\trow\tdeliver\tother\tother tool\tdeliver/other\tdeliver RSS\tother RSS")
+	for _, r := range b.report.Rows {
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%.2fx\t%s\t%s\n", r.Objects, len(r.Deliver.RunsMS), r.Name, fmtMS(r.Deliver.MedianMS), fmtMS(r.Other.MedianMS), r.Other.Tool, r.Ratio, fmtMiB(r.Deliver.PeakRSSMiB), fmtMiB(r.Other.PeakRSSMiB))
+	}
+	fmt.Fprintf(w, "-\t-\tno-op reconcile\t%s\n", b.report.Reconcile)
+	w.Flush()
+	fmt.Fprintln(b.opts.Log, "medians of the runs; deliver/other < 1: deliver is faster; RSS: highest VmHWM of the runs")
+	for _, p := range b.report.Profiles {
+		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n",
+			p.Row, p.Objects, p.Wall, p.CPU, p.AllocMiB, p.File, p.Top)
+	}
+	fmt.Fprintf(b.opts.Log, "results: %s (%s)\n", b.opts.Out, b.report.Duration)
+}
+
+func (b *bench) writeJSON() error {
+	out, err := filepath.Abs(b.opts.Out)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(b.report, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+func fmtMS(ms float64) string {
+	if ms >= 1000 {
+		return fmt.Sprintf("%.2f s", ms/1000)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
+}
+
+func fmtMiB(m float64) string {
+	if m == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", m)
+}
