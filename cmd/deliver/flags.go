@@ -18,6 +18,7 @@ import (
 
 // runFlags are the flags of render, diff and apply.
 type runFlags struct {
+	vault      vaultFlags
 	opts       pipeline.Options
 	apps       []string
 	output     string
@@ -41,6 +42,12 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVarP(&f.opts.Manifests, "filename", "f", "", "deliver this folder of plain manifests as one app, without deliver.yaml")
 	fl.StringSliceVar(&f.opts.Secrets.AgeKeyFiles, "age-key-file", nil, "age identity file for SOPS (SOPS_AGE_KEY and SOPS_AGE_KEY_FILE work too)")
 	fl.StringSliceVar(&f.opts.Secrets.PGPKeyFiles, "pgp-key-file", nil, "armored PGP private key file for SOPS")
+	fl.StringVar(&f.vault.method, "vault-auth", "token", "Vault login: token (VAULT_TOKEN or ~/.vault-token), kubernetes or approle")
+	fl.StringVar(&f.vault.role, "vault-role", "", "Vault role for --vault-auth kubernetes")
+	fl.StringVar(&f.vault.mount, "vault-auth-mount", "", "mount of the Vault auth method (default: kubernetes or approle)")
+	fl.StringVar(&f.vault.jwtFile, "vault-jwt-file", "", "ServiceAccount token file for --vault-auth kubernetes (default: the pod's)")
+	fl.StringVar(&f.vault.roleID, "vault-role-id", "", "AppRole role ID for --vault-auth approle")
+	fl.StringVar(&f.vault.secretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret ID")
 	fl.StringVarP(&f.output, "output", "o", "", "output format: json")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log progress to stderr")
@@ -72,6 +79,11 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 		return fmt.Errorf("unknown output format %q (want json)", f.output)
 	}
 	f.opts.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	auth, err := f.vault.auth()
+	if err != nil {
+		return err
+	}
+	f.opts.Secrets.VaultAuth = auth
 	var h slog.Handler
 	level := slog.LevelWarn
 	if f.verbose {
@@ -133,4 +145,27 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 		return cfg, nil
 	}
 	return nil
+}
+
+// vaultFlags choose how deliver logs in to Vault.
+type vaultFlags struct {
+	method, role, mount, jwtFile, roleID, secretIDFile string
+}
+
+func (v vaultFlags) auth() (secrets.VaultAuth, error) {
+	switch v.method {
+	case "", "token":
+		return secrets.VaultAuth{}, nil
+	case "kubernetes":
+		if v.role == "" {
+			return secrets.VaultAuth{}, fmt.Errorf("--vault-auth kubernetes needs --vault-role")
+		}
+		return secrets.VaultAuth{Kubernetes: &secrets.KubernetesAuth{Role: v.role, Mount: v.mount, JWTFile: v.jwtFile}}, nil
+	case "approle":
+		if v.roleID == "" {
+			return secrets.VaultAuth{}, fmt.Errorf("--vault-auth approle needs --vault-role-id")
+		}
+		return secrets.VaultAuth{AppRole: &secrets.AppRoleAuth{RoleID: v.roleID, SecretIDFile: v.secretIDFile, Mount: v.mount}}, nil
+	}
+	return secrets.VaultAuth{}, fmt.Errorf("unknown --vault-auth %q (want token, kubernetes or approle)", v.method)
 }

@@ -83,6 +83,9 @@ type SecretsOptions struct {
 	// Getenv reads SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the VAULT_*
 	// variables; nil means os.Getenv.
 	Getenv func(string) string
+	// VaultAuth logs in to Vault; the zero value uses VAULT_TOKEN or
+	// ~/.vault-token. Vault is used when VAULT_ADDR is set.
+	VaultAuth secrets.VaultAuth
 }
 
 // Result is the outcome of a run.

@@ -92,7 +92,7 @@ func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, er
 	s := &runSecrets{red: opts.Redactor}
 	getenv := opts.Secrets.Getenv
 	if getenv("VAULT_ADDR") != "" {
-		v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Redactor: opts.Redactor, Logger: opts.Log})
+		v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Auth: opts.Secrets.VaultAuth, Redactor: opts.Redactor, Logger: opts.Log})
 		if err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
