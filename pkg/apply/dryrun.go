@@ -18,9 +18,12 @@ import (
 // the change.
 func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	ri := m.client(c)
-	live, err := ri.Get(ctx, c.ID.Name, metav1.GetOptions{})
-	if err != nil {
-		return err
+	live := c.Live
+	if live == nil {
+		var err error
+		if live, err = ri.Get(ctx, c.ID.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
 	}
 	merged, err := ri.Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
 		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},

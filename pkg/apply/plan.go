@@ -173,7 +173,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version})
 	}
 
-	live, err := m.listMeta(ctx, append(append([]*Change(nil), p.Changes...), deletes...))
+	live, full, err := m.listLive(ctx, append(append([]*Change(nil), p.Changes...), deletes...), opts.FullDryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +215,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 			c.Type = ChangeUnchanged
 			return
 		}
+		c.Live = full[c.ID] // listed whole for a full dry run: no GET per object
 		err := m.dryRun(ctx, c)
 		mu.Lock()
 		defer mu.Unlock()
@@ -353,9 +354,11 @@ func unchangedSince(e Entry, c *Change, lm *metav1.PartialObjectMetadata) bool {
 	return true
 }
 
-// listMeta lists the metadata of every kind and namespace the changes
-// touch, one request each, in parallel, and returns it by object ID.
-func (m *Manager) listMeta(ctx context.Context, changes []*Change) (map[object.ID]*metav1.PartialObjectMetadata, error) {
+// listLive lists the metadata of every kind and namespace the changes
+// touch, one request each, in parallel, and returns it by object ID. With
+// full, it lists whole objects instead and returns them too, so that a
+// full dry run needs no GET per object.
+func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool) (map[object.ID]*metav1.PartialObjectMetadata, map[object.ID]*unstructured.Unstructured, error) {
 	type listKey struct {
 		gvr schema.GroupVersionResource
 		ns  string
@@ -375,32 +378,65 @@ func (m *Manager) listMeta(ctx context.Context, changes []*Change) (map[object.I
 		lists = append(lists, k)
 	}
 	found := map[objKey]*metav1.PartialObjectMetadata{}
+	whole := map[objKey]*unstructured.Unstructured{}
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
 	m.forEach(ctx, len(lists), func(i int) {
 		k := lists[i]
-		res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+		var (
+			metas []*metav1.PartialObjectMetadata
+			objs  []*unstructured.Unstructured
+			err   error
+		)
+		if full {
+			var res *unstructured.UnstructuredList
+			if res, err = m.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
+				for j := range res.Items {
+					u := &res.Items[j]
+					objs = append(objs, u)
+					metas = append(metas, &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+						Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion(),
+						Generation: u.GetGeneration(), Labels: u.GetLabels(), Annotations: u.GetAnnotations(),
+					}})
+				}
+			}
+		} else {
+			var res *metav1.PartialObjectMetadataList
+			if res, err = m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
+				for j := range res.Items {
+					metas = append(metas, &res.Items[j])
+				}
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list %s in namespace %q: %w", k.gvr.GroupResource(), k.ns, err))
 			return
 		}
-		for j := range res.Items {
-			item := &res.Items[j]
-			found[objKey{k.gvr.GroupResource(), item.Namespace, item.Name}] = item
+		for j, item := range metas {
+			key := objKey{k.gvr.GroupResource(), item.Namespace, item.Name}
+			found[key] = item
+			if full {
+				whole[key] = objs[j]
+			}
 		}
 	})
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	out := map[object.ID]*metav1.PartialObjectMetadata{}
+	outFull := map[object.ID]*unstructured.Unstructured{}
 	for _, c := range changes {
-		if lm, ok := found[objKey{c.gvr.GroupResource(), c.ID.Namespace, c.ID.Name}]; ok {
+		key := objKey{c.gvr.GroupResource(), c.ID.Namespace, c.ID.Name}
+		if lm, ok := found[key]; ok {
 			out[c.ID] = lm
 		}
+		if u, ok := whole[key]; ok {
+			outFull[c.ID] = u
+		}
 	}
-	return out, nil
+	return out, outFull, nil
 }

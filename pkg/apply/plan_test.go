@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 func changes(p *apply.Plan) map[string]apply.ChangeType {
@@ -317,5 +318,38 @@ func TestPruneOnlyWhatDeliverOwns(t *testing.T) {
 		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, n, metav1.GetOptions{}); err != nil {
 			t.Errorf("%s: %v", n, err)
 		}
+	}
+}
+
+// TestFullDryRunListsInsteadOfGets: --full-dry-run dry-runs every object
+// but reads the live ones with one LIST per kind, and still finds no
+// change where there is none, and the drift where there is one.
+func TestFullDryRunListsInsteadOfGets(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	set := func() *object.Set { return objects(t, ns, cms("a=1", "b=1")+"\n---\n"+deployment) }
+	if _, err := m.Apply(ctx, set(), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	full := apply.PlanOptions{App: ns, FullDryRun: true}
+	p, err := m.Plan(ctx, set(), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.HasChanges() || p.DryRuns != 3 {
+		t.Errorf("full dry run of an unchanged set: %s with %d dry runs, want no change and 3", p.Summary(), p.DryRuns)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Patch(ctx, "b", types.MergePatchType, []byte(`{"data":{"k":"edited"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = m.Plan(ctx, set(), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]apply.ChangeType{
+		"ConfigMap/" + ns + "/a": apply.ChangeUnchanged, "ConfigMap/" + ns + "/b": apply.ChangeUpdate, "Deployment/" + ns + "/web": apply.ChangeUnchanged,
+	}, changes(p)); diff != "" {
+		t.Errorf("full dry run after an edit (-want +got):\n%s", diff)
 	}
 }
