@@ -353,3 +353,29 @@ func TestFullDryRunListsInsteadOfGets(t *testing.T) {
 		t.Errorf("full dry run after an edit (-want +got):\n%s", diff)
 	}
 }
+
+// TestInventoryKeepsAnnotations: a run's inventory write keeps what others
+// put on the Secret (the reconciler's suspend switch).
+func TestInventoryKeepsAnnotations(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{InventoryNamespace: ns})
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1")), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	secrets := env.Client().CoreV1().Secrets(ns)
+	patch := []byte(`{"metadata":{"annotations":{"deliver.dev/suspend":"true"}}}`)
+	if _, err := secrets.Patch(ctx, apply.InventoryName(ns), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=2")), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := secrets.Get(ctx, apply.InventoryName(ns), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Annotations["deliver.dev/suspend"] != "true" {
+		t.Errorf("annotations after a run: %v, want the suspend annotation kept", s.Annotations)
+	}
+}

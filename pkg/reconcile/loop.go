@@ -427,15 +427,6 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	now := time.Now()
 
 	r.mu.Lock()
-	hold := r.apps[name] != nil && r.apps[name].holdSuspend
-	r.mu.Unlock()
-	if hold {
-		if serr := r.restoreSuspend(ictx, name); serr != nil {
-			log.Warn("suspend", "err", serr)
-		}
-	}
-
-	r.mu.Lock()
 	s := r.apps[name]
 	if s == nil { // left deliver.yaml during the run
 		s = &appState{AppStatus: AppStatus{App: name}}
@@ -516,23 +507,12 @@ func (r *Reconciler) noteDrift(app, id, why string) {
 
 // suspended reports whether s is paused. Called with r.mu held.
 func (r *Reconciler) suspended(s *appState) bool {
-	return r.suspendedByOptions(s.App) || s.holdSuspend || r.invs().get(s.App).suspended
+	return r.suspendedByOptions(s.App) || r.invs().get(s.App).suspended
 }
 
 // inventoryChanged is the inventory watcher's callback: an inventory
 // Secret appeared, went or had its suspend annotation changed.
-func (r *Reconciler) inventoryChanged(app string) {
-	suspended := r.invs().get(app).suspended
-	r.mu.Lock()
-	if s := r.apps[app]; s != nil {
-		switch {
-		case suspended && s.running:
-			s.holdSuspend = true
-		case suspended:
-			s.holdSuspend = false // restored: the annotation speaks again
-		}
-	}
-	r.mu.Unlock()
+func (r *Reconciler) inventoryChanged(string) {
 	notify(r.wake)
 }
 

@@ -262,10 +262,6 @@ type appState struct {
 	// drift holds the objects that looked changed, since driftSince.
 	drift      map[string]bool
 	driftSince time.Time
-	// holdSuspend keeps an app suspended whose annotation was seen
-	// during a run: the run's inventory write removes it, and finish
-	// puts it back (see restoreSuspend).
-	holdSuspend bool
 }
 
 // Reconciler keeps the cluster equal to git. Create it with New, run it

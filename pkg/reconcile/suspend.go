@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -121,20 +120,3 @@ func (r *Reconciler) suspendedByOptions(app string) bool {
 	return r.opts.SuspendAll || contains(r.opts.Suspend, app)
 }
 
-// restoreSuspend puts the suspend annotation back on app's inventory
-// Secret. pkg/apply replaces the whole Secret when it records a run, so an
-// annotation set while the app ran is lost with the run's last write;
-// the reconciler, which saw it, restores it.
-func (r *Reconciler) restoreSuspend(ctx context.Context, app string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationSuspend: "true"}}})
-	if err != nil {
-		return err
-	}
-	ns := r.opts.Pipeline.Apply.InventoryNamespace
-	_, err = r.kube.CoreV1().Secrets(ns).Patch(ctx, apply.InventoryName(app), types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager})
-	if err != nil {
-		return fmt.Errorf("suspend %s: restore annotation: %w", app, err)
-	}
-	return nil
-}
