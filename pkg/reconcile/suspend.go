@@ -119,4 +119,3 @@ func (iv *inventories) get(app string) invMeta {
 func (r *Reconciler) suspendedByOptions(app string) bool {
 	return r.opts.SuspendAll || contains(r.opts.Suspend, app)
 }
-
