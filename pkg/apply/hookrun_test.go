@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -233,49 +232,18 @@ func TestRecreate(t *testing.T) {
 	if _, err := m.Apply(ctx, withHooks(objects(t, ns, app("app:1", "pw", preApply, "{app: migrate}"))), opts); err != nil {
 		t.Fatal(err)
 	}
-	w, err := env.Client().CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
-		mu        sync.Mutex
-		live      = map[string]string{} // pod name -> app label
 		violation string
 		sawMig    bool
 	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
+	stop := watchPods(t, ns, func(n map[string]int) {
+		if n["migrate"] > 0 {
+			sawMig = true
+			if n["web"] > 0 && violation == "" {
+				violation = "a web Pod ran beside the migration Pod"
 			}
-			mu.Lock()
-			finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
-			if ev.Type == watch.Deleted || (finished && pod.Labels["app"] == "migrate") {
-				delete(live, pod.Name) // a finished migration Pod runs no code
-			} else {
-				live[pod.Name] = pod.Labels["app"]
-			}
-			var web, mig int
-			for _, a := range live {
-				switch a {
-				case "web":
-					web++
-				case "migrate":
-					mig++
-				}
-			}
-			if mig > 0 {
-				sawMig = true
-				if web > 0 && violation == "" {
-					violation = "a web Pod ran beside the migration Pod"
-				}
-			}
-			mu.Unlock()
 		}
-	}()
+	})
 	p, err := m.Plan(ctx, withHooks(objects(t, ns, app("app:2", "pw", preApply, "{app: migrate}"))), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -286,13 +254,10 @@ func TestRecreate(t *testing.T) {
 	if _, err := m.Execute(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	w.Stop()
-	<-done
-	mu.Lock()
+	stop()
 	if violation != "" || !sawMig {
 		t.Errorf("violation %q, saw migration pod %v", violation, sawMig)
 	}
-	mu.Unlock()
 	dep, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -389,5 +354,43 @@ func TestHookRemovedFromGit(t *testing.T) {
 	inv, _ := m.ReadInventory(ctx, ns)
 	if len(inv.Hooks) != 0 {
 		t.Errorf("inventory still records %+v", inv.Hooks)
+	}
+}
+
+// watchPods follows the Pods of ns while a test runs and calls onChange
+// with the number of Pods per app label after every event; a finished
+// migration Pod runs no code and is not counted. The returned stop ends
+// the watch; onChange's state may be read once stop has returned.
+func watchPods(t *testing.T, ns string, onChange func(n map[string]int)) (stop func()) {
+	t.Helper()
+	w, err := env.Client().CoreV1().Pods(ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]string{} // pod name -> app label
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+			if ev.Type == watch.Deleted || (finished && pod.Labels["app"] == "migrate") {
+				delete(live, pod.Name)
+			} else {
+				live[pod.Name] = pod.Labels["app"]
+			}
+			n := map[string]int{}
+			for _, a := range live {
+				n[a]++
+			}
+			onChange(n)
+		}
+	}()
+	return func() {
+		w.Stop()
+		<-done
 	}
 }

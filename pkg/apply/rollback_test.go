@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -269,51 +266,22 @@ func TestStrategyAnnotationPerWorkload(t *testing.T) {
 	if _, err := m.Apply(ctx, withHooks(objects(t, ns, workers("app:1", recreate))), opts); err != nil {
 		t.Fatal(err)
 	}
-	w, err := env.Client().CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
-		mu      sync.Mutex
-		live    = map[string]string{} // pod name -> app label
-		during  = map[string]int{}    // the fewest Pods of each app seen while the migration ran
-		sawMig  bool
-		checked = func() {
-			n := map[string]int{}
-			for _, a := range live {
-				n[a]++
-			}
-			if n["migrate"] == 0 {
-				return
-			}
-			if !sawMig {
-				sawMig = true
-				during["web"], during["worker"] = n["web"], n["worker"]
-			}
-			// The worker must stay gone, the web may not.
-			during["web"] = min(during["web"], n["web"])
-			during["worker"] = max(during["worker"], n["worker"])
-		}
+		during = map[string]int{} // the fewest Pods of each app seen while the migration ran
+		sawMig bool
 	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
-			}
-			mu.Lock()
-			finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
-			if ev.Type == watch.Deleted || (finished && pod.Labels["app"] == "migrate") {
-				delete(live, pod.Name)
-			} else {
-				live[pod.Name] = pod.Labels["app"]
-			}
-			checked()
-			mu.Unlock()
+	stop := watchPods(t, ns, func(n map[string]int) {
+		if n["migrate"] == 0 {
+			return
 		}
-	}()
+		if !sawMig {
+			sawMig = true
+			during["web"], during["worker"] = n["web"], n["worker"]
+		}
+		// The worker must stay gone, the web may not.
+		during["web"] = min(during["web"], n["web"])
+		during["worker"] = max(during["worker"], n["worker"])
+	})
 	p, err := m.Plan(ctx, withHooks(objects(t, ns, workers("app:2", recreate))), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -331,13 +299,10 @@ func TestStrategyAnnotationPerWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Stop()
-	<-done
-	mu.Lock()
+	stop()
 	if !sawMig || during["worker"] != 0 || during["web"] != 2 {
 		t.Errorf("while the migration ran: saw it %v, at most %d worker Pods (want 0), at least %d web Pods (want 2)", sawMig, during["worker"], during["web"])
 	}
-	mu.Unlock()
 	var got []string
 	for _, r := range rep.Results {
 		got = append(got, string(r.Action)+" "+r.ID.Name)
