@@ -15,7 +15,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -154,37 +153,11 @@ func Decode(file string, data []byte) ([]*object.Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s#%d: read document: %w", file, doc, err)
 		}
-		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-			continue
+		objs, err := decodeDocument(object.Origin{File: file, Doc: doc}, raw)
+		if err != nil {
+			return nil, err
 		}
-		var m map[string]any
-		if err := yaml.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("%s#%d: parse: %w", file, doc, err)
-		}
-		if m == nil {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: m}
-		origin := object.Origin{File: file, Doc: doc}
-		if u.IsList() {
-			items, _ := m["items"].([]any)
-			for i, it := range items {
-				im, ok := it.(map[string]any)
-				if !ok {
-					return nil, fmt.Errorf("%s#%d: item %d: not an object", file, doc, i)
-				}
-				item := &unstructured.Unstructured{Object: im}
-				if err := validate(item); err != nil {
-					return nil, fmt.Errorf("%s#%d: item %d: %w", file, doc, i, err)
-				}
-				out = append(out, &object.Object{Unstructured: item, Origin: origin})
-			}
-			continue
-		}
-		if err := validate(u); err != nil {
-			return nil, fmt.Errorf("%s#%d: %w", file, doc, err)
-		}
-		out = append(out, &object.Object{Unstructured: u, Origin: origin})
+		out = append(out, objs...)
 	}
 }
 
