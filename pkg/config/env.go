@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -57,7 +58,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 		a = applyOverride(a, o)
 		ra := ResolvedApp{
 			App:               a,
-			Strategy:          first(a.Strategy, c.Defaults.Strategy, "rolling"),
+			Strategy:          cmp.Or(a.Strategy, c.Defaults.Strategy, "rolling"),
 			Prune:             firstBool(a.Prune, c.Defaults.Prune, true),
 			Wait:              firstBool(a.Wait, c.Defaults.Wait, true),
 			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
@@ -126,15 +127,6 @@ func mergeMaps(a, b map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-func first(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func firstBool(a, b *bool, def bool) bool {

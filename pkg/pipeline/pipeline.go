@@ -6,6 +6,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -197,7 +198,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		}
 	}()
 	snap, err := source.Fetch(ctx, source.Options{
-		URL: firstNonEmpty(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
+		URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
 		CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
 	})
 	if err != nil {
@@ -319,11 +320,4 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))
 	}
 	return err
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

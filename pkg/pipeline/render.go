@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,11 +18,19 @@ import (
 	"github.com/deliverhq/deliver/pkg/source"
 )
 
-// loadConfig reads deliver.yaml from the snapshot, or builds a one-app
-// config for Options.Manifests.
+// LoadConfig reads deliver.yaml from the snapshot for Options.Env and
+// Options.Apps, or builds the one-app config of Options.Manifests: what a
+// run would deliver. The reconciler schedules apps from it.
+func LoadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
+	opts.ConfigFile = cmp.Or(opts.ConfigFile, config.FileName)
+	opts.App = cmp.Or(opts.App, "default")
+	return loadConfig(snap, opts)
+}
+
+// loadConfig is LoadConfig for options with their defaults applied.
 func loadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
 	if opts.Manifests != "" {
-		ns := firstNonEmpty(opts.Namespace, "default")
+		ns := cmp.Or(opts.Namespace, "default")
 		timeout := opts.Apply.Timeout
 		if timeout == 0 {
 			timeout = 5 * time.Minute
@@ -184,7 +193,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			return nil, err
 		}
 		h := &render.HelmOptions{
-			ReleaseName: firstNonEmpty(a.Helm.ReleaseName, a.Name),
+			ReleaseName: cmp.Or(a.Helm.ReleaseName, a.Name),
 			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
 			// Refs in values files are resolved before the templates

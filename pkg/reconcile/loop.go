@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
-	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/source"
 )
@@ -147,7 +145,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	apps, err := readApps(snap, po)
 	snap.Close()
 	if err != nil {
-		l.sourceFailed(ctx, po.Redactor.Error(fmt.Errorf("%s at %.12s: %w", configFile(po), snap.Commit, err)).Error())
+		l.sourceFailed(ctx, po.Redactor.Error(fmt.Errorf("revision %.12s: %w", snap.Commit, err)).Error())
 		return
 	}
 
@@ -221,31 +219,12 @@ type appRef struct {
 // readApps reads the app list from deliver.yaml, or the one app of
 // Options.Manifests.
 func readApps(snap *source.Snapshot, po pipeline.Options) ([]appRef, error) {
-	if po.Manifests != "" {
-		return []appRef{{Name: firstNonEmpty(po.App, "default")}}, nil
-	}
-	f, err := snap.Open(configFile(po))
+	res, err := pipeline.LoadConfig(snap, po)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	c, err := config.Parse(configFile(po), data)
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.ForEnvironment(po.Env)
-	if err != nil {
-		return nil, err
-	}
-	var out []appRef
+	out := make([]appRef, 0, len(res.Apps))
 	for _, a := range res.Apps {
-		if len(po.Apps) > 0 && !contains(po.Apps, a.Name) {
-			continue
-		}
 		out = append(out, appRef{Name: a.Name, DependsOn: a.DependsOn})
 	}
 	return out, nil
@@ -516,29 +495,9 @@ func (r *Reconciler) inventoryChanged(string) {
 	notify(r.wake)
 }
 
-func configFile(po pipeline.Options) string {
-	return firstNonEmpty(po.ConfigFile, config.FileName)
-}
-
 func short(rev string) string {
 	if len(rev) > 12 {
 		return rev[:12]
 	}
 	return rev
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -117,5 +118,5 @@ func (iv *inventories) get(app string) invMeta {
 
 // suspendedByOptions reports whether Options pause app.
 func (r *Reconciler) suspendedByOptions(app string) bool {
-	return r.opts.SuspendAll || contains(r.opts.Suspend, app)
+	return r.opts.SuspendAll || slices.Contains(r.opts.Suspend, app)
 }

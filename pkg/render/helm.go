@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -168,7 +169,7 @@ func helmTemplate(ctx context.Context, opts HelmOptions) ([]byte, error) {
 		opts.MaxFileSize = DefaultMaxFileSize
 	}
 	if opts.ReleaseName == "" {
-		opts.ReleaseName = defaultString(opts.App, DefaultReleaseName)
+		opts.ReleaseName = cmp.Or(opts.App, DefaultReleaseName)
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
@@ -672,7 +673,7 @@ func copyValue(v any) any {
 // helmCapabilities builds .Capabilities from the options.
 func helmCapabilities(opts HelmOptions) (*chartutil.Capabilities, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
-	kv, err := chartutil.ParseKubeVersion(defaultString(opts.KubeVersion, DefaultKubeVersion))
+	kv, err := chartutil.ParseKubeVersion(cmp.Or(opts.KubeVersion, DefaultKubeVersion))
 	if err != nil {
 		return nil, fmt.Errorf("helm: kube version %q: %w", opts.KubeVersion, err)
 	}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -379,7 +380,7 @@ func (c *confinedFS) resolveDir(p string) (*os.Root, string, string, error) {
 				}
 				c.clones[dir] = r
 			}
-			return r, dir, defaultString(inside, "."), nil
+			return r, dir, cmp.Or(inside, "."), nil
 		}
 	}
 	return nil, "", "", &fs.PathError{Op: "open", Path: p, Err: errors.New("outside the repository snapshot")}

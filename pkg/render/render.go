@@ -3,6 +3,7 @@ package render
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,22 +83,22 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 		switch {
 		case src.Plain != nil && src.Helm == nil && src.Kustomize == nil:
 			o := *src.Plain
-			o.Root = defaultString(o.Root, opts.Root)
-			o.App = defaultString(o.App, opts.App)
+			o.Root = cmp.Or(o.Root, opts.Root)
+			o.App = cmp.Or(o.App, opts.App)
 			set, err = Plain(o)
 		case src.Helm != nil && src.Plain == nil && src.Kustomize == nil:
 			o := *src.Helm
-			o.Root = defaultString(o.Root, opts.Root)
-			o.App = defaultString(o.App, opts.App)
-			o.Namespace = defaultString(o.Namespace, opts.Namespace)
+			o.Root = cmp.Or(o.Root, opts.Root)
+			o.App = cmp.Or(o.App, opts.App)
+			o.Namespace = cmp.Or(o.Namespace, opts.Namespace)
 			if o.Decrypt == nil {
 				o.Decrypt = opts.Decrypt
 			}
 			set, err = Helm(ctx, o)
 		case src.Kustomize != nil && src.Plain == nil && src.Helm == nil:
 			o := *src.Kustomize
-			o.Root = defaultString(o.Root, opts.Root)
-			o.App = defaultString(o.App, opts.App)
+			o.Root = cmp.Or(o.Root, opts.Root)
+			o.App = cmp.Or(o.App, opts.App)
 			if o.Decrypt == nil {
 				o.Decrypt = opts.Decrypt
 			}
@@ -256,11 +257,4 @@ func IsSOPS(data []byte) bool {
 		}
 	}
 	return false
-}
-
-func defaultString(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

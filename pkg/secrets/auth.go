@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,15 +72,15 @@ func newAuth(a VaultAuth, env func(string) string) (authMethod, error) {
 		if k.Role == "" {
 			return nil, errors.New("auth kubernetes: no role")
 		}
-		k.Mount = strings.Trim(first(k.Mount, "kubernetes"), "/")
-		k.JWTFile = first(k.JWTFile, DefaultServiceAccountTokenFile)
+		k.Mount = strings.Trim(cmp.Or(k.Mount, "kubernetes"), "/")
+		k.JWTFile = cmp.Or(k.JWTFile, DefaultServiceAccountTokenFile)
 		return kubernetesAuth(k), nil
 	case a.AppRole != nil:
 		r := *a.AppRole
 		if r.RoleID == "" {
 			return nil, errors.New("auth approle: no role_id")
 		}
-		r.Mount = strings.Trim(first(r.Mount, "approle"), "/")
+		r.Mount = strings.Trim(cmp.Or(r.Mount, "approle"), "/")
 		return appRoleAuth(r), nil
 	}
 	if t := env(EnvVaultToken); t != "" {

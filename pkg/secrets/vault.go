@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -119,7 +120,7 @@ func NewVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	if env == nil {
 		env = func(string) string { return "" }
 	}
-	addr := first(opts.Address, env(EnvVaultAddr), "https://127.0.0.1:8200")
+	addr := cmp.Or(opts.Address, env(EnvVaultAddr), "https://127.0.0.1:8200")
 	cfg := &api.Config{
 		Address:    addr,
 		HttpClient: opts.HTTPClient,
@@ -140,7 +141,7 @@ func NewVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	case opts.MaxRetries < 0:
 		cfg.MaxRetries = 0
 	}
-	if ca := first(opts.CACert, env(EnvVaultCACert)); ca != "" {
+	if ca := cmp.Or(opts.CACert, env(EnvVaultCACert)); ca != "" {
 		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: ca}); err != nil {
 			return nil, fmt.Errorf("vault %s: ca cert %s: %w", addr, ca, err)
 		}
@@ -153,7 +154,7 @@ func NewVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	// environment itself: only what the options say counts.
 	client.ClearToken()
 	client.ClearNamespace()
-	if ns := first(opts.Namespace, env(EnvVaultNamespace)); ns != "" {
+	if ns := cmp.Or(opts.Namespace, env(EnvVaultNamespace)); ns != "" {
 		client.SetNamespace(ns)
 	}
 	auth, err := newAuth(opts.Auth, env)
@@ -181,16 +182,6 @@ func NewVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 		return nil, fmt.Errorf("vault %s: %w", addr, err)
 	}
 	return v, nil
-}
-
-// first returns the first non-empty string.
-func first(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 // Address returns the server's address.
