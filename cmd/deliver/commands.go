@@ -118,12 +118,12 @@ func maskSecret(u *unstructured.Unstructured) *unstructured.Unstructured {
 }
 
 func terminalOrFile(w io.Writer) bool {
+	if isTerminal(w) {
+		return true
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
-	}
-	if term.IsTerminal(int(f.Fd())) {
-		return true
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode().IsRegular()
