@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
@@ -36,12 +38,11 @@ func TestReconcileCommand(t *testing.T) {
 	repo.CommitAll("first")
 	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(deliverBin, "reconcile", "--repo", url, "--ref", "main", "--interval", "300ms",
 		"--listen", addr, "--leader-elect", "--inventory-namespace", inv,
 		"--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig)

@@ -69,10 +69,21 @@ type Cluster struct {
 
 // Start starts a control plane and returns once a Node is Ready and
 // schedulable. Call Stop when done, also on error paths.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 90 * time.Second
 	}
+	// A component that lost its port to another process is started again,
+	// with all of the control plane on new ports.
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, opts)
+		if !addrInUse(err) || attempt == 3 {
+			return c, err
+		}
+	}
+}
+
+func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	c = &Cluster{Dir: opts.Dir}
 	if c.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "deliver-testenv-"); err != nil {
@@ -105,11 +116,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 
 	// etcd
-	etcdPort, err := freePort()
+	etcdPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := freePort()
+	peerPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +141,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	c.procs = append(c.procs, etcd)
 
 	// kube-apiserver
-	apiPort, err := freePort()
+	apiPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +201,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	// kube-controller-manager and kube-scheduler: leader election off (one
 	// replica), their own ports, the admin kubeconfig for everything.
-	cmPort, err := freePort()
+	cmPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +226,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c.procs = append(c.procs, cm)
-	schedPort, err := freePort()
+	schedPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +247,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := os.WriteFile(stages, kwokStages, 0o600); err != nil {
 		return nil, err
 	}
-	kwokPort, err := freePort()
+	kwokPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -111,15 +113,32 @@ func (p *process) waitFor(ctx context.Context, timeout time.Duration, check func
 	}
 }
 
-// freePort asks the kernel for an unused loopback port. Another process may
-// take it before we bind it; the window is small and startup fails loudly.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// FreePort returns an unused loopback port below the kernel's ephemeral range
+// (32768-60999 on Linux). A port handed out by the kernel (":0") is an
+// ephemeral one, and any outgoing connection (the apiserver to etcd, for
+// instance) can take it between our check and the component's bind; ports
+// below that range are only ever taken by other listeners. What is left of
+// the race is handled by retrying the start (see addrInUse).
+func FreePort() (int, error) {
+	const lo, hi = 20000, 32768
+	var last error
+	for range 50 {
+		port := lo + mrand.IntN(hi-lo)
+		l, err := net.Listen("tcp", hostPort(port))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port in %d-%d: %w", lo, hi, last)
+}
+
+// addrInUse reports whether a component failed because another process took
+// its port first, so that starting again on new ports is the cure.
+func addrInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
 }
 
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -26,6 +26,16 @@ type Vault struct {
 // StartVault starts a Vault dev server on a free loopback port and returns
 // once it answers as unsealed. Call Stop when done.
 func StartVault(ctx context.Context) (*Vault, error) {
+	// Started again on a new port when another process took the first one.
+	for attempt := 1; ; attempt++ {
+		v, err := startVault(ctx)
+		if !addrInUse(err) || attempt == 3 {
+			return v, err
+		}
+	}
+}
+
+func startVault(ctx context.Context) (*Vault, error) {
 	bin, err := Binary("vault")
 	if err != nil {
 		return nil, err
@@ -34,7 +44,7 @@ func StartVault(ctx context.Context) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
