@@ -47,7 +47,13 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 //  5. post-apply hooks;
 //  6. prune what left git, in reverse order.
 //
-// Only created and changed objects are sent. A failure stops the run:
+// Only created and changed objects are sent. A cancelled ctx (SIGTERM)
+// stops the run at the next stage boundary: writes already sent finish
+// (they are not cut off mid-request), no new one starts, replicas a
+// recreate scaled down are restored, and the inventory records every object
+// written with the result "failed" and the message "interrupted"; neither
+// a rollback nor on-failure hooks run, since nothing failed.
+// A failure stops the run:
 // replicas scaled down by a recreate are restored (the old version comes
 // back), a rollout that did not complete is rolled back when the plan asks
 // for it (PlanOptions.RollbackOnFailure), on-failure hooks run, and
@@ -136,6 +142,9 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	applyStages := func(stages [][]*Change) error {
 		for _, stage := range stages {
+			if err := interrupted(ctx); err != nil {
+				return err
+			}
 			var errs []error
 			m.forEach(ctx, len(stage), func(i int) {
 				c := stage[i]
@@ -179,9 +188,15 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	config, workloads := splitStages(planStages(p.Changes))
 	m.progress(p, StepConfig, countChanges(config))
 	err := applyStages(config)
+	if err == nil {
+		err = interrupted(ctx)
+	}
 	if err == nil && len(p.ScaleDown) > 0 {
 		m.progress(p, StepScaleDown, len(p.ScaleDown))
 		err = m.scaleDown(ctx, p, rep)
+	}
+	if err == nil {
+		err = interrupted(ctx)
 	}
 	if err == nil {
 		if n := p.hookCount(PreApply); n > 0 {
@@ -215,7 +230,12 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		// Smoke tests are meant for the new version: they wait for it.
 		m.progress(p, StepWait, len(p.desiredObjects()))
 		err = m.Wait(ctx, p.desiredObjects())
-		rolloutFailed = err != nil
+		// A wait cut short by a stop is no failed rollout: the new version
+		// keeps rolling out and the next run waits for it.
+		rolloutFailed = err != nil && ctx.Err() == nil
+	}
+	if err == nil {
+		err = interrupted(ctx)
 	}
 	if err == nil {
 		if n := p.hookCount(PostApply); n > 0 {
@@ -249,9 +269,14 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 				err = errors.Join(err, rerr)
 			}
 		}
-		if herr := m.runHooks(bg, p, OnFailure, rep, map[object.ID]HookRecord{}); herr != nil {
-			err = errors.Join(err, fmt.Errorf("on-failure hooks: %w", herr))
+		if ctx.Err() == nil {
+			if herr := m.runHooks(bg, p, OnFailure, rep, map[object.ID]HookRecord{}); herr != nil {
+				err = errors.Join(err, fmt.Errorf("on-failure hooks: %w", herr))
+			}
 		}
+	}
+	if err == nil {
+		err = interrupted(ctx)
 	}
 	if err == nil {
 		if n := p.Count(ChangeDelete); n > 0 {
@@ -288,6 +313,9 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	inv.Result, inv.Message = ResultSucceeded, ""
 	if err != nil {
 		inv.Result, inv.Message = ResultFailed, m.opts.Redact(err.Error())
+		if ctx.Err() != nil && !strings.HasPrefix(inv.Message, "interrupted") {
+			inv.Message = "interrupted: " + inv.Message
+		}
 	}
 	if werr := m.writeInventory(context.WithoutCancel(ctx), inv); werr != nil {
 		err = errors.Join(err, werr)
@@ -369,6 +397,11 @@ func (m *Manager) forEach(ctx context.Context, n int, fn func(i int)) {
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		sem <- struct{}{}
+		if ctx.Err() != nil {
+			// Stopping: what was started finishes, nothing new starts.
+			<-sem
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -402,9 +435,14 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 			res.ID = c.ID
 		}
 	}
+	// A write under way finishes even when the run is being stopped: a
+	// request cut off mid-flight leaves the caller unsure whether the
+	// object changed, and the inventory with it.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
 	ri := m.client(c)
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager}
-	live, err := ri.Apply(ctx, c.ID.Name, c.Desired, opts)
+	live, err := ri.Apply(wctx, c.ID.Name, c.Desired, opts)
 	if apierrors.IsConflict(err) {
 		// Another manager owns some of the fields. Git is the source of
 		// truth: take them, and say whose they were.
@@ -419,7 +457,7 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 			return fail(fmt.Errorf("conflict with another field manager (use without --fail-on-conflict to take the fields over): %w", err))
 		}
 		opts.Force = true
-		live, err = ri.Apply(ctx, c.ID.Name, c.Desired, opts)
+		live, err = ri.Apply(wctx, c.ID.Name, c.Desired, opts)
 	}
 	if err != nil && isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
 		if err := m.deleteAndWait(ctx, c); err != nil {
@@ -443,6 +481,18 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 		res.Action = Configured
 	}
 	return res, live
+}
+
+// writeTimeout bounds one write that runs on after a stop.
+const writeTimeout = 30 * time.Second
+
+// interrupted returns the error of a run stopped through ctx, naming the
+// cause, or nil while ctx is live.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("interrupted: stopped before the next stage: %w", context.Cause(ctx))
 }
 
 // conflicts lists "manager: field" pairs from a conflict error.

@@ -25,8 +25,8 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 
 // waitFor waits up to timeout. With finish, a Pod must have ended
 // (Succeeded) rather than be ready: a hook Pod is a task, like a Job.
-func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout time.Duration, finish bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout time.Duration, finish bool) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	pending := map[object.ID]*object.Object{}
 	for _, o := range objs {
@@ -58,6 +58,10 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object.Object, timeout ti
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				// Stopped, not timed out: say so rather than "not ready".
+				return fmt.Errorf("wait: interrupted with %d not ready yet: %w", len(pending), context.Cause(parent))
+			}
 			var lines []string
 			for id := range pending {
 				line := fmt.Sprintf("%s: %s", id, messages[id])
