@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -74,6 +76,10 @@ type Options struct {
 	Redactor *secrets.Redactor
 	// Log receives progress; default: discard.
 	Log *slog.Logger
+	// TracerProvider receives a trace per run: a span for the run and
+	// one per stage, app and apply step (see trace.go). Default:
+	// otel.GetTracerProvider(), a no-op unless the program set one.
+	TracerProvider trace.TracerProvider
 }
 
 // SecretsOptions say where secret keys come from.
@@ -167,6 +173,9 @@ func (o *Options) defaults() {
 	if o.App == "" {
 		o.App = "default"
 	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
+	}
 }
 
 // mode is what a run does after rendering.
@@ -191,16 +200,20 @@ func Apply(ctx context.Context, opts Options) (*Result, error) { return run(ctx,
 
 func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	opts.defaults()
+	ctx, span := startSpan(ctx, &opts, "deliver."+m.String())
+	defer func() { endRun(span, opts.Redactor, res, err) }()
 	defer func() {
 		// Whatever failed, no secret value leaves in an error.
 		if err != nil {
 			err = opts.Redactor.Error(err)
 		}
 	}()
-	snap, err := source.Fetch(ctx, source.Options{
+	fctx, fspan := startSpan(ctx, &opts, "fetch")
+	snap, err := source.Fetch(fctx, source.Options{
 		URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
 		CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
 	})
+	endSpan(fspan, opts.Redactor, err)
 	if err != nil {
 		return nil, err
 	}
@@ -210,9 +223,12 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		return nil, err
 	}
 	res = &Result{Revision: snap.Commit, Dirty: snap.Dirty, Environment: cfg.Environment}
+	span.SetAttributes(runAttributes(res, len(cfg.Apps))...)
 	opts.Log.Info("source pinned", "revision", snap.Commit, "dirty", snap.Dirty, "apps", len(cfg.Apps))
 
-	sec, err := newSecrets(ctx, opts, snap.Dir)
+	dctx, dspan := startSpan(ctx, &opts, "decrypt")
+	sec, err := newSecrets(dctx, opts, snap.Dir)
+	endSpan(dspan, opts.Redactor, err)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +266,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 				ar.Skipped = fmt.Sprintf("dependency %s failed", dep)
 				ar.err = fmt.Errorf("app %s: skipped: %s", a.Name, ar.Skipped)
 				ar.Error = ar.err.Error()
+				traceSkipped(ctx, &opts, ar)
 				continue
 			}
 			wg.Add(1)
@@ -280,7 +297,9 @@ func failedDependency(a config.ResolvedApp, byName map[string]*AppResult) string
 }
 
 // deliverApp plans (and in apply mode executes) one app.
-func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision string, ar *AppResult, m mode, redact func(string) string) error {
+func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision string, ar *AppResult, m mode, redact func(string) string) (err error) {
+	ctx, span := startApp(ctx, &opts, ar)
+	defer func() { endApp(span, opts.Redactor, ar, err) }()
 	ao := opts.Apply
 	ao.DefaultNamespace = ar.app.Namespace
 	if ao.Timeout == 0 {
@@ -295,6 +314,8 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		rollback = *opts.RollbackOnFailure
 	}
 	ao.Redact = redact
+	steps := newStepSpans(ctx, &opts)
+	ao.Progress = steps.progress(ao.Progress)
 	mgr, err := apply.New(cfg, ao)
 	if err != nil {
 		return err
@@ -308,13 +329,17 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune,
 	}
 	if m != modeApply {
-		ar.Plan, err = mgr.Plan(ctx, ar.Set, po)
+		pctx, pspan := startSpan(ctx, &opts, "diff")
+		ar.Plan, err = mgr.Plan(pctx, ar.Set, po)
+		endSpan(pspan, opts.Redactor, err)
 		return err
 	}
 	// Plan and execute under the app's lock, so that a run of CI and one
 	// of the reconciler never interleave.
 	opts.Log.Info("applying", "app", ar.Name)
+	steps.begin()
 	rep, err := mgr.Apply(ctx, ar.Set, po)
+	steps.end(err)
 	ar.Report = rep
 	if rep != nil {
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/deliverhq/deliver/pkg/config"
@@ -87,6 +88,7 @@ type runSecrets struct {
 	vault    *secrets.Vault
 	resolver *secrets.Resolver
 	red      *secrets.Redactor
+	opts     *Options // for the spans of its operations (trace.go)
 }
 
 func (s *runSecrets) redact(v string) string { return s.red.Redact(v) }
@@ -98,7 +100,7 @@ func (s *runSecrets) close() {
 }
 
 func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, error) {
-	s := &runSecrets{red: opts.Redactor}
+	s := &runSecrets{red: opts.Redactor, opts: &opts}
 	getenv := opts.Secrets.Getenv
 	if getenv("VAULT_ADDR") != "" {
 		v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Auth: opts.Secrets.VaultAuth, Redactor: opts.Redactor, Logger: opts.Log})
@@ -123,7 +125,9 @@ func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, er
 // renderAll renders the apps in parallel (the Renderer serialises
 // kustomize itself), resolves secrets in what they produced and refuses
 // objects that two apps claim.
-func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, apps []*AppResult) error {
+func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, apps []*AppResult) (err error) {
+	ctx, span := startSpan(ctx, &opts, "render", attribute.Int(attrAppCount, len(apps)))
+	defer func() { endSpan(span, opts.Redactor, err) }()
 	var (
 		r    render.Renderer
 		wg   sync.WaitGroup
@@ -136,7 +140,10 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			set, err := renderApp(ctx, &r, opts, root, sec, ar.app)
+			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
+			set, err := renderApp(actx, &r, opts, root, sec, ar.app)
+			span.SetAttributes(attribute.Int(attrObjects, objectCount(set)))
+			endSpan(span, opts.Redactor, err)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -179,16 +186,14 @@ func clusterScopedKind(id object.ID) bool {
 func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp) (*object.Set, error) {
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
-		Decrypt: func(ctx context.Context, path string, data []byte) ([]byte, error) {
-			return sec.sops.Decrypt(ctx, path, data, secrets.FormatForPath(path))
-		},
+		Decrypt: sec.decrypt,
 	}
 	if !(len(a.AllowedNamespaces) == 1 && a.AllowedNamespaces[0] == "*") {
 		ro.AllowedNamespaces = a.AllowedNamespaces
 	}
 	switch {
 	case a.Helm != nil:
-		values, err := sec.resolver.ResolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
+		values, err := sec.resolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +203,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
-			ResolveValues: sec.resolver.ResolveValues,
+			ResolveValues: sec.resolveValues,
 		}
 		if a.Helm.Repository != "" {
 			h.Repository, h.Chart, h.Version = a.Helm.Repository, a.Helm.Chart, a.Helm.Version
@@ -225,7 +230,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			if err != nil {
 				return nil, err
 			}
-			objs, err := sec.sops.DecryptManifest(ctx, o.Origin.String(), data)
+			objs, err := sec.decryptManifest(ctx, o.Origin.String(), data)
 			if err != nil {
 				return nil, err
 			}
@@ -238,7 +243,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	for _, o := range append(append([]*object.Object(nil), set.Objects...), set.Hooks...) {
 		all = append(all, o.Unstructured)
 	}
-	if err := sec.resolver.ResolveObjects(ctx, all); err != nil {
+	if err := sec.resolveObjects(ctx, a.Name, all); err != nil {
 		return nil, err
 	}
 	if err := secrets.CheckDecrypted(all...); err != nil {
