@@ -1,0 +1,349 @@
+package leaks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getsops/sops/v3"
+	"github.com/getsops/sops/v3/aes"
+	sopsage "github.com/getsops/sops/v3/age"
+	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/sopstest"
+	"github.com/deliverhq/deliver/internal/testenv"
+)
+
+// The canaries, one per way a secret enters deliver, and the credentials
+// deliver is given. None may show anywhere but in the data of the app's
+// own Secrets.
+type canaries struct {
+	sopsManifest  canary // a Secret manifest encrypted in place (data)
+	sopsValues    canary // a Helm secretValuesFiles entry
+	vaultValues   canary // ref+vault in the Helm values of deliver.yaml
+	vaultRotated  canary // the same Vault key after a rotation
+	vaultManifest canary // ref+vault in a plain Secret manifest
+	sopsEnv       canary // a kustomize secretGenerator env file
+	vaultLabel    canary // ref+vault in a label: invalid, the apiserver quotes it
+	vaultHook     canary // ref+vault in the Secret a failing hook reads
+	vaultWorkload canary // ref+vault in a Deployment's env value
+	gitPassword   canary // the git server's basic-auth password
+	webhookSecret canary // the reconciler's webhook secret
+	webhookWrong  canary // a wrong GitLab webhook token an attacker sends
+	vaultToken    canary // Vault's root token
+	ageKey        canary // the age identity that decrypts the SOPS files
+}
+
+func newCanaries() *canaries {
+	return &canaries{
+		sopsManifest:  newCanary("sops-manifest"),
+		sopsValues:    newCanary("sops-helm-values"),
+		vaultValues:   newCanary("vault-helm-values"),
+		vaultRotated:  newCanary("vault-helm-values-rotated"),
+		vaultManifest: newCanary("vault-manifest"),
+		sopsEnv:       newCanary("sops-kustomize-env"),
+		// A label value may not hold spaces: the server's error quotes it.
+		vaultLabel:    canary{Name: "vault-label", Value: marker + " vault label " + randomHex(6)},
+		vaultHook:     newCanary("vault-hook"),
+		vaultWorkload: newCanary("vault-workload-env"),
+		gitPassword:   newCanary("git-password"),
+		webhookSecret: newCanary("webhook-secret"),
+		webhookWrong:  newCanary("webhook-wrong-token"),
+	}
+}
+
+func (c *canaries) all() []canary {
+	return []canary{c.sopsManifest, c.sopsValues, c.vaultValues, c.vaultRotated, c.vaultManifest, c.sopsEnv,
+		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey}
+}
+
+// encryptManifest encrypts a Secret manifest in place the way
+// `sops -e --encrypted-regex '^(data|stringData)$'` does: metadata stays
+// readable, the values do not.
+func encryptManifest(t *testing.T, plain, recipient string) string {
+	t.Helper()
+	st := &sopsyaml.Store{}
+	branches, err := st.LoadPlainFile([]byte(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataKey := make([]byte, 32)
+	_, _ = rand.Read(dataKey)
+	k, err := sopsage.MasterKeyFromRecipient(recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Encrypt(dataKey); err != nil {
+		t.Fatal(err)
+	}
+	tree := sops.Tree{Branches: branches, Metadata: sops.Metadata{
+		KeyGroups: []sops.KeyGroup{{k}}, Version: "3.13.3", EncryptedRegex: "^(data|stringData)$",
+	}}
+	cipher := aes.NewCipher()
+	mac, err := tree.Encrypt(dataKey, cipher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Metadata.LastModified = time.Now().UTC()
+	if tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, dataKey, tree.Metadata.LastModified.Format(time.RFC3339)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := st.EmitEncryptedFile(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func encrypt(t *testing.T, name, plain, recipient string) string {
+	t.Helper()
+	out, err := sopstest.Encrypt(name, []byte(plain), recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// config returns a deliver.yaml of apps (YAML list items).
+func config(apps ...string) string {
+	return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {waitTimeout: 60s, hookTimeout: 30s}\napps:\n" +
+		strings.Join(apps, "\n") + "\n"
+}
+
+// The apps. $NS is the apps' namespace.
+const (
+	plainApp  = `- {name: plain, namespace: $NS, manifests: {path: plain}}`
+	webApp    = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}}}`
+	workerApp = `- {name: worker, namespace: $NS, kustomize: {path: worker}}`
+	rejectApp = `- {name: reject, namespace: $NS, manifests: {path: reject}}`
+	hookApp   = `- {name: hookfail, namespace: $NS, manifests: {path: hookfail}}`
+	// failhook: the web migration's Pod fails.
+	failhookEnv = "environments:\n  failhook:\n    apps:\n      web:\n        values: {migrationLabels: {\"" + testenv.FailLabel + "\": \"true\"}}\n"
+)
+
+// writeRepo writes the first commit's files: three apps that deliver
+// (plain manifests, a Helm chart, a kustomize overlay), and reject.yaml,
+// a deliver.yaml whose one app the apiserver rejects.
+func writeRepo(t *testing.T, repo *gitserver.Repo, ns, recipient string, c *canaries) {
+	t.Helper()
+	files := map[string]string{
+		"deliver.yaml": config(plainApp, webApp, workerApp) + failhookEnv,
+		"reject.yaml":  config(rejectApp),
+
+		// plain: a SOPS-encrypted Secret, a Secret with a Vault ref, a
+		// ConfigMap.
+		// Keys in the order `kubectl create secret -o yaml` writes them.
+		"plain/secret.enc.yaml": encryptManifest(t, "apiVersion: v1\ndata:\n  password: "+
+			base64.StdEncoding.EncodeToString([]byte(c.sopsManifest.Value))+"\nkind: Secret\nmetadata:\n  name: plain-sops\n", recipient),
+		"plain/vault-secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: plain-vault}\nstringData:\n  token: ref+vault://secret/data/leaks/plain#/token\n",
+		"plain/config.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain-settings}\ndata: {mode: production}\n",
+
+		// web: a chart with a Secret from SOPS values and Vault, a
+		// Deployment and a pre-install migration Job reading the Secret.
+		"charts/web/Chart.yaml":  "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+		"charts/web/values.yaml": "image: registry.example/web:1.0.0\ndbPassword: \"\"\napiKey: none\nmigrationLabels: {}\n",
+		"charts/web/templates/secret.yaml": `apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-credentials
+stringData:
+  DATABASE_PASSWORD: {{ required "dbPassword" .Values.dbPassword | quote }}
+  API_KEY: {{ .Values.apiKey | quote }}
+`,
+		"charts/web/templates/deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: {{ .Release.Name }}}}
+  template:
+    metadata: {labels: {app: {{ .Release.Name }}}}
+    spec:
+      containers:
+        - name: web
+          image: {{ .Values.image }}
+          envFrom: [{secretRef: {name: {{ .Release.Name }}-credentials}}]
+`,
+		"charts/web/templates/migrate.yaml": `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-migrate
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        app: {{ .Release.Name }}-migrate
+        {{- with .Values.migrationLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: {{ .Values.image }}
+          envFrom: [{secretRef: {name: {{ .Release.Name }}-credentials}}]
+`,
+		"secrets/web.enc.yaml": encrypt(t, "web.enc.yaml", "dbPassword: "+c.sopsValues.Value+"\n", recipient),
+
+		// worker: a kustomize secretGenerator fed by a SOPS env file, and
+		// a value from Vault written in the Deployment itself.
+		"worker/kustomization.yaml": `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [deployment.yaml]
+secretGenerator:
+  - name: worker-env
+    envs: [worker.enc.env]
+`,
+		"worker/worker.enc.env": encrypt(t, "worker.enc.env", "QUEUE_PASSWORD="+c.sopsEnv.Value+"\n", recipient),
+		"worker/deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec:
+      containers:
+        - name: worker
+          image: registry.example/worker:1.0.0
+          envFrom: [{secretRef: {name: worker-env}}]
+          env: [{name: API_TOKEN, value: "ref+vault://secret/data/leaks/worker#/token"}]
+`,
+
+		// reject: a ConfigMap whose label comes from Vault and is not a
+		// valid label value.
+		"reject/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: reject\n  labels: {tier: \"ref+vault://secret/data/leaks/reject#/label\"}\ndata: {k: v}\n",
+
+		// hookfail: a pre-apply hook that fails, reading a Secret from
+		// Vault.
+		"hookfail/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: hookfail-creds}\nstringData:\n  token: ref+vault://secret/data/leaks/hook#/token\n",
+		"hookfail/job.yaml": `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: hookfail
+  annotations: {deliver.dev/hook: pre-apply}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels: {"` + testenv.FailLabel + `": "true"}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: m
+          image: registry.example/migrate:1
+          envFrom: [{secretRef: {name: hookfail-creds}}]
+`,
+	}
+	for name, content := range files {
+		content = strings.ReplaceAll(content, "$NS", ns)
+		content = strings.ReplaceAll(content, "$IMAGE", "registry.example/web:1.0.0")
+		repo.WriteFile(name, content)
+	}
+}
+
+// output is one stream deliver wrote, kept for the scan.
+type output struct {
+	where string
+	data  []byte
+	// except names canaries that may be here: the user put them there.
+	except []string
+}
+
+// allowed drops the hits of the canaries the output may hold.
+func (o output) allowed(hits []hit) []hit {
+	var out []hit
+	for _, h := range hits {
+		if !slices.Contains(o.except, h.Canary) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// runner runs the deliver binary with an environment of its own and
+// keeps every output.
+type runner struct {
+	t       *testing.T
+	environ []string
+	// common are the flags of render, diff and apply: the repository.
+	common []string
+	// cluster are the flags of commands that talk to the cluster.
+	cluster []string
+	outputs []output
+}
+
+// run runs deliver and checks the exit code; want are substrings the
+// output must hold, proof that the path under test was taken.
+func (r *runner) run(step string, wantCode int, want []string, args ...string) string {
+	r.t.Helper()
+	full := append([]string(nil), args...)
+	switch args[0] {
+	case "render":
+		full = append(full, r.common...)
+	case "diff", "apply":
+		full = append(append(full, r.common...), r.cluster...)
+		if args[0] == "apply" {
+			full = append(full, "--timeout", "30s")
+		}
+	case "status":
+		full = append(full, r.cluster...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, deliverBin, full...)
+	cmd.Env = r.environ
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	code, err := testenv.ExitCode(cmd)
+	if err != nil {
+		r.t.Fatalf("%s: %v", step, err)
+	}
+	r.outputs = append(r.outputs,
+		output{where: "deliver " + step + " (stdout)", data: stdout.Bytes()},
+		output{where: "deliver " + step + " (stderr)", data: stderr.Bytes()})
+	all := stdout.String() + stderr.String()
+	r.t.Logf("%s: exit %d in %s", step, code, time.Since(start).Round(time.Millisecond))
+	if code != wantCode {
+		// The output may hold a leak: the scan reports it, masked.
+		r.t.Errorf("%s: exit %d, want %d; output with canaries masked:\n%s", step, code, wantCode, mask.Replace(all))
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			r.t.Errorf("%s: output lacks %q; output with canaries masked:\n%s", step, w, mask.Replace(all))
+		}
+	}
+	return stdout.String()
+}
+
+// mask hides every canary in text the test prints; set once the canaries
+// exist.
+var mask = strings.NewReplacer()
+
+// writeFile writes a file of the test's own (keys, secrets), outside the
+// folders deliver may write.
+func writeFile(t *testing.T, p, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
