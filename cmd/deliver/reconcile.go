@@ -31,7 +31,15 @@ events, verified with --webhook-secret-file), /metrics, /healthz and
 ConfigMap deliver-status of --inventory-namespace (deliver status prints
 it), and Events of applies, failures and hooks are recorded on each app's
 inventory Secret. --suspend, --suspend-all or the annotation
-deliver.dev/suspend=true on an app's inventory Secret pause delivery.`,
+deliver.dev/suspend=true on an app's inventory Secret pause delivery; the
+same annotation on the ConfigMap deliver-control pauses every app without a
+restart, and changing its annotation deliver.dev/requested-at asks for a
+fetch now (a standby replica that receives a webhook forwards it that way).
+
+With --once it fetches once, delivers the apps that are due (new commit,
+drift, full resync), waits for them and exits: 0 when every app is
+delivered, 1 when one failed. Use it in CI or a CronJob next to, or
+instead of, the long-running reconciler.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect`,
 		Args: cobra.NoArgs,
@@ -76,5 +84,6 @@ deliver.dev/suspend=true on an app's inventory Secret pause delivery.`,
 	fl.StringSliceVar(&o.Suspend, "suspend", nil, "pause these apps: never deliver them (the annotation "+reconcile.AnnotationSuspend+"=true on an app's inventory Secret does the same without a restart)")
 	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
 	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")
+	fl.BoolVar(&o.Once, "once", false, "fetch once, deliver what is due, wait for it and exit (non-zero when an app failed)")
 	return cmd
 }

@@ -40,9 +40,11 @@ type appStatusView struct {
 
 type statusView struct {
 	// Revision and SourceError are the reconciler's last fetch.
-	Revision    string          `json:"revision,omitempty"`
-	SourceError string          `json:"sourceError,omitempty"`
-	Apps        []appStatusView `json:"apps"`
+	Revision    string `json:"revision,omitempty"`
+	SourceError string `json:"sourceError,omitempty"`
+	// PausedAll: the ConfigMap deliver-control pauses every app.
+	PausedAll bool            `json:"pausedAll,omitempty"`
+	Apps      []appStatusView `json:"apps"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -151,7 +153,16 @@ func readStatus(ctx context.Context, kc kubernetes.Interface, mgr *apply.Manager
 			v.Suspended = v.Suspended || as.Suspended
 		}
 	}
+	ctl, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, reconcile.ControlConfigMap, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("status: %s/%s: %w", ns, reconcile.ControlConfigMap, err)
+	default:
+		st.PausedAll = ctl.Annotations[reconcile.AnnotationSuspend] == "true"
+	}
 	for _, v := range views {
+		v.Suspended = v.Suspended || st.PausedAll
 		st.Apps = append(st.Apps, *v)
 	}
 	slices.SortFunc(st.Apps, func(a, b appStatusView) int { return strings.Compare(a.App, b.App) })
@@ -165,6 +176,9 @@ func printStatus(w io.Writer, st *statusView, now time.Time) error {
 			fmt.Fprintf(w, ": fetch failed: %s", oneLine(st.SourceError))
 		}
 		fmt.Fprintln(w)
+	}
+	if st.PausedAll {
+		fmt.Fprintf(w, "every app paused: annotation %s=true on configmap %s\n", reconcile.AnnotationSuspend, reconcile.ControlConfigMap)
 	}
 	if len(st.Apps) == 0 {
 		fmt.Fprintln(w, "no apps delivered yet")

@@ -303,7 +303,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err == nil {
 		// What a later failed rollout rolls back to. A failed run keeps
 		// the earlier objects: its own may be the reason it failed.
-		inv.Workloads = workloadRecords(p)
+		inv.Workloads = m.workloadRecords(p)
 	}
 	inv.Hooks = nil
 	for _, r := range hooksDone {

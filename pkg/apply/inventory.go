@@ -45,7 +45,8 @@ type Inventory struct {
 	// as successful once applied), which a failed rollout rolls back to
 	// (PlanOptions.RollbackOnFailure). Only workloads are
 	// kept, and only up to MaxRollbackBytes in all, so the inventory Secret
-	// stays far below the 1 MiB an object may have.
+	// stays far below the 1 MiB an object may have; none when one of them
+	// inlines a secret value, which the inventory never holds.
 	Workloads []Workload `json:"workloads,omitempty"`
 }
 

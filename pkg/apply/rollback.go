@@ -24,8 +24,11 @@ func rollbackable(id object.ID) bool {
 
 // workloadRecords returns the desired workloads of a successful run, to be
 // kept in the inventory. Over MaxRollbackBytes it keeps none: a partial
-// rollback would mix two revisions.
-func workloadRecords(p *Plan) []Workload {
+// rollback would mix two revisions. Nor does it keep any when a workload
+// inlines a secret value (a Vault or SOPS reference resolved into an env
+// value): the inventory holds digests, never values, and a masked object
+// could not be rolled back to.
+func (m *Manager) workloadRecords(p *Plan) []Workload {
 	var out []Workload
 	size := 0
 	for _, c := range p.Changes {
@@ -37,6 +40,9 @@ func workloadRecords(p *Plan) []Workload {
 			return nil
 		}
 		if size += len(data); size > MaxRollbackBytes {
+			return nil
+		}
+		if m.opts.Redact(string(data)) != string(data) {
 			return nil
 		}
 		out = append(out, Workload{ID: c.ID, Revision: p.Revision, Digest: c.digest, Object: data})
@@ -85,7 +91,7 @@ func (m *Manager) rollback(ctx context.Context, p *Plan, rep *Report, record fun
 		}
 		w, ok := prev[c.ID]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: not rolled back: the inventory keeps no earlier object of it (new in this run, or the app's workloads exceed %d bytes)", c.ID, MaxRollbackBytes))
+			errs = append(errs, fmt.Errorf("%s: not rolled back: the inventory keeps no earlier object of it (new in this run, the app's workloads exceed %d bytes, or one inlines a secret value: reference a Secret instead)", c.ID, MaxRollbackBytes))
 			continue
 		}
 		u := &unstructured.Unstructured{}

@@ -31,8 +31,9 @@ func TestWorkloadRecords(t *testing.T) {
 		mk("batch", "Job", "once", 0),
 		{ID: object.ID{Group: "apps", Kind: "StatefulSet", Namespace: "ns", Name: "gone"}, Type: ChangeDelete},
 	}}
+	m := &Manager{opts: Options{Redact: strings.NewReplacer("s3cret-canary", "***").Replace}}
 	var got []string
-	for _, w := range workloadRecords(p) {
+	for _, w := range m.workloadRecords(p) {
 		got = append(got, w.ID.String()+"@"+w.Revision+" "+w.Digest)
 		if bytes.ContainsAny(w.Object, " \n") {
 			t.Errorf("%s: object not compact JSON: %s", w.ID, w.Object)
@@ -42,9 +43,18 @@ func TestWorkloadRecords(t *testing.T) {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
 
+	// A secret value inlined in a workload (a resolved Vault ref in an env
+	// value): none is kept, as the inventory never holds a value.
+	secret := mk("apps", "Deployment", "api", 0)
+	secret.Desired.SetAnnotations(map[string]string{"token": "s3cret-canary"})
+	withSecret := &Plan{Revision: "c1", Changes: append(append([]*Change{}, p.Changes...), secret)}
+	if got := m.workloadRecords(withSecret); got != nil {
+		t.Errorf("with an inlined secret value: kept %d records, want none", len(got))
+	}
+
 	// Over the bound, none is kept: a partial rollback would mix revisions.
 	p.Changes = append(p.Changes, mk("apps", "StatefulSet", "big", MaxRollbackBytes))
-	if got := workloadRecords(p); got != nil {
+	if got := m.workloadRecords(p); got != nil {
 		t.Errorf("over %d bytes: kept %d records, want none", MaxRollbackBytes, len(got))
 	}
 }
