@@ -1,16 +1,21 @@
 package pipeline
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -226,11 +231,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			if _, ok := o.Object["sops"]; !ok {
 				continue
 			}
-			data, err := o.MarshalJSON()
-			if err != nil {
-				return nil, err
-			}
-			objs, err := sec.decryptManifest(ctx, o.Origin.String(), data)
+			objs, err := decryptInPlace(ctx, sec, root, o, a.Manifests != nil)
 			if err != nil {
 				return nil, err
 			}
@@ -250,4 +251,41 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		return nil, err
 	}
 	return set, nil
+}
+
+// decryptInPlace decrypts a manifest encrypted in place with SOPS. The
+// MAC covers the values in the order the file has them, which decoding
+// into a map loses: a plain manifest is decrypted from its file's own
+// bytes (its document Origin.Doc), anything else (kustomize output, which
+// may have changed the object) from the decoded object.
+func decryptInPlace(ctx context.Context, sec *runSecrets, root string, o *object.Object, plain bool) ([]*unstructured.Unstructured, error) {
+	if plain && o.Origin.File != "" {
+		// Clean as an absolute path first: the file stays under root.
+		path := filepath.Join(root, filepath.Clean("/"+o.Origin.File))
+		if data, err := os.ReadFile(path); err == nil {
+			docs := yamlDocuments(data)
+			if o.Origin.Doc < len(docs) {
+				return sec.decryptManifest(ctx, o.Origin.String(), docs[o.Origin.Doc])
+			}
+		}
+	}
+	data, err := o.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return sec.decryptManifest(ctx, o.Origin.String(), data)
+}
+
+// yamlDocuments splits a YAML stream into its documents as the plain
+// renderer counts them (Origin.Doc).
+func yamlDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		b, err := rd.Read()
+		if err != nil {
+			return docs
+		}
+		docs = append(docs, b)
+	}
 }
