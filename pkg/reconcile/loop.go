@@ -67,6 +67,11 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		r.metrics.leader.Set(0)
 		r.ready.Store(r.opts.LeaderElection.Enabled) // a standby again, or stopping
 	}()
+	// The informers stop with ctx, and their factories' Shutdown waits
+	// for that: each stop below cancels first, for a loop that ends by
+	// itself (Options.Once) or on an error.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	mgr, err := apply.New(r.opts.Config, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -75,7 +80,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	defer tr.stop()
+	defer func() { cancel(); tr.stop() }()
 	iv, err := newInventories(r.opts.Config, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -83,8 +88,20 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	iv.start(ctx)
 	r.inv.Store(iv)
 	defer func() {
+		cancel()
 		r.inv.Store(nil)
 		iv.stop()
+	}()
+	ctl, err := newControl(r.opts.Config, r.opts.StatusNamespace, r.controlChanged)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	ctl.start(ctx)
+	r.ctl.Store(ctl)
+	defer func() {
+		cancel()
+		r.ctl.Store(nil)
+		ctl.stop()
 	}()
 	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
 	defer l.runs.Wait() // runs end (their ctx is ours) before the lease may be released
@@ -94,6 +111,9 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	fetchNow := true
 	for {
 		r.lastLoop.Store(time.Now().UnixNano())
+		if r.opts.Once && !nextFetch.IsZero() {
+			fetchNow, nextFetch = false, time.Now().Add(time.Hour) // one fetch only
+		}
 		if fetchNow || !time.Now().Before(nextFetch) {
 			l.fetch(ctx)
 			nextFetch = time.Now().Add(jittered(r.opts.Interval, r.opts.Jitter))
@@ -101,6 +121,9 @@ func (r *Reconciler) lead(ctx context.Context) error {
 			r.ready.Store(true)
 		}
 		wait := min(l.schedule(ctx), time.Until(nextFetch))
+		if r.opts.Once && !r.busy() {
+			return r.onceResult()
+		}
 		timer := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
@@ -315,7 +338,8 @@ func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string
 		return fmt.Sprintf("retry %d", s.Failures), time.Time{}
 	}
 	if len(s.drift) > 0 {
-		if settled := s.driftSince.Add(r.opts.DriftSettle); now.Before(settled) {
+		// A single pass has none of its own writes to wait out.
+		if settled := s.driftSince.Add(r.opts.DriftSettle); now.Before(settled) && !r.opts.Once {
 			return "", settled
 		}
 		// Check again: the watch events of deliver's own last writes may
@@ -486,7 +510,47 @@ func (r *Reconciler) noteDrift(app, id, why string) {
 
 // suspended reports whether s is paused. Called with r.mu held.
 func (r *Reconciler) suspended(s *appState) bool {
-	return r.suspendedByOptions(s.App) || r.invs().get(s.App).suspended
+	return r.suspendedByOptions(s.App) || r.invs().get(s.App).suspended || r.ctl.Load().pausedAll()
+}
+
+// controlChanged is the ControlConfigMap watcher's callback.
+func (r *Reconciler) controlChanged(suspendChanged, requested bool) {
+	if suspendChanged {
+		r.log.Info("pause of every app changed", "paused", r.ctl.Load().pausedAll())
+		notify(r.wake)
+	}
+	if requested {
+		r.log.Info("fetch requested through " + ControlConfigMap)
+		r.Trigger()
+	}
+}
+
+// busy reports whether a run is under way.
+func (r *Reconciler) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.apps {
+		if s.running {
+			return true
+		}
+	}
+	return false
+}
+
+// onceResult is Run's outcome with Options.Once: the source's failure, or
+// the apps whose run failed or that wait for one that did.
+func (r *Reconciler) onceResult() error {
+	st := r.Status()
+	if st.SourceError != "" {
+		return fmt.Errorf("reconcile: source: %s", st.SourceError)
+	}
+	var errs []error
+	for _, a := range st.Apps {
+		if a.Result == apply.ResultFailed || a.Result == ResultWaiting {
+			errs = append(errs, fmt.Errorf("app %s: %s: %s", a.App, a.Result, a.Message))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // inventoryChanged is the inventory watcher's callback: an inventory

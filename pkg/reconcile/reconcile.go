@@ -104,6 +104,14 @@ type Options struct {
 	// DisableEvents records no Kubernetes Events (see ReasonApplied).
 	DisableEvents bool
 
+	// Once makes Run fetch once, deliver the apps that are due (a new
+	// commit, drift, a full resync), wait for those runs and return, with
+	// an error naming the apps that failed: a reconcile pass for CI or a
+	// cron job, next to or instead of the long-running reconciler. Not
+	// with LeaderElection: the apps' own locks keep it from applying at
+	// the same time as a running reconciler.
+	Once bool
+
 	// Log receives structured logs; default: discard. Pipeline.Log
 	// defaults to it.
 	Log *slog.Logger
@@ -132,6 +140,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Config == nil {
 		return errors.New("reconcile: a cluster (Config) is required")
+	}
+	if o.Once && o.LeaderElection.Enabled {
+		return errors.New("reconcile: once and leader election do not go together")
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Minute
@@ -247,6 +258,8 @@ type Status struct {
 	SourceError string `json:"sourceError,omitempty"`
 	// Leader reports whether this replica is reconciling.
 	Leader bool `json:"leader"`
+	// PausedAll is set while ControlConfigMap pauses every app.
+	PausedAll bool `json:"pausedAll,omitempty"`
 	// Apps are in deliver.yaml order.
 	Apps []AppStatus `json:"apps"`
 }
@@ -274,8 +287,10 @@ type Reconciler struct {
 	kube    kubernetes.Interface
 	// recorder records Events; nil with Options.DisableEvents.
 	recorder record.EventRecorder
-	// inv watches the inventory Secrets while leading.
+	// inv watches the inventory Secrets while leading, ctl the
+	// ControlConfigMap.
 	inv atomic.Pointer[inventories]
+	ctl atomic.Pointer[control]
 
 	// trigger asks the loop for a fetch now; wake for a scheduling pass.
 	trigger chan struct{}
@@ -320,7 +335,7 @@ func New(opts Options) (*Reconciler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: webhook secret: %w", err)
 		}
-		r.hook = newWebhook(secret, opts.Pipeline.Ref, r.Trigger, opts.Log)
+		r.hook = newWebhook(secret, opts.Pipeline.Ref, r.requestFetch, opts.Log)
 	}
 	return r, nil
 }
@@ -341,7 +356,7 @@ func notify(ch chan struct{}) {
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Status{Revision: r.head, SourceError: r.sourceErr, Leader: r.leading.Load()}
+	st := Status{Revision: r.head, SourceError: r.sourceErr, Leader: r.leading.Load(), PausedAll: r.ctl.Load().pausedAll()}
 	for _, name := range r.order {
 		st.Apps = append(st.Apps, r.apps[name].snapshot())
 	}
