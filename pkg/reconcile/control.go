@@ -24,11 +24,12 @@ import (
 //
 //   - AnnotationSuspend set to "true" pauses every app, as --suspend-all
 //     does, without a restart;
+//
 //   - AnnotationRequestedAt, whenever its value changes, makes the leader
 //     fetch at once (Flux's reconcile.fluxcd.io/requestedAt).
 //
-//	kubectl -n deliver-system annotate configmap deliver-control deliver.dev/suspend=true
-//	kubectl -n deliver-system annotate configmap deliver-control --overwrite deliver.dev/requested-at="$(date +%s)"
+//     kubectl -n deliver-system annotate configmap deliver-control deliver.dev/suspend=true
+//     kubectl -n deliver-system annotate configmap deliver-control --overwrite deliver.dev/requested-at="$(date +%s)"
 //
 // The reconciler never writes anything but AnnotationRequestedAt, and
 // creates the ConfigMap only to set it.
