@@ -25,6 +25,6 @@ func newRootCmd() *cobra.Command {
 	// apply; the server's priority and fairness protects it anyway.
 	root.PersistentFlags().Float32Var(&g.qps, "qps", 200, "client-side limit of API requests per second")
 	root.PersistentFlags().IntVar(&g.burst, "burst", 400, "client-side burst of API requests")
-	root.AddCommand(newVersionCmd(), newRenderCmd(g), newDiffCmd(g), newApplyCmd(g), newSchemaCmd(), newReconcileCmd(g), newStatusCmd(g))
+	root.AddCommand(newVersionCmd(), newRenderCmd(g), newDiffCmd(g), newApplyCmd(g), newSchemaCmd(), newReconcileCmd(g), newStatusCmd(g), newBootstrapCmd(g))
 	return root
 }
