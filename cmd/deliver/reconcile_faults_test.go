@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,108 +16,20 @@ import (
 	"github.com/deliverhq/deliver/pkg/apply"
 )
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// reconcileProc is a deliver reconcile process of a test.
-type reconcileProc struct {
-	name   string
-	cmd    *exec.Cmd
-	logs   *syncBuffer
-	exited chan struct{}
-	err    error
-}
-
-// startReconcile runs deliver reconcile with args; it is killed when the
-// test ends, and its log shown when the test failed.
-func startReconcile(t *testing.T, name string, args ...string) *reconcileProc {
-	t.Helper()
-	p := &reconcileProc{name: name, logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(deliverBin, append([]string{"reconcile", "--kubeconfig", env.Kubeconfig}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("%s output:\n%s", p.name, p.logs.String())
-		}
-	})
-	return p
-}
-
-// waitExit waits for the process to end and returns its exit code.
-func (p *reconcileProc) waitExit(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %s", p.name, timeout)
-		return -1
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestReconcileFailover: two reconciler processes with leader election;
 // the leader is killed (SIGKILL: no Lease release), the standby takes over
 // once the Lease expires and delivers the next commit.
 func TestReconcileFailover(t *testing.T) {
-	ctx := context.Background()
 	ns := env.Namespace(t)
 	inv := env.Namespace(t)
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
-	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n")
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n")
-	repo.CommitAll("first")
-	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	repo, url, root := webRepo(t, ns)
 	args := func(cache string) []string {
 		return []string{"--repo", url, "--ref", "main", "--interval", "300ms", "--inventory-namespace", inv,
 			"--leader-elect", "--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s",
 			"--leader-election-retry-period", "500ms", "--cache-dir", filepath.Join(root, cache)}
 	}
-	a := startReconcile(t, "replica a", args("cache-a")...)
-	b := startReconcile(t, "replica b", args("cache-b")...)
-	color := func() string {
-		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return cm.Data["color"]
-	}
+	a := startReconcile(t, "replica a", nil, args("cache-a")...)
+	b := startReconcile(t, "replica b", nil, args("cache-b")...)
 	leading := func(p *reconcileProc) bool { return strings.Contains(p.logs.String(), `"msg":"leading"`) }
 	var leader, standby *reconcileProc
 	eventually(t, 60*time.Second, "a leader", func() bool {
@@ -131,7 +41,7 @@ func TestReconcileFailover(t *testing.T) {
 		}
 		return leader != nil
 	})
-	eventually(t, 30*time.Second, "first apply", func() bool { return color() == "blue" })
+	eventually(t, 30*time.Second, "first apply", func() bool { return color(ns) == "blue" })
 	if leading(standby) {
 		t.Fatalf("both replicas lead")
 	}
@@ -142,9 +52,9 @@ func TestReconcileFailover(t *testing.T) {
 	<-leader.exited
 	took := eventually(t, 30*time.Second, "standby takes over", func() bool { return leading(standby) })
 	t.Logf("standby leads %s after the leader was killed (lease 4s)", took.Round(time.Millisecond))
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: green}\n")
+	setColor(repo, "green")
 	repo.CommitAll("green")
-	eventually(t, 30*time.Second, "new leader applies the next commit", func() bool { return color() == "green" })
+	eventually(t, 30*time.Second, "new leader applies the next commit", func() bool { return color(ns) == "green" })
 }
 
 // TestReconcileSIGTERMMidRun: SIGTERM while a migration hook runs ends
@@ -195,7 +105,7 @@ spec:
 	args := []string{"--repo", url, "--ref", "main", "--interval", "300ms", "--inventory-namespace", inv,
 		"--leader-elect", "--cache-dir", filepath.Join(root, "cache")}
 
-	p := startReconcile(t, "reconciler", args...)
+	p := startReconcile(t, "reconciler", nil, args...)
 	cs := env.Client()
 	eventually(t, 60*time.Second, "migration Job running", func() bool {
 		_, err := cs.BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
@@ -247,7 +157,7 @@ spec:
 	// The migration is fixed in git; the next reconciler delivers it all.
 	repo.WriteFile("web/app.yaml", app("{app: migrate}"))
 	repo.CommitAll("migration fixed")
-	startReconcile(t, "restarted reconciler", args...)
+	startReconcile(t, "restarted reconciler", nil, args...)
 	eventually(t, 90*time.Second, "restarted reconciler delivers", func() bool {
 		r, err := mgr.ReadInventory(ctx, "web")
 		return err == nil && r.Result == apply.ResultSucceeded

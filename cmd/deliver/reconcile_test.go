@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
@@ -31,55 +29,15 @@ func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	inv := env.Namespace(t)
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
-	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n")
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n")
-	repo.CommitAll("first")
-	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
-
+	repo, url, root := webRepo(t, ns)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(deliverBin, "reconcile", "--repo", url, "--ref", "main", "--interval", "300ms",
-		"--listen", addr, "--leader-elect", "--inventory-namespace", inv,
-		"--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("deliver reconcile output:\n%s", logs.String())
-		}
-	}()
-
-	color := func() string {
-		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return cm.Data["color"]
-	}
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	p := startReconcile(t, "deliver reconcile", nil, "--repo", url, "--ref", "main", "--interval", "300ms",
+		"--listen", addr, "--leader-elect", "--inventory-namespace", inv, "--cache-dir", filepath.Join(root, "cache"))
+	wait := func(what string, cond func() bool) { t.Helper(); eventually(t, 30*time.Second, what, cond) }
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -89,10 +47,10 @@ func TestReconcileCommand(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	wait("first apply", func() bool { return color() == "blue" })
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: green}\n")
+	wait("first apply", func() bool { return color(ns) == "blue" })
+	setColor(repo, "green")
 	head := repo.CommitAll("green")
-	wait("new commit applied", func() bool { return color() == "green" })
+	wait("new commit applied", func() bool { return color(ns) == "green" })
 	wait("readyz", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `deliver_reconcile_runs_total{app="web",result="succeeded"}`) {
 		t.Errorf("GET /metrics: %d:\n%.1000s", code, body)
@@ -106,16 +64,11 @@ func TestReconcileCommand(t *testing.T) {
 		return json.Unmarshal([]byte(cm.Data["web"]), &st) == nil && st.Revision == head
 	})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("deliver reconcile did not stop within 20s of SIGTERM")
+	if code := p.waitExit(t, 20*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
 	// The Lease was released: no holder left for a standby to wait out.
 	lease, err := env.Client().CoordinationV1().Leases(inv).Get(ctx, "deliver-reconcile", metav1.GetOptions{})
@@ -126,7 +79,7 @@ func TestReconcileCommand(t *testing.T) {
 		t.Errorf("lease still held by %q after SIGTERM", *h)
 	}
 	for _, want := range []string{`"msg":"leading"`, `"msg":"run succeeded"`} {
-		if !strings.Contains(logs.String(), want) {
+		if !strings.Contains(p.logs.String(), want) {
 			t.Errorf("logs lack %s", want)
 		}
 	}

@@ -335,67 +335,24 @@ func TestTraceReconcile(t *testing.T) {
 	ns := env.Namespace(t)
 	inv := env.Namespace(t)
 	rcv := otlptest.NewHTTP(t)
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
-	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n")
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n")
-	first := repo.CommitAll("first")
-	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	repo, url, root := webRepo(t, ns)
+	first := repo.Head()
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(deliverBin, "reconcile", "--repo", url, "--ref", "main", "--interval", "300ms",
+	p := startReconcile(t, "deliver reconcile", otelEnv(rcv), "--repo", url, "--ref", "main", "--interval", "300ms",
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--inventory-namespace", inv,
-		"--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig)
-	cmd.Env = otelEnv(rcv)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("deliver reconcile output:\n%s", logs.String())
-		}
-	}()
-	color := func() string {
-		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), "web", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return cm.Data["color"]
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitFor("first apply", func() bool { return color() == "blue" })
-	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: green}\n")
+		"--cache-dir", filepath.Join(root, "cache"))
+	eventually(t, 30*time.Second, "first apply", func() bool { return color(ns) == "blue" })
+	setColor(repo, "green")
 	second := repo.CommitAll("green")
-	waitFor("second apply", func() bool { return color() == "green" })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	eventually(t, 30*time.Second, "second apply", func() bool { return color(ns) == "green" })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("deliver reconcile did not stop within 30s of SIGTERM")
+	if code := p.waitExit(t, 30*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
 	}
 
 	st := newSpanTree(t, rcv.Spans())
