@@ -134,7 +134,7 @@ apps:
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
 	}
-	for _, want := range []string{"ConfigMap/" + ns + "/a: dry-run", "skipped: dependency a failed", "ConfigMap/" + ns + "/c created"} {
+	for _, want := range []string{"ConfigMap/" + ns + "/a: apply", "bad key", "skipped: dependency a failed", "ConfigMap/" + ns + "/c created"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -49,10 +49,13 @@ type Options struct {
 	Recreate bool
 	// Redact masks secret values in error messages and diffs. Default: none.
 	Redact func(string) string
-	// NoCreateDryRun skips the server-side validation of objects that do
-	// not exist yet. A first apply then needs half the requests, but an
-	// object the server rejects fails in the middle of its stage, after
-	// its siblings were created.
+	// NoCreateDryRun skips the server-side validation (a dry-run apply) of
+	// objects that do not exist yet, also for an app that already runs: an
+	// object the server rejects then fails in the middle of its stage,
+	// after its siblings were written. Without it new objects are
+	// validated before the first write, except in an app's first revision
+	// (nothing of the app runs yet: see firstRevision), where the dry run
+	// would double the requests of the first apply for no safety gained.
 	NoCreateDryRun bool
 	// LockTimeout is how long Execute waits for another deliver applying
 	// the same app (a Lease per app) before failing with ErrLocked.

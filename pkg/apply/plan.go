@@ -187,6 +187,11 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 			}
 		}
 	}
+	// New objects of an app that runs are validated before the first
+	// write; a first revision is not: nothing of the app runs that a
+	// half-applied run could break, and the inventory, written before the
+	// first write, covers whatever a failed run created.
+	validateNew := !m.opts.NoCreateDryRun && !firstRevision(inv)
 	var mu sync.Mutex
 	m.forEach(ctx, len(p.Changes), func(i int) {
 		c := p.Changes[i]
@@ -196,7 +201,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		lm, exists := live[c.ID]
 		if !exists {
 			c.Type = ChangeCreate
-			if m.opts.NoCreateDryRun {
+			if !validateNew {
 				return
 			}
 			// Validate the new object with the server before anything is
@@ -249,6 +254,24 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		p.Rollback = rollbackPlan(p)
 	}
 	return p, nil
+}
+
+// firstRevision reports whether no version of the app can be running: no
+// run of it succeeded and no object of it was ever applied (no inventory
+// yet, or a first run that failed or was stopped before its first write).
+// A first run that failed after creating some objects does not count: the
+// inventory cannot tell it from a later run that failed, so its objects are
+// treated as running.
+func firstRevision(inv *Inventory) bool {
+	if inv.Result == ResultSucceeded || len(inv.Workloads) > 0 {
+		return false
+	}
+	for _, e := range inv.Entries {
+		if e.Digest != "" { // applied by deliver once
+			return false
+		}
+	}
+	return true
 }
 
 // desired prepares the object deliver will send and its change.

@@ -246,33 +246,10 @@ func TestSecretMaskedInDiff(t *testing.T) {
 	}
 }
 
-// TestRejectedNewObjectFailsThePlan: the server's validation of new
-// objects runs before any write, so nothing of the app is created.
-func TestRejectedNewObjectFailsThePlan(t *testing.T) {
-	ns := env.Namespace(t)
-	ctx := context.Background()
-	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
-	_, err := newManager(t, apply.Options{}).Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
-	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
-		t.Fatalf("error = %v, want the Deployment's dry run named", err)
-	}
-	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("ConfigMap a was created although the plan failed: %v", err)
-	}
-}
-
-// TestFailedStageKeepsInventory skips that validation to fail in the
-// middle of a stage, as a server that changed between plan and apply would.
-func TestFailedStageKeepsInventory(t *testing.T) {
-	ns := env.Namespace(t)
-	ctx := context.Background()
-	m := newManager(t, apply.Options{NoCreateDryRun: true})
-	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
-	_, err := m.Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
-	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web") {
-		t.Fatalf("error = %v, want the Deployment named", err)
-	}
-	inv, err := m.ReadInventory(ctx, ns)
+// inventoryNames lists the inventory's entries as Kind/name.
+func inventoryNames(t *testing.T, m *apply.Manager, app string) (*apply.Inventory, []string) {
+	t.Helper()
+	inv, err := m.ReadInventory(context.Background(), app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,15 +257,104 @@ func TestFailedStageKeepsInventory(t *testing.T) {
 	for _, e := range inv.Entries {
 		names = append(names, e.Kind+"/"+e.Name)
 	}
+	return inv, names
+}
+
+// TestRejectedNewObjectFailsThePlan: in an app that runs, new objects are
+// validated by the server before any write, so a rejected one fails the
+// plan and nothing of the new revision is written.
+func TestRejectedNewObjectFailsThePlan(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1")), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
+	p, err := m.Plan(ctx, objects(t, ns, cms("a=2", "b=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+		t.Fatalf("error = %v, want the Deployment's dry run named", err)
+	}
+	if p != nil {
+		t.Errorf("a plan came back with the error: %s", p.Summary())
+	}
+	_, err = m.Apply(ctx, objects(t, ns, cms("a=2", "b=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+		t.Fatalf("apply error = %v, want the Deployment's dry run named", err)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "b", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ConfigMap b was created although the plan failed: %v", err)
+	}
+	if cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{}); err != nil || cm.Data["k"] != "1" {
+		t.Errorf("ConfigMap a changed although the plan failed: %v %v", cm.Data, err)
+	}
+	if inv, names := inventoryNames(t, m, ns); inv.Result != apply.ResultSucceeded || !cmp.Equal(names, []string{"ConfigMap/a"}) {
+		t.Errorf("inventory after a refused plan: %s %v, want the first run's", inv.Result, names)
+	}
+}
+
+// TestFirstRevisionIsNotDryRun: the first apply of an app sends each new
+// object once, without a dry run before it; an object the server rejects
+// then fails in its stage, after the objects before it were created, and
+// the inventory covers them all.
+func TestFirstRevisionIsNotDryRun(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
+	p, err := m.Plan(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DryRuns != 0 || p.Count(apply.ChangeCreate) != 2 {
+		t.Errorf("first plan: %s with %d dry runs, want 2 creates and none", p.Summary(), p.DryRuns)
+	}
+	_, err = m.Execute(ctx, p)
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: apply") || !strings.Contains(err.Error(), "spec.replicas") {
+		t.Fatalf("error = %v, want the Deployment and its field named", err)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{}); err != nil {
+		t.Errorf("ConfigMap a, of the stage before the Deployment: %v", err)
+	}
+	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Deployment web exists: %v", err)
+	}
+	inv, names := inventoryNames(t, m, ns)
 	if diff := cmp.Diff([]string{"ConfigMap/a", "Deployment/web"}, names); diff != "" || inv.Result != apply.ResultFailed {
 		t.Errorf("inventory result %s (-want +got):\n%s", inv.Result, diff)
 	}
-	// The next good run converges, and a later removal prunes the ConfigMap.
-	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1")+"\n---\n"+deployment), apply.PlanOptions{App: ns}); err != nil {
+	// The retry cannot tell the failed first run from a failed later one:
+	// it validates new objects again.
+	if _, err := m.Plan(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns}); err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+		t.Errorf("retry: error = %v, want the Deployment's dry run named", err)
+	}
+}
+
+// TestFailedStageKeepsInventory: with NoCreateDryRun an app that runs
+// skips that validation too and fails in the middle of a stage, as a server
+// that changed between plan and apply would.
+func TestFailedStageKeepsInventory(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{NoCreateDryRun: true})
+	if _, err := m.Apply(ctx, objects(t, ns, cms("z=1")), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
+	_, err := m.Apply(ctx, objects(t, ns, cms("a=1", "z=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: apply") {
+		t.Fatalf("error = %v, want the Deployment's apply named", err)
+	}
+	inv, names := inventoryNames(t, m, ns)
+	if diff := cmp.Diff([]string{"ConfigMap/a", "ConfigMap/z", "Deployment/web"}, names); diff != "" || inv.Result != apply.ResultFailed {
+		t.Errorf("inventory result %s (-want +got):\n%s", inv.Result, diff)
+	}
+	// The next good run converges, and a later removal prunes the ConfigMaps.
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1", "z=1")+"\n---\n"+deployment), apply.PlanOptions{App: ns}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := m.Apply(ctx, objects(t, ns, deployment), apply.PlanOptions{App: ns})
-	if err != nil || rep.Count(apply.Deleted) != 1 {
+	if err != nil || rep.Count(apply.Deleted) != 2 {
 		t.Fatalf("prune after recovery: %v %+v", err, rep)
 	}
 }

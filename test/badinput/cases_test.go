@@ -2,17 +2,20 @@ package badinput
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
 )
 
 // config returns a deliver.yaml with the given apps (YAML list items).
@@ -232,26 +235,41 @@ func cases() []badCase {
 		},
 		{
 			// The server rejects a key with a space: exit 1, the object
-			// named, and it does not exist.
+			// named, and it does not exist. A first apply does not dry-run
+			// its objects before writing them (nothing of the app runs
+			// yet), so the valid ConfigMap next to it may be created; the
+			// inventory must then list both, for the next run to prune or
+			// fix them.
 			name:      "server rejects an object",
 			files:     map[string]string{"deliver.yaml": config(manifestsApp), "m/a.yaml": cm("a"), "m/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {\"bad key\": x}\n"},
 			want:      []string{"ConfigMap/$NS/bad", "data[bad key]"},
-			mayChange: []string{inventory, "ConfigMap/a"}, // see the next case
+			mayChange: []string{inventory, "ConfigMap/a"},
 			check: func(t *testing.T, c *caseEnv) {
 				if _, err := env.Client().CoreV1().ConfigMaps(c.ns).Get(context.Background(), "bad", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 					t.Errorf("ConfigMap bad exists: %v", err)
 				}
+				inventoryLists(t, c, apply.ResultFailed, "ConfigMap/a", "ConfigMap/bad")
 			},
 		},
 		{
-			// The same, stricter: a new object is dry-run in the plan, so
-			// deliver knows before writing anything that the app will
-			// fail; the valid ConfigMap next to it must not be applied
-			// (as with an immutable field, which fails in the plan).
-			name:      "server rejection applies nothing else",
-			files:     map[string]string{"deliver.yaml": config(manifestsApp), "m/a.yaml": cm("a"), "m/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {\"bad key\": x}\n"},
+			// The same, stricter, in an app that runs: new objects are
+			// dry-run in the plan, so deliver knows before writing
+			// anything that the run will fail; neither the valid new
+			// ConfigMap nor the change to the running one is applied (as
+			// with an immutable field, which fails in the plan).
+			name:  "server rejection applies nothing else",
+			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/a.yaml": cm("a")},
+			setup: func(t *testing.T, c *caseEnv) {
+				mustApply(t, c)
+				c.write(t, map[string]string{
+					"m/a.yaml":   strings.Replace(cm("a"), "k: v", "k: v2", 1),
+					"m/b.yaml":   cm("b"),
+					"m/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {\"bad key\": x}\n",
+				})
+			},
 			want:      []string{"ConfigMap/$NS/bad", "data[bad key]"},
 			mayChange: []string{inventory},
+			check:     func(t *testing.T, c *caseEnv) { inventoryLists(t, c, apply.ResultSucceeded, "ConfigMap/a") },
 		},
 		{
 			// The server's validation message quotes the invalid value,
@@ -261,9 +279,9 @@ func cases() []badCase {
 			files: map[string]string{"deliver.yaml": config(`- {name: app, namespace: $NS, helm: {chart: charts/app, values: {password: "ref+vault://secret/data/badinput/app#/password", label: "ref+vault://secret/data/badinput/app#/label"}}}`)},
 			env:   vaultEnv,
 			want:  []string{"Secret/$NS/app-credentials", "metadata.labels"},
-			// The ConfigMap of the same stage is applied before the Secret
-			// fails (the partial apply of "server rejection applies
-			// nothing else"); the Secret itself must not exist.
+			// A first apply: the ConfigMap of the same stage may be
+			// applied before the Secret fails (see "server rejects an
+			// object"); the Secret itself must not exist.
 			mayChange: []string{inventory, "ConfigMap/app-settings"},
 			check: func(t *testing.T, c *caseEnv) {
 				if _, err := env.Client().CoreV1().Secrets(c.ns).Get(context.Background(), "app-credentials", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -765,5 +783,26 @@ func deploymentAbsent(t *testing.T, c *caseEnv) {
 	_, err := env.Client().AppsV1().Deployments(c.ns).Get(context.Background(), "web", metav1.GetOptions{})
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("Deployment/%s/web exists after a failed hook (err %v)", c.ns, err)
+	}
+}
+
+// inventoryLists checks the app's inventory: its result and the objects
+// ("Kind/name") it lists.
+func inventoryLists(t *testing.T, c *caseEnv, result string, want ...string) {
+	t.Helper()
+	s, err := env.Client().CoreV1().Secrets(c.ns).Get(context.Background(), apply.InventoryName("app"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("inventory: %v", err)
+	}
+	var inv apply.Inventory
+	if err := json.Unmarshal(s.Data["inventory.json"], &inv); err != nil {
+		t.Fatalf("inventory: %v", err)
+	}
+	var got []string
+	for _, e := range inv.Entries {
+		got = append(got, e.Kind+"/"+e.Name)
+	}
+	if d := cmp.Diff(want, got); d != "" || inv.Result != result {
+		t.Errorf("inventory: result %s, want %s; entries (-want +got):\n%s", inv.Result, result, d)
 	}
 }
