@@ -41,6 +41,9 @@ type tracker struct {
 type watchedKind struct {
 	gk       schema.GroupKind
 	informer cache.SharedIndexInformer
+	// synced is done once the informer's initial list went through the
+	// tracker's handler.
+	synced cache.DoneChecker
 }
 
 func newTracker(ctx context.Context, cfg *rest.Config, mapper meta.RESTMapper, onDrift func(app, id, why string)) (*tracker, error) {
@@ -102,12 +105,17 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 				}
 				return obj, nil
 			})
-			if _, err := inf.AddEventHandler(t.handler(gk)); err != nil {
+			reg, err := inf.AddEventHandler(t.handler(gk))
+			if err != nil {
 				continue
 			}
-			t.kinds[gk] = &watchedKind{gk: gk, informer: inf}
+			t.kinds[gk] = &watchedKind{gk: gk, informer: inf, synced: reg.HasSyncedChecker()}
 			started = true
 		}
+	}
+	synced := make([]cache.DoneChecker, 0, len(t.kinds))
+	for _, wk := range t.kinds {
+		synced = append(synced, wk.synced)
 	}
 	t.mu.Unlock()
 	if !started {
@@ -115,7 +123,12 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 	}
 	t.factory.Start(t.ctx.Done())
 	if wait {
-		t.factory.WaitForCacheSync(ctx.Done())
+		// Not the factory's WaitForCacheSync: it polls every 100ms, which
+		// added about 100ms to every no-op Once pass, and it waits for the
+		// stores only. This wakes as soon as every handler has seen the
+		// initial list, so the drift it found is noted before the caller
+		// schedules.
+		cache.WaitFor(ctx, "", synced...)
 	}
 }
 
