@@ -43,6 +43,7 @@ const AnnotationRequestedAt = "deliver.dev/requested-at"
 type control struct {
 	factory  metadatainformer.SharedInformerFactory
 	informer cache.SharedIndexInformer
+	synced   cache.DoneChecker
 	key      string
 	onChange func(suspendChanged, requested bool)
 
@@ -74,7 +75,7 @@ func newControl(cfg *rest.Config, ns string, onChange func(suspendChanged, reque
 		}
 	}
 	c.informer = factory.ForResource(corev1.SchemeGroupVersion.WithResource("configmaps")).Informer()
-	_, err = c.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	reg, err := c.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc:    func(obj any, initial bool) { set(annotations(obj), initial) },
 		UpdateFunc: func(_, obj any) { set(annotations(obj), false) },
 		DeleteFunc: func(any) { set(nil, false) },
@@ -82,6 +83,7 @@ func newControl(cfg *rest.Config, ns string, onChange func(suspendChanged, reque
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
+	c.synced = reg.HasSyncedChecker()
 	return c, nil
 }
 
@@ -96,7 +98,8 @@ func annotations(obj any) map[string]string {
 // pause is known before the first scheduling pass.
 func (c *control) start(ctx context.Context) {
 	c.factory.Start(ctx.Done())
-	c.factory.WaitForCacheSync(ctx.Done())
+	// Not the factory's WaitForCacheSync, which polls every 100ms.
+	cache.WaitFor(ctx, "", c.synced)
 }
 
 func (c *control) stop() { c.factory.Shutdown() }

@@ -43,6 +43,7 @@ type invMeta struct {
 type inventories struct {
 	factory  metadatainformer.SharedInformerFactory
 	informer cache.SharedIndexInformer
+	synced   cache.DoneChecker
 	onChange func(app string)
 
 	mu   sync.Mutex
@@ -77,7 +78,7 @@ func newInventories(cfg *rest.Config, ns string, onChange func(app string)) (*in
 			iv.onChange(app)
 		}
 	}
-	_, err = iv.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := iv.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    set,
 		UpdateFunc: func(_, obj any) { set(obj) },
 		DeleteFunc: func(obj any) {
@@ -95,6 +96,7 @@ func newInventories(cfg *rest.Config, ns string, onChange func(app string)) (*in
 	if err != nil {
 		return nil, fmt.Errorf("inventories: %w", err)
 	}
+	iv.synced = reg.HasSyncedChecker()
 	return iv, nil
 }
 
@@ -102,7 +104,9 @@ func newInventories(cfg *rest.Config, ns string, onChange func(app string)) (*in
 // suspended app is known before the first scheduling pass.
 func (iv *inventories) start(ctx context.Context) {
 	iv.factory.Start(ctx.Done())
-	iv.factory.WaitForCacheSync(ctx.Done())
+	// Not the factory's WaitForCacheSync, which polls every 100ms; this
+	// also waits until the handler saw the list.
+	cache.WaitFor(ctx, "", iv.synced)
 }
 
 func (iv *inventories) stop() { iv.factory.Shutdown() }
