@@ -24,14 +24,17 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 )
@@ -55,15 +58,33 @@ type Options struct {
 	Out string
 	// Profile profiles the slowest deliver row in-process after the rows.
 	Profile bool
+	// ProfileRow, when set, profiles the row whose name contains it (at
+	// the largest size) instead of the slowest and the worst.
+	ProfileRow string
 	// Settle bounds the untimed wait after each first apply for the
 	// controllers to catch up with the new Deployments. Zero: no wait. The
 	// controllers are rate-limited (20 QPS), so their background churn is
 	// small next to a tool's, and the rounds rotate which tool follows it;
 	// a full settle of 1,000 objects takes over 30 s on 2 cores.
 	Settle time.Duration
+	// Rows, when not empty, limits the run to these groups of rows:
+	// render, apply (the first apply rows), diff (no-change diff), change
+	// (the 1% change) and reconcile (a no-op deliver reconcile --once). The diff and change rows still need a first
+	// apply of each tool, made once and untimed when apply is left out.
+	Rows []string
+	// DeliverArgs are added to every deliver command that talks to the
+	// cluster (apply, diff, reconcile), to measure a flag's effect; the
+	// report records them.
+	DeliverArgs []string
+	// RawWorkers are the concurrencies of the raw client of the floor
+	// rows, one side each. Default 16 (deliver's default) and 32.
+	RawWorkers []int
 	// Log receives progress and the table.
 	Log io.Writer
 }
+
+// wants reports whether the run includes a group of rows.
+func (o Options) wants(group string) bool { return len(o.Rows) == 0 || slices.Contains(o.Rows, group) }
 
 func main() {
 	quick := flag.Bool("quick", false, "100 and 1,000 objects only (under 3 minutes)")
@@ -74,9 +95,32 @@ func main() {
 	out := flag.String("out", ".cache/bench/results.json", "JSON results file")
 	profile := flag.Bool("profile", true, "profile the slowest deliver row in-process with pprof")
 	settle := flag.Duration("settle", 0, "after each first apply, wait up to this long (untimed) for the Deployments to settle")
+	profileRow := flag.String("profile-row", "", "profile the row whose name contains this (at the largest size) instead of the slowest and the worst")
+	deliverArgs := flag.String("deliver-args", "", "space-separated flags added to every deliver apply, diff and reconcile (recorded in the results)")
+	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
+	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile (default all)")
 	flag.Parse()
 
-	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, Settle: *settle, Log: os.Stdout}
+	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, Settle: *settle, Log: os.Stdout}
+	opts.DeliverArgs = strings.Fields(*deliverArgs)
+	for s := range strings.SplitSeq(*rawWorkers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: bad -raw-workers %q\n", s)
+			os.Exit(2)
+		}
+		opts.RawWorkers = append(opts.RawWorkers, n)
+	}
+	for g := range strings.SplitSeq(*rows, ",") {
+		switch g = strings.TrimSpace(g); g {
+		case "":
+		case "render", "apply", "diff", "change", "reconcile":
+			opts.Rows = append(opts.Rows, g)
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change or reconcile)\n", g)
+			os.Exit(2)
+		}
+	}
 	sizeList := *sizes
 	if sizeList == "" {
 		sizeList = "100,1000,5000"
@@ -125,13 +169,14 @@ type bench struct {
 	home                     string // HOME of every tool: no state from the user's
 	cluster                  *testenv.Cluster
 	cs                       kubernetes.Interface
-	dyn                      dynamic.Interface
+	dyn                      dynamic.Interface // no client-side rate limit: the raw client's
 	report                   *Report
 	reconcileHelp            string // empty: deliver has no reconcile command
 	lastDeliver, lastKubectl map[int]*manifestDir
 	deliverDirs, kubectlDirs int
 	runs                     int               // of the size being measured: runsFor
 	replays                  map[string]replay // per row: deliver's step in-process, for the profile
+	requests                 requestLog        // the API requests of the profiled step
 }
 
 func run(ctx context.Context, opts Options) error {
@@ -162,15 +207,24 @@ func run(ctx context.Context, opts Options) error {
 	}
 	b.report = newReport(opts)
 	b.report.Deliver = binaryInfo(b.deliver)
+	b.report.DeliverArgs = opts.DeliverArgs
 	b.reconcileHelp = reconcileHelp(ctx, b.deliver)
-	b.logf("bench: deliver %s; sizes %v; machine: %s", b.report.Deliver, opts.Sizes, b.report.Machine)
+	b.logf("bench: deliver %s %s; sizes %v; machine: %s", b.report.Deliver, strings.Join(opts.DeliverArgs, " "), opts.Sizes, b.report.Machine)
 
 	// Render needs no cluster: measured first, while the machine is quiet.
 	for _, n := range opts.Sizes {
+		if !opts.wants("render") {
+			break
+		}
 		b.runs = runsFor(opts, n)
 		if err := b.renderRows(ctx, n); err != nil {
 			return err
 		}
+	}
+	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") {
+		b.report.Reconcile = "n/a: not in -rows"
+		b.printTable()
+		return b.writeJSON()
 	}
 
 	b.logf("bench: starting the local control plane")
@@ -184,10 +238,18 @@ func run(ctx context.Context, opts Options) error {
 	if b.cs, err = kubernetes.NewForConfig(b.cluster.Config); err != nil {
 		return err
 	}
-	if b.dyn, err = dynamic.NewForConfig(b.cluster.Config); err != nil {
+	// The raw client of the floor rows has no client-side rate limit
+	// (QPS < 0): its speed is the API server's, bounded only by the
+	// requests in flight.
+	rawCfg := rest.CopyConfig(b.cluster.Config)
+	rawCfg.QPS = -1
+	if b.dyn, err = dynamic.NewForConfig(rawCfg); err != nil {
 		return err
 	}
 	if err := b.installCRD(ctx); err != nil {
+		return err
+	}
+	if err := b.warmUp(ctx); err != nil {
 		return err
 	}
 	for _, n := range opts.Sizes {
@@ -401,6 +463,7 @@ func (b *bench) newDir(ctx context.Context, n int, tool string) (*manifestDir, e
 
 func (b *bench) deliverProc(md *manifestDir, cmd string, extra ...string) proc {
 	args := append([]string{cmd, "--kubeconfig", b.cluster.Kubeconfig, "--path", md.Dir, "-f", ".", "--app", md.Namespace}, extra...)
+	args = append(args, b.opts.DeliverArgs...)
 	p := proc{name: b.deliver, args: args, env: b.env()}
 	if cmd == "diff" {
 		p.ok = []int{2} // changes found
@@ -454,60 +517,75 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	kubectlApply := applyWith("kubectl", func(ctx context.Context, md *manifestDir) (sample, error) {
 		return runProc(ctx, b.kubectlProc(md, "apply"))
 	})
-	rawApplyRun := applyWith("raw", func(ctx context.Context, md *manifestDir) (sample, error) {
-		objs, err := md.objects()
-		if err != nil {
-			return sample{}, err
+	rawApplyRun := func(workers int) runFunc {
+		return applyWith("raw", func(ctx context.Context, md *manifestDir) (sample, error) {
+			objs, err := md.objects()
+			if err != nil {
+				return sample{}, err
+			}
+			start := time.Now()
+			err = rawApply(ctx, b.dyn, objs, workers)
+			return sample{Wall: time.Since(start)}, err
+		})
+	}
+	if !b.opts.wants("apply") {
+		// The diff and change rows need what each tool applied: once,
+		// untimed.
+		for _, side := range []runFunc{deliverApply, kubectlApply} {
+			if _, err := side(ctx, 0); err != nil {
+				return fmt.Errorf("first apply: %w", err)
+			}
 		}
-		start := time.Now()
-		err = rawApply(ctx, b.dyn, objs, rawWorkers)
-		return sample{Wall: time.Since(start)}, err
-	})
-	sides := []runFunc{deliverApply, kubectlApply, rawApplyRun}
-	// deliver validates new objects with a dry run before the first write
-	// (one more request per object); when the binary can skip that, the
-	// row shows what the validation costs.
-	noValidate := b.hasFlag(ctx, "apply", "--no-validate")
-	if noValidate {
-		sides = append(sides, applyWith("deliver", func(ctx context.Context, md *manifestDir) (sample, error) {
-			return runProc(ctx, b.deliverProc(md, "apply", "--wait=false", "--no-validate"))
-		}))
+		return b.diffRows(ctx, n)
+	}
+	sides := []runFunc{deliverApply, kubectlApply}
+	for _, w := range b.opts.RawWorkers {
+		sides = append(sides, rawApplyRun(w))
 	}
 	got, err := b.rounds(ctx, "first apply", sides...)
 	if err != nil {
 		return err
 	}
-	ds, ks, rs := got[0], got[1], got[2]
-	b.report.add(n, "first apply", measure("deliver apply", ds), measure("kubectl apply --server-side", ks))
-	b.report.add(n, "first apply (floor)", measure("deliver apply", ds), measure(fmt.Sprintf("raw client, %d workers", rawWorkers), rs))
-	if noValidate {
-		b.report.add(n, "first apply, --no-validate", measure("deliver apply --no-validate", got[3]), measure("kubectl apply --server-side", ks))
-		b.report.add(n, "first apply, --no-validate (floor)", measure("deliver apply --no-validate", got[3]), measure(fmt.Sprintf("raw client, %d workers", rawWorkers), rs))
+	ds := measure("deliver apply", got[0])
+	b.report.add(n, "first apply", ds, measure("kubectl apply --server-side", got[1]))
+	for i, w := range b.opts.RawWorkers {
+		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers)", w), ds, measure(fmt.Sprintf("raw client, %d workers, no QPS limit", w), got[2+i]))
 	}
+	return b.diffRows(ctx, n)
+}
 
+// diffRows measures the no-change diff and the 1% change of what the first
+// apply rows left, as -rows asks.
+func (b *bench) diffRows(ctx context.Context, n int) error {
 	// No-change diff: each tool diffs what it applied itself (kubectl's
 	// fields would conflict with deliver's otherwise).
 	dmd, kmd := b.lastDeliver[n], b.lastKubectl[n]
-	b.logf("bench: %d objects: no-change diff", n)
-	noChange := func(p proc) func(context.Context, int) (sample, error) {
-		return func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, p) }
+	if b.opts.wants("diff") {
+		b.logf("bench: %d objects: no-change diff", n)
+		noChange := func(p proc) func(context.Context, int) (sample, error) {
+			return func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, p) }
+		}
+		// The full dry run is what deliver costs without its inventory
+		// fast path (and what a dry-run-everything reconcile costs); it
+		// shares kubectl's samples.
+		got, err := b.rounds(ctx, "no-change diff", noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff")))
+		if err != nil {
+			return err
+		}
+		kdiff := measure("kubectl diff --server-side", got[2])
+		b.report.add(n, "no-change diff", measure("deliver diff", got[0]), kdiff)
+		b.report.add(n, "no-change diff, full dry run", measure("deliver diff --full-dry-run", got[1]), kdiff)
 	}
-	// The full dry run is what deliver costs without its inventory fast
-	// path (and what a dry-run-everything reconcile costs); it shares
-	// kubectl's samples.
-	got, err = b.rounds(ctx, "no-change diff", noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff")))
-	if err != nil {
-		return err
+	if !b.opts.wants("change") {
+		b.registerClusterReplays(n, "")
+		return nil
 	}
-	kdiff := measure("kubectl diff --server-side", got[2])
-	b.report.add(n, "no-change diff", measure("deliver diff", got[0]), kdiff)
-	b.report.add(n, "no-change diff, full dry run", measure("deliver diff --full-dry-run", got[1]), kdiff)
 
 	// Small change: 1% of the objects change in git; the tool shows the
 	// diff, then applies it (what CI does on a merge).
 	b.logf("bench: %d objects: 1%% change diff+apply", n)
 	changed := 0
-	ds, ks, err = b.pair(ctx, "1% change",
+	ds, ks, err := b.pair(ctx, "1% change",
 		func(ctx context.Context, _ int) (sample, error) {
 			c, err := dmd.change()
 			if err != nil {
@@ -531,13 +609,44 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	return nil
 }
 
-// rawWorkers is deliver's default concurrency: the floor row sends the
-// same applies with as many in flight.
-const rawWorkers = 16
+// warmUp applies a small workload once with every tool, untimed: the
+// first requests of each kind after the API server starts (its
+// server-side apply type converters, caches, the deliver-system namespace)
+// cost more, and should fall on no tool's first run.
+func (b *bench) warmUp(ctx context.Context) error {
+	b.logf("bench: warm-up")
+	for _, tool := range []string{"deliver", "kubectl", "raw"} {
+		md, err := b.newDir(ctx, 20, tool)
+		if err != nil {
+			return err
+		}
+		switch tool {
+		case "deliver":
+			_, err = runProc(ctx, b.deliverProc(md, "apply", "--wait=false"))
+		case "kubectl":
+			_, err = runProc(ctx, b.kubectlProc(md, "apply"))
+		default:
+			var objs []*unstructured.Unstructured
+			if objs, err = md.objects(); err == nil {
+				err = rawApply(ctx, b.dyn, objs, 16)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("warm-up %s: %w", tool, err)
+		}
+	}
+	return nil
+}
+
+// reconcileTimeout bounds one run of deliver reconcile --once.
+const reconcileTimeout = 2 * time.Minute
 
 // reconcileRow measures a no-op reconcile only when deliver has one that
 // can run a single pass; otherwise it says why not.
 func (b *bench) reconcileRow(ctx context.Context) string {
+	if !b.opts.wants("reconcile") {
+		return "n/a: not in -rows"
+	}
 	if b.reconcileHelp == "" {
 		return "n/a: this deliver binary has no reconcile command"
 	}
@@ -552,7 +661,19 @@ func (b *bench) reconcileRow(ctx context.Context) string {
 	b.logf("bench: %d objects: no-op reconcile", n)
 	ds, others, err := b.pair(ctx, "no-op reconcile",
 		func(ctx context.Context, _ int) (sample, error) {
-			return runProc(ctx, b.deliverProc(md, "reconcile", "--once"))
+			// The reconciler follows a repository: the workload's own,
+			// committed (the change rows leave its working tree as
+			// committed last).
+			// --wait=false like the other rows: a pass that applies
+			// nothing has nothing to wait for.
+			args := append([]string{"reconcile", "--once", "--wait=false", "--kubeconfig", b.cluster.Kubeconfig, "--repo", "file://" + md.Dir, "--ref", "main", "-f", ".", "--app", md.Namespace}, b.opts.DeliverArgs...)
+			ctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
+			defer cancel()
+			s, err := runProc(ctx, proc{name: b.deliver, args: args, env: b.env()})
+			if ctx.Err() != nil {
+				err = fmt.Errorf("deliver reconcile --once did not end within %s (%v)", reconcileTimeout, err)
+			}
+			return s, err
 		},
 		func(ctx context.Context, _ int) (sample, error) {
 			return runProc(ctx, b.deliverProc(md, "diff", "--full-dry-run"))
@@ -574,8 +695,8 @@ func (b *bench) printTable() {
 	w.Flush()
 	fmt.Fprintln(b.opts.Log, "medians of the runs; deliver/other < 1: deliver is faster; RSS: highest VmHWM of the runs")
 	for _, p := range b.report.Profiles {
-		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n",
-			p.Row, p.Objects, p.Wall, p.CPU, p.AllocMiB, p.File, p.Top)
+		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n%s\n",
+			p.Row, p.Objects, p.Wall, p.CPU, p.AllocMiB, p.File, p.Top, p.Requests)
 	}
 	fmt.Fprintf(b.opts.Log, "results: %s (%s)\n", b.opts.Out, b.report.Duration)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,9 @@ type Profile struct {
 	AllocMiB uint64 `json:"allocMiB"`
 	// Top is `go tool pprof -top` sorted by flat and by cumulative time.
 	Top string `json:"top"`
+	// Requests lists the step's API requests (when few) and counts them
+	// by method and resource, with their summed durations.
+	Requests string `json:"requests"`
 }
 
 // replay reproduces deliver's side of a row in-process: setup outside the
@@ -56,10 +60,30 @@ func (b *bench) pipelineOptions(md *manifestDir) pipeline.Options {
 		Path: md.Dir, Manifests: ".", App: md.Namespace, Wait: &wait,
 		Kube: func(string) (*rest.Config, error) {
 			c := rest.CopyConfig(b.cluster.Config)
-			c.QPS, c.Burst = 200, 400
+			c.QPS, c.Burst = b.clientLimits()
+			c.Wrap(b.requests.wrap)
 			return c, nil
 		},
 	}
+}
+
+// clientLimits returns the CLI's default QPS and burst, or those given in
+// -deliver-args (--qps=N, --burst=N).
+func (b *bench) clientLimits() (float32, int) {
+	qps, burst := float32(200), 400
+	for _, a := range b.opts.DeliverArgs {
+		if v, ok := strings.CutPrefix(a, "--qps="); ok {
+			if f, err := strconv.ParseFloat(v, 32); err == nil {
+				qps = float32(f)
+			}
+		}
+		if v, ok := strings.CutPrefix(a, "--burst="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				burst = n
+			}
+		}
+	}
+	return qps, burst
 }
 
 func pipelineErr(res *pipeline.Result, err error) error {
@@ -82,20 +106,18 @@ func (b *bench) registerReplays(n int, renderRepos map[string]string) {
 }
 
 func (b *bench) registerClusterReplays(n int, changedRow string) {
+	if b.replays == nil {
+		b.replays = map[string]replay{}
+	}
 	var md *manifestDir
 	firstApply := replay{
 		setup: func(ctx context.Context) (err error) { md, err = b.newDir(ctx, n, "deliver"); return err },
 		run:   func(ctx context.Context) error { return pipelineErr(pipeline.Apply(ctx, b.pipelineOptions(md))) },
 	}
 	b.replays[replayKey(n, "first apply")] = firstApply
-	b.replays[replayKey(n, "first apply (floor)")] = firstApply
-	noValidate := firstApply
-	noValidate.run = func(ctx context.Context) error {
-		o := b.pipelineOptions(md)
-		o.Apply.NoCreateDryRun = true
-		return pipelineErr(pipeline.Apply(ctx, o))
+	for _, w := range b.opts.RawWorkers {
+		b.replays[replayKey(n, fmt.Sprintf("first apply (floor, %d workers)", w))] = firstApply
 	}
-	b.replays[replayKey(n, "first apply, --no-validate")] = noValidate
 	b.replays[replayKey(n, "no-change diff")] = replay{run: func(ctx context.Context) error {
 		return pipelineErr(pipeline.Diff(ctx, b.pipelineOptions(b.lastDeliver[n])))
 	}}
@@ -146,6 +168,24 @@ func renderLikeCLI(ctx context.Context, repo string) error {
 // it is another one, the row where deliver compares worst (the highest
 // ratio): the first shows where big runs spend, the second what to fix.
 func (b *bench) profileRows(ctx context.Context) ([]*Profile, error) {
+	if b.opts.ProfileRow != "" {
+		// The rows asked for, at the largest size that has them.
+		var pick *Row
+		for i := range b.report.Rows {
+			r := &b.report.Rows[i]
+			if _, ok := b.replays[replayKey(r.Objects, r.Name)]; ok && strings.Contains(r.Name, b.opts.ProfileRow) && (pick == nil || r.Objects >= pick.Objects) {
+				pick = r
+			}
+		}
+		if pick == nil {
+			return nil, fmt.Errorf("no measured row matches -profile-row %q", b.opts.ProfileRow)
+		}
+		p, err := b.profile(ctx, pick)
+		if err != nil {
+			return nil, err
+		}
+		return []*Profile{p}, nil
+	}
 	var slowest, worst *Row
 	for i := range b.report.Rows {
 		r := &b.report.Rows[i]
@@ -199,6 +239,7 @@ func (b *bench) profile(ctx context.Context, slowest *Row) (*Profile, error) {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return nil, fmt.Errorf("start CPU profile: %w", err)
 	}
+	b.requests.reset()
 	start := time.Now()
 	runErr := rp.run(ctx)
 	wall := time.Since(start)
@@ -227,6 +268,7 @@ func (b *bench) profile(ctx context.Context, slowest *Row) (*Profile, error) {
 		top.Write(out)
 	}
 	p.Top = top.String()
+	p.Requests = b.requests.summary(120)
 	return p, nil
 }
 

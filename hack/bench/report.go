@@ -19,9 +19,11 @@ type Report struct {
 	Machine  Machine   `json:"machine"`
 	// Deliver describes the binary measured: its size and linking change
 	// its start-up time and resident memory.
-	Deliver   string `json:"deliver"`
-	LoadAfter string `json:"loadAfter"`
-	Rows      []Row  `json:"rows"`
+	Deliver string `json:"deliver"`
+	// DeliverArgs are the flags added to every deliver apply and diff.
+	DeliverArgs []string `json:"deliverArgs,omitempty"`
+	LoadAfter   string   `json:"loadAfter"`
+	Rows        []Row    `json:"rows"`
 	// Reconcile is "measured" (a row is in Rows) or why it is not.
 	Reconcile string `json:"reconcile"`
 	// Profiles are of deliver's slowest row and of its worst ratio.

@@ -169,7 +169,7 @@ func writeManifestDir(dir, ns string, n int) (*manifestDir, error) {
 // a folder inside the deliver repository, whose status would be timed.
 func gitCommit(dir string) error {
 	for _, args := range [][]string{
-		{"init", "-q"},
+		{"init", "-q", "-b", "main"},
 		{"add", "-A"},
 		{"-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "-q", "--no-gpg-sign", "-m", "workload"},
 	} {
@@ -191,7 +191,8 @@ func (md *manifestDir) write(i int) error {
 }
 
 // change bumps the data of 1% of the objects (at least one), all
-// ConfigMaps spread over the workload, and returns how many changed.
+// ConfigMaps spread over the workload, commits them and returns how many
+// changed.
 func (md *manifestDir) change() (int, error) {
 	var cms []int
 	for i, it := range md.items {
@@ -209,6 +210,13 @@ func (md *manifestDir) change() (int, error) {
 			return changed, err
 		}
 		changed++
+	}
+	// Committed, so that a reconciler following the repository sees what
+	// deliver --path applied.
+	cmd := exec.Command("git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "-q", "-a", "--no-gpg-sign", "-m", "change")
+	cmd.Dir = md.Dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return changed, fmt.Errorf("git commit in %s: %w\n%s", md.Dir, err, out)
 	}
 	return changed, nil
 }
