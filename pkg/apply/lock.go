@@ -34,6 +34,11 @@ type appLock struct {
 	identity string
 	stop     chan struct{}
 	done     sync.WaitGroup
+
+	// mu guards lease, the Lease as last written by this holder: renewal
+	// and release update it without reading it again.
+	mu    sync.Mutex
+	lease *coordinationv1.Lease
 }
 
 func lockName(app string) string { return "deliver-lock-" + app }
@@ -82,13 +87,17 @@ func (m *Manager) lock(ctx context.Context, app string) (*appLock, error) {
 			case <-l.stop:
 				return
 			case <-t.C:
-				lease, err := leases.Get(context.Background(), l.name, metav1.GetOptions{})
-				if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.identity {
-					continue
-				}
+				l.mu.Lock()
+				lease := l.lease.DeepCopy()
+				l.mu.Unlock()
 				now := metav1.NewMicroTime(time.Now())
 				lease.Spec.RenewTime = &now
-				_, _ = leases.Update(context.Background(), lease, metav1.UpdateOptions{})
+				// A conflict means someone else wrote it: ours no longer.
+				if updated, err := leases.Update(context.Background(), lease, metav1.UpdateOptions{}); err == nil {
+					l.mu.Lock()
+					l.lease = updated
+					l.mu.Unlock()
+				}
 			}
 		}
 	}()
@@ -96,26 +105,32 @@ func (m *Manager) lock(ctx context.Context, app string) (*appLock, error) {
 }
 
 // tryAcquire takes the Lease if it is free or expired; otherwise it
-// returns the Lease that holds it.
+// returns the Lease that holds it. The Lease is read first: after an app's
+// first run it exists, so a create would only fail.
 func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error) {
 	leases := l.m.kube.CoordinationV1().Leases(l.m.opts.InventoryNamespace)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(lockDuration / time.Second)
 	mine := coordinationv1.LeaseSpec{HolderIdentity: &l.identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.m.opts.InventoryNamespace}, Spec: mine}
-	_, err := leases.Create(ctx, lease, metav1.CreateOptions{})
-	if apierrors.IsNotFound(err) { // the namespace itself
-		if err = l.m.ensureNamespace(ctx); err == nil {
-			_, err = leases.Create(ctx, lease, metav1.CreateOptions{})
+	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.m.opts.InventoryNamespace}, Spec: mine}
+		created, err := leases.Create(ctx, lease, metav1.CreateOptions{})
+		if apierrors.IsNotFound(err) { // the namespace itself
+			if err = l.m.ensureNamespace(ctx); err == nil {
+				created, err = leases.Create(ctx, lease, metav1.CreateOptions{})
+			}
+		}
+		switch {
+		case err == nil:
+			l.lease = created
+			return nil, nil
+		case apierrors.IsAlreadyExists(err): // created by another run meanwhile
+			cur, err = leases.Get(ctx, l.name, metav1.GetOptions{})
+		default:
+			return nil, err
 		}
 	}
-	if err == nil {
-		return nil, nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return nil, err
-	}
-	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -127,12 +142,14 @@ func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error)
 	// Free (released) or left by a holder that died: take it, with the
 	// resourceVersion as precondition so that only one taker wins.
 	cur.Spec = mine
-	if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	taken, err := leases.Update(ctx, cur, metav1.UpdateOptions{})
+	if err != nil {
 		if apierrors.IsConflict(err) {
 			return cur, nil // someone else took it first
 		}
 		return nil, err
 	}
+	l.lease = taken
 	return nil, nil
 }
 
@@ -143,10 +160,9 @@ func (l *appLock) unlock() {
 	leases := l.m.kube.CoordinationV1().Leases(l.m.opts.InventoryNamespace)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lease, err := leases.Get(ctx, l.name, metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.identity {
-		return
-	}
+	// The renewer has stopped: l.lease is the last version written. A
+	// conflict means another run took over an expired lock: leave it.
+	lease := l.lease.DeepCopy()
 	empty := ""
 	lease.Spec.HolderIdentity = &empty
 	_, _ = leases.Update(ctx, lease, metav1.UpdateOptions{})
