@@ -80,12 +80,16 @@ func Plain(opts PlainOptions) (*object.Set, error) {
 	} else {
 		files = []string{rel}
 	}
+	// Files are read and parsed in parallel, then checked in order: the
+	// error is the one a file by file loop would stop at.
+	decoded, errs := decodeAll(len(files), func(i int) ([]*object.Object, error) {
+		return readFile(fsys, files[i], opts.MaxFileSize)
+	})
 	set := &object.Set{}
 	seen := map[object.ID]object.Origin{}
-	for _, f := range files {
-		objs, err := readFile(fsys, f, opts.MaxFileSize)
-		if err != nil {
-			return nil, err
+	for i, objs := range decoded {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 		for _, o := range objs {
 			o.Origin.App = opts.App

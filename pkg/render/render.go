@@ -15,7 +15,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -154,26 +153,43 @@ func add(set *object.Set, o *object.Object) {
 // decodeStream splits a rendered YAML stream (the output of helm template or
 // kustomize build) into a set. source returns the origin of a document from
 // its text and index; it may carry state from one document to the next.
+// The documents are parsed in parallel; errors are those a document by
+// document loop would stop at.
 func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (*object.Set, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	set := &object.Set{}
+	var (
+		raws    [][]byte
+		origins []object.Origin
+		readErr error
+	)
 	for doc := 0; ; doc++ {
 		raw, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return set, nil
+			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("document %d: read: %w", doc, err)
+			readErr = fmt.Errorf("document %d: read: %w", doc, err)
+			break
 		}
-		o := origin(raw, doc)
-		objs, err := decodeDocument(o, raw)
-		if err != nil {
-			return nil, err
+		raws = append(raws, raw)
+		origins = append(origins, origin(raw, doc))
+	}
+	docs, errs := decodeAll(len(raws), func(i int) ([]*object.Object, error) {
+		return decodeDocument(origins[i], raws[i])
+	})
+	set := &object.Set{}
+	for i, objs := range docs {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 		for _, obj := range objs {
 			add(set, obj)
 		}
 	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	return set, nil
 }
 
 // originString formats an origin for messages: like Origin.String, with
@@ -196,8 +212,8 @@ func decodeDocument(origin object.Origin, raw []byte) ([]*object.Object, error) 
 	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 		return nil, nil
 	}
-	var m map[string]any
-	if err := yaml.Unmarshal(raw, &m); err != nil {
+	m, err := unmarshalObject(raw)
+	if err != nil {
 		return nil, fmt.Errorf("%s: parse: %w", where, err)
 	}
 	if m == nil {

@@ -1,0 +1,199 @@
+package render
+
+import (
+	"errors"
+	"math"
+	"runtime"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	yamlv2 "go.yaml.in/yaml/v2"
+	"sigs.k8s.io/yaml"
+)
+
+// unmarshalObject parses one YAML document into the map that
+// sigs.k8s.io/yaml.Unmarshal(raw, &m) gives for a map[string]any m, without
+// its round trip through JSON: the same YAML 1.1 parser (go.yaml.in/yaml/v2),
+// then the values as JSON would have turned them (numbers float64, keys and
+// invalid UTF-8 as json.Marshal writes them). Whatever this fast path does
+// not handle the same way for sure (an error, a document that is not a map,
+// unusual keys, very deep nesting) goes through sigs.k8s.io/yaml itself, so
+// results and error messages are always that function's.
+func unmarshalObject(raw []byte) (map[string]any, error) {
+	var y any
+	if err := yamlv2.Unmarshal(raw, &y); err == nil {
+		switch v := y.(type) {
+		case nil:
+			return nil, nil
+		case map[any]any:
+			if m, ok := jsonMap(v, 0); ok {
+				return m, nil
+			}
+		}
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// maxFastDepth bounds the nesting the fast path converts; deeper documents
+// go through sigs.k8s.io/yaml, whose JSON decoder has its own limit.
+const maxFastDepth = 1000
+
+// jsonMap converts a YAML map as sigs.k8s.io/yaml does (its
+// convertToJSONableObject, json.Marshal, then json.Unmarshal into any).
+// ok is false when the result would not be the same for sure.
+func jsonMap(in map[any]any, depth int) (map[string]any, bool) {
+	if depth > maxFastDepth {
+		return nil, false
+	}
+	out := make(map[string]any, len(in))
+	for k, v := range in {
+		var key string
+		switch k := k.(type) {
+		case string:
+			key = k
+		case int:
+			key = strconv.Itoa(k)
+		case int64:
+			key = strconv.FormatInt(k, 10)
+		case bool:
+			key = strconv.FormatBool(k)
+		default:
+			// float keys (formatted at 32-bit precision), null keys
+			// (an error there): rare, left to sigs.k8s.io/yaml.
+			return nil, false
+		}
+		if !utf8.ValidString(key) {
+			return nil, false // json.Marshal would rewrite it; two keys might collide
+		}
+		if _, dup := out[key]; dup {
+			return nil, false // 1 and "1": which one wins is sigs.k8s.io/yaml's business
+		}
+		jv, ok := jsonValue(v, depth+1)
+		if !ok {
+			return nil, false
+		}
+		out[key] = jv
+	}
+	return out, true
+}
+
+func jsonValue(v any, depth int) (any, bool) {
+	switch v := v.(type) {
+	case nil, bool:
+		return v, true
+	case string:
+		return jsonString(v), true
+	case int:
+		return float64(v), true
+	case int64:
+		return float64(v), true
+	case uint64:
+		return float64(v), true
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, false // json.Marshal refuses them
+		}
+		return v, true
+	case map[any]any:
+		m, ok := jsonMap(v, depth)
+		return m, ok
+	case []any:
+		if depth > maxFastDepth {
+			return nil, false
+		}
+		out := make([]any, len(v))
+		for i, x := range v {
+			jv, ok := jsonValue(x, depth+1)
+			if !ok {
+				return nil, false
+			}
+			out[i] = jv
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// jsonString returns s as json.Marshal and json.Unmarshal give it back:
+// every byte that is not part of valid UTF-8 becomes U+FFFD.
+func jsonString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
+}
+
+// decodeAll runs decode(i) for i in [0, n) on up to GOMAXPROCS goroutines
+// and returns the results and errors by index. After an error the items
+// not started yet are skipped (their error is errSkipped); they all come
+// after the failed one, so the first error in index order is the one a
+// sequential loop would have stopped at.
+func decodeAll[T any](n int, decode func(i int) (T, error)) ([]T, []error) {
+	out := make([]T, n)
+	errs := make([]error, n)
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			if out[i], errs[i] = decode(i); errs[i] != nil {
+				for j := i + 1; j < n; j++ {
+					errs[j] = errSkipped
+				}
+				break
+			}
+		}
+		return out, errs
+	}
+	var (
+		mu     sync.Mutex
+		next   int
+		failed bool
+		wg     sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				stop := i >= n
+				if !stop && failed {
+					errs[i] = errSkipped
+				}
+				skip := failed
+				mu.Unlock()
+				if stop {
+					return
+				}
+				if skip {
+					continue
+				}
+				var err error
+				if out[i], err = decode(i); err != nil {
+					mu.Lock()
+					errs[i] = err
+					failed = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out, errs
+}
+
+var errSkipped = errors.New("skipped after an earlier error")
