@@ -61,6 +61,8 @@ type Options struct {
 	// ProfileRow, when set, profiles the row whose name contains it (at
 	// the largest size) instead of the slowest and the worst.
 	ProfileRow string
+	// ProfileRepeat runs the profiled step this many times (default 1).
+	ProfileRepeat int
 	// Settle bounds the untimed wait after each first apply for the
 	// controllers to catch up with the new Deployments. Zero: no wait. The
 	// controllers are rate-limited (20 QPS), so their background churn is
@@ -76,6 +78,12 @@ type Options struct {
 	// cluster (apply, diff, reconcile), to measure a flag's effect; the
 	// report records them.
 	DeliverArgs []string
+	// Baseline, when set, is another deliver binary (an earlier commit)
+	// measured as one more side of the render, first apply, no-change diff
+	// and change rows, in the same rounds: rows named "... [baseline]"
+	// compare it with the same other tool, so a change shows as the two
+	// ratios of one run.
+	Baseline string
 	// RawWorkers are the concurrencies of the raw client of the floor
 	// rows, one side each. Default 16 (deliver's default) and 32.
 	RawWorkers []int
@@ -97,12 +105,15 @@ func main() {
 	settle := flag.Duration("settle", 0, "after each first apply, wait up to this long (untimed) for the Deployments to settle")
 	profileRow := flag.String("profile-row", "", "profile the row whose name contains this (at the largest size) instead of the slowest and the worst")
 	deliverArgs := flag.String("deliver-args", "", "space-separated flags added to every deliver apply, diff and reconcile (recorded in the results)")
+	baseline := flag.String("baseline", "", "another deliver binary to measure in the same rounds (rows marked [baseline])")
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
+	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
 	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile (default all)")
 	flag.Parse()
 
-	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, Settle: *settle, Log: os.Stdout}
+	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Log: os.Stdout}
 	opts.DeliverArgs = strings.Fields(*deliverArgs)
+	opts.Baseline = *baseline
 	for s := range strings.SplitSeq(*rawWorkers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -165,6 +176,7 @@ type bench struct {
 	opts                     Options
 	started                  time.Time
 	deliver, kubectl         string
+	baseline                 string // -baseline: another deliver binary, or ""
 	helm, kustomize          string
 	home                     string // HOME of every tool: no state from the user's
 	cluster                  *testenv.Cluster
@@ -205,9 +217,20 @@ func run(ctx context.Context, opts Options) error {
 	if b.deliver, err = buildDeliver(ctx, opts); err != nil {
 		return err
 	}
+	if opts.Baseline != "" {
+		if b.baseline, err = filepath.Abs(opts.Baseline); err != nil {
+			return err
+		}
+		if _, err := os.Stat(b.baseline); err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+	}
 	b.report = newReport(opts)
 	b.report.Deliver = binaryInfo(b.deliver)
 	b.report.DeliverArgs = opts.DeliverArgs
+	if b.baseline != "" {
+		b.report.Baseline = b.baseline + " " + binaryInfo(b.baseline)
+	}
 	b.reconcileHelp = reconcileHelp(ctx, b.deliver)
 	b.logf("bench: deliver %s %s; sizes %v; machine: %s", b.report.Deliver, strings.Join(opts.DeliverArgs, " "), opts.Sizes, b.report.Machine)
 
@@ -223,8 +246,7 @@ func run(ctx context.Context, opts Options) error {
 	}
 	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") {
 		b.report.Reconcile = "n/a: not in -rows"
-		b.printTable()
-		return b.writeJSON()
+		return b.finish(ctx, start)
 	}
 
 	b.logf("bench: starting the local control plane")
@@ -259,8 +281,12 @@ func run(ctx context.Context, opts Options) error {
 		}
 	}
 	b.report.Reconcile = b.reconcileRow(ctx)
+	return b.finish(ctx, start)
+}
 
-	if opts.Profile {
+// finish profiles, prints the table and writes the results.
+func (b *bench) finish(ctx context.Context, start time.Time) error {
+	if b.opts.Profile {
 		ps, err := b.profileRows(ctx)
 		if err != nil {
 			// The rows are measured: report them even if profiling fails.
@@ -387,9 +413,10 @@ func (b *bench) renderRows(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	deliverRender := func(repo string) proc {
-		return proc{name: b.deliver, args: []string{"render", "--path", repo}, env: b.env()}
+	renderWith := func(bin, repo string) proc {
+		return proc{name: bin, args: []string{"render", "--path", repo}, env: b.env()}
 	}
+	deliverRender := func(repo string) proc { return renderWith(b.deliver, repo) }
 	helm := proc{name: b.helm, args: []string{"template", "bench", in.Chart, "--namespace", renderNamespace}, env: b.env()}
 	kustomize := proc{name: b.kustomize, args: []string{"build", in.Overlay}, env: b.env()}
 	// Both sides must render the whole workload, or the times mean nothing.
@@ -413,13 +440,22 @@ func (b *bench) renderRows(ctx context.Context, n int) error {
 	}
 	for _, r := range rows {
 		b.logf("bench: %d objects: %s", n, r.name)
-		ds, others, err := b.pair(ctx, r.name,
+		sides := []runFunc{
 			func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, deliverRender(r.repo)) },
-			func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, r.other) })
+			func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, r.other) },
+		}
+		if b.baseline != "" {
+			sides = append(sides, func(ctx context.Context, _ int) (sample, error) { return runProc(ctx, renderWith(b.baseline, r.repo)) })
+		}
+		got, err := b.rounds(ctx, r.name, sides...)
 		if err != nil {
 			return err
 		}
-		b.report.add(n, r.name, measure("deliver render", ds), measure(r.tool, others))
+		other := measure(r.tool, got[1])
+		b.report.add(n, r.name, measure("deliver render", got[0]), other)
+		if b.baseline != "" {
+			b.report.add(n, r.name+" [baseline]", measure("baseline render", got[2]), other)
+		}
 	}
 	b.registerReplays(n, map[string]string{rows[0].name: in.HelmRepo, rows[1].name: in.KustomizeRepo})
 	return nil
@@ -462,9 +498,14 @@ func (b *bench) newDir(ctx context.Context, n int, tool string) (*manifestDir, e
 }
 
 func (b *bench) deliverProc(md *manifestDir, cmd string, extra ...string) proc {
+	return b.deliverProcWith(b.deliver, md, cmd, extra...)
+}
+
+// deliverProcWith is deliverProc for another binary (the baseline).
+func (b *bench) deliverProcWith(bin string, md *manifestDir, cmd string, extra ...string) proc {
 	args := append([]string{cmd, "--kubeconfig", b.cluster.Kubeconfig, "--path", md.Dir, "-f", ".", "--app", md.Namespace}, extra...)
 	args = append(args, b.opts.DeliverArgs...)
-	p := proc{name: b.deliver, args: args, env: b.env()}
+	p := proc{name: bin, args: args, env: b.env()}
 	if cmd == "diff" {
 		p.ok = []int{2} // changes found
 	}
@@ -542,14 +583,23 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	for _, w := range b.opts.RawWorkers {
 		sides = append(sides, rawApplyRun(w))
 	}
+	if b.baseline != "" {
+		sides = append(sides, applyWith("baseline", func(ctx context.Context, md *manifestDir) (sample, error) {
+			return runProc(ctx, b.deliverProcWith(b.baseline, md, "apply", "--wait=false"))
+		}))
+	}
 	got, err := b.rounds(ctx, "first apply", sides...)
 	if err != nil {
 		return err
 	}
 	ds := measure("deliver apply", got[0])
-	b.report.add(n, "first apply", ds, measure("kubectl apply --server-side", got[1]))
+	kubectl := measure("kubectl apply --server-side", got[1])
+	b.report.add(n, "first apply", ds, kubectl)
 	for i, w := range b.opts.RawWorkers {
 		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers)", w), ds, measure(fmt.Sprintf("raw client, %d workers, no QPS limit", w), got[2+i]))
+	}
+	if b.baseline != "" {
+		b.report.add(n, "first apply [baseline]", measure("baseline apply", got[len(got)-1]), kubectl)
 	}
 	return b.diffRows(ctx, n)
 }
@@ -568,13 +618,20 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 		// The full dry run is what deliver costs without its inventory
 		// fast path (and what a dry-run-everything reconcile costs); it
 		// shares kubectl's samples.
-		got, err := b.rounds(ctx, "no-change diff", noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff")))
+		sides := []runFunc{noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff"))}
+		if b.baseline != "" {
+			sides = append(sides, noChange(b.deliverProcWith(b.baseline, dmd, "diff")))
+		}
+		got, err := b.rounds(ctx, "no-change diff", sides...)
 		if err != nil {
 			return err
 		}
 		kdiff := measure("kubectl diff --server-side", got[2])
 		b.report.add(n, "no-change diff", measure("deliver diff", got[0]), kdiff)
 		b.report.add(n, "no-change diff, full dry run", measure("deliver diff --full-dry-run", got[1]), kdiff)
+		if b.baseline != "" {
+			b.report.add(n, "no-change diff [baseline]", measure("baseline diff", got[3]), kdiff)
+		}
 	}
 	if !b.opts.wants("change") {
 		b.registerClusterReplays(n, "")
@@ -585,26 +642,35 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 	// diff, then applies it (what CI does on a merge).
 	b.logf("bench: %d objects: 1%% change diff+apply", n)
 	changed := 0
-	ds, ks, err := b.pair(ctx, "1% change",
-		func(ctx context.Context, _ int) (sample, error) {
+	deliverChange := func(bin string) runFunc {
+		return func(ctx context.Context, _ int) (sample, error) {
 			c, err := dmd.change()
 			if err != nil {
 				return sample{}, err
 			}
 			changed = c
-			return runProcs(ctx, b.deliverProc(dmd, "diff"), b.deliverProc(dmd, "apply", "--wait=false"))
-		},
-		func(ctx context.Context, _ int) (sample, error) {
-			if _, err := kmd.change(); err != nil {
-				return sample{}, err
-			}
-			return runProcs(ctx, b.kubectlProc(kmd, "diff"), b.kubectlProc(kmd, "apply"))
-		})
+			return runProcs(ctx, b.deliverProcWith(bin, dmd, "diff"), b.deliverProcWith(bin, dmd, "apply", "--wait=false"))
+		}
+	}
+	sides := []runFunc{deliverChange(b.deliver), func(ctx context.Context, _ int) (sample, error) {
+		if _, err := kmd.change(); err != nil {
+			return sample{}, err
+		}
+		return runProcs(ctx, b.kubectlProc(kmd, "diff"), b.kubectlProc(kmd, "apply"))
+	}}
+	if b.baseline != "" {
+		sides = append(sides, deliverChange(b.baseline))
+	}
+	got, err := b.rounds(ctx, "1% change", sides...)
 	if err != nil {
 		return err
 	}
 	row := fmt.Sprintf("%d changed: diff + apply", changed)
-	b.report.add(n, row, measure("deliver diff; deliver apply", ds), measure("kubectl diff; kubectl apply", ks))
+	kchange := measure("kubectl diff; kubectl apply", got[1])
+	b.report.add(n, row, measure("deliver diff; deliver apply", got[0]), kchange)
+	if b.baseline != "" {
+		b.report.add(n, row+" [baseline]", measure("baseline diff; baseline apply", got[2]), kchange)
+	}
 	b.registerClusterReplays(n, row)
 	return nil
 }

@@ -239,10 +239,25 @@ func (b *bench) profile(ctx context.Context, slowest *Row) (*Profile, error) {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return nil, fmt.Errorf("start CPU profile: %w", err)
 	}
-	b.requests.reset()
-	start := time.Now()
-	runErr := rp.run(ctx)
-	wall := time.Since(start)
+	// With -profile-repeat the step runs several times (its setup before
+	// each, inside the profile) for more samples; wall, CPU and
+	// allocations are then per run, the requests those of the last run.
+	var runErr error
+	var wall time.Duration
+	for i := range b.opts.ProfileRepeat {
+		if i > 0 && rp.setup != nil {
+			if runErr = rp.setup(ctx); runErr != nil {
+				break
+			}
+		}
+		b.requests.reset()
+		start := time.Now()
+		runErr = rp.run(ctx)
+		wall += time.Since(start)
+		if runErr != nil {
+			break
+		}
+	}
 	pprof.StopCPUProfile()
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	runtime.ReadMemStats(&mAfter)
@@ -252,12 +267,14 @@ func (b *bench) profile(ctx context.Context, slowest *Row) (*Profile, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+	reps := time.Duration(b.opts.ProfileRepeat)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond / reps
+	wall /= reps
 
 	p := &Profile{
 		Row: slowest.Name, Objects: slowest.Objects, File: file,
 		Wall: wall.Round(time.Millisecond).String(), CPU: cpu.Round(time.Millisecond).String(),
-		AllocMiB: (mAfter.TotalAlloc - mBefore.TotalAlloc) >> 20,
+		AllocMiB: (mAfter.TotalAlloc - mBefore.TotalAlloc) / uint64(reps) >> 20,
 	}
 	var top strings.Builder
 	for _, args := range [][]string{{"-top", "-nodecount=20"}, {"-top", "-cum", "-nodecount=30"}} {

@@ -20,6 +20,8 @@ type Report struct {
 	// Deliver describes the binary measured: its size and linking change
 	// its start-up time and resident memory.
 	Deliver string `json:"deliver"`
+	// Baseline describes the -baseline binary, if any.
+	Baseline string `json:"baseline,omitempty"`
 	// DeliverArgs are the flags added to every deliver apply and diff.
 	DeliverArgs []string `json:"deliverArgs,omitempty"`
 	LoadAfter   string   `json:"loadAfter"`
