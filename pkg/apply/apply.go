@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/deliverhq/deliver/pkg/object"
@@ -175,7 +176,9 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 				if err := m.Wait(ctx, crds); err != nil {
 					return err
 				}
-				m.mapper.Reset()
+				if err := m.waitServed(ctx, crds); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -481,6 +484,32 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, *unstruct
 		res.Action = Configured
 	}
 	return res, live
+}
+
+// waitServed returns once discovery lists the kinds of the CRDs: an
+// Established CRD can still be missing from the server's discovery for a
+// moment, and the objects of its kind would fail with "no matches".
+func (m *Manager) waitServed(ctx context.Context, crds []*object.Object) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, crd := range crds {
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+		gk := schema.GroupKind{Group: group, Kind: kind}
+		for {
+			m.mapper.Reset()
+			_, err := m.mapper.RESTMapping(gk)
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: established, but %s not served: %w", crd.ID(), gk, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // writeTimeout bounds one write that runs on after a stop.
