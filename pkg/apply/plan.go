@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -142,11 +144,18 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 	}
 	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact, opts: opts}
 	pendingCRDs := crdKinds(set.Objects)
+	// Preparing the objects (copy, labels, digest) is CPU work: on every
+	// core, with one RESTMapper lookup per kind instead of per object.
+	mappings := &gvrCache{m: m}
+	prepared := make([]*Change, len(set.Objects))
+	prepErrs := make([]error, len(set.Objects))
+	parallel(len(set.Objects), func(i int) {
+		prepared[i], prepErrs[i] = m.desiredWith(set.Objects[i], opts, pendingCRDs, mappings.gvrFor)
+	})
 	var errs []error
-	for _, o := range set.Objects {
-		c, err := m.desired(o, opts, pendingCRDs)
-		if err != nil {
-			errs = append(errs, err)
+	for i, c := range prepared {
+		if prepErrs[i] != nil {
+			errs = append(errs, prepErrs[i])
 			continue
 		}
 		p.Changes = append(p.Changes, c)
@@ -163,7 +172,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		if desired[e.ID] {
 			continue
 		}
-		gvr, namespaced, err := m.gvrFor(e.GroupKind(), e.Version)
+		gvr, namespaced, err := mappings.gvrFor(e.GroupKind(), e.Version)
 		if err != nil {
 			continue // the kind is gone from the cluster, so are its objects
 		}
@@ -276,6 +285,11 @@ func firstRevision(inv *Inventory) bool {
 
 // desired prepares the object deliver will send and its change.
 func (m *Manager) desired(o *object.Object, opts PlanOptions, pendingCRDs map[schema.GroupKind]bool) (*Change, error) {
+	return m.desiredWith(o, opts, pendingCRDs, m.gvrFor)
+}
+
+// desiredWith is desired with the kind resolved by gvrFor.
+func (m *Manager) desiredWith(o *object.Object, opts PlanOptions, pendingCRDs map[schema.GroupKind]bool, gvrFor func(schema.GroupKind, string) (schema.GroupVersionResource, bool, error)) (*Change, error) {
 	u := o.DeepCopy()
 	u.SetManagedFields(nil)
 	u.SetResourceVersion("")
@@ -294,7 +308,7 @@ func (m *Manager) desired(o *object.Object, opts PlanOptions, pendingCRDs map[sc
 		// Old and new Pods never run side by side in a recreate.
 		_ = unstructured.SetNestedMap(u.Object, map[string]any{"type": "Recreate"}, "spec", "strategy")
 	}
-	gvr, namespaced, err := m.gvrFor(gvk.GroupKind(), gvk.Version)
+	gvr, namespaced, err := gvrFor(gvk.GroupKind(), gvk.Version)
 	switch {
 	case err != nil && meta.IsNoMatchError(err) && pendingCRDs[gvk.GroupKind()]:
 		// Cannot be dry-run before its CRD exists; scope is unknown too, so
@@ -334,6 +348,66 @@ func (m *Manager) gvrFor(gk schema.GroupKind, version string) (schema.GroupVersi
 		return schema.GroupVersionResource{}, false, err
 	}
 	return mapping.Resource, mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+// gvrCache remembers the RESTMapper's answers for the duration of one
+// plan: a thousand objects are of a handful of kinds, and each lookup in
+// the RESTMapper walks every group it knows. It is not kept longer, since
+// the discovery cache is reset when a run creates CRDs.
+type gvrCache struct {
+	m       *Manager
+	mu      sync.Mutex
+	entries map[gvrKey]gvrResult
+}
+
+type gvrKey struct {
+	gk      schema.GroupKind
+	version string
+}
+
+type gvrResult struct {
+	gvr        schema.GroupVersionResource
+	namespaced bool
+	err        error
+}
+
+func (c *gvrCache) gvrFor(gk schema.GroupKind, version string) (schema.GroupVersionResource, bool, error) {
+	k := gvrKey{gk, version}
+	c.mu.Lock()
+	r, ok := c.entries[k]
+	c.mu.Unlock()
+	if !ok {
+		r.gvr, r.namespaced, r.err = c.m.gvrFor(gk, version)
+		c.mu.Lock()
+		if c.entries == nil {
+			c.entries = map[gvrKey]gvrResult{}
+		}
+		c.entries[k] = r
+		c.mu.Unlock()
+	}
+	return r.gvr, r.namespaced, r.err
+}
+
+// parallel calls fn for 0..n-1 on GOMAXPROCS goroutines: for CPU work,
+// where forEach bounds requests in flight.
+func parallel(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func crdKinds(objs []*object.Object) map[schema.GroupKind]bool {
