@@ -2,7 +2,6 @@ package badinput
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -790,12 +789,12 @@ func deploymentAbsent(t *testing.T, c *caseEnv) {
 // ("Kind/name") it lists.
 func inventoryLists(t *testing.T, c *caseEnv, result string, want ...string) {
 	t.Helper()
-	s, err := env.Client().CoreV1().Secrets(c.ns).Get(context.Background(), apply.InventoryName("app"), metav1.GetOptions{})
+	m, err := apply.New(env.Config, apply.Options{InventoryNamespace: c.ns})
 	if err != nil {
-		t.Fatalf("inventory: %v", err)
+		t.Fatal(err)
 	}
-	var inv apply.Inventory
-	if err := json.Unmarshal(s.Data["inventory.json"], &inv); err != nil {
+	inv, err := m.ReadInventory(context.Background(), "app")
+	if err != nil {
 		t.Fatalf("inventory: %v", err)
 	}
 	var got []string
