@@ -185,6 +185,7 @@ type bench struct {
 	report                   *Report
 	reconcileHelp            string // empty: deliver has no reconcile command
 	lastDeliver, lastKubectl map[int]*manifestDir
+	lastBaseline             map[int]*manifestDir // what the -baseline binary applied: it diffs its own
 	deliverDirs, kubectlDirs int
 	runs                     int               // of the size being measured: runsFor
 	replays                  map[string]replay // per row: deliver's step in-process, for the profile
@@ -205,7 +206,7 @@ func run(ctx context.Context, opts Options) error {
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return fmt.Errorf("clean %s: %w", opts.Dir, err)
 	}
-	b := &bench{opts: opts, started: start, home: filepath.Join(opts.Dir, "home"), lastDeliver: map[int]*manifestDir{}, lastKubectl: map[int]*manifestDir{}}
+	b := &bench{opts: opts, started: start, home: filepath.Join(opts.Dir, "home"), lastDeliver: map[int]*manifestDir{}, lastKubectl: map[int]*manifestDir{}, lastBaseline: map[int]*manifestDir{}}
 	if err := os.MkdirAll(b.home, 0o755); err != nil {
 		return err
 	}
@@ -539,6 +540,8 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 				b.lastDeliver[n] = md
 			case "kubectl":
 				b.lastKubectl[n] = md
+			case "baseline":
+				b.lastBaseline[n] = md
 			}
 			if b.opts.Settle > 0 {
 				t := time.Now()
@@ -569,10 +572,17 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 			return sample{Wall: time.Since(start)}, err
 		})
 	}
+	baselineApply := applyWith("baseline", func(ctx context.Context, md *manifestDir) (sample, error) {
+		return runProc(ctx, b.deliverProcWith(b.baseline, md, "apply", "--wait=false"))
+	})
 	if !b.opts.wants("apply") {
 		// The diff and change rows need what each tool applied: once,
 		// untimed.
-		for _, side := range []runFunc{deliverApply, kubectlApply} {
+		once := []runFunc{deliverApply, kubectlApply}
+		if b.baseline != "" {
+			once = append(once, baselineApply)
+		}
+		for _, side := range once {
 			if _, err := side(ctx, 0); err != nil {
 				return fmt.Errorf("first apply: %w", err)
 			}
@@ -584,9 +594,7 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 		sides = append(sides, rawApplyRun(w))
 	}
 	if b.baseline != "" {
-		sides = append(sides, applyWith("baseline", func(ctx context.Context, md *manifestDir) (sample, error) {
-			return runProc(ctx, b.deliverProcWith(b.baseline, md, "apply", "--wait=false"))
-		}))
+		sides = append(sides, baselineApply)
 	}
 	got, err := b.rounds(ctx, "first apply", sides...)
 	if err != nil {
@@ -609,7 +617,7 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 func (b *bench) diffRows(ctx context.Context, n int) error {
 	// No-change diff: each tool diffs what it applied itself (kubectl's
 	// fields would conflict with deliver's otherwise).
-	dmd, kmd := b.lastDeliver[n], b.lastKubectl[n]
+	dmd, kmd, bmd := b.lastDeliver[n], b.lastKubectl[n], b.lastBaseline[n]
 	if b.opts.wants("diff") {
 		b.logf("bench: %d objects: no-change diff", n)
 		noChange := func(p proc) func(context.Context, int) (sample, error) {
@@ -620,7 +628,7 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 		// shares kubectl's samples.
 		sides := []runFunc{noChange(b.deliverProc(dmd, "diff")), noChange(b.deliverProc(dmd, "diff", "--full-dry-run")), noChange(b.kubectlProc(kmd, "diff"))}
 		if b.baseline != "" {
-			sides = append(sides, noChange(b.deliverProcWith(b.baseline, dmd, "diff")))
+			sides = append(sides, noChange(b.deliverProcWith(b.baseline, bmd, "diff")))
 		}
 		got, err := b.rounds(ctx, "no-change diff", sides...)
 		if err != nil {
@@ -642,24 +650,24 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 	// diff, then applies it (what CI does on a merge).
 	b.logf("bench: %d objects: 1%% change diff+apply", n)
 	changed := 0
-	deliverChange := func(bin string) runFunc {
+	deliverChange := func(bin string, md *manifestDir) runFunc {
 		return func(ctx context.Context, _ int) (sample, error) {
-			c, err := dmd.change()
+			c, err := md.change()
 			if err != nil {
 				return sample{}, err
 			}
 			changed = c
-			return runProcs(ctx, b.deliverProcWith(bin, dmd, "diff"), b.deliverProcWith(bin, dmd, "apply", "--wait=false"))
+			return runProcs(ctx, b.deliverProcWith(bin, md, "diff"), b.deliverProcWith(bin, md, "apply", "--wait=false"))
 		}
 	}
-	sides := []runFunc{deliverChange(b.deliver), func(ctx context.Context, _ int) (sample, error) {
+	sides := []runFunc{deliverChange(b.deliver, dmd), func(ctx context.Context, _ int) (sample, error) {
 		if _, err := kmd.change(); err != nil {
 			return sample{}, err
 		}
 		return runProcs(ctx, b.kubectlProc(kmd, "diff"), b.kubectlProc(kmd, "apply"))
 	}}
 	if b.baseline != "" {
-		sides = append(sides, deliverChange(b.baseline))
+		sides = append(sides, deliverChange(b.baseline, bmd))
 	}
 	got, err := b.rounds(ctx, "1% change", sides...)
 	if err != nil {
