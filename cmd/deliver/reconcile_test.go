@@ -84,3 +84,29 @@ func TestReconcileCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileOnceCommand: deliver reconcile --once delivers what is due
+// and exits 0, or 1 naming the app that failed.
+func TestReconcileOnceCommand(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ns := env.Namespace(t)
+	inv := env.Namespace(t)
+	repo, url, root := webRepo(t, ns)
+	once := func() (string, int) {
+		return run(t, "reconcile", "--once", "--kubeconfig", env.Kubeconfig, "--repo", url, "--ref", "main",
+			"--inventory-namespace", inv, "--cache-dir", filepath.Join(root, "cache"))
+	}
+	if out, code := once(); code != 0 || color(ns) != "blue" {
+		t.Fatalf("first pass: exit %d, color %q:\n%s", code, color(ns), out)
+	}
+	if out, code := once(); code != 0 || strings.Contains(out, `"msg":"run"`) {
+		t.Errorf("no-op pass: exit %d, want 0 without a run:\n%s", code, out)
+	}
+	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: [not, a, string]}\n")
+	repo.CommitAll("broken")
+	if out, code := once(); code != 1 || !strings.Contains(out, "app web") {
+		t.Errorf("pass over a broken commit: exit %d, want 1 naming app web:\n%s", code, out)
+	}
+}
