@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/render"
 )
 
 // Exit codes of diff, as helm-diff's and terraform's detailed exit codes.
@@ -57,7 +57,7 @@ func newRenderCmd(g *globals) *cobra.Command {
 						if !showSecrets {
 							u = maskSecret(u)
 						}
-						data, err := yaml.Marshal(u.Object)
+						data, err := render.MarshalYAML(u.Object)
 						if err != nil {
 							return err
 						}
