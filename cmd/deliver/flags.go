@@ -58,7 +58,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
 		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
-		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the server-side validation of new objects before the first write (faster first apply; a rejected object then fails mid-stage)")
+		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the dry run that validates objects new to a running app before its first write (a first revision is never dry-run); a rejected object then fails mid-stage")
 		fl.BoolVar(&f.wait, "wait", true, "wait until the objects are ready (default: as deliver.yaml says)")
 		fl.BoolVar(&f.rollback, "rollback-on-failure", false, "restore the previous workloads when a rollout does not become ready (default: as deliver.yaml says)")
 		fl.DurationVar(&f.opts.Apply.Timeout, "timeout", 0, "how long to wait for readiness (default: as deliver.yaml says, or 5m)")
