@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,7 +32,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/reconcile"
@@ -86,19 +84,6 @@ func benchFiles(ns string, n int) map[string]string {
 // changes.
 func benchConfigMap(i int, rev string) string {
 	return configMap(fmt.Sprintf("cm-%04d", i), map[string]string{"i": strconv.Itoa(i), "rev": rev, "payload": strings.Repeat("x", 64)})
-}
-
-// benchRepo is newGitRepo for a benchmark.
-func benchRepo(tb testing.TB, files map[string]string) *gitRepo {
-	tb.Helper()
-	root := tb.TempDir()
-	repo := gitserver.NewRepo(tb, filepath.Join(root, "deploy"))
-	for name, content := range files {
-		repo.WriteFile(name, content)
-	}
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(tb, root, gitserver.HTTPOptions{})
-	return &gitRepo{Repo: repo, URL: srv.RepoURL("deploy"), cache: filepath.Join(root, "cache")}
 }
 
 // benchOptions are the reconciler options of a benchmark: the defaults of
@@ -335,7 +320,7 @@ func requestSummary(paths []string, names *strings.Replacer) string {
 // benchmark with sub-benchmarks prints its own log only with -v).
 func BenchmarkNoopReconcile1000(b *testing.B) {
 	ns, invNS := env.Namespace(b), env.Namespace(b)
-	repo := benchRepo(b, benchFiles(ns, benchObjects))
+	repo := newGitRepo(b, benchFiles(ns, benchObjects))
 	base := benchOptions(b, repo, invNS, env.Config)
 	start := time.Now()
 	if err := runOnce(base); err != nil {
@@ -478,12 +463,9 @@ func logRatios(b *testing.B, costs map[string]passCost) {
 // commit.
 func BenchmarkCommitToApplied(b *testing.B) {
 	ns, invNS := env.Namespace(b), env.Namespace(b)
-	repo := benchRepo(b, benchFiles(ns, benchObjects))
+	repo := newGitRepo(b, benchFiles(ns, benchObjects))
 	secret := []byte("webhook-secret-bench-9e41")
-	secretFile := filepath.Join(b.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	hookFile := secretFile(b, secret)
 	base := benchOptions(b, repo, invNS, env.Config)
 	base.Jitter = -1
 	base.DriftSettle = 200 * time.Millisecond
@@ -562,7 +544,7 @@ func BenchmarkCommitToApplied(b *testing.B) {
 		opts := base
 		opts.Config = rc.config()
 		opts.Interval = time.Hour
-		opts.WebhookSecretFile = secretFile
+		opts.WebhookSecretFile = hookFile
 		r, stop := startBench(b, opts)
 		defer stop()
 		srv := httptest.NewServer(r.Handler())

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,35 +80,13 @@ func TestPauseAllAndRequestedAt(t *testing.T) {
 // deliver-control, and the leader applies the commit at once.
 func TestWebhookToStandby(t *testing.T) {
 	ns := env.Namespace(t)
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
-		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
-	})
+	repo := webRepo(t, ns)
 	secret := []byte("webhook-secret-77aa")
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	base := options(t, repo, env.Config)
 	base.Interval = time.Hour
-	base.WebhookSecretFile = secretFile
-	le := reconcile.LeaderElection{Enabled: true, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
-	ra, rb := base, base
-	ra.LeaderElection, rb.LeaderElection = le, le
-	ra.LeaderElection.Identity, rb.LeaderElection.Identity = "replica-a", "replica-b"
-	a, _ := start(t, ra)
-	b, _ := start(t, rb)
-	var leader, standby *reconcile.Reconciler
-	waitFor(t, 30*time.Second, "a leader", func() bool {
-		switch {
-		case a.Status().Leader:
-			leader, standby = a, b
-		case b.Status().Leader:
-			leader, standby = b, a
-		}
-		return leader != nil
-	})
-	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(leader, "web").Revision == repo.Head() })
+	base.WebhookSecretFile = secretFile(t, secret)
+	leader, standby := electedPair(t, base)
+	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(leader.Reconciler, "web").Revision == repo.Head() })
 
 	srv := httptest.NewServer(standby.Handler())
 	defer srv.Close()
@@ -130,7 +106,7 @@ func TestWebhookToStandby(t *testing.T) {
 		t.Fatalf("signed push to the standby: status %d, want 202", resp.StatusCode)
 	}
 	took := waitFor(t, 10*time.Second, "leader applies the forwarded push", func() bool {
-		return cmData(t, ns, "web")["color"] == "green" && appStatus(leader, "web").Revision == head
+		return cmData(t, ns, "web")["color"] == "green" && appStatus(leader.Reconciler, "web").Revision == head
 	})
 	t.Logf("webhook at the standby to applied by the leader: %s", took.Round(time.Millisecond))
 	if standby.Status().Leader || len(standby.Status().Apps) != 0 {
@@ -142,10 +118,7 @@ func TestWebhookToStandby(t *testing.T) {
 // no-op, a reverted drift, a new commit; an error naming a failed app.
 func TestOnce(t *testing.T) {
 	ns := env.Namespace(t)
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
-		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
-	})
+	repo := webRepo(t, ns)
 	opts := options(t, repo, env.Config)
 	opts.Once = true
 	once := func() error {

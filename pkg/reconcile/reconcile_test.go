@@ -44,16 +44,66 @@ type gitRepo struct {
 	cache string
 }
 
-func newGitRepo(t *testing.T, files map[string]string) *gitRepo {
-	t.Helper()
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+func newGitRepo(tb testing.TB, files map[string]string) *gitRepo {
+	tb.Helper()
+	root := tb.TempDir()
+	repo := gitserver.NewRepo(tb, filepath.Join(root, "deploy"))
 	for name, content := range files {
 		repo.WriteFile(name, content)
 	}
 	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
+	srv := gitserver.NewHTTP(tb, root, gitserver.HTTPOptions{})
 	return &gitRepo{Repo: repo, URL: srv.RepoURL("deploy"), cache: filepath.Join(root, "cache")}
+}
+
+// webRepo is a repository with one app, web, in ns: a ConfigMap web with
+// data.color blue.
+func webRepo(t *testing.T, ns string) *gitRepo {
+	t.Helper()
+	return newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
+		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
+	})
+}
+
+// secretFile writes a webhook secret to a file of the test.
+func secretFile(tb testing.TB, secret []byte) string {
+	tb.Helper()
+	f := filepath.Join(tb.TempDir(), "secret")
+	if err := os.WriteFile(f, append(secret, '\n'), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// replica is one reconciler of an elected pair.
+type replica struct {
+	*reconcile.Reconciler
+	stop func()
+}
+
+// electedPair starts two reconcilers of base with leader election and
+// fast Lease timings, and returns them once one leads.
+func electedPair(t *testing.T, base reconcile.Options) (leader, standby replica) {
+	t.Helper()
+	le := reconcile.LeaderElection{Enabled: true, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
+	var rs [2]replica
+	for i, id := range []string{"replica-a", "replica-b"} {
+		o := base
+		o.LeaderElection = le
+		o.LeaderElection.Identity = id
+		rs[i].Reconciler, rs[i].stop = start(t, o)
+	}
+	waitFor(t, 30*time.Second, "a leader", func() bool {
+		switch {
+		case rs[0].Status().Leader:
+			leader, standby = rs[0], rs[1]
+		case rs[1].Status().Leader:
+			leader, standby = rs[1], rs[0]
+		}
+		return leader.Reconciler != nil
+	})
+	return leader, standby
 }
 
 func deliverYAML(ns string, apps ...string) string {
@@ -318,18 +368,11 @@ func sign(secret, body []byte) string {
 // new commit applied within seconds; a bad signature is refused.
 func TestWebhookTrigger(t *testing.T) {
 	ns := env.Namespace(t)
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
-		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
-	})
+	repo := webRepo(t, ns)
 	secret := []byte("webhook-secret-4b1f")
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, append(secret, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	opts := options(t, repo, env.Config)
 	opts.Interval = time.Hour
-	opts.WebhookSecretFile = secretFile
+	opts.WebhookSecretFile = secretFile(t, secret)
 	r, _ := start(t, opts)
 	srv := httptest.NewServer(r.Handler())
 	defer srv.Close()
@@ -398,30 +441,9 @@ func TestWebhookTrigger(t *testing.T) {
 // when it stops, the other takes over within seconds.
 func TestLeaderElection(t *testing.T) {
 	ns := env.Namespace(t)
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
-		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
-	})
-	base := options(t, repo, env.Config)
-	le := reconcile.LeaderElection{Enabled: true, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
-	ra, rb := base, base
-	ra.LeaderElection, rb.LeaderElection = le, le
-	ra.LeaderElection.Identity, rb.LeaderElection.Identity = "replica-a", "replica-b"
-	a, stopA := start(t, ra)
-	b, stopB := start(t, rb)
-
-	var leader, standby *reconcile.Reconciler
-	stopLeader := stopA
-	waitFor(t, 30*time.Second, "a leader", func() bool {
-		switch {
-		case a.Status().Leader:
-			leader, standby = a, b
-		case b.Status().Leader:
-			leader, standby, stopLeader = b, a, stopB
-		}
-		return leader != nil
-	})
-	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(leader, "web").Revision == repo.Head() })
+	repo := webRepo(t, ns)
+	leader, standby := electedPair(t, options(t, repo, env.Config))
+	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(leader.Reconciler, "web").Revision == repo.Head() })
 	for range 10 {
 		if standby.Status().Leader || len(standby.Status().Apps) != 0 {
 			t.Fatalf("standby leads or reconciles: %+v", standby.Status())
@@ -429,13 +451,13 @@ func TestLeaderElection(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	stopLeader()
+	leader.stop()
 	took := waitFor(t, 15*time.Second, "standby takes over", func() bool { return standby.Status().Leader })
 	t.Logf("takeover %s after the leader stopped", took.Round(time.Millisecond))
 	repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"color": "green"}))
 	head := repo.CommitAll("green")
 	waitFor(t, 20*time.Second, "new leader applies", func() bool {
-		return cmData(t, ns, "web")["color"] == "green" && appStatus(standby, "web").Revision == head
+		return cmData(t, ns, "web")["color"] == "green" && appStatus(standby.Reconciler, "web").Revision == head
 	})
 	if diff := cmp.Diff(false, leader.Status().Leader); diff != "" {
 		t.Errorf("stopped leader still leads (-want +got):\n%s", diff)
