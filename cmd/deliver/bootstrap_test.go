@@ -110,6 +110,14 @@ func TestBootstrap(t *testing.T) {
 		t.Error("--dry-run changed the Deployment")
 	}
 
+	// With Vault, the Vault Agent sidecar comes back and both containers
+	// are pointed at the address given.
+	out, code = run(t, append(slices.Clone(args), "--vault-addr", "https://vault.test:8200", "--dry-run")...)
+	noSecrets(out)
+	if code != 0 || !strings.Contains(out, "+        name: vault-agent\n") || strings.Count(out, "value: https://vault.test:8200") != 2 {
+		t.Errorf("dry run with --vault-addr: exit %d, want the Vault Agent added and VAULT_ADDR set in both containers:\n%s", code, out)
+	}
+
 	if out, code := run(t, "bootstrap", "--kubeconfig", env.Kubeconfig, "--repo", repo, "--git-token-file", filepath.Join(dir, "missing")); code != 1 || !strings.Contains(out, "missing") {
 		t.Errorf("missing token file: exit %d, want 1 naming the file:\n%s", code, out)
 	}

@@ -176,11 +176,6 @@ func configure(o *object.Object, opts Options) error {
 		dropEnv["VAULT_ADDR"], dropEnv["HOME"] = true, true
 	}
 	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return dropEnv[e.Name] })
-	for j := range c.Env {
-		if c.Env[j].Name == "VAULT_ADDR" {
-			c.Env[j].Value = opts.VaultAddr
-		}
-	}
 	dropVolume := map[string]bool{}
 	if opts.AgeKeyFile == "" {
 		dropVolume["age-key"] = true
@@ -189,6 +184,7 @@ func configure(o *object.Object, opts Options) error {
 		dropVolume["vault-home"], dropVolume["vault-agent-config"] = true, true
 		spec.Containers = slices.DeleteFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == "vault-agent" })
 	} else {
+		// Both the deliver container and the Vault Agent talk to Vault.
 		for j := range spec.Containers {
 			for k := range spec.Containers[j].Env {
 				if spec.Containers[j].Env[k].Name == "VAULT_ADDR" {
