@@ -56,13 +56,7 @@ it. No secret value is printed. --dry-run shows the server-side diff.`,
 			}
 			rep, err := bootstrap.Install(cmd.Context(), cfg, o, ao)
 			if rep != nil {
-				for _, r := range rep.Results {
-					line := fmt.Sprintf("%s %s", r.ID, r.Action)
-					if r.Error != "" {
-						line += ": " + r.Error
-					}
-					fmt.Fprintln(w, line)
-				}
+				printReport(w, rep)
 				fmt.Fprintln(w, rep.Summary())
 			}
 			if err == nil {

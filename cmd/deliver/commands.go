@@ -264,19 +264,7 @@ func printResult(w io.Writer, res *pipeline.Result) {
 	for _, a := range res.Apps {
 		fmt.Fprintf(w, "== app %s (namespace %s) at %s\n", a.Name, a.Namespace, rev)
 		if a.Report != nil {
-			for _, r := range a.Report.Results {
-				for _, c := range r.Conflicts {
-					fmt.Fprintf(w, "%s: took over from another field manager: %s\n", r.ID, c)
-				}
-				line := fmt.Sprintf("%s %s", r.ID, r.Action)
-				if r.Hook != "" {
-					line = fmt.Sprintf("hook %s (%s) %s", r.ID, r.Hook, r.Action)
-				}
-				if r.Error != "" {
-					line += ": " + r.Error
-				}
-				fmt.Fprintln(w, line)
-			}
+			printReport(w, a.Report)
 			fmt.Fprintf(w, "%s in %s\n", a.Report.Summary(), a.Duration.Round(time.Millisecond))
 		}
 		switch {
@@ -285,5 +273,23 @@ func printResult(w io.Writer, res *pipeline.Result) {
 		case a.Error != "":
 			fmt.Fprintf(w, "failed: %s\n", a.Error)
 		}
+	}
+}
+
+// printReport prints one line per object of an apply, and the fields
+// taken over from other field managers.
+func printReport(w io.Writer, rep *apply.Report) {
+	for _, r := range rep.Results {
+		for _, c := range r.Conflicts {
+			fmt.Fprintf(w, "%s: took over from another field manager: %s\n", r.ID, c)
+		}
+		line := fmt.Sprintf("%s %s", r.ID, r.Action)
+		if r.Hook != "" {
+			line = fmt.Sprintf("hook %s (%s) %s", r.ID, r.Hook, r.Action)
+		}
+		if r.Error != "" {
+			line += ": " + r.Error
+		}
+		fmt.Fprintln(w, line)
 	}
 }
