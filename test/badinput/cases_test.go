@@ -107,6 +107,19 @@ func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix) + "\n"
 }
 
+// settingsConfigMap has data.mode, which editSettings takes from git.
+const settingsConfigMap = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: git}\n"
+
+// editSettings owns settings' data.mode as another field manager
+// (kubectl-edit) would.
+func editSettings(t *testing.T, c *caseEnv) {
+	t.Helper()
+	ac := applycorev1.ConfigMap("settings", c.ns).WithData(map[string]string{"mode": "manual"})
+	if _, err := env.Client().CoreV1().ConfigMaps(c.ns).Apply(context.Background(), ac, metav1.ApplyOptions{FieldManager: "kubectl-edit", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // mustApply runs a good first apply, the state a bad one must not disturb.
 func mustApply(t *testing.T, c *caseEnv) {
 	t.Helper()
@@ -707,13 +720,8 @@ func cases() []badCase {
 			// Another field manager owns data.mode: --fail-on-conflict
 			// refuses to take it over, and the value stays.
 			name:  "field conflict with fail-on-conflict",
-			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: git}\n"},
-			setup: func(t *testing.T, c *caseEnv) {
-				ac := applycorev1.ConfigMap("settings", c.ns).WithData(map[string]string{"mode": "manual"})
-				if _, err := env.Client().CoreV1().ConfigMaps(c.ns).Apply(context.Background(), ac, metav1.ApplyOptions{FieldManager: "kubectl-edit", Force: true}); err != nil {
-					t.Fatal(err)
-				}
-			},
+			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
+			setup: editSettings,
 			flags:     []string{"--fail-on-conflict"},
 			want:      []string{"ConfigMap/$NS/settings", "conflict", "kubectl-edit", ".data.mode"},
 			mayChange: []string{inventory},
@@ -722,13 +730,8 @@ func cases() []badCase {
 			// The same: the report must not claim a takeover that
 			// --fail-on-conflict refused.
 			name:  "fail-on-conflict reports no takeover",
-			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: git}\n"},
-			setup: func(t *testing.T, c *caseEnv) {
-				ac := applycorev1.ConfigMap("settings", c.ns).WithData(map[string]string{"mode": "manual"})
-				if _, err := env.Client().CoreV1().ConfigMaps(c.ns).Apply(context.Background(), ac, metav1.ApplyOptions{FieldManager: "kubectl-edit", Force: true}); err != nil {
-					t.Fatal(err)
-				}
-			},
+			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
+			setup: editSettings,
 			flags:     []string{"--fail-on-conflict"},
 			want:      []string{"ConfigMap/$NS/settings", "kubectl-edit"},
 			notWant:   []string{"took over"},
