@@ -719,9 +719,9 @@ func cases() []badCase {
 		{
 			// Another field manager owns data.mode: --fail-on-conflict
 			// refuses to take it over, and the value stays.
-			name:  "field conflict with fail-on-conflict",
-			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
-			setup: editSettings,
+			name:      "field conflict with fail-on-conflict",
+			files:     map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
+			setup:     editSettings,
 			flags:     []string{"--fail-on-conflict"},
 			want:      []string{"ConfigMap/$NS/settings", "conflict", "kubectl-edit", ".data.mode"},
 			mayChange: []string{inventory},
@@ -729,9 +729,9 @@ func cases() []badCase {
 		{
 			// The same: the report must not claim a takeover that
 			// --fail-on-conflict refused.
-			name:  "fail-on-conflict reports no takeover",
-			files: map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
-			setup: editSettings,
+			name:      "fail-on-conflict reports no takeover",
+			files:     map[string]string{"deliver.yaml": config(manifestsApp), "m/settings.yaml": settingsConfigMap},
+			setup:     editSettings,
 			flags:     []string{"--fail-on-conflict"},
 			want:      []string{"ConfigMap/$NS/settings", "kubectl-edit"},
 			notWant:   []string{"took over"},
