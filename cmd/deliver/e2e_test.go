@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,18 +22,7 @@ var (
 
 // TestMain builds the real deliver binary once; the tests run it as users do.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "deliver-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := testenv.Run(m, &env, testenv.Options{})
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunE2E(m, &env, testenv.E2EOptions{Deliver: &deliverBin, BuildInShort: true}))
 }
 
 // run runs deliver and returns its combined output and exit code.

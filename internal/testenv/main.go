@@ -29,6 +29,78 @@ func Run(m *testing.M, c **Cluster, opts Options) int {
 	if testing.Short() {
 		return m.Run()
 	}
+	return run(m, c, opts, nil)
+}
+
+// E2EOptions configure RunE2E.
+type E2EOptions struct {
+	// Cluster configures the control plane.
+	Cluster Options
+	// Deliver receives the path of the deliver binary, built for the
+	// package from this module.
+	Deliver *string
+	// BuildInShort builds Deliver with -short too, for tests that run the
+	// binary without a cluster.
+	BuildInShort bool
+	// Vault, when set, receives a Vault dev server started for the
+	// package.
+	Vault **Vault
+}
+
+// RunE2E is Run for the packages that test the deliver binary: it builds
+// the binary while Vault (when asked for) and the control plane start,
+// runs the tests once all are ready, and removes the binary at the end.
+// With -short neither cluster nor Vault start; *c and *opts.Vault stay nil.
+func RunE2E(m *testing.M, c **Cluster, opts E2EOptions) int {
+	flag.Parse()
+	short := testing.Short()
+	if short && !opts.BuildInShort {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "deliver-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	built := make(chan error, 1)
+	go func() {
+		bin, err := BuildDeliver(dir)
+		*opts.Deliver = bin
+		built <- err
+	}()
+	var buildErr error
+	waited := false
+	waitBuild := func() error {
+		if !waited {
+			buildErr, waited = <-built, true
+		}
+		return buildErr
+	}
+	defer waitBuild() // the folder goes only once the build has ended
+	if short {
+		if err := waitBuild(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}
+	if opts.Vault != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		v, err := StartVault(ctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: start vault: %v\n", err)
+			return 1
+		}
+		defer v.Stop()
+		*opts.Vault = v
+	}
+	return run(m, c, opts.Cluster, waitBuild)
+}
+
+// run starts the cluster, then calls before, if set, and runs the tests.
+func run(m *testing.M, c **Cluster, opts Options, before func() error) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	start := time.Now()
 	cl, err := Start(ctx, opts)
@@ -40,6 +112,12 @@ func Run(m *testing.M, c **Cluster, opts Options) int {
 	defer cl.Stop()
 	fmt.Fprintf(os.Stderr, "testenv: control plane ready in %s (%s)\n", time.Since(start).Round(time.Millisecond), cl.Dir)
 	*c = cl
+	if before != nil {
+		if err := before(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	return m.Run()
 }
 

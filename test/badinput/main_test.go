@@ -13,8 +13,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -42,34 +40,8 @@ var (
 // TestMain builds the real binary once, starts one Vault and one control
 // plane for every case.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	dir, err := os.MkdirTemp("", "deliver-badinput-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		// -short: no cluster, no binary; every case skips.
-		if !testing.Short() {
-			var err error
-			if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			v, err := testenv.StartVault(ctx)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "start vault: %v\n", err)
-				return 1
-			}
-			defer v.Stop()
-			vlt = v
-		}
-		return testenv.Run(m, &env, testenv.Options{})
-	}()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// -short: no cluster, no binary; every case skips.
+	os.Exit(testenv.RunE2E(m, &env, testenv.E2EOptions{Deliver: &deliverBin, Vault: &vlt}))
 }
 
 // result is what one deliver run left behind.

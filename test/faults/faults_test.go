@@ -28,18 +28,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "deliver-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if deliverBin, err = testenv.BuildDeliver(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := testenv.Run(m, &env, testenv.Options{NoControllers: true})
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunE2E(m, &env, testenv.E2EOptions{Deliver: &deliverBin, Cluster: testenv.Options{NoControllers: true}}))
 }
 
 // manifests writes n ConfigMaps into a fresh folder.

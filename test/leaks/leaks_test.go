@@ -19,7 +19,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -50,58 +49,21 @@ import (
 )
 
 var (
-	env *testenv.Cluster
-	vlt *testenv.Vault
-	// deliverBin is built while the control plane starts; built closes
-	// when it is done.
+	env        *testenv.Cluster
+	vlt        *testenv.Vault
 	deliverBin string
-	buildErr   error
-	built      = make(chan struct{})
 )
 
-// TestMain builds the binary and starts Vault while the control plane
-// starts.
+// TestMain builds the binary while Vault and the control plane start.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	dir, err := os.MkdirTemp("", "deliver-leaks-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		if testing.Short() { // no cluster: only the scanner's self-check runs
-			close(built)
-			return m.Run()
-		}
-		go func() {
-			defer close(built)
-			deliverBin, buildErr = testenv.BuildDeliver(dir)
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		v, err := testenv.StartVault(ctx)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "start vault: %v\n", err)
-			return 1
-		}
-		defer v.Stop()
-		vlt = v
-		code := testenv.Run(m, &env, testenv.Options{})
-		<-built
-		return code
-	}()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// -short: no cluster, no binary; only the scanner's self-check runs.
+	os.Exit(testenv.RunE2E(m, &env, testenv.E2EOptions{Deliver: &deliverBin, Vault: &vlt}))
 }
 
 // TestNoSecretLeaks is the canary scan over every output of deliver.
 func TestNoSecretLeaks(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
-	}
-	<-built
-	if buildErr != nil {
-		t.Fatal(buildErr)
 	}
 	ctx := context.Background()
 	start := time.Now()
