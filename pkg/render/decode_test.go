@@ -72,9 +72,23 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 	if wantErr != nil {
 		return
 	}
-	if !reflect.DeepEqual(got, want) || fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
-		t.Fatalf("%q:\n got %#v\nwant %#v", raw, got, want)
+	same := func(want map[string]any) bool {
+		return reflect.DeepEqual(got, want) && fmt.Sprintf("%#v", got) == fmt.Sprintf("%#v", want)
 	}
+	if same(want) {
+		return
+	}
+	if hasDuplicateIntAndStringKeys(raw) {
+		// sigs.k8s.io/yaml keeps one of two colliding keys at random (map
+		// order): the result must be one it gives, on some call.
+		for range 200 {
+			var again map[string]any
+			if yaml.Unmarshal(raw, &again) == nil && same(again) {
+				return
+			}
+		}
+	}
+	t.Fatalf("%q:\n got %#v\nwant %#v", raw, got, want)
 }
 
 // FuzzUnmarshalObject: the same, for any input (go test -fuzz).
@@ -84,12 +98,7 @@ func FuzzUnmarshalObject(f *testing.F) {
 			f.Add([]byte(c))
 		}
 	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		if hasDuplicateIntAndStringKeys(raw) {
-			t.Skip() // which one wins is random in sigs.k8s.io/yaml too
-		}
-		checkUnmarshalObject(t, raw)
-	})
+	f.Fuzz(func(t *testing.T, raw []byte) { checkUnmarshalObject(t, raw) })
 }
 
 // hasDuplicateIntAndStringKeys reports documents where two keys of
