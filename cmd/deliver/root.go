@@ -19,6 +19,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "Deliver what is in git to a Kubernetes cluster, safely",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			tuneGC(cmd)
+		},
 	}
 	g.kube.AddFlags(root.PersistentFlags())
 	// client-go's defaults (5 QPS, burst 10) would serialise a 1,000-object

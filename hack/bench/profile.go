@@ -169,12 +169,18 @@ func renderLikeCLI(ctx context.Context, repo string) error {
 // ratio): the first shows where big runs spend, the second what to fix.
 func (b *bench) profileRows(ctx context.Context) ([]*Profile, error) {
 	if b.opts.ProfileRow != "" {
-		// The rows asked for, at the largest size that has them.
+		// The rows asked for, at the largest size that has them; a row
+		// named exactly wins over rows whose names contain the name.
 		var pick *Row
+		exact := false
 		for i := range b.report.Rows {
 			r := &b.report.Rows[i]
-			if _, ok := b.replays[replayKey(r.Objects, r.Name)]; ok && strings.Contains(r.Name, b.opts.ProfileRow) && (pick == nil || r.Objects >= pick.Objects) {
-				pick = r
+			if _, ok := b.replays[replayKey(r.Objects, r.Name)]; !ok || !strings.Contains(r.Name, b.opts.ProfileRow) {
+				continue
+			}
+			isExact := r.Name == b.opts.ProfileRow
+			if pick == nil || (isExact && !exact) || (isExact == exact && r.Objects >= pick.Objects) {
+				pick, exact = r, isExact
 			}
 		}
 		if pick == nil {

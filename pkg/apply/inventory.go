@@ -113,22 +113,53 @@ func InventoryName(app string) string { return "deliver-inventory-" + app }
 
 // ReadInventory returns the stored inventory of app, or an empty one.
 func (m *Manager) ReadInventory(ctx context.Context, app string) (*Inventory, error) {
+	inv, _, err := m.readInventory(ctx, app)
+	return inv, err
+}
+
+// readInventory is ReadInventory that also returns the resourceVersion of
+// the inventory Secret ("" when there is none).
+func (m *Manager) readInventory(ctx context.Context, app string) (*Inventory, string, error) {
 	s, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).Get(ctx, InventoryName(app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return &Inventory{App: app}, nil
+		return &Inventory{App: app}, "", nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+		return nil, "", fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), err)
 	}
+	inv, err := decodeInventory(s)
+	if err != nil {
+		return nil, "", fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+	}
+	return inv, s.ResourceVersion, nil
+}
+
+// inventoryVersion returns the resourceVersion of app's inventory Secret
+// ("" when there is none) without reading its content: its metadata only,
+// in protobuf.
+func (m *Manager) inventoryVersion(ctx context.Context, app string) (string, error) {
+	pm, err := m.meta.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(m.opts.InventoryNamespace).Get(ctx, InventoryName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+	}
+	return pm.ResourceVersion, nil
+}
+
+// decodeInventory reads the inventory a Secret holds, gzipped or not.
+func decodeInventory(s *corev1.Secret) (*Inventory, error) {
+	var err error
 	data := s.Data[inventoryKey]
 	if gz, ok := s.Data[inventoryGzipKey]; ok {
 		if data, err = gunzip(gz, maxInventoryBytes); err != nil {
-			return nil, fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+			return nil, err
 		}
 	}
 	inv := &Inventory{}
 	if err := json.Unmarshal(data, inv); err != nil {
-		return nil, fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+		return nil, err
 	}
 	return inv, nil
 }

@@ -5,6 +5,7 @@ package apply
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -31,7 +32,10 @@ type Options struct {
 	// of taking the fields over (git is the source of truth, so taking over
 	// is the default).
 	NoForce bool
-	// Concurrency bounds the requests in flight inside one stage. Default 16.
+	// Concurrency bounds the requests in flight inside one stage. Default
+	// 32: against a local API server on 2 cores a first apply of 1,000
+	// objects took 1.68 s with 16 and 1.38-1.49 s with 32 or 64; the
+	// server's priority and fairness protects it from more.
 	Concurrency int
 	// Timeout bounds Wait. Default 5 minutes.
 	Timeout time.Duration
@@ -74,7 +78,7 @@ func (o *Options) defaults() {
 		o.DefaultNamespace = "default"
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = 32
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
@@ -104,6 +108,9 @@ type Manager struct {
 	meta   metadata.Interface
 	kube   kubernetes.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+
+	preMu sync.Mutex
+	pre   *prefetch // set by Prefetch, taken by the next plan
 }
 
 // New returns a Manager for the cluster that cfg points at.

@@ -129,6 +129,11 @@ func (p *Plan) Summary() string {
 // in git or changed in the cluster since deliver applied them are dry-run.
 // Hooks in set are not planned here.
 func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (*Plan, error) {
+	return m.plan(ctx, set, opts, false)
+}
+
+// plan is Plan; locked says that the caller holds the app's lock.
+func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, locked bool) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
@@ -138,7 +143,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 	if opts.RollbackOnFailure && !opts.Wait {
 		return nil, errors.New("plan: rollback on failure needs wait: a rollout that is not waited for cannot fail")
 	}
-	inv, err := m.ReadInventory(ctx, opts.App)
+	inv, listed, err := m.planInventory(ctx, opts.App, locked)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +187,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version})
 	}
 
-	live, full, err := m.listLive(ctx, append(append([]*Change(nil), p.Changes...), deletes...), opts.FullDryRun)
+	live, full, err := m.listLive(ctx, append(append([]*Change(nil), p.Changes...), deletes...), opts.FullDryRun, listed)
 	if err != nil {
 		return nil, err
 	}
@@ -455,11 +460,7 @@ func unchangedSince(e Entry, c *Change, lm *metav1.PartialObjectMetadata) bool {
 // touch, one request each, in parallel, and returns it by object ID. With
 // full, it lists whole objects instead and returns them too, so that a
 // full dry run needs no GET per object.
-func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool) (map[object.ID]*metav1.PartialObjectMetadata, map[object.ID]*unstructured.Unstructured, error) {
-	type listKey struct {
-		gvr schema.GroupVersionResource
-		ns  string
-	}
+func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, listed map[listKey][]*metav1.PartialObjectMetadata) (map[object.ID]*metav1.PartialObjectMetadata, map[object.ID]*unstructured.Unstructured, error) {
 	type objKey struct {
 		gr       schema.GroupResource
 		ns, name string
@@ -470,11 +471,17 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool) (m
 			keys[listKey{c.gvr, c.ID.Namespace}] = true
 		}
 	}
+	found := map[objKey]*metav1.PartialObjectMetadata{}
 	lists := make([]listKey, 0, len(keys))
 	for k := range keys {
+		if items, ok := listed[k]; ok && !full {
+			for _, item := range items {
+				found[objKey{k.gvr.GroupResource(), item.Namespace, item.Name}] = item
+			}
+			continue
+		}
 		lists = append(lists, k)
 	}
-	found := map[objKey]*metav1.PartialObjectMetadata{}
 	whole := map[objKey]*unstructured.Unstructured{}
 	var (
 		mu   sync.Mutex

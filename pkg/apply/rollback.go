@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/deliverhq/deliver/pkg/object"
@@ -74,7 +75,7 @@ func rollbackPlan(p *Plan) []object.ID {
 // with the new schema anyway. A workload new in this run has no earlier
 // object and is left as it is. record notes each rolled-back object for
 // the inventory.
-func (m *Manager) rollback(ctx context.Context, p *Plan, rep *Report, record func(id object.ID, w Workload, live *unstructured.Unstructured)) (string, error) {
+func (m *Manager) rollback(ctx context.Context, p *Plan, rep *Report, record func(id object.ID, w Workload, live metav1.Object)) (string, error) {
 	prev := map[object.ID]Workload{}
 	for _, w := range p.inventory.Workloads {
 		prev[w.ID] = w

@@ -119,6 +119,9 @@ type AppResult struct {
 	Duration  time.Duration `json:"duration"`
 	err       error
 	app       config.ResolvedApp
+	mgr       *apply.Manager // made before rendering, to read the cluster meanwhile
+	mgrErr    error
+	steps     *stepSpans
 }
 
 // Err joins the errors of every app.
@@ -250,6 +253,20 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		res.Apps = append(res.Apps, ar)
 		byName[a.Name] = ar
 	}
+	if m != modeRender {
+		// What a plan reads before it can compare (inventory, discovery,
+		// lists) is read while rendering. Apps that depend on others are
+		// planned after those were applied, so they read when planned.
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for _, ar := range res.Apps {
+			ar.steps = newStepSpans(&opts)
+			ar.mgr, ar.mgrErr = apply.New(restCfg, appManagerOptions(opts, ar, sec.redact, ar.steps))
+			if ar.mgrErr == nil && len(ar.app.DependsOn) == 0 {
+				ar.mgr.Prefetch(pctx, apply.PlanOptions{App: ar.Name, FullDryRun: opts.FullDryRun})
+			}
+		}
+	}
 	if err := renderAll(ctx, opts, snap.Dir, sec, res.Apps); err != nil {
 		return res, err
 	}
@@ -274,7 +291,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				start := time.Now()
-				ar.err = deliverApp(ctx, opts, restCfg, snap.Commit, ar, m, sec.redact)
+				ar.err = deliverApp(ctx, opts, snap.Commit, ar, m)
 				ar.Duration = time.Since(start)
 				if ar.err != nil {
 					ar.err = opts.Redactor.Error(fmt.Errorf("app %s: %w", a.Name, ar.err))
@@ -297,15 +314,9 @@ func failedDependency(a config.ResolvedApp, byName map[string]*AppResult) string
 }
 
 // deliverApp plans (and in apply mode executes) one app.
-func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision string, ar *AppResult, m mode, redact func(string) string) (err error) {
+func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResult, m mode) (err error) {
 	ctx, span := startApp(ctx, &opts, ar)
 	defer func() { endApp(span, opts.Redactor, ar, err) }()
-	ao := opts.Apply
-	ao.DefaultNamespace = ar.app.Namespace
-	if ao.Timeout == 0 {
-		ao.Timeout = ar.app.WaitTimeout
-	}
-	ao.HookTimeout = ar.app.HookTimeout
 	wait, rollback := ar.app.Wait, ar.app.RollbackOnFailure
 	if opts.Wait != nil {
 		wait = *opts.Wait
@@ -313,10 +324,9 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 	if opts.RollbackOnFailure != nil {
 		rollback = *opts.RollbackOnFailure
 	}
-	ao.Redact = redact
-	steps := newStepSpans(ctx, &opts)
-	ao.Progress = steps.progress(ao.Progress)
-	mgr, err := apply.New(cfg, ao)
+	steps := ar.steps
+	steps.ctx = ctx
+	mgr, err := ar.mgr, ar.mgrErr
 	if err != nil {
 		return err
 	}
@@ -345,4 +355,18 @@ func deliverApp(ctx context.Context, opts Options, cfg *rest.Config, revision st
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))
 	}
 	return err
+}
+
+// appManagerOptions are the apply options of one app: the run's, with the
+// app's namespace and timeouts, the run's redaction and the app's spans.
+func appManagerOptions(opts Options, ar *AppResult, redact func(string) string, steps *stepSpans) apply.Options {
+	ao := opts.Apply
+	ao.DefaultNamespace = ar.app.Namespace
+	if ao.Timeout == 0 {
+		ao.Timeout = ar.app.WaitTimeout
+	}
+	ao.HookTimeout = ar.app.HookTimeout
+	ao.Redact = redact
+	ao.Progress = steps.progress(ao.Progress)
+	return ao
 }

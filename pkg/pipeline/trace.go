@@ -135,14 +135,14 @@ func traceSkipped(ctx context.Context, opts *Options, ar *AppResult) {
 // from its report to the next one, or to end.
 type stepSpans struct {
 	opts *Options
-	ctx  context.Context // the app's span
+	ctx  context.Context // the app's span, set before the app's run starts
 
 	mu  sync.Mutex
 	cur trace.Span
 }
 
-func newStepSpans(ctx context.Context, opts *Options) *stepSpans {
-	return &stepSpans{opts: opts, ctx: ctx}
+func newStepSpans(opts *Options) *stepSpans {
+	return &stepSpans{opts: opts}
 }
 
 // progress returns an apply.Options.Progress that makes the spans, then

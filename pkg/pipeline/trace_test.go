@@ -70,7 +70,8 @@ func TestTraceSteps(t *testing.T) {
 	ctx, app := startApp(context.Background(), opts, &AppResult{Name: "web", Namespace: "shop"})
 
 	var seen []apply.Step
-	steps := newStepSpans(ctx, opts)
+	steps := newStepSpans(opts)
+	steps.ctx = ctx
 	progress := steps.progress(func(app string, s apply.Step, n int) {
 		if app != "web" {
 			t.Errorf("progress for app %q", app)
