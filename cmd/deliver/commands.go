@@ -214,7 +214,7 @@ func isTerminal(w any) bool {
 
 func newApplyCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
-	var dryRun bool
+	var dryRun, showDiff bool
 	cmd := &cobra.Command{
 		Use:   "apply",
 		Short: "Deliver every app: hooks, strategy, server-side apply, prune, wait",
@@ -230,6 +230,9 @@ then prune of what left git. A failing app stops the apps that depend on it.
 			if dryRun {
 				return runDiff(cmd, g, f, "auto")
 			}
+			if showDiff && f.output == "json" {
+				return errors.New("--diff prints the diff as text: use it without -o json (diff -o json gives the plan)")
+			}
 			if err := f.prepare(cmd, g); err != nil {
 				return err
 			}
@@ -238,6 +241,20 @@ then prune of what left git. A failing app stops the apps that depend on it.
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if showDiff {
+				// What each app's run planned, as diff prints it: one
+				// run shows and applies, like kapp deploy --diff-changes.
+				useColor := isTerminal(w)
+				for _, a := range res.Apps {
+					if a.Report == nil || a.Report.Plan == nil {
+						continue
+					}
+					fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+					if err := a.Report.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
+						return err
+					}
+				}
+			}
 			if f.output == "json" {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
@@ -252,6 +269,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 	}
 	addRunFlags(cmd, f, true)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
+	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what was applied, as diff does, before the results (one run instead of diff then apply)")
 	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")
 	return cmd
 }

@@ -660,12 +660,21 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 			return runProcs(ctx, b.deliverProcWith(bin, md, "diff"), b.deliverProcWith(bin, md, "apply", "--wait=false"))
 		}
 	}
+	// The same in one run: apply --diff prints the diff of what it applies
+	// (as kapp deploy --diff-changes does). It changes the same workload
+	// as the two-run side, in its own rounds.
+	applyDiff := func(ctx context.Context, _ int) (sample, error) {
+		if _, err := dmd.change(); err != nil {
+			return sample{}, err
+		}
+		return runProc(ctx, b.deliverProc(dmd, "apply", "--wait=false", "--diff"))
+	}
 	sides := []runFunc{deliverChange(b.deliver, dmd), func(ctx context.Context, _ int) (sample, error) {
 		if _, err := kmd.change(); err != nil {
 			return sample{}, err
 		}
 		return runProcs(ctx, b.kubectlProc(kmd, "diff"), b.kubectlProc(kmd, "apply"))
-	}}
+	}, applyDiff}
 	if b.baseline != "" {
 		sides = append(sides, deliverChange(b.baseline, bmd))
 	}
@@ -676,8 +685,9 @@ func (b *bench) diffRows(ctx context.Context, n int) error {
 	row := fmt.Sprintf("%d changed: diff + apply", changed)
 	kchange := measure("kubectl diff; kubectl apply", got[1])
 	b.report.add(n, row, measure("deliver diff; deliver apply", got[0]), kchange)
+	b.report.add(n, fmt.Sprintf("%d changed: apply --diff (one run)", changed), measure("deliver apply --diff", got[2]), kchange)
 	if b.baseline != "" {
-		b.report.add(n, row+" [baseline]", measure("baseline diff; baseline apply", got[2]), kchange)
+		b.report.add(n, row+" [baseline]", measure("baseline diff; baseline apply", got[3]), kchange)
 	}
 	b.registerClusterReplays(n, row)
 	return nil

@@ -34,7 +34,11 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 	if err != nil {
 		return nil, err
 	}
-	return m.execute(ctx, p)
+	rep, err := m.execute(ctx, p)
+	if rep != nil {
+		rep.Plan = p
+	}
+	return rep, err
 }
 
 // Execute applies a plan in the order that keeps the running version safe:

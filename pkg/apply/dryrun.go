@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,15 +20,21 @@ import (
 func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	ri := m.client(c)
 	live := c.Live
+	// The read and the dry run are independent: both at once.
+	var (
+		getErr error
+		wg     sync.WaitGroup
+	)
 	if live == nil {
-		var err error
-		if live, err = ri.Get(ctx, c.ID.Name, metav1.GetOptions{}); err != nil {
-			return err
-		}
+		wg.Go(func() { live, getErr = ri.Get(ctx, c.ID.Name, metav1.GetOptions{}) })
 	}
 	merged, err := ri.Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
 		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
 	})
+	wg.Wait()
+	if getErr != nil {
+		return getErr
+	}
 	if err != nil {
 		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
 			c.Live, c.Type = live, ChangeUpdate

@@ -43,6 +43,9 @@ type Result struct {
 type Report struct {
 	Results  []Result      `json:"results"`
 	Duration time.Duration `json:"duration"`
+	// Plan is the plan the run executed (Apply), for showing its diff; not
+	// in the JSON form, which is the results.
+	Plan *Plan `json:"-"`
 }
 
 // Count returns how many results have action a.

@@ -174,3 +174,24 @@ func BenchmarkKustomize1000(b *testing.B) {
 		return cmd
 	})
 }
+
+// BenchmarkPlain1000 reads a folder of 1,000 one-object files, as the
+// diff and apply rows of hack/bench do (no CLI to compare with: kubectl
+// reads and sends each file itself).
+func BenchmarkPlain1000(b *testing.B) {
+	files := map[string]string{}
+	for i := range benchObjects {
+		files[fmt.Sprintf("m/cm-%04d.yaml", i)] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%04d\n  namespace: bench\n  labels: {app.kubernetes.io/name: cm-%04d, app.kubernetes.io/part-of: bench}\ndata:\n  index: \"%d\"\n  payload: %s\n", i, i, i, strings.Repeat("x", 200))
+	}
+	root := writeTree(b, files)
+	b.ReportAllocs()
+	for b.Loop() {
+		set, err := Plain(PlainOptions{Root: root, Path: "m"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(set.Objects) != benchObjects {
+			b.Fatalf("read %d objects, want %d", len(set.Objects), benchObjects)
+		}
+	}
+}

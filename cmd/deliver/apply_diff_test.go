@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestApplyShowsDiff: apply --diff prints what diff would have printed for
+// the run it makes, in the same run, with Secret values masked.
+func TestApplyShowsDiff(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ns := env.Namespace(t)
+	const canary = "canary-apply-diff-4f1e"
+	dir := t.TempDir()
+	write := func(level, password string) {
+		t.Helper()
+		files := map[string]string{
+			"m/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: " + ns + "}\ndata: {level: \"" + level + "\"}\n",
+			"m/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: " + ns + "}\nstringData: {password: " + password + "}\n",
+		}
+		for name, content := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	args := []string{"apply", "--diff", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m", "--app", ns, "--inventory-namespace", ns}
+
+	write("debug", canary+"-1")
+	out, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("first apply --diff: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"== app " + ns, "2 to create, 0 to change, 0 to delete, 0 unchanged", "+  level: debug", "ConfigMap/" + ns + "/settings created"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("first apply --diff lacks %q:\n%s", want, out)
+		}
+	}
+
+	write("info", canary+"-2")
+	out, code = run(t, args...)
+	if code != 0 {
+		t.Fatalf("second apply --diff: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"0 to create, 2 to change, 0 to delete, 0 unchanged", "-  level: debug", "+  level: info", "*** (after)", "ConfigMap/" + ns + "/settings configured"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second apply --diff lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, canary) {
+		t.Errorf("apply --diff printed a secret value:\n%s", out)
+	}
+
+	out, code = run(t, "apply", "--diff", "-o", "json", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m")
+	if code != 1 || !strings.Contains(out, "--diff prints the diff as text") {
+		t.Errorf("apply --diff -o json: exit %d, want 1 and why:\n%s", code, out)
+	}
+}
