@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,19 +16,10 @@ func TestApplyShowsDiff(t *testing.T) {
 	dir := t.TempDir()
 	write := func(level, password string) {
 		t.Helper()
-		files := map[string]string{
+		writeFiles(t, dir, map[string]string{
 			"m/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: " + ns + "}\ndata: {level: \"" + level + "\"}\n",
 			"m/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: " + ns + "}\nstringData: {password: " + password + "}\n",
-		}
-		for name, content := range files {
-			p := filepath.Join(dir, name)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		})
 	}
 	args := []string{"apply", "--diff", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m", "--app", ns, "--inventory-namespace", ns}
 

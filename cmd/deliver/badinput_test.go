@@ -54,15 +54,7 @@ environments:
 			if tt.config != "" {
 				files["deliver.yaml"] = tt.config
 			}
-			for name, content := range files {
-				p := filepath.Join(dir, name)
-				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			writeFiles(t, dir, files)
 			args := []string{"render"}
 			if len(tt.args) > 0 && !strings.HasPrefix(tt.args[0], "-") {
 				args, tt.args = []string{tt.args[0]}, tt.args[1:]
@@ -122,14 +114,9 @@ apps:
 		"c/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
 	}
 	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(strings.ReplaceAll(content, "NS", ns)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		files[name] = strings.ReplaceAll(content, "NS", ns)
 	}
+	writeFiles(t, dir, files)
 	out, code := run(t, "apply", "--path", dir, "--kubeconfig", env.Kubeconfig, "--inventory-namespace", ns)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
