@@ -442,6 +442,7 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 		c.gvr = gvr
 		if namespaced && c.Desired.GetNamespace() == "" {
 			c.Desired.SetNamespace(m.opts.DefaultNamespace)
+			c.body = nil
 			c.ID.Namespace = m.opts.DefaultNamespace
 			res.ID = c.ID
 		}
@@ -502,18 +503,18 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 // whole object, to tell a no-op from a change.
 func (m *Manager) send(ctx context.Context, c *Change, opts metav1.ApplyOptions) (metav1.Object, error) {
 	if c.Type != ChangeCreate {
-		u, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, opts)
+		u, err := m.applyPatch(ctx, c, opts)
 		if err != nil {
 			return nil, err
 		}
 		return u, nil
 	}
-	data, err := c.Desired.MarshalJSON()
+	data, err := c.json()
 	if err != nil {
 		return nil, err
 	}
 	ri := m.meta.Resource(c.gvr)
-	po := metav1.PatchOptions{FieldManager: opts.FieldManager, Force: &opts.Force, DryRun: opts.DryRun}
+	po := patchOptions(opts)
 	var pm *metav1.PartialObjectMetadata
 	if c.ID.Namespace == "" {
 		pm, err = ri.Patch(ctx, c.ID.Name, types.ApplyPatchType, data, po)
@@ -524,6 +525,29 @@ func (m *Manager) send(ctx context.Context, c *Change, opts metav1.ApplyOptions)
 		return nil, err
 	}
 	return pm, nil
+}
+
+// applyPatch is the dynamic client's Apply with the body already encoded
+// for the digest.
+func (m *Manager) applyPatch(ctx context.Context, c *Change, opts metav1.ApplyOptions) (*unstructured.Unstructured, error) {
+	data, err := c.json()
+	if err != nil {
+		return nil, err
+	}
+	return m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
+}
+
+// json returns the desired object as JSON.
+func (c *Change) json() ([]byte, error) {
+	if c.body != nil {
+		return c.body, nil
+	}
+	return c.Desired.MarshalJSON()
+}
+
+// patchOptions are the PatchOptions of a server-side apply.
+func patchOptions(opts metav1.ApplyOptions) metav1.PatchOptions {
+	return metav1.PatchOptions{FieldManager: opts.FieldManager, Force: &opts.Force, DryRun: opts.DryRun}
 }
 
 func isUnstructured(o metav1.Object) bool {

@@ -28,7 +28,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	if live == nil {
 		wg.Go(func() { live, getErr = ri.Get(ctx, c.ID.Name, metav1.GetOptions{}) })
 	}
-	merged, err := ri.Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
+	merged, err := m.applyPatch(ctx, c, metav1.ApplyOptions{
 		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
 	})
 	wg.Wait()
@@ -109,7 +109,7 @@ func (m *Manager) dryRunCreate(ctx context.Context, c *Change, newNamespaces map
 		c.Note = "its Namespace is created in the same run; validated when applied"
 		return nil
 	}
-	_, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{
+	_, err := m.applyPatch(ctx, c, metav1.ApplyOptions{
 		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
 	})
 	var status apierrors.APIStatus

@@ -51,6 +51,7 @@ type Change struct {
 	gvr     schema.GroupVersionResource
 	version string
 	digest  string
+	body    []byte // Desired as JSON, as digested: the body of its applies; nil once Desired changes
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -338,6 +339,7 @@ func (m *Manager) desiredWith(o *object.Object, opts PlanOptions, pendingCRDs ma
 	}
 	sum := sha256.Sum256(data)
 	c.digest = hex.EncodeToString(sum[:])
+	c.body = data
 	// The resolved identity flows back to the caller (Wait needs it).
 	o.SetNamespace(u.GetNamespace())
 	return c, nil
