@@ -33,6 +33,9 @@ type appStatusView struct {
 	// Suspended: the app's inventory Secret carries the suspend
 	// annotation, or the reconciler was told to suspend it.
 	Suspended bool `json:"suspended,omitempty"`
+	// Run is what the app's lock says: a run under way, or one killed
+	// before it finished; absent when the lock is free.
+	Run *apply.RunState `json:"run,omitempty"`
 	// Reconciler is the reconciler's status of the app, from the
 	// ConfigMap deliver-status; absent when no reconciler reported it.
 	Reconciler *reconcile.AppStatus `json:"reconciler,omitempty"`
@@ -129,6 +132,13 @@ func readStatus(ctx context.Context, kc kubernetes.Interface, mgr *apply.Manager
 		v := view(app)
 		v.Revision, v.Time, v.Result, v.Message = inv.Revision, inv.Time, inv.Result, inv.Message
 		v.Suspended = s.Annotations[reconcile.AnnotationSuspend] == "true"
+		run, err := mgr.RunState(ctx, app)
+		if err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		if run.Holder != "" {
+			v.Run = &run
+		}
 	}
 	st := &statusView{}
 	cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, reconcile.StatusConfigMap, metav1.GetOptions{})
@@ -204,11 +214,18 @@ func printStatus(w io.Writer, st *statusView, now time.Time) error {
 				msg = fmt.Sprintf("drift: %s", strings.Join(a.Reconciler.Drift, ", "))
 			}
 		}
+		result := a.Result
+		switch {
+		case a.Run != nil && a.Run.UnderWay():
+			result, msg = apply.ResultApplying, fmt.Sprintf("run under way: %s since %s", a.Run.Holder, a.Run.Since.Format(time.RFC3339))
+		case a.Run != nil && msg == "":
+			msg = fmt.Sprintf("a run by %s (started %s) was killed before it finished; the next run takes over", a.Run.Holder, a.Run.Since.Format(time.RFC3339))
+		}
 		suspended := ""
 		if a.Suspended {
 			suspended = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.App, orDash(shortRev(a.Revision)), applied, age, orDash(a.Result), rec, orDash(suspended), oneLine(msg))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.App, orDash(shortRev(a.Revision)), applied, age, orDash(result), rec, orDash(suspended), oneLine(msg))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
@@ -120,5 +121,60 @@ func TestStatusCommand(t *testing.T) {
 	g := got.Apps[0]
 	if diff := cmp.Diff(want, []string{got.Revision, g.App, g.Revision, g.Result, g.Reconciler.Result}); diff != "" {
 		t.Errorf("status -o json (-want +got):\n%s", diff)
+	}
+}
+
+// TestStatusShowsRunUnderWay: a run that only updates objects does not
+// write the inventory before it starts, so status reads the app's lock: a
+// held lock is a run under way, one left behind a run that was killed.
+func TestStatusShowsRunUnderWay(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: " + ns + "}\ndata: {color: blue}\n"})
+	if out, code := run(t, "apply", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m", "--app", "web", "--inventory-namespace", ns); code != 0 {
+		t.Fatalf("apply: exit %d:\n%s", code, out)
+	}
+	leases := env.Client().CoordinationV1().Leases(ns)
+	hold := func(holder string, renewed time.Time) {
+		t.Helper()
+		lease, err := leases.Get(ctx, "deliver-lock-web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secs := int32(30)
+		at := metav1.NewMicroTime(renewed)
+		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &at, RenewTime: &at}
+		if _, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() []string {
+		t.Helper()
+		out, code := run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", ns)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) != 2 {
+			t.Fatalf("status: exit %d:\n%s", code, out)
+		}
+		return strings.Fields(lines[1])
+	}
+
+	if row := status(); row[4] != apply.ResultSucceeded || len(row) != 7 {
+		t.Errorf("status with the lock free: %q, want succeeded and no message", row)
+	}
+	hold("ci-runner/77/abc", time.Now())
+	if row := strings.Join(status(), " "); !strings.Contains(row, " applying ") || !strings.Contains(row, "run under way: ci-runner/77/abc since") {
+		t.Errorf("status with the lock held: %q, want applying by ci-runner/77/abc", row)
+	}
+	hold("ci-runner/77/abc", time.Now().Add(-time.Hour))
+	if row := strings.Join(status(), " "); !strings.Contains(row, " succeeded ") || !strings.Contains(row, "was killed before it finished") {
+		t.Errorf("status with the lock left behind: %q, want the last result and the killed run", row)
+	}
+	out, code := run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", ns, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"holder": "ci-runner/77/abc"`) || !strings.Contains(out, `"stale": true`) {
+		t.Errorf("status -o json with the lock left behind: exit %d:\n%s", code, out)
 	}
 }

@@ -30,7 +30,7 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		return nil, err
 	}
 	defer lock.unlock()
-	p, err := m.plan(ctx, set, opts, true)
+	p, err := m.plan(ctx, set, opts, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +64,9 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 // back), a rollout that did not complete is rolled back when the plan asks
 // for it (PlanOptions.RollbackOnFailure), on-failure hooks run, and
 // nothing after the failed step changes.
-// The inventory is written before the first write, so that it covers every
-// object the run may create even if the run dies, and again at the end.
+// The inventory is written before the first write when the run creates
+// objects (or scales down, or runs hooks), so that it covers every object
+// the run may create even if the run dies, and always at the end.
 //
 // CI and the reconciler may apply the same app at once: Execute holds the
 // app's lock (a Lease) while it runs, so one of them waits, and fails with
@@ -91,9 +92,11 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	start := time.Now()
 	rep := &Report{}
 	entries := p.inventory.index()
+	added := false
 	for _, c := range p.Changes {
 		if _, ok := entries[c.ID]; !ok && c.Type != ChangeDelete {
 			entries[c.ID] = Entry{ID: c.ID, Version: c.version}
+			added = true
 		}
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
@@ -121,8 +124,17 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		scaled = append(scaled, Scaled{ID: id, Version: byID[id].version, Replicas: n})
 	}
 	inv.ScaledDown = scaled
-	if err := m.writeInventory(ctx, inv); err != nil {
-		return nil, err
+	// The inventory is written before the first write when the run may
+	// leave something it does not cover yet: an object created, a replica
+	// count scaled to zero, a hook's Job. A run that only updates or
+	// deletes objects it lists has nothing to add (half the inventory
+	// writes of a typical change): its lock says it is under way
+	// (RunState), and a run that finds the lock left behind by a killed
+	// one plans from the cluster, not from what it read ahead.
+	if added || len(scaled) > 0 || len(p.inventory.ScaledDown) > 0 || p.hookCount(PreApply)+p.hookCount(PostApply)+p.hookCount(OnFailure) > 0 {
+		if err := m.writeInventory(ctx, inv); err != nil {
+			return nil, err
+		}
 	}
 
 	var mu sync.Mutex

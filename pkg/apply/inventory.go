@@ -29,9 +29,12 @@ type Inventory struct {
 	Revision string `json:"revision,omitempty"`
 	// Time is when the last run ended.
 	Time time.Time `json:"time"`
-	// Result is "applying" while a run is under way, then "succeeded" or
-	// "failed". An "applying" inventory found by the next run means the
-	// previous run was interrupted; it still lists every object it created.
+	// Result is "succeeded" or "failed" after a run, and "applying" during
+	// a run that creates objects, scales workloads down or runs hooks
+	// (written before its first write). An "applying" inventory found by
+	// the next run means that run was killed; it still lists every object
+	// the run created. A run that only updates objects does not write it
+	// first: Manager.RunState tells it is under way.
 	Result string `json:"result"`
 	// Message explains a failed result.
 	Message string `json:"message,omitempty"`

@@ -35,6 +35,11 @@ type appLock struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
 
+	// tookOver says the Lease was taken from a holder that never released
+	// it: a run that died (SIGKILL, a lost node) and may have written
+	// objects without recording them in the inventory.
+	tookOver bool
+
 	// mu guards lease, the Lease as last written by this holder: renewal
 	// and release update it without reading it again.
 	mu    sync.Mutex
@@ -134,13 +139,12 @@ func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error)
 	if err != nil {
 		return nil, err
 	}
-	expired := cur.Spec.RenewTime == nil || cur.Spec.LeaseDurationSeconds == nil ||
-		time.Since(cur.Spec.RenewTime.Time) > time.Duration(*cur.Spec.LeaseDurationSeconds)*time.Second
-	if cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != "" && !expired {
+	if cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != "" && !expired(cur) {
 		return cur, nil
 	}
 	// Free (released) or left by a holder that died: take it, with the
 	// resourceVersion as precondition so that only one taker wins.
+	leftBehind := cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != ""
 	cur.Spec = mine
 	taken, err := leases.Update(ctx, cur, metav1.UpdateOptions{})
 	if err != nil {
@@ -150,7 +154,52 @@ func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error)
 		return nil, err
 	}
 	l.lease = taken
+	l.tookOver = leftBehind
 	return nil, nil
+}
+
+// RunState is what an app's lock says about its runs.
+type RunState struct {
+	// Holder identifies the run that holds the lock or, when Stale, the
+	// run that held it last and never released it ("" when free).
+	Holder string `json:"holder,omitempty"`
+	// Since is when Holder took the lock.
+	Since time.Time `json:"since,omitzero"`
+	// Stale says Holder stopped renewing the lock without releasing it: a
+	// run that was killed. The next run takes the lock over.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// UnderWay reports whether a run holds the lock now.
+func (s RunState) UnderWay() bool { return s.Holder != "" && !s.Stale }
+
+// RunState reads app's lock: whether a run of it is under way, or the
+// last one was killed. A run that only updates objects the inventory
+// already lists does not write the inventory before it starts (its lock
+// says it is under way); see Execute.
+func (m *Manager) RunState(ctx context.Context, app string) (RunState, error) {
+	lease, err := m.kube.CoordinationV1().Leases(m.opts.InventoryNamespace).Get(ctx, lockName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return RunState{}, nil
+	}
+	if err != nil {
+		return RunState{}, fmt.Errorf("lock %s/%s: %w", m.opts.InventoryNamespace, lockName(app), err)
+	}
+	var st RunState
+	if lease.Spec.HolderIdentity != nil {
+		st.Holder = *lease.Spec.HolderIdentity
+	}
+	if lease.Spec.AcquireTime != nil {
+		st.Since = lease.Spec.AcquireTime.UTC()
+	}
+	st.Stale = st.Holder != "" && expired(lease)
+	return st, nil
+}
+
+// expired says the holder of lease stopped renewing it.
+func expired(lease *coordinationv1.Lease) bool {
+	return lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil ||
+		time.Since(lease.Spec.RenewTime.Time) > time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second
 }
 
 // unlock stops renewing and releases the Lease by clearing its holder.

@@ -130,11 +130,11 @@ func (p *Plan) Summary() string {
 // in git or changed in the cluster since deliver applied them are dry-run.
 // Hooks in set are not planned here.
 func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (*Plan, error) {
-	return m.plan(ctx, set, opts, false)
+	return m.plan(ctx, set, opts, nil)
 }
 
-// plan is Plan; locked says that the caller holds the app's lock.
-func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, locked bool) (*Plan, error) {
+// plan is Plan; lock is the app's lock when the caller holds it.
+func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
@@ -144,7 +144,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if opts.RollbackOnFailure && !opts.Wait {
 		return nil, errors.New("plan: rollback on failure needs wait: a rollout that is not waited for cannot fail")
 	}
-	inv, listed, err := m.planInventory(ctx, opts.App, locked)
+	inv, listed, err := m.planInventory(ctx, opts.App, lock)
 	if err != nil {
 		return nil, err
 	}

@@ -107,19 +107,25 @@ func (m *Manager) takePrefetch(ctx context.Context, app string) *prefetch {
 }
 
 // planInventory returns the inventory a plan starts from and what was
-// listed ahead with it. Under the app's lock (locked), what was read
-// ahead is used only if the inventory Secret is still the same version
-// and records no run under way or killed; otherwise it is read again and
-// nothing listed ahead is used.
-func (m *Manager) planInventory(ctx context.Context, app string, locked bool) (*Inventory, map[listKey][]*metav1.PartialObjectMetadata, error) {
+// listed ahead with it. Under the app's lock, what was read ahead is used
+// only if no run of deliver can have written since: the inventory Secret
+// is still the same version (a run that creates objects writes it before
+// its first write, and every run after its last), it records no run that
+// was cut short, and the lock was released by its last holder (a run that
+// only updates objects writes the inventory at its end only: if it was
+// killed, its lock is all that tells). Otherwise the inventory is read
+// again and nothing listed ahead is used.
+func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey][]*metav1.PartialObjectMetadata, error) {
 	p := m.takePrefetch(ctx, app)
 	if p != nil && p.invErr == nil {
-		if !locked {
+		if lock == nil {
 			return p.inv, p.lists, nil
 		}
-		version, err := m.inventoryVersion(ctx, app)
-		if err == nil && version == p.invVersion && p.inv.Result != ResultApplying {
-			return p.inv, p.lists, nil
+		if !lock.tookOver && p.inv.Result != ResultApplying {
+			version, err := m.inventoryVersion(ctx, app)
+			if err == nil && version == p.invVersion {
+				return p.inv, p.lists, nil
+			}
 		}
 	}
 	inv, _, err := m.readInventory(ctx, app)
