@@ -216,9 +216,16 @@ func decodeDocument(origin object.Origin, raw []byte) ([]*object.Object, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: parse: %w", where, err)
 	}
+	return objectsOf(origin, m)
+}
+
+// objectsOf makes the objects of one parsed document: none for an empty
+// one, the items of a List.
+func objectsOf(origin object.Origin, m map[string]any) ([]*object.Object, error) {
 	if m == nil {
 		return nil, nil
 	}
+	where := originString(origin)
 	u := &unstructured.Unstructured{Object: m}
 	if !u.IsList() {
 		if err := validate(u); err != nil {
