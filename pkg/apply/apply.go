@@ -85,6 +85,11 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 	if !inv.Time.Equal(p.inventory.Time) || inv.Result != p.inventory.Result {
 		return nil, fmt.Errorf("%s: another run changed the app since this plan was made (at %s): plan again", p.App, inv.Time.Format(time.RFC3339))
 	}
+	if lock.tookOver {
+		// A run that only updates objects records itself at its end: this
+		// one was killed first, and may have changed what the plan saw.
+		return nil, fmt.Errorf("%s: a run was killed while applying the app (its lock was left behind): plan again", p.App)
+	}
 	return m.execute(ctx, p)
 }
 

@@ -47,3 +47,32 @@ func TestTwoAppliesOfOneApp(t *testing.T) {
 		t.Errorf("apply after the first finished: %v", err)
 	}
 }
+
+// TestExecuteRefusedAfterKilledRun: a run that only updates objects writes
+// the inventory at its end only, so a plan made before such a run was
+// killed would look current. Execute finds the lock it left behind and
+// refuses the plan.
+func TestExecuteRefusedAfterKilledRun(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns, Revision: "c1"}
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1")), opts); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.Plan(ctx, objects(t, ns, cms("a=2")), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaveLockHeld(t, ns, "ci-runner/99/dead")
+	if _, err := m.Execute(ctx, p); err == nil || !strings.Contains(err.Error(), "was killed") || !strings.Contains(err.Error(), "plan again") {
+		t.Errorf("plan made before a killed run: %v, want a refusal", err)
+	}
+	p, err = m.Plan(ctx, objects(t, ns, cms("a=2")), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Execute(ctx, p); err != nil {
+		t.Errorf("a new plan: %v", err)
+	}
+}

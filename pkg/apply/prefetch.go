@@ -33,12 +33,10 @@ type listKey struct {
 // of making those requests one after the other, so a caller that renders
 // meanwhile (the pipeline) hides them behind its CPU work: about 40 ms of
 // a 1,000-object diff. Nothing read ahead is trusted blindly: Apply, under
-// the app's lock, uses it only if the inventory has not been written since
-// (every run writes it before its first write and after its last, so no
-// run of deliver changed the app in between), and a read that failed is
-// made again by the plan, whose error is the one reported. With a full
-// dry run only the inventory and discovery are read ahead (the plan lists
-// whole objects).
+// the app's lock, uses it only if no run of deliver can have changed the
+// app since (see planInventory), and a read that failed is made again by
+// the plan, whose error is the one reported. With a full dry run only the
+// inventory and discovery are read ahead (the plan lists whole objects).
 func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 	p := &prefetch{app: opts.App, done: make(chan struct{}), lists: map[listKey][]*metav1.PartialObjectMetadata{}}
 	m.preMu.Lock()

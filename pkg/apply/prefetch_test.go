@@ -241,18 +241,8 @@ func TestPrefetchNotTrustedAfterKilledRun(t *testing.T) {
 
 	// The killed run: it took the lock, changed a as deliver would and
 	// died before its inventory write.
-	secs := int32(1)
-	past := metav1.NewMicroTime(time.Now().Add(-time.Minute))
 	holder := "ci-runner/4242/dead"
-	leases := env.Client().CoordinationV1().Leases("deliver-system")
-	lease, err := leases.Get(ctx, "deliver-lock-"+ns, metav1.GetOptions{}) // released by the first run
-	if err != nil {
-		t.Fatal(err)
-	}
-	lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &past, RenewTime: &past}
-	if _, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	leaveLockHeld(t, ns, holder)
 	if _, err := env.Client().CoreV1().ConfigMaps(ns).Apply(ctx, corev1ac.ConfigMap("a", ns).WithData(map[string]string{"k": "2"}), metav1.ApplyOptions{FieldManager: "deliver", Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -274,5 +264,23 @@ func TestPrefetchNotTrustedAfterKilledRun(t *testing.T) {
 	}
 	if st, err := m.RunState(ctx, ns); err != nil || st.Holder != "" {
 		t.Errorf("RunState after the run = %+v, %v; want the lock free", st, err)
+	}
+}
+
+// leaveLockHeld makes app's lock (released by an earlier run) look like a
+// killed run's: held by holder, not renewed for a minute.
+func leaveLockHeld(t *testing.T, app, holder string) {
+	t.Helper()
+	ctx := context.Background()
+	secs := int32(1)
+	past := metav1.NewMicroTime(time.Now().Add(-time.Minute))
+	leases := env.Client().CoordinationV1().Leases("deliver-system")
+	lease, err := leases.Get(ctx, "deliver-lock-"+app, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &past, RenewTime: &past}
+	if _, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
