@@ -387,8 +387,9 @@ type helmHead struct {
 }
 
 // simpleHead reads the head of a parsed document, refusing what helm's
-// SimpleHead (strings for apiVersion, kind, metadata.name and every
-// annotation) refuses to unmarshal.
+// SimpleHead refuses to unmarshal: a map or a list where apiVersion, kind,
+// metadata.name or an annotation should be a string. Like sigs.k8s.io/yaml
+// for a string field, it takes other scalars as strings (`kind: 5`).
 func simpleHead(m map[string]any) (helmHead, error) {
 	var h helmHead
 	str := func(v any, field string) (string, error) {
@@ -397,8 +398,10 @@ func simpleHead(m map[string]any) (helmHead, error) {
 			return "", nil
 		case string:
 			return v, nil
+		case map[string]any, []any:
+			return "", fmt.Errorf("%s: %T is not a string", field, v)
 		}
-		return "", fmt.Errorf("%s: %T is not a string", field, v)
+		return fmt.Sprint(v), nil
 	}
 	if _, err := str(m["apiVersion"], "apiVersion"); err != nil {
 		return h, err
