@@ -281,18 +281,38 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	if err != nil {
 		return nil, err
 	}
-	rendered := splitRendered(files)
+	manifests, hooks, err := sortRendered(splitRendered(files))
+	if err != nil {
+		return nil, err
+	}
+	if opts.IncludeCRDs {
+		var crds []helmDoc
+		for _, crd := range ch.CRDObjects() {
+			d := helmDoc{source: crd.Filename, content: string(crd.File.Data)}
+			if d.parsed, err = splitParse(crd.File.Data); err != nil {
+				return nil, fmt.Errorf("YAML parse error on %s: %w", crd.Filename, err)
+			}
+			crds = append(crds, d)
+		}
+		manifests = append(crds, manifests...)
+	}
+	return append(manifests, hooks...), nil
+}
+
+// sortRendered parses the rendered documents (once each, on every core)
+// and orders them as releaseutil.SortManifests does: manifests and hooks
+// apart, each sorted by kind in install order.
+func sortRendered(rendered []helmDoc) (manifests, hooks []helmDoc, err error) {
 	parsed, errs := decodeAll(len(rendered), func(i int) (map[string]any, error) {
 		return unmarshalObject([]byte(rendered[i].content))
 	})
-	var manifests, hooks []helmDoc
 	for i, d := range rendered {
 		if errs[i] != nil {
-			return nil, fmt.Errorf("YAML parse error on %s: %w", d.source, errs[i])
+			return nil, nil, fmt.Errorf("YAML parse error on %s: %w", d.source, errs[i])
 		}
 		head, err := simpleHead(parsed[i])
 		if err != nil {
-			return nil, fmt.Errorf("YAML parse error on %s: %w", d.source, err)
+			return nil, nil, fmt.Errorf("YAML parse error on %s: %w", d.source, err)
 		}
 		d.parsed, d.kind = []map[string]any{parsed[i]}, head.kind
 		events, isHook := head.annotations[helmHookAnnotation]
@@ -309,18 +329,7 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	}
 	sortByKind(manifests)
 	sortByKind(hooks)
-	if opts.IncludeCRDs {
-		var crds []helmDoc
-		for _, crd := range ch.CRDObjects() {
-			d := helmDoc{source: crd.Filename, content: string(crd.File.Data)}
-			if d.parsed, err = splitParse(crd.File.Data); err != nil {
-				return nil, fmt.Errorf("YAML parse error on %s: %w", crd.Filename, err)
-			}
-			crds = append(crds, d)
-		}
-		manifests = append(crds, manifests...)
-	}
-	return append(manifests, hooks...), nil
+	return manifests, hooks, nil
 }
 
 // helmDoc is one document a chart rendered (a whole file for a CRD of its

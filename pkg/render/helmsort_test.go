@@ -60,7 +60,7 @@ func TestHelmSortMatchesHelm(t *testing.T) {
 			for _, h := range hooks {
 				want = append(want, fmt.Sprintf("hook %s: %s", h.Path, h.Manifest))
 			}
-			got, err := sortRendered(copyFiles(files))
+			got, err := deliverOrder(copyFiles(files))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,31 +71,12 @@ func TestHelmSortMatchesHelm(t *testing.T) {
 	}
 }
 
-// sortRendered runs deliver's side of runHelm on rendered files.
-func sortRendered(files map[string]string) ([]string, error) {
-	rendered := splitRendered(files)
-	var manifests, hooks []helmDoc
-	for _, d := range rendered {
-		m, err := unmarshalObject([]byte(d.content))
-		if err != nil {
-			return nil, err
-		}
-		head, err := simpleHead(m)
-		if err != nil {
-			return nil, err
-		}
-		d.kind = head.kind
-		events, isHook := head.annotations[helmHookAnnotation]
-		switch {
-		case !isHook:
-			manifests = append(manifests, d)
-		case knownHookEvents(events):
-			d.hook = true
-			hooks = append(hooks, d)
-		}
+// deliverOrder is deliver's side of runHelm on rendered files.
+func deliverOrder(files map[string]string) ([]string, error) {
+	manifests, hooks, err := sortRendered(splitRendered(files))
+	if err != nil {
+		return nil, err
 	}
-	sortByKind(manifests)
-	sortByKind(hooks)
 	var out []string
 	for _, d := range manifests {
 		out = append(out, fmt.Sprintf("%s: %s", d.source, d.content))
