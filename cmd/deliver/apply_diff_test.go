@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -48,8 +49,33 @@ func TestApplyShowsDiff(t *testing.T) {
 		t.Errorf("apply --diff printed a secret value:\n%s", out)
 	}
 
-	out, code = run(t, "apply", "--diff", "-o", "json", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m")
-	if code != 1 || !strings.Contains(out, "--diff prints the diff as text") {
-		t.Errorf("apply --diff -o json: exit %d, want 1 and why:\n%s", code, out)
+	write("warn", canary+"-3")
+	out, code = run(t, append(args, "-o", "json")...)
+	if code != 0 {
+		t.Fatalf("apply --diff -o json: exit %d:\n%s", code, out)
+	}
+	var got struct {
+		Apps []struct {
+			Plan struct {
+				Summary string `json:"summary"`
+				Changes []struct {
+					Diff string `json:"diff"`
+				} `json:"changes"`
+			} `json:"plan"`
+			Report struct {
+				Results []struct {
+					Action string `json:"action"`
+				} `json:"results"`
+			} `json:"report"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("apply --diff -o json: %v\n%s", err, out)
+	}
+	if len(got.Apps) != 1 || got.Apps[0].Plan.Summary != "0 to create, 2 to change, 0 to delete, 0 unchanged" || len(got.Apps[0].Report.Results) != 2 {
+		t.Errorf("apply --diff -o json: want the plan and the report of the app:\n%s", out)
+	}
+	if !strings.Contains(out, `+  level: warn`) || strings.Contains(out, canary) {
+		t.Errorf("apply --diff -o json: want the masked diff, no secret value:\n%s", out)
 	}
 }

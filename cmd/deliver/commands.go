@@ -230,9 +230,6 @@ then prune of what left git. A failing app stops the apps that depend on it.
 			if dryRun {
 				return runDiff(cmd, g, f, "auto")
 			}
-			if showDiff && f.output == "json" {
-				return errors.New("--diff prints the diff as text: use it without -o json (diff -o json gives the plan)")
-			}
 			if err := f.prepare(cmd, g); err != nil {
 				return err
 			}
@@ -244,9 +241,14 @@ then prune of what left git. A failing app stops the apps that depend on it.
 			if showDiff {
 				// What each app's run planned, as diff prints it: one
 				// run shows and applies, like kapp deploy --diff-changes.
+				// In JSON each app gets its plan, masked as diff -o json.
 				useColor := isTerminal(w)
 				for _, a := range res.Apps {
 					if a.Report == nil || a.Report.Plan == nil {
+						continue
+					}
+					if f.output == "json" {
+						a.Plan = a.Report.Plan
 						continue
 					}
 					fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
@@ -269,7 +271,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 	}
 	addRunFlags(cmd, f, true)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
-	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what was applied, as diff does, before the results (one run instead of diff then apply)")
+	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what is applied, as diff does, before the results (one run instead of diff then apply); with -o json, each app's plan")
 	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -259,6 +260,17 @@ func maskSecrets(before, after *unstructured.Unstructured) (*unstructured.Unstru
 type jsonChange struct {
 	*Change
 	Diff string `json:"diff,omitempty"`
+}
+
+// MarshalJSON is WriteJSON: a plan encoded inside another document
+// (`deliver apply --diff -o json`) reads as `deliver diff -o json` prints
+// it, with its summary and masked diffs.
+func (p *Plan) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	if err := p.WriteJSON(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // WriteJSON prints the plan as JSON, with the same masked diffs.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -234,6 +235,12 @@ func TestSecretMaskedInDiff(t *testing.T) {
 	_ = p.WriteDiff(&second, apply.DiffOptions{})
 	_ = p.WriteJSON(&second)
 	out.Write(second.Bytes())
+	// A plan encoded as part of something else (apply -o json --diff).
+	encoded, err := json.Marshal(map[string]any{"plan": p})
+	if err != nil || !strings.Contains(string(encoded), `"summary"`) {
+		t.Errorf("json.Marshal of a plan: %v\n%s", err, encoded)
+	}
+	out.Write(encoded)
 	for _, leak := range []string{canary, base64.StdEncoding.EncodeToString([]byte(canary)), "YXBw" /* base64 "app" */} {
 		if strings.Contains(out.String(), leak) {
 			t.Errorf("diff output leaks %q:\n%s", leak, out.String())
