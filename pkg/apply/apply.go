@@ -136,7 +136,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	// writes of a typical change): its lock says it is under way
 	// (RunState), and a run that finds the lock left behind by a killed
 	// one plans from the cluster, not from what it read ahead.
-	if added || len(scaled) > 0 || len(p.inventory.ScaledDown) > 0 || p.hookCount(PreApply)+p.hookCount(PostApply)+p.hookCount(OnFailure) > 0 {
+	if added || len(scaled) > 0 || len(p.inventory.ScaledDown) > 0 || p.mayRunHooks() {
 		if err := m.writeInventory(ctx, inv); err != nil {
 			return nil, err
 		}
@@ -678,6 +678,17 @@ func countChanges(stages [][]*Change) int {
 }
 
 // hookCount counts the hooks of a phase that the plan runs.
+// mayRunHooks says whether the run may start a hook: one planned to run,
+// or an on-failure hook (which runs when the run fails).
+func (p *Plan) mayRunHooks() bool {
+	for _, h := range p.Hooks {
+		if h.Run || h.hook.Has(OnFailure) {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *Plan) hookCount(phase HookPhase) int {
 	n := 0
 	for _, h := range p.Hooks {

@@ -208,8 +208,10 @@ func TestInventoryWrittenFirstOnlyWhenNeeded(t *testing.T) {
 		{"nothing to do", cms("a=2", "b=1"), 1},
 		{"update and delete", cms("a=3"), 1},
 		{"create", cms("a=3", "c=1"), 2},
+		// It would start a Job if the run failed.
+		{"update with an on-failure hook", cms("a=4", "c=1") + "\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: notify, namespace: NS, annotations: {deliver.dev/hook: on-failure}}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: notify, image: curl}]}}}\n", 2},
 	} {
-		rep, err := m.Apply(ctx, objects(t, ns, tc.set), apply.PlanOptions{App: ns, Revision: tc.name})
+		rep, err := m.Apply(ctx, withHooks(objects(t, ns, tc.set)), apply.PlanOptions{App: ns, Revision: tc.name})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
