@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/deliverhq/deliver/internal/testenv"
 )
 
 // TestApplyShowsDiff: apply --diff prints what diff would have printed for
@@ -17,7 +19,7 @@ func TestApplyShowsDiff(t *testing.T) {
 	dir := t.TempDir()
 	write := func(level, password string) {
 		t.Helper()
-		writeFiles(t, dir, map[string]string{
+		testenv.WriteFiles(t, dir, map[string]string{
 			"m/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: " + ns + "}\ndata: {level: \"" + level + "\"}\n",
 			"m/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: " + ns + "}\nstringData: {password: " + password + "}\n",
 		})

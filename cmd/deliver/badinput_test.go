@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deliverhq/deliver/internal/testenv"
 )
 
 // TestConfigBadInput runs deliver over broken deliver.yaml files: each one
@@ -54,7 +56,7 @@ environments:
 			if tt.config != "" {
 				files["deliver.yaml"] = tt.config
 			}
-			writeFiles(t, dir, files)
+			testenv.WriteFiles(t, dir, files)
 			args := []string{"render"}
 			if len(tt.args) > 0 && !strings.HasPrefix(tt.args[0], "-") {
 				args, tt.args = []string{tt.args[0]}, tt.args[1:]
@@ -116,7 +118,7 @@ apps:
 	for name, content := range files {
 		files[name] = strings.ReplaceAll(content, "NS", ns)
 	}
-	writeFiles(t, dir, files)
+	testenv.WriteFiles(t, dir, files)
 	out, code := run(t, "apply", "--path", dir, "--kubeconfig", env.Kubeconfig, "--inventory-namespace", ns)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
 )
 
 // syncBuffer collects a process's output while the test reads it.
@@ -82,14 +82,7 @@ func (p *reconcileProc) waitExit(t *testing.T, timeout time.Duration) int {
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testenv.Eventually(t, timeout, 100*time.Millisecond, what, cond)
 }
 
 // webRepo is a git repository, served over smart HTTP, with one app, web,
@@ -116,18 +109,4 @@ func color(ns string) string {
 		return ""
 	}
 	return cm.Data["color"]
-}
-
-// writeFiles writes files (path relative to dir: content) under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

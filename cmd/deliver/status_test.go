@@ -12,9 +12,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
@@ -60,17 +62,14 @@ func TestStatusCommand(t *testing.T) {
 			t.Logf("deliver reconcile output:\n%s", logs.String())
 		}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cm, err := env.Client().CoreV1().ConfigMaps(inv).Get(ctx, reconcile.StatusConfigMap, metav1.GetOptions{})
-		if err == nil && strings.Contains(cm.Data["web"], head) && strings.Contains(cm.Data["broken"], `"result":"failed"`) &&
-			strings.Contains(cm.Data["paused"], `"suspended":true`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for the reconciler's status: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var err error
+	if _, ok := testenv.Until(30*time.Second, 100*time.Millisecond, func() bool {
+		var cm *corev1.ConfigMap
+		cm, err = env.Client().CoreV1().ConfigMaps(inv).Get(ctx, reconcile.StatusConfigMap, metav1.GetOptions{})
+		return err == nil && strings.Contains(cm.Data["web"], head) && strings.Contains(cm.Data["broken"], `"result":"failed"`) &&
+			strings.Contains(cm.Data["paused"], `"suspended":true`)
+	}); !ok {
+		t.Fatalf("timed out waiting for the reconciler's status: %v", err)
 	}
 
 	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
@@ -134,7 +133,7 @@ func TestStatusShowsRunUnderWay(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: " + ns + "}\ndata: {color: blue}\n"})
+	testenv.WriteFiles(t, dir, map[string]string{"m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: " + ns + "}\ndata: {color: blue}\n"})
 	if out, code := run(t, "apply", "--kubeconfig", env.Kubeconfig, "--path", dir, "-f", "m", "--app", "web", "--inventory-namespace", ns); code != 0 {
 		t.Fatalf("apply: exit %d:\n%s", code, out)
 	}

@@ -16,6 +16,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 )
 
@@ -130,17 +131,13 @@ func TestPrefetchIsUsedByPlan(t *testing.T) {
 func waitRequests(t *testing.T, log *requestLog, done func([]string) bool) []string {
 	t.Helper()
 	var seen []string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if _, ok := testenv.Until(30*time.Second, 5*time.Millisecond, func() bool {
 		seen = append(seen, log.take()...)
-		if done(seen) {
-			return seen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prefetch: requests so far %q", seen)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return done(seen)
+	}); !ok {
+		t.Fatalf("prefetch: requests so far %q", seen)
 	}
+	return seen
 }
 
 // TestPrefetchStaleUnderLock: another run applies the app between Prefetch

@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/reconcile"
@@ -160,13 +161,7 @@ func startBench(tb testing.TB, opts reconcile.Options) (*reconcile.Reconciler, f
 // benchWait polls cond every millisecond until it holds.
 func benchWait(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(tb, timeout, time.Millisecond, what, cond)
 }
 
 // settled reports whether the app is delivered at head, with nothing

@@ -168,14 +168,7 @@ func start(t *testing.T, opts reconcile.Options) (r *reconcile.Reconciler, stop 
 // long it took.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testenv.Eventually(t, timeout, 50*time.Millisecond, what, cond)
 }
 
 func appStatus(r *reconcile.Reconciler, app string) reconcile.AppStatus {

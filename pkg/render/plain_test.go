@@ -67,24 +67,9 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func TestPlain(t *testing.T) {
 	cm := func(name string) string { return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n" }
-	root := writeFiles(t, map[string]string{
+	root := writeTree(t, map[string]string{
 		"app/b.yaml":         cm("b"),
 		"app/a.yml":          cm("a"),
 		"app/sub/c.json":     `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}`,
@@ -113,8 +98,8 @@ func TestPlain(t *testing.T) {
 }
 
 func TestPlainRefusesEscape(t *testing.T) {
-	outside := writeFiles(t, map[string]string{"secret.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: outside}\n"})
-	root := writeFiles(t, map[string]string{"app/ok.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"})
+	outside := writeTree(t, map[string]string{"secret.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: outside}\n"})
+	root := writeTree(t, map[string]string{"app/ok.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"})
 	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(root, "app", "link.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +114,7 @@ func TestPlainRefusesEscape(t *testing.T) {
 			}
 		})
 	}
-	big := writeFiles(t, map[string]string{"big.yaml": strings.Repeat("# padding\n", 200)})
+	big := writeTree(t, map[string]string{"big.yaml": strings.Repeat("# padding\n", 200)})
 	if _, err := Plain(PlainOptions{Root: big, Path: "big.yaml", MaxFileSize: 100}); err == nil || !strings.Contains(err.Error(), "big.yaml: file larger than the limit of 100 bytes") {
 		t.Errorf("size limit error = %v", err)
 	}

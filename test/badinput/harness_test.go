@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
 )
 
 // badCase is one bad input: what the repository holds, how deliver is run,
@@ -86,15 +87,11 @@ func (c *caseEnv) expand(s string) string {
 // write writes files into the repository, expanding variables.
 func (c *caseEnv) write(t *testing.T, files map[string]string) {
 	t.Helper()
+	expanded := make(map[string]string, len(files))
 	for name, content := range files {
-		p := filepath.Join(c.dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(c.expand(content)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		expanded[name] = c.expand(content)
 	}
+	testenv.WriteFiles(t, c.dir, expanded)
 }
 
 // deliver runs deliver with the case's environment and the usual flags

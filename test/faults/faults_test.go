@@ -82,12 +82,8 @@ func countConfigMaps(t *testing.T, ns string) int {
 // waitCreated waits until at least n of the app's ConfigMaps exist.
 func waitCreated(t *testing.T, ns string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for countConfigMaps(t, ns) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d ConfigMaps after 60s", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, ok := testenv.Until(60*time.Second, 20*time.Millisecond, func() bool { return countConfigMaps(t, ns) >= n }); !ok {
+		t.Fatalf("fewer than %d ConfigMaps after 60s", n)
 	}
 }
 

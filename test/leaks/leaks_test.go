@@ -416,13 +416,9 @@ func startReconciler(t *testing.T, environ []string, url, inv, cache, webhookFil
 // canaries masked.
 func (rec *reconciler) waitFor(what string, timeout time.Duration, cond func() bool) {
 	rec.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			rec.stop()
-			rec.t.Fatalf("reconciler: timed out waiting for %s; log with canaries masked:\n%s", what, mask.Replace(rec.stderr.String()))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if _, ok := testenv.Until(timeout, 200*time.Millisecond, cond); !ok {
+		rec.stop()
+		rec.t.Fatalf("reconciler: timed out waiting for %s; log with canaries masked:\n%s", what, mask.Replace(rec.stderr.String()))
 	}
 }
 
