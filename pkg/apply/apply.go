@@ -500,10 +500,12 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 	if err != nil {
 		return fail(explain(err, c))
 	}
+	// Only an update asks for the whole object back (see send).
+	applied, whole := live.(*unstructured.Unstructured)
 	switch {
 	case c.Type == ChangeCreate:
 		res.Action = Created
-	case c.Live != nil && isUnstructured(live) && sameContent(c.Live, live.(*unstructured.Unstructured)):
+	case c.Live != nil && whole && sameContent(c.Live, applied):
 		res.Action = Unchanged
 	default:
 		res.Action = Configured
@@ -530,14 +532,8 @@ func (m *Manager) send(ctx context.Context, c *Change, opts metav1.ApplyOptions)
 	if err != nil {
 		return nil, err
 	}
-	ri := m.meta.Resource(c.gvr)
-	po := patchOptions(opts)
-	var pm *metav1.PartialObjectMetadata
-	if c.ID.Namespace == "" {
-		pm, err = ri.Patch(ctx, c.ID.Name, types.ApplyPatchType, data, po)
-	} else {
-		pm, err = ri.Namespace(c.ID.Namespace).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, po)
-	}
+	// Namespace("") is the cluster scope.
+	pm, err := m.meta.Resource(c.gvr).Namespace(c.ID.Namespace).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -565,11 +561,6 @@ func (c *Change) json() ([]byte, error) {
 // patchOptions are the PatchOptions of a server-side apply.
 func patchOptions(opts metav1.ApplyOptions) metav1.PatchOptions {
 	return metav1.PatchOptions{FieldManager: opts.FieldManager, Force: &opts.Force, DryRun: opts.DryRun}
-}
-
-func isUnstructured(o metav1.Object) bool {
-	_, ok := o.(*unstructured.Unstructured)
-	return ok
 }
 
 // waitServed returns once discovery lists the kinds of the CRDs: an
@@ -677,7 +668,6 @@ func countChanges(stages [][]*Change) int {
 	return n
 }
 
-// hookCount counts the hooks of a phase that the plan runs.
 // mayRunHooks says whether the run may start a hook: one planned to run,
 // or an on-failure hook (which runs when the run fails).
 func (p *Plan) mayRunHooks() bool {
@@ -689,6 +679,7 @@ func (p *Plan) mayRunHooks() bool {
 	return false
 }
 
+// hookCount counts the hooks of a phase that the plan runs.
 func (p *Plan) hookCount(phase HookPhase) int {
 	n := 0
 	for _, h := range p.Hooks {

@@ -509,12 +509,7 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 				}
 			}
 		} else {
-			var res *metav1.PartialObjectMetadataList
-			if res, err = m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
-				for j := range res.Items {
-					metas = append(metas, &res.Items[j])
-				}
-			}
+			metas, err = m.listMeta(ctx, k)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -545,4 +540,17 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 		}
 	}
 	return out, outFull, nil
+}
+
+// listMeta lists the metadata of one resource in one namespace.
+func (m *Manager) listMeta(ctx context.Context, k listKey) ([]*metav1.PartialObjectMetadata, error) {
+	res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	items := make([]*metav1.PartialObjectMetadata, len(res.Items))
+	for j := range res.Items {
+		items[j] = &res.Items[j]
+	}
+	return items, nil
 }

@@ -67,13 +67,9 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 		var mu sync.Mutex
 		for k := range keys {
 			wg.Go(func() {
-				res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+				items, err := m.listMeta(ctx, k)
 				if err != nil {
 					return
-				}
-				items := make([]*metav1.PartialObjectMetadata, len(res.Items))
-				for j := range res.Items {
-					items[j] = &res.Items[j]
 				}
 				mu.Lock()
 				p.lists[k] = items
