@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -31,7 +30,6 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/repo"
 	"helm.sh/helm/v3/pkg/strvals"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"sigs.k8s.io/yaml"
 
@@ -164,29 +162,6 @@ func Helm(ctx context.Context, opts HelmOptions) (*object.Set, error) {
 		}
 	}
 	return set, nil
-}
-
-// helmTemplate returns what `helm template` prints for opts, byte for byte:
-// manifests sorted in install order, each after a "# Source:" comment, then
-// the hooks. Helm reads the objects from the same documents; this is what
-// the tests compare with the helm CLI.
-func helmTemplate(ctx context.Context, opts HelmOptions) ([]byte, error) {
-	docs, err := helmDocs(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	var manifest, hooks strings.Builder
-	for _, d := range docs {
-		w := &manifest
-		if d.hook {
-			w = &hooks
-		}
-		fmt.Fprintf(w, "---\n# Source: %s\n%s\n", d.source, d.content)
-	}
-	var b bytes.Buffer
-	fmt.Fprintln(&b, strings.TrimSpace(manifest.String()))
-	b.WriteString(hooks.String())
-	return b.Bytes(), nil
 }
 
 // helmDocs renders the chart of opts into its documents, parsed, in the
@@ -369,22 +344,17 @@ func splitRendered(files map[string]string) []helmDoc {
 
 // splitParse parses every YAML document of data.
 func splitParse(data []byte) ([]map[string]any, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var out []map[string]any
-	for {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		m, err := unmarshalObject(raw)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+	raws, err := readDocuments(data)
+	if err != nil {
+		return nil, err
 	}
+	out := make([]map[string]any, len(raws))
+	for i, raw := range raws {
+		if out[i], err = unmarshalObject(raw); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 const helmHookAnnotation = "helm.sh/hook"

@@ -3,10 +3,12 @@ package render
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -80,6 +82,29 @@ func sameObjects(t *testing.T, cli []byte, got [][]byte) {
 
 func sortBytes(b [][]byte) {
 	sort.Slice(b, func(i, j int) bool { return bytes.Compare(b[i], b[j]) < 0 })
+}
+
+// helmTemplate returns what `helm template` prints for opts, byte for byte:
+// manifests sorted in install order, each after a "# Source:" comment, then
+// the hooks. Helm reads the objects from the same documents; the oracle
+// test compares this with the helm CLI.
+func helmTemplate(ctx context.Context, opts HelmOptions) ([]byte, error) {
+	docs, err := helmDocs(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	var manifest, hooks strings.Builder
+	for _, d := range docs {
+		w := &manifest
+		if d.hook {
+			w = &hooks
+		}
+		fmt.Fprintf(w, "---\n# Source: %s\n%s\n", d.source, d.content)
+	}
+	var b bytes.Buffer
+	fmt.Fprintln(&b, strings.TrimSpace(manifest.String()))
+	b.WriteString(hooks.String())
+	return b.Bytes(), nil
 }
 
 func TestHelmOracle(t *testing.T) {

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -147,22 +145,19 @@ func readFile(fsys fs.FS, name string, max int64) ([]*object.Object, error) {
 // Decode splits a YAML or JSON stream into objects. file names the origin
 // in errors and in each object's Origin.
 func Decode(file string, data []byte) ([]*object.Object, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	raws, readErr := readDocuments(data)
 	var out []*object.Object
-	for doc := 0; ; doc++ {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s#%d: read document: %w", file, doc, err)
-		}
+	for doc, raw := range raws {
 		objs, err := decodeDocument(object.Origin{File: file, Doc: doc}, raw)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, objs...)
 	}
+	if readErr != nil {
+		return nil, fmt.Errorf("%s#%d: read document: %w", file, len(raws), readErr)
+	}
+	return out, nil
 }
 
 func stripComments(b []byte) []byte {

@@ -156,23 +156,13 @@ func add(set *object.Set, o *object.Object) {
 // The documents are parsed in parallel; errors are those a document by
 // document loop would stop at.
 func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (*object.Set, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var (
-		raws    [][]byte
-		origins []object.Origin
-		readErr error
-	)
-	for doc := 0; ; doc++ {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			readErr = fmt.Errorf("document %d: read: %w", doc, err)
-			break
-		}
-		raws = append(raws, raw)
-		origins = append(origins, origin(raw, doc))
+	raws, readErr := readDocuments(data)
+	if readErr != nil {
+		readErr = fmt.Errorf("document %d: read: %w", len(raws), readErr)
+	}
+	origins := make([]object.Origin, len(raws))
+	for doc, raw := range raws {
+		origins[doc] = origin(raw, doc)
 	}
 	docs, errs := decodeAll(len(raws), func(i int) ([]*object.Object, error) {
 		return decodeDocument(origins[i], raws[i])
@@ -190,6 +180,24 @@ func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (
 		return nil, readErr
 	}
 	return set, nil
+}
+
+// readDocuments splits a YAML stream into its documents. On an error it
+// returns the documents read before it, so that a caller can report errors
+// in the order a document by document loop would meet them.
+func readDocuments(data []byte) ([][]byte, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var raws [][]byte
+	for {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return raws, nil
+		}
+		if err != nil {
+			return raws, err
+		}
+		raws = append(raws, raw)
+	}
 }
 
 // originString formats an origin for messages: like Origin.String, with
