@@ -172,11 +172,28 @@ func TestKustomizeOracle(t *testing.T) {
 	dir := decryptedCopy(t, "kustomize/overlays/prod/db.enc.env", "kustomize/overlays/prod/password.enc.json")
 	want := runCLI(t, dir, kustomize, "build", opts.Path)
 	var r Renderer
-	got, err := r.kustomizeBuild(context.Background(), opts)
+	built, err := r.kustomizeBuild(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// kustomize's order is deterministic: compare the bytes as they are.
+	// The CLI prints each object's JSON as YAML (resource.AsYAML), joined
+	// with "---" (resmap.AsYaml). kustomize's order is deterministic:
+	// compare the bytes as they are.
+	var got []byte
+	for i, res := range built {
+		doc, err := res.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := yaml.JSONToYAML(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			got = append(got, "---\n"...)
+		}
+		got = append(got, y...)
+	}
 	if diff := cmp.Diff(string(want), string(got)); diff != "" {
 		t.Errorf("output (-want kustomize build +got deliver):\n%s", diff)
 	}

@@ -164,9 +164,21 @@ func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (
 	for doc, raw := range raws {
 		origins[doc] = origin(raw, doc)
 	}
-	docs, errs := decodeAll(len(raws), func(i int) ([]*object.Object, error) {
+	set, err := collect(decodeAll(len(raws), func(i int) ([]*object.Object, error) {
 		return decodeDocument(origins[i], raws[i])
-	})
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	return set, nil
+}
+
+// collect makes a set of what decodeAll returned, in order, or returns the
+// first error.
+func collect(docs [][]*object.Object, errs []error) (*object.Set, error) {
 	set := &object.Set{}
 	for i, objs := range docs {
 		if errs[i] != nil {
@@ -175,9 +187,6 @@ func decodeStream(data []byte, origin func(raw []byte, doc int) object.Origin) (
 		for _, obj := range objs {
 			add(set, obj)
 		}
-	}
-	if readErr != nil {
-		return nil, readErr
 	}
 	return set, nil
 }
