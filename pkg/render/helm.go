@@ -28,7 +28,6 @@ import (
 	"helm.sh/helm/v3/pkg/ignore"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	"helm.sh/helm/v3/pkg/repo"
 	"helm.sh/helm/v3/pkg/strvals"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"sigs.k8s.io/yaml"
@@ -629,22 +628,18 @@ func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
 	if err != nil {
 		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
 	}
-	var idx repo.IndexFile
+	var idx repoIndex
 	if err := yaml.Unmarshal(data, &idx); err != nil {
 		return nil, fmt.Errorf("helm: chart %s: parse %s: %w", where, idxURL, err)
 	}
-	for name, cvs := range idx.Entries {
-		idx.Entries[name] = slices.DeleteFunc(cvs, func(cv *repo.ChartVersion) bool { return cv == nil || cv.Metadata == nil })
-	}
-	idx.SortEntries()
-	cv, err := idx.Get(opts.Chart, opts.Version)
+	cv, err := idx.get(opts.Chart, opts.Version)
 	if err != nil {
 		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
 	}
 	if len(cv.URLs) == 0 {
 		return nil, fmt.Errorf("helm: chart %s: the index has no URL for version %s", where, cv.Version)
 	}
-	chartURL, err := repo.ResolveReferenceURL(opts.Repository, cv.URLs[0])
+	chartURL, err := resolveChartURL(opts.Repository, cv.URLs[0])
 	if err != nil {
 		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
 	}
