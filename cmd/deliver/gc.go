@@ -1,7 +1,9 @@
 package main
 
 import (
+	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -17,13 +19,33 @@ import (
 // default.
 const oneShotGCPercent = 200
 
-// tuneGC sets the collector for cmd. GOGC in the environment wins: it is
-// how a user trades memory for CPU.
+// oneShotHeapBudget is how much a one-shot command may allocate before its
+// first collection. Most runs (a render, a diff of a few hundred objects)
+// finish below it and never stop to collect; a bigger run collects once
+// the budget is reached and from then on at oneShotGCPercent, so its peak
+// heap is the larger of the budget and what oneShotGCPercent alone gives.
+// Measured at 1,000 objects: a 10-changed diff + apply 15% faster, a
+// first apply 10%, for 13-19 MiB more peak RSS (docs/performance.md).
+const oneShotHeapBudget = 64 << 20
+
+// tuneGC sets the collector for cmd. GOGC or GOMEMLIMIT in the environment
+// wins: it is how a user trades memory for CPU.
 func tuneGC(cmd *cobra.Command) {
-	if os.Getenv("GOGC") != "" || longRunning(cmd) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" || longRunning(cmd) {
 		return
 	}
-	debug.SetGCPercent(oneShotGCPercent)
+	// The collector is off until the memory limit makes it run; the
+	// finalizer of an object dropped now runs after that first cycle and
+	// hands over to oneShotGCPercent, without a limit. A library such as
+	// a GC tuner would poll for the same thing.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(oneShotHeapBudget)
+	// 64 bytes: the tiny allocator (under 16) may never finalize.
+	sentinel := new([64]byte)
+	runtime.SetFinalizer(sentinel, func(*[64]byte) {
+		debug.SetGCPercent(oneShotGCPercent)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
 }
 
 // longRunning reports whether cmd runs until it is stopped.
