@@ -449,9 +449,19 @@ func (b *bench) rounds(ctx context.Context, label string, sides ...runFunc) ([][
 	for rep := range b.runs {
 		for k := range sides {
 			i := (k + rep) % len(sides)
+			var pids []int
+			if b.cluster != nil {
+				pids = b.cluster.PIDs()
+			}
+			// The control plane's CPU is counted around the whole side,
+			// its untimed setup (a namespace) included.
+			cluster := processCPU(pids)
 			got, err := sides[i](ctx, rep)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			if pids != nil {
+				got.ClusterCPU = processCPU(pids) - cluster
 			}
 			out[i] = append(out[i], got)
 		}
@@ -617,9 +627,9 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 			if err != nil {
 				return sample{}, err
 			}
-			start := time.Now()
+			start, cpu := time.Now(), selfCPU()
 			err = rawApply(ctx, b.dyn, objs, workers)
-			return sample{Wall: time.Since(start)}, err
+			return sample{Wall: time.Since(start), CPU: selfCPU() - cpu}, err
 		})
 	}
 	baselineApply := applyWith("baseline", func(ctx context.Context, md *manifestDir) (sample, error) {
@@ -828,11 +838,37 @@ func (b *bench) printTable() {
 	fmt.Fprintf(w, "-\t-\tno-op reconcile\t%s\n", b.report.Reconcile)
 	w.Flush()
 	fmt.Fprintln(b.opts.Log, "medians of the runs; deliver/other < 1: deliver is faster; RSS: highest VmHWM of the runs")
+	b.printCPU()
 	for _, p := range b.report.Profiles {
 		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n%s\n",
 			p.Row, p.Objects, p.Wall, p.CPU, p.AllocMiB, p.File, p.Top, p.Requests)
 	}
 	fmt.Fprintf(b.opts.Log, "results: %s (%s)\n", b.opts.Out, b.report.Duration)
+}
+
+// printCPU prints where the time of the cluster rows went: each tool's own
+// CPU and the control plane's during its runs. The deliver side of a row
+// repeats in rows that share its samples; each is printed once.
+func (b *bench) printCPU() {
+	w := tabwriter.NewWriter(b.opts.Log, 2, 4, 2, ' ', 0)
+	header := false
+	seen := map[string]bool{}
+	for _, r := range b.report.Rows {
+		for _, m := range []Measure{r.Deliver, r.Other} {
+			key := fmt.Sprintf("%d/%s", r.Objects, m.Tool)
+			if m.ClusterCPUMS == 0 || seen[key] {
+				continue
+			}
+			seen[key] = true
+			if !header {
+				fmt.Fprintln(b.opts.Log, "\nCPU of the cluster rows (medians, user+system): the tool's own, the control plane's during the run")
+				fmt.Fprintln(w, "objects\ttool\twall\ttool CPU\tcontrol plane CPU\tcores busy")
+				header = true
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%.1f\n", r.Objects, m.Tool, fmtMS(m.MedianMS), fmtMS(m.CPUMS), fmtMS(m.ClusterCPUMS), (m.CPUMS+m.ClusterCPUMS)/m.MedianMS)
+		}
+	}
+	w.Flush()
 }
 
 func (b *bench) writeJSON() error {

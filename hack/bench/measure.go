@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +27,12 @@ type sample struct {
 	Wall time.Duration
 	// PeakRSS is the process's own peak resident set in KiB (0 in-process).
 	PeakRSS int64
+	// CPU is the tool's own user+system time: its processes', or this
+	// process's for an in-process run.
+	CPU time.Duration
+	// ClusterCPU is the user+system time the control plane's processes
+	// (etcd, kube-apiserver, the controllers, kwok) spent during the run.
+	ClusterCPU time.Duration
 }
 
 // proc is one CLI invocation of a timed step.
@@ -46,6 +53,7 @@ func runProcs(ctx context.Context, ps ...proc) (sample, error) {
 			return s, err
 		}
 		s.Wall += one.Wall
+		s.CPU += one.CPU
 		s.PeakRSS = max(s.PeakRSS, one.PeakRSS)
 	}
 	return s, nil
@@ -82,7 +90,42 @@ func runProc(ctx context.Context, p proc) (sample, error) {
 			return sample{}, fmt.Errorf("%s %s: %w\n%s", filepath.Base(p.name), strings.Join(p.args, " "), err, msg)
 		}
 	}
-	return sample{Wall: wall, PeakRSS: peak}, nil
+	return sample{Wall: wall, PeakRSS: peak, CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}, nil
+}
+
+// selfCPU is this process's user+system time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU sums the user+system time of the processes pids so far, from
+// /proc/pid/stat (in clock ticks of 1/100 s on Linux).
+func processCPU(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and may
+		// hold spaces: state is field 3, utime 14 and stime 15.
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+st) * 10 * time.Millisecond
+	}
+	return total
 }
 
 // pollHWM samples VmHWM in /proc/pid/status until the process has exited
@@ -196,18 +239,25 @@ func settle(ctx context.Context, cs kubernetes.Interface, ns string, timeout tim
 }
 
 // median of the samples' wall times, and the highest peak RSS.
-func summarize(ss []sample) (median time.Duration, peak int64) {
+// medianOf returns the median of what f takes from each sample.
+func medianOf(ss []sample, f func(sample) time.Duration) time.Duration {
 	if len(ss) == 0 {
-		return 0, 0
+		return 0
 	}
-	walls := make([]time.Duration, len(ss))
+	ds := make([]time.Duration, len(ss))
 	for i, s := range ss {
-		walls[i] = s.Wall
+		ds[i] = f(s)
+	}
+	slices.Sort(ds)
+	if len(ds)%2 == 1 {
+		return ds[len(ds)/2]
+	}
+	return (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+}
+
+func summarize(ss []sample) (median time.Duration, peak int64) {
+	for _, s := range ss {
 		peak = max(peak, s.PeakRSS)
 	}
-	slices.Sort(walls)
-	if len(walls)%2 == 1 {
-		return walls[len(walls)/2], peak
-	}
-	return (walls[len(walls)/2-1] + walls[len(walls)/2]) / 2, peak
+	return medianOf(ss, func(s sample) time.Duration { return s.Wall }), peak
 }

@@ -66,6 +66,13 @@ type Measure struct {
 	// PeakRSSMiB is the highest VmHWM of the tool's processes over the
 	// runs; 0 for the in-process raw client.
 	PeakRSSMiB float64 `json:"peakRssMiB,omitempty"`
+	// CPUMS is the median user+system time of the tool itself.
+	CPUMS float64 `json:"cpuMs,omitempty"`
+	// ClusterCPUMS is the median user+system time of the control plane's
+	// processes during the tool's runs (cluster rows only). With CPUMS it
+	// shows where a run's time went: on a 2-core machine, a run whose
+	// CPUMS+ClusterCPUMS is near twice its wall time was CPU-bound.
+	ClusterCPUMS float64 `json:"clusterCpuMs,omitempty"`
 }
 
 func newReport(opts Options) *Report {
@@ -80,7 +87,11 @@ func newReport(opts Options) *Report {
 
 func measure(tool string, ss []sample) Measure {
 	med, peak := summarize(ss)
-	m := Measure{Tool: tool, MedianMS: ms(med), PeakRSSMiB: float64(peak) / 1024}
+	m := Measure{
+		Tool: tool, MedianMS: ms(med), PeakRSSMiB: float64(peak) / 1024,
+		CPUMS:        ms(medianOf(ss, func(s sample) time.Duration { return s.CPU })),
+		ClusterCPUMS: ms(medianOf(ss, func(s sample) time.Duration { return s.ClusterCPU })),
+	}
 	for _, s := range ss {
 		m.RunsMS = append(m.RunsMS, ms(s.Wall))
 	}
