@@ -93,7 +93,7 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 
 // FuzzUnmarshalObject: the same, for any input (go test -fuzz).
 func FuzzUnmarshalObject(f *testing.F) {
-	for _, c := range decodeCases {
+	for _, c := range append(append(decodeCases, fastCases...), fastEdgeCases...) {
 		if len(c) < 4096 {
 			f.Add([]byte(c))
 		}

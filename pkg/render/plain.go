@@ -160,14 +160,14 @@ func Decode(file string, data []byte) ([]*object.Object, error) {
 	return out, nil
 }
 
-func stripComments(b []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(b, []byte("\n")) {
+// blankDocument reports whether raw holds nothing but spaces and comments.
+func blankDocument(raw []byte) bool {
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out = append(out, t...)
+			return false
 		}
 	}
-	return out
+	return true
 }
 
 func validate(u *unstructured.Unstructured) error {

@@ -195,6 +195,18 @@ func collect(docs [][]*object.Object, errs []error) (*object.Set, error) {
 // returns the documents read before it, so that a caller can report errors
 // in the order a document by document loop would meet them.
 func readDocuments(data []byte) ([][]byte, error) {
+	// Most files hold one document: without a separator line or a CR, the
+	// reader would return data as it is, after copying it line by line.
+	if len(data) > 0 && data[len(data)-1] == '\n' && !bytes.HasPrefix(data, []byte("---")) &&
+		!bytes.Contains(data, []byte("\n---")) && bytes.IndexByte(data, '\r') < 0 {
+		return [][]byte{data}, nil
+	}
+	return splitDocuments(data)
+}
+
+// splitDocuments reads the documents of data with apimachinery's
+// YAMLReader, as kubectl does.
+func splitDocuments(data []byte) ([][]byte, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var raws [][]byte
 	for {
@@ -226,7 +238,7 @@ func originString(o object.Origin) string {
 // validates each; errors are prefixed with origin.
 func decodeDocument(origin object.Origin, raw []byte) ([]*object.Object, error) {
 	where := originString(origin)
-	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+	if blankDocument(raw) {
 		return nil, nil
 	}
 	m, err := unmarshalObject(raw)
