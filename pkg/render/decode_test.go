@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 
 // FuzzUnmarshalObject: the same, for any input (go test -fuzz).
 func FuzzUnmarshalObject(f *testing.F) {
-	for _, c := range append(append(decodeCases, fastCases...), fastEdgeCases...) {
+	for _, c := range slices.Concat(decodeCases, fastCases, fastEdgeCases, openCases) {
 		if len(c) < 4096 {
 			f.Add([]byte(c))
 		}

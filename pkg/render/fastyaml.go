@@ -44,12 +44,12 @@ type fastLine struct {
 
 type fastParser struct {
 	lines []fastLine
-	i     int // the current line
+	i     int  // the current line
+	open  bool // the last line has no newline
 }
 
 func newFastParser(data []byte) (*fastParser, bool) {
-	// A last line without a newline changes how block scalars end.
-	if len(data) == 0 || data[len(data)-1] != '\n' {
+	if len(data) == 0 {
 		return nil, false
 	}
 	for _, c := range data {
@@ -57,8 +57,12 @@ func newFastParser(data []byte) (*fastParser, bool) {
 			return nil, false // tabs, CR, control characters, non-ASCII
 		}
 	}
-	s := string(data[:len(data)-1])
-	p := &fastParser{lines: make([]fastLine, 0, strings.Count(s, "\n")+1)}
+	s := string(data)
+	// Helm's documents come without their last newline; only a block
+	// scalar on the last line would notice.
+	p := &fastParser{open: !strings.HasSuffix(s, "\n")}
+	s = strings.TrimSuffix(s, "\n")
+	p.lines = make([]fastLine, 0, strings.Count(s, "\n")+1)
 	for raw := range strings.SplitSeq(s, "\n") {
 		if strings.HasPrefix(raw, "---") || strings.HasPrefix(raw, "...") || strings.HasPrefix(raw, "%") {
 			return nil, false // document markers, directives
@@ -338,6 +342,9 @@ func (p *fastParser) literal(parent int, header string) (any, bool) {
 	}
 	for len(content) > 0 && content[len(content)-1] == "" {
 		content = content[:len(content)-1]
+	}
+	if j == len(p.lines) && p.open {
+		return nil, false // how the scalar ends depends on the missing newline
 	}
 	p.i = j
 	if len(content) == 0 || !p.ends(parent) {

@@ -24,9 +24,11 @@ var fastCases = []string{
 func TestFastYAMLTakesManifests(t *testing.T) {
 	for i, c := range fastCases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			checkUnmarshalObject(t, []byte(c))
-			if _, ok := fastYAML([]byte(c)); !ok && !strings.Contains(c, "- - y") {
-				t.Errorf("fastYAML left this document to yaml.v2:\n%s", c)
+			for _, doc := range []string{c, strings.TrimSuffix(c, "\n")} {
+				checkUnmarshalObject(t, []byte(doc))
+				if _, ok := fastYAML([]byte(doc)); !ok && !strings.Contains(c, "- - y") {
+					t.Errorf("fastYAML left this document to yaml.v2:\n%s", doc)
+				}
 			}
 		})
 	}
@@ -50,8 +52,14 @@ var fastEdgeCases = []string{
 	"a: '' \nb: ''''\nc: \"\"\n", "a: 'x' # c\n", "key with spaces: 1\nk:ey: 2\n", "a: b:c\n", "a: http://x:80/y\n", "a: [http://x:80/y]\n", "a: {b: c:d}\n",
 }
 
+// openCases end without a newline, as Helm's documents do.
+var openCases = []string{
+	"a: 1", "a: |\n  x\nb: 1", "a: |\n  x", "a: |\n  x\n  ", "a: |-\n  x\n\n", "a:\n  b: [1]", "a: 'x'", "a: {b: c} ",
+	"a:\n- b", "a:\n  - |\n    x", "# c\na: b\n# c", "a: b\n\n",
+}
+
 func TestFastYAMLEdges(t *testing.T) {
-	for i, c := range fastEdgeCases {
+	for i, c := range append(fastEdgeCases, openCases...) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkUnmarshalObject(t, []byte(c)) })
 	}
 }
