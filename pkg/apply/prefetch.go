@@ -53,8 +53,9 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 			return
 		}
 		keys := map[listKey]bool{}
+		mappings := &gvrCache{m: m} // a thousand entries are of a handful of kinds
 		for _, e := range p.inv.Entries {
-			gvr, namespaced, err := m.gvrFor(e.GroupKind(), e.Version)
+			gvr, namespaced, err := mappings.gvrFor(e.GroupKind(), e.Version)
 			if err != nil {
 				continue // the plan finds out again, and says why
 			}
