@@ -47,6 +47,8 @@ FUZZ_TIME ?= 5s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./pkg/config
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -run '^$$' -fuzz '^FuzzUnmarshalObject$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 	go test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 
