@@ -21,7 +21,7 @@ import (
 // unusual keys, very deep nesting) goes through sigs.k8s.io/yaml itself, so
 // results and error messages are always that function's.
 func unmarshalObject(raw []byte) (map[string]any, error) {
-	if m, ok := fastYAML(raw); ok {
+	if m, ok := tryFastYAML(raw); ok {
 		return m, nil
 	}
 	var y any

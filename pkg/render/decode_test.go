@@ -70,8 +70,18 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 	if (err != nil) != (wantErr != nil) || (err != nil && err.Error() != wantErr.Error()) {
 		t.Fatalf("%q: error %v, want %v", raw, err, wantErr)
 	}
+	// fastYAML itself, not through unmarshalObject's recover: a panic
+	// must fail the test. When it takes the document, it must give what
+	// sigs.k8s.io/yaml gives.
+	fast, fastOK := fastYAML(raw)
+	if fastOK && wantErr != nil {
+		t.Fatalf("%q: fastYAML took a document sigs.k8s.io/yaml refuses (%v)", raw, wantErr)
+	}
 	if wantErr != nil {
 		return
+	}
+	if fastOK {
+		got = fast
 	}
 	same := func(want map[string]any) bool {
 		return reflect.DeepEqual(got, want) && fmt.Sprintf("%#v", got) == fmt.Sprintf("%#v", want)

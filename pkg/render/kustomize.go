@@ -66,7 +66,7 @@ func (r *Renderer) Kustomize(ctx context.Context, opts KustomizeOptions) (*objec
 	// every core, outside kustomizeMu.
 	return collect(decodeAll(len(built), func(i int) ([]*object.Object, error) {
 		origin := object.Origin{App: opts.App, File: file, Doc: i}
-		doc, err := built[i].MarshalJSON()
+		doc, err := resourceJSON(built[i])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: encode: %w", originString(origin), built[i].CurId(), err)
 		}
@@ -145,6 +145,18 @@ func runKustomize(fsys filesys.FileSystem, dir string) (res []*resource.Resource
 		return nil, err
 	}
 	return m.Resources(), nil
+}
+
+// resourceJSON encodes a built resource as the CLI does before printing
+// it. It runs in decodeAll's goroutines, where a panic in kustomize would
+// end the process: it becomes an error.
+func resourceJSON(res *resource.Resource) (doc []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			doc, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return res.MarshalJSON()
 }
 
 // kustScan walks the kustomizations reachable from an overlay before the
