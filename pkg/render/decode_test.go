@@ -104,7 +104,7 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 
 // FuzzUnmarshalObject: the same, for any input (go test -fuzz).
 func FuzzUnmarshalObject(f *testing.F) {
-	for _, c := range slices.Concat(decodeCases, fastCases, fastEdgeCases, openCases) {
+	for _, c := range slices.Concat(decodeCases, fastCases, fastEdgeCases, openCases, longKeyCases) {
 		if len(c) < 4096 {
 			f.Add([]byte(c))
 		}

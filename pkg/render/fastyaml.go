@@ -47,6 +47,10 @@ func tryFastYAML(data []byte) (m map[string]any, ok bool) {
 	return fastYAML(data)
 }
 
+// maxSimpleKey is how long, up to its colon, a key may be for the fast
+// path. libyaml refuses an implicit key longer than 1,024 characters.
+const maxSimpleKey = 1000
+
 // fastLine is one line of the document.
 type fastLine struct {
 	raw    string // the whole line, without its newline
@@ -248,7 +252,7 @@ func splitKey(text string) (key, rest string, ok bool) {
 	}
 	if text[0] == '"' || text[0] == '\'' {
 		key, rest, ok = quoted(text)
-		if !ok || !strings.HasPrefix(rest, ":") {
+		if !ok || !strings.HasPrefix(rest, ":") || len(text)-len(rest) > maxSimpleKey {
 			return "", "", false
 		}
 		rest = rest[1:]
@@ -262,6 +266,9 @@ func splitKey(text string) (key, rest string, ok bool) {
 		case ':':
 			if j+1 < len(text) && text[j+1] != ' ' {
 				continue
+			}
+			if j > maxSimpleKey {
+				return "", "", false
 			}
 			k := strings.TrimRight(text[:j], " ")
 			v, ok := resolvePlain(k)
@@ -397,7 +404,11 @@ func flow(s string, depth int) (any, string, bool) {
 		if m != nil {
 			var k any
 			var ok bool
+			start := s
 			k, s, ok = flowScalar(s, depth)
+			if len(start)-len(s) > maxSimpleKey {
+				return nil, "", false
+			}
 			ks, isString := k.(string)
 			if !ok || !isString || !strings.HasPrefix(s, ": ") {
 				return nil, "", false

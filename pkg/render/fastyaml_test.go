@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,6 +53,14 @@ var fastEdgeCases = []string{
 	"a: '' \nb: ''''\nc: \"\"\n", "a: 'x' # c\n", "key with spaces: 1\nk:ey: 2\n", "a: b:c\n", "a: http://x:80/y\n", "a: [http://x:80/y]\n", "a: {b: c:d}\n",
 }
 
+// longKeyCases have keys near libyaml's limit of 1,024 characters for an
+// implicit key (go test -fuzz found the first).
+var longKeyCases = []string{
+	strings.Repeat("k", 999) + ": v\n", strings.Repeat("k", 1024) + ": v\n", strings.Repeat("k", 1025) + ": v\n",
+	"\"" + strings.Repeat("k", 1030) + "\": v\n", "a: {" + strings.Repeat("k", 1030) + ": v}\n", "a: {\"" + strings.Repeat("k", 1030) + "\": v}\n",
+	"- " + strings.Repeat("k", 1030) + ": v\n", strings.Repeat("k", 1030) + ":\n-\n",
+}
+
 // openCases end without a newline, as Helm's documents do.
 var openCases = []string{
 	"a: 1", "a: |\n  x\nb: 1", "a: |\n  x", "a: |\n  x\n  ", "a: |-\n  x\n\n", "a:\n  b: [1]", "a: 'x'", "a: {b: c} ",
@@ -59,7 +68,7 @@ var openCases = []string{
 }
 
 func TestFastYAMLEdges(t *testing.T) {
-	for i, c := range append(fastEdgeCases, openCases...) {
+	for i, c := range slices.Concat(fastEdgeCases, openCases, longKeyCases) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkUnmarshalObject(t, []byte(c)) })
 	}
 }
