@@ -63,7 +63,17 @@ type fastParser struct {
 	lines []fastLine
 	i     int  // the current line
 	open  bool // the last line has no newline
+	depth int  // mappings and sequences open: bounded like jsonMap's
 }
+
+// enter opens a mapping or sequence; false when that is too deep (libyaml
+// and encoding/json have limits of their own further down).
+func (p *fastParser) enter() bool {
+	p.depth++
+	return p.depth <= maxFastDepth
+}
+
+func (p *fastParser) leave() { p.depth-- }
 
 func newFastParser(data []byte) (*fastParser, bool) {
 	if len(data) == 0 {
@@ -129,6 +139,10 @@ func (p *fastParser) ends(parent int) bool {
 }
 
 func (p *fastParser) mapping(ind int) (map[string]any, bool) {
+	defer p.leave()
+	if !p.enter() {
+		return nil, false
+	}
 	m := map[string]any{}
 	for {
 		p.skipBlank()
@@ -192,6 +206,10 @@ func (p *fastParser) block(ind int) (any, bool) {
 }
 
 func (p *fastParser) sequence(ind int) (any, bool) {
+	defer p.leave()
+	if !p.enter() {
+		return nil, false
+	}
 	var out []any
 	for {
 		p.skipBlank()
@@ -298,7 +316,7 @@ func (p *fastParser) inline(parent int, text string) (any, bool) {
 	case '|':
 		return p.literal(parent, text)
 	case '{', '[':
-		v, rest, ok = flow(text, 0)
+		v, rest, ok = flow(text, p.depth)
 	case '"', '\'':
 		v, rest, ok = quoted(text)
 	default:

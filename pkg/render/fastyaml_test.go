@@ -61,6 +61,22 @@ var longKeyCases = []string{
 	"- " + strings.Repeat("k", 1030) + ": v\n", strings.Repeat("k", 1030) + ":\n-\n",
 }
 
+// deepCases nest past the fast path's depth limit, in block and flow
+// style and both.
+var deepCases = func() []string {
+	var block, seq strings.Builder
+	for i := range 1100 {
+		block.WriteString(strings.Repeat(" ", i) + "k:\n")
+		seq.WriteString(strings.Repeat(" ", i) + "- \n")
+	}
+	var mixed strings.Builder
+	for i := range 600 {
+		mixed.WriteString(strings.Repeat(" ", i) + "k:\n")
+	}
+	mixed.WriteString(strings.Repeat(" ", 600) + "k: " + strings.Repeat("[", 500) + strings.Repeat("]", 500) + "\n")
+	return []string{block.String(), "a:\n" + seq.String(), mixed.String()}
+}()
+
 // openCases end without a newline, as Helm's documents do.
 var openCases = []string{
 	"a: 1", "a: |\n  x\nb: 1", "a: |\n  x", "a: |\n  x\n  ", "a: |-\n  x\n\n", "a:\n  b: [1]", "a: 'x'", "a: {b: c} ",
@@ -68,7 +84,7 @@ var openCases = []string{
 }
 
 func TestFastYAMLEdges(t *testing.T) {
-	for i, c := range slices.Concat(fastEdgeCases, openCases, longKeyCases) {
+	for i, c := range slices.Concat(fastEdgeCases, openCases, longKeyCases, deepCases) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkUnmarshalObject(t, []byte(c)) })
 	}
 }
