@@ -484,7 +484,9 @@ func flowScalar(s string, depth int) (any, string, bool) {
 		if c == ',' || c == ']' || c == '}' {
 			break
 		}
-		if c == '[' || c == '{' || (c == '#' && s[j-1] == ' ') {
+		// libyaml ends a plain scalar at any of these inside a flow
+		// collection, which leaves the rest an error or another node.
+		if c == '[' || c == '{' || c == '?' || (c == '#' && s[j-1] == ' ') {
 			return nil, "", false
 		}
 		if c == ':' && (j+1 == len(s) || s[j+1] == ' ' || isFlowIndicator(s[j+1])) {

@@ -51,6 +51,12 @@ var fastEdgeCases = []string{
 	"a:\tb\n", "a: b\r\n", "a: caf\xc3\xa9\n", "a: -\n", "a: - b\n", "- a\n", "a\n", "a: b\n...\n", "a: @b\n", "a: `b\n", "a: %b\n",
 	"a: |\n  x\n b: 1\n", "a:\n  - |\n    x\n  - y\n", "a:\n- |-\n  x\n- y\n", "a: [{b: c}, [d, e], {}, []]\n", "a: {b: {c: {}}}\n",
 	"a: '' \nb: ''''\nc: \"\"\n", "a: 'x' # c\n", "key with spaces: 1\nk:ey: 2\n", "a: b:c\n", "a: http://x:80/y\n", "a: [http://x:80/y]\n", "a: {b: c:d}\n",
+	"a: |\n    x\n  # c\nb: 1\n", "a: |\n    x\n\n  # c\nb: 1\n", "a: |\n  x\n # c\n", "a:\n  - b\n # c\n  - d\n",
+	"a: {b: c?d}\n", "a: [a?b]\n", "a: {b?: c}\n", "a: {? b}\n", "a: [b]c\n", "a: [c:d]\n", "a: b?c\n",
+	"a: |\n  x\n  \n  y\n", "a: |-\n  x\n  \n", "a: |\n\n  x\n", "a: |\n \n  x\n", "a: |\n   \n  x\n",
+	"a: b \n", "a : b\n", "a  :  b  \n", "'a' : b\n", "\"a\"  : b\n", "a: \"b\"  \n", "a: 0.\n", "a: -.5\n", "a: +1\n",
+	"a: 0x_1\n", "a: 1__0\n", "a: _1\n", "a: 1e\n", "a: 1e+\n", "a: 1.e5\n", "a: 0123\n", "a: 0o8\n", "a: 0b2\n", "a: -0b1\n",
+	"a: ~x\n", "a: y1\n", "a: .\n", "a: ..\n", "a: --\n", "a: -- x\n", "a: [a b,  c  d ]\n",
 }
 
 // longKeyCases have keys near libyaml's limit of 1,024 characters for an
