@@ -533,7 +533,8 @@ func quoted(s string) (string, string, bool) {
 }
 
 // escape decodes the escape sequence at the start of s (after the
-// backslash) as libyaml does, and returns how many bytes it took.
+// backslash) as yaml.v2's scanner does (no "\/": that came with YAML 1.2),
+// and returns how many bytes it took.
 func escape(s string) (string, int, bool) {
 	if r, ok := simpleEscapes[s[0]]; ok {
 		return r, 1, true
@@ -559,7 +560,7 @@ func escape(s string) (string, int, bool) {
 
 var simpleEscapes = map[byte]string{
 	'0': "\x00", 'a': "\a", 'b': "\b", 't': "\t", 'n': "\n", 'v': "\v", 'f': "\f",
-	'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '/': "/", '\\': "\\",
+	'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '\'': "'", '\\': "\\",
 	'N': "\u0085", '_': "\u00a0", 'L': "\u2028", 'P': "\u2029",
 }
 
