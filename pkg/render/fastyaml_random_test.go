@@ -126,13 +126,18 @@ func (g *yamlGen) literal(parent int) {
 
 // value writes what follows "key:" (or "- ") at the given indentation.
 func (g *yamlGen) value(indent, depth int) {
+	sp := g.pick([]string{" ", " ", " ", "  "})
 	switch n := g.r.IntN(10); {
 	case n < 3 || depth > 4:
-		g.b.WriteString(" " + g.scalar() + g.maybeComment() + "\n")
+		g.b.WriteString(sp + g.scalar() + g.maybeComment() + "\n")
+		if g.r.IntN(15) == 0 {
+			// A continuation line: a multi-line plain scalar, or an error.
+			g.b.WriteString(strings.Repeat(" ", indent+1+g.r.IntN(2)) + g.scalar() + "\n")
+		}
 	case n == 3:
-		g.b.WriteString(" " + g.quoted() + g.maybeComment() + "\n")
+		g.b.WriteString(sp + g.quoted() + g.maybeComment() + "\n")
 	case n == 4:
-		g.b.WriteString(" " + g.flow(0) + g.maybeComment() + "\n")
+		g.b.WriteString(sp + g.flow(0) + g.maybeComment() + "\n")
 	case n == 5:
 		g.b.WriteString(" ")
 		g.literal(indent)
