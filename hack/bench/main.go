@@ -453,14 +453,14 @@ func (b *bench) rounds(ctx context.Context, label string, sides ...runFunc) ([][
 			if b.cluster != nil {
 				pids = b.cluster.PIDs()
 			}
-			// The control plane's CPU is counted around the whole side,
-			// its untimed setup (a namespace) included.
+			// The control plane's CPU is counted around the whole side
+			// unless the side counted it around its timed part.
 			cluster := processCPU(pids)
 			got, err := sides[i](ctx, rep)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
 			}
-			if pids != nil {
+			if pids != nil && got.ClusterCPU == 0 {
 				got.ClusterCPU = processCPU(pids) - cluster
 			}
 			out[i] = append(out[i], got)
@@ -591,10 +591,14 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 			if err != nil {
 				return sample{}, err
 			}
+			pids := b.cluster.PIDs()
+			cpu := processCPU(pids)
 			s, err := timed(ctx, md)
 			if err != nil {
 				return s, err
 			}
+			// Counted here, not around the whole side: -settle waits below.
+			s.ClusterCPU = processCPU(pids) - cpu
 			switch tool {
 			case "deliver":
 				b.lastDeliver[n] = md
