@@ -139,12 +139,12 @@ func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error)
 	if err != nil {
 		return nil, err
 	}
-	if cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != "" && !expired(cur) {
+	held := cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != ""
+	if held && !expired(cur) {
 		return cur, nil
 	}
 	// Free (released) or left by a holder that died: take it, with the
 	// resourceVersion as precondition so that only one taker wins.
-	leftBehind := cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != ""
 	cur.Spec = mine
 	taken, err := leases.Update(ctx, cur, metav1.UpdateOptions{})
 	if err != nil {
@@ -154,7 +154,7 @@ func (l *appLock) tryAcquire(ctx context.Context) (*coordinationv1.Lease, error)
 		return nil, err
 	}
 	l.lease = taken
-	l.tookOver = leftBehind
+	l.tookOver = held // a holder that never released it
 	return nil, nil
 }
 
