@@ -172,16 +172,14 @@ func (p *fastParser) mapping(ind int) (map[string]any, bool) {
 	}
 }
 
-// value parses what follows "key:" on the key's line and after it.
+// value parses what follows "key:" on the key's line and after it; rest
+// is what splitKey left: empty or starting with a space.
 func (p *fastParser) value(ind int, rest string) (any, bool) {
 	if !endsLine(rest) {
 		if rest[0] != ' ' {
 			return nil, false
 		}
 		return p.inline(ind, trimSpaces(rest))
-	}
-	if rest != "" && rest[0] == '#' {
-		return nil, false // "key:#" is not a comment
 	}
 	p.skipBlank()
 	if p.eof() {
@@ -291,7 +289,7 @@ func splitKey(text string) (key, rest string, ok bool) {
 			k := strings.TrimRight(text[:j], " ")
 			v, ok := resolvePlain(k)
 			s, isString := v.(string)
-			if !ok || !isString || k == "<<" {
+			if !ok || !isString { // resolvePlain refuses the merge key "<<" too
 				return "", "", false
 			}
 			return s, text[j+1:], true
@@ -591,7 +589,7 @@ func resolvePlain(s string) (any, bool) {
 		if len(s) > 4 && s[4] == '-' && strings.Trim(s[:4], "0123456789") == "" {
 			return nil, false // maybe a timestamp
 		}
-		if strings.Contains(strings.ToLower(s), "inf") || strings.Contains(strings.ToLower(s), "nan") {
+		if lower := strings.ToLower(s); strings.Contains(lower, "inf") || strings.Contains(lower, "nan") {
 			return nil, false
 		}
 		plain := strings.ReplaceAll(s, "_", "")

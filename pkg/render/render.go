@@ -237,13 +237,12 @@ func originString(o object.Origin) string {
 // decodeDocument parses one YAML document into objects (a List expands) and
 // validates each; errors are prefixed with origin.
 func decodeDocument(origin object.Origin, raw []byte) ([]*object.Object, error) {
-	where := originString(origin)
 	if blankDocument(raw) {
 		return nil, nil
 	}
 	m, err := unmarshalObject(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: parse: %w", where, err)
+		return nil, fmt.Errorf("%s: parse: %w", originString(origin), err)
 	}
 	return objectsOf(origin, m)
 }
@@ -254,11 +253,12 @@ func objectsOf(origin object.Origin, m map[string]any) ([]*object.Object, error)
 	if m == nil {
 		return nil, nil
 	}
-	where := originString(origin)
+	// The origin is formatted for errors only: a Helm template's name goes
+	// through Sprintf, once per document of the chart otherwise.
 	u := &unstructured.Unstructured{Object: m}
 	if !u.IsList() {
 		if err := validate(u); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, fmt.Errorf("%s: %w", originString(origin), err)
 		}
 		return []*object.Object{{Unstructured: u, Origin: origin}}, nil
 	}
@@ -267,11 +267,11 @@ func objectsOf(origin object.Origin, m map[string]any) ([]*object.Object, error)
 	for i, it := range items {
 		im, ok := it.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("%s: item %d: not an object", where, i)
+			return nil, fmt.Errorf("%s: item %d: not an object", originString(origin), i)
 		}
 		item := &unstructured.Unstructured{Object: im}
 		if err := validate(item); err != nil {
-			return nil, fmt.Errorf("%s: item %d: %w", where, i, err)
+			return nil, fmt.Errorf("%s: item %d: %w", originString(origin), i, err)
 		}
 		out = append(out, &object.Object{Unstructured: item, Origin: origin})
 	}
