@@ -31,14 +31,15 @@ type repoChart struct {
 // "*": the latest stable release). Entries whose version is not semver can
 // only match exactly.
 func (idx *repoIndex) get(name, version string) (*repoChart, error) {
+	entries, ok := idx.Entries[name]
+	if !ok {
+		return nil, errors.New("no chart name found")
+	}
 	var versions []*repoChart
-	for _, cv := range idx.Entries[name] {
+	for _, cv := range entries {
 		if cv != nil {
 			versions = append(versions, cv)
 		}
-	}
-	if _, ok := idx.Entries[name]; !ok {
-		return nil, errors.New("no chart name found")
 	}
 	if len(versions) == 0 {
 		return nil, errors.New("no chart version found")
