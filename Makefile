@@ -51,6 +51,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 	go test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
+	go test -short -run '^$$' -fuzz '^FuzzYAMLBody$$' -fuzztime $(FUZZ_TIME) ./pkg/apply
 
 # Unit tests only: no control plane, no binaries needed.
 test-unit:

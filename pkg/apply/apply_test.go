@@ -311,3 +311,54 @@ func TestStageOrder(t *testing.T) {
 		t.Errorf("stages (-want +got):\n%s", diff)
 	}
 }
+
+// TestUnknownFieldRejected checks that a field the schema does not know fails
+// the object, both when it is created (sent without a dry run first) and when
+// it is updated (dry-run first), although deliver sends its applies with
+// fieldValidation=Ignore: the apply itself rejects unknown fields.
+func TestUnknownFieldRejected(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	const valid = `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: NS}
+data: {key: one}
+`
+	if _, err := m.Apply(ctx, objects(t, ns, valid), apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, manifest, want string
+	}{
+		{
+			name:     "create",
+			manifest: valid + "---\n" + strings.Replace(deployment, "replicas: 2", "replica: 2", 1),
+			want:     "Deployment/" + ns + "/web (test.yaml#1): ",
+		},
+		{
+			name:     "update",
+			manifest: strings.Replace(valid, "data: {key: one}", "data: {key: two}\ndta: {key: two}", 1),
+			want:     "ConfigMap/" + ns + "/cfg (test.yaml#0): ",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := m.Apply(ctx, objects(t, ns, tc.manifest), apply.PlanOptions{App: ns})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "field not declared in schema") {
+				t.Fatalf("error = %v, want the object %q and the unknown field named", err, tc.want)
+			}
+		})
+	}
+	// Nothing of the failed applies reached the cluster.
+	got, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Data["key"] != "one" {
+		t.Errorf("ConfigMap data = %v, want the first apply's", got.Data)
+	}
+	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err == nil {
+		t.Error("Deployment web was created from an invalid manifest")
+	}
+}

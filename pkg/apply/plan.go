@@ -51,7 +51,7 @@ type Change struct {
 	gvr     schema.GroupVersionResource
 	version string
 	digest  string
-	body    []byte // Desired as JSON, as digested: the body of its applies; nil once Desired changes
+	body    []byte // Desired as JSON, as digested; nil once Desired changes
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -227,7 +227,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 			defer mu.Unlock()
 			p.DryRuns++
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: dry-run: %w", c.ID, err))
+				errs = append(errs, fmt.Errorf("%s (%s): dry-run: %w", c.ID, c.Origin, err))
 			}
 			return
 		}
@@ -241,7 +241,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		defer mu.Unlock()
 		p.DryRuns++
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: dry-run: %w", c.ID, err))
+			errs = append(errs, fmt.Errorf("%s (%s): dry-run: %w", c.ID, c.Origin, err))
 		}
 	})
 	if len(errs) > 0 {

@@ -279,14 +279,14 @@ func TestRejectedNewObjectFailsThePlan(t *testing.T) {
 	}
 	bad := strings.Replace(deployment, "replicas: 2", "replicas: -1", 1)
 	p, err := m.Plan(ctx, objects(t, ns, cms("a=2", "b=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
-	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web (test.yaml#2): dry-run") {
 		t.Fatalf("error = %v, want the Deployment's dry run named", err)
 	}
 	if p != nil {
 		t.Errorf("a plan came back with the error: %s", p.Summary())
 	}
 	_, err = m.Apply(ctx, objects(t, ns, cms("a=2", "b=1")+"\n---\n"+bad), apply.PlanOptions{App: ns})
-	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+	if err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web (test.yaml#2): dry-run") {
 		t.Fatalf("apply error = %v, want the Deployment's dry run named", err)
 	}
 	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "b", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -332,7 +332,7 @@ func TestFirstRevisionIsNotDryRun(t *testing.T) {
 	}
 	// The retry cannot tell the failed first run from a failed later one:
 	// it validates new objects again.
-	if _, err := m.Plan(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns}); err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web: dry-run") {
+	if _, err := m.Plan(ctx, objects(t, ns, cms("a=1")+"\n---\n"+bad), apply.PlanOptions{App: ns}); err == nil || !strings.Contains(err.Error(), "Deployment/"+ns+"/web (test.yaml#1): dry-run") {
 		t.Errorf("retry: error = %v, want the Deployment's dry run named", err)
 	}
 }
