@@ -86,8 +86,13 @@ type Options struct {
 	// ratios of one run.
 	Baseline string
 	// RawWorkers are the concurrencies of the raw client of the floor
-	// rows, one side each. Default 16 (deliver's default) and 32.
+	// rows, one side each. Default 16 and 32 (deliver's default).
 	RawWorkers []int
+	// LeanWorkers, when above zero, adds a floor row of the raw client
+	// sending its applies in deliver's form (block YAML,
+	// fieldValidation=Ignore), which costs the API server less than the
+	// plain form of the other floor rows. Default 32.
+	LeanWorkers int
 	// Log receives progress and the table.
 	Log io.Writer
 }
@@ -108,6 +113,7 @@ func main() {
 	deliverArgs := flag.String("deliver-args", "", "space-separated flags added to every deliver apply, diff and reconcile (recorded in the results)")
 	baseline := flag.String("baseline", "", "another deliver binary to measure in the same rounds (rows marked [baseline])")
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
+	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (YAML, fieldValidation=Ignore); 0: no such row")
 	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
 	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile (default all)")
 	flag.Parse()
@@ -115,6 +121,7 @@ func main() {
 	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Log: os.Stdout}
 	opts.DeliverArgs = strings.Fields(*deliverArgs)
 	opts.Baseline = *baseline
+	opts.LeanWorkers = *leanWorkers
 	for s := range strings.SplitSeq(*rawWorkers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -625,14 +632,14 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	kubectlApply := applyWith("kubectl", func(ctx context.Context, md *manifestDir) (sample, error) {
 		return runProc(ctx, b.kubectlProc(md, "apply"))
 	})
-	rawApplyRun := func(workers int) runFunc {
+	rawApplyRun := func(workers int, lean bool) runFunc {
 		return applyWith("raw", func(ctx context.Context, md *manifestDir) (sample, error) {
 			objs, err := md.objects()
 			if err != nil {
 				return sample{}, err
 			}
 			start, cpu := time.Now(), selfCPU()
-			err = rawApply(ctx, b.dyn, objs, workers)
+			err = rawApply(ctx, b.dyn, objs, workers, lean)
 			return sample{Wall: time.Since(start), CPU: selfCPU() - cpu}, err
 		})
 	}
@@ -655,7 +662,10 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	}
 	sides := []runFunc{deliverApply, kubectlApply}
 	for _, w := range b.opts.RawWorkers {
-		sides = append(sides, rawApplyRun(w))
+		sides = append(sides, rawApplyRun(w, false))
+	}
+	if b.opts.LeanWorkers > 0 {
+		sides = append(sides, rawApplyRun(b.opts.LeanWorkers, true))
 	}
 	if b.baseline != "" {
 		sides = append(sides, baselineApply)
@@ -669,6 +679,9 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 	b.report.add(n, "first apply", ds, kubectl)
 	for i, w := range b.opts.RawWorkers {
 		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers)", w), ds, measure(fmt.Sprintf("raw client, %d workers, no QPS limit", w), got[2+i]))
+	}
+	if w := b.opts.LeanWorkers; w > 0 {
+		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers, deliver's form)", w), ds, measure(fmt.Sprintf("raw client, %d workers, YAML, fieldValidation=Ignore", w), got[2+len(b.opts.RawWorkers)]))
 	}
 	if b.baseline != "" {
 		b.report.add(n, "first apply [baseline]", measure("baseline apply", got[len(got)-1]), kubectl)
@@ -776,7 +789,7 @@ func (b *bench) warmUp(ctx context.Context) error {
 		default:
 			var objs []*unstructured.Unstructured
 			if objs, err = md.objects(); err == nil {
-				err = rawApply(ctx, b.dyn, objs, 16)
+				err = rawApply(ctx, b.dyn, objs, 16, false)
 			}
 		}
 		if err != nil {

@@ -18,8 +18,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/deliverhq/deliver/pkg/apply"
 )
 
 // sample is one timed run of a tool.
@@ -159,8 +162,10 @@ func pollHWM(pid int) int64 {
 
 // rawApply is the floor of a first apply: one server-side apply per object
 // from workers goroutines, no process start, discovery, planning, ordering
-// or inventory. Its field manager is its own, as a tool's would be.
-func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unstructured, workers int) error {
+// or inventory. Its field manager is its own, as a tool's would be. lean
+// sends the applies as deliver does, as block YAML with
+// fieldValidation=Ignore.
+func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unstructured, workers int, lean bool) error {
 	resources := map[string]kind{}
 	for _, k := range kinds {
 		resources[k.name] = k
@@ -175,7 +180,12 @@ func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.U
 		wg.Go(func() {
 			for o := range work {
 				gvr := resources[o.GetKind()].resource
-				_, err := dyn.Resource(gvr).Namespace(o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: "raw-client", Force: true})
+				var err error
+				if lean {
+					err = leanApply(ctx, dyn.Resource(gvr).Namespace(o.GetNamespace()), o)
+				} else {
+					_, err = dyn.Resource(gvr).Namespace(o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: "raw-client", Force: true})
+				}
 				if err != nil {
 					mu.Lock()
 					if first == nil {
@@ -192,6 +202,19 @@ func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.U
 	close(work)
 	wg.Wait()
 	return first
+}
+
+// leanApply is one apply of rawApply's lean form.
+func leanApply(ctx context.Context, ri dynamic.ResourceInterface, o *unstructured.Unstructured) error {
+	body, err := apply.PatchBody(o.Object)
+	if err != nil {
+		return err
+	}
+	force := true
+	_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+		FieldManager: "raw-client", Force: &force, FieldValidation: metav1.FieldValidationIgnore,
+	})
+	return err
 }
 
 // createNamespace makes a fresh namespace for one run, outside the timing:

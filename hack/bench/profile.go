@@ -118,6 +118,9 @@ func (b *bench) registerClusterReplays(n int, changedRow string) {
 	for _, w := range b.opts.RawWorkers {
 		b.replays[replayKey(n, fmt.Sprintf("first apply (floor, %d workers)", w))] = firstApply
 	}
+	if w := b.opts.LeanWorkers; w > 0 {
+		b.replays[replayKey(n, fmt.Sprintf("first apply (floor, %d workers, deliver's form)", w))] = firstApply
+	}
 	b.replays[replayKey(n, "no-change diff")] = replay{run: func(ctx context.Context) error {
 		return pipelineErr(pipeline.Diff(ctx, b.pipelineOptions(b.lastDeliver[n])))
 	}}

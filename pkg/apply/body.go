@@ -41,7 +41,7 @@ func yamlBody(obj map[string]any) ([]byte, bool) {
 	if len(obj) == 0 {
 		return append(w.buf, "{}\n"...), true
 	}
-	if !w.mapping(obj, 0, false) {
+	if !w.mapping(obj, 0, true) { // the first key on the first line
 		return nil, false
 	}
 	return append(w.buf, '\n'), true

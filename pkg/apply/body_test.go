@@ -118,6 +118,14 @@ func TestYAMLBodyFallsBack(t *testing.T) {
 		if body, ok := yamlBody(obj); ok {
 			t.Errorf("%s: yamlBody wrote YAML, want the JSON fallback:\n%.300s", name, body)
 		}
+		want, wantErr := json.Marshal(obj)
+		got, err := PatchBody(obj)
+		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Errorf("%s: PatchBody = %.100s, %v; want the JSON %.100s, %v", name, got, err, want, wantErr)
+		}
+	}
+	if got, err := PatchBody(map[string]any{"kind": "ConfigMap"}); err != nil || string(got) != "\"kind\": \"ConfigMap\"\n" {
+		t.Errorf("PatchBody = %q, %v; want the YAML", got, err)
 	}
 }
 
