@@ -137,7 +137,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		dyn:    dyn,
 		meta:   mc,
 		kube:   kc,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(parallelDiscovery{dc})),
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"k8s.io/client-go/rest"
 
@@ -225,9 +226,9 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{Revision: snap.Commit, Dirty: snap.Dirty, Environment: cfg.Environment}
+	res = &Result{Revision: snap.Commit, Environment: cfg.Environment}
 	span.SetAttributes(runAttributes(res, len(cfg.Apps))...)
-	opts.Log.Info("source pinned", "revision", snap.Commit, "dirty", snap.Dirty, "apps", len(cfg.Apps))
+	opts.Log.Info("source pinned", "revision", snap.Commit, "apps", len(cfg.Apps))
 
 	dctx, dspan := startSpan(ctx, &opts, "decrypt")
 	sec, err := newSecrets(dctx, opts, snap.Dir)
@@ -267,7 +268,12 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			}
 		}
 	}
-	if err := renderAll(ctx, opts, snap.Dir, sec, res.Apps); err != nil {
+	err = renderAll(ctx, opts, snap.Dir, sec, res.Apps)
+	// The working tree's status was checked while rendering.
+	res.Dirty = snap.Dirty()
+	span.SetAttributes(attribute.Bool(attrDirty, res.Dirty))
+	opts.Log.Info("rendered", "apps", len(res.Apps), "dirty", res.Dirty)
+	if err != nil {
 		return res, err
 	}
 	if m == modeRender {

@@ -89,7 +89,6 @@ func recordError(span trace.Span, red *secrets.Redactor, err error) {
 func runAttributes(res *Result, apps int) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attribute.String(attrRevision, res.Revision),
-		attribute.Bool(attrDirty, res.Dirty),
 		attribute.String(attrEnvironment, res.Environment),
 		attribute.Int(attrAppCount, apps),
 	}

