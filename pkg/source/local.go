@@ -76,8 +76,8 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		s.RefName = head.Name().String()
 	}
 	if !f.opts.RequireClean && len(f.keys) == 0 {
-		// Nothing waits for the answer: the walk of the working tree (10
-		// ms for 1,000 files) runs while the caller renders.
+		// Nothing here depends on the answer, so the walk of the working
+		// tree (10 ms for 1,000 files) runs while the caller renders.
 		s.dirty = checkDirty(wt)
 	} else {
 		status, err := wt.Status()
