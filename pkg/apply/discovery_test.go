@@ -1,9 +1,6 @@
 package apply_test
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -108,58 +105,3 @@ func mappingOf(m *meta.RESTMapping) mapping {
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
-
-// TestApplyRequestForm checks the form of deliver's applies that the first
-// apply's speed depends on: block YAML bodies and fieldValidation=Ignore,
-// for the dry runs and the writes alike.
-func TestApplyRequestForm(t *testing.T) {
-	ns := env.Namespace(t)
-	var (
-		mu    sync.Mutex
-		seen  []string
-		bodyN int
-	)
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripper(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodPatch && strings.Contains(req.URL.Path, "/namespaces/"+ns+"/") && req.GetBody != nil {
-				body, err := req.GetBody()
-				if err != nil {
-					return nil, err
-				}
-				var b strings.Builder
-				_, _ = io.Copy(&b, body)
-				mu.Lock()
-				bodyN++
-				seen = append(seen, fmt.Sprintf("%s %s fieldValidation=%s dryRun=%s yaml=%t",
-					req.Header.Get("Content-Type"), req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:],
-					req.URL.Query().Get("fieldValidation"), req.URL.Query().Get("dryRun"),
-					strings.HasPrefix(b.String(), `"apiVersion": `)))
-				mu.Unlock()
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-	m, err := apply.New(cfg, apply.Options{Timeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: form, namespace: NS}\ndata: {k: VALUE}\n"
-	for _, v := range []string{"one", "two"} {
-		if _, err := m.Apply(context.Background(), objects(t, ns, strings.Replace(cm, "VALUE", v, 1)), apply.PlanOptions{App: ns}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := []string{
-		// The first revision is written without a dry run; the second is
-		// dry-run, then written.
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= yaml=true",
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun=All yaml=true",
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= yaml=true",
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if diff := cmp.Diff(want, seen); diff != "" {
-		t.Errorf("applies (-want +got):\n%s", diff)
-	}
-}
