@@ -53,7 +53,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log progress to stderr")
 	fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see when rendering offline")
 	if cluster {
-		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 32, "requests in flight inside one stage")
+		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 48, "requests in flight inside one stage")
 		fl.IntVar(&f.opts.Parallel, "parallel", 4, "apps delivered at once (dependsOn order is kept)")
 		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")

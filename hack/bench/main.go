@@ -86,7 +86,7 @@ type Options struct {
 	// ratios of one run.
 	Baseline string
 	// RawWorkers are the concurrencies of the raw client of the floor
-	// rows, one side each. Default 16 and 32 (deliver's default).
+	// rows, one side each. Default 16 and 32 (deliver defaults to 48).
 	RawWorkers []int
 	// LeanWorkers, when above zero, adds a floor row of the raw client
 	// sending its applies in deliver's form (block YAML,
@@ -104,7 +104,7 @@ func main() {
 	quick := flag.Bool("quick", false, "100 and 1,000 objects only (under 3 minutes)")
 	deliver := flag.String("deliver", "", "deliver binary (default: build ./cmd/deliver)")
 	sizes := flag.String("sizes", "", "comma-separated workload sizes (default 100,1000,5000; -quick 100,1000)")
-	runs := flag.Int("runs", 0, "runs per row (default 3 up to 100 objects, 2 up to 1,000, 1 above)")
+	runs := flag.Int("runs", 0, "runs per row (default 3 up to 1,000 objects, 1 above)")
 	dir := flag.String("dir", ".cache/bench", "work folder: cluster, workloads, profiles (emptied first)")
 	out := flag.String("out", ".cache/bench/results.json", "JSON results file")
 	profile := flag.Bool("profile", true, "profile the slowest deliver row in-process with pprof")
@@ -164,16 +164,15 @@ func main() {
 	}
 }
 
+// runsFor is the number of runs of each row at n objects: three up to
+// 1,000 (the median of two is their mean, which one slow run moves), one
+// above.
 func runsFor(opts Options, n int) int {
 	switch {
 	case opts.Runs > 0:
 		return opts.Runs
-	case n <= 100 && !opts.Quick:
-		return 3
-	case n <= 100:
-		return 2
 	case n <= 1000:
-		return 2
+		return 3
 	default:
 		return 1
 	}
