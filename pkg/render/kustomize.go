@@ -61,11 +61,15 @@ func (r *Renderer) Kustomize(ctx context.Context, opts KustomizeOptions) (*objec
 	file := path.Clean(filepath.ToSlash(opts.Path))
 	// The CLI prints each resource as YAML made from its JSON
 	// (resource.AsYAML); taking the JSON skips that conversion and parsing
-	// the YAML back, a fifth of a small build's CPU. Encoding the built
+	// the YAML back, a fifth of a small build's CPU, and reading the node
+	// tree directly (resourceMap) skips the JSON too. Converting the built
 	// resources touches none of kustomize's global state, so it runs on
 	// every core, outside kustomizeMu.
 	return collect(decodeAll(len(built), func(i int) ([]*object.Object, error) {
 		origin := object.Origin{App: opts.App, File: file, Doc: i}
+		if m, ok := resourceMap(built[i]); ok {
+			return objectsOf(origin, m)
+		}
 		doc, err := resourceJSON(built[i])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: encode: %w", originString(origin), built[i].CurId(), err)
