@@ -582,7 +582,7 @@ func PatchBody(obj map[string]any) ([]byte, error) {
 // encoded from maps and cannot have any, so that parse is pure cost (about a
 // tenth of a millisecond of the API server's CPU per Deployment). Unknown
 // fields are rejected either way, by the apply itself ("field not declared in
-// schema"); TestFieldValidation checks both against the real API server.
+// schema"); TestUnknownFieldRejected checks that against the real API server.
 func patchOptions(opts metav1.ApplyOptions) metav1.PatchOptions {
 	return metav1.PatchOptions{
 		FieldManager:    opts.FieldManager,

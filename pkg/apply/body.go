@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -88,13 +90,7 @@ func (w *bodyWriter) sortedKeys(m map[string]any) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	// Insertion sort: objects have few keys per mapping, and
-	// slices.Sort's generic path costs more for so few.
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
+	slices.Sort(keys)
 	w.keys[w.depth-1] = keys
 	return keys
 }
@@ -187,14 +183,11 @@ func (w *bodyWriter) scalar(v any) bool {
 // same number; false for NaN and the infinities, which JSON cannot hold
 // either (the JSON fallback then reports the error).
 func (w *bodyWriter) float(f float64) bool {
-	if f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return false
 	}
-	abs, format := f, byte('f')
-	if abs < 0 {
-		abs = -abs
-	}
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'
 	}
 	w.buf = strconv.AppendFloat(w.buf, f, format, -1, 64)

@@ -133,12 +133,7 @@ func decimalInt(s string) bool {
 	if s == "" || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return skipDigits(s, 0) == len(s)
 }
 
 // decimalFloat reports whether s is digits, an optional fraction and an
