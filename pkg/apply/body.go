@@ -17,7 +17,8 @@ import (
 // The YAML is written here rather than by a YAML library because none of
 // them is both fast and exact about what go-yaml will read back; this
 // writer uses only the few constructs whose reading is unambiguous:
-//   - block mappings and sequences, indented by two spaces;
+//   - block mappings, nested two spaces deeper, and block sequences, their
+//     dashes at the column of the key they belong to;
 //   - every key and every string double-quoted, with every character that
 //     YAML does not print as itself escaped, so no string can turn into a
 //     number, a boolean, a null or a timestamp;
