@@ -43,14 +43,17 @@ vulncheck:
 
 # Each fuzz target briefly, from the seeds in the fuzz functions and any
 # failing inputs kept in testdata/fuzz. Longer: make fuzz FUZZ_TIME=5m.
+# -short: a package's TestMain would otherwise start a control plane in the
+# fuzzer and in each of its workers, and the workers, stopped by the fuzzer,
+# would leave their folders in TMPDIR.
 FUZZ_TIME ?= 5s
 fuzz:
-	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./pkg/config
-	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./pkg/render
-	go test -run '^$$' -fuzz '^FuzzUnmarshalObject$$' -fuzztime $(FUZZ_TIME) ./pkg/render
-	go test -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
-	go test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
-	go test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
+	go test -short -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./pkg/config
+	go test -short -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -short -run '^$$' -fuzz '^FuzzUnmarshalObject$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -short -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -short -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
+	go test -short -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 	go test -short -run '^$$' -fuzz '^FuzzYAMLBody$$' -fuzztime $(FUZZ_TIME) ./pkg/apply
 
 # Unit tests only: no control plane, no binaries needed.

@@ -17,14 +17,18 @@ import (
 
 // crashEnv, when set, makes TestCrashHelper start a control plane, print its
 // PIDs and then crash the way the variable says.
-const crashEnv = "DELIVER_TESTENV_CRASH"
+const (
+	crashEnv    = "DELIVER_TESTENV_CRASH"
+	crashDirEnv = "DELIVER_TESTENV_CRASH_DIR"
+)
 
 func TestCrashHelper(t *testing.T) {
 	mode := os.Getenv(crashEnv)
 	if mode == "" {
 		t.Skip("helper for TestNoProcessLeftBehind")
 	}
-	c, err := Start(context.Background(), Options{NoControllers: true})
+	// The parent's folder: a crashed test leaves its own behind.
+	c, err := Start(context.Background(), Options{NoControllers: true, Dir: os.Getenv(crashDirEnv)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +53,7 @@ func TestNoProcessLeftBehind(t *testing.T) {
 	for _, mode := range []string{"panic", "kill"} {
 		t.Run(mode, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
-			cmd.Env = append(os.Environ(), crashEnv+"="+mode)
+			cmd.Env = append(os.Environ(), crashEnv+"="+mode, crashDirEnv+"="+t.TempDir())
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
