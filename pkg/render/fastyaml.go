@@ -85,8 +85,8 @@ func newFastParser(data []byte) (*fastParser, bool) {
 		}
 	}
 	s := string(data)
-	// Helm's documents come without their last newline; only a block
-	// scalar on the last line would notice.
+	// A document without its last newline (a trimmed one) ends a block
+	// scalar on its last line differently: that is left to yaml.v2.
 	p := &fastParser{open: !strings.HasSuffix(s, "\n")}
 	s = strings.TrimSuffix(s, "\n")
 	p.lines = make([]fastLine, 0, strings.Count(s, "\n")+1)

@@ -278,7 +278,7 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 // apart, each sorted by kind in install order.
 func sortRendered(rendered []helmDoc) (manifests, hooks []helmDoc, err error) {
 	parsed, errs := decodeAll(len(rendered), func(i int) (map[string]any, error) {
-		return unmarshalObject([]byte(rendered[i].content))
+		return unmarshalObject(installedForm(rendered[i].content))
 	})
 	for i, d := range rendered {
 		if errs[i] != nil {
@@ -339,6 +339,17 @@ func splitRendered(files map[string]string) []helmDoc {
 		}
 	}
 	return docs
+}
+
+// installedForm is a document as Helm's install decodes it: SplitManifests
+// trims each document, and Helm parses it followed by a line break (the
+// release manifest writes "%s\n" after each document, and the line reader
+// that reads a hook's manifest ends its last line with one). Only a block
+// scalar at the end of the document sees the difference: `rules: |` keeps
+// its final "\n", as it does in `helm template` and `helm install`.
+func installedForm(content string) []byte {
+	b := make([]byte, 0, len(content)+1)
+	return append(append(b, content...), '\n')
 }
 
 // splitParse parses every YAML document of data.
