@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -126,7 +127,7 @@ func scalarEndCharts() []corpusChart {
 		`{a: 1, b: [x, y]}`,
 		`[1, "2", three]`,
 		"plain multi\n    line",
-		"0x1F", "012", "1e3", "yes", "off", "~", "2024-01-02", "-.inf", "+12", "0o17", "1_000",
+		"0x1F", "012", "1e3", "yes", "off", "~", "2024-01-02", "+12", "0o17", "1_000",
 	}
 	files := map[string]string{"Chart.yaml": "apiVersion: v2\nname: scalars\nversion: 0.1.0\n"}
 	for i, e := range ends {
@@ -440,10 +441,17 @@ func TestHelmCorpusTemplate(t *testing.T) {
 	for _, c := range charts {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			want := runCLI(t, root, helm, "template", "rel", "charts/"+c.name, "--namespace", "ns", "--include-crds")
+			cmd := exec.Command(helm, "template", "rel", "charts/"+c.name, "--namespace", "ns", "--include-crds")
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "HOME="+root, "HELM_CONFIG_HOME="+root, "HELM_CACHE_HOME="+root, "HELM_DATA_HOME="+root)
+			want, herr := cmd.Output()
 			got, err := helmTemplate(context.Background(), corpusOptions(root, c))
-			if err != nil {
-				t.Fatal(err)
+			if herr != nil || err != nil {
+				// Invalid YAML a chart generates is refused by both.
+				if (herr == nil) != (err == nil) {
+					t.Fatalf("helm template: %v\ndeliver: %v", herr, err)
+				}
+				return
 			}
 			if diff := cmp.Diff(string(want), string(got)); diff != "" {
 				t.Errorf("output (-want helm template +got deliver):\n%s", diff)
@@ -468,5 +476,59 @@ func TestHelmBlockScalarAtDocumentEnd(t *testing.T) {
 	got, _, _ := unstructured.NestedString(set.Objects[0].Object, "data", "rules")
 	if got != "{}\n" {
 		t.Errorf("data.rules = %q, want %q (as helm install)", got, "{}\n")
+	}
+}
+
+// TestPlainCorpus reads plain YAML in the corpus's shapes with deliver's
+// decoder and with kubectl's: every generated template without template
+// actions, as written (many end without a line break, in a block scalar),
+// and every release manifest Helm assembled from the charts.
+func TestPlainCorpus(t *testing.T) {
+	root, charts := corpusRoot(t)
+	type input struct{ name, data string }
+	var inputs []input
+	for _, c := range charts {
+		for name, content := range c.files {
+			if strings.HasPrefix(name, "templates/") && strings.HasSuffix(name, ".yaml") && !strings.Contains(content, "{{") {
+				inputs = append(inputs, input{c.name + "/" + name, content})
+			}
+		}
+		ch, err := loader.Load(filepath.Join(root, "charts", c.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst := action.NewInstall(&action.Configuration{
+			Releases: storage.Init(driver.NewMemory()), KubeClient: &kubefake.PrintingKubeClient{Out: io.Discard},
+			Capabilities: chartutil.DefaultCapabilities, Log: func(string, ...any) {},
+		})
+		inst.DryRun, inst.ClientOnly, inst.Replace, inst.ReleaseName, inst.IncludeCRDs = true, true, true, "rel", true
+		if rel, err := inst.RunWithContext(context.Background(), ch, map[string]any{}); err == nil {
+			inputs = append(inputs, input{c.name + "/manifest", rel.Manifest})
+		}
+	}
+	compared := 0
+	for _, in := range inputs {
+		want, kerr := kubectlDecode(in.data)
+		objs, err := Decode(in.name, []byte(in.data))
+		if kerr != nil || err != nil {
+			if kerr == nil {
+				t.Errorf("%s: deliver refused what kubectl reads: %v", in.name, err)
+			}
+			continue
+		}
+		var got []string
+		for _, o := range objs {
+			got = append(got, canonicalJSON(t, o.Object))
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: objects (-want kubectl +got deliver):\n%s", in.name, diff)
+		}
+		compared++
+	}
+	t.Logf("%d plain inputs compared of %d", compared, len(inputs))
+	if compared < len(inputs)*8/10 {
+		t.Errorf("only %d of %d inputs compared", compared, len(inputs))
 	}
 }
