@@ -15,6 +15,8 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/deliverhq/deliver/internal/corpus"
 )
 
 // checkBody checks that the API server decodes yamlBody's YAML of obj as
@@ -159,6 +161,28 @@ func TestYAMLBodyManifests(t *testing.T) {
 	}
 	if n < 50 {
 		t.Errorf("checked %d manifests, want at least 50", n)
+	}
+}
+
+// TestYAMLBodyCorpus checks every object of the generated corpus's plain
+// documents: block scalars of every style at every document end, quoted,
+// flow and YAML 1.1 scalars, CRDs, hooks, CRLF line ends.
+func TestYAMLBodyCorpus(t *testing.T) {
+	n := 0
+	for _, d := range corpus.PlainDocuments() {
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(d.Data), 4096)
+		for {
+			var obj map[string]any
+			if err := dec.Decode(&obj); err != nil {
+				break // the end, or a document the corpus made invalid on purpose
+			}
+			if obj != nil && checkBody(t, obj) {
+				n++
+			}
+		}
+	}
+	if n < 300 {
+		t.Errorf("checked %d corpus objects, want at least 300", n)
 	}
 }
 

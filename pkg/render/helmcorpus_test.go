@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/deliverhq/deliver/internal/corpus"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -39,265 +40,11 @@ import (
 // difference born in deliver's splitting, fast path or number handling
 // shows up here.
 
-// corpusChart is one generated chart: its files, relative to the chart.
-type corpusChart struct {
-	name  string
-	files map[string]string
-}
-
-// blockIndicators are the block scalar headers a document can end with.
-var blockIndicators = []string{"|", "|-", "|+", ">", ">-", ">+", "|2", "|-2", "|+2", ">2-"}
-
-// blockBodies are block scalar contents, written at two spaces more than
-// the key; "\n" separated lines, some with trailing blanks.
-var blockBodies = []string{
-	"{}",
-	"line one\nline two",
-	"a: 1\nb:\n  - c",
-	"first\n\nafter a blank",
-	"trailing spaces   ",
-	"ends in blank lines\n\n\n",
-	"  more indented\nback",
-	"#!/bin/sh\nset -e\nexec \"$@\"",
-	"[global]\nkey = value\n",
-}
-
-// indent prefixes every non-empty line of s with n spaces.
-func indent(n int, s string) string {
-	pad := strings.Repeat(" ", n)
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = pad + l
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-// blockScalarCharts writes, for every block indicator, a chart whose
-// documents end in such a scalar in each position a chart can put one:
-// at the end of a template, before a "---" inside a template, in a hook,
-// in a Secret's stringData, inside a list, and followed by trailing blank
-// lines or a comment.
-func blockScalarCharts() []corpusChart {
-	var charts []corpusChart
-	for ci, ind := range blockIndicators {
-		files := map[string]string{
-			"Chart.yaml": fmt.Sprintf("apiVersion: v2\nname: block%d\nversion: 0.1.0\n", ci),
-		}
-		for bi, body := range blockBodies {
-			if strings.HasPrefix(body, " ") && !strings.ContainsAny(ind, "0123456789") {
-				continue // a more indented first line needs an explicit indentation
-			}
-			scalar := indent(4, body)
-			// At the end of the template, so at the end of the stream of
-			// its documents.
-			files[fmt.Sprintf("templates/end-%d.yaml", bi)] = fmt.Sprintf(
-				"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: end-%d\ndata:\n  k: %s\n%s", bi, ind, scalar)
-			// Before a separator, then another document.
-			files[fmt.Sprintf("templates/mid-%d.yaml", bi)] = fmt.Sprintf(
-				"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mid-%d-a\ndata:\n  k: %s\n%s\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mid-%d-b\ndata:\n  k: %s\n%s\n\n", bi, ind, scalar, bi, ind, scalar)
-			// In a hook, at the end.
-			files[fmt.Sprintf("templates/hook-%d.yaml", bi)] = fmt.Sprintf(
-				"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hook-%d\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n    helm.sh/hook-weight: \"%d\"\ndata:\n  k: %s\n%s\n", bi, bi-3, ind, scalar)
-			// A Secret's stringData, followed by blank lines and a comment.
-			files[fmt.Sprintf("templates/secret-%d.yaml", bi)] = fmt.Sprintf(
-				"apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-%d\ntype: Opaque\nstringData:\n  k: %s\n%s\n\n# a comment after the scalar\n\n", bi, ind, scalar)
-			// Inside a list item, the last thing of the document.
-			files[fmt.Sprintf("templates/list-%d.yaml", bi)] = fmt.Sprintf(
-				"apiVersion: v1\nkind: Pod\nmetadata:\n  name: list-%d\nspec:\n  containers:\n  - name: c\n    image: busybox\n    args:\n    - %s\n%s", bi, ind, indent(6, body))
-		}
-		charts = append(charts, corpusChart{name: fmt.Sprintf("block%d", ci), files: files})
-	}
-	return charts
-}
-
-// scalarEndCharts ends documents in the other scalar styles: quoted, flow,
-// plain multi-line, and numbers or booleans Helm leaves as YAML 1.1 reads
-// them.
-func scalarEndCharts() []corpusChart {
-	ends := []string{
-		`"double quoted\n"`,
-		`'single quoted'`,
-		`"multi
-    line double"`,
-		`'multi
-
-    line single'`,
-		`{a: 1, b: [x, y]}`,
-		`[1, "2", three]`,
-		"plain multi\n    line",
-		"0x1F", "012", "1e3", "yes", "off", "~", "2024-01-02", "+12", "0o17", "1_000",
-	}
-	files := map[string]string{"Chart.yaml": "apiVersion: v2\nname: scalars\nversion: 0.1.0\n"}
-	for i, e := range ends {
-		files[fmt.Sprintf("templates/s-%02d.yaml", i)] = fmt.Sprintf(
-			"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s-%02d\ndata:\n  k: %s", i, e)
-	}
-	return []corpusChart{{name: "scalars", files: files}}
-}
-
-// shapeCharts are the template features public charts use around the
-// documents' text: helpers, library charts, tpl, lookup, subcharts with
-// globals, toYaml and Files, whitespace chomping, empty and comment-only
-// output, CRDs, test hooks, CRLF line ends.
-func shapeCharts() []corpusChart {
-	return []corpusChart{
-		{name: "library", files: map[string]string{
-			"Chart.yaml":                        "apiVersion: v2\nname: library\nversion: 0.1.0\ndependencies:\n- name: common\n  version: 1.0.0\n  repository: file://charts/common\n",
-			"values.yaml":                       "config: |\n  server {\n    listen 80;\n  }\n",
-			"templates/cm.yaml":                 `{{ include "common.configmap" (dict "name" "lib" "data" .Values.config) }}`,
-			"templates/cm2.yaml":                "{{- include \"common.configmap\" (dict \"name\" \"lib2\" \"data\" \"x\\ny\\n\\n\") -}}\n",
-			"charts/common/Chart.yaml":          "apiVersion: v2\nname: common\ntype: library\nversion: 1.0.0\n",
-			"charts/common/templates/_cm.tpl":   "{{- define \"common.configmap\" -}}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .name }}\ndata:\n  conf: |\n{{ .data | indent 4 }}\n{{- end -}}\n",
-			"charts/common/templates/_more.tpl": "{{- define \"common.unused\" -}}\nkind: Nothing\n{{- end -}}\n",
-		}},
-		{name: "tpl", files: map[string]string{
-			"Chart.yaml":        "apiVersion: v2\nname: tpl\nversion: 0.1.0\n",
-			"values.yaml":       "name: from-values\nextra: |\n  name: {{ .Values.name }}\n  release: {{ .Release.Name }}\nannotations:\n  note: \"{{ .Chart.Name }}-{{ .Release.Namespace }}\"\n",
-			"templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tpl\n  annotations:\n{{ tpl (toYaml .Values.annotations) . | indent 4 }}\ndata:\n  extra: |\n{{ tpl .Values.extra . | indent 4 }}\n",
-		}},
-		{name: "lookup", files: map[string]string{
-			"Chart.yaml": "apiVersion: v2\nname: lookup\nversion: 0.1.0\n",
-			"templates/secret.yaml": "{{- $old := lookup \"v1\" \"Secret\" .Release.Namespace \"kept\" -}}\napiVersion: v1\nkind: Secret\nmetadata:\n  name: kept\nstringData:\n" +
-				"{{- if $old }}\n  value: {{ index $old.data \"value\" | b64dec | quote }}\n{{- else }}\n  value: |\n    generated\n{{- end }}\n",
-			"templates/ns.yaml": "{{- $ns := lookup \"v1\" \"Namespace\" \"\" \"kube-system\" }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lookup-ns\ndata:\n  found: {{ empty $ns | ternary \"no\" \"yes\" | quote }}\n",
-		}},
-		{name: "subcharts", files: map[string]string{
-			"Chart.yaml":                     "apiVersion: v2\nname: subcharts\nversion: 0.1.0\ndependencies:\n- name: child\n  version: 0.2.0\n  condition: child.enabled\n- name: off\n  version: 0.1.0\n  condition: off.enabled\n",
-			"values.yaml":                    "global:\n  domain: example.org\n  script: |\n    echo global\nchild:\n  enabled: true\n  motd: |+\n    welcome\n\noff:\n  enabled: false\n",
-			"templates/parent.yaml":          "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: parent\ndata:\n  domain: {{ .Values.global.domain }}\n  script: |\n{{ .Values.global.script | indent 4 }}",
-			"charts/child/Chart.yaml":        "apiVersion: v2\nname: child\nversion: 0.2.0\n",
-			"charts/child/values.yaml":       "motd: default\n",
-			"charts/child/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: child-{{ .Release.Name }}\ndata:\n  motd: {{ toYaml .Values.motd | indent 4 | trim }}\n  global: |\n{{ .Values.global.script | indent 4 }}\n",
-			"charts/off/Chart.yaml":          "apiVersion: v2\nname: off\nversion: 0.1.0\n",
-			"charts/off/templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: must-not-render\n",
-		}},
-		{name: "toyaml", files: map[string]string{
-			"Chart.yaml":          "apiVersion: v2\nname: toyaml\nversion: 0.1.0\n",
-			"values.yaml":         "config:\n  alertmanager.yml: |\n    global: {}\n    route:\n      receiver: x\n  rules: |\n    {}\n  empty: \"\"\n  keep: |+\n    kept\n\n  strip: |-\n    stripped\nlabels:\n  app: web\n  tier: \"1\"\n",
-			"templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: toyaml\n  labels:\n    {{- toYaml .Values.labels | nindent 4 }}\ndata:\n  {{- toYaml .Values.config | nindent 2 }}\n",
-			"templates/each.yaml": "{{- range $k, $v := .Values.config }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: each-{{ $k | replace \".\" \"-\" }}\ndata:\n  v: {{ toYaml $v | nindent 4 }}\n{{- end }}\n",
-		}},
-		{name: "files", files: map[string]string{
-			"Chart.yaml":            "apiVersion: v2\nname: files\nversion: 0.1.0\n",
-			"files/nginx.conf":      "server {\n  listen 80;\n}\n",
-			"files/no-newline.sh":   "#!/bin/sh\necho done",
-			"files/json.json":       "{\"a\": [1, 2]}\n",
-			"templates/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: files\ndata:\n  nginx.conf: |\n{{ .Files.Get \"files/nginx.conf\" | indent 4 }}\n  run.sh: |-\n{{ .Files.Get \"files/no-newline.sh\" | indent 4 }}",
-			"templates/glob.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: glob\ndata:\n{{ (.Files.Glob \"files/*\").AsConfig | indent 2 }}\n",
-			"templates/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: files\ndata:\n{{ (.Files.Glob \"files/*.sh\").AsSecrets | indent 2 }}\n",
-		}},
-		{name: "chomp", files: map[string]string{
-			"Chart.yaml":             "apiVersion: v2\nname: chomp\nversion: 0.1.0\n",
-			"values.yaml":            "items: [a, b, c]\non: true\n",
-			"templates/range.yaml":   "{{- range .Values.items }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: r-{{ . }}\ndata:\n  v: |\n    {{ . }}\n  {{- if eq . \"b\" }}\n  extra: |\n    b only\n  {{- end }}\n{{ end }}\n\n\n",
-			"templates/empty.yaml":   "{{- if not .Values.on }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: never\n{{- end }}\n",
-			"templates/comment.yaml": "# only a comment\n---\n# and another\n",
-			"templates/spaces.yaml":  "\n\n   \napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: spaces\ndata:\n  k: |\n    v   \n   \n\t\n",
-			"templates/NOTES.txt":    "not a manifest: |\n  x\n",
-			"templates/_h.tpl":       "{{- define \"x\" }}y{{ end }}",
-		}},
-		{name: "crds", files: map[string]string{
-			"Chart.yaml":         "apiVersion: v2\nname: crds\nversion: 0.1.0\n",
-			"crds/one.yaml":      "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: ones.example.org\nspec:\n  group: example.org\n  names: {kind: One, plural: ones}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        description: |\n          One is\n          a test.\n",
-			"crds/two.yaml":      "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: twos.example.org\nspec:\n  group: example.org\n  names: {kind: Two, plural: twos}\n  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        description: >-\n          Two\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: threes.example.org\nspec:\n  group: example.org\n  names: {kind: Three, plural: threes}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        description: |\n          no final newline",
-			"templates/one.yaml": "apiVersion: example.org/v1\nkind: One\nmetadata:\n  name: a-one\nspec:\n  text: |\n    hello\n",
-		}},
-		{name: "hooks", files: map[string]string{
-			"Chart.yaml":          "apiVersion: v2\nname: hooks\nversion: 0.1.0\n",
-			"templates/job.yaml":  "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-upgrade,pre-install\n    helm.sh/hook-weight: \"-5\"\n    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: m\n        image: busybox\n        command: [sh, -c]\n        args:\n        - |\n          echo migrate\n          exit 0\n",
-			"templates/test.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: test\n  annotations:\n    helm.sh/hook: test\nspec:\n  containers:\n  - name: t\n    image: busybox\n    args: [\"true\"]\n",
-			"templates/post.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: post\n  annotations:\n    helm.sh/hook: post-install\ndata:\n  done: >\n    folded\n    text\n\n",
-			"templates/argo.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argo-presync\n  annotations:\n    argocd.argoproj.io/hook: PreSync\ndata:\n  k: |-\n    v\n",
-		}},
-		{name: "crlf", files: map[string]string{
-			"Chart.yaml":        "apiVersion: v2\nname: crlf\nversion: 0.1.0\n",
-			"templates/cm.yaml": "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: crlf\r\ndata:\r\n  k: |\r\n    line\r\n    two\r\n",
-		}},
-	}
-}
-
-// randomCharts writes n charts of random documents: ConfigMaps, Secrets,
-// Deployments and hooks whose values are multi-line strings, numbers and
-// YAML 1.1 words, written by toYaml or by hand in block, quoted and plain
-// styles, with random trailing blank lines and chomping.
-func randomCharts(seed uint64, n int) []corpusChart {
-	r := rand.New(rand.NewPCG(seed, 1))
-	words := []string{"a", "b: c", "- x", "#x", "yes", "no", "1.0", "0777", "null", "~", "true", "{}", "[]", "'q'", "\"d\"", "key: |", "x y", "", " lead", "trail "}
-	value := func() string {
-		k := 1 + r.IntN(4)
-		parts := make([]string, k)
-		for i := range parts {
-			parts[i] = words[r.IntN(len(words))]
-		}
-		if strings.HasPrefix(parts[0], " ") {
-			parts[0] = "x" + parts[0] // a block scalar's first line sets its indentation
-		}
-		s := strings.Join(parts, "\n")
-		if r.IntN(2) == 0 {
-			s += strings.Repeat("\n", r.IntN(3))
-		}
-		return s
-	}
-	var charts []corpusChart
-	for c := range n {
-		vals := map[string]any{}
-		files := map[string]string{"Chart.yaml": fmt.Sprintf("apiVersion: v2\nname: random%d\nversion: 0.1.%d\n", c, c)}
-		docs := 2 + r.IntN(6)
-		for d := range docs {
-			key := fmt.Sprintf("v%d", d)
-			vals[key] = value()
-			var tmpl strings.Builder
-			kind := []string{"ConfigMap", "Secret", "hook"}[r.IntN(3)]
-			switch kind {
-			case "hook":
-				fmt.Fprintf(&tmpl, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d%d\n  annotations:\n    helm.sh/hook: post-install\n    helm.sh/hook-weight: %q\ndata:\n", d, fmt.Sprint(r.IntN(5)-2))
-			case "Secret":
-				fmt.Fprintf(&tmpl, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: d%d\nstringData:\n", d)
-			default:
-				fmt.Fprintf(&tmpl, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d%d\ndata:\n", d)
-			}
-			entries := 1 + r.IntN(3)
-			for e := range entries {
-				switch r.IntN(4) {
-				case 0:
-					fmt.Fprintf(&tmpl, "  e%d: {{ toYaml .Values.%s | nindent 4 }}", e, key)
-				case 1:
-					fmt.Fprintf(&tmpl, "  e%d: %s\n{{ .Values.%s | indent 4 }}", e, blockIndicators[r.IntN(len(blockIndicators)-3)], key)
-				case 2:
-					fmt.Fprintf(&tmpl, "  e%d: {{ .Values.%s | quote }}", e, key)
-				default:
-					fmt.Fprintf(&tmpl, "  e%d: {{ .Values.%s | replace \"\\n\" \" \" | squote }}", e, key)
-				}
-				if e < entries-1 || r.IntN(2) == 0 {
-					tmpl.WriteString("\n")
-				}
-			}
-			tmpl.WriteString(strings.Repeat("\n", r.IntN(3)))
-			files[fmt.Sprintf("templates/d%d.yaml", d)] = tmpl.String()
-		}
-		v, err := json.Marshal(vals)
-		if err != nil {
-			panic(err)
-		}
-		files["values.yaml"] = string(v)
-		charts = append(charts, corpusChart{name: fmt.Sprintf("random%d", c), files: files})
-	}
-	return charts
-}
-
 // writeChart writes a generated chart under root/charts/name.
-func writeChart(t *testing.T, root string, c corpusChart) {
+func writeChart(t *testing.T, root string, c corpus.Chart) {
 	t.Helper()
-	for name, content := range c.files {
-		p := filepath.Join(root, "charts", c.name, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := corpus.WriteTree(filepath.Join(root, "charts", c.Name), c.Files); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -379,9 +126,9 @@ func canonicalJSON(t *testing.T, m map[string]any) string {
 }
 
 // corpusRoot writes every generated chart into a temporary repository.
-func corpusRoot(t *testing.T) (string, []corpusChart) {
+func corpusRoot(t *testing.T) (string, []corpus.Chart) {
 	t.Helper()
-	charts := slices.Concat(blockScalarCharts(), scalarEndCharts(), shapeCharts(), randomCharts(17, 200))
+	charts := corpus.Charts()
 	root := t.TempDir()
 	for _, c := range charts {
 		writeChart(t, root, c)
@@ -389,8 +136,8 @@ func corpusRoot(t *testing.T) (string, []corpusChart) {
 	return root, charts
 }
 
-func corpusOptions(root string, c corpusChart) HelmOptions {
-	return HelmOptions{Root: root, App: "corpus", Chart: "charts/" + c.name, ReleaseName: "rel", Namespace: "ns", IncludeCRDs: true}
+func corpusOptions(root string, c corpus.Chart) HelmOptions {
+	return HelmOptions{Root: root, App: "corpus", Chart: "charts/" + c.Name, ReleaseName: "rel", Namespace: "ns", IncludeCRDs: true}
 }
 
 // TestHelmCorpusInstall renders every generated chart with deliver and
@@ -407,9 +154,9 @@ func TestHelmCorpusInstall(t *testing.T) {
 		}
 	})
 	for _, c := range charts {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			want, herr := helmInstallObjects(filepath.Join(root, "charts", c.name), "rel", "ns")
+			want, herr := helmInstallObjects(filepath.Join(root, "charts", c.Name), "rel", "ns")
 			set, err := Helm(context.Background(), corpusOptions(root, c))
 			if herr != nil || err != nil {
 				// Invalid YAML a chart generates is refused by both.
@@ -439,9 +186,9 @@ func TestHelmCorpusTemplate(t *testing.T) {
 	helm := testbin(t, "helm")
 	root, charts := corpusRoot(t)
 	for _, c := range charts {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(helm, "template", "rel", "charts/"+c.name, "--namespace", "ns", "--include-crds")
+			cmd := exec.Command(helm, "template", "rel", "charts/"+c.Name, "--namespace", "ns", "--include-crds")
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "HOME="+root, "HELM_CONFIG_HOME="+root, "HELM_CACHE_HOME="+root, "HELM_DATA_HOME="+root)
 			want, herr := cmd.Output()
@@ -465,7 +212,7 @@ func TestHelmCorpusTemplate(t *testing.T) {
 // break, as in `helm install`.
 func TestHelmBlockScalarAtDocumentEnd(t *testing.T) {
 	root := t.TempDir()
-	writeChart(t, root, corpusChart{name: "c", files: map[string]string{
+	writeChart(t, root, corpus.Chart{Name: "c", Files: map[string]string{
 		"Chart.yaml":        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
 		"templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  rules: |\n    {}\n",
 	}})
@@ -487,13 +234,11 @@ func TestPlainCorpus(t *testing.T) {
 	root, charts := corpusRoot(t)
 	type input struct{ name, data string }
 	var inputs []input
+	for _, d := range corpus.PlainDocuments() {
+		inputs = append(inputs, input{d.Name, d.Data})
+	}
 	for _, c := range charts {
-		for name, content := range c.files {
-			if strings.HasPrefix(name, "templates/") && strings.HasSuffix(name, ".yaml") && !strings.Contains(content, "{{") {
-				inputs = append(inputs, input{c.name + "/" + name, content})
-			}
-		}
-		ch, err := loader.Load(filepath.Join(root, "charts", c.name))
+		ch, err := loader.Load(filepath.Join(root, "charts", c.Name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +248,7 @@ func TestPlainCorpus(t *testing.T) {
 		})
 		inst.DryRun, inst.ClientOnly, inst.Replace, inst.ReleaseName, inst.IncludeCRDs = true, true, true, "rel", true
 		if rel, err := inst.RunWithContext(context.Background(), ch, map[string]any{}); err == nil {
-			inputs = append(inputs, input{c.name + "/manifest", rel.Manifest})
+			inputs = append(inputs, input{c.Name + "/manifest", rel.Manifest})
 		}
 	}
 	compared := 0
