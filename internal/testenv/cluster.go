@@ -3,8 +3,10 @@
 // nodes, so Deployments roll out and Jobs complete or fail), and a Vault dev
 // server. The binaries are built from source by hack/testbin.sh and cached.
 //
-// Every process is a child started with Pdeathsig: when the test binary ends,
-// however it ends, the kernel kills them.
+// On Linux every process is a child started with Pdeathsig: when the test
+// binary ends, however it ends, the kernel kills them. Elsewhere (macOS) the
+// package compiles and its components are stopped by the test's cleanup,
+// but a test binary killed with SIGKILL leaves them running.
 package testenv
 
 import (

@@ -15,9 +15,11 @@ import (
 	"time"
 )
 
-// process is one child of the test binary. It is started with Pdeathsig, so
-// the kernel kills it when the test binary dies for any reason (a panic, a
-// test timeout, SIGKILL): no etcd or apiserver is ever left behind.
+// process is one child of the test binary, in a process group of its own.
+// On Linux it is started with Pdeathsig, so the kernel kills it when the
+// test binary dies for any reason (a panic, a test timeout, SIGKILL): no etcd
+// or apiserver is ever left behind (procattr_linux.go). Elsewhere only a test
+// binary that ends normally stops it (procattr_other.go).
 type process struct {
 	name string
 	cmd  *exec.Cmd
@@ -39,7 +41,7 @@ func startProcess(name, bin, logDir string, args []string, env []string) (*proce
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
