@@ -132,8 +132,8 @@ func TestFetchIncremental(t *testing.T) {
 	if unchanged.Fetched || unchanged.Commit != f.c2 {
 		t.Errorf("unchanged remote: Fetched=%v Commit=%s, want false %s", unchanged.Fetched, unchanged.Commit, f.c2)
 	}
-	if n := len(f.srv.PackRequests()); n != 0 {
-		t.Errorf("unchanged remote: %d pack requests, want 0", n)
+	if reqs := f.srv.Requests(); len(reqs) != 1 || reqs[0].Method != http.MethodGet || reqs[0].Service != "git-upload-pack" {
+		t.Errorf("unchanged remote: requests %+v, want one ref listing (GET info/refs?service=git-upload-pack) and no pack", reqs)
 	}
 
 	f.repo.WriteFile("deploy/app.yaml", "version: v3\n")
