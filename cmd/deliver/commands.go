@@ -49,6 +49,7 @@ func newRenderCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var objs []*unstructured.Unstructured
 			var b strings.Builder
 			for _, a := range res.Apps {
 				for _, list := range [][]*unstructuredObject{objectsOf(a, false), objectsOf(a, true)} {
@@ -57,6 +58,10 @@ func newRenderCmd(g *globals) *cobra.Command {
 						if !showSecrets {
 							u = maskSecret(u)
 						}
+						if f.output.is("json") {
+							objs = append(objs, u)
+							continue
+						}
 						data, err := render.MarshalYAML(u.Object)
 						if err != nil {
 							return err
@@ -64,6 +69,20 @@ func newRenderCmd(g *globals) *cobra.Command {
 						fmt.Fprintf(&b, "---\n# Source: %s\n%s", o.origin, data)
 					}
 				}
+			}
+			if f.output.is("json") {
+				// As kubectl get -o json prints several objects: a v1 List.
+				items := make([]any, 0, len(objs))
+				for _, u := range objs {
+					items = append(items, u.Object)
+				}
+				list := map[string]any{"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"resourceVersion": ""}, "items": items}
+				data, err := json.MarshalIndent(list, "", "  ")
+				if err != nil {
+					return fmt.Errorf("render: %w", err)
+				}
+				b.Write(data)
+				b.WriteByte('\n')
 			}
 			out := b.String()
 			if !showSecrets {
@@ -74,6 +93,7 @@ func newRenderCmd(g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, f, false)
+	f.output = addOutputFlag(cmd, "yaml", "json")
 	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print secret values (only to a terminal or a file)")
 	return cmd
 }
@@ -146,6 +166,7 @@ them; --full-dry-run for all). Secret values are masked.` + exitCodesHelp,
 		},
 	}
 	addRunFlags(cmd, f, true)
+	f.output = addOutputFlag(cmd, "text", "json")
 	cmd.Flags().StringVar(&color, "color", "auto", "colour the diff: auto, always, never")
 	return cmd
 }
@@ -159,7 +180,7 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	if f.output == "json" {
+	if f.output.is("json") {
 		type jsonApp struct {
 			Name  string          `json:"name"`
 			Plan  json.RawMessage `json:"plan,omitempty"`
@@ -247,7 +268,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 					if a.Report == nil || a.Report.Plan == nil {
 						continue
 					}
-					if f.output == "json" {
+					if f.output.is("json") {
 						a.Plan = a.Report.Plan
 						continue
 					}
@@ -257,7 +278,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 					}
 				}
 			}
-			if f.output == "json" {
+			if f.output.is("json") {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(res); err != nil {
@@ -270,6 +291,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 		},
 	}
 	addRunFlags(cmd, f, true)
+	f.output = addOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
 	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what is applied, as diff does, before the results (one run instead of diff then apply); with -o json, each app's plan")
 	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")

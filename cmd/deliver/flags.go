@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +23,7 @@ type runFlags struct {
 	vault      vaultFlags
 	opts       pipeline.Options
 	apps       []string
-	output     string
+	output     *outputFormat
 	logFormat  string
 	verbose    bool
 	wait       bool
@@ -48,7 +50,6 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVar(&f.vault.jwtFile, "vault-jwt-file", "", "ServiceAccount token file for --vault-auth kubernetes (default: the pod's)")
 	fl.StringVar(&f.vault.roleID, "vault-role-id", "", "AppRole role ID for --vault-auth approle")
 	fl.StringVar(&f.vault.secretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret ID")
-	fl.StringVarP(&f.output, "output", "o", "", "output format: json")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log progress to stderr")
 	fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see when rendering offline")
@@ -74,9 +75,6 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	f.opts.Apply.NoCreateDryRun = f.noValidate
 	if fl := cmd.Flags().Lookup("rollback-on-failure"); fl != nil && fl.Changed {
 		f.opts.RollbackOnFailure = &f.rollback
-	}
-	if f.output != "" && f.output != "json" {
-		return fmt.Errorf("unknown output format %q (want json)", f.output)
 	}
 	f.opts.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
 	auth, err := f.vault.auth()
@@ -146,6 +144,41 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	}
 	return nil
 }
+
+// outputFormat is the value of a command's -o: one of the formats the
+// command implements, checked when the flag is parsed, so that no command
+// accepts a format it would not print.
+type outputFormat struct {
+	value string
+	// formats are what -o accepts; the first is the default.
+	formats []string
+}
+
+// addOutputFlag adds -o to cmd, accepting exactly formats (the first is the
+// default), and returns its value.
+func addOutputFlag(cmd *cobra.Command, formats ...string) *outputFormat {
+	o := &outputFormat{value: formats[0], formats: formats}
+	cmd.Flags().VarP(o, "output", "o", "output format: "+strings.Join(formats, ", "))
+	return o
+}
+
+// String is the format, for help.
+func (o *outputFormat) String() string { return o.value }
+
+// Set refuses a format the command does not print, naming those it does.
+func (o *outputFormat) Set(s string) error {
+	if !slices.Contains(o.formats, s) {
+		return fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(o.formats, " or "))
+	}
+	o.value = s
+	return nil
+}
+
+// Type names the value in help.
+func (o *outputFormat) Type() string { return "format" }
+
+// is reports whether the chosen format is f.
+func (o *outputFormat) is(f string) bool { return o != nil && o.value == f }
 
 // vaultFlags choose how deliver logs in to Vault.
 type vaultFlags struct {

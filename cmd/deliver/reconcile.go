@@ -70,7 +70,7 @@ instead of, the long-running reconciler.`,
 	fl := cmd.Flags()
 	f.verbose, f.logFormat = true, "json"
 	fl.Lookup("verbose").DefValue, fl.Lookup("log-format").DefValue = "true", "json"
-	for _, name := range []string{"path", "output", "require-clean"} {
+	for _, name := range []string{"path", "require-clean"} {
 		_ = fl.MarkHidden(name) // the reconciler follows --repo and prints nothing
 	}
 	fl.DurationVar(&o.Interval, "interval", time.Minute, "how often to fetch the repository")

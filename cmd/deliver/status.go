@@ -52,8 +52,9 @@ type statusView struct {
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var (
-		ns, output string
-		apps       []string
+		ns     string
+		apps   []string
+		output *outputFormat
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -69,9 +70,6 @@ values never show: both sources are redacted when written.`,
   deliver status --inventory-namespace deliver-system -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "" && output != "json" {
-				return fmt.Errorf("unknown output format %q (want json)", output)
-			}
 			cfg, err := g.kube.ToRESTConfig()
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
@@ -90,7 +88,7 @@ values never show: both sources are redacted when written.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if output == "json" {
+			if output.is("json") {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
@@ -101,7 +99,7 @@ values never show: both sources are redacted when written.`,
 	fl := cmd.Flags()
 	fl.StringVar(&ns, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets and of the reconciler's status ConfigMap")
 	fl.StringSliceVar(&apps, "app", nil, "only these apps")
-	fl.StringVarP(&output, "output", "o", "", "output format: json")
+	output = addOutputFlag(cmd, "text", "json")
 	return cmd
 }
 

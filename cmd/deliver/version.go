@@ -10,7 +10,7 @@ import (
 )
 
 func newVersionCmd() *cobra.Command {
-	var output string
+	var output *outputFormat
 	cmd := &cobra.Command{
 		Use:     "version",
 		Short:   "Print the version of deliver and of the libraries it was built with",
@@ -19,20 +19,16 @@ func newVersionCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info := version.Get()
 			w := cmd.OutOrStdout()
-			switch output {
-			case "json":
+			if output.is("json") {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
-			case "":
-				fmt.Fprintf(w, "deliver %s\ncommit: %s\ngo: %s\nhelm: %s\nkubernetes client: %s\n",
-					info.Version, info.Commit, info.Go, info.Helm, info.Kubernetes)
-				return nil
-			default:
-				return fmt.Errorf("unknown output format %q (want json)", output)
 			}
+			_, err := fmt.Fprintf(w, "deliver %s\ncommit: %s\ngo: %s\nhelm: %s\nkubernetes client: %s\n",
+				info.Version, info.Commit, info.Go, info.Helm, info.Kubernetes)
+			return err
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	output = addOutputFlag(cmd, "text", "json")
 	return cmd
 }
