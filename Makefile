@@ -9,7 +9,8 @@ LDFLAGS := -X github.com/deliverhq/deliver/internal/version.Version=$(VERSION) \
            -X github.com/deliverhq/deliver/internal/version.Commit=$(COMMIT)
 
 # Integration tests start their own control plane per package: run packages
-# one at a time on small machines, tests inside a package in parallel.
+# one at a time on small machines. Inside a package tests run one after
+# another, but for the few that call t.Parallel.
 GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
 
 .PHONY: all build testbin test test-unit fuzz vulncheck demo bench clean
