@@ -382,3 +382,61 @@ func TestTraceReconcile(t *testing.T) {
 		st.child(app, "apply", "deliver.step", "config")
 	}
 }
+
+// TestTraceCollectorNotAnswering: a collector that accepts connections but
+// never answers delays the exit by the flush timeout (5 s) at most, and is
+// a warning: the run itself succeeds and prints what it printed.
+func TestTraceCollectorNotAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{"m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: debug}\n"})
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			environ = append(environ, kv)
+		}
+	}
+	cmd := exec.Command(deliverBin, "render", "--path", dir, "-f", "m")
+	cmd.Env = append(environ, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	code, err := testenv.ExitCode(cmd)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("render with a collector not answering: exit %d in %s", code, took.Round(time.Millisecond))
+	if code != 0 || !strings.Contains(stdout.String(), "name: settings") {
+		t.Errorf("exit %d, want 0 and the rendered ConfigMap:\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "warning: tracing") {
+		t.Errorf("stderr lacks the tracing warning:\n%s", stderr.String())
+	}
+	// The flush timeout and the start and exit of the process.
+	if took > 9*time.Second {
+		t.Errorf("render took %s with a collector not answering, want the 5s flush timeout at most (and the run)", took.Round(time.Millisecond))
+	}
+}
