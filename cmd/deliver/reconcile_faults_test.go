@@ -52,6 +52,11 @@ func TestReconcileFailover(t *testing.T) {
 	<-leader.exited
 	took := eventually(t, 30*time.Second, "standby takes over", func() bool { return leading(standby) })
 	t.Logf("standby leads %s after the leader was killed (lease 4s)", took.Round(time.Millisecond))
+	// At most the lease, the standby's retry period (0.5 s) and its poll
+	// of the lease; docs/reliability.md gives this bound.
+	if took > 10*time.Second {
+		t.Errorf("standby took the lease %s after the leader was killed, want under 10s with a 4s lease", took.Round(time.Millisecond))
+	}
 	setColor(repo, "green")
 	repo.CommitAll("green")
 	eventually(t, 30*time.Second, "new leader applies the next commit", func() bool { return color(ns) == "green" })
@@ -118,7 +123,13 @@ spec:
 	if code := p.waitExit(t, 30*time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
-	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	stopped := time.Since(start)
+	t.Logf("stopped %s after SIGTERM", stopped.Round(time.Millisecond))
+	// The wait for the Job is cancelled at once; what is left is the
+	// inventory and the lease: docs/reliability.md gives this bound.
+	if stopped > 5*time.Second {
+		t.Errorf("exited %s after SIGTERM, want under 5s", stopped.Round(time.Millisecond))
+	}
 
 	lease, err := cs.CoordinationV1().Leases(inv).Get(ctx, "deliver-reconcile", metav1.GetOptions{})
 	if err != nil {
