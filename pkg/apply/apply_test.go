@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -320,7 +322,9 @@ func TestStageOrder(t *testing.T) {
 // TestUnknownFieldRejected checks that a field the schema does not know fails
 // the object, both when it is created (sent without a dry run first) and when
 // it is updated (dry-run first), although deliver sends its applies with
-// fieldValidation=Ignore: the apply itself rejects unknown fields.
+// fieldValidation=Ignore: the apply itself rejects unknown fields. So does
+// it for a custom resource whose CRD has a structural schema, where a
+// create or an update with fieldValidation=Ignore would prune the field.
 func TestUnknownFieldRejected(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
@@ -334,8 +338,40 @@ data: {key: one}
 	if _, err := m.Apply(ctx, objects(t, ns, valid), apply.PlanOptions{App: ns}); err != nil {
 		t.Fatal(err)
 	}
+	// A custom resource whose CRD has a structural schema without
+	// x-kubernetes-preserve-unknown-fields: the API server would prune an
+	// unknown field from a create or update, but rejects it in an apply. A
+	// group of its own keeps parallel runs from sharing the CRD; an app of
+	// its own keeps the ConfigMap's app from pruning it.
+	group := strings.ReplaceAll(ns, "-", "") + ".example.com"
+	crd := strings.ReplaceAll(`
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+`, "example.com", group)
+	widget := strings.ReplaceAll("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: NS}\nspec: {size: 3}\n", "example.com", group)
+	crApp := ns + "-cr"
+	if _, err := m.Apply(ctx, objects(t, ns, crd+"---\n"+widget), apply.PlanOptions{App: crApp}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name, manifest, want string
+		name, app, manifest, want string
 	}{
 		{
 			name:     "create",
@@ -347,9 +383,25 @@ data: {key: one}
 			manifest: strings.Replace(valid, "data: {key: one}", "data: {key: two}\ndta: {key: two}", 1),
 			want:     "ConfigMap/" + ns + "/cfg (test.yaml#0): ",
 		},
+		{
+			name:     "custom resource create",
+			app:      crApp,
+			manifest: crd + "---\n" + widget + "---\n" + strings.NewReplacer("w1", "w2", "size: 3", "size: 3, colour: red").Replace(widget),
+			want:     "Widget/" + ns + "/w2 (test.yaml#2): ",
+		},
+		{
+			name:     "custom resource update",
+			app:      crApp,
+			manifest: crd + "---\n" + strings.Replace(widget, "size: 3", "size: 4, colour: red", 1),
+			want:     "Widget/" + ns + "/w1 (test.yaml#1): ",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := m.Apply(ctx, objects(t, ns, tc.manifest), apply.PlanOptions{App: ns})
+			app := ns
+			if tc.app != "" {
+				app = tc.app
+			}
+			_, err := m.Apply(ctx, objects(t, ns, tc.manifest), apply.PlanOptions{App: app})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "field not declared in schema") {
 				t.Fatalf("error = %v, want the object %q and the unknown field named", err, tc.want)
 			}
@@ -365,6 +417,17 @@ data: {key: one}
 	}
 	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err == nil {
 		t.Error("Deployment web was created from an invalid manifest")
+	}
+	widgets := dynamic.NewForConfigOrDie(env.Config).Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}).Namespace(ns)
+	w1, err := widgets.Get(ctx, "w1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, _, _ := unstructured.NestedMap(w1.Object, "spec"); len(spec) != 1 || spec["size"] != int64(3) {
+		t.Errorf("Widget w1 spec = %v, want the first apply's", spec)
+	}
+	if _, err := widgets.Get(ctx, "w2", metav1.GetOptions{}); err == nil {
+		t.Error("Widget w2 was created from an invalid manifest")
 	}
 }
 
