@@ -305,8 +305,8 @@ func (rc *requestCounter) reset() {
 }
 
 // TestNoopReconcileRequests measures the API requests of no-op
-// reconciles of an app of 100 objects: a handful in all, not one per
-// object, against at least one per object for a full dry run.
+// reconciles of an app of 100 objects: none, against at least one per
+// object for a full dry run.
 func TestNoopReconcileRequests(t *testing.T) {
 	const objects = 100
 	ns := env.Namespace(t)
@@ -334,9 +334,19 @@ func TestNoopReconcileRequests(t *testing.T) {
 	rc.mu.Lock()
 	last := append([]string(nil), rc.last...)
 	rc.mu.Unlock()
-	t.Logf("%d no-op reconciles of %d objects: %d API requests", checks, objects, got)
-	if got > 5 {
-		t.Errorf("%d no-op reconciles made %d API requests, want a handful:\n%s", checks, got, strings.Join(last, "\n"))
+	// A no-op pass reads only git and the informers' caches, and writes
+	// the status ConfigMap only when it changes: no request at all. The
+	// informers' watches stay open, but one that times out (after 5 to 10
+	// minutes) is opened again whatever the passes do: not counted.
+	var passes []string
+	for _, req := range last {
+		if !strings.Contains(req, "watch=true") {
+			passes = append(passes, req)
+		}
+	}
+	t.Logf("%d no-op reconciles of %d objects: %d API requests, %d of them watches opened again", checks, objects, got, int(got)-len(passes))
+	if len(passes) != 0 {
+		t.Errorf("%d no-op reconciles made %d API requests other than watches, want none:\n%s", checks, len(passes), strings.Join(passes, "\n"))
 	}
 
 	// What a reconciler that dry-runs everything (as Flux does) pays for
