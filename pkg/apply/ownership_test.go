@@ -29,7 +29,7 @@ type ownedObject struct {
 var ownedObjects = []ownedObject{
 	{
 		kind:     "ConfigMap",
-		manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: NS\nANNOTATIONSdata:\n  level: mine\n",
+		manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: NS\n  annotations:\n    example.com/note: x\nADOPTdata:\n  level: mine\n",
 		create: func(t *testing.T, ctx context.Context, ns string) {
 			_, err := env.Client().CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Name: "shared", Labels: map[string]string{apply.LabelApp: "other"}},
@@ -50,12 +50,12 @@ var ownedObjects = []ownedObject{
 	},
 	{
 		kind:     "IngressClass",
-		manifest: "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: NS-nginx\nANNOTATIONSspec:\n  controller: example.com/mine\n",
+		manifest: "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: NS-nginx\n  annotations:\n    example.com/level: mine\nADOPTspec:\n  controller: example.com/nginx\n",
 		create: func(t *testing.T, ctx context.Context, ns string) {
 			ic := env.Client().NetworkingV1().IngressClasses()
 			_, err := ic.Create(ctx, &networkingv1.IngressClass{
-				ObjectMeta: metav1.ObjectMeta{Name: ns + "-nginx", Labels: map[string]string{apply.LabelApp: "other"}},
-				Spec:       networkingv1.IngressClassSpec{Controller: "example.com/theirs"},
+				ObjectMeta: metav1.ObjectMeta{Name: ns + "-nginx", Labels: map[string]string{apply.LabelApp: "other"}, Annotations: map[string]string{"example.com/level": "theirs"}},
+				Spec:       networkingv1.IngressClassSpec{Controller: "example.com/nginx"}, // immutable
 			}, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -67,7 +67,7 @@ var ownedObjects = []ownedObject{
 			if err != nil {
 				return nil, "", err
 			}
-			return o.Labels, o.Spec.Controller, nil
+			return o.Labels, o.Annotations["example.com/level"], nil
 		},
 		id: func(ns string) string { return "IngressClass/" + ns + "-nginx" },
 	},
@@ -91,7 +91,7 @@ func TestOwnershipConflict(t *testing.T) {
 			ctx := context.Background()
 			o.create(t, ctx, ns)
 			m := newManager(t, apply.Options{InventoryNamespace: ns})
-			set := objects(t, ns, strings.ReplaceAll(o.manifest, "ANNOTATIONS", "")+"\n---\n"+sibling)
+			set := objects(t, ns, strings.ReplaceAll(o.manifest, "ADOPT", "")+"\n---\n"+sibling)
 			app := "web-" + ns
 
 			p, err := m.Plan(ctx, set, apply.PlanOptions{App: app})
@@ -123,7 +123,7 @@ func TestOwnershipConflict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if labels[apply.LabelApp] != "other" || !strings.HasSuffix(content, "theirs") {
+			if labels[apply.LabelApp] != "other" || content != "theirs" {
 				t.Errorf("live %s changed: label %q, content %q", o.id(ns), labels[apply.LabelApp], content)
 			}
 			if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "sibling", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -147,7 +147,7 @@ func TestOwnershipAdopt(t *testing.T) {
 			ctx := context.Background()
 			o.create(t, ctx, ns)
 			m := newManager(t, apply.Options{InventoryNamespace: ns})
-			manifest := strings.ReplaceAll(o.manifest, "ANNOTATIONS", "  annotations:\n    "+apply.AnnotationAdopt+": \"true\"\n")
+			manifest := strings.ReplaceAll(o.manifest, "ADOPT", "    "+apply.AnnotationAdopt+": \"true\"\n")
 			set := objects(t, ns, manifest+"\n---\n"+sibling)
 			app := "web-" + ns
 
@@ -180,7 +180,7 @@ func TestOwnershipAdopt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if labels[apply.LabelApp] != app || !strings.HasSuffix(content, "mine") {
+			if labels[apply.LabelApp] != app || content != "mine" {
 				t.Errorf("live %s not taken over: label %q, content %q", o.id(ns), labels[apply.LabelApp], content)
 			}
 			// The next plan has nothing left to adopt.
