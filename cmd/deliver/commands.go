@@ -329,6 +329,12 @@ func printReport(w io.Writer, rep *apply.Report) {
 		if r.Hook != "" {
 			line = fmt.Sprintf("hook %s (%s) %s", r.ID, r.Hook, r.Action)
 		}
+		switch {
+		case r.AdoptedFrom != "":
+			line += " (adopted from app " + r.AdoptedFrom + ")"
+		case r.Owner != "":
+			line += ": not deleted, app " + r.Owner + " owns it now"
+		}
 		if r.Error != "" {
 			line += ": " + r.Error
 		}

@@ -95,6 +95,11 @@ func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
 }
 
 func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
+	// Another app's object is never taken over silently: nothing is
+	// written, not even the inventory.
+	if err := p.ConflictErr(); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	rep := &Report{}
 	entries := p.inventory.index()
@@ -107,6 +112,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
 		Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads}
+	p.releaseKept(rep, entries)
 	inv.Entries = entryList(entries)
 	// A recreate records the replica counts before it scales anything; a
 	// count left by an interrupted run is the older, true one.
@@ -364,6 +370,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		}
 		return rank(a.ID) < rank(b.ID)
 	})
+	p.markAdopted(rep)
 	rep.Duration = time.Since(start)
 	return rep, err
 }

@@ -58,6 +58,7 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 			io.WriteString(w, line)
 		}
 	}
+	p.writeOwnership(w, opts.Color)
 	for _, id := range p.ScaleDown {
 		fmt.Fprintf(w, "%s will be scaled to 0 before the pre-apply hooks (recreate)\n", id)
 	}
@@ -284,7 +285,10 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		ScaleDown any          `json:"scaleDown,omitempty"`
 		Rollback  any          `json:"rollback,omitempty"`
 		Order     []string     `json:"order,omitempty"`
-	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order()}
+		Conflicts []OtherApp   `json:"conflicts,omitempty"`
+		Kept      []OtherApp   `json:"kept,omitempty"`
+	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order(),
+		Conflicts: p.Conflicts, Kept: p.Kept}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

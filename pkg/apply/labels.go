@@ -9,6 +9,12 @@ const (
 	// LabelInventory marks the Secret holding an app's inventory.
 	LabelInventory = "deliver.dev/inventory"
 
+	// AnnotationAdopt set to "true" on an object in git lets its app take
+	// the object over from another app (the live object's LabelApp names
+	// another app). Without it such an object is a conflict: the plan
+	// lists it, and Apply fails before writing anything.
+	AnnotationAdopt = "deliver.dev/adopt"
+
 	// AnnotationPrune set to "disabled" keeps an object in the cluster when
 	// it leaves git. Flux's and Helm's equivalents are honoured too.
 	AnnotationPrune    = "deliver.dev/prune"
@@ -25,6 +31,10 @@ const (
 func pruneDisabled(ann map[string]string) bool {
 	return ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep"
 }
+
+// adoptRequested reports whether annotations ask to take the object over
+// from another app.
+func adoptRequested(ann map[string]string) bool { return ann[AnnotationAdopt] == "true" }
 
 // recreateAllowed reports whether annotations allow delete and re-create.
 func recreateAllowed(ann map[string]string) bool {

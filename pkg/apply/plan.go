@@ -46,6 +46,9 @@ type Change struct {
 	Live *unstructured.Unstructured `json:"-"`
 	// Merged is the server's dry-run result: Live after the apply.
 	Merged *unstructured.Unstructured `json:"-"`
+	// AdoptedFrom is the app the live object belongs to, when the object
+	// in git asks to take it over (AnnotationAdopt).
+	AdoptedFrom string `json:"adoptedFrom,omitempty"`
 
 	stage   Stage
 	gvr     schema.GroupVersionResource
@@ -72,6 +75,12 @@ type Plan struct {
 	// Rollback lists the workloads put back to the last successful run's
 	// objects if their rollout fails (PlanOptions.RollbackOnFailure).
 	Rollback []object.ID `json:"rollback,omitempty"`
+	// Conflicts are objects in git that another app owns in the cluster
+	// (see ownership.go); Execute refuses a plan that has any.
+	Conflicts []OtherApp `json:"conflicts,omitempty"`
+	// Kept are objects that left git and that another app owns now: not
+	// deleted, and dropped from the inventory.
+	Kept []OtherApp `json:"kept,omitempty"`
 
 	inventory *Inventory
 	redact    func(string) string
@@ -192,6 +201,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if err != nil {
 		return nil, err
 	}
+	p.checkOwnership(live)
 	entries := inv.index()
 	// Namespaces this run creates: their objects cannot be dry-run yet.
 	newNamespaces := map[string]bool{}
@@ -249,6 +259,10 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	}
 	for _, d := range deletes {
 		lm, exists := live[d.ID]
+		if owner := otherOwner(lm, opts.App); exists && owner != "" {
+			p.Kept = append(p.Kept, OtherApp{ID: d.ID, App: owner})
+			continue
+		}
 		if opts.NoPrune || !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
 			continue
 		}

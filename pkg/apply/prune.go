@@ -14,13 +14,21 @@ import (
 // prune deletes an object that left git. The plan only proposes objects
 // that carry the app's ownership label and no opt-out annotation; the
 // delete is made conditional on the UID read now, so an object re-created
-// by someone else in between is not removed.
+// by someone else in between is not removed, and an object another app
+// took over in between (its LabelApp) is kept and reported as Kept.
 func (m *Manager) prune(ctx context.Context, c *Change, app string) Result {
 	res := Result{ID: c.ID, Origin: c.Origin, Action: Deleted}
 	ri := m.client(c)
 	live, err := ri.Get(ctx, c.ID.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return res
+	}
+	if err == nil {
+		if owner := live.GetLabels()[LabelApp]; owner != "" && owner != app {
+			// Another app took the object over since: not ours to delete.
+			res.Action, res.Owner = Kept, owner
+			return res
+		}
 	}
 	if err == nil && (live.GetLabels()[LabelApp] != app || pruneDisabled(live.GetAnnotations())) {
 		res.Action = Unchanged

@@ -23,7 +23,11 @@ const (
 	// successful run after its rollout failed (PlanOptions.RollbackOnFailure).
 	RolledBack Action = "rolled-back"
 	HookRan    Action = "hook-ran"
-	Failed     Action = "failed"
+	// Kept is an object that left git but was not deleted, because
+	// another app owns it now (Result.Owner): it is dropped from this
+	// app's inventory instead.
+	Kept   Action = "kept"
+	Failed Action = "failed"
 )
 
 // Result is the outcome for one object.
@@ -37,6 +41,11 @@ type Result struct {
 	Conflicts []string `json:"conflicts,omitempty"`
 	// Hook is the phase, for hook runs.
 	Hook string `json:"hook,omitempty"`
+	// AdoptedFrom is the app the object belonged to before this run took
+	// it over (AnnotationAdopt).
+	AdoptedFrom string `json:"adoptedFrom,omitempty"`
+	// Owner is the app whose LabelApp a Kept object carries.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Report is the outcome of one Apply.
@@ -65,6 +74,9 @@ func (r *Report) Summary() string {
 		r.Count(Created), r.Count(Configured), r.Count(Recreated), r.Count(Unchanged), r.Count(Deleted), r.Count(Failed))
 	if n := r.Count(HookRan); n > 0 {
 		s += fmt.Sprintf(", %d hooks ran", n)
+	}
+	if n := r.Count(Kept); n > 0 {
+		s += fmt.Sprintf(", %d kept for other apps", n)
 	}
 	if n := r.Count(RolledBack); n > 0 {
 		s += fmt.Sprintf(", %d rolled back", n)

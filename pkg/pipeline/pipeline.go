@@ -347,6 +347,10 @@ func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResul
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
 		ar.Plan, err = mgr.Plan(pctx, ar.Set, po)
+		if err == nil {
+			// The diff shows the conflicts; the run fails as apply would.
+			err = ar.Plan.ConflictErr()
+		}
 		endSpan(pspan, opts.Redactor, err)
 		return err
 	}

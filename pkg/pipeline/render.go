@@ -162,30 +162,61 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	// Two apps owning one object would prune each other's work.
-	owner := map[object.ID]string{}
+	return checkOwners(apps, runScope(apps))
+}
+
+// runScope is how the cross-app check tells cluster-scoped kinds: from the
+// cluster's discovery when the run has one (diff, apply), from the built-in
+// table otherwise (render), and from the CRDs the apps render in both.
+func runScope(apps []*AppResult) scopeFunc {
+	var all []*unstructured.Unstructured
+	for _, ar := range apps {
+		for _, o := range ar.Set.Objects {
+			all = append(all, o.Unstructured)
+		}
+	}
+	crds := crdScopes(all)
+	for _, ar := range apps {
+		if ar.mgr != nil && ar.mgrErr == nil {
+			return mapperScope(ar.mgr.RESTMapper(), crds)
+		}
+	}
+	return builtinScope(crds)
+}
+
+// checkOwners refuses objects that two apps declare. Two apps owning one
+// object would take it from each other on every run (its LabelApp flips)
+// and prune each other's work. A cluster-scoped object is one object
+// whatever namespace its apps default to, and whatever namespace a
+// template wrote into it (the server ignores it).
+func checkOwners(apps []*AppResult, scope scopeFunc) error {
+	type owner struct {
+		app    string
+		origin object.Origin
+	}
+	owners := map[object.ID]owner{}
+	var errs []error
 	for _, ar := range apps {
 		for _, o := range ar.Set.Objects {
 			id := o.ID()
-			if id.Namespace == "" && !clusterScopedKind(id) {
+			namespaced, err := scope(id.GroupKind())
+			if err != nil {
+				return fmt.Errorf("%s (%s): %w", id, o.Origin, err)
+			}
+			switch {
+			case !namespaced:
+				id.Namespace = ""
+			case id.Namespace == "":
 				id.Namespace = ar.Namespace
 			}
-			if prev, ok := owner[id]; ok && prev != ar.Name {
-				errs = append(errs, fmt.Errorf("%s: owned by two apps, %s and %s", id, prev, ar.Name))
+			if prev, ok := owners[id]; ok && prev.app != ar.Name {
+				errs = append(errs, fmt.Errorf("%s: declared by two apps, %s and %s (%s; %s): an object belongs to one app", id, prev.app, ar.Name, prev.origin, o.Origin))
+				continue
 			}
-			owner[id] = ar.Name
+			owners[id] = owner{ar.Name, o.Origin}
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func clusterScopedKind(id object.ID) bool {
-	switch id.GroupKind().String() {
-	case "Namespace", "CustomResourceDefinition.apiextensions.k8s.io", "ClusterRole.rbac.authorization.k8s.io",
-		"ClusterRoleBinding.rbac.authorization.k8s.io", "StorageClass.storage.k8s.io", "PriorityClass.scheduling.k8s.io":
-		return true
-	}
-	return false
 }
 
 func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp) (*object.Set, error) {
