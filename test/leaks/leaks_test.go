@@ -142,8 +142,8 @@ func TestNoSecretLeaks(t *testing.T) {
 		want   []string
 	}{
 		{name: "render", args: []string{"render"}, want: []string{"kind: Secret", "'***'"}},
-		// render has no JSON output: -o json is accepted and prints YAML.
-		{name: "render -o json", args: []string{"render", "-o", "json"}},
+		// render -o json prints a v1 List: masked as the YAML is.
+		{name: "render -o json", args: []string{"render", "-o", "json"}, want: []string{`"kind": "List"`, `"***"`}},
 		{name: "render -v --log-format json", args: []string{"render", "-v", "--log-format", "json"}},
 		{name: "diff", args: []string{"diff"}, code: 2, want: []string{id("Secret", "plain-sops") + " create", id("Secret", "web-credentials") + " create", "will run: first run"}},
 		{name: "diff -o json", args: []string{"diff", "-o", "json"}, code: 2, want: []string{`"changes": true`}},
