@@ -333,6 +333,7 @@ func (c *Cluster) Stop() {
 	if c == nil {
 		return
 	}
+	_ = c.ResumeAPIServer() // a paused one would not see the SIGTERM
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop(10 * time.Second)
 	}
@@ -367,6 +368,31 @@ func (c *Cluster) StopAPIServer() {
 			<-p.done
 		}
 	}
+}
+
+// PauseAPIServer stops kube-apiserver with SIGSTOP, like a server that
+// stalls (a long garbage collection, a frozen VM): its connections stay
+// open and requests hang rather than fail. ResumeAPIServer lets it go on.
+// Stop resumes a paused server before it stops it.
+func (c *Cluster) PauseAPIServer() error { return c.signalAPIServer(syscall.SIGSTOP) }
+
+// ResumeAPIServer continues a kube-apiserver paused by PauseAPIServer.
+func (c *Cluster) ResumeAPIServer() error { return c.signalAPIServer(syscall.SIGCONT) }
+
+func (c *Cluster) signalAPIServer(sig syscall.Signal) error {
+	for _, p := range c.procs {
+		if p.name != "kube-apiserver" {
+			continue
+		}
+		if done, err := p.exited(); done {
+			return fmt.Errorf("testenv: kube-apiserver exited: %v", err)
+		}
+		if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+			return fmt.Errorf("testenv: signal kube-apiserver: %w", err)
+		}
+		return nil
+	}
+	return errors.New("testenv: no kube-apiserver in this cluster")
 }
 
 // StartAPIServer starts kube-apiserver again, on the same port and data,

@@ -26,20 +26,20 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
-	lock, err := m.lock(ctx, opts.App)
+	lock, ctx, err := m.lock(ctx, opts.App)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.unlock()
 	p, err := m.plan(ctx, set, opts, lock)
 	if err != nil {
-		return nil, err
+		return nil, lock.result(err)
 	}
 	rep, err := m.execute(ctx, p)
 	if rep != nil {
 		rep.Plan = p
 	}
-	return rep, err
+	return rep, lock.result(err)
 }
 
 // Execute applies a plan in the order that keeps the running version safe:
@@ -72,13 +72,22 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 // CI and the reconciler may apply the same app at once: Execute holds the
 // app's lock (a Lease) while it runs, so one of them waits, and fails with
 // ErrLocked after LockTimeout. A plan made before another run changed the
-// app is refused: plan again (Apply does both under the lock).
+// app is refused: plan again (Apply does both under the lock). A run that
+// loses the lock (it could not renew it while the API server stalled)
+// stops before its next write, a write in flight is cut off, and it fails
+// with ErrLockLost; it writes nothing more, not even the inventory, and
+// leaves the lock to be taken over as a killed run's.
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
-	lock, err := m.lock(ctx, p.App)
+	lock, ctx, err := m.lock(ctx, p.App)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.unlock()
+	rep, err := m.executeLocked(ctx, p, lock)
+	return rep, lock.result(err)
+}
+
+func (m *Manager) executeLocked(ctx context.Context, p *Plan, lock *appLock) (*Report, error) {
 	inv, err := m.ReadInventory(ctx, p.App)
 	if err != nil {
 		return nil, err
@@ -276,7 +285,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		err = m.runHooks(ctx, p, PostApply, rep, hooksDone)
 	}
 	if err != nil {
-		bg := context.WithoutCancel(ctx)
+		bg := detach(ctx)
 		if len(scaled) > 0 {
 			if rerr := m.restore(bg, p, scaled, rep); rerr != nil {
 				err = errors.Join(err, rerr)
@@ -349,7 +358,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 			inv.Message = "interrupted: " + inv.Message
 		}
 	}
-	if werr := m.writeInventory(context.WithoutCancel(ctx), inv); werr != nil {
+	if werr := m.writeInventory(detach(ctx), inv); werr != nil {
 		err = errors.Join(err, werr)
 	}
 	// Results arrive in completion order; report objects in apply order.
@@ -474,8 +483,9 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 	}
 	// A write under way finishes even when the run is being stopped: a
 	// request cut off mid-flight leaves the caller unsure whether the
-	// object changed, and the inventory with it.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	// object changed, and the inventory with it. Only a lost lock cuts it
+	// off: another run may be writing the app.
+	wctx, cancel := context.WithTimeout(detach(ctx), writeTimeout)
 	defer cancel()
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager}
 	live, err := m.send(wctx, c, opts)

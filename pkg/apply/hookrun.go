@@ -242,7 +242,7 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 			err = fmt.Errorf("%w; %s", err, detail)
 		}
 		if h.deletes(HookFailed) {
-			_ = m.deleteAndWait(context.WithoutCancel(ctx), c)
+			_ = m.deleteAndWait(detach(ctx), c)
 		}
 		return fail(err)
 	}

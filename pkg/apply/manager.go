@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/clock"
 )
 
 // DefaultFieldManager is the field manager deliver applies with.
@@ -67,6 +68,13 @@ type Options struct {
 	// the same app (a Lease per app) before failing with ErrLocked.
 	// Default 2 minutes.
 	LockTimeout time.Duration
+	// LockLease is how long the app's lock outlives a run that stopped
+	// renewing it (killed, or cut off from the API server): a waiting run
+	// takes it over once it has itself seen the lock unchanged for that
+	// long. The holder renews it every third of LockLease, and stops
+	// before its next write (failing with ErrLockLost) when it could not
+	// renew it for two thirds. Whole seconds; default 30s.
+	LockLease time.Duration
 	// Progress, when set, is told when Execute starts each step of an
 	// app, with the number of objects or hooks it concerns.
 	Progress func(app string, step Step, n int)
@@ -94,6 +102,9 @@ func (o *Options) defaults() {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = 2 * time.Minute
 	}
+	if o.LockLease <= 0 {
+		o.LockLease = DefaultLockLease
+	}
 	if o.HookTimeout == 0 {
 		o.HookTimeout = 5 * time.Minute
 	}
@@ -110,6 +121,8 @@ type Manager struct {
 	meta   metadata.Interface
 	kube   kubernetes.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+
+	lockOpts lockOptions
 
 	preMu sync.Mutex
 	pre   *prefetch // set by Prefetch, taken by the next plan
@@ -140,6 +153,8 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		meta:   mc,
 		kube:   kc,
 		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(parallelDiscovery{dc})),
+
+		lockOpts: newLockOptions(opts.LockLease, clock.RealClock{}),
 	}, nil
 }
 
