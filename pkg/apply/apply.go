@@ -358,8 +358,13 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 			inv.Message = "interrupted: " + inv.Message
 		}
 	}
-	if werr := m.writeInventory(detach(ctx), inv); werr != nil {
-		err = errors.Join(err, werr)
+	// A run that lost its lock writes nothing more, not even this: the
+	// next run takes the lock over as a killed run's and plans from the
+	// cluster.
+	if wctx := detach(ctx); wctx.Err() == nil {
+		if werr := m.writeInventory(wctx, inv); werr != nil {
+			err = errors.Join(err, werr)
+		}
 	}
 	// Results arrive in completion order; report objects in apply order.
 	order := map[object.ID]int{}

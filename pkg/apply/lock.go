@@ -169,23 +169,26 @@ func (m *Manager) lock(ctx context.Context, app string) (*appLock, context.Conte
 		}
 		switch {
 		case err == nil:
-			held = h
+			held, lastErr = h, nil
 		case ctx.Err() != nil:
 			return nil, nil, fmt.Errorf("lock %s: %w", where, context.Cause(ctx))
-		case !transient(err):
+		case !transient(err) || held == nil:
+			// A server that cannot be reached at all fails the run at
+			// once; one that stalls while this run waits is waited for.
 			return nil, nil, fmt.Errorf("lock %s: %w", where, err)
 		default:
 			lastErr = err
 		}
 		if !l.opts.clock.Now().Before(deadline) {
-			if held == nil {
-				return nil, nil, fmt.Errorf("lock %s: %w (tried for %s)", where, lastErr, m.opts.LockTimeout)
+			var last error = ErrLocked
+			if lastErr != nil { // the Lease could not even be read lately
+				last = fmt.Errorf("%w (last read: %w)", ErrLocked, lastErr)
 			}
 			since := "unknown time"
 			if held.Spec.AcquireTime != nil {
 				since = held.Spec.AcquireTime.UTC().Format(time.RFC3339)
 			}
-			return nil, nil, fmt.Errorf("lock %s: %w: held by %s since %s (waited %s)", where, ErrLocked, holderOf(held), since, m.opts.LockTimeout)
+			return nil, nil, fmt.Errorf("lock %s: %w: held by %s since %s (waited %s)", where, last, holderOf(held), since, m.opts.LockTimeout)
 		}
 		select {
 		case <-ctx.Done():
