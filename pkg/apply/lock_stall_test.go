@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -255,5 +256,96 @@ spec:
 	}
 	if st, err := second.RunState(ctx, ns); err != nil || st.Holder != "" {
 		t.Errorf("lock after the second run: %+v, %v; want free", st, err)
+	}
+}
+
+// TestLockTakenOverStopsRun: a run that finds its lock taken by another
+// run when it renews it (here another holder is written into the Lease,
+// as a run whose clock ran fast would) stops at once with a "lock lost"
+// error naming the new holder, and writes nothing more: not the objects,
+// not its inventory, not the Lease.
+func TestLockTakenOverStopsRun(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	log := &callLog{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Wrap(log.wrap("run"))
+	waiting := make(chan struct{})
+	var once sync.Once
+	m, err := apply.New(cfg, apply.Options{LockLease: 3 * time.Second, Timeout: 2 * time.Minute, Progress: func(_ string, s apply.Step, _ int) {
+		if s == apply.StepWait {
+			once.Do(func() { close(waiting) })
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := objects(t, ns, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: NS}
+data: {k: "1"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: NS}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web, `+testenv.NeverReadyLabel+`: "true"}}
+    spec: {containers: [{name: web, image: web}]}
+`)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Apply(ctx, set, apply.PlanOptions{App: ns, Wait: true})
+		done <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("run ended before its wait: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("run did not reach its wait")
+	}
+
+	leases := env.Client().CoordinationV1().Leases("deliver-system")
+	other := "ci-runner/1/other"
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { // the run renews it meanwhile
+		lease, err := leases.Get(ctx, "deliver-lock-"+ns, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		lease.Spec.HolderIdentity = &other
+		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	taken := log.mark()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("run still running 30s after its lock was taken")
+	}
+	want := "app " + ns + ": lock lost: taken over by " + other + "; the run stopped: "
+	if !errors.Is(err, apply.ErrLockLost) || !strings.HasPrefix(fmt.Sprint(err), want) {
+		t.Errorf("run: %v\nwant ErrLockLost, starting with %q", err, want)
+	}
+	lockPath := "/apis/coordination.k8s.io/v1/namespaces/deliver-system/leases/deliver-lock-" + ns
+	for _, c := range log.snapshot() {
+		if c.start <= taken || c.method == http.MethodGet {
+			continue
+		}
+		// The renewal that found the Lease taken was refused.
+		if c.path != lockPath || c.status/100 == 2 {
+			t.Errorf("run sent %s %s (status %d) after its lock was taken", c.method, c.path, c.status)
+		}
+	}
+	if st, err := m.RunState(ctx, ns); err != nil || st.Holder != other {
+		t.Errorf("lock after the run: %+v, %v; want still held by %s", st, err, other)
+	}
+	inv, err := m.ReadInventory(ctx, ns)
+	if err != nil || inv.Result != apply.ResultApplying {
+		t.Errorf("inventory: %+v, %v; want left as written before the first write (applying)", inv, err)
 	}
 }
