@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -61,6 +63,22 @@ const (
 	argoHookDeletePolicy = "argocd.argoproj.io/hook-delete-policy"
 )
 
+// LabelHookID marks each run of a hook named by metadata.generateName with
+// a digest of the hook's identity (hookLabel). Each run is a new object
+// with a new name, so this label, with LabelApp, is how the next run finds
+// the earlier runs to delete them, and how prune finds them once the hook
+// left git.
+const LabelHookID = "deliver.dev/hook-id"
+
+// hookLabel is the value of LabelHookID for the hook identified by id:
+// an ID holds a slash and may be longer than the 63 characters a label
+// value may have, so a digest of it. 80 bits keep apart any number of
+// hooks an app may have.
+func hookLabel(id object.ID) string {
+	sum := sha256.Sum256([]byte(id.Group + "/" + id.String()))
+	return hex.EncodeToString(sum[:10])
+}
+
 // Hook is a parsed hook object.
 type Hook struct {
 	*object.Object
@@ -72,6 +90,11 @@ type Hook struct {
 	// Timeout bounds one run; zero means the manager's HookTimeout.
 	Timeout time.Duration
 }
+
+// ID returns the hook's identity, object.HookID: for a hook named by
+// metadata.generateName, the same from run to run though each run creates
+// an object with a new name.
+func (h *Hook) ID() object.ID { return object.HookID(h.Unstructured) }
 
 // Has reports whether the hook runs in phase p.
 func (h *Hook) Has(p HookPhase) bool {
@@ -101,7 +124,7 @@ func ParseHook(o *object.Object) (h *Hook, ok bool, err error) {
 	ann := o.GetAnnotations()
 	h = &Hook{Object: o}
 	fail := func(format string, args ...any) (*Hook, bool, error) {
-		return nil, false, fmt.Errorf("%s (%s): %s", o.ID(), o.Origin, fmt.Sprintf(format, args...))
+		return nil, false, fmt.Errorf("%s (%s): %s", object.HookID(o.Unstructured), o.Origin, fmt.Sprintf(format, args...))
 	}
 	var weightKey, policyKey string
 	switch {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -113,5 +114,70 @@ func TestByWeight(t *testing.T) {
 	}
 	if diff := cmp.Diff([][]string{{"z"}, {"a"}, {"b", "c"}}, got); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+}
+
+// TestGenerateNameHookIdentity: a hook named by generateName is known by
+// its prefix, in errors and in the order of its weight group, and the
+// label that finds its runs is a valid label value, the same for the same
+// hook and different for another.
+func TestGenerateNameHookIdentity(t *testing.T) {
+	mk := func(kind, ns, name, generateName string, ann map[string]string) *object.Object {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("batch/v1")
+		u.SetKind(kind)
+		u.SetNamespace(ns)
+		u.SetName(name)
+		u.SetGenerateName(generateName)
+		u.SetAnnotations(ann)
+		return &object.Object{Unstructured: u, Origin: object.Origin{File: "hooks.yaml", Doc: 1}}
+	}
+	argo := map[string]string{argoHook: "PreSync", argoHookDeletePolicy: "BeforeHookCreation"}
+	h, ok, err := ParseHook(mk("Job", "ns", "", "upgrade-sql-schema", argo))
+	if err != nil || !ok {
+		t.Fatalf("ParseHook = %v, %v", ok, err)
+	}
+	if got, want := h.ID(), (object.ID{Group: "batch", Kind: "Job", Namespace: "ns", Name: "upgrade-sql-schema*"}); got != want {
+		t.Errorf("ID = %+v, want %+v", got, want)
+	}
+	if diff := cmp.Diff([]HookDeletePolicy{BeforeHookCreation}, h.DeletePolicies); diff != "" {
+		t.Errorf("policies (-want +got):\n%s", diff)
+	}
+	_, _, err = ParseHook(mk("Job", "ns", "", "migrate-", map[string]string{helmHook: "pre-instal"}))
+	if want := `Job/ns/migrate-* (hooks.yaml#1): unknown hook "pre-instal"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+
+	var names []string
+	for _, g := range byWeight([]*Hook{
+		{Object: mk("Job", "ns", "", "b-", nil)},
+		{Object: mk("Job", "ns", "", "a-", nil)},
+		{Object: mk("Job", "ns", "c", "", nil)},
+	}) {
+		for _, h := range g {
+			names = append(names, h.ID().Name)
+		}
+	}
+	if diff := cmp.Diff([]string{"a-*", "b-*", "c"}, names); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+
+	id := object.ID{Group: "batch", Kind: "Job", Namespace: "a-namespace-with-a-rather-long-name", Name: strings.Repeat("x", 200) + "*"}
+	label := hookLabel(id)
+	if errs := validation.IsValidLabelValue(label); len(errs) > 0 || label == "" {
+		t.Errorf("hookLabel = %q: %v", label, errs)
+	}
+	if hookLabel(id) != label {
+		t.Error("hookLabel differs for the same hook")
+	}
+	for _, other := range []object.ID{
+		{Group: "batch", Kind: "Job", Namespace: id.Namespace, Name: strings.Repeat("x", 200) + "y*"},
+		{Group: "batch", Kind: "Job", Namespace: "other", Name: id.Name},
+		{Group: "", Kind: "Job", Namespace: id.Namespace, Name: id.Name},
+		{Group: "batch", Kind: "CronJob", Namespace: id.Namespace, Name: id.Name},
+	} {
+		if hookLabel(other) == label {
+			t.Errorf("hookLabel(%+v) = hookLabel(%+v)", other, id)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -80,6 +82,15 @@ func (m *Manager) planHooks(p *Plan, set *object.Set, opts PlanOptions) error {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if id := object.HookID(c.Desired); id != c.ID {
+			// Named by generateName: the hook is known by its prefix, and
+			// its runs by the label that says whose runs they are.
+			c.ID = id
+			l := c.Desired.GetLabels()
+			l[LabelHookID] = hookLabel(id)
+			c.Desired.SetLabels(l)
+			c.body = nil
 		}
 		h.Object = &object.Object{Unstructured: c.Desired, Origin: o.Origin}
 		digest := hookDigest(c, config)
@@ -208,7 +219,12 @@ func (m *Manager) runHooks(ctx context.Context, p *Plan, phase HookPhase, rep *R
 }
 
 // runHook replaces the previous run of a hook (Jobs are immutable), starts
-// it and waits until it finished.
+// it and waits until it finished. A hook named by generateName is created
+// anew (server-side apply cannot create an object without a name) once the
+// earlier runs are gone: like a named hook's, the last run stays for
+// inspection until the next one, whatever the delete policies say
+// (before-hook-creation is what deliver always does), so an app keeps at
+// most one run of each hook.
 func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, error) {
 	res := Result{ID: c.ID, Origin: c.Origin, Action: HookRan}
 	fail := func(err error) (Result, error) {
@@ -226,32 +242,106 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 		}
 		c.gvr = gvr
 	}
-	if err := m.deleteAndWait(ctx, c); err != nil {
-		return fail(fmt.Errorf("delete previous run: %w", err))
-	}
-	if _, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true}); err != nil {
-		return fail(fmt.Errorf("create: %w", explain(err, c)))
+	run, obj := c, h.Object // this run's object
+	if _, generated := object.GeneratedPrefix(c.ID); generated {
+		if err := m.deleteHookRuns(ctx, c); err != nil {
+			return fail(fmt.Errorf("delete previous runs: %w", err))
+		}
+		created, err := m.client(c).Create(ctx, c.Desired, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+		if err != nil {
+			return fail(fmt.Errorf("create: %w", explain(err, c)))
+		}
+		id := c.ID
+		id.Name = created.GetName()
+		run = &Change{ID: id, Origin: c.Origin, gvr: c.gvr}
+		u := h.Object.DeepCopy()
+		u.SetName(id.Name)
+		obj = &object.Object{Unstructured: u, Origin: h.Object.Origin}
+	} else {
+		if err := m.deleteAndWait(ctx, c); err != nil {
+			return fail(fmt.Errorf("delete previous run: %w", err))
+		}
+		if _, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true}); err != nil {
+			return fail(fmt.Errorf("create: %w", explain(err, c)))
+		}
 	}
 	timeout := h.Timeout
 	if timeout == 0 {
 		timeout = m.opts.HookTimeout
 	}
-	err := m.waitFor(ctx, []*object.Object{h.Object}, timeout, true)
+	err := m.waitFor(ctx, []*object.Object{obj}, timeout, true)
 	if err != nil {
-		if detail := m.jobDetail(ctx, c.ID); detail != "" {
+		if detail := m.jobDetail(ctx, run.ID); detail != "" {
 			err = fmt.Errorf("%w; %s", err, detail)
 		}
 		if h.deletes(HookFailed) {
-			_ = m.deleteAndWait(detach(ctx), c)
+			_ = m.deleteAndWait(detach(ctx), run)
 		}
 		return fail(err)
 	}
 	if h.deletes(HookSucceeded) {
-		if err := m.deleteAndWait(ctx, c); err != nil {
+		if err := m.deleteAndWait(ctx, run); err != nil {
 			return fail(fmt.Errorf("delete after success: %w", err))
 		}
 	}
 	return res, nil
+}
+
+// hookRuns lists the runs of the hook named by generateName that c
+// stands for: the objects carrying the app's label and the hook's
+// LabelHookID.
+func (m *Manager) hookRuns(ctx context.Context, c *Change, app string) ([]unstructured.Unstructured, error) {
+	selector := labels.Set{LabelApp: app, LabelHookID: hookLabel(c.ID)}.AsSelector().String()
+	list, err := m.client(c).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return list.Items, nil
+}
+
+// deleteHookRuns deletes the earlier runs of the hook named by
+// generateName that c stands for, and waits until they are gone, so that
+// two runs of a migration never overlap.
+func (m *Manager) deleteHookRuns(ctx context.Context, c *Change) error {
+	runs, err := m.hookRuns(ctx, c, c.Desired.GetLabels()[LabelApp])
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, u := range runs {
+		id := c.ID
+		id.Name = u.GetName()
+		if err := m.deleteAndWait(ctx, &Change{ID: id, gvr: c.gvr}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pruneHookRuns deletes the runs kept of a hook named by generateName
+// that left git, on the same terms as prune: c stands for the hook (its
+// ID is the hook's identity).
+func (m *Manager) pruneHookRuns(ctx context.Context, c *Change, app string) ([]Result, error) {
+	runs, err := m.hookRuns(ctx, c, app)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		out  []Result
+		errs []error
+	)
+	for _, u := range runs {
+		id := c.ID
+		id.Name = u.GetName()
+		r := m.prune(ctx, &Change{ID: id, Type: ChangeDelete, gvr: c.gvr}, app)
+		switch r.Action {
+		case Failed:
+			errs = append(errs, fmt.Errorf("%s: %s", id, r.Error))
+		case Deleted:
+			out = append(out, r)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // jobDetail describes a hook Job's Pods: phase, reason, exit code and the

@@ -3,6 +3,7 @@ package apply_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +393,173 @@ func watchPods(t *testing.T, ns string, onChange func(n map[string]int)) (stop f
 	return func() {
 		w.Stop()
 		<-done
+	}
+}
+
+// generatedJobs returns the names of the Jobs of ns that are runs of a
+// hook named by generateName, sorted.
+func generatedJobs(t *testing.T, ns string) []string {
+	t.Helper()
+	jobs, err := env.Client().BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: apply.LabelHookID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, j := range jobs.Items {
+		if j.GenerateName != "migrate-" || !strings.HasPrefix(j.Name, "migrate-") || j.Labels[apply.LabelApp] != ns {
+			t.Errorf("Job %s: generateName %q, labels %v", j.Name, j.GenerateName, j.Labels)
+		}
+		if j.Status.Succeeded != 1 {
+			t.Errorf("Job %s did not complete: %+v", j.Name, j.Status)
+		}
+		out = append(out, j.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestGenerateNameHook: a migration Job named by generateName (as in Argo
+// CD's helm-hooks and sync-waves examples) runs before the workload, does
+// not run again while its inputs are unchanged, and on a change runs as a
+// new Job once the earlier one is gone; hook-succeeded deletes it after
+// success, a failed run names the Job it created, and once the hook leaves
+// git its last run is deleted.
+func TestGenerateNameHook(t *testing.T) {
+	for _, tt := range []struct{ name, ann, keep, succeeded string }{
+		{"helm", `{helm.sh/hook: "pre-install,pre-upgrade"}`, `{helm.sh/hook: "pre-install,pre-upgrade", helm.sh/hook-delete-policy: before-hook-creation}`, `{helm.sh/hook: "pre-install,pre-upgrade", helm.sh/hook-delete-policy: "before-hook-creation,hook-succeeded"}`},
+		{"argo", `{argocd.argoproj.io/hook: PreSync}`, `{argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: BeforeHookCreation}`, `{argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ns := env.Namespace(t)
+			ctx := context.Background()
+			m := newManager(t, apply.Options{})
+			opts := apply.PlanOptions{App: ns, Wait: true}
+			set := func(image, ann, jobLabels string) *object.Set {
+				manifest := strings.Replace(app(image, "pw", ann, jobLabels), "  name: migrate\n", "  generateName: migrate-\n", 1)
+				if !strings.Contains(manifest, "generateName: migrate-") {
+					t.Fatal("the test's manifest has no migrate Job to rename")
+				}
+				return withHooks(objects(t, ns, manifest))
+			}
+			hookID := object.ID{Group: "batch", Kind: "Job", Namespace: ns, Name: "migrate-*"}
+
+			rep, err := m.Apply(ctx, set("app:1", tt.ann, "{app: migrate}"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := generatedJobs(t, ns)
+			if len(first) != 1 {
+				t.Fatalf("after the first apply: Jobs %v, want one", first)
+			}
+			var order []string
+			for _, r := range rep.Results {
+				order = append(order, string(r.Action)+" "+r.ID.String())
+			}
+			want := []string{"created Secret/" + ns + "/db", "hook-ran Job/" + ns + "/migrate-*", "created Deployment/" + ns + "/web"}
+			if diff := cmp.Diff(want, order); diff != "" {
+				t.Errorf("report (-want +got):\n%s", diff)
+			}
+			job, err := env.Client().BatchV1().Jobs(ns).Get(ctx, first[0], metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if job.Status.CompletionTime == nil || dep.CreationTimestamp.Before(job.Status.CompletionTime) {
+				t.Errorf("the Deployment (%v) was created before the migration ended (%v)", dep.CreationTimestamp, job.Status.CompletionTime)
+			}
+
+			// Unchanged: planned not to run, and not run.
+			p, err := m.Plan(ctx, set("app:1", tt.keep, "{app: migrate}"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Hooks) != 1 || p.Hooks[0].ID != hookID || p.Hooks[0].Run || p.Hooks[0].Reason != "unchanged since its last successful run" {
+				t.Fatalf("hook plan with unchanged inputs: %+v", p.Hooks)
+			}
+			var out bytes.Buffer
+			_ = p.WriteDiff(&out, apply.DiffOptions{})
+			if want := "hook Job/" + ns + "/migrate-* (pre-apply, weight 0) will not run"; !strings.Contains(out.String(), want) {
+				t.Errorf("diff lacks %q:\n%s", want, out.String())
+			}
+			if _, err := m.Execute(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if got := generatedJobs(t, ns); !slices.Equal(got, first) {
+				t.Errorf("after an apply with unchanged inputs: Jobs %v, want %v", got, first)
+			}
+
+			// Changed: a new Job, the earlier one deleted before it.
+			p, err = m.Plan(ctx, set("app:2", tt.keep, "{app: migrate}"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Hooks) != 1 || !p.Hooks[0].Run || p.Hooks[0].Reason != "spec or referenced config changed" {
+				t.Fatalf("hook plan with a new image: %+v", p.Hooks)
+			}
+			if _, err := m.Execute(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			second := generatedJobs(t, ns)
+			if len(second) != 1 || second[0] == first[0] {
+				t.Fatalf("after a change: Jobs %v, want one other than %v", second, first)
+			}
+			inv, err := m.ReadInventory(ctx, ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(inv.Hooks) != 1 || inv.Hooks[0].ID != hookID {
+				t.Errorf("inventory hooks %+v, want one record of %s", inv.Hooks, hookID)
+			}
+
+			// hook-succeeded: the earlier run and this one are deleted.
+			if _, err := m.Apply(ctx, set("app:3", tt.succeeded, "{app: migrate}"), opts); err != nil {
+				t.Fatal(err)
+			}
+			if got := generatedJobs(t, ns); len(got) != 0 {
+				t.Errorf("after a run under hook-succeeded: Jobs %v, want none", got)
+			}
+
+			// A failed run names the Job it created; it is kept for
+			// inspection.
+			_, err = m.Apply(ctx, set("app:4", tt.keep, "{app: migrate, "+testenv.FailLabel+`: "true"}`), opts)
+			for _, want := range []string{"hook Job/" + ns + "/migrate-*: Job/" + ns + "/migrate-", "Job failed", "exited 1"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("failed run: error = %v, want it to contain %q", err, want)
+				}
+			}
+			jobs, err := env.Client().BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: apply.LabelHookID})
+			if err != nil || len(jobs.Items) != 1 || jobs.Items[0].Status.Failed == 0 {
+				t.Fatalf("after a failed run: %v, %+v; want the failed Job", err, jobs)
+			}
+
+			// The next run replaces the failed one; once the hook leaves
+			// git, its last run goes too.
+			if _, err := m.Apply(ctx, set("app:5", tt.keep, "{app: migrate}"), opts); err != nil {
+				t.Fatal(err)
+			}
+			last := generatedJobs(t, ns)
+			if len(last) != 1 || last[0] == jobs.Items[0].Name {
+				t.Fatalf("after a run that followed a failed one: Jobs %v, want one other than %s", last, jobs.Items[0].Name)
+			}
+			gone := set("app:5", tt.keep, "{app: migrate}")
+			gone.Hooks = nil
+			rep, err = m.Apply(ctx, gone, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := actions(rep)["Job/"+ns+"/"+last[0]]; got != apply.Deleted {
+				t.Errorf("%s: %s, want deleted: %+v", last[0], got, rep.Results)
+			}
+			if j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, last[0], metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+				t.Error("the last run is still there after its hook left git")
+			}
+			if inv, _ := m.ReadInventory(ctx, ns); len(inv.Hooks) != 0 {
+				t.Errorf("inventory still records %+v", inv.Hooks)
+			}
+		})
 	}
 }

@@ -68,6 +68,17 @@ func (m *Manager) pruneHooks(ctx context.Context, p *Plan, rep *Report, done map
 			continue
 		}
 		c := &Change{ID: id, Type: ChangeDelete, gvr: gvr}
+		if _, generated := object.GeneratedPrefix(id); generated {
+			// Its runs have names of their own; their label finds them.
+			results, err := m.pruneHookRuns(ctx, c, p.App)
+			rep.Results = append(rep.Results, results...)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("hook %s: prune: %w", id, err))
+				continue
+			}
+			delete(done, id)
+			continue
+		}
 		if _, err := m.client(c).Get(ctx, id.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			delete(done, id) // deleted by its delete policy
 			continue

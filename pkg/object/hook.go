@@ -1,6 +1,10 @@
 package object
 
-import "k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+import (
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
 
 // Annotations that mark an object as a hook: one that runs at a moment of
 // the sync (before, after, on failure) instead of being applied with the
@@ -29,4 +33,30 @@ func IsHook(u *unstructured.Unstructured) bool {
 		}
 	}
 	return false
+}
+
+// GeneratedNameMark ends the name in the ID of a hook named by
+// metadata.generateName (see HookID). No object can be named so: a name
+// is a DNS subdomain, and "*" is not allowed in one.
+const GeneratedNameMark = "*"
+
+// HookID returns the identity of a hook. A hook named by
+// metadata.generateName gets a fresh object, with a new name, on each
+// run, so its identity is what stays the same from run to run: its
+// group, kind, namespace and generateName prefix, the name of its ID
+// being the prefix followed by GeneratedNameMark (Job/ns/migrate-*).
+// Any other object's identity is IDOf.
+func HookID(u *unstructured.Unstructured) ID {
+	id := IDOf(u)
+	if id.Name == "" && u.GetGenerateName() != "" {
+		id.Name = u.GetGenerateName() + GeneratedNameMark
+	}
+	return id
+}
+
+// GeneratedPrefix returns the generateName prefix of a hook identity made
+// by HookID for a hook named by metadata.generateName; ok is false for
+// the ID of an object with a name.
+func GeneratedPrefix(id ID) (prefix string, ok bool) {
+	return strings.CutSuffix(id.Name, GeneratedNameMark)
 }

@@ -36,3 +36,32 @@ func TestIsHook(t *testing.T) {
 		t.Error("IsHook(nil) = true")
 	}
 }
+
+func TestHookID(t *testing.T) {
+	tests := []struct {
+		name       string
+		metadata   map[string]any
+		want       ID
+		wantPrefix string
+		generated  bool
+	}{
+		{"named", map[string]any{"name": "migrate", "namespace": "ns"}, ID{Group: "batch", Kind: "Job", Namespace: "ns", Name: "migrate"}, "", false},
+		{"generateName", map[string]any{"generateName": "migrate-", "namespace": "ns"}, ID{Group: "batch", Kind: "Job", Namespace: "ns", Name: "migrate-*"}, "migrate-", true},
+		{"generateName without dash", map[string]any{"generateName": "upgrade-sql-schema"}, ID{Group: "batch", Kind: "Job", Name: "upgrade-sql-schema*"}, "upgrade-sql-schema", true},
+		// The server uses the name when both are set, and so does deliver.
+		{"name wins", map[string]any{"name": "migrate", "generateName": "migrate-"}, ID{Group: "batch", Kind: "Job", Name: "migrate"}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job", "metadata": tt.metadata}}
+			id := HookID(u)
+			if id != tt.want {
+				t.Errorf("HookID = %+v, want %+v", id, tt.want)
+			}
+			prefix, ok := GeneratedPrefix(id)
+			if ok != tt.generated || (ok && prefix != tt.wantPrefix) {
+				t.Errorf("GeneratedPrefix(%s) = %q, %v; want %q, %v", id, prefix, ok, tt.wantPrefix, tt.generated)
+			}
+		})
+	}
+}

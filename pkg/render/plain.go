@@ -91,7 +91,7 @@ func Plain(opts PlainOptions) (*object.Set, error) {
 		}
 		for _, o := range objs {
 			o.Origin.App = opts.App
-			id := o.ID()
+			id := object.HookID(o.Unstructured)
 			if prev, dup := seen[id]; dup {
 				return nil, fmt.Errorf("%s#%d: %s: duplicate object, first defined in %s#%d", o.Origin.File, o.Origin.Doc, id, prev.File, prev.Doc)
 			}
@@ -178,8 +178,10 @@ func validate(u *unstructured.Unstructured) error {
 		return errors.New("object has no kind")
 	case u.GetName() == "" && u.GetGenerateName() == "":
 		return fmt.Errorf("%s has no metadata.name", u.GetKind())
-	case u.GetName() == "":
-		return fmt.Errorf("%s: metadata.generateName is not supported (an object needs a stable name to be tracked)", u.GetKind())
+	case u.GetName() == "" && !object.IsHook(u):
+		// A hook is tracked by its hook record, which HookID names after
+		// the prefix; any other object by its name.
+		return fmt.Errorf("%s: metadata.generateName is not supported (an object needs a stable name to be tracked; only hooks may use generateName)", u.GetKind())
 	}
 	return nil
 }

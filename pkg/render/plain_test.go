@@ -1,12 +1,15 @@
 package render
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 func TestDecode(t *testing.T) {
@@ -117,5 +120,102 @@ func TestPlainRefusesEscape(t *testing.T) {
 	big := writeTree(t, map[string]string{"big.yaml": strings.Repeat("# padding\n", 200)})
 	if _, err := Plain(PlainOptions{Root: big, Path: "big.yaml", MaxFileSize: 100}); err == nil || !strings.Contains(err.Error(), "big.yaml: file larger than the limit of 100 bytes") {
 		t.Errorf("size limit error = %v", err)
+	}
+}
+
+// TestGenerateNameHooks: hooks may be named by metadata.generateName
+// (Argo CD's helm-hooks and sync-waves examples, many charts), in plain
+// files and chart templates; each is known by its prefix, so two prefixes
+// are two hooks and one prefix twice is a duplicate. Any other object named
+// so is refused, naming its file or template and its kind.
+func TestGenerateNameHooks(t *testing.T) {
+	ctx := context.Background()
+	job := func(meta string) string {
+		return "apiVersion: batch/v1\nkind: Job\nmetadata:\n" + meta + "spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: x, image: x}]\n"
+	}
+	argo := job("  generateName: upgrade-sql-schema\n  annotations: {argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: BeforeHookCreation}\n")
+	helm := job("  generateName: \"{{ .Release.Name }}-migrate-\"\n  annotations: {helm.sh/hook: pre-install}\n")
+	helmPlain := job("  generateName: web-migrate-\n  annotations: {helm.sh/hook: pre-install}\n")
+	notHook := job("  generateName: report-\n")
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+	root := writeTree(t, map[string]string{
+		"plain/a.yaml":                   cm + "---\n" + argo + "---\n" + helmPlain,
+		"dup/a.yaml":                     argo,
+		"dup/b.yaml":                     argo,
+		"bad/a.yaml":                     cm + "---\n" + notHook,
+		"chart/Chart.yaml":               "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+		"chart/templates/migrate.yaml":   helm,
+		"chart/templates/cm.yaml":        cm,
+		"badchart/Chart.yaml":            "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+		"badchart/templates/report.yaml": notHook,
+		"kust/kustomization.yaml":        "resources: [cm.yaml, job.yaml]\n",
+		"kust/cm.yaml":                   cm,
+		"kust/job.yaml":                  argo,
+	})
+	hookIDs := func(objs []*object.Object) []string {
+		var out []string
+		for _, o := range objs {
+			out = append(out, object.HookID(o.Unstructured).String())
+		}
+		return out
+	}
+	var r Renderer
+	for _, tt := range []struct {
+		name      string
+		src       Source
+		wantHooks []string
+		wantErr   string
+	}{
+		{
+			name:      "plain",
+			src:       Source{Plain: &PlainOptions{Path: "plain"}},
+			wantHooks: []string{"Job/upgrade-sql-schema*", "Job/web-migrate-*"},
+		},
+		{
+			name:      "helm",
+			src:       Source{Helm: &HelmOptions{Chart: "chart", ReleaseName: "web"}},
+			wantHooks: []string{"Job/web-migrate-*"},
+		},
+		{
+			// kustomize itself refuses an object without a name, hook or
+			// not (kubernetes-sigs/kustomize#641), before deliver sees it.
+			name:    "kustomize",
+			src:     Source{Kustomize: &KustomizeOptions{Path: "kust"}},
+			wantErr: "missing metadata.name",
+		},
+		{
+			name:    "same prefix twice",
+			src:     Source{Plain: &PlainOptions{Path: "dup"}},
+			wantErr: "dup/b.yaml#0: Job/upgrade-sql-schema*: duplicate object, first defined in dup/a.yaml#0",
+		},
+		{
+			name:    "plain object that is no hook",
+			src:     Source{Plain: &PlainOptions{Path: "bad"}},
+			wantErr: "bad/a.yaml#1: Job: metadata.generateName is not supported (an object needs a stable name to be tracked; only hooks may use generateName)",
+		},
+		{
+			name:    "chart object that is no hook",
+			src:     Source{Helm: &HelmOptions{Chart: "badchart", ReleaseName: "web"}},
+			wantErr: "shop: bad/templates/report.yaml#0: Job: metadata.generateName is not supported",
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := r.Render(ctx, Options{Root: root, App: "shop", Namespace: "shop", Sources: []Source{tt.src}})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantHooks, hookIDs(set.Hooks)); diff != "" {
+				t.Errorf("hooks (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{"ConfigMap/a"}, hookIDs(set.Objects)); diff != "" {
+				t.Errorf("objects (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

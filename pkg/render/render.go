@@ -125,7 +125,7 @@ func Validate(set *object.Set, namespace string, allowed []string) error {
 	for _, list := range [][]*object.Object{set.Objects, set.Hooks} {
 		seen := map[object.ID]object.Origin{}
 		for _, o := range list {
-			id := o.ID()
+			id := object.HookID(o.Unstructured) // o.ID() for all but generateName hooks
 			if len(allowed) > 0 && id.Namespace != "" && !slices.Contains(allowed, id.Namespace) {
 				return fmt.Errorf("%s: %s: namespace %q is not allowed for this app (allowed: %s)", originString(o.Origin), id, id.Namespace, strings.Join(allowed, ", "))
 			}
@@ -133,7 +133,7 @@ func Validate(set *object.Set, namespace string, allowed []string) error {
 				id.Namespace = namespace
 			}
 			if prev, dup := seen[id]; dup {
-				return fmt.Errorf("%s: %s: duplicate object, first defined in %s", originString(o.Origin), o.ID(), originString(prev))
+				return fmt.Errorf("%s: %s: duplicate object, first defined in %s", originString(o.Origin), object.HookID(o.Unstructured), originString(prev))
 			}
 			seen[id] = o.Origin
 		}
