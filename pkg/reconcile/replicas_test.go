@@ -30,7 +30,7 @@ spec:
     spec: {containers: [{name: web, image: web:1}]}
 `
 	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml":        deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}"),
+		"deliver.yaml":        deliverYAML(ns, "- {name: web, namespace: $NS, wait: false, manifests: {path: web}}"),
 		"web/cm.yaml":         configMap("web", map[string]string{"color": "blue"}),
 		"web/deployment.yaml": deployment,
 	})
