@@ -167,15 +167,28 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 			return
 		}
 		e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
+		old, hadOld := entries[c.ID]
 		if live != nil {
 			e.ResourceVersion, e.Generation = live.GetResourceVersion(), live.GetGeneration()
-		} else if old, ok := entries[c.ID]; ok && old.Digest == c.digest {
-			e.ResourceVersion, e.Generation = old.ResourceVersion, old.Generation
 		} else if c.Live != nil {
-			// Unchanged per a dry run, but never applied by deliver.
+			// Unchanged per a dry run: the live object is what deliver
+			// would apply, also after a change in the cluster that the
+			// apply does not revert (a scale of replicas that are not
+			// deliver's); recording it ends that change's drift.
 			e.ResourceVersion, e.Generation = c.Live.GetResourceVersion(), c.Live.GetGeneration()
+		} else if hadOld && old.Digest == c.digest {
+			e.ResourceVersion, e.Generation = old.ResourceVersion, old.Generation
 		} else {
 			e.Digest = "" // verify with a dry run next time
+		}
+		if replicasLeft(c) {
+			if u, ok := live.(*unstructured.Unstructured); ok {
+				e.Spec = SpecDigest(u)
+			} else if c.Live != nil {
+				e.Spec = SpecDigest(c.Live)
+			} else if hadOld && old.Digest == c.digest {
+				e.Spec = old.Spec
+			}
 		}
 		entries[c.ID] = e
 	}
@@ -192,6 +205,13 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 					return
 				}
 				r, live := m.applyChange(ctx, c)
+				if r.Action == Created && replicasLeft(c) {
+					// Only the metadata came back; the inventory's Spec
+					// needs the spec.
+					if u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err == nil {
+						live = u
+					}
+				}
 				record(c, r, live)
 				if r.Action == Failed {
 					mu.Lock()
@@ -251,14 +271,23 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	if err == nil && len(scaled) > 0 {
 		// The new version is applied. Workloads whose desired object sets
-		// no replica count get the old count back.
+		// no replica count (or an autoscaler's: see leaveReplicas) get the
+		// old count back, and so do those stopped for a migration only,
+		// which the apply did not send.
 		for _, s := range scaled {
-			if c := byID[s.ID]; c != nil {
-				if _, found, _ := unstructured.NestedFieldNoCopy(c.Desired.Object, "spec", "replicas"); !found {
-					if err = m.scale(ctx, c, s.Replicas); err != nil {
-						err = fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
-						break
-					}
+			c := byID[s.ID]
+			if c == nil || (!replicasLeft(c) && c.Type != ChangeUnchanged) {
+				continue
+			}
+			if err = m.scale(ctx, c, s.Replicas); err != nil {
+				err = fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
+				break
+			}
+			if c.Type == ChangeUnchanged {
+				// Its inventory entry is of before the scale-down.
+				if live, gerr := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); gerr == nil {
+					c.Live = live
+					record(c, Result{ID: c.ID, Origin: c.Origin, Action: Restored}, nil)
 				}
 			}
 		}
@@ -492,14 +521,20 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 	// off: another run may be writing the app.
 	wctx, cancel := context.WithTimeout(detach(ctx), writeTimeout)
 	defer cancel()
+	if c.keepReplicas != nil && c.Type != ChangeCreate {
+		if err := m.handOverReplicas(wctx, c); err != nil {
+			return fail(fmt.Errorf("hand spec.replicas over: %w", err))
+		}
+	}
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager}
 	live, err := m.send(wctx, c, opts)
 	if apierrors.IsConflict(err) {
 		// Another manager owns some of the fields. Git is the source of
 		// truth: take them, and say whose they were.
 		for _, c := range conflicts(err) {
-			// spec.replicas held at zero by a recreate is ours to take back.
-			if !strings.Contains(c, `"`+recreateManager+`"`) {
+			// spec.replicas held at zero by a recreate, or kept while
+			// git set none, is ours to take back.
+			if !strings.Contains(c, `"`+recreateManager+`"`) && !strings.Contains(c, `"`+handoverManager+`"`) {
 				res.Conflicts = append(res.Conflicts, c)
 			}
 		}

@@ -60,7 +60,7 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 	}
 	p.writeOwnership(w, opts.Color)
 	for _, id := range p.ScaleDown {
-		fmt.Fprintf(w, "%s will be scaled to 0 before the pre-apply hooks (recreate)\n", id)
+		fmt.Fprintf(w, "%s will be scaled to 0 before the pre-apply hooks (recreate: %s)\n", id, p.scaleDownReason(id))
 	}
 	for _, h := range p.Hooks {
 		verb := "will not run"

@@ -44,6 +44,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 		return explain(err, c)
 	}
 	c.Live, c.Merged = live, merged
+	keepReplicas(c)
 	if sameContent(live, merged) {
 		c.Type = ChangeUnchanged
 	} else {

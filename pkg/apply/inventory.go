@@ -92,6 +92,11 @@ type Entry struct {
 	// ResourceVersion and Generation are what the server returned for it.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
 	Generation      int64  `json:"generation,omitempty"`
+	// Spec is set for a Deployment or StatefulSet whose replica count is
+	// not deliver's (an autoscaler's, or absent from git): the
+	// SpecDigest of the object the server returned, so that drift
+	// detection can tell a scale from a change of the rest of the spec.
+	Spec string `json:"spec,omitempty"`
 }
 
 // Inventory results.

@@ -55,6 +55,9 @@ type Change struct {
 	version string
 	digest  string
 	body    []byte // Desired as JSON, as digested; nil once Desired changes
+	// keepReplicas is the live replica count handed over before the apply
+	// (see keepReplicas); nil for most changes.
+	keepReplicas *int64
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -197,8 +200,20 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version})
 	}
 
+	// The autoscalers, whose targets' replicas deliver leaves alone, are
+	// looked up while the objects are listed.
+	var (
+		scalers   map[object.ID]object.ID
+		scalerErr error
+		scalersWG sync.WaitGroup
+	)
+	scalersWG.Go(func() { scalers, scalerErr = m.autoscalers(ctx, p.Changes, opts.App) })
 	live, full, err := m.listLive(ctx, append(append([]*Change(nil), p.Changes...), deletes...), opts.FullDryRun, listed)
-	if err != nil {
+	scalersWG.Wait()
+	if err == nil && scalerErr == nil {
+		scalerErr = leaveReplicas(p.Changes, scalers)
+	}
+	if err = errors.Join(err, scalerErr); err != nil {
 		return nil, err
 	}
 	p.checkOwnership(live)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -79,16 +80,63 @@ func scalable(id object.ID) bool {
 	return false
 }
 
-// scaleDownPlan lists the workloads a recreate stops: those that exist and
-// change, using the recreate strategy.
+// scaleDownPlan lists the workloads a recreate stops: those that exist,
+// use the recreate strategy, and whose old Pods must not meet what comes
+// next: their pod template (spec.template) changes, or a pre-apply hook
+// runs because its inputs changed (a migration old code must not see). A
+// change elsewhere (replicas, the workload's own labels and annotations,
+// anything outside the template) starts no new Pods, and is applied in
+// place, as Kubernetes' own Recreate strategy does: a `kubectl scale`
+// reverted by the next run costs no outage.
 func scaleDownPlan(p *Plan) []object.ID {
+	migrates := p.migrates()
 	var out []object.ID
 	for _, c := range p.Changes {
-		if c.Type == ChangeUpdate && scalable(c.ID) && strategyOf(c.Desired, p.opts.Strategy) == Recreate {
+		if (c.Type != ChangeUpdate && c.Type != ChangeUnchanged) || !scalable(c.ID) || strategyOf(c.Desired, p.opts.Strategy) != Recreate {
+			continue
+		}
+		if migrates || (c.Type == ChangeUpdate && templateChanges(c)) {
 			out = append(out, c.ID)
 		}
 	}
 	return out
+}
+
+// scaleDownReason says why the plan stops a workload, for the diff.
+func (p *Plan) scaleDownReason(id object.ID) string {
+	for _, c := range p.Changes {
+		if c.ID == id && c.Type == ChangeUpdate && templateChanges(c) {
+			return "its pod template changes"
+		}
+	}
+	return "a pre-apply hook runs"
+}
+
+// templateChanges reports whether applying the change gives the workload
+// a new pod template. It compares the server's dry-run result with the
+// live object, so defaults the server fills in are on both sides. A change
+// that was not dry-run (an immutable field: the object is re-created)
+// counts as one.
+func templateChanges(c *Change) bool {
+	if c.Live == nil || c.Merged == nil {
+		return true
+	}
+	live, _, _ := unstructured.NestedFieldNoCopy(c.Live.Object, "spec", "template")
+	merged, _, _ := unstructured.NestedFieldNoCopy(c.Merged.Object, "spec", "template")
+	return !equality.Semantic.DeepEqual(live, merged)
+}
+
+// migrates reports whether a pre-apply hook runs because its spec or the
+// config it references changed (or it is new). A hook that runs on every
+// apply (AnnotationHookRun) does not stop the app by itself: that would
+// make every run, a drift revert too, an outage.
+func (p *Plan) migrates() bool {
+	for _, h := range p.Hooks {
+		if h.Run && h.hook.Has(PreApply) && h.Reason != reasonAlways {
+			return true
+		}
+	}
+	return false
 }
 
 // scaleDown scales the planned workloads to zero and waits until none of

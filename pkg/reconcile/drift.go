@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
@@ -28,6 +29,9 @@ type tracker struct {
 	ctx     context.Context
 	mapper  meta.RESTMapper
 	factory metadatainformer.SharedInformerFactory
+	// dyn reads a workload whose replica count is not deliver's when its
+	// generation moves (see sameSpec).
+	dyn     dynamic.Interface
 	onDrift func(app, id, why string)
 	log     *slog.Logger
 
@@ -35,6 +39,15 @@ type tracker struct {
 	kinds map[schema.GroupKind]*watchedKind
 	// inv holds each app's inventory entries by object.
 	inv map[string]map[object.ID]apply.Entry
+	// scaled remembers the generation of a workload that sameSpec found
+	// only scaled, so that its status updates cost no GET each.
+	scaled map[object.ID]scaledSpec
+}
+
+// scaledSpec is a generation of a workload whose spec matched Spec.
+type scaledSpec struct {
+	generation int64
+	spec       string
 }
 
 // watchedKind is one informer.
@@ -51,13 +64,18 @@ func newTracker(ctx context.Context, cfg *rest.Config, mapper meta.RESTMapper, o
 	if err != nil {
 		return nil, fmt.Errorf("drift: client: %w", err)
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("drift: client: %w", err)
+	}
 	// Only deliver's objects: a cluster's other objects cost nothing.
 	factory := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelApp
 	})
 	return &tracker{
-		ctx: ctx, mapper: mapper, factory: factory, onDrift: onDrift, log: slog.New(slog.DiscardHandler),
+		ctx: ctx, mapper: mapper, factory: factory, dyn: dyn, onDrift: onDrift, log: slog.New(slog.DiscardHandler),
 		kinds: map[schema.GroupKind]*watchedKind{}, inv: map[string]map[object.ID]apply.Entry{},
+		scaled: map[object.ID]scaledSpec{},
 	}, nil
 }
 
@@ -187,11 +205,44 @@ func (t *tracker) differs(app string, id object.ID, m *metav1.PartialObjectMetad
 		return ""
 	case e.Generation != 0 && m.Generation == e.Generation:
 		return ""
+	case e.Spec != "" && t.sameSpec(e, m.Generation):
+		// A scale of replicas that are an autoscaler's or absent from
+		// git: deliver does not revert it, so it is no drift.
+		return ""
 	case e.Generation != 0:
 		return fmt.Sprintf("generation %d, applied %d", m.Generation, e.Generation)
 	default:
 		return "modified"
 	}
+}
+
+// sameSpec reads the workload of e and reports whether its spec, without
+// the replica count, is the one deliver applied. One GET, made only when
+// the generation of such a workload moved: the informers hold metadata
+// only.
+func (t *tracker) sameSpec(e apply.Entry, generation int64) bool {
+	seen := scaledSpec{generation, e.Spec}
+	t.mu.Lock()
+	known := t.scaled[e.ID] == seen
+	t.mu.Unlock()
+	if known {
+		return true
+	}
+	mapping, err := t.mapper.RESTMapping(e.GroupKind(), e.Version)
+	if err != nil {
+		return false
+	}
+	live, err := t.dyn.Resource(mapping.Resource).Namespace(e.Namespace).Get(t.ctx, e.Name, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	if apply.SpecDigest(live) != e.Spec {
+		return false
+	}
+	t.mu.Lock()
+	t.scaled[e.ID] = scaledSpec{live.GetGeneration(), e.Spec}
+	t.mu.Unlock()
+	return true
 }
 
 // drifted looks again, in the informer's cache, at one object that was
