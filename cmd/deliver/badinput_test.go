@@ -40,7 +40,7 @@ environments:
 		{name: "unknown environment", config: base, args: []string{"--env", "staging"}, want: `unknown environment "staging" (deliver.yaml defines: prod)`},
 		{name: "unknown app in dependsOn", config: strings.Replace(base, "dependsOn: [a]", "dependsOn: [c]", 1), want: `app b: dependsOn: unknown app "c"`},
 		{name: "dependency cycle", config: strings.Replace(base, "  manifests: {path: a}", "  manifests: {path: a}\n  dependsOn: [b]", 1), want: "dependency cycle: a -> b -> a"},
-		{name: "two apps own one object", config: base, files: map[string]string{"b/x.yaml": cm("shared")}, want: "ConfigMap/ns/shared: owned by two apps, a and b"},
+		{name: "two apps own one object", config: base, files: map[string]string{"b/x.yaml": cm("shared")}, want: "ConfigMap/ns/shared: declared by two apps, a and b (a: a/shared.yaml#0; b: b/x.yaml#0)"},
 		{name: "object outside allowed namespaces", config: base, files: map[string]string{"a/x.yaml": strings.Replace(cm("x"), "namespace: ns", "namespace: kube-system", 1)}, want: "kube-system"},
 		{name: "unknown app flag", config: base, args: []string{"--app", "zzz"}, want: `unknown app "zzz"`},
 		{name: "malformed manifest", config: base, files: map[string]string{"a/bad.yaml": "kind: [\n"}, want: "a/bad.yaml#0"},
