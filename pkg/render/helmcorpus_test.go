@@ -22,6 +22,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	kubefake "helm.sh/helm/v3/pkg/kube/fake"
+	helmrelease "helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -48,12 +49,9 @@ func writeChart(t *testing.T, root string, c corpus.Chart) {
 	}
 }
 
-// helmInstallObjects returns the objects `helm install` would create for
-// a chart: Helm's own install in client-only dry run (as `helm template`
-// runs it), its release manifest and hook manifests read by the
-// YAML-or-JSON decoder Helm's kube client and kubectl build objects with.
-// Each object is its canonical JSON.
-func helmInstallObjects(chartDir, release, namespace string) ([]string, error) {
+// helmInstall runs Helm's own install of a chart in client-only dry run,
+// as `helm template` runs it, and returns the release it assembled.
+func helmInstall(chartDir, release, namespace string) (*helmrelease.Release, error) {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -70,6 +68,18 @@ func helmInstallObjects(chartDir, release, namespace string) ([]string, error) {
 	rel, err := inst.RunWithContext(context.Background(), ch, map[string]any{})
 	if err != nil {
 		return nil, fmt.Errorf("helm install --dry-run: %w", err)
+	}
+	return rel, nil
+}
+
+// helmInstallObjects returns the objects `helm install` would create for
+// a chart: its release manifest and hook manifests (helmInstall) read by
+// the YAML-or-JSON decoder Helm's kube client and kubectl build objects
+// with. Each object is its canonical JSON.
+func helmInstallObjects(chartDir, release, namespace string) ([]string, error) {
+	rel, err := helmInstall(chartDir, release, namespace)
+	if err != nil {
+		return nil, err
 	}
 	out, err := kubectlDecode(rel.Manifest)
 	if err != nil {
@@ -238,16 +248,7 @@ func TestPlainCorpus(t *testing.T) {
 		inputs = append(inputs, input{d.Name, d.Data})
 	}
 	for _, c := range charts {
-		ch, err := loader.Load(filepath.Join(root, "charts", c.Name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		inst := action.NewInstall(&action.Configuration{
-			Releases: storage.Init(driver.NewMemory()), KubeClient: &kubefake.PrintingKubeClient{Out: io.Discard},
-			Capabilities: chartutil.DefaultCapabilities, Log: func(string, ...any) {},
-		})
-		inst.DryRun, inst.ClientOnly, inst.Replace, inst.ReleaseName, inst.IncludeCRDs = true, true, true, "rel", true
-		if rel, err := inst.RunWithContext(context.Background(), ch, map[string]any{}); err == nil {
+		if rel, err := helmInstall(filepath.Join(root, "charts", c.Name), "rel", "ns"); err == nil {
 			inputs = append(inputs, input{c.Name + "/manifest", rel.Manifest})
 		}
 	}
