@@ -125,9 +125,21 @@ func (r *Renderer) kustomizeBuild(ctx context.Context, opts KustomizeOptions) ([
 	}
 	out, err := runKustomize(fsys, fsys.abs(rel))
 	if err != nil {
-		return nil, fmt.Errorf("kustomize: build %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("kustomize: build %s: %w%s", opts.Path, err, kustomizeHint(err))
 	}
 	return out, nil
+}
+
+// kustomizeHint explains kustomize's refusal of a resource without
+// metadata.name, which is how a hook named by metadata.generateName fails:
+// `kustomize build` refuses it too (and so does Argo CD with a kustomize
+// source), and deliver renders what kustomize builds, so the hint points to
+// the two ways out instead of building something kustomize would not.
+func kustomizeHint(err error) string {
+	if !strings.Contains(err.Error(), "missing metadata.name") {
+		return ""
+	}
+	return " (kustomize needs metadata.name on every resource, as `kustomize build` does: a hook named by metadata.generateName must be given a name, or be delivered as plain manifests or in a Helm chart, where generateName hooks are supported)"
 }
 
 // runKustomize is the one call into kustomize: krusty with builtin plugins

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -167,6 +168,11 @@ func TestKustomizeErrors(t *testing.T) {
 			wantErr: "kustomize: build o: ",
 		},
 		{
+			name:    "hook named by generateName",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [job.yaml]\n", "o/job.yaml": generateNameHook},
+			wantErr: "accumulating resources from 'job.yaml': missing metadata.name",
+		},
+		{
 			name:    "yaml does not parse",
 			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\n", "o/cm.yaml": "apiVersion: v1\nkind: [\n"},
 			wantErr: "kustomize: build o: ",
@@ -205,6 +211,53 @@ func TestKustomizeErrors(t *testing.T) {
 // TestKustomizeFilesAnywhereInRepo shows the difference with kustomize's
 // default restriction: a patch in a sibling folder of the overlay is fine,
 // as long as it is inside the repository.
+// generateNameHook is a hook Job named by metadata.generateName, as Argo CD's
+// examples name theirs.
+const generateNameHook = `apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: migrate-
+  annotations: {argocd.argoproj.io/hook: PreSync}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: busybox}]
+`
+
+// TestKustomizeGenerateNameLikeCLI: kustomize refuses a resource without
+// metadata.name, hooks named by generateName included; deliver, which
+// renders what kustomize builds, refuses it with the same cause and says
+// where generateName hooks work instead.
+func TestKustomizeGenerateNameLikeCLI(t *testing.T) {
+	kustomize := testbin(t, "kustomize")
+	root := t.TempDir()
+	for name, data := range map[string]string{"o/kustomization.yaml": "resources: [cm.yaml, job.yaml]\n", "o/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n", "o/job.yaml": generateNameHook} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(kustomize, "build", "o")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing metadata.name") {
+		t.Fatalf("kustomize build: err %v, output:\n%s", err, out)
+	}
+	var r Renderer
+	_, err = r.Kustomize(context.Background(), KustomizeOptions{Root: root, Path: "o", App: "a"})
+	if err == nil {
+		t.Fatal("deliver built what kustomize refuses")
+	}
+	for _, want := range []string{"kustomize: build o", "job.yaml", "missing metadata.name", "generateName"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
 func TestKustomizeFilesAnywhereInRepo(t *testing.T) {
 	root := writeTree(t, map[string]string{
 		"o/kustomization.yaml": "resources: [../shared/cm.yaml]\npatches:\n- path: ../shared/patch.yaml\n",
