@@ -13,7 +13,7 @@ LDFLAGS := -X github.com/deliverhq/deliver/internal/version.Version=$(VERSION) \
 # another, but for the few that call t.Parallel.
 GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
 
-.PHONY: all build testbin test test-unit fuzz vulncheck demo bench clean
+.PHONY: all build testbin test test-unit fuzz vulncheck demo bench bench-fastpaths clean
 
 all: build
 
@@ -70,6 +70,13 @@ demo: testbin build
 # plane (docs/performance.md): BENCH_FLAGS=-quick for the 3-minute run.
 bench: testbin build
 	go run ./hack/bench -deliver bin/deliver $(BENCH_FLAGS)
+
+# What the hand-written YAML paths (pkg/render/fastyaml.go, pkg/apply/body.go)
+# buy end to end: deliver against the same deliver built without them (tag
+# deliver_nofast), side by side in the same rounds (rows [baseline]).
+bench-fastpaths: testbin build
+	CGO_ENABLED=0 go build -trimpath -tags deliver_nofast -ldflags "$(LDFLAGS)" -o bin/deliver-nofast ./cmd/deliver
+	go run ./hack/bench -deliver bin/deliver -baseline bin/deliver-nofast -rows render,apply,diff -sizes 100,1000 -runs 5 -profile=false $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .cache

@@ -27,7 +27,11 @@ is retried with exponential backoff while the others go on.
 With --listen it serves POST /webhook (GitHub, GitLab and Gitea push
 events, verified with --webhook-secret-file), /metrics, /healthz and
 /readyz. With --leader-elect only the holder of a Lease in
---leader-election-namespace reconciles. Each app's status is in the
+--leader-election-namespace reconciles. With --shard, replicas of one
+--shard-group share the apps instead, each delivering its own (rendezvous
+hashing over the replicas whose Leases are renewed); the apps of a replica
+that stops are taken by the others within --shard-lease-duration, and an
+app is delivered once per commit. Each app's status is in the
 ConfigMap deliver-status of --inventory-namespace (deliver status prints
 it), and Events of applies, failures and hooks are recorded on each app's
 inventory Secret. --suspend, --suspend-all or the annotation
@@ -84,6 +88,10 @@ instead of, the long-running reconciler.`,
 	fl.DurationVar(&o.LeaderElection.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a standby waits before it takes a Lease its holder stopped renewing")
 	fl.DurationVar(&o.LeaderElection.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it stops reconciling")
 	fl.DurationVar(&o.LeaderElection.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
+	fl.BoolVar(&o.Sharding.Enabled, "shard", false, "share the apps with the other replicas of --shard-group, each delivering its own (not with --leader-elect)")
+	fl.StringVar(&o.Sharding.Group, "shard-group", "deliver-reconcile", "the replicas that share the apps: one Lease each, labelled "+reconcile.LabelShardGroup)
+	fl.StringVar(&o.Sharding.Identity, "shard-identity", "", "this replica's name in its shard group (default: the host name and a random suffix)")
+	fl.DurationVar(&o.Sharding.LeaseDuration, "shard-lease-duration", 15*time.Second, "how long the apps of a replica that stopped renewing its Lease wait before the others take them")
 	fl.StringSliceVar(&o.Suspend, "suspend", nil, "pause these apps: never deliver them (the annotation "+reconcile.AnnotationSuspend+"=true on an app's inventory Secret does the same without a restart)")
 	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
 	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")

@@ -31,6 +31,15 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		return nil, err
 	}
 	defer lock.unlock()
+	if opts.UnlessDelivered {
+		inv, err := m.ReadInventory(ctx, opts.App)
+		if err != nil {
+			return nil, lock.result(err)
+		}
+		if inv.Revision == opts.Revision && inv.Result == ResultSucceeded {
+			return nil, fmt.Errorf("%s: %.12s: %w", opts.App, opts.Revision, ErrDelivered)
+		}
+	}
 	p, err := m.plan(ctx, set, opts, lock)
 	if err != nil {
 		return nil, lock.result(err)

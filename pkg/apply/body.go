@@ -40,6 +40,9 @@ const maxBodyDepth = 100
 // yamlBody returns the object as block YAML, or false when it contains
 // something the writer does not handle.
 func yamlBody(obj map[string]any) ([]byte, bool) {
+	if !fastPaths {
+		return nil, false
+	}
 	w := bodyWriter{buf: make([]byte, 0, 1024)}
 	if len(obj) == 0 {
 		return append(w.buf, "{}\n"...), true

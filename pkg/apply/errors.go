@@ -12,6 +12,10 @@ import (
 // that deliver was not allowed to fix by re-creating the object.
 var ErrImmutable = errors.New("immutable field changed")
 
+// ErrDelivered is Apply's error with PlanOptions.UnlessDelivered when the
+// app's inventory already records a successful run of the revision.
+var ErrDelivered = errors.New("already delivered at this revision")
+
 func isImmutable(err error) bool {
 	return apierrors.IsInvalid(err) && strings.Contains(err.Error(), "immutable")
 }

@@ -114,6 +114,13 @@ type PlanOptions struct {
 	// NoPrune keeps objects that left git in the cluster (and in the
 	// inventory, so a later run with prune on still deletes them).
 	NoPrune bool
+	// UnlessDelivered makes Apply, once it holds the app's lock, return
+	// ErrDelivered without planning or writing when the inventory records
+	// a successful run of Revision. The reconciler's shards set it for a
+	// new revision: an app that moved between replicas while the old one
+	// was delivering it is then delivered once, however the two replicas'
+	// views of the membership overlapped, because the lock orders them.
+	UnlessDelivered bool
 }
 
 // Count returns how many changes have type t.

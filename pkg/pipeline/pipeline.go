@@ -60,6 +60,10 @@ type Options struct {
 	Apply apply.Options
 	// FullDryRun dry-runs every object instead of trusting the inventory.
 	FullDryRun bool
+	// UnlessDelivered skips, with apply.ErrDelivered as the app's error,
+	// an app whose inventory records a successful run of the revision
+	// (checked under the app's lock): see apply.PlanOptions.
+	UnlessDelivered bool
 	// Wait, when set, overrides every app's wait setting; Apply.Timeout,
 	// when set, every app's wait timeout.
 	Wait *bool
@@ -342,7 +346,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResul
 	}
 	po := apply.PlanOptions{
 		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
-		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune,
+		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
 	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")

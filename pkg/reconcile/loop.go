@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,10 +49,42 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		// ended, so the last run's Events are queued first.
 		defer b.Shutdown()
 	}
-	if r.opts.LeaderElection.Enabled {
+	switch {
+	case r.opts.LeaderElection.Enabled:
 		return r.runElected(ctx)
+	case r.opts.Sharding.Enabled:
+		return r.runSharded(ctx)
 	}
 	return r.lead(ctx)
+}
+
+// runSharded joins the shard group and delivers this replica's share of
+// the apps until ctx is cancelled; its Lease is deleted only after its
+// runs ended, so that no other replica takes an app over mid-run.
+func (r *Reconciler) runSharded(ctx context.Context) error {
+	if err := ensureNamespace(ctx, r.kube, r.opts.Sharding.Namespace); err != nil {
+		return fmt.Errorf("reconcile: shard namespace %s: %w", r.opts.Sharding.Namespace, err)
+	}
+	r.shards = newShards(r.kube, r.opts.Sharding, r.log.With("shard_group", r.opts.Sharding.Group, "identity", r.opts.Sharding.Identity),
+		func() { notify(r.wake) })
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		r.shards.run(sctx, started)
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		stop()
+		<-done
+		return nil
+	}
+	err := r.lead(ctx)
+	stop()
+	<-done
+	return err
 }
 
 // lead is the reconcile loop of the replica that holds the lease (or of
@@ -293,6 +326,9 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		if s.Suspended {
 			continue
 		}
+		if r.shards != nil && !r.shards.owns(name) {
+			continue // another replica's
+		}
 		reason, at := r.due(s, now, l.tr)
 		if reason == "" {
 			if !at.IsZero() {
@@ -388,6 +424,10 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string) {
 	}
 	cfg := r.opts.Config
 	po.Kube = func(string) (*rest.Config, error) { return cfg, nil }
+	// A shard may have just taken the app over from a replica that was
+	// delivering it: the new revision is applied only if that replica did
+	// not, as the inventory says under the app's lock.
+	po.UnlessDelivered = r.shards != nil && strings.HasPrefix(reason, "revision ")
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
 	start := time.Now()
@@ -438,10 +478,17 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	s.running = false
 	s.LastRun, s.Duration = now, dur
 	result := apply.ResultSucceeded
+	delivered := errors.Is(err, apply.ErrDelivered)
 	switch {
 	case interrupted:
 		result = "interrupted"
 		s.Result, s.Message = apply.ResultFailed, "interrupted: the reconciler stopped"
+	case delivered:
+		// Another replica of the shard group delivered it first.
+		s.Failures, s.failedRev, s.NextRetry = 0, "", time.Time{}
+		s.Revision, s.LastSuccess = rev, now
+		s.Result, s.Message = apply.ResultSucceeded, ""
+		log.Info("delivered by another replica")
 	case err != nil:
 		result = apply.ResultFailed
 		s.Failures++
@@ -469,6 +516,11 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	s.driftSince = now
 	r.mu.Unlock()
 
+	if delivered {
+		r.writeStatus(ictx)
+		notify(r.wake)
+		return
+	}
 	if !interrupted {
 		r.metrics.observeRun(name, rev, result, dur, ar)
 	}

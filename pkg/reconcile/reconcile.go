@@ -93,6 +93,9 @@ type Options struct {
 	// LeaderElection makes several replicas safe: only the holder of a
 	// Lease reconciles.
 	LeaderElection LeaderElection
+	// Sharding makes several replicas share the apps, each delivering its
+	// own; not with LeaderElection.
+	Sharding Sharding
 
 	// Suspend pauses these apps, SuspendAll every app: no run at all,
 	// whatever moved, until the reconciler restarts without them. The
@@ -143,6 +146,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Once && o.LeaderElection.Enabled {
 		return errors.New("reconcile: once and leader election do not go together")
+	}
+	if o.Sharding.Enabled && (o.Once || o.LeaderElection.Enabled) {
+		return errors.New("reconcile: sharding goes with neither once nor leader election")
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Minute
@@ -201,6 +207,19 @@ func (o *Options) defaults() error {
 	}
 	if le.RetryPeriod <= 0 {
 		le.RetryPeriod = 2 * time.Second
+	}
+	sh := &o.Sharding
+	if sh.Namespace == "" {
+		sh.Namespace = o.StatusNamespace
+	}
+	if sh.Group == "" {
+		sh.Group = "deliver-reconcile"
+	}
+	if sh.Identity == "" {
+		sh.Identity = le.Identity
+	}
+	if sh.LeaseDuration <= 0 {
+		sh.LeaseDuration = 15 * time.Second
 	}
 	return nil
 }
@@ -290,7 +309,10 @@ type Reconciler struct {
 	// inv watches the inventory Secrets while leading, ctl the
 	// ControlConfigMap.
 	inv atomic.Pointer[inventories]
-	ctl atomic.Pointer[control]
+	// shards is this replica's view of its shard group; nil without
+	// Options.Sharding.
+	shards *shards
+	ctl    atomic.Pointer[control]
 
 	// trigger asks the loop for a fetch now; wake for a scheduling pass.
 	trigger chan struct{}

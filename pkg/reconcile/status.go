@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -38,6 +39,9 @@ func (r *Reconciler) writeStatus(ctx context.Context) {
 	st := r.Status()
 	data := map[string]string{}
 	for _, a := range st.Apps {
+		if r.shards != nil && !r.shards.owns(a.App) {
+			continue // another replica writes it
+		}
 		b, err := json.Marshal(a)
 		if err != nil {
 			continue
@@ -68,6 +72,9 @@ func (r *Reconciler) writeStatus(ctx context.Context) {
 }
 
 func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string) error {
+	if r.shards != nil {
+		return r.applyStatus(ctx, data, ann)
+	}
 	kc := r.kube
 	ns := r.opts.StatusNamespace
 	cm := &corev1.ConfigMap{
@@ -87,6 +94,23 @@ func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string)
 			}
 		}
 	}
+	if err != nil {
+		return fmt.Errorf("status %s/%s: %w", ns, StatusConfigMap, err)
+	}
+	return nil
+}
+
+// applyStatus writes a shard's part of the status ConfigMap with a
+// server-side apply as a field manager of its own: each replica owns the
+// keys of its apps, an app that moves is taken over (Force) by its new
+// replica, and a key a replica stops applying is removed only while that
+// replica still owns it, so replicas never erase each other's apps.
+func (r *Reconciler) applyStatus(ctx context.Context, data, ann map[string]string) error {
+	ns := r.opts.StatusNamespace
+	cm := corev1ac.ConfigMap(StatusConfigMap, ns).WithAnnotations(ann).
+		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "deliver"}).WithData(data)
+	manager := fieldManager + "-" + shardLeaseName("", r.opts.Sharding.Identity)
+	_, err := r.kube.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: manager, Force: true})
 	if err != nil {
 		return fmt.Errorf("status %s/%s: %w", ns, StatusConfigMap, err)
 	}
