@@ -117,11 +117,14 @@ func (c *control) pausedAll() bool {
 
 // requestFetch asks the leader for a fetch now: directly on the leader, by
 // annotating ControlConfigMap on a standby (the Service in front of the
-// replicas sends a webhook to any ready one).
+// replicas sends a webhook to any ready one). A shard fetches at once and
+// annotates too, for the other shards, whose apps the push may concern.
 func (r *Reconciler) requestFetch() {
 	if r.leading.Load() {
 		r.Trigger()
-		return
+		if r.shards == nil {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
