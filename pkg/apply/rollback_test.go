@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -124,9 +125,15 @@ func TestRollbackOnFailedRollout(t *testing.T) {
 	}
 }
 
+// TestRollbackNeedsWait is refused before the plan reads anything, so it
+// needs no control plane: the manager points at an address nothing
+// listens on.
 func TestRollbackNeedsWait(t *testing.T) {
-	m := newManager(t, apply.Options{})
-	_, err := m.Plan(context.Background(), &object.Set{}, apply.PlanOptions{App: "x", RollbackOnFailure: true})
+	m, err := apply.New(&rest.Config{Host: "https://127.0.0.1:1"}, apply.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Plan(context.Background(), &object.Set{}, apply.PlanOptions{App: "x", RollbackOnFailure: true})
 	if err == nil || !strings.Contains(err.Error(), "needs wait") {
 		t.Errorf("error = %v, want rollback without wait refused", err)
 	}
