@@ -321,6 +321,9 @@ func printResult(w io.Writer, res *pipeline.Result) {
 // printReport prints one line per object of an apply, and the fields
 // taken over from other field managers.
 func printReport(w io.Writer, rep *apply.Report) {
+	if rep.AdoptedFrom != nil {
+		fmt.Fprintf(w, "adopted the app from %s (its inventory was annotated %s=true)\n", rep.AdoptedFrom, apply.AnnotationAdopt)
+	}
 	for _, r := range rep.Results {
 		for _, c := range r.Conflicts {
 			fmt.Fprintf(w, "%s: took over from another field manager: %s\n", r.ID, c)

@@ -36,7 +36,10 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		if err != nil {
 			return nil, lock.result(err)
 		}
-		if inv.Revision == opts.Revision && inv.Result == ResultSucceeded {
+		// Delivered by another identity is not delivered: the plan
+		// refuses that (IdentityError).
+		sameIdentity := opts.Identity == nil || inv.Identity == nil || !inv.Identity.differs(*opts.Identity)
+		if inv.Revision == opts.Revision && inv.Result == ResultSucceeded && sameIdentity {
 			return nil, fmt.Errorf("%s: %.12s: %w", opts.App, opts.Revision, ErrDelivered)
 		}
 	}
@@ -129,7 +132,11 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		}
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
-		Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads}
+		Identity: p.recordedIdentity(), Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads,
+		dropAdopt: p.AdoptedIdentity != nil}
+	if p.AdoptedIdentity != nil {
+		rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
+	}
 	p.releaseKept(rep, entries)
 	inv.Entries = entryList(entries)
 	// A recreate records the replica counts before it scales anything; a

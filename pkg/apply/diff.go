@@ -58,6 +58,7 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 			io.WriteString(w, line)
 		}
 	}
+	p.writeIdentity(w, opts.Color)
 	p.writeOwnership(w, opts.Color)
 	for _, id := range p.ScaleDown {
 		fmt.Fprintf(w, "%s will be scaled to 0 before the pre-apply hooks (recreate: %s)\n", id, p.scaleDownReason(id))
@@ -287,8 +288,11 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		Order     []string     `json:"order,omitempty"`
 		Conflicts []OtherApp   `json:"conflicts,omitempty"`
 		Kept      []OtherApp   `json:"kept,omitempty"`
+
+		IdentityConflict *IdentityConflict `json:"identityConflict,omitempty"`
+		AdoptedIdentity  *IdentityConflict `json:"adoptedIdentity,omitempty"`
 	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order(),
-		Conflicts: p.Conflicts, Kept: p.Kept}
+		Conflicts: p.Conflicts, Kept: p.Kept, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

@@ -46,6 +46,10 @@ type Inventory struct {
 	// to zero, until the new version runs, so a failed migration (or the
 	// next run after a crash) can bring the old version back.
 	ScaledDown []Scaled `json:"scaledDown,omitempty"`
+	// Identity is who delivers the app (see identity.go); nil in the
+	// inventories of older versions, which the next run records its own
+	// in.
+	Identity *Identity `json:"identity,omitempty"`
 	// Workloads holds the desired object of each Deployment, StatefulSet
 	// and DaemonSet of the last successful run (a run without Wait counts
 	// as successful once applied), which a failed rollout rolls back to
@@ -54,6 +58,13 @@ type Inventory struct {
 	// stays far below the 1 MiB an object may have; none when one of them
 	// inlines a secret value, which the inventory never holds.
 	Workloads []Workload `json:"workloads,omitempty"`
+
+	// adopt is set when the inventory Secret is annotated with
+	// AnnotationAdopt: a run of another identity takes the app over.
+	adopt bool
+	// dropAdopt removes AnnotationAdopt when the inventory is written: the
+	// run that took the app over used it up.
+	dropAdopt bool
 }
 
 // Workload is the desired object of a workload as the last successful run
@@ -139,6 +150,7 @@ func (m *Manager) readInventory(ctx context.Context, app string) (*Inventory, st
 	if err != nil {
 		return nil, "", fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
 	}
+	inv.adopt = adoptRequested(s.Annotations)
 	return inv, s.ResourceVersion, nil
 }
 
@@ -187,8 +199,12 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	secrets := m.kube.CoreV1().Secrets(ns)
 	// A merge patch, not an update: annotations others put on the
 	// inventory (the reconciler's suspend switch) survive every run.
+	metadata := map[string]any{"labels": map[string]string{LabelInventory: inv.App}}
+	if inv.dropAdopt {
+		metadata["annotations"] = map[string]any{AnnotationAdopt: nil}
+	}
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"labels": map[string]string{LabelInventory: inv.App}},
+		"metadata": metadata,
 		"data":     map[string]any{inventoryGzipKey: data, inventoryKey: nil}, // null: the key of older versions goes
 	})
 	if err != nil {

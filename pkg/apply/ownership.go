@@ -10,12 +10,31 @@ import (
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// An object belongs to the app its LabelApp names. Another app (another
-// deliver.yaml, repository, environment or reconciler) that declares the
-// same object must not take it over silently: each run would take it back
-// from the other, and a prune of either would delete the other's object.
-// The plan reads every live object's labels anyway (listLive), so the
-// check costs no request, and it is made before anything is written.
+// An object belongs to the app its LabelApp names, and an app name to the
+// identity its inventory records (environment, repository, deliver.yaml:
+// see identity.go). Exactly what is protected, before anything is written:
+//
+//   - an object whose live LabelApp names another app name (of another
+//     deliver.yaml, repository, environment or reconciler) is not taken
+//     over: the plan lists it as a conflict and Execute refuses it, unless
+//     the object in git carries AnnotationAdopt; a prune never deletes it;
+//   - an app name whose inventory another identity recorded (another
+//     environment; another repository or deliver.yaml when both runs know
+//     their repository) is refused as a whole (IdentityError), unless its
+//     inventory Secret carries AnnotationAdopt: two deliveries of one app
+//     name share LabelApp's value and the inventory, so the first check
+//     cannot tell them apart.
+//
+// Not protected: objects without LabelApp (made by hand or another tool)
+// are taken over, as before; an inventory of an older version records no
+// identity and its next run records its own; a caller that gives no
+// identity (PlanOptions.Identity) is not checked; two checkouts of unknown
+// repository delivering the same environment count as one.
+//
+// Without these checks each run would take the objects back from the
+// other, and a prune of either would delete the other's objects. The plan
+// reads every live object's labels anyway (listLive) and the inventory
+// first, so the checks cost no request.
 
 // OtherApp is an object of a plan that the cluster says belongs to another
 // app: its live object carries LabelApp with that app's name.
@@ -85,9 +104,13 @@ func addNote(c *Change, note string) {
 	c.Note += note
 }
 
-// ConflictErr returns a *ConflictError when the plan has conflicts, nil
+// ConflictErr returns an *IdentityError when the app's inventory records
+// another identity, else a *ConflictError when the plan has conflicts, nil
 // otherwise.
 func (p *Plan) ConflictErr() error {
+	if err := p.identityErr(); err != nil {
+		return err
+	}
 	if len(p.Conflicts) == 0 {
 		return nil
 	}

@@ -84,10 +84,18 @@ type Plan struct {
 	// Kept are objects that left git and that another app owns now: not
 	// deleted, and dropped from the inventory.
 	Kept []OtherApp `json:"kept,omitempty"`
+	// IdentityConflict is set when the app's inventory records another
+	// identity than PlanOptions.Identity (see identity.go): Execute
+	// refuses the plan.
+	IdentityConflict *IdentityConflict `json:"identityConflict,omitempty"`
+	// AdoptedIdentity is set when it does, but the inventory is annotated
+	// with AnnotationAdopt: the run takes the app over.
+	AdoptedIdentity *IdentityConflict `json:"adoptedIdentity,omitempty"`
 
-	inventory *Inventory
-	redact    func(string) string
-	opts      PlanOptions
+	inventory          *Inventory
+	inventoryNamespace string
+	redact             func(string) string
+	opts               PlanOptions
 }
 
 // PlanOptions configure one plan.
@@ -121,6 +129,11 @@ type PlanOptions struct {
 	// was delivering it is then delivered once, however the two replicas'
 	// views of the membership overlapped, because the lock orders them.
 	UnlessDelivered bool
+	// Identity says who delivers the app, recorded in its inventory. A
+	// plan whose app's inventory records another identity has an
+	// IdentityConflict, which Execute refuses (see identity.go). Nil: not
+	// checked, and the recorded identity is kept.
+	Identity *Identity
 }
 
 // Count returns how many changes have type t.
@@ -167,7 +180,8 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact, opts: opts}
+	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, inventoryNamespace: m.opts.InventoryNamespace, redact: m.opts.Redact, opts: opts}
+	p.checkIdentity(inv, opts.Identity)
 	pendingCRDs := crdKinds(set.Objects)
 	// Preparing the objects (copy, labels, digest) is CPU work: on every
 	// core, with one RESTMapper lookup per kind instead of per object.

@@ -55,6 +55,9 @@ type Report struct {
 	// Plan is the plan the run executed (Apply), for showing its diff; not
 	// in the JSON form, which is the results.
 	Plan *Plan `json:"-"`
+	// AdoptedFrom is the identity that delivered the app before this run
+	// took it over (AnnotationAdopt on its inventory); nil otherwise.
+	AdoptedFrom *Identity `json:"adoptedFrom,omitempty"`
 }
 
 // Count returns how many results have action a.

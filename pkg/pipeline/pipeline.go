@@ -231,6 +231,9 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		return nil, err
 	}
 	res = &Result{Revision: snap.Commit, Environment: cfg.Environment}
+	// Who delivers the apps, recorded in their inventories: a run of
+	// another environment or repository does not take them over.
+	ident := runIdentity(snap, opts, cfg.Environment)
 	span.SetAttributes(runAttributes(res, len(cfg.Apps))...)
 	opts.Log.Info("source pinned", "revision", snap.Commit, "apps", len(cfg.Apps))
 
@@ -301,7 +304,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				start := time.Now()
-				ar.err = deliverApp(ctx, opts, snap.Commit, ar, m)
+				ar.err = deliverApp(ctx, opts, snap.Commit, ident, ar, m)
 				ar.Duration = time.Since(start)
 				if ar.err != nil {
 					ar.err = opts.Redactor.Error(fmt.Errorf("app %s: %w", a.Name, ar.err))
@@ -323,8 +326,8 @@ func failedDependency(a config.ResolvedApp, byName map[string]*AppResult) string
 	return ""
 }
 
-// deliverApp plans (and in apply mode executes) one app.
-func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResult, m mode) (err error) {
+// deliverApp plans (and in apply mode executes) one app as ident.
+func deliverApp(ctx context.Context, opts Options, revision string, ident *apply.Identity, ar *AppResult, m mode) (err error) {
 	ctx, span := startApp(ctx, &opts, ar)
 	defer func() { endApp(span, opts.Redactor, ar, err) }()
 	wait, rollback := ar.app.Wait, ar.app.RollbackOnFailure
@@ -347,6 +350,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResul
 	po := apply.PlanOptions{
 		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
 		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
+		Identity: ident,
 	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
@@ -366,6 +370,9 @@ func deliverApp(ctx context.Context, opts Options, revision string, ar *AppResul
 	steps.end(err)
 	ar.Report = rep
 	if rep != nil {
+		if rep.AdoptedFrom != nil {
+			opts.Log.Info("adopted", "app", ar.Name, "from", rep.AdoptedFrom.String(), "by", ident.String())
+		}
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))
 	}
 	return err

@@ -38,6 +38,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
@@ -134,6 +135,18 @@ func TestNoSecretLeaks(t *testing.T) {
 
 	// 1. The CLI, every output path.
 	id := func(kind, name string) string { return kind + "/" + ns + "/" + name }
+	// adopt lets the next run of another environment or deliver.yaml
+	// take app over, which is otherwise refused (apply.IdentityError):
+	// the failhook environment delivers app web too, and reject.yaml app
+	// reject before the second commit's deliver.yaml.
+	adopt := func(app string) func() {
+		return func() {
+			patch := []byte(`{"metadata":{"annotations":{"` + apply.AnnotationAdopt + `":"true"}}}`)
+			if _, err := env.Client().CoreV1().Secrets(inv).Patch(ctx, apply.InventoryName(app), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	steps := []struct {
 		name   string
 		before func()
@@ -167,7 +180,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		// diff does not validate a new object: the label shows, masked.
 		{name: "diff of the object the apiserver rejects", args: []string{"diff", "--config", "reject.yaml"}, code: 2, want: []string{"tier: ***"}},
 		{name: "diff -o json of the object the apiserver rejects", args: []string{"diff", "--config", "reject.yaml", "-o", "json"}, code: 2, want: []string{`tier: ***`}},
-		{name: "apply with a failing hook", args: []string{"apply", "--env", "failhook", "-v"}, code: 1, want: []string{"hook " + id("Job", "web-migrate"), "failed"}},
+		{name: "apply with a failing hook", before: adopt("web"), args: []string{"apply", "--env", "failhook", "-v"}, code: 1, want: []string{"adopted the app from no environment", "hook " + id("Job", "web-migrate"), "failed"}},
 		{name: "apply -o json with a failing hook", args: []string{"apply", "--env", "failhook", "-o", "json"}, code: 1, want: []string{"web-migrate"}},
 		{name: "status", args: []string{"status"}, want: []string{"web", "failed"}},
 		{name: "status -o json", args: []string{"status", "-o", "json"}, want: []string{`"app": "plain"`}},
@@ -182,6 +195,10 @@ func TestNoSecretLeaks(t *testing.T) {
 	// 2. The reconciler, following a second commit with two more apps,
 	// both failing.
 	head := commitSecond(t, repo, ns)
+	// Back from the failhook environment, and from reject.yaml, which
+	// delivered app reject before deliver.yaml does.
+	adopt("web")()
+	adopt("reject")()
 	rec := startReconciler(t, r.environ, url, inv, filepath.Join(out, "reconcile-cache"), webhookFile)
 	cs := env.Client()
 	statuses := func() map[string]reconcile.AppStatus {
