@@ -62,6 +62,20 @@ func (d parallelDiscovery) GroupsAndMaybeResourcesWithContext(ctx context.Contex
 	return groups, resources, failed, nil
 }
 
+// ServerGroupsAndResources implements discovery.ServerResourcesInterface
+// with the parallel fetch: the embedded client's own would bypass it.
+func (d parallelDiscovery) ServerGroupsAndResources() ([]*metav1.APIGroup, []*metav1.APIResourceList, error) {
+	return d.ServerGroupsAndResourcesWithContext(context.Background())
+}
+
+// ServerGroupsAndResourcesWithContext implements
+// discovery.ServerResourcesInterfaceWithContext, which the RESTMapper's
+// discovery (restmapper.GetAPIGroupResources) calls, with the parallel
+// fetch.
+func (d parallelDiscovery) ServerGroupsAndResourcesWithContext(ctx context.Context) ([]*metav1.APIGroup, []*metav1.APIResourceList, error) {
+	return discovery.ServerGroupsAndResourcesWithContext(ctx, d)
+}
+
 // aggregated returns the aggregated discovery document at path, or nil
 // when the server answers anything else.
 func (d parallelDiscovery) aggregated(ctx context.Context, path string) *apidiscoveryv2.APIGroupDiscoveryList {
