@@ -63,6 +63,7 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 //  5. post-apply hooks;
 //  6. prune what left git, in reverse order.
 //
+// These are the stages of runStages, walked by one loop (see stages.go).
 // Only created and changed objects are sent. A cancelled ctx (SIGTERM)
 // stops the run at the next stage boundary: writes already sent finish
 // (they are not cut off mid-request), no new one starts, replicas a
