@@ -37,18 +37,18 @@ type stage struct {
 	// hooks).
 	committed bool
 	// run does the stage's work.
-	run func(r *run, ctx context.Context) error
+	run func(ctx context.Context, r *run) error
 }
 
 // runStages are the stages of every run, in order (see Execute).
 var runStages = []stage{
-	{step: StepConfig, size: func(r *run) int { return countChanges(r.config) }, reportEmpty: true, run: (*run).applyConfig},
-	{step: StepScaleDown, boundary: true, size: func(r *run) int { return sizeOrSkip(len(r.p.ScaleDown)) }, run: (*run).scaleDown},
-	{step: StepPreApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PreApply) }, run: (*run).preApplyHooks},
-	{step: StepWorkloads, size: func(r *run) int { return countChanges(r.workloads) }, reportEmpty: true, run: (*run).applyWorkloads},
-	{step: StepWait, size: (*run).waitSize, reportEmpty: true, run: (*run).wait},
-	{step: StepPostApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PostApply) }, run: (*run).postApplyHooks},
-	{step: StepPrune, boundary: true, committed: true, size: func(r *run) int { return r.p.Count(ChangeDelete) }, run: (*run).prune},
+	{step: StepConfig, size: func(r *run) int { return countChanges(r.config) }, reportEmpty: true, run: stageConfig},
+	{step: StepScaleDown, boundary: true, size: func(r *run) int { return sizeOrSkip(len(r.p.ScaleDown)) }, run: stageScaleDown},
+	{step: StepPreApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PreApply) }, run: stagePreApplyHooks},
+	{step: StepWorkloads, size: func(r *run) int { return countChanges(r.workloads) }, reportEmpty: true, run: stageWorkloads},
+	{step: StepWait, size: (*run).waitSize, reportEmpty: true, run: stageWait},
+	{step: StepPostApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PostApply) }, run: stagePostApplyHooks},
+	{step: StepPrune, boundary: true, committed: true, size: func(r *run) int { return r.p.Count(ChangeDelete) }, run: stagePrune},
 }
 
 // sizeOrSkip is n, or the size that skips a stage when n is 0.
@@ -98,7 +98,7 @@ func (r *run) walk(ctx context.Context, stages []stage) error {
 			if n > 0 || st.reportEmpty {
 				r.m.progress(r.p, st.step, n)
 			}
-			err = st.run(r, ctx)
+			err = st.run(ctx, r)
 		}
 		if err != nil {
 			if !st.committed {
@@ -156,21 +156,21 @@ func (r *run) recover(ctx context.Context, err error) error {
 	return err
 }
 
-// applyConfig applies CRDs, Namespaces, cluster objects and config.
-func (r *run) applyConfig(ctx context.Context) error { return r.applyStages(ctx, r.config) }
+// stageConfig applies CRDs, Namespaces, cluster objects and config.
+func stageConfig(ctx context.Context, r *run) error { return r.applyStages(ctx, r.config) }
 
-// scaleDown scales a recreate's changing workloads to zero and waits
+// stageScaleDown scales a recreate's changing workloads to zero and waits
 // until their Pods are gone.
-func (r *run) scaleDown(ctx context.Context) error { return r.m.scaleDown(ctx, r.p, r.rep) }
+func stageScaleDown(ctx context.Context, r *run) error { return r.m.scaleDown(ctx, r.p, r.rep) }
 
-// preApplyHooks runs the pre-apply hooks (migrations) by weight.
-func (r *run) preApplyHooks(ctx context.Context) error {
+// stagePreApplyHooks runs the pre-apply hooks (migrations) by weight.
+func stagePreApplyHooks(ctx context.Context, r *run) error {
 	return r.m.runHooks(ctx, r.p, PreApply, r.rep, r.hooksDone)
 }
 
-// applyWorkloads applies the workloads and everything else, then gives
+// stageWorkloads applies the workloads and everything else, then gives
 // the workloads a recreate scaled down their replicas back.
-func (r *run) applyWorkloads(ctx context.Context) error {
+func stageWorkloads(ctx context.Context, r *run) error {
 	if err := r.applyStages(ctx, r.workloads); err != nil {
 		return err
 	}
@@ -211,8 +211,8 @@ func (r *run) waitSize() int {
 	return len(r.p.desiredObjects())
 }
 
-// wait waits until the objects applied are ready (kstatus).
-func (r *run) wait(ctx context.Context) error {
+// stageWait waits until the objects applied are ready (kstatus).
+func stageWait(ctx context.Context, r *run) error {
 	err := r.m.Wait(ctx, r.p.desiredObjects())
 	// A wait cut short by a stop is no failed rollout: the new version
 	// keeps rolling out and the next run waits for it.
@@ -220,13 +220,13 @@ func (r *run) wait(ctx context.Context) error {
 	return err
 }
 
-// postApplyHooks runs the post-apply hooks (smoke tests) by weight.
-func (r *run) postApplyHooks(ctx context.Context) error {
+// stagePostApplyHooks runs the post-apply hooks (smoke tests) by weight.
+func stagePostApplyHooks(ctx context.Context, r *run) error {
 	return r.m.runHooks(ctx, r.p, PostApply, r.rep, r.hooksDone)
 }
 
-// prune deletes what left git, and the runs of hooks that did.
-func (r *run) prune(ctx context.Context) error {
+// stagePrune deletes what left git, and the runs of hooks that did.
+func stagePrune(ctx context.Context, r *run) error {
 	var errs []error
 	for _, c := range r.p.Changes {
 		if c.Type != ChangeDelete {
