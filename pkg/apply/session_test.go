@@ -182,3 +182,45 @@ spec: {revision: %[2]d}
 		}
 	}
 }
+
+// TestSessionSharesRateLimit: the apps of a session share one rate limit:
+// two Managers making 10 requests each at once through a session limited
+// to 20 requests a second (burst 1) take about a second together, where
+// a limit per Manager would let them take half of that. A token bucket
+// never lets requests through faster than its rate, so the lower bound
+// holds however slow the machine is.
+func TestSessionSharesRateLimit(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	s, err := apply.NewSession(env.Config, apply.SessionOptions{QPS: 20, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const managers, requests = 2, 10
+	var wg sync.WaitGroup
+	errs := make([]error, managers)
+	start := time.Now()
+	for i := range managers {
+		m := apply.NewManager(s, apply.Options{InventoryNamespace: ns})
+		wg.Go(func() {
+			for range requests {
+				if _, err := m.ReadInventory(context.Background(), "app"); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The burst lets one request through at once, each later one waits
+	// 1/20 s for its token.
+	if least := time.Duration(managers*requests-1) * time.Second / 20; took < least {
+		t.Errorf("%d requests took %s, want at least %s at 20 per second for the whole session", managers*requests, took, least)
+	}
+}
