@@ -60,7 +60,8 @@ type Options struct {
 	// the apps. Default: one session made per run, from Kube, and shared
 	// by all apps of the run; a process that runs again and again (the
 	// reconciler) passes its own, made once, so that it discovers once
-	// for its lifetime and not once per run.
+	// for its lifetime and not once per run. A Session set is the
+	// cluster: deliver.yaml's kubeconfig context is not looked up.
 	Session *apply.Session
 	// Apply configures the apply stage; DefaultNamespace, Timeout and
 	// HookTimeout are set per app from deliver.yaml.
