@@ -79,10 +79,11 @@ values never show: both sources are redacted when written.`,
 			if err != nil {
 				return fmt.Errorf("status: client: %w", err)
 			}
-			mgr, err := apply.New(cfg, apply.Options{InventoryNamespace: ns})
+			sess, err := apply.NewSession(cfg, apply.SessionOptions{})
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
+			mgr := apply.NewManager(sess, apply.Options{InventoryNamespace: ns})
 			st, err := readStatus(cmd.Context(), kc, mgr, ns, apps)
 			if err != nil {
 				return err

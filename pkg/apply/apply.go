@@ -66,6 +66,7 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 //  5. post-apply hooks;
 //  6. prune what left git, in reverse order.
 //
+// These are the stages of runStages, walked by one loop (see stages.go).
 // Only created and changed objects are sent. A cancelled ctx (SIGTERM)
 // stops the run at the next stage boundary: writes already sent finish
 // (they are not cut off mid-request), no new one starts, replicas a
@@ -121,13 +122,11 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err := p.ConflictErr(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	rep := &Report{}
-	entries := p.inventory.index()
+	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index()}
 	added := false
 	for _, c := range p.Changes {
-		if _, ok := entries[c.ID]; !ok && c.Type != ChangeDelete {
-			entries[c.ID] = Entry{ID: c.ID, Version: c.version}
+		if _, ok := r.entries[c.ID]; !ok && c.Type != ChangeDelete {
+			r.entries[c.ID] = Entry{ID: c.ID, Version: c.version}
 			added = true
 		}
 	}
@@ -135,10 +134,10 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		Identity: p.recordedIdentity(), Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads,
 		dropAdopt: p.AdoptedIdentity != nil}
 	if p.AdoptedIdentity != nil {
-		rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
+		r.rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
 	}
-	p.releaseKept(rep, entries)
-	inv.Entries = entryList(entries)
+	p.releaseKept(r.rep, r.entries)
+	inv.Entries = entryList(r.entries)
 	// A recreate records the replica counts before it scales anything; a
 	// count left by an interrupted run is the older, true one.
 	scaled := append([]Scaled(nil), p.inventory.ScaledDown...)
@@ -146,21 +145,22 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	for _, s := range scaled {
 		recorded[s.ID] = true
 	}
-	byID := map[object.ID]*Change{}
+	r.byID = map[object.ID]*Change{}
 	for _, c := range p.Changes {
-		byID[c.ID] = c
+		r.byID[c.ID] = c
 	}
 	for _, id := range p.ScaleDown {
 		if recorded[id] {
 			continue
 		}
-		n, err := m.liveReplicas(ctx, byID[id])
+		n, err := m.liveReplicas(ctx, r.byID[id])
 		if err != nil {
 			return nil, fmt.Errorf("%s: read replicas: %w", id, err)
 		}
-		scaled = append(scaled, Scaled{ID: id, Version: byID[id].version, Replicas: n})
+		scaled = append(scaled, Scaled{ID: id, Version: r.byID[id].version, Replicas: n})
 	}
 	inv.ScaledDown = scaled
+	r.scaled = scaled
 	// The inventory is written before the first write when the run may
 	// leave something it does not cover yet: an object created, a replica
 	// count scaled to zero, a hook's Job. A run that only updates or
@@ -174,226 +174,22 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		}
 	}
 
-	var mu sync.Mutex
-	record := func(c *Change, r Result, live metav1.Object) {
-		mu.Lock()
-		defer mu.Unlock()
-		rep.Results = append(rep.Results, r)
-		if r.Action == Failed {
-			return
-		}
-		e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
-		old, hadOld := entries[c.ID]
-		if live != nil {
-			e.ResourceVersion, e.Generation = live.GetResourceVersion(), live.GetGeneration()
-		} else if c.Live != nil {
-			// Unchanged per a dry run: the live object is what deliver
-			// would apply, also after a change in the cluster that the
-			// apply does not revert (a scale of replicas that are not
-			// deliver's); recording it ends that change's drift.
-			e.ResourceVersion, e.Generation = c.Live.GetResourceVersion(), c.Live.GetGeneration()
-		} else if hadOld && old.Digest == c.digest {
-			e.ResourceVersion, e.Generation = old.ResourceVersion, old.Generation
-		} else {
-			e.Digest = "" // verify with a dry run next time
-		}
-		if replicasLeft(c) {
-			if u, ok := live.(*unstructured.Unstructured); ok {
-				e.Spec = SpecDigest(u)
-			} else if c.Live != nil {
-				e.Spec = SpecDigest(c.Live)
-			} else if hadOld && old.Digest == c.digest {
-				e.Spec = old.Spec
-			}
-		}
-		entries[c.ID] = e
+	r.hooksDone = map[object.ID]HookRecord{}
+	for _, h := range p.inventory.Hooks {
+		r.hooksDone[h.ID] = h
 	}
-	applyStages := func(stages [][]*Change) error {
-		for _, stage := range stages {
-			if err := interrupted(ctx); err != nil {
-				return err
-			}
-			var errs []error
-			m.forEach(ctx, len(stage), func(i int) {
-				c := stage[i]
-				if c.Type == ChangeUnchanged {
-					record(c, Result{ID: c.ID, Origin: c.Origin, Action: Unchanged}, nil)
-					return
-				}
-				r, live := m.applyChange(ctx, c)
-				if r.Action == Created && replicasLeft(c) {
-					// Only the metadata came back; the inventory's Spec
-					// needs the spec.
-					if u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err == nil {
-						live = u
-					}
-				}
-				record(c, r, live)
-				if r.Action == Failed {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: apply: %s", r.ID, r.Error))
-					mu.Unlock()
-				}
-			})
-			if len(errs) > 0 {
-				return errors.Join(errs...)
-			}
-			var crds []*object.Object
-			for _, c := range stage {
-				if c.ID.GroupKind().String() == "CustomResourceDefinition.apiextensions.k8s.io" && c.Type != ChangeUnchanged {
-					crds = append(crds, &object.Object{Unstructured: c.Desired})
-				}
-			}
-			if len(crds) > 0 {
-				// Objects of the new kinds follow in later stages: wait
-				// until the CRDs are served, then forget cached discovery.
-				if err := m.Wait(ctx, crds); err != nil {
-					return err
-				}
-				if err := m.waitServed(ctx, crds); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
+	r.config, r.workloads = splitStages(planStages(p.Changes))
+	err := r.walk(ctx, runStages)
 
-	hooksDone := map[object.ID]HookRecord{}
-	for _, r := range p.inventory.Hooks {
-		hooksDone[r.ID] = r
-	}
-	config, workloads := splitStages(planStages(p.Changes))
-	m.progress(p, StepConfig, countChanges(config))
-	err := applyStages(config)
-	if err == nil {
-		err = interrupted(ctx)
-	}
-	if err == nil && len(p.ScaleDown) > 0 {
-		m.progress(p, StepScaleDown, len(p.ScaleDown))
-		err = m.scaleDown(ctx, p, rep)
-	}
-	if err == nil {
-		err = interrupted(ctx)
-	}
-	if err == nil {
-		if n := p.hookCount(PreApply); n > 0 {
-			m.progress(p, StepPreApplyHooks, n)
-		}
-		err = m.runHooks(ctx, p, PreApply, rep, hooksDone)
-	}
-	if err == nil {
-		m.progress(p, StepWorkloads, countChanges(workloads))
-		err = applyStages(workloads)
-	}
-	if err == nil && len(scaled) > 0 {
-		// The new version is applied. Workloads whose desired object sets
-		// no replica count (or an autoscaler's: see leaveReplicas) get the
-		// old count back, and so do those stopped for a migration only,
-		// which the apply did not send.
-		for _, s := range scaled {
-			c := byID[s.ID]
-			if c == nil || (!replicasLeft(c) && c.Type != ChangeUnchanged) {
-				continue
-			}
-			if err = m.scale(ctx, c, s.Replicas); err != nil {
-				err = fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
-				break
-			}
-			if c.Type == ChangeUnchanged {
-				// Its inventory entry is of before the scale-down.
-				if live, gerr := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); gerr == nil {
-					c.Live = live
-					record(c, Result{ID: c.ID, Origin: c.Origin, Action: Restored}, nil)
-				}
-			}
-		}
-		if err == nil {
-			scaled = nil
-		}
-	}
-	rolloutFailed := false
-	if err == nil && (p.opts.Wait || p.runs(PostApply)) {
-		// Smoke tests are meant for the new version: they wait for it.
-		m.progress(p, StepWait, len(p.desiredObjects()))
-		err = m.Wait(ctx, p.desiredObjects())
-		// A wait cut short by a stop is no failed rollout: the new version
-		// keeps rolling out and the next run waits for it.
-		rolloutFailed = err != nil && ctx.Err() == nil
-	}
-	if err == nil {
-		err = interrupted(ctx)
-	}
-	if err == nil {
-		if n := p.hookCount(PostApply); n > 0 {
-			m.progress(p, StepPostApplyHooks, n)
-		}
-		err = m.runHooks(ctx, p, PostApply, rep, hooksDone)
-	}
-	if err != nil {
-		bg := detach(ctx)
-		if len(scaled) > 0 {
-			if rerr := m.restore(bg, p, scaled, rep); rerr != nil {
-				err = errors.Join(err, rerr)
-			} else {
-				scaled = nil
-			}
-		}
-		if rolloutFailed && p.opts.RollbackOnFailure {
-			summary, rerr := m.rollback(bg, p, rep, func(id object.ID, w Workload, live metav1.Object) {
-				// The live object is the earlier one again: the next plan
-				// compares git with it.
-				mu.Lock()
-				defer mu.Unlock()
-				e := entries[id]
-				e.Digest, e.ResourceVersion, e.Generation = w.Digest, live.GetResourceVersion(), live.GetGeneration()
-				entries[id] = e
-			})
-			if summary != "" {
-				err = fmt.Errorf("%w; %s", err, summary)
-			}
-			if rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-		}
-		if ctx.Err() == nil {
-			if herr := m.runHooks(bg, p, OnFailure, rep, map[object.ID]HookRecord{}); herr != nil {
-				err = errors.Join(err, fmt.Errorf("on-failure hooks: %w", herr))
-			}
-		}
-	}
-	if err == nil {
-		err = interrupted(ctx)
-	}
-	if err == nil {
-		if n := p.Count(ChangeDelete); n > 0 {
-			m.progress(p, StepPrune, n)
-		}
-		var errs []error
-		for _, c := range p.Changes {
-			if c.Type != ChangeDelete {
-				continue
-			}
-			r := m.prune(ctx, c, p.App)
-			rep.Results = append(rep.Results, r)
-			if r.Action == Failed {
-				errs = append(errs, fmt.Errorf("%s: prune: %s", r.ID, r.Error))
-				continue
-			}
-			delete(entries, c.ID)
-		}
-		errs = append(errs, m.pruneHooks(ctx, p, rep, hooksDone))
-		err = errors.Join(errs...)
-	}
-
-	inv.Entries, inv.Time, inv.ScaledDown = entryList(entries), time.Now().UTC(), scaled
+	inv.Entries, inv.Time, inv.ScaledDown = entryList(r.entries), time.Now().UTC(), r.scaled
 	if err == nil {
 		// What a later failed rollout rolls back to. A failed run keeps
 		// the earlier objects: its own may be the reason it failed.
 		inv.Workloads = m.workloadRecords(p)
 	}
 	inv.Hooks = nil
-	for _, r := range hooksDone {
-		inv.Hooks = append(inv.Hooks, r)
+	for _, h := range r.hooksDone {
+		inv.Hooks = append(inv.Hooks, h)
 	}
 	sort.Slice(inv.Hooks, func(i, j int) bool { return less(inv.Hooks[i].ID, inv.Hooks[j].ID) })
 	inv.Result, inv.Message = ResultSucceeded, ""
@@ -411,6 +207,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 			err = errors.Join(err, werr)
 		}
 	}
+	rep := r.rep
 	// Results arrive in completion order; report objects in apply order.
 	order := map[object.ID]int{}
 	for i, c := range p.Changes {
@@ -430,7 +227,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		return rank(a.ID) < rank(b.ID)
 	})
 	p.markAdopted(rep)
-	rep.Duration = time.Since(start)
+	rep.Duration = time.Since(r.start)
 	return rep, err
 }
 
@@ -693,15 +490,6 @@ func (m *Manager) waitServed(ctx context.Context, crds []*object.Object) error {
 
 // writeTimeout bounds one write that runs on after a stop.
 const writeTimeout = 30 * time.Second
-
-// interrupted returns the error of a run stopped through ctx, naming the
-// cause, or nil while ctx is live.
-func interrupted(ctx context.Context) error {
-	if ctx.Err() == nil {
-		return nil
-	}
-	return fmt.Errorf("interrupted: stopped before the next stage: %w", context.Cause(ctx))
-}
 
 // conflicts lists "manager: field" pairs from a conflict error.
 func conflicts(err error) []string {

@@ -4,19 +4,14 @@
 package apply
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
-	"k8s.io/utils/clock"
 )
 
 // DefaultFieldManager is the field manager deliver applies with.
@@ -113,14 +108,17 @@ func (o *Options) defaults() {
 	}
 }
 
-// Manager applies object sets to one cluster. It caches API discovery for
-// its lifetime; it is reset when a stage creates CRDs.
+// Manager applies the object sets of one app (or of a few: see Options)
+// to the cluster of its Session. It holds only what is per app; the
+// clients, discovery and the RESTMapper are the session's, so a Manager is
+// cheap to make: one per app and run, as the pipeline does.
 type Manager struct {
 	opts   Options
+	s      *Session
 	dyn    dynamic.Interface
 	meta   metadata.Interface
 	kube   kubernetes.Interface
-	mapper *restmapper.DeferredDiscoveryRESTMapper
+	mapper *sharedMapper
 
 	lockOpts lockOptions
 
@@ -128,35 +126,35 @@ type Manager struct {
 	pre   *prefetch // set by Prefetch, taken by the next plan
 }
 
-// New returns a Manager for the cluster that cfg points at.
+// New returns a Manager for the cluster that cfg points at, with a
+// Session of its own: for a process that applies one app. A process that
+// applies many makes one Session and a Manager per app with NewManager.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
-	opts.defaults()
-	dyn, err := dynamic.NewForConfig(cfg)
+	s, err := NewSession(cfg, SessionOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("apply: client: %w", err)
+		return nil, err
 	}
-	mc, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("apply: client: %w", err)
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("apply: client: %w", err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("apply: discovery: %w", err)
-	}
-	return &Manager{
-		opts:   opts,
-		dyn:    dyn,
-		meta:   mc,
-		kube:   kc,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(parallelDiscovery{dc})),
-
-		lockOpts: newLockOptions(opts.LockLease, clock.RealClock{}),
-	}, nil
+	return NewManager(s, opts), nil
 }
 
-// RESTMapper returns the manager's cached RESTMapper.
+// NewManager returns a Manager that applies through s, sharing its
+// clients, discovery and RESTMapper with every other Manager of s.
+func NewManager(s *Session, opts Options) *Manager {
+	opts.defaults()
+	return &Manager{
+		opts:   opts,
+		s:      s,
+		dyn:    s.dyn,
+		meta:   s.meta,
+		kube:   s.kube,
+		mapper: s.mapper,
+
+		lockOpts: newLockOptions(opts.LockLease, s.clock),
+	}
+}
+
+// RESTMapper returns the RESTMapper of the manager's session.
 func (m *Manager) RESTMapper() meta.RESTMapper { return m.mapper }
+
+// Session returns the session the manager applies through.
+func (m *Manager) Session() *Session { return m.s }

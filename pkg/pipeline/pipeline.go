@@ -53,8 +53,16 @@ type Options struct {
 	Namespace string
 
 	// Kube returns the client config for a kubeconfig context ("" for the
-	// current one). Not needed for Render.
+	// current one). Not needed for Render, nor when Session is set.
 	Kube func(kubeContext string) (*rest.Config, error)
+	// Session is the cluster session every app of the run applies
+	// through: its clients, API discovery and RESTMapper are shared by all
+	// the apps. Default: one session made per run, from Kube, and shared
+	// by all apps of the run; a process that runs again and again (the
+	// reconciler) passes its own, made once, so that it discovers once
+	// for its lifetime and not once per run. A Session set is the
+	// cluster: deliver.yaml's kubeconfig context is not looked up.
+	Session *apply.Session
 	// Apply configures the apply stage; DefaultNamespace, Timeout and
 	// HookTimeout are set per app from deliver.yaml.
 	Apply apply.Options
@@ -125,7 +133,6 @@ type AppResult struct {
 	err       error
 	app       config.ResolvedApp
 	mgr       *apply.Manager // made before rendering, to read the cluster meanwhile
-	mgrErr    error
 	steps     *stepSpans
 }
 
@@ -246,13 +253,17 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	defer sec.close()
 
 	// Render everything first: bad input anywhere means nothing is applied.
-	var restCfg *rest.Config
-	if m != modeRender {
+	sess := opts.Session
+	if m != modeRender && sess == nil {
 		if opts.Kube == nil {
 			return nil, errors.New("no cluster configured")
 		}
-		if restCfg, err = opts.Kube(cfg.Context); err != nil {
+		restCfg, err := opts.Kube(cfg.Context)
+		if err != nil {
 			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+		if sess, err = apply.NewSession(restCfg, apply.SessionOptions{}); err != nil {
+			return nil, err
 		}
 	}
 	byName := map[string]*AppResult{}
@@ -269,8 +280,8 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		defer cancel()
 		for _, ar := range res.Apps {
 			ar.steps = newStepSpans(&opts)
-			ar.mgr, ar.mgrErr = apply.New(restCfg, appManagerOptions(opts, ar, sec.redact, ar.steps))
-			if ar.mgrErr == nil && len(ar.app.DependsOn) == 0 {
+			ar.mgr = apply.NewManager(sess, appManagerOptions(opts, ar, sec.redact, ar.steps))
+			if len(ar.app.DependsOn) == 0 {
 				ar.mgr.Prefetch(pctx, apply.PlanOptions{App: ar.Name, FullDryRun: opts.FullDryRun})
 			}
 		}
@@ -339,10 +350,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 	}
 	steps := ar.steps
 	steps.ctx = ctx
-	mgr, err := ar.mgr, ar.mgrErr
-	if err != nil {
-		return err
-	}
+	mgr := ar.mgr
 	strategy, err := apply.ParseStrategy(ar.app.Strategy)
 	if err != nil {
 		return err

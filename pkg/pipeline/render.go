@@ -177,7 +177,7 @@ func runScope(apps []*AppResult) scopeFunc {
 	}
 	crds := crdScopes(all)
 	for _, ar := range apps {
-		if ar.mgr != nil && ar.mgrErr == nil {
+		if ar.mgr != nil {
 			return mapperScope(ar.mgr.RESTMapper(), crds)
 		}
 	}

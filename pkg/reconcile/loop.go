@@ -105,10 +105,13 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	// itself (Options.Once) or on an error.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	mgr, err := apply.New(r.opts.Config, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
+	// One cluster session for every run while leading: one discovery and
+	// RESTMapper, and one rate limit, for all the apps (see apply.Session).
+	sess, err := apply.NewSession(r.opts.Config, apply.SessionOptions{})
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	mgr := apply.NewManager(sess, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
 	tr, err := newTracker(ctx, r.opts.Config, mgr.RESTMapper(), r.noteDrift)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -428,6 +431,7 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string) {
 	// delivering it: the new revision is applied only if that replica did
 	// not, as the inventory says under the app's lock.
 	po.UnlessDelivered = r.shards != nil && strings.HasPrefix(reason, "revision ")
+	po.Session = l.mgr.Session()
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
 	start := time.Now()

@@ -1,0 +1,107 @@
+package apply
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/utils/clock"
+)
+
+// SessionOptions configure a Session. The zero value gives the defaults.
+type SessionOptions struct {
+	// QPS and Burst bound the requests of the whole session, every app of
+	// it together: one token bucket shared by all its clients, where each
+	// Manager used to have its own (a thousand apps had a thousand times
+	// the limit). Default: the rest.Config's, and client-go's defaults
+	// (5 and 10) when it sets none. A negative QPS sets no limit. Ignored
+	// when the rest.Config carries its own RateLimiter, which is shared
+	// then.
+	QPS   float32
+	Burst int
+}
+
+// Session is deliver's connection to one cluster, made once per process
+// (or per pipeline run) and shared by the Managers of every app: with a
+// thousand apps, one set of clients, one API discovery and one RESTMapper
+// instead of a thousand.
+//
+// It owns what does not depend on the app:
+//   - the clients (dynamic, metadata, typed) and the rate limit they share;
+//   - API discovery and the RESTMapper built on it (RESTMapper), discovered
+//     once, again when a run creates CRDs (every app then sees the new
+//     kinds), and again when a lookup misses in a cache older than a few
+//     seconds; safe for apps running at once (see sharedMapper);
+//   - the clients through which every Manager reads and writes the
+//     inventories and takes the apps' Lease locks, and the clock those
+//     locks are timed with.
+//
+// What is per app (namespace defaults, timeouts, redaction, progress, the
+// lock's lease) stays in the Manager's Options. A Session is safe for
+// concurrent use; a Manager made from it is as cheap as a struct.
+type Session struct {
+	dyn    dynamic.Interface
+	meta   metadata.Interface
+	kube   kubernetes.Interface
+	mapper *sharedMapper
+	clock  clock.PassiveClock
+}
+
+// NewSession connects to the cluster that cfg points at. Nothing is sent
+// yet: discovery happens on the first lookup.
+func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
+	cfg = rest.CopyConfig(cfg)
+	if opts.QPS != 0 {
+		cfg.QPS = opts.QPS
+	}
+	if opts.Burst != 0 {
+		cfg.Burst = opts.Burst
+	}
+	// Discovery keeps the limiter client-go gives it (a burst of 300, for
+	// servers without aggregated discovery, asked once per group): it runs
+	// once per session, not per app.
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: discovery: %w", err)
+	}
+	if cfg.RateLimiter == nil && cfg.QPS >= 0 {
+		// As client-go would for each client, once for all of them.
+		qps, burst := cfg.QPS, cfg.Burst
+		if qps == 0 {
+			qps = rest.DefaultQPS
+		}
+		if burst == 0 {
+			burst = rest.DefaultBurst
+		}
+		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(qps, burst)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: client: %w", err)
+	}
+	clk := clock.RealClock{}
+	return &Session{
+		dyn:    dyn,
+		meta:   mc,
+		kube:   kc,
+		mapper: newSharedMapper(parallelDiscovery{dc}, clk),
+		clock:  clk,
+	}, nil
+}
+
+// RESTMapper returns the session's RESTMapper, shared by its Managers.
+// Reset makes its next lookup discover again.
+func (s *Session) RESTMapper() meta.ResettableRESTMapper { return s.mapper }

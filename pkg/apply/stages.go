@@ -1,0 +1,339 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// stage is one step of a run (Execute): what is done between two points
+// at which the run may stop. The steps are an explicit list (runStages)
+// walked by one loop (run.walk), which alone decides when the run stops
+// (a failure, a cancelled context, a lost lock), reports progress, and
+// recovers from a failure; a stage only does its work.
+type stage struct {
+	// step names the stage in progress reports.
+	step Step
+	// boundary says the run stops before this stage when its context is
+	// done (a stop, or the lock lost: context.Cause says which). The
+	// other stages check for themselves: config and workloads before
+	// each group of kinds they apply, wait as it polls (its error then
+	// says where it was).
+	boundary bool
+	// size returns how many objects or hooks the stage concerns, for
+	// Options.Progress; a negative size skips the stage. A size of 0 is
+	// reported only when reportEmpty is set.
+	size        func(r *run) int
+	reportEmpty bool
+	// committed says the new version runs when this stage starts: a
+	// failure here is not undone (no restore, no rollback, no on-failure
+	// hooks).
+	committed bool
+	// run does the stage's work.
+	run func(ctx context.Context, r *run) error
+}
+
+// runStages are the stages of every run, in order (see Execute).
+var runStages = []stage{
+	{step: StepConfig, size: func(r *run) int { return countChanges(r.config) }, reportEmpty: true, run: stageConfig},
+	{step: StepScaleDown, boundary: true, size: func(r *run) int { return sizeOrSkip(len(r.p.ScaleDown)) }, run: stageScaleDown},
+	{step: StepPreApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PreApply) }, run: stagePreApplyHooks},
+	{step: StepWorkloads, size: func(r *run) int { return countChanges(r.workloads) }, reportEmpty: true, run: stageWorkloads},
+	{step: StepWait, size: (*run).waitSize, reportEmpty: true, run: stageWait},
+	{step: StepPostApplyHooks, boundary: true, size: func(r *run) int { return r.p.hookCount(PostApply) }, run: stagePostApplyHooks},
+	{step: StepPrune, boundary: true, committed: true, size: func(r *run) int { return r.p.Count(ChangeDelete) }, run: stagePrune},
+}
+
+// sizeOrSkip is n, or the size that skips a stage when n is 0.
+func sizeOrSkip(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// run is the state of one Execute that its stages share.
+type run struct {
+	m     *Manager
+	p     *Plan
+	start time.Time
+	rep   *Report
+
+	// mu guards rep.Results and entries while a stage writes objects at
+	// once.
+	mu      sync.Mutex
+	entries map[object.ID]Entry
+	byID    map[object.ID]*Change
+	// scaled are the replica counts a recreate scaled down (or an
+	// interrupted run left scaled down), restored on failure; nil once
+	// the new version has them back.
+	scaled    []Scaled
+	hooksDone map[object.ID]HookRecord
+	// config and workloads are the kinds' stages before and from the
+	// workloads on (see splitStages).
+	config, workloads [][]*Change
+	// rolloutFailed says the wait found the new version failing (not
+	// merely cut short by a stop): the rollback's trigger.
+	rolloutFailed bool
+}
+
+// walk runs the stages in order until one fails or the run is stopped,
+// then recovers from the failure: replicas scaled down are restored, a
+// failed rollout is rolled back when the plan asks for it, and on-failure
+// hooks run (not after a stop: nothing failed).
+func (r *run) walk(ctx context.Context, stages []stage) error {
+	for _, st := range stages {
+		var err error
+		if st.boundary {
+			err = interrupted(ctx)
+		}
+		if n := st.size(r); err == nil && n >= 0 {
+			if n > 0 || st.reportEmpty {
+				r.m.progress(r.p, st.step, n)
+			}
+			err = st.run(ctx, r)
+		}
+		if err != nil {
+			if !st.committed {
+				err = r.recover(ctx, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// interrupted returns the error of a run stopped through ctx, naming the
+// cause, or nil while ctx is live.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("interrupted: stopped before the next stage: %w", context.Cause(ctx))
+}
+
+// recover undoes what it can after err stopped the run, and returns err
+// with what recovering added.
+func (r *run) recover(ctx context.Context, err error) error {
+	m, p := r.m, r.p
+	bg := detach(ctx)
+	if len(r.scaled) > 0 {
+		if rerr := m.restore(bg, p, r.scaled, r.rep); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else {
+			r.scaled = nil
+		}
+	}
+	if r.rolloutFailed && p.opts.RollbackOnFailure {
+		summary, rerr := m.rollback(bg, p, r.rep, func(id object.ID, w Workload, live metav1.Object) {
+			// The live object is the earlier one again: the next plan
+			// compares git with it.
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			e := r.entries[id]
+			e.Digest, e.ResourceVersion, e.Generation = w.Digest, live.GetResourceVersion(), live.GetGeneration()
+			r.entries[id] = e
+		})
+		if summary != "" {
+			err = fmt.Errorf("%w; %s", err, summary)
+		}
+		if rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	if ctx.Err() == nil {
+		if herr := m.runHooks(bg, p, OnFailure, r.rep, map[object.ID]HookRecord{}); herr != nil {
+			err = errors.Join(err, fmt.Errorf("on-failure hooks: %w", herr))
+		}
+	}
+	return err
+}
+
+// stageConfig applies CRDs, Namespaces, cluster objects and config.
+func stageConfig(ctx context.Context, r *run) error { return r.applyStages(ctx, r.config) }
+
+// stageScaleDown scales a recreate's changing workloads to zero and waits
+// until their Pods are gone.
+func stageScaleDown(ctx context.Context, r *run) error { return r.m.scaleDown(ctx, r.p, r.rep) }
+
+// stagePreApplyHooks runs the pre-apply hooks (migrations) by weight.
+func stagePreApplyHooks(ctx context.Context, r *run) error {
+	return r.m.runHooks(ctx, r.p, PreApply, r.rep, r.hooksDone)
+}
+
+// stageWorkloads applies the workloads and everything else, then gives
+// the workloads a recreate scaled down their replicas back.
+func stageWorkloads(ctx context.Context, r *run) error {
+	if err := r.applyStages(ctx, r.workloads); err != nil {
+		return err
+	}
+	if len(r.scaled) == 0 {
+		return nil
+	}
+	// The new version is applied. Workloads whose desired object sets
+	// no replica count (or an autoscaler's: see leaveReplicas) get the
+	// old count back, and so do those stopped for a migration only,
+	// which the apply did not send.
+	for _, s := range r.scaled {
+		c := r.byID[s.ID]
+		if c == nil || (!replicasLeft(c) && c.Type != ChangeUnchanged) {
+			continue
+		}
+		if err := r.m.scale(ctx, c, s.Replicas); err != nil {
+			return fmt.Errorf("%s: restore %d replicas: %w", s.ID, s.Replicas, err)
+		}
+		if c.Type == ChangeUnchanged {
+			// Its inventory entry is of before the scale-down.
+			if live, gerr := r.m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); gerr == nil {
+				c.Live = live
+				r.record(c, Result{ID: c.ID, Origin: c.Origin, Action: Restored}, nil)
+			}
+		}
+	}
+	r.scaled = nil
+	return nil
+}
+
+// waitSize is the size of the wait: every object applied, when the plan
+// waits or post-apply hooks run (smoke tests are meant for the new
+// version: they wait for it).
+func (r *run) waitSize() int {
+	if !r.p.opts.Wait && !r.p.runs(PostApply) {
+		return -1
+	}
+	return len(r.p.desiredObjects())
+}
+
+// stageWait waits until the objects applied are ready (kstatus).
+func stageWait(ctx context.Context, r *run) error {
+	err := r.m.Wait(ctx, r.p.desiredObjects())
+	// A wait cut short by a stop is no failed rollout: the new version
+	// keeps rolling out and the next run waits for it.
+	r.rolloutFailed = err != nil && ctx.Err() == nil
+	return err
+}
+
+// stagePostApplyHooks runs the post-apply hooks (smoke tests) by weight.
+func stagePostApplyHooks(ctx context.Context, r *run) error {
+	return r.m.runHooks(ctx, r.p, PostApply, r.rep, r.hooksDone)
+}
+
+// stagePrune deletes what left git, and the runs of hooks that did.
+func stagePrune(ctx context.Context, r *run) error {
+	var errs []error
+	for _, c := range r.p.Changes {
+		if c.Type != ChangeDelete {
+			continue
+		}
+		res := r.m.prune(ctx, c, r.p.App)
+		r.rep.Results = append(r.rep.Results, res)
+		if res.Action == Failed {
+			errs = append(errs, fmt.Errorf("%s: prune: %s", res.ID, res.Error))
+			continue
+		}
+		delete(r.entries, c.ID)
+	}
+	errs = append(errs, r.m.pruneHooks(ctx, r.p, r.rep, r.hooksDone))
+	return errors.Join(errs...)
+}
+
+// record notes the result of one object written (or found unchanged) in
+// the report and its inventory entry.
+func (r *run) record(c *Change, res Result, live metav1.Object) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rep.Results = append(r.rep.Results, res)
+	if res.Action == Failed {
+		return
+	}
+	e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
+	old, hadOld := r.entries[c.ID]
+	if live != nil {
+		e.ResourceVersion, e.Generation = live.GetResourceVersion(), live.GetGeneration()
+	} else if c.Live != nil {
+		// Unchanged per a dry run: the live object is what deliver
+		// would apply, also after a change in the cluster that the
+		// apply does not revert (a scale of replicas that are not
+		// deliver's); recording it ends that change's drift.
+		e.ResourceVersion, e.Generation = c.Live.GetResourceVersion(), c.Live.GetGeneration()
+	} else if hadOld && old.Digest == c.digest {
+		e.ResourceVersion, e.Generation = old.ResourceVersion, old.Generation
+	} else {
+		e.Digest = "" // verify with a dry run next time
+	}
+	if replicasLeft(c) {
+		if u, ok := live.(*unstructured.Unstructured); ok {
+			e.Spec = SpecDigest(u)
+		} else if c.Live != nil {
+			e.Spec = SpecDigest(c.Live)
+		} else if hadOld && old.Digest == c.digest {
+			e.Spec = old.Spec
+		}
+	}
+	r.entries[c.ID] = e
+}
+
+// applyStages applies the kinds' stages in order, each object of a stage
+// at once (up to Options.Concurrency), and waits after a stage that
+// created CRDs until their kinds are served.
+func (r *run) applyStages(ctx context.Context, stages [][]*Change) error {
+	m := r.m
+	for _, stage := range stages {
+		if err := interrupted(ctx); err != nil {
+			return err
+		}
+		var (
+			mu   sync.Mutex
+			errs []error
+		)
+		m.forEach(ctx, len(stage), func(i int) {
+			c := stage[i]
+			if c.Type == ChangeUnchanged {
+				r.record(c, Result{ID: c.ID, Origin: c.Origin, Action: Unchanged}, nil)
+				return
+			}
+			res, live := m.applyChange(ctx, c)
+			if res.Action == Created && replicasLeft(c) {
+				// Only the metadata came back; the inventory's Spec
+				// needs the spec.
+				if u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err == nil {
+					live = u
+				}
+			}
+			r.record(c, res, live)
+			if res.Action == Failed {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: apply: %s", res.ID, res.Error))
+				mu.Unlock()
+			}
+		})
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		var crds []*object.Object
+		for _, c := range stage {
+			if c.ID.GroupKind().String() == "CustomResourceDefinition.apiextensions.k8s.io" && c.Type != ChangeUnchanged {
+				crds = append(crds, &object.Object{Unstructured: c.Desired})
+			}
+		}
+		if len(crds) > 0 {
+			// Objects of the new kinds follow in later stages (and in
+			// other apps of the session): wait until the CRDs are served,
+			// then forget cached discovery.
+			if err := m.Wait(ctx, crds); err != nil {
+				return err
+			}
+			if err := m.waitServed(ctx, crds); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
