@@ -57,6 +57,9 @@ func newManager(t *testing.T, opts apply.Options) *apply.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watches of the test's last waits would outlive its namespace
+	// and kinds for their grace period.
+	t.Cleanup(func() { apply.StopIdleWatches(m) })
 	return m
 }
 

@@ -45,7 +45,9 @@ type Options struct {
 	// HookTimeout bounds one hook run unless the hook sets its own.
 	// Default 5 minutes.
 	HookTimeout time.Duration
-	// PollInterval is how often Wait reads the objects. Default 500ms.
+	// PollInterval is how often deliver re-reads an object it waits for by
+	// polling (a deletion, a rollout's scale-down); Wait watches instead.
+	// Default 500ms.
 	PollInterval time.Duration
 	// InventoryNamespace holds the inventory Secrets. Default
 	// "deliver-system"; created when missing.
@@ -124,6 +126,8 @@ type Manager struct {
 
 	lockOpts lockOptions
 
+	watcher *statusWatcher // Wait's shared watches
+
 	preMu sync.Mutex
 	pre   *prefetch // set by Prefetch, taken by the next plan
 }
@@ -147,12 +151,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply: discovery: %w", err)
 	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(parallelDiscovery{dc}))
 	return &Manager{
-		opts:   opts,
-		dyn:    dyn,
-		meta:   mc,
-		kube:   kc,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(parallelDiscovery{dc})),
+		opts:    opts,
+		dyn:     dyn,
+		meta:    mc,
+		kube:    kc,
+		mapper:  mapper,
+		watcher: newStatusWatcher(dyn, mapper),
 
 		lockOpts: newLockOptions(opts.LockLease, clock.RealClock{}),
 	}, nil
