@@ -69,7 +69,10 @@ type watchKey struct {
 	labelled  bool // restricted to objects carrying LabelApp
 }
 
-// sharedWatch is one informer and the waiters using it.
+// sharedWatch is one informer and the waiters using it. The informer has
+// a single event handler, which hands each event to the waiters of that
+// object: a waiter costs no goroutine, and an event costs a map lookup
+// however many objects the watch caches.
 type sharedWatch struct {
 	key      watchKey
 	informer cache.SharedIndexInformer
@@ -80,9 +83,10 @@ type sharedWatch struct {
 	refs int
 	idle *time.Timer // set while refs == 0, until the watch stops
 
-	errMu   sync.Mutex
-	err     error                // the last failed list or watch
-	waiters map[*waiter]struct{} // told of errors
+	mu      sync.Mutex
+	err     error                            // the last failed list or watch
+	byKey   map[string]map[*waiter]object.ID // cache key -> its waiters
+	waiters map[*waiter]struct{}             // all of them, told of errors
 }
 
 // open returns the running watch for key, starting it for the first
@@ -100,7 +104,7 @@ func (w *statusWatcher) open(key watchKey) *sharedWatch {
 		}
 		return sw
 	}
-	sw := &sharedWatch{key: key, refs: 1, done: make(chan struct{}), waiters: map[*waiter]struct{}{}}
+	sw := &sharedWatch{key: key, refs: 1, done: make(chan struct{}), byKey: map[string]map[*waiter]object.ID{}, waiters: map[*waiter]struct{}{}}
 	tweak := func(o *metav1.ListOptions) {
 		if key.labelled {
 			o.LabelSelector = LabelApp
@@ -118,6 +122,11 @@ func (w *statusWatcher) open(key watchKey) *sharedWatch {
 	_ = sw.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		sw.failed(err)
 		cache.DefaultWatchErrorHandler(ctx, r, err)
+	})
+	_, _ = sw.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    sw.seen,
+		UpdateFunc: func(_, o any) { sw.seen(o) },
+		DeleteFunc: sw.seen,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	sw.cancel = cancel
@@ -159,11 +168,24 @@ func (w *statusWatcher) count() int {
 	return len(w.watches)
 }
 
+// seen tells the waiters of o that it changed.
+func (sw *sharedWatch) seen(o any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o)
+	if err != nil {
+		return
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for wt, id := range sw.byKey[key] {
+		wt.mark(id)
+	}
+}
+
 // failed records a failed list or watch and wakes the waiters, which
 // give up when the server refuses the list.
 func (sw *sharedWatch) failed(err error) {
-	sw.errMu.Lock()
-	defer sw.errMu.Unlock()
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
 	sw.err = err
 	for wt := range sw.waiters {
 		wt.poke()
@@ -171,9 +193,37 @@ func (sw *sharedWatch) failed(err error) {
 }
 
 func (sw *sharedWatch) lastErr() error {
-	sw.errMu.Lock()
-	defer sw.errMu.Unlock()
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
 	return sw.err
+}
+
+// subscribe makes sw tell wt of changes to the objects ids names by cache
+// key.
+func (sw *sharedWatch) subscribe(wt *waiter, ids map[string]object.ID) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.waiters[wt] = struct{}{}
+	for key, id := range ids {
+		m := sw.byKey[key]
+		if m == nil {
+			m = map[*waiter]object.ID{}
+			sw.byKey[key] = m
+		}
+		m[wt] = id
+	}
+}
+
+func (sw *sharedWatch) unsubscribe(wt *waiter, ids map[string]object.ID) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	delete(sw.waiters, wt)
+	for key := range ids {
+		delete(sw.byKey[key], wt)
+		if len(sw.byKey[key]) == 0 {
+			delete(sw.byKey, key)
+		}
+	}
 }
 
 // waiter is one Wait's view of the shared watches: the objects it waits
@@ -194,15 +244,17 @@ type target struct {
 	key string // cache key: namespace/name, or name
 }
 
-// subscription is a waiter's handler on one shared watch.
+// subscription is the part of a waiter's objects one shared watch serves.
 type subscription struct {
 	sw  *sharedWatch
-	reg cache.ResourceEventHandlerRegistration
 	ids map[string]object.ID // cache key -> object
 }
 
 // watch starts waiting for objs: it opens the shared watches they need and
-// registers to hear of changes to them. The caller must stop the waiter.
+// subscribes to changes of the objects. Every object starts out marked as
+// changed: it was subscribed to before the caller first reads the cache,
+// and the cache is updated before the handler runs, so no change is
+// missed. The caller must stop the waiter.
 func (w *statusWatcher) watch(objs []*object.Object) (*waiter, error) {
 	wt := &waiter{w: w, changed: make(chan struct{}, 1), targets: map[object.ID]*target{}, dirty: map[object.ID]bool{}}
 	subs := map[watchKey]*subscription{}
@@ -230,35 +282,13 @@ func (w *statusWatcher) watch(objs []*object.Object) (*waiter, error) {
 	}
 	for key, sub := range subs {
 		sub.sw = w.open(key)
-		sub.sw.errMu.Lock()
-		sub.sw.waiters[wt] = struct{}{}
-		sub.sw.errMu.Unlock()
-		// The handler is told of the objects already cached too, so no
-		// change between opening and registering is missed.
-		reg, err := sub.sw.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { wt.seen(sub, o) },
-			UpdateFunc: func(_, o any) { wt.seen(sub, o) },
-			DeleteFunc: func(o any) { wt.seen(sub, o) },
-		})
-		if err != nil {
-			wt.stop()
-			return nil, fmt.Errorf("wait: watch %s: %w", key.gvr.Resource, err)
-		}
-		sub.reg = reg
+		sub.sw.subscribe(wt, sub.ids)
 	}
 	return wt, nil
 }
 
-// seen marks the object o as changed if this waiter waits for it.
-func (wt *waiter) seen(sub *subscription, o any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o)
-	if err != nil {
-		return
-	}
-	id, ok := sub.ids[key]
-	if !ok {
-		return
-	}
+// mark records that the object id changed and wakes the waiter.
+func (wt *waiter) mark(id object.ID) {
 	wt.mu.Lock()
 	wt.dirty[id] = true
 	wt.mu.Unlock()
@@ -285,11 +315,10 @@ func (wt *waiter) takeDirty() []object.ID {
 	return out
 }
 
-// live returns the watched object, nil when it does not exist. synced is
-// false while nil means unknown: the watch has not listed yet (err is then
-// its last failure). The cache is read directly, not only once this
-// waiter's handler has seen the whole list: the cache is updated before
-// the handlers are told, so an object missed here comes with an event.
+// live returns the watched object from the watch's cache, nil when it
+// does not exist. synced is false when nil means unknown: the watch has
+// not listed yet (err is then its last failure). An object not cached yet
+// comes with an event later, which marks it changed again.
 func (wt *waiter) live(id object.ID) (u *unstructured.Unstructured, synced bool, err error) {
 	t := wt.targets[id]
 	inf := t.sub.sw.informer
@@ -322,19 +351,10 @@ func (wt *waiter) refused() error {
 	return nil
 }
 
-// stop unregisters the waiter and releases its watches. It returns once
-// its handlers have stopped, so none runs after the Wait returned.
+// stop unsubscribes the waiter and releases its watches.
 func (wt *waiter) stop() {
 	for _, sub := range wt.subs {
-		if sub.sw == nil {
-			continue
-		}
-		if sub.reg != nil {
-			_ = cache.ShutDownEventHandler(sub.sw.informer, sub.reg)
-		}
-		sub.sw.errMu.Lock()
-		delete(sub.sw.waiters, wt)
-		sub.sw.errMu.Unlock()
+		sub.sw.unsubscribe(wt, sub.ids)
 		wt.w.release(sub.sw)
 	}
 }

@@ -58,7 +58,9 @@ func watchKinds(t *testing.T, group string) (widgets, gadgets schema.GroupVersio
 		if _, err := client.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = client.Resource(crdGVR).Delete(context.Background(), crd.GetName(), metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = client.Resource(crdGVR).Delete(context.Background(), crd.GetName(), metav1.DeleteOptions{})
+		})
 		gvr := schema.GroupVersionResource{Group: group, Version: "v1", Resource: plural}
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			_, err := client.Resource(gvr).Namespace("default").List(ctx, metav1.ListOptions{Limit: 1})
