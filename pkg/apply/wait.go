@@ -33,6 +33,12 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout
 		return err
 	}
 	defer wt.stop()
+	if err := wt.fence(ctx); err != nil {
+		if parent.Err() != nil {
+			return fmt.Errorf("wait: interrupted: %w", context.Cause(parent))
+		}
+		return fmt.Errorf("wait: %w", err)
+	}
 	pending := map[object.ID]bool{}
 	for _, o := range objs {
 		pending[o.ID()] = true
@@ -96,20 +102,9 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout
 }
 
 // status is the readiness of a watched object: NotFound while it does not
-// exist (not yet, or deleted while waiting), Unknown until its watch has
-// listed.
+// exist (not yet, or deleted while waiting).
 func (wt *waiter) status(id object.ID, finish bool) (st status.Status, msg, uid string, err error) {
-	live, synced, err := wt.live(id)
-	if !synced {
-		msg = "watch has not listed yet"
-		if err != nil {
-			msg += " (last error: " + err.Error() + ")"
-		}
-		return status.UnknownStatus, msg, "", nil
-	}
-	if err != nil {
-		return status.UnknownStatus, "", "", err
-	}
+	live := wt.live(id)
 	if live == nil {
 		return status.NotFoundStatus, "not found", "", nil
 	}

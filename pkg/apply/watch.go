@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -240,14 +241,17 @@ type waiter struct {
 
 // target is an object waited for, with where to find it.
 type target struct {
-	sub *subscription
-	key string // cache key: namespace/name, or name
+	sub    *subscription
+	key    string                     // cache key: namespace/name, or name
+	listed *unstructured.Unstructured // as the fence's list saw it; nil: absent
 }
 
 // subscription is the part of a waiter's objects one shared watch serves.
 type subscription struct {
-	sw  *sharedWatch
-	ids map[string]object.ID // cache key -> object
+	sw    *sharedWatch
+	ids   map[string]object.ID // cache key -> object
+	apps  map[string]bool      // their LabelApp values
+	fence string               // resourceVersion of the fence's list
 }
 
 // watch starts waiting for objs: it opens the shared watches they need and
@@ -272,11 +276,12 @@ func (w *statusWatcher) watch(objs []*object.Object) (*waiter, error) {
 		}
 		sub := subs[key]
 		if sub == nil {
-			sub = &subscription{ids: map[string]object.ID{}}
+			sub = &subscription{ids: map[string]object.ID{}, apps: map[string]bool{}}
 			subs[key] = sub
 			wt.subs = append(wt.subs, sub)
 		}
 		sub.ids[ckey] = id
+		sub.apps[o.GetLabels()[LabelApp]] = true
 		wt.targets[id] = &target{sub: sub, key: ckey}
 		wt.dirty[id] = true
 	}
@@ -315,25 +320,75 @@ func (wt *waiter) takeDirty() []object.ID {
 	return out
 }
 
-// live returns the watched object from the watch's cache, nil when it
-// does not exist. synced is false when nil means unknown: the watch has
-// not listed yet (err is then its last failure). An object not cached yet
-// comes with an event later, which marks it changed again.
-func (wt *waiter) live(id object.ID) (u *unstructured.Unstructured, synced bool, err error) {
+// fence reads the waiter's objects with one list per watch it uses
+// (restricted to its app's label), so that a shared cache that has not
+// yet seen the caller's latest writes is not taken for the truth: a
+// watch reused from an earlier wait may still hold the Deployment as it
+// was before the apply a moment ago, ready with the old template. Until
+// the watch has caught up with the list, the newer of the two versions
+// counts. It costs one request per (resource, namespace) and wait, not
+// one per object and poll.
+func (wt *waiter) fence(ctx context.Context) error {
+	for _, sub := range wt.subs {
+		opts := metav1.ListOptions{}
+		if sub.sw.key.labelled {
+			opts.LabelSelector = LabelApp
+			if len(sub.apps) == 1 {
+				for app := range sub.apps {
+					opts.LabelSelector = LabelApp + "=" + app
+				}
+			}
+		}
+		list, err := wt.w.dyn.Resource(sub.sw.key.gvr).Namespace(sub.sw.key.namespace).List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", sub.sw.key.gvr.Resource, err)
+		}
+		sub.fence = list.GetResourceVersion()
+		for i := range list.Items {
+			u := &list.Items[i]
+			key, _ := cache.MetaNamespaceKeyFunc(u)
+			if id, ok := sub.ids[key]; ok {
+				wt.targets[id].listed = u
+			}
+		}
+	}
+	return nil
+}
+
+// live returns the freshest version of the watched object this wait has
+// seen, nil when it does not exist: the watch's cache once it has caught
+// up with the fence's list, the newer of the cached and the listed
+// object before.
+func (wt *waiter) live(id object.ID) *unstructured.Unstructured {
 	t := wt.targets[id]
 	inf := t.sub.sw.informer
-	o, exists, err := inf.GetStore().GetByKey(t.key)
-	if err != nil {
-		return nil, true, err
+	var cached *unstructured.Unstructured
+	if o, exists, _ := inf.GetStore().GetByKey(t.key); exists {
+		cached, _ = o.(*unstructured.Unstructured)
 	}
-	if exists {
-		u, _ = o.(*unstructured.Unstructured)
-		return u, true, nil
+	if t.sub.fence == "" || inf.HasSynced() && !olderRV(inf.LastSyncResourceVersion(), t.sub.fence) {
+		return cached
 	}
-	if !inf.HasSynced() {
-		return nil, false, t.sub.sw.lastErr()
+	switch {
+	case t.listed == nil:
+		// Absent from the list: a cached object is either created since
+		// or deleted before it.
+		if cached != nil && olderRV(t.sub.fence, cached.GetResourceVersion()) {
+			return cached
+		}
+		return nil
+	case cached == nil || olderRV(cached.GetResourceVersion(), t.listed.GetResourceVersion()):
+		return t.listed
 	}
-	return nil, true, nil
+	return cached
+}
+
+// olderRV reports whether resourceVersion a is older than b. A version
+// that is not the usual integer compares as not older, trusting the
+// watch.
+func olderRV(a, b string) bool {
+	c, err := resourceversion.CompareResourceVersion(a, b)
+	return err == nil && c < 0
 }
 
 // refused returns the error of a watch the server will not serve to us
