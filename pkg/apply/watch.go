@@ -31,14 +31,16 @@ const defaultWatchGrace = 5 * time.Second
 // process that needs it at the same time, and reference-counted so that
 // it stops (after defaultWatchGrace) once the last of them has left. With
 // 1,000 apps of 4 objects each, a 500ms GET per object was thousands of
-// requests a second; watching makes it one list and one long watch per
-// (resource, namespace).
+// requests a second; watching makes it one long watch per (resource,
+// namespace), and one list of its own objects per wait and watch (see
+// waiter.fence).
 //
 // Why not cli-utils' kstatus/watcher.DefaultStatusWatcher: each of its
 // Watch calls starts informers of its own, so concurrent apps would not
 // share them; objects in more than one namespace make it watch the kind
-// cluster-wide (which deliver's RBAC need not allow); and its status
-// readers list the ReplicaSets and Pods of each Deployment on every event.
+// cluster-wide (which deliver's RBAC need not allow); and its default
+// status readers read a Deployment's ReplicaSets and Pods from the API
+// server on its events, requests that kstatus' Compute does not need.
 // Readiness is still kstatus' status.Compute on the watched object, as
 // the poll did.
 //
