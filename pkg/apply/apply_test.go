@@ -50,6 +50,9 @@ func objects(t *testing.T, ns, manifest string) *object.Set {
 
 func newManager(t *testing.T, opts apply.Options) *apply.Manager {
 	t.Helper()
+	if env == nil {
+		t.Skip("testenv: no control plane (-short)")
+	}
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Minute
 	}
@@ -57,6 +60,9 @@ func newManager(t *testing.T, opts apply.Options) *apply.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watches of the test's last waits would outlive its namespace
+	// and kinds for their grace period.
+	t.Cleanup(func() { apply.StopIdleWatches(m) })
 	return m
 }
 

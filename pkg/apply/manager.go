@@ -40,7 +40,9 @@ type Options struct {
 	// HookTimeout bounds one hook run unless the hook sets its own.
 	// Default 5 minutes.
 	HookTimeout time.Duration
-	// PollInterval is how often Wait reads the objects. Default 500ms.
+	// PollInterval is how often deliver re-reads an object it waits for by
+	// polling (a deletion, a rollout's scale-down); Wait watches instead.
+	// Default 500ms.
 	PollInterval time.Duration
 	// InventoryNamespace holds the inventory Secrets. Default
 	// "deliver-system"; created when missing.
@@ -122,6 +124,8 @@ type Manager struct {
 
 	lockOpts lockOptions
 
+	watcher *statusWatcher // Wait's shared watches
+
 	preMu sync.Mutex
 	pre   *prefetch // set by Prefetch, taken by the next plan
 }
@@ -148,6 +152,9 @@ func NewManager(s *Session, opts Options) *Manager {
 		meta:   s.meta,
 		kube:   s.kube,
 		mapper: s.mapper,
+		// Wait's watches are the session's: apps waiting at once share
+		// one watch per resource and namespace.
+		watcher: s.watcher,
 
 		lockOpts: newLockOptions(opts.LockLease, s.clock),
 	}

@@ -37,6 +37,8 @@ type SessionOptions struct {
 //     once, again when a run creates CRDs (every app then sees the new
 //     kinds), and again when a lookup misses in a cache older than a few
 //     seconds; safe for apps running at once (see sharedMapper);
+//   - the watches Wait shares between apps waiting at once, one per
+//     resource and namespace, stopped a few seconds after the last waiter;
 //   - the clients through which every Manager reads and writes the
 //     inventories and takes the apps' Lease locks, and the clock those
 //     locks are timed with.
@@ -50,6 +52,8 @@ type Session struct {
 	kube   kubernetes.Interface
 	mapper *sharedMapper
 	clock  clock.PassiveClock
+	// watcher holds Wait's shared watches (see statusWatcher).
+	watcher *statusWatcher
 }
 
 // NewSession connects to the cluster that cfg points at. Nothing is sent
@@ -93,12 +97,14 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 		return nil, fmt.Errorf("apply: client: %w", err)
 	}
 	clk := clock.RealClock{}
+	mapper := newSharedMapper(parallelDiscovery{dc}, clk)
 	return &Session{
-		dyn:    dyn,
-		meta:   mc,
-		kube:   kc,
-		mapper: newSharedMapper(parallelDiscovery{dc}, clk),
-		clock:  clk,
+		dyn:     dyn,
+		meta:    mc,
+		kube:    kc,
+		mapper:  mapper,
+		clock:   clk,
+		watcher: newStatusWatcher(dyn, mapper),
 	}, nil
 }
 

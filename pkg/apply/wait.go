@@ -2,13 +2,11 @@ package apply
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -16,9 +14,11 @@ import (
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// Wait polls the objects until kstatus reports each of them Current. It
-// fails fast when one is Failed (a Job whose Pods failed), and on timeout it
-// names every object that is not ready with kstatus' message.
+// Wait waits until kstatus reports each of the objects Current, watching
+// them through the Manager's shared watches (see statusWatcher) rather
+// than reading each one. It fails fast when one is Failed (a Job whose
+// Pods failed), and on timeout it names every object that is not ready
+// with kstatus' message.
 func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 	return m.waitFor(ctx, objs, m.opts.Timeout, false)
 }
@@ -28,17 +28,30 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout time.Duration, finish bool) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	pending := map[object.ID]*object.Object{}
-	for _, o := range objs {
-		pending[o.ID()] = o
+	wt, err := m.watcher.watch(objs)
+	if err != nil {
+		return err
 	}
-	messages := map[object.ID]string{}
-	uids := map[object.ID]string{} // events of an earlier object of the same name are not ours
+	defer wt.stop()
+	if err := wt.fence(ctx); err != nil {
+		if parent.Err() != nil {
+			return fmt.Errorf("wait: interrupted: %w", context.Cause(parent))
+		}
+		return fmt.Errorf("wait: %w", err)
+	}
+	pending := map[object.ID]bool{}
+	for _, o := range objs {
+		pending[o.ID()] = true
+	}
 	for {
-		for id, o := range pending {
-			st, msg, uid, err := m.status(ctx, o, finish)
-			uids[id] = uid
-			if err != nil && ctx.Err() == nil {
+		// Only the objects whose watch event arrived since the last
+		// round are looked at again (all of them in the first round).
+		for _, id := range wt.takeDirty() {
+			if !pending[id] {
+				continue
+			}
+			st, msg, uid, err := wt.status(id, finish)
+			if err != nil {
 				return fmt.Errorf("%s: wait: %w", id, err)
 			}
 			switch st {
@@ -49,12 +62,13 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout
 					msg += " (events: " + ev + ")"
 				}
 				return fmt.Errorf("%s: wait: failed: %s", id, m.opts.Redact(msg))
-			default:
-				messages[id] = fmt.Sprintf("%s: %s", st, msg)
 			}
 		}
 		if len(pending) == 0 {
 			return nil
+		}
+		if err := wt.refused(); err != nil {
+			return fmt.Errorf("wait: %w", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -64,49 +78,56 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout
 			}
 			var lines []string
 			for id := range pending {
-				line := fmt.Sprintf("%s: %s", id, messages[id])
-				if ev := m.lastEvents(context.WithoutCancel(ctx), id, uids[id], 3); ev != "" {
+				st, msg, uid, err := wt.status(id, finish)
+				if err != nil {
+					msg = err.Error()
+				}
+				if st == status.CurrentStatus {
+					continue // became ready as time ran out
+				}
+				line := fmt.Sprintf("%s: %s: %s", id, st, msg)
+				if ev := m.lastEvents(context.WithoutCancel(ctx), id, uid, 3); ev != "" {
 					line += " (events: " + ev + ")"
 				}
 				lines = append(lines, line)
 			}
+			if len(lines) == 0 {
+				return nil
+			}
 			sort.Strings(lines)
 			return fmt.Errorf("wait: %d not ready after %s: %s", len(lines), timeout, m.opts.Redact(strings.Join(lines, "; ")))
-		case <-time.After(m.opts.PollInterval):
+		case <-wt.changed:
 		}
 	}
 }
 
-func (m *Manager) status(ctx context.Context, o *object.Object, finish bool) (st status.Status, msg, uid string, err error) {
-	id := o.ID()
-	gvr, _, err := m.gvrFor(id.GroupKind(), o.GroupVersionKind().Version)
-	if err != nil {
-		return status.UnknownStatus, "", "", err
-	}
-	live, err := m.client(&Change{ID: id, gvr: gvr}).Get(ctx, id.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+// status is the readiness of a watched object: NotFound while it does not
+// exist (not yet, or deleted while waiting).
+func (wt *waiter) status(id object.ID, finish bool) (st status.Status, msg, uid string, err error) {
+	live := wt.live(id)
+	if live == nil {
 		return status.NotFoundStatus, "not found", "", nil
 	}
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return status.UnknownStatus, err.Error(), "", err
-		}
-		return status.UnknownStatus, "", "", err
-	}
-	uid = string(live.GetUID())
+	st, msg, err = liveStatus(live, finish)
+	return st, msg, string(live.GetUID()), err
+}
+
+// liveStatus computes kstatus' verdict on a live object, with the two
+// exceptions deliver makes for tasks (Jobs, and hook Pods with finish).
+func liveStatus(live *unstructured.Unstructured, finish bool) (status.Status, string, error) {
 	if live.GroupVersionKind().GroupKind().String() == "Job.batch" {
 		st, msg := jobStatus(live)
-		return st, msg, uid, nil
+		return st, msg, nil
 	}
 	if finish && live.GroupVersionKind().GroupKind().String() == "Pod" {
 		st, msg := podTaskStatus(live)
-		return st, msg, uid, nil
+		return st, msg, nil
 	}
 	res, err := status.Compute(live)
 	if err != nil {
-		return status.UnknownStatus, "", uid, err
+		return status.UnknownStatus, "", err
 	}
-	return res.Status, res.Message, uid, nil
+	return res.Status, res.Message, nil
 }
 
 // jobStatus waits for a Job to finish. kstatus calls a running Job Current,

@@ -1,0 +1,123 @@
+package apply
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	"github.com/deliverhq/deliver/pkg/object"
+)
+
+// TestStatusWatcherRefCount checks the bookkeeping of the shared watches
+// without a cluster (the tests in watch_test.go do it against one): waits
+// on one (resource, namespace) share a watch, objects labelled with
+// LabelApp and not get separate ones, an event reaches only the waiters
+// of its object, a watch outlives its last waiter for the grace period
+// and is reused within it, and stops after it.
+func TestStatusWatcherRefCount(t *testing.T) {
+	gvr := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	gvk := schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(gvk, meta.RESTScopeNamespace)
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "WidgetList"})
+	w := newStatusWatcher(dyn, mapper)
+	w.grace = time.Hour
+
+	widget := func(ns, name string, labelled bool) *object.Object {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		u.SetNamespace(ns)
+		u.SetName(name)
+		if labelled {
+			u.SetLabels(map[string]string{LabelApp: "a"})
+		}
+		return &object.Object{Unstructured: u}
+	}
+	a, err := w.watch([]*object.Object{widget("ns1", "a", true), widget("ns2", "a", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.watch([]*object.Object{widget("ns1", "b", true), widget("ns1", "c", false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ns1 labelled (a and b), ns2 labelled (a), ns1 unlabelled (b).
+	if n, refs := w.count(), w.refs(); n != 3 || refs != 4 {
+		t.Fatalf("watches = %d, refs = %d; want 3 and 4", n, refs)
+	}
+	for _, wt := range []*waiter{a, b} {
+		if got := len(wt.takeDirty()); got != 2 {
+			t.Fatalf("a new waiter has %d objects to look at, want all 2", got)
+		}
+	}
+
+	created := widget("ns1", "b", true)
+	if _, err := dyn.Resource(gvr).Namespace("ns1").Create(context.Background(), created.Unstructured, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.changed:
+	case <-time.After(time.Minute):
+		t.Fatal("the waiter of ns1/b was not woken by its creation")
+	}
+	id := created.ID()
+	err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		st, _, _, err := b.status(id, false)
+		return st == status.CurrentStatus, err
+	})
+	if err != nil {
+		t.Fatalf("ns1/b without status is not Current: %v", err)
+	}
+	if dirty := a.takeDirty(); len(dirty) != 0 {
+		t.Errorf("the waiter of ns1/a and ns2/a was told of %v", dirty)
+	}
+
+	a.stop()
+	if n, refs := w.count(), w.refs(); n != 3 || refs != 2 {
+		t.Fatalf("after one waiter left: watches = %d, refs = %d; want 3 (ns2 idle) and 2", n, refs)
+	}
+	reused := w.watches[watchKey{gvr: gvr, namespace: "ns2", labelled: true}]
+	c, err := w.watch([]*object.Object{widget("ns2", "z", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.subs[0].sw != reused {
+		t.Error("a wait within the grace period started a new watch instead of reusing the idle one")
+	}
+	c.stop()
+	b.stop()
+	w.mu.Lock()
+	w.grace = time.Millisecond
+	w.mu.Unlock()
+	// The hour-long timers armed before are still running: stopIdle ends
+	// those; a watch released with the short grace ends by itself.
+	w.stopIdle()
+	if n := w.count(); n != 0 {
+		t.Fatalf("stopIdle left %d watches", n)
+	}
+	d, err := w.watch([]*object.Object{widget("ns3", "d", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	err = wait.PollUntilContextTimeout(context.Background(), time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return w.count() == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the watch did not stop after its grace period: %d left", w.count())
+	}
+	if _, err := w.watch([]*object.Object{{Unstructured: &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": map[string]any{"name": "g", "namespace": "ns1"},
+	}}}}); err == nil || w.count() != 0 {
+		t.Errorf("a kind the mapper does not know: err = %v, watches = %d; want an error and none", err, w.count())
+	}
+}
