@@ -2,7 +2,9 @@ package apply
 
 import (
 	"fmt"
+	"net/http"
 
+	"golang.org/x/sync/semaphore"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -24,7 +26,18 @@ type SessionOptions struct {
 	// then.
 	QPS   float32
 	Burst int
+	// MaxInFlight bounds the requests in flight of the whole session, every
+	// app together; watches, which stay open, do not count. Apps then run
+	// in parallel as far as this budget goes, and the number of apps at
+	// once no longer decides the load on the API server. Default
+	// DefaultMaxInFlight; negative: no bound.
+	MaxInFlight int
 }
+
+// DefaultMaxInFlight is SessionOptions.MaxInFlight's default: the
+// concurrency of one app's stage (Options.Concurrency, 48) and a third
+// more, so that one big app runs as before and many small ones share it.
+const DefaultMaxInFlight = 64
 
 // Session is deliver's connection to one cluster, made once per process
 // (or per pipeline run) and shared by the Managers of every app: with a
@@ -84,6 +97,13 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 		}
 		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(qps, burst)
 	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.MaxInFlight > 0 {
+		sem := semaphore.NewWeighted(int64(opts.MaxInFlight))
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &inFlight{next: rt, sem: sem} })
+	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("apply: client: %w", err)
@@ -111,3 +131,26 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 // RESTMapper returns the session's RESTMapper, shared by its Managers.
 // Reset makes its next lookup discover again.
 func (s *Session) RESTMapper() meta.ResettableRESTMapper { return s.mapper }
+
+// inFlight holds a request until the session's budget has room for it
+// (SessionOptions.MaxInFlight). A round tripper, because the budget is
+// the whole session's, across the dynamic, metadata and typed clients;
+// the counting itself is golang.org/x/sync/semaphore's.
+type inFlight struct {
+	next http.RoundTripper
+	sem  *semaphore.Weighted
+}
+
+// RoundTrip counts the request from its start until its response
+// headers arrived (the server's work is done by then); a watch is not
+// counted.
+func (t *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
+	if w := req.URL.Query().Get("watch"); w == "true" || w == "1" {
+		return t.next.RoundTrip(req)
+	}
+	if err := t.sem.Acquire(req.Context(), 1); err != nil {
+		return nil, err
+	}
+	defer t.sem.Release(1)
+	return t.next.RoundTrip(req)
+}

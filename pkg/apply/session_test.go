@@ -224,3 +224,51 @@ func TestSessionSharesRateLimit(t *testing.T) {
 		t.Errorf("%d requests took %s, want at least %s at 20 per second for the whole session", managers*requests, took, least)
 	}
 }
+
+// TestSessionBoundsRequestsInFlight: the apps of a session share one
+// budget of requests in flight (SessionOptions.MaxInFlight): four
+// Managers reading at once never have more than the budget's 3 requests
+// at the API server, and do use it.
+func TestSessionBoundsRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	var now, peak atomic.Int64
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(req *http.Request) (*http.Response, error) {
+			n := now.Add(1)
+			defer now.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			// Long enough for the requests of the four apps to overlap.
+			time.Sleep(20 * time.Millisecond)
+			return rt.RoundTrip(req)
+		})
+	}
+	s, err := apply.NewSession(cfg, apply.SessionOptions{QPS: -1, MaxInFlight: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		m := apply.NewManager(s, apply.Options{InventoryNamespace: ns})
+		wg.Go(func() {
+			for range 10 {
+				if _, err := m.ReadInventory(context.Background(), fmt.Sprintf("app-%d", i)); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peak.Load(); p > 3 || p < 2 {
+		t.Errorf("at most %d requests were in flight at once, want 2 or 3 with a budget of 3", p)
+	}
+}
