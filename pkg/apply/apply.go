@@ -186,6 +186,8 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		// What a later failed rollout rolls back to. A failed run keeps
 		// the earlier objects: its own may be the reason it failed.
 		inv.Workloads = m.workloadRecords(p)
+		// Only a run that applied everything vouches for its inputs.
+		inv.Inputs = p.opts.Inputs
 	}
 	inv.Hooks = nil
 	for _, h := range r.hooksDone {

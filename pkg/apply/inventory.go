@@ -58,6 +58,11 @@ type Inventory struct {
 	// stays far below the 1 MiB an object may have; none when one of them
 	// inlines a secret value, which the inventory never holds.
 	Workloads []Workload `json:"workloads,omitempty"`
+	// Inputs is what the desired state of the last successful run was
+	// made from (PlanOptions.Inputs): a later revision whose inputs have
+	// the same digest needs no render. Nil after a failed run, and when
+	// the inputs could not all be known.
+	Inputs *Inputs `json:"inputs,omitempty"`
 
 	// adopt is set when the inventory Secret is annotated with
 	// AnnotationAdopt: a run of another identity takes the app over.
@@ -65,6 +70,20 @@ type Inventory struct {
 	// dropAdopt removes AnnotationAdopt when the inventory is written: the
 	// run that took the app over used it up.
 	dropAdopt bool
+}
+
+// Inputs identifies what an app's desired state is made from, so that a
+// later revision can tell, without rendering, that it would render the
+// same objects.
+type Inputs struct {
+	// Digest covers the app's configuration, deliver's version and the
+	// content of every path in Paths, as the caller (pkg/pipeline)
+	// computes it. It never covers a secret value.
+	Digest string `json:"digest"`
+	// Paths are the reads the render made in the repository, each a kind
+	// and a path ("f:apps/web/values.yaml"): what a later revision hashes
+	// to compute its digest.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // Workload is the desired object of a workload as the last successful run

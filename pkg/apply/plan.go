@@ -134,6 +134,10 @@ type PlanOptions struct {
 	// IdentityConflict, which Execute refuses (see identity.go). Nil: not
 	// checked, and the recorded identity is kept.
 	Identity *Identity
+	// Inputs, when set, is recorded in the inventory by a successful run
+	// (see Inventory.Inputs and PlanUnchanged). Default: none, and the
+	// next run renders.
+	Inputs *Inputs
 }
 
 // Count returns how many changes have type t.

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -131,7 +132,16 @@ type HelmOptions struct {
 	ResolveValues ResolveValuesFunc
 	// MaxFileSize bounds each values file. Default DefaultMaxFileSize.
 	MaxFileSize int64
+	// Reads, when set, records the paths read from Root; a chart fetched
+	// from Repository at a version that is not exact (a constraint, which
+	// a new release of the chart may match) marks it uncertain.
+	Reads *Reads
 }
+
+// exactVersion matches a chart version that names one release (semver
+// 2.0 without ranges or wildcards), unlike a constraint such as ^1.2 or
+// 1.x that a new release may match.
+var exactVersion = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
 // Helm renders a chart like `helm template` (client-side only: no cluster
 // lookups, no DNS, no post-renderers, no plugins) and returns its objects;
@@ -183,10 +193,13 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 		return nil, fmt.Errorf("helm: open repository root: %w", err)
 	}
 	defer root.Close()
-	fsys := root.FS()
+	fsys := recording(root.FS(), opts.Reads)
 
 	var ch *chart.Chart
 	if opts.Repository != "" {
+		if !exactVersion.MatchString(opts.Version) {
+			opts.Reads.Uncertain(fmt.Sprintf("chart %s from %s at a version that is not exact (%q)", opts.Chart, opts.Repository, opts.Version))
+		}
 		ch, err = fetchChart(ctx, opts)
 	} else {
 		ch, err = loadLocalChart(fsys, opts.Chart)

@@ -46,6 +46,9 @@ type KustomizeOptions struct {
 	// MaxFileSize bounds each file the build reads. Default
 	// DefaultMaxFileSize.
 	MaxFileSize int64
+	// Reads, when set, records every path the build reads from Root; a
+	// remote base or file (AllowRemote) marks it uncertain.
+	Reads *Reads
 }
 
 // Kustomize builds a kustomization like `kustomize build` with its default
@@ -97,6 +100,7 @@ func (r *Renderer) kustomizeBuild(ctx context.Context, opts KustomizeOptions) ([
 		return nil, fmt.Errorf("kustomize: %w", err)
 	}
 	defer fsys.close()
+	fsys.rec = opts.Reads
 	sc := &kustScan{fsys: fsys, allowRemote: opts.AllowRemote, seen: map[string]bool{}}
 	if err := sc.dir(rel); err != nil {
 		return nil, fmt.Errorf("kustomize: %s: %w", opts.Path, err)
@@ -248,6 +252,9 @@ func (s *kustScan) dir(dir string) error {
 		if isRemoteFile(f) && !s.allowRemote {
 			return fmt.Errorf("%s: %s: remote files are disabled", name, f)
 		}
+		if isRemoteFile(f) {
+			s.fsys.rec.Uncertain("remote file " + f)
+		}
 	}
 	for _, g := range k.SecretGenerator {
 		for _, f := range kvFiles(g.KvPairSources) {
@@ -255,6 +262,7 @@ func (s *kustScan) dir(dir string) error {
 				if !s.allowRemote {
 					return fmt.Errorf("%s: %s: remote files are disabled", name, f)
 				}
+				s.fsys.rec.Uncertain("remote file " + f)
 				continue
 			}
 			if err := s.secret(dir, name, f); err != nil {
@@ -294,6 +302,7 @@ func (s *kustScan) ref(dir, name, e string, mayBeDir bool) error {
 		if !s.allowRemote {
 			return fmt.Errorf("%s: %s: remote bases are disabled", name, e)
 		}
+		s.fsys.rec.Uncertain("remote base " + e)
 		return nil
 	}
 	if filepath.IsAbs(e) {
@@ -303,10 +312,11 @@ func (s *kustScan) ref(dir, name, e string, mayBeDir bool) error {
 	if p == ".." || strings.HasPrefix(p, "../") {
 		return fmt.Errorf("%s: %s: path escapes the repository root", name, e)
 	}
-	fi, err := fs.Stat(s.fsys.root.FS(), p)
+	fi, err := fs.Stat(s.fsys.rootFS(), p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if s.allowRemote {
+				s.fsys.rec.Uncertain("remote base " + e)
 				return nil // maybe a remote base in a form kustomize knows
 			}
 			return fmt.Errorf("%s: %s: not found in the repository (remote bases are disabled)", name, e)
@@ -328,7 +338,7 @@ func (s *kustScan) secret(dir, name, f string) error {
 	if p == ".." || strings.HasPrefix(p, "../") {
 		return fmt.Errorf("%s: %s: path escapes the repository root", name, f)
 	}
-	fsys := s.fsys.root.FS()
+	fsys := s.fsys.rootFS()
 	fi, err := fs.Stat(fsys, p)
 	if err != nil {
 		return fmt.Errorf("%s: secretGenerator %s: %w", name, f, err)
@@ -363,6 +373,34 @@ type confinedFS struct {
 	allowClones bool
 	mu          sync.Mutex
 	clones      map[string]*os.Root
+	// rec records what is read from root; a read in a clone makes it
+	// uncertain.
+	rec *Reads
+}
+
+// rootRec is rec for reads in r, the root or a clone: reads in a clone
+// are not recorded but make rec uncertain.
+func (c *confinedFS) rootRec(r *os.Root) *Reads {
+	if c.rec != nil && r != c.root {
+		c.rec.Uncertain("a remote base cloned by kustomize")
+		return nil
+	}
+	return c.rec
+}
+
+// rootFS is the repository snapshot as an fs.FS that records its reads.
+func (c *confinedFS) rootFS() fs.FS { return recording(c.root.FS(), c.rec) }
+
+// note records a read of kind of rel in r.
+func (c *confinedFS) note(kind string, r *os.Root, rel string) {
+	if c.rec == nil {
+		return
+	}
+	if r != c.root {
+		c.rec.Uncertain("a remote base cloned by kustomize")
+		return
+	}
+	c.rec.Add(kind, filepath.ToSlash(rel))
 }
 
 var _ filesys.FileSystem = (*confinedFS)(nil)
@@ -485,6 +523,7 @@ func (c *confinedFS) Open(p string) (filesys.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.note(ReadFile, r, rel)
 	return r.Open(rel)
 }
 
@@ -494,6 +533,7 @@ func (c *confinedFS) IsDir(p string) bool {
 	if err != nil {
 		return false
 	}
+	c.note(ReadStat, r, rel)
 	fi, err := r.Stat(rel)
 	return err == nil && fi.IsDir()
 }
@@ -504,6 +544,7 @@ func (c *confinedFS) ReadDir(p string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.note(ReadDir, r, rel)
 	entries, err := fs.ReadDir(r.FS(), filepath.ToSlash(rel))
 	if err != nil {
 		return nil, err
@@ -526,6 +567,7 @@ func (c *confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) 
 	if err != nil {
 		return "", "", err
 	}
+	c.note(ReadStat, r, rel)
 	fi, err := r.Stat(rel)
 	if err != nil {
 		if _, ok := c.overlay[p]; !ok {
@@ -546,6 +588,7 @@ func (c *confinedFS) Exists(p string) bool {
 	if err != nil {
 		return false
 	}
+	c.note(ReadStat, r, rel)
 	_, err = r.Stat(rel)
 	return err == nil
 }
@@ -559,7 +602,7 @@ func (c *confinedFS) Glob(pattern string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	matches, err := fs.Glob(r.FS(), filepath.ToSlash(rel))
+	matches, err := fs.Glob(recording(r.FS(), c.rootRec(r)), filepath.ToSlash(rel))
 	if err != nil {
 		return nil, err
 	}
@@ -579,6 +622,7 @@ func (c *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.note(ReadFile, r, rel)
 	data, err := readRootFile(r.FS(), filepath.ToSlash(rel), c.max)
 	if err != nil {
 		return nil, err
@@ -592,7 +636,7 @@ func (c *confinedFS) Walk(p string, walkFn filepath.WalkFunc) error {
 	if err != nil {
 		return walkFn(p, nil, err)
 	}
-	return fs.WalkDir(r.FS(), filepath.ToSlash(rel), func(q string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(recording(r.FS(), c.rootRec(r)), filepath.ToSlash(rel), func(q string, d fs.DirEntry, err error) error {
 		full := filepath.Join(base, filepath.FromSlash(q))
 		if err != nil {
 			return walkFn(full, nil, err)

@@ -32,6 +32,8 @@ type PlainOptions struct {
 	App string
 	// MaxFileSize bounds each file. Default DefaultMaxFileSize.
 	MaxFileSize int64
+	// Reads, when set, records the paths read.
+	Reads *Reads
 }
 
 // Plain reads plain Kubernetes manifests into a set. Multi-document YAML and
@@ -49,7 +51,7 @@ func Plain(opts PlainOptions) (*object.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	fsys := root.FS()
+	fsys := recording(root.FS(), opts.Reads)
 	var files []string
 	info, err := fs.Stat(fsys, rel)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -54,6 +54,9 @@ type Options struct {
 	Decrypt DecryptFunc
 	// Sources are rendered in order and concatenated.
 	Sources []Source
+	// Reads, when set, records every path the sources read from Root
+	// (see Reads); copied into every source that has none.
+	Reads *Reads
 }
 
 // Renderer renders apps. The zero value is ready to use and must not be
@@ -84,12 +87,14 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 			o := *src.Plain
 			o.Root = cmp.Or(o.Root, opts.Root)
 			o.App = cmp.Or(o.App, opts.App)
+			o.Reads = cmp.Or(o.Reads, opts.Reads)
 			set, err = Plain(o)
 		case src.Helm != nil && src.Plain == nil && src.Kustomize == nil:
 			o := *src.Helm
 			o.Root = cmp.Or(o.Root, opts.Root)
 			o.App = cmp.Or(o.App, opts.App)
 			o.Namespace = cmp.Or(o.Namespace, opts.Namespace)
+			o.Reads = cmp.Or(o.Reads, opts.Reads)
 			if o.Decrypt == nil {
 				o.Decrypt = opts.Decrypt
 			}
@@ -98,6 +103,7 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 			o := *src.Kustomize
 			o.Root = cmp.Or(o.Root, opts.Root)
 			o.App = cmp.Or(o.App, opts.App)
+			o.Reads = cmp.Or(o.Reads, opts.Reads)
 			if o.Decrypt == nil {
 				o.Decrypt = opts.Decrypt
 			}

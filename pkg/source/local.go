@@ -39,7 +39,7 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		if f.opts.RequireClean || len(f.keys) > 0 {
 			return nil, f.fail("open repository", fmt.Errorf("%s is not in a git repository: %w", dir, ErrDirty))
 		}
-		s := &Snapshot{Dir: dir, URL: f.loc.url, Ref: f.ref, Local: true, dirty: alwaysDirty}
+		s := &Snapshot{Dir: dir, URL: f.loc.url, Ref: f.ref, Local: true, dirty: alwaysDirty, hashes: &hashMemo{}}
 		if s.root, err = os.OpenRoot(dir); err != nil {
 			return nil, f.fail("open working tree", err)
 		}
@@ -64,6 +64,7 @@ func (f *fetcher) local(_ context.Context) (*Snapshot, error) {
 		return nil, f.fail("status", err)
 	}
 	s := &Snapshot{
+		hashes:     &hashMemo{},
 		Dir:        dir,
 		URL:        f.loc.url,
 		Ref:        f.ref,

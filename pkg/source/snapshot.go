@@ -73,6 +73,9 @@ type Snapshot struct {
 	// lock is the shared lock on a cached tree that keeps the cache from
 	// removing it until Close.
 	lock *flock.Flock
+	// hashes memoises InputHash: the tree does not change. A pointer, so
+	// that a Snapshot stays printable and copyable.
+	hashes *hashMemo
 }
 
 // Resolve returns the absolute, symlink-free path of rel (slash or OS
@@ -146,6 +149,7 @@ func (s *Snapshot) Close() error {
 // first if need be, when c is set; else a new directory.
 func (f *fetcher) snapshot(ctx context.Context, c *cache, repo *git.Repository, commit *object.Commit, refName plumbing.ReferenceName) (*Snapshot, error) {
 	s := &Snapshot{
+		hashes:     &hashMemo{},
 		URL:        f.loc.url,
 		Ref:        f.ref,
 		RefName:    refName.String(),
