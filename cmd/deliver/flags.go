@@ -57,6 +57,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 48, "requests in flight inside one stage")
 		fl.IntVar(&f.opts.Parallel, "parallel", 4, "apps delivered at once (dependsOn order is kept)")
 		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
+		fl.BoolVar(&f.opts.ForceRender, "force-render", false, "render every app, also those whose inputs (files read, values, deliver's version) are those of their last successful apply and whose objects are unchanged in the cluster")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
 		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
 		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the dry run that validates objects new to a running app before its first write (a first revision is never dry-run); a rejected object then fails mid-stage")

@@ -23,6 +23,7 @@ import (
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/render"
 	"github.com/deliverhq/deliver/pkg/secrets"
 	"github.com/deliverhq/deliver/pkg/source"
 )
@@ -67,11 +68,21 @@ type Options struct {
 	// HookTimeout are set per app from deliver.yaml.
 	Apply apply.Options
 	// FullDryRun dry-runs every object instead of trusting the inventory.
+	// It implies ForceRender.
 	FullDryRun bool
 	// UnlessDelivered skips, with apply.ErrDelivered as the app's error,
 	// an app whose inventory records a successful run of the revision
 	// (checked under the app's lock): see apply.PlanOptions.
 	UnlessDelivered bool
+	// ForceRender renders every app, also those whose inputs (see
+	// inputs.go) are those of their last successful run, which are
+	// otherwise planned from their inventory without a render.
+	ForceRender bool
+	// Snapshot, when set, is the pinned source to deliver instead of
+	// fetching Path or Repo: the caller fetched it, shares it between runs
+	// and closes it after them (the reconciler: one tree, and one hashing
+	// of its files, for every app of a revision).
+	Snapshot *source.Snapshot
 	// Wait, when set, overrides every app's wait setting; Apply.Timeout,
 	// when set, every app's wait timeout.
 	Wait *bool
@@ -129,11 +140,17 @@ type AppResult struct {
 	Report    *apply.Report `json:"report,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Skipped   string        `json:"skipped,omitempty"`
+	// Unchanged reports an app whose inputs were those of its last
+	// successful run and whose objects were as deliver left them: it
+	// was planned from its inventory, not rendered.
+	Unchanged bool          `json:"unchanged,omitempty"`
 	Duration  time.Duration `json:"duration"`
 	err       error
 	app       config.ResolvedApp
 	mgr       *apply.Manager // made before rendering, to read the cluster meanwhile
 	steps     *stepSpans
+	reads     *render.Reads // what its render read
+	inputs    *apply.Inputs // recorded by a successful apply
 }
 
 // Err joins the errors of every app.
@@ -223,16 +240,19 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			err = opts.Redactor.Error(err)
 		}
 	}()
-	fctx, fspan := startSpan(ctx, &opts, "fetch")
-	snap, err := source.Fetch(fctx, source.Options{
-		URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
-		CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
-	})
-	endSpan(fspan, opts.Redactor, err)
-	if err != nil {
-		return nil, err
+	snap := opts.Snapshot
+	if snap == nil {
+		fctx, fspan := startSpan(ctx, &opts, "fetch")
+		snap, err = source.Fetch(fctx, source.Options{
+			URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
+			CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
+		})
+		endSpan(fspan, opts.Redactor, err)
+		if err != nil {
+			return nil, err
+		}
+		defer snap.Close()
 	}
-	defer snap.Close()
 	cfg, err := loadConfig(snap, opts)
 	if err != nil {
 		return nil, err
@@ -286,7 +306,13 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			}
 		}
 	}
+	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
+		planUnchanged(ctx, &opts, snap, res.Apps)
+	}
 	err = renderAll(ctx, opts, snap.Dir, sec, res.Apps)
+	if err == nil && m == modeApply {
+		recordInputs(&opts, snap, res.Apps)
+	}
 	// The working tree's status was checked while rendering.
 	res.Dirty = snap.Dirty()
 	span.SetAttributes(attribute.Bool(attrDirty, res.Dirty))
@@ -351,6 +377,15 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 	steps := ar.steps
 	steps.ctx = ctx
 	mgr := ar.mgr
+	if ar.Unchanged {
+		// Planned from the inventory: every object is as the last
+		// successful run left it, and that run's inputs are this one's.
+		if m == modeApply {
+			ar.Report = unchangedReport(ar.Plan)
+			opts.Log.Info("unchanged", "app", ar.Name, "report", ar.Report.Summary())
+		}
+		return nil
+	}
 	strategy, err := apply.ParseStrategy(ar.app.Strategy)
 	if err != nil {
 		return err
@@ -359,6 +394,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
 		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
 		Identity: ident,
+		Inputs: ar.inputs,
 	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")

@@ -141,12 +141,16 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 	)
 	sem := make(chan struct{}, opts.Parallel)
 	for _, ar := range apps {
+		if ar.Unchanged {
+			continue // planned from its inventory: nothing to render
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
-			set, err := renderApp(actx, &r, opts, root, sec, ar.app)
+			ar.reads = &render.Reads{}
+			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads)
 			span.SetAttributes(attribute.Int(attrObjects, objectCount(set)))
 			endSpan(span, opts.Redactor, err)
 			mu.Lock()
@@ -171,6 +175,9 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 func runScope(apps []*AppResult) scopeFunc {
 	var all []*unstructured.Unstructured
 	for _, ar := range apps {
+		if ar.Set == nil {
+			continue
+		}
 		for _, o := range ar.Set.Objects {
 			all = append(all, o.Unstructured)
 		}
@@ -197,6 +204,12 @@ func checkOwners(apps []*AppResult, scope scopeFunc) error {
 	owners := map[object.ID]owner{}
 	var errs []error
 	for _, ar := range apps {
+		if ar.Set == nil {
+			// Not rendered (unchanged inputs): its objects were checked
+			// when it was, and a plan refuses an object another app
+			// owns in the cluster.
+			continue
+		}
 		for _, o := range ar.Set.Objects {
 			id := o.ID()
 			namespaced, err := scope(id.GroupKind())
@@ -219,16 +232,17 @@ func checkOwners(apps []*AppResult, scope scopeFunc) error {
 	return errors.Join(errs...)
 }
 
-func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp) (*object.Set, error) {
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads) (*object.Set, error) {
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
-		Decrypt: sec.decrypt,
+		Decrypt: sec.decrypt, Reads: reads,
 	}
 	if !(len(a.AllowedNamespaces) == 1 && a.AllowedNamespaces[0] == "*") {
 		ro.AllowedNamespaces = a.AllowedNamespaces
 	}
 	switch {
 	case a.Helm != nil:
+		noteRefs(reads, a.Helm.Values)
 		values, err := sec.resolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
 		if err != nil {
 			return nil, err
@@ -239,7 +253,10 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
-			ResolveValues: sec.resolveValues,
+			ResolveValues: func(ctx context.Context, name string, values map[string]any) (map[string]any, error) {
+				noteRefs(reads, values)
+				return sec.resolveValues(ctx, name, values)
+			},
 		}
 		if a.Helm.Repository != "" {
 			h.Repository, h.Chart, h.Version = a.Helm.Repository, a.Helm.Chart, a.Helm.Version
@@ -274,6 +291,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	var all []*unstructured.Unstructured
 	for _, o := range append(append([]*object.Object(nil), set.Objects...), set.Hooks...) {
 		all = append(all, o.Unstructured)
+		noteRefs(reads, o.Object)
 	}
 	if err := sec.resolveObjects(ctx, a.Name, all); err != nil {
 		return nil, err
