@@ -162,3 +162,17 @@ func unchangedReport(p *apply.Plan) *apply.Report {
 	}
 	return rep
 }
+
+// InputsUnchanged reports whether the inputs of app a in snap are in, the
+// inputs its last successful apply recorded (apply.Inventory.Inputs): a
+// render would then produce the objects that run applied. Nil inputs, or
+// a path that cannot be hashed, are a change. The reconciler asks this
+// for every app of a new revision, from one snapshot whose hashes all
+// apps share.
+func InputsUnchanged(snap *source.Snapshot, opts Options, a config.ResolvedApp, in *apply.Inputs) bool {
+	if in == nil {
+		return false
+	}
+	d, err := appDigest(&opts, snap, a, in.Paths)
+	return err == nil && d == in.Digest
+}

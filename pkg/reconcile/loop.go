@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/source"
 )
@@ -140,6 +142,11 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		ctl.stop()
 	}()
 	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
+	defer func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		l.cur.release()
+	}()
 	defer l.runs.Wait() // runs end (their ctx is ours) before the lease may be released
 	r.log.Info("reconciling", "repo", r.opts.Pipeline.Repo, "ref", r.opts.Pipeline.Ref, "env", r.opts.Pipeline.Env, "interval", r.opts.Interval)
 
@@ -183,6 +190,35 @@ type leaderLoop struct {
 	// justFetched marks a scheduling pass right after a fetch, which
 	// counts the up-to-date checks.
 	justFetched bool
+	// cur is the snapshot of the current head, which every run of that
+	// commit delivers from; guarded by r.mu.
+	cur *sharedSnap
+}
+
+// sharedSnap is a snapshot shared by the runs of one commit: its tree is
+// pinned and read once, and the hashes of its files, which tell apps with
+// unchanged inputs, are computed once for every app. It is closed when
+// the loop moved to another commit and the last run using it ended.
+type sharedSnap struct {
+	snap *source.Snapshot
+	refs atomic.Int32
+}
+
+func newSharedSnap(s *source.Snapshot) *sharedSnap {
+	sh := &sharedSnap{snap: s}
+	sh.refs.Store(1) // the loop's
+	return sh
+}
+
+func (s *sharedSnap) acquire() *sharedSnap {
+	s.refs.Add(1)
+	return s
+}
+
+func (s *sharedSnap) release() {
+	if s != nil && s.refs.Add(-1) == 0 {
+		_ = s.snap.Close()
+	}
 }
 
 // fetch pins the followed ref to a commit and reads the app list there.
@@ -202,8 +238,8 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		return
 	}
 	apps, err := readApps(snap, po)
-	snap.Close()
 	if err != nil {
+		snap.Close()
 		l.sourceFailed(ctx, po.Redactor.Error(fmt.Errorf("revision %.12s: %w", snap.Commit, err)).Error())
 		return
 	}
@@ -211,6 +247,12 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	r.mu.Lock()
 	moved := r.head != snap.Commit
 	r.head, r.sourceErr = snap.Commit, ""
+	if l.cur == nil || l.cur.snap.Commit != snap.Commit {
+		l.cur.release()
+		l.cur = newSharedSnap(snap)
+	} else {
+		snap.Close() // the same commit: the runs keep the tree they have
+	}
 	var added []string
 	seen := map[string]bool{}
 	r.order = r.order[:0]
@@ -224,6 +266,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 			added = append(added, a.Name)
 		}
 		s.dependsOn = a.DependsOn
+		s.app = a.app
 	}
 	for name, s := range r.apps {
 		// An app that left deliver.yaml is forgotten, its objects left in
@@ -248,6 +291,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		r.mu.Lock()
 		if s := r.apps[name]; s != nil && inv.Result == apply.ResultSucceeded {
 			s.Revision, s.Result, s.LastRun, s.LastSuccess = inv.Revision, inv.Result, inv.Time, inv.Time
+			s.inputs = inv.Inputs
 		}
 		r.mu.Unlock()
 	}
@@ -256,8 +300,60 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		// inventories just read: drift while no reconciler ran shows now.
 		l.tr.ensureKinds(ctx, true)
 	}
+	if moved || len(added) > 0 {
+		l.skipUnchanged()
+	}
 	l.justFetched = true
 	r.writeStatus(ctx)
+}
+
+// skipUnchanged marks the apps whose inputs did not change in the new
+// head as delivered at it, without a run: a render would produce what
+// their last successful run applied, and the informers keep checking that
+// their objects stay so (drift still triggers a run). The hashes of the
+// head's files are computed once and shared by every app.
+func (l *leaderLoop) skipUnchanged() {
+	r := l.r
+	type candidate struct {
+		name, rev string
+		app       config.ResolvedApp
+		inputs    *apply.Inputs
+	}
+	var cands []candidate
+	r.mu.Lock()
+	head, sh := r.head, l.cur
+	if sh != nil {
+		sh.acquire()
+		defer sh.release()
+		for _, name := range r.order {
+			s := r.apps[name]
+			if s.running || s.Revision == head || s.Result != apply.ResultSucceeded || s.Failures > 0 || len(s.drift) > 0 || s.inputs == nil {
+				continue
+			}
+			cands = append(cands, candidate{name, s.Revision, s.app, s.inputs})
+		}
+	}
+	r.mu.Unlock()
+	// Hashing reads files: not under r.mu, which status requests need.
+	var same []candidate
+	for _, c := range cands {
+		if pipeline.InputsUnchanged(sh.snap, r.opts.Pipeline, c.app, c.inputs) {
+			same = append(same, c)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range same {
+		s := r.apps[c.name]
+		// Skipped if anything moved meanwhile: a run started, another
+		// head, drift.
+		if s == nil || s.running || r.head != head || s.Revision != c.rev || s.inputs != c.inputs || len(s.drift) > 0 {
+			continue
+		}
+		s.Revision, s.Message = head, "unchanged: inputs as of "+short(c.rev)
+		r.metrics.unchanged.WithLabelValues(c.name).Inc()
+		r.log.Info("unchanged", "app", c.name, "revision", short(head), "reason", "unchanged")
+	}
 }
 
 func (l *leaderLoop) sourceFailed(ctx context.Context, msg string) {
@@ -269,10 +365,11 @@ func (l *leaderLoop) sourceFailed(ctx context.Context, msg string) {
 	r.writeStatus(ctx)
 }
 
-// appRef is an app's name and dependencies.
+// appRef is an app's name and dependencies, and its configuration.
 type appRef struct {
 	Name      string
 	DependsOn []string
+	app       config.ResolvedApp
 }
 
 // readApps reads the app list from deliver.yaml, or the one app of
@@ -284,7 +381,7 @@ func readApps(snap *source.Snapshot, po pipeline.Options) ([]appRef, error) {
 	}
 	out := make([]appRef, 0, len(res.Apps))
 	for _, a := range res.Apps {
-		out = append(out, appRef{Name: a.Name, DependsOn: a.DependsOn})
+		out = append(out, appRef{Name: a.Name, DependsOn: a.DependsOn, app: a})
 	}
 	return out, nil
 }
@@ -353,10 +450,12 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		running++
 		s.running, s.Result, s.Message = true, ResultRunning, reason
 		rev := r.head
+		sh := l.cur.acquire()
 		l.runs.Add(1)
 		go func() {
 			defer l.runs.Done()
-			l.run(ctx, name, rev, reason)
+			defer sh.release()
+			l.run(ctx, name, rev, reason, sh.snap)
 		}()
 	}
 	return next
@@ -418,10 +517,14 @@ func (r *Reconciler) blockedBy(s *appState) string {
 }
 
 // run delivers one app at rev and records the outcome.
-func (l *leaderLoop) run(ctx context.Context, name, rev, reason string) {
+func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, snap *source.Snapshot) {
 	r := l.r
 	po := r.opts.Pipeline
 	po.Ref = rev
+	po.Snapshot = snap
+	// The loop decided this app must run (its inputs changed, drift, a
+	// retry, a full resync): the run renders, whatever its inventory says.
+	po.ForceRender = true
 	if po.Manifests == "" {
 		po.Apps = []string{name}
 	}
@@ -464,9 +567,13 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	// final status.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	var inputs *apply.Inputs
 	if inv, ierr := l.mgr.ReadInventory(ictx, name); ierr == nil {
 		l.tr.setInventory(name, inv)
 		l.tr.ensureKinds(ctx, false)
+		if inv.Result == apply.ResultSucceeded {
+			inputs = inv.Inputs
+		}
 	} else {
 		log.Warn("read inventory", "err", ierr)
 	}
@@ -480,6 +587,7 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	}
 	prevRev := s.Revision
 	s.running = false
+	s.inputs = inputs
 	s.LastRun, s.Duration = now, dur
 	result := apply.ResultSucceeded
 	delivered := errors.Is(err, apply.ErrDelivered)

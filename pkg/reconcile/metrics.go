@@ -25,6 +25,7 @@ type metrics struct {
 	hooks         *prometheus.CounterVec
 	drift         *prometheus.CounterVec
 	upToDate      *prometheus.CounterVec
+	unchanged     *prometheus.CounterVec
 	fetchDuration prometheus.Histogram
 	fetchErrors   prometheus.Counter
 	leader        prometheus.Gauge
@@ -58,6 +59,9 @@ func newMetrics() *metrics {
 		upToDate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deliver_reconcile_up_to_date_total", Help: "Fetches that found an app up to date, so no run (the fast path).",
 		}, []string{"app"}),
+		unchanged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deliver_reconcile_unchanged_total", Help: "New revisions in which an app's inputs (files read, config, deliver's version) were those of its last successful run: no render, no run.",
+		}, []string{"app"}),
 		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "deliver_git_fetch_duration_seconds", Help: "Duration of a git fetch of the followed ref.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
@@ -69,7 +73,7 @@ func newMetrics() *metrics {
 			Name: "deliver_reconcile_leader", Help: "1 while this replica is the one reconciling.",
 		}),
 	}
-	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate,
+	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate, m.unchanged,
 		m.fetchDuration, m.fetchErrors, m.leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -34,6 +34,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/secrets"
 )
@@ -294,6 +296,11 @@ type appState struct {
 	// drift holds the objects that looked changed, since driftSince.
 	drift      map[string]bool
 	driftSince time.Time
+	// app is the app's configuration at the current commit; inputs are
+	// those its inventory recorded when last read (nil: unknown), for
+	// telling a new commit that does not change the app.
+	app    config.ResolvedApp
+	inputs *apply.Inputs
 }
 
 // Reconciler keeps the cluster equal to git. Create it with New, run it
