@@ -212,6 +212,9 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 		useColor := color == "always" || (color == "auto" && isTerminal(w))
 		for _, a := range res.Apps {
 			fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+			if a.Unchanged {
+				fmt.Fprintln(w, unchangedNote)
+			}
 			if a.Plan != nil {
 				if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
 					return err
@@ -298,6 +301,9 @@ then prune of what left git. A failing app stops the apps that depend on it.
 	return cmd
 }
 
+// unchangedNote says why an app was not rendered.
+const unchangedNote = "inputs unchanged since the last successful apply and objects as it left them: not rendered (--force-render renders)"
+
 func printResult(w io.Writer, res *pipeline.Result) {
 	rev := res.Revision
 	if res.Dirty {
@@ -305,6 +311,9 @@ func printResult(w io.Writer, res *pipeline.Result) {
 	}
 	for _, a := range res.Apps {
 		fmt.Fprintf(w, "== app %s (namespace %s) at %s\n", a.Name, a.Namespace, rev)
+		if a.Unchanged {
+			fmt.Fprintln(w, unchangedNote)
+		}
 		if a.Report != nil {
 			printReport(w, a.Report)
 			fmt.Fprintf(w, "%s in %s\n", a.Report.Summary(), a.Duration.Round(time.Millisecond))

@@ -6,6 +6,16 @@
 // due. A failed app is retried with capped exponential backoff without
 // holding up the others.
 //
+// A new commit runs only the apps whose inputs it changed: each
+// successful run records in the app's inventory a digest of what its
+// render read (files, folder listings, its configuration, deliver's
+// version), and at a new commit the digest is recomputed from the
+// commit's files, hashed once for all apps; an app whose digest is the
+// same is delivered at the new commit without a run (status message and
+// log reason "unchanged", metric deliver_reconcile_unchanged_total). Every
+// run of one commit shares one snapshot of it. A full resync renders
+// every app.
+//
 // The fast path: an app whose commit did not move costs no API request.
 // Drift is noticed by metadata informers on the kinds in the apps'
 // inventories (label deliver.dev/app), comparing each live object's
@@ -247,7 +257,8 @@ type AppStatus struct {
 	// ResultPending, ResultRunning, ResultWaiting.
 	Result string `json:"result"`
 	// Message explains a failed or waiting result, or says why the last
-	// run ran.
+	// run ran, or, "unchanged: ...", that the current commit did not
+	// change the app's inputs, so it was not run for it.
 	Message string `json:"message,omitempty"`
 	// LastRun is when the last run ended, LastSuccess when the last
 	// successful one did; Duration is the last run's.
