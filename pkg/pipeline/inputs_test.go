@@ -296,6 +296,28 @@ func TestUnchangedInputsNotRendered(t *testing.T) {
 		t.Errorf("p1 v = %q after apply, want the edit reverted to one", got)
 	}
 
+	// A run that fails before writing (the server refuses the object)
+	// leaves the record of the last success, which still describes the
+	// cluster: going back to its inputs needs no render.
+	good := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: p2}\ndata: {v: two}\n"
+	before, err := mgr.ReadInventory(ctx, "p2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(map[string]string{"plain/p2/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\ndata: {v: two}\n"})
+	if res, err := Apply(ctx, opts); err != nil || res.Err() == nil || !strings.Contains(res.Err().Error(), "Not_Valid") {
+		t.Fatalf("apply of an invalid object: err %v, want p2 failed naming it", err)
+	}
+	after, err := mgr.ReadInventory(ctx, "p2")
+	if err != nil || after.Inputs == nil || after.Inputs.Digest != before.Inputs.Digest || after.Result != apply.ResultSucceeded {
+		t.Fatalf("inventory of p2 after a failed plan: %+v, %v; want the last success's", after, err)
+	}
+	commit(map[string]string{"plain/p2/cm.yaml": good})
+	run("apply back at the last success's inputs", Apply, opts, nil)
+	if got := cmData(t, ns, "p2")["v"]; got != "two" {
+		t.Errorf("p2 v = %q, want two", got)
+	}
+
 	// Forced.
 	forced := opts
 	forced.ForceRender = true
