@@ -330,6 +330,11 @@ func (l *leaderLoop) skipUnchanged() {
 			if s.running || s.Revision == head || s.Result != apply.ResultSucceeded || s.Failures > 0 || len(s.drift) > 0 || s.inputs == nil {
 				continue
 			}
+			if r.shards != nil && !r.shards.owns(name) {
+				// Another replica's: its runs, and so its inputs, are
+				// not seen here. Taken over, it runs for the head.
+				continue
+			}
 			cands = append(cands, candidate{name, s.Revision, s.app, s.inputs})
 		}
 	}
