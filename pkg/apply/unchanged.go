@@ -23,7 +23,8 @@ import (
 // cannot vouch for that: no inventory inputs or different ones, a last run
 // that did not succeed, a recreate in progress, an object gone or changed
 // in the cluster (drift, which only a render can revert), a kind no longer
-// served, PlanOptions.FullDryRun.
+// served, PlanOptions.FullDryRun, an inventory that records no identity or
+// another one than PlanOptions.Identity, or is to be adopted.
 func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func(*Inputs) bool) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
@@ -44,6 +45,11 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		}
 	}
 	if inv.Result != ResultSucceeded || inv.Inputs == nil || len(inv.ScaledDown) > 0 || !same(inv.Inputs) {
+		return nil, nil
+	}
+	if opts.Identity != nil && (inv.Identity == nil || inv.Identity.differs(*opts.Identity) || inv.adopt) {
+		// Another deliverer's app, or one to record or adopt: the plan
+		// says so, or the run records it.
 		return nil, nil
 	}
 	p := &Plan{App: opts.App, Revision: opts.Revision, inventory: inv, redact: m.opts.Redact, opts: opts}

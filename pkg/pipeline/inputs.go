@@ -65,7 +65,7 @@ func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths
 // those of their last successful run and whose objects are as deliver
 // left them, and marks them Unchanged: they are not rendered. Any doubt
 // (an error included) leaves an app to be rendered.
-func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, apps []*AppResult) {
+func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, ident *apply.Identity, apps []*AppResult) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, opts.Parallel)
 	for _, ar := range apps {
@@ -80,7 +80,7 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, ap
 				d, err := appDigest(opts, snap, ar.app, in.Paths)
 				return err == nil && d == in.Digest
 			}
-			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit}, same)
+			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident}, same)
 			if err != nil {
 				opts.Log.Debug("render: no unchanged plan", "app", ar.Name, "err", opts.Redactor.Error(err))
 				return

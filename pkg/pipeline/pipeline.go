@@ -307,7 +307,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		}
 	}
 	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
-		planUnchanged(ctx, &opts, snap, res.Apps)
+		planUnchanged(ctx, &opts, snap, ident, res.Apps)
 	}
 	err = renderAll(ctx, opts, snap.Dir, sec, res.Apps)
 	if err == nil && m == modeApply {
