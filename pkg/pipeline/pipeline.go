@@ -394,7 +394,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
 		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
 		Identity: ident,
-		Inputs: ar.inputs,
+		Inputs:   ar.inputs,
 	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
