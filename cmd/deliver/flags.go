@@ -55,7 +55,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see when rendering offline")
 	if cluster {
 		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 48, "requests in flight inside one stage")
-		fl.IntVar(&f.opts.Parallel, "parallel", 4, "apps delivered at once (dependsOn order is kept)")
+		fl.IntVar(&f.opts.Parallel, "parallel", 16, "apps delivered at once (dependsOn order is kept); the requests in flight are bounded for all apps together")
 		fl.BoolVar(&f.opts.FullDryRun, "full-dry-run", false, "dry-run every object instead of trusting the inventory for unchanged ones")
 		fl.BoolVar(&f.opts.ForceRender, "force-render", false, "render every app, also those whose inputs (files read, values, deliver's version) are those of their last successful apply and whose objects are unchanged in the cluster")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")

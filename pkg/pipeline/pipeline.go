@@ -88,7 +88,10 @@ type Options struct {
 	Wait *bool
 	// RollbackOnFailure, when set, overrides every app's setting.
 	RollbackOnFailure *bool
-	// Parallel bounds the apps delivered at once. Default 4.
+	// Parallel bounds the apps delivered at once. Default 16: the
+	// session's budget of requests in flight (apply.SessionOptions
+	// MaxInFlight) bounds the load on the API server whatever the number
+	// of apps, so this only bounds the renders and plans under way.
 	Parallel int
 	// KubeVersion is the cluster version Helm charts see when rendering
 	// offline. Default: the version of the cluster, or Helm's default.
@@ -191,7 +194,7 @@ func (o *Options) defaults() {
 		o.ConfigFile = config.FileName
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = 4
+		o.Parallel = 16
 	}
 	if o.Secrets.Getenv == nil {
 		o.Secrets.Getenv = os.Getenv

@@ -87,7 +87,9 @@ type Options struct {
 	// writes, which may arrive after the run ended, are not taken for
 	// drift. Default 1s.
 	DriftSettle time.Duration
-	// MaxConcurrentRuns bounds the apps delivered at once. Default 4.
+	// MaxConcurrentRuns bounds the apps delivered at once. Default 16
+	// (see pipeline.Options.Parallel: the session's budget of requests in
+	// flight bounds the load on the API server).
 	MaxConcurrentRuns int
 	// StatusNamespace holds the ConfigMap deliver-status and the leader
 	// Lease. Default: Pipeline.Apply.InventoryNamespace, or
@@ -181,7 +183,7 @@ func (o *Options) defaults() error {
 		o.DriftSettle = time.Second
 	}
 	if o.MaxConcurrentRuns <= 0 {
-		o.MaxConcurrentRuns = 4
+		o.MaxConcurrentRuns = 16
 	}
 	if o.Pipeline.Apply.InventoryNamespace == "" {
 		o.Pipeline.Apply.InventoryNamespace = "deliver-system"
