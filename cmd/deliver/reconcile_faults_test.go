@@ -42,6 +42,13 @@ func TestReconcileFailover(t *testing.T) {
 		return leader != nil
 	})
 	eventually(t, 30*time.Second, "first apply", func() bool { return color(ns) == "blue" })
+	// The run must have ended, its lock released: a leader killed in the
+	// middle of a run leaves the app's lock to expire first (LockLease,
+	// 30 s), which TestReconcileSIGTERMMidRun and pkg/apply's lock tests
+	// cover; here the failover itself is measured.
+	eventually(t, 30*time.Second, "first run ended", func() bool {
+		return strings.Contains(leader.logs.String(), `"msg":"run succeeded"`)
+	})
 	if leading(standby) {
 		t.Fatalf("both replicas lead")
 	}
