@@ -8,24 +8,24 @@
 # 10-20 minutes on 2 cores.
 #
 # Usage: hack/benchbin.sh [all|flux]...
-# The folder is $DELIVER_BENCHBIN (default: a sibling "benchbin" of
-# $DELIVER_TESTBIN, else <repo>/.benchbin, gitignored).
+# The folder is $DELIVER_BENCHBIN (default: the folder "bench" inside the
+# test binaries' folder, $DELIVER_TESTBIN or <repo>/.testbin, gitignored),
+# where hack/bench looks for them.
 set -euo pipefail
 
 # The newest releases whose go.mod accepts this repository's Go (v1.10.x
-# requires go 1.27). Both pin the same k8s.io minor, so they run against the
-# bench control plane of hack/testbin.sh.
+# requires go 1.27).
 FLUX_SOURCE_VERSION=v1.9.6
 FLUX_KUSTOMIZE_VERSION=v1.9.6
 
+# Dependencies pinned to another version than the controllers' go.mod
+# names, one "module => module version" a line: the module proxy of our
+# build machines does not serve github.com/fluxcd/pkg/artifact v0.18.3;
+# v0.18.0 is the same API (patch releases of one minor).
+FLUX_REPLACES='github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.0'
+
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${DELIVER_BENCHBIN:-}" ]; then
-  out=$DELIVER_BENCHBIN
-elif [ -n "${DELIVER_TESTBIN:-}" ]; then
-  out=$(dirname "$DELIVER_TESTBIN")/benchbin
-else
-  out=$root/.benchbin
-fi
+out=${DELIVER_BENCHBIN:-${DELIVER_TESTBIN:-$root/.testbin}/bench}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$out/.work
@@ -41,7 +41,8 @@ mark() { echo "$2" >"$out/.$1.version"; }
 # controllers' go.mod replaces their api module with ./api, which a module
 # zip does not contain, so `go install NAME@VERSION` refuses; a small wrapper
 # module requires the controller instead and copies its other replace
-# directives, which keeps every dependency at the controller's own version.
+# directives, which keeps every dependency at the controller's own version
+# (but for FLUX_REPLACES).
 controller() {
   local name=$1 v=$2
   built "$name" "$v" && return 0
@@ -59,6 +60,7 @@ controller() {
           "$name" "$(awk '$1 == "go" {print $2; exit}' "$gomod")" "$name" "$v"
         grep -E '=>' "$gomod" | grep -vE '=>[[:space:]]*\./' |
           sed -E 's/^[[:space:]]*(replace[[:space:]]+)?/replace /'
+        printf '%s\n' "$FLUX_REPLACES" | sed -E '/^$/d; s/^/replace /'
       } >go.mod
       go get "github.com/fluxcd/$name@$v" >/dev/null 2>&1
     fi
