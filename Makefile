@@ -69,7 +69,7 @@ demo: testbin build
 # deliver side by side with helm, kustomize, kubectl and Flux on the local
 # control plane (docs/performance.md): BENCH_FLAGS=-quick for the short run.
 # Flux's controllers are built for the benchmark only (hack/benchbin.sh,
-# 10-20 min cold), never for make test, and not with BENCH_FLAGS=-flux=false.
+# 15-50 min cold), never for make test, and not with BENCH_FLAGS=-flux=false.
 bench: testbin build
 	$(if $(findstring -flux=false,$(BENCH_FLAGS)),,hack/benchbin.sh all)
 	go run ./hack/bench -deliver bin/deliver $(BENCH_FLAGS)

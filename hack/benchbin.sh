@@ -5,7 +5,7 @@
 # hack/testbin.sh they are compiled from the Go module proxy into a cache
 # folder, each stamped with its version and built only when missing; a second
 # call returns at once. A cold build downloads a few hundred modules and takes
-# 10-20 minutes on 2 cores.
+# 15-50 minutes on 2 cores.
 #
 # Usage: hack/benchbin.sh [all|flux]...
 # The folder is $DELIVER_BENCHBIN (default: the folder "bench" inside the
