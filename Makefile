@@ -66,9 +66,12 @@ test-unit:
 demo: testbin build
 	go run ./hack/demo -deliver bin/deliver -example examples/app $(DEMO_FLAGS)
 
-# deliver side by side with helm, kustomize and kubectl on the local control
-# plane (docs/performance.md): BENCH_FLAGS=-quick for the 3-minute run.
+# deliver side by side with helm, kustomize, kubectl and Flux on the local
+# control plane (docs/performance.md): BENCH_FLAGS=-quick for the short run.
+# Flux's controllers are built for the benchmark only (hack/benchbin.sh,
+# 15-50 min cold), never for make test, and not with BENCH_FLAGS=-flux=false.
 bench: testbin build
+	$(if $(findstring -flux=false,$(BENCH_FLAGS)),,hack/benchbin.sh all)
 	go run ./hack/bench -deliver bin/deliver $(BENCH_FLAGS)
 
 # What the hand-written YAML paths (pkg/render/fastyaml.go, pkg/apply/body.go)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -93,6 +94,11 @@ type Options struct {
 	// fieldValidation=Ignore), which costs the API server less than the
 	// plain form of the other floor rows. Default 32.
 	LeanWorkers int
+	// Apps are the sizes of the apps rows, in apps of 4 objects each.
+	Apps []int
+	// Flux runs Flux's source-controller and kustomize-controller side by
+	// side in the apps rows (built by hack/benchbin.sh).
+	Flux bool
 	// Log receives progress and the table.
 	Log io.Writer
 }
@@ -115,10 +121,12 @@ func main() {
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
 	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (YAML, fieldValidation=Ignore); 0: no such row")
 	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
-	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile (default all)")
+	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps (default all)")
+	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
+	flux := flag.Bool("flux", true, "run Flux side by side in the apps rows (binaries from hack/benchbin.sh)")
 	flag.Parse()
 
-	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Log: os.Stdout}
+	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Flux: *flux, Log: os.Stdout}
 	opts.DeliverArgs = strings.Fields(*deliverArgs)
 	opts.Baseline = *baseline
 	opts.LeanWorkers = *leanWorkers
@@ -133,10 +141,10 @@ func main() {
 	for g := range strings.SplitSeq(*rows, ",") {
 		switch g = strings.TrimSpace(g); g {
 		case "":
-		case "render", "apply", "diff", "change", "reconcile":
+		case "render", "apply", "diff", "change", "reconcile", "apps":
 			opts.Rows = append(opts.Rows, g)
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change or reconcile)\n", g)
+			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile or apps)\n", g)
 			os.Exit(2)
 		}
 	}
@@ -154,6 +162,22 @@ func main() {
 			os.Exit(2)
 		}
 		opts.Sizes = append(opts.Sizes, n)
+	}
+
+	appList := *apps
+	if appList == "" {
+		appList = "100,1000"
+		if *quick {
+			appList = "100"
+		}
+	}
+	for s := range strings.SplitSeq(appList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < appsNamespaces {
+			fmt.Fprintf(os.Stderr, "bench: bad -apps size %q (want a number of apps >= %d)\n", s, appsNamespaces)
+			os.Exit(2)
+		}
+		opts.Apps = append(opts.Apps, n)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -195,6 +219,8 @@ type bench struct {
 	lastBaseline             map[int]*manifestDir // what the -baseline binary applied: it diffs its own
 	deliverDirs, kubectlDirs int
 	runs                     int               // of the size being measured: runsFor
+	flux                     []fluxBinary      // source-controller, kustomize-controller
+	fluxErr                  error             // why Flux cannot run, when it cannot
 	replays                  map[string]replay // per row: deliver's step in-process, for the profile
 	requests                 requestLog        // the API requests of the profiled step
 }
@@ -254,7 +280,7 @@ func run(ctx context.Context, opts Options) error {
 		b.report.Baseline = binaryInfo(baselineSrc)
 	}
 	b.reconcileHelp = reconcileHelp(ctx, b.deliver)
-	b.logf("bench: deliver %s %s; sizes %v; machine: %s", b.report.Deliver, strings.Join(opts.DeliverArgs, " "), opts.Sizes, b.report.Machine)
+	b.logf("bench: deliver %s %s; sizes %v; apps %v; machine: %s", b.report.Deliver, strings.Join(opts.DeliverArgs, " "), opts.Sizes, opts.Apps, b.report.Machine)
 
 	// Render needs no cluster: measured first, while the machine is quiet.
 	for _, n := range opts.Sizes {
@@ -266,7 +292,7 @@ func run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") {
+	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") {
 		b.report.Reconcile = "n/a: not in -rows"
 		return b.finish(ctx, start)
 	}
@@ -297,12 +323,29 @@ func run(ctx context.Context, opts Options) error {
 		return err
 	}
 	for _, n := range opts.Sizes {
+		if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") {
+			break
+		}
 		b.runs = runsFor(opts, n)
 		if err := b.clusterRows(ctx, n); err != nil {
 			return err
 		}
 	}
 	b.report.Reconcile = b.reconcileRow(ctx)
+	if opts.wants("apps") {
+		if opts.Flux {
+			b.fluxErr = b.setUpFlux(ctx)
+			if b.fluxErr != nil {
+				b.logf("bench: Flux will not run: %v", b.fluxErr)
+			}
+		}
+		for _, n := range opts.Apps {
+			b.runs = runsFor(opts, 4*n)
+			if err := b.appsRows(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
 	return b.finish(ctx, start)
 }
 
@@ -818,6 +861,9 @@ func (b *bench) reconcileRow(ctx context.Context) string {
 		n = b.opts.Sizes[len(b.opts.Sizes)-1]
 	}
 	md := b.lastDeliver[n]
+	if md == nil {
+		return "n/a: no first apply to reconcile"
+	}
 	b.logf("bench: %d objects: no-op reconcile", n)
 	ds, others, err := b.pair(ctx, "no-op reconcile",
 		func(ctx context.Context, _ int) (sample, error) {
@@ -849,17 +895,58 @@ func (b *bench) printTable() {
 	w := tabwriter.NewWriter(b.opts.Log, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "objects\truns\trow\tdeliver\tother\tother tool\tdeliver/other\tdeliver RSS\tother RSS")
 	for _, r := range b.report.Rows {
+		if r.Apps > 0 {
+			continue
+		}
 		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%.2fx\t%s\t%s\n", r.Objects, len(r.Deliver.RunsMS), r.Name, fmtMS(r.Deliver.MedianMS), fmtMS(r.Other.MedianMS), r.Other.Tool, r.Ratio, fmtMiB(r.Deliver.PeakRSSMiB), fmtMiB(r.Other.PeakRSSMiB))
 	}
 	fmt.Fprintf(w, "-\t-\tno-op reconcile\t%s\n", b.report.Reconcile)
 	w.Flush()
 	fmt.Fprintln(b.opts.Log, "medians of the runs; deliver/other < 1: deliver is faster; RSS: highest VmHWM of the runs")
+	b.printApps()
 	b.printCPU()
 	for _, p := range b.report.Profiles {
 		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n%s\n",
 			p.Row, p.Objects, p.Wall, p.CPU, p.AllocMiB, p.File, p.Top, p.Requests)
 	}
 	fmt.Fprintf(b.opts.Log, "results: %s (%s)\n", b.opts.Out, b.report.Duration)
+}
+
+// printApps prints the apps rows, whose other side is another deliver
+// command or Flux, or nothing.
+func (b *bench) printApps() {
+	header := false
+	w := tabwriter.NewWriter(b.opts.Log, 2, 4, 2, ' ', 0)
+	for _, r := range b.report.Rows {
+		if r.Apps == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(b.opts.Log, "\napps rows (4 objects per app, 10 namespaces, waiting for readiness)")
+			if b.report.Flux != "" {
+				fmt.Fprintf(b.opts.Log, "; Flux: %s", b.report.Flux)
+			}
+			fmt.Fprintln(b.opts.Log)
+			fmt.Fprintln(w, "apps\truns\trow\tdeliver\tother\tother side\tdeliver/other\tdeliver RSS\tother RSS\ttarget")
+			header = true
+		}
+		other, ratio, otherRSS := "-", "-", "-"
+		if r.Other.Tool != "" {
+			other, ratio, otherRSS = fmtMS(r.Other.MedianMS), fmt.Sprintf("%.2fx", r.Ratio), fmtMiB(r.Other.PeakRSSMiB)
+			if len(r.Other.ProcessRSSMiB) > 0 {
+				var parts []string
+				for _, name := range slices.Sorted(maps.Keys(r.Other.ProcessRSSMiB)) {
+					parts = append(parts, fmt.Sprintf("%s %s", name, fmtMiB(r.Other.ProcessRSSMiB[name])))
+				}
+				otherRSS = strings.Join(parts, ", ")
+			}
+		}
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Apps, len(r.Deliver.RunsMS), r.Name, fmtMS(r.Deliver.MedianMS), other, r.Other.Tool, ratio, fmtMiB(r.Deliver.PeakRSSMiB), otherRSS, r.Target)
+	}
+	w.Flush()
+	for _, n := range b.report.AppsNotes {
+		fmt.Fprintln(b.opts.Log, n)
+	}
 }
 
 // printCPU prints where the time of the cluster rows went: each tool's own

@@ -28,6 +28,10 @@ type Report struct {
 	Rows        []Row    `json:"rows"`
 	// Reconcile is "measured" (a row is in Rows) or why it is not.
 	Reconcile string `json:"reconcile"`
+	// Flux names the controllers of the apps rows' Flux side, if any.
+	Flux string `json:"flux,omitempty"`
+	// AppsNotes say why a side of the apps rows is missing.
+	AppsNotes []string `json:"appsNotes,omitempty"`
 	// Profiles are of deliver's slowest row and of its worst ratio.
 	Profiles []*Profile `json:"profiles,omitempty"`
 }
@@ -50,12 +54,17 @@ func (m Machine) String() string {
 
 // Row compares deliver with one other tool on one workload size.
 type Row struct {
-	Objects int     `json:"objects"`
+	Objects int `json:"objects"`
+	// Apps is the number of apps of an apps row (Objects is 4 per app);
+	// 0 for the other rows.
+	Apps    int     `json:"apps,omitempty"`
 	Name    string  `json:"row"`
 	Deliver Measure `json:"deliver"`
 	Other   Measure `json:"other"`
 	// Ratio is deliver's median over the other's: below 1 deliver is faster.
 	Ratio float64 `json:"ratio"`
+	// Target is the goal the row is measured against, if it has one.
+	Target string `json:"target,omitempty"`
 }
 
 // Measure is one side of a row.
@@ -73,6 +82,9 @@ type Measure struct {
 	// shows where a run's time went: on a 2-core machine, a run whose
 	// CPUMS+ClusterCPUMS is near twice its wall time was CPU-bound.
 	ClusterCPUMS float64 `json:"clusterCpuMs,omitempty"`
+	// ProcessRSSMiB is the peak RSS of each process of a side made of
+	// several (Flux's controllers); PeakRSSMiB is then the main one's.
+	ProcessRSSMiB map[string]float64 `json:"processRssMiB,omitempty"`
 }
 
 func newReport(opts Options) *Report {
@@ -106,6 +118,13 @@ func (r *Report) add(n int, name string, deliver, other Measure) {
 		row.Ratio = deliver.MedianMS / other.MedianMS
 	}
 	r.Rows = append(r.Rows, row)
+}
+
+// addApps adds an apps row; other may be empty (no other side).
+func (r *Report) addApps(apps, objects int, name string, deliver, other Measure, target string) {
+	r.add(objects, name, deliver, other)
+	r.Rows[len(r.Rows)-1].Apps = apps
+	r.Rows[len(r.Rows)-1].Target = target
 }
 
 func readTrim(path string) string {
