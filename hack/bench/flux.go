@@ -443,7 +443,7 @@ func startLong(name string, args, env []string, logFile string) (*longProc, erro
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = longAttr()
 	p := &longProc{name: name, log: logFile, cmd: cmd, done: make(chan struct{})}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
