@@ -375,7 +375,12 @@ func TestTraceReconcile(t *testing.T) {
 			t.Errorf("no trace of the run of %.12s; spans:\n%s", rev, st)
 			continue
 		}
-		st.child(r, "fetch")
+		// The reconciler fetches once per commit, in its loop, and every
+		// run of the commit renders from that one snapshot: no fetch in
+		// the run's trace.
+		if f := st.children(r, "fetch"); len(f) != 0 {
+			t.Errorf("the run of %.12s fetched again (%d fetch spans); spans:\n%s", rev, len(f), st)
+		}
 		st.child(r, "render")
 		app := st.child(r, "app", "deliver.app", "web")
 		st.child(app, "diff")
