@@ -81,12 +81,14 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 	}()
 }
 
-// takePrefetch returns, and forgets, what Prefetch read ahead for app once
-// it is complete; nil when nothing was.
-func (m *Manager) takePrefetch(ctx context.Context, app string) *prefetch {
+// prefetched returns what Prefetch read ahead for app once it is
+// complete; nil when nothing was. With take it is also forgotten, for the
+// plan that uses it; without, it is left for a plan that may follow (a
+// plan from the inventory, which may still give up and render).
+func (m *Manager) prefetched(ctx context.Context, app string, take bool) *prefetch {
 	m.preMu.Lock()
 	p := m.pre
-	if p != nil && p.app == app {
+	if take && p != nil && p.app == app {
 		m.pre = nil
 	}
 	m.preMu.Unlock()
@@ -111,7 +113,7 @@ func (m *Manager) takePrefetch(ctx context.Context, app string) *prefetch {
 // killed, its lock is all that tells). Otherwise the inventory is read
 // again and nothing listed ahead is used.
 func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey][]*metav1.PartialObjectMetadata, error) {
-	p := m.takePrefetch(ctx, app)
+	p := m.prefetched(ctx, app, true)
 	if p != nil && p.invErr == nil {
 		if lock == nil {
 			return p.inv, p.lists, nil

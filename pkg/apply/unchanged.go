@@ -36,7 +36,7 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		inv    *Inventory
 		listed map[listKey][]*metav1.PartialObjectMetadata
 	)
-	if p := m.peekPrefetch(ctx, opts.App); p != nil && p.invErr == nil {
+	if p := m.prefetched(ctx, opts.App, false); p != nil && p.invErr == nil {
 		inv, listed = p.inv, p.lists
 	} else {
 		var err error
@@ -86,21 +86,4 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	}
 	sortChanges(p.Changes)
 	return p, nil
-}
-
-// peekPrefetch returns what Prefetch read ahead for app once it is
-// complete, leaving it for the plan that may follow; nil when nothing was.
-func (m *Manager) peekPrefetch(ctx context.Context, app string) *prefetch {
-	m.preMu.Lock()
-	p := m.pre
-	m.preMu.Unlock()
-	if p == nil || p.app != app {
-		return nil
-	}
-	select {
-	case <-p.done:
-		return p
-	case <-ctx.Done():
-		return nil
-	}
 }

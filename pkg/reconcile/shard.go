@@ -256,13 +256,6 @@ func (s *shards) owns(app string) bool {
 	return len(s.members) > 0 && assign(app, s.members) == s.opts.Identity
 }
 
-// memberCount returns how many replicas share the apps now.
-func (s *shards) memberCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.members)
-}
-
 // assign returns the member app belongs to: rendezvous (highest random
 // weight) hashing, written here because it is the whole assignment
 // function: each member's weight for the app is a hash of both, and the
