@@ -165,11 +165,10 @@ func (m *Manager) readInventory(ctx context.Context, app string) (*Inventory, st
 	if err != nil {
 		return nil, "", fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), err)
 	}
-	inv, err := decodeInventory(s)
+	inv, err := inventoryOf(s)
 	if err != nil {
-		return nil, "", fmt.Errorf("inventory %s/%s: decode: %w", m.opts.InventoryNamespace, InventoryName(app), err)
+		return nil, "", err
 	}
-	inv.adopt = adoptRequested(s.Annotations)
 	return inv, s.ResourceVersion, nil
 }
 

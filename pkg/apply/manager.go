@@ -75,6 +75,11 @@ type Options struct {
 	// Progress, when set, is told when Execute starts each step of an
 	// app, with the number of objects or hooks it concerns.
 	Progress func(app string, step Step, n int)
+	// Lists, when set, are shared with the other Managers of the run:
+	// what Prefetch lists is listed once per resource and namespace for
+	// all of them (see SharedLists). Default: each Manager lists for
+	// itself.
+	Lists *SharedLists
 }
 
 func (o *Options) defaults() {

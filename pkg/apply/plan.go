@@ -513,46 +513,44 @@ func unchangedSince(e Entry, c *Change, lm *metav1.PartialObjectMetadata) bool {
 }
 
 // listLive lists the metadata of every kind and namespace the changes
-// touch, one request each, in parallel, and returns it by object ID. With
-// full, it lists whole objects instead and returns them too, so that a
-// full dry run needs no GET per object.
-func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, listed map[listKey][]*metav1.PartialObjectMetadata) (map[object.ID]*metav1.PartialObjectMetadata, map[object.ID]*unstructured.Unstructured, error) {
-	type objKey struct {
-		gr       schema.GroupResource
-		ns, name string
-	}
-	keys := map[listKey]bool{}
+// touch, one request each, in parallel, and returns it by object ID; what
+// was listed ahead (listed) is not listed again. With full, it lists whole
+// objects instead and returns them too, so that a full dry run needs no GET
+// per object.
+func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, listed map[listKey]*metaList) (map[object.ID]*metav1.PartialObjectMetadata, map[object.ID]*unstructured.Unstructured, error) {
+	lists := map[listKey]*metaList{}
+	var todo []listKey
 	for _, c := range changes {
-		if c.gvr.Resource != "" {
-			keys[listKey{c.gvr, c.ID.Namespace}] = true
-		}
-	}
-	found := map[objKey]*metav1.PartialObjectMetadata{}
-	lists := make([]listKey, 0, len(keys))
-	for k := range keys {
-		if items, ok := listed[k]; ok && !full {
-			for _, item := range items {
-				found[objKey{k.gvr.GroupResource(), item.Namespace, item.Name}] = item
-			}
+		if c.gvr.Resource == "" {
 			continue
 		}
-		lists = append(lists, k)
+		k := listKey{c.gvr, c.ID.Namespace}
+		if _, ok := lists[k]; ok {
+			continue
+		}
+		if l, ok := listed[k]; ok && !full {
+			lists[k] = l
+			continue
+		}
+		lists[k] = nil
+		todo = append(todo, k)
 	}
-	whole := map[objKey]*unstructured.Unstructured{}
+	whole := map[string]*unstructured.Unstructured{} // by listKey's resource, namespace and name
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
-	m.forEach(ctx, len(lists), func(i int) {
-		k := lists[i]
+	m.forEach(ctx, len(todo), func(i int) {
+		k := todo[i]
 		var (
-			metas []*metav1.PartialObjectMetadata
-			objs  []*unstructured.Unstructured
-			err   error
+			l    *metaList
+			objs []*unstructured.Unstructured
+			err  error
 		)
 		if full {
 			var res *unstructured.UnstructuredList
 			if res, err = m.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
+				metas := make([]*metav1.PartialObjectMetadata, 0, len(res.Items))
 				for j := range res.Items {
 					u := &res.Items[j]
 					objs = append(objs, u)
@@ -561,9 +559,10 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 						Generation: u.GetGeneration(), Labels: u.GetLabels(), Annotations: u.GetAnnotations(),
 					}})
 				}
+				l = newMetaList(metas)
 			}
 		} else {
-			metas, err = m.listMeta(ctx, k)
+			l, err = m.listMeta(ctx, k)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -571,12 +570,9 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 			errs = append(errs, fmt.Errorf("list %s in namespace %q: %w", k.gvr.GroupResource(), k.ns, err))
 			return
 		}
-		for j, item := range metas {
-			key := objKey{k.gvr.GroupResource(), item.Namespace, item.Name}
-			found[key] = item
-			if full {
-				whole[key] = objs[j]
-			}
+		lists[k] = l
+		for _, u := range objs {
+			whole[k.gvr.String()+"/"+metaKey(u.GetNamespace(), u.GetName())] = u
 		}
 	})
 	if len(errs) > 0 {
@@ -585,26 +581,58 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 	out := map[object.ID]*metav1.PartialObjectMetadata{}
 	outFull := map[object.ID]*unstructured.Unstructured{}
 	for _, c := range changes {
-		key := objKey{c.gvr.GroupResource(), c.ID.Namespace, c.ID.Name}
-		if lm, ok := found[key]; ok {
+		if c.gvr.Resource == "" {
+			continue
+		}
+		if lm := lists[listKey{c.gvr, c.ID.Namespace}].get(c.ID.Namespace, c.ID.Name); lm != nil {
 			out[c.ID] = lm
 		}
-		if u, ok := whole[key]; ok {
+		if u, ok := whole[c.gvr.String()+"/"+metaKey(c.ID.Namespace, c.ID.Name)]; ok {
 			outFull[c.ID] = u
 		}
 	}
 	return out, outFull, nil
 }
 
-// listMeta lists the metadata of one resource in one namespace.
-func (m *Manager) listMeta(ctx context.Context, k listKey) ([]*metav1.PartialObjectMetadata, error) {
+// metaList is one list of metadata, indexed by namespace and name: the
+// plans of a thousand apps that share a list each look up their few
+// objects in it.
+type metaList struct {
+	items  []*metav1.PartialObjectMetadata
+	byName map[string]*metav1.PartialObjectMetadata
+}
+
+func newMetaList(items []*metav1.PartialObjectMetadata) *metaList {
+	l := &metaList{items: items, byName: make(map[string]*metav1.PartialObjectMetadata, len(items))}
+	for _, item := range items {
+		l.byName[metaKey(item.Namespace, item.Name)] = item
+	}
+	return l
+}
+
+// get returns the item of that namespace and name; nil when the list
+// (which may be nil) has none.
+func (l *metaList) get(ns, name string) *metav1.PartialObjectMetadata {
+	if l == nil {
+		return nil
+	}
+	return l.byName[metaKey(ns, name)]
+}
+
+func metaKey(ns, name string) string { return ns + "/" + name }
+
+// listMeta lists the metadata of one resource in one namespace, without
+// the managed fields: no plan reads them, and they are most of an
+// object's metadata (a plan of many apps holds thousands of items).
+func (m *Manager) listMeta(ctx context.Context, k listKey) (*metaList, error) {
 	res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
 	items := make([]*metav1.PartialObjectMetadata, len(res.Items))
 	for j := range res.Items {
+		res.Items[j].ManagedFields = nil
 		items[j] = &res.Items[j]
 	}
-	return items, nil
+	return newMetaList(items), nil
 }

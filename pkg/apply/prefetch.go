@@ -3,8 +3,8 @@ package apply
 import (
 	"context"
 	"sync"
+	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -16,7 +16,12 @@ type prefetch struct {
 	inv        *Inventory
 	invVersion string // resourceVersion of the inventory Secret; "" when there is none
 	invErr     error
-	lists      map[listKey][]*metav1.PartialObjectMetadata // only the lists that succeeded
+	lists      map[listKey]*metaList // only the lists that succeeded
+	// listedBefore is set when a list shared with other apps of the run
+	// (Options.Lists) was started before the inventory was read: a run
+	// of the app that ended in between may be in the inventory and not in
+	// the list, so the plan under the app's lock lists again.
+	listedBefore bool
 }
 
 // listKey names one list request: a resource in a namespace ("" for all or
@@ -38,7 +43,7 @@ type listKey struct {
 // the plan, whose error is the one reported. With a full dry run only the
 // inventory and discovery are read ahead (the plan lists whole objects).
 func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
-	p := &prefetch{app: opts.App, done: make(chan struct{}), lists: map[listKey][]*metav1.PartialObjectMetadata{}}
+	p := &prefetch{app: opts.App, done: make(chan struct{}), lists: map[listKey]*metaList{}}
 	m.preMu.Lock()
 	m.pre = p
 	m.preMu.Unlock()
@@ -47,7 +52,13 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 		var wg sync.WaitGroup
 		// Discovery does not depend on the inventory: both at once.
 		wg.Go(func() { _, _, _ = m.gvrFor(schema.GroupKind{Kind: "Namespace"}, "v1") })
-		p.inv, p.invVersion, p.invErr = m.readInventory(ctx, opts.App)
+		r, ok := m.opts.Lists.inventory(ctx, opts.App, m.readInventories)
+		if !ok {
+			r.inv, r.version, r.err = m.readInventory(ctx, opts.App)
+			r.at = time.Now()
+		}
+		p.inv, p.invVersion, p.invErr = r.inv, r.version, r.err
+		invRead := r.at
 		wg.Wait()
 		if p.invErr != nil || opts.FullDryRun {
 			return
@@ -68,17 +79,31 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 		var mu sync.Mutex
 		for k := range keys {
 			wg.Go(func() {
-				items, err := m.listMeta(ctx, k)
+				items, started, err := m.listAhead(ctx, k)
 				if err != nil {
 					return
 				}
 				mu.Lock()
 				p.lists[k] = items
+				if started.Before(invRead) {
+					p.listedBefore = true
+				}
 				mu.Unlock()
 			})
 		}
 		wg.Wait()
 	}()
+}
+
+// listAhead lists the metadata of k for Prefetch, through the run's
+// SharedLists when it has some, and says when the list started.
+func (m *Manager) listAhead(ctx context.Context, k listKey) (*metaList, time.Time, error) {
+	if m.opts.Lists == nil {
+		started := time.Now()
+		items, err := m.listMeta(ctx, k)
+		return items, started, err
+	}
+	return m.opts.Lists.get(ctx, k, m.listMeta)
 }
 
 // prefetched returns what Prefetch read ahead for app once it is
@@ -111,8 +136,9 @@ func (m *Manager) prefetched(ctx context.Context, app string, take bool) *prefet
 // was cut short, and the lock was released by its last holder (a run that
 // only updates objects writes the inventory at its end only: if it was
 // killed, its lock is all that tells). Otherwise the inventory is read
-// again and nothing listed ahead is used.
-func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey][]*metav1.PartialObjectMetadata, error) {
+// again and nothing listed ahead is used; neither are lists shared with
+// other apps that are older than the inventory (see listedBefore).
+func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey]*metaList, error) {
 	p := m.prefetched(ctx, app, true)
 	if p != nil && p.invErr == nil {
 		if lock == nil {
@@ -121,6 +147,9 @@ func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) 
 		if !lock.tookOver && p.inv.Result != ResultApplying {
 			version, err := m.inventoryVersion(ctx, app)
 			if err == nil && version == p.invVersion {
+				if p.listedBefore {
+					return p.inv, nil, nil
+				}
 				return p.inv, p.lists, nil
 			}
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PlanUnchanged plans an app without rendering it, for a revision whose
@@ -34,7 +32,7 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	}
 	var (
 		inv    *Inventory
-		listed map[listKey][]*metav1.PartialObjectMetadata
+		listed map[listKey]*metaList
 	)
 	if p := m.prefetched(ctx, opts.App, false); p != nil && p.invErr == nil {
 		inv, listed = p.inv, p.lists

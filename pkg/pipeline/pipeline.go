@@ -299,11 +299,21 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		// What a plan reads before it can compare (inventory, discovery,
 		// lists) is read while rendering. Apps that depend on others are
 		// planned after those were applied, so they read when planned.
+		// Apps that share namespaces share their lists.
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		names := make([]string, 0, len(res.Apps))
+		for _, ar := range res.Apps {
+			if len(ar.app.DependsOn) == 0 {
+				names = append(names, ar.Name)
+			}
+		}
+		lists := apply.NewSharedLists(names)
 		for _, ar := range res.Apps {
 			ar.steps = newStepSpans(&opts)
-			ar.mgr = apply.NewManager(sess, appManagerOptions(opts, ar, sec.redact, ar.steps))
+			ao := appManagerOptions(opts, ar, sec.redact, ar.steps)
+			ao.Lists = lists
+			ar.mgr = apply.NewManager(sess, ao)
 			if len(ar.app.DependsOn) == 0 {
 				ar.mgr.Prefetch(pctx, apply.PlanOptions{App: ar.Name, FullDryRun: opts.FullDryRun})
 			}

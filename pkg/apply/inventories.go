@@ -1,0 +1,109 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// inventoryBatch is how many apps one list of inventories names in its
+// label selector: a thousand apps are read with ten lists instead of a
+// thousand GETs, and a selector of a hundred names stays a few kilobytes
+// of URL.
+const inventoryBatch = 100
+
+// inventoryRead is the outcome of reading one app's inventory.
+type inventoryRead struct {
+	inv     *Inventory
+	version string // resourceVersion of the inventory Secret; "" when there is none
+	err     error
+	// at is when the read was answered: what the inventory says is at
+	// least as old as that.
+	at time.Time
+}
+
+// ReadInventories returns the stored inventories of apps (an empty one
+// for an app that has none), read with one list per hundred apps instead
+// of one GET each; what cannot be read is in the joined error, and its
+// app is not in the map.
+func (m *Manager) ReadInventories(ctx context.Context, apps []string) (map[string]*Inventory, error) {
+	out := make(map[string]*Inventory, len(apps))
+	var errs []error
+	for app, r := range m.readInventories(ctx, apps) {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		out[app] = r.inv
+	}
+	return out, errors.Join(errs...)
+}
+
+// readInventories reads the inventories of apps by lists whose label
+// selector names them (LabelInventory). An app no list returned is read
+// with a GET, which tells an app without inventory from one whose Secret
+// lacks the label; so is every app of a list that failed (a role that may
+// get its inventory Secret but not list Secrets).
+func (m *Manager) readInventories(ctx context.Context, apps []string) map[string]inventoryRead {
+	batches := (len(apps) + inventoryBatch - 1) / inventoryBatch
+	var (
+		mu  sync.Mutex
+		out = make(map[string]inventoryRead, len(apps))
+	)
+	m.forEach(ctx, batches, func(b int) {
+		names := apps[b*inventoryBatch : min(len(apps), (b+1)*inventoryBatch)]
+		list, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).List(ctx, metav1.ListOptions{
+			LabelSelector: LabelInventory + " in (" + strings.Join(names, ",") + ")",
+		})
+		at := time.Now()
+		if err != nil {
+			return // each app is read on its own below
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range list.Items {
+			s := &list.Items[i]
+			app := s.Labels[LabelInventory]
+			if s.Name != InventoryName(app) {
+				continue // not an inventory of this name: the GET decides
+			}
+			inv, err := inventoryOf(s)
+			out[app] = inventoryRead{inv: inv, version: s.ResourceVersion, err: err, at: at}
+		}
+	})
+	var missing []string
+	for _, app := range apps {
+		if _, ok := out[app]; !ok {
+			missing = append(missing, app)
+		}
+	}
+	m.forEach(ctx, len(missing), func(i int) {
+		inv, version, err := m.readInventory(ctx, missing[i])
+		r := inventoryRead{inv: inv, version: version, err: err, at: time.Now()}
+		mu.Lock()
+		out[missing[i]] = r
+		mu.Unlock()
+	})
+	for _, app := range missing {
+		if _, ok := out[app]; !ok { // stopped before its turn
+			out[app] = inventoryRead{err: fmt.Errorf("inventory %s/%s: read: %w", m.opts.InventoryNamespace, InventoryName(app), ctx.Err())}
+		}
+	}
+	return out
+}
+
+// inventoryOf decodes the inventory Secret s.
+func inventoryOf(s *corev1.Secret) (*Inventory, error) {
+	inv, err := decodeInventory(s)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s/%s: decode: %w", s.Namespace, s.Name, err)
+	}
+	inv.adopt = adoptRequested(s.Annotations)
+	return inv, nil
+}
