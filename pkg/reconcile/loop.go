@@ -281,10 +281,15 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		r.log.Info("revision", "revision", snap.Commit, "subject", snap.Subject, "apps", len(apps))
 	}
 
+	// One list per hundred apps, not a GET each: a reconciler starting on
+	// a thousand apps read their inventories one after the other for 3 s.
+	invs, err := l.mgr.ReadInventories(ctx, added)
+	if err != nil {
+		r.log.Warn("read inventory", "err", err)
+	}
 	for _, name := range added {
-		inv, err := l.mgr.ReadInventory(ctx, name)
-		if err != nil {
-			r.log.Warn("read inventory", "app", name, "err", err)
+		inv, ok := invs[name]
+		if !ok {
 			continue
 		}
 		l.tr.setInventory(name, inv)

@@ -351,6 +351,11 @@ type Reconciler struct {
 	apps      map[string]*appState
 	// written is the status ConfigMap content last written.
 	written map[string]string
+	// statusMu guards statusBusy (a status write is in flight) and
+	// statusAgain (a change came in meanwhile: write once more).
+	statusMu    sync.Mutex
+	statusBusy  bool
+	statusAgain bool
 }
 
 // New checks opts and returns a Reconciler. It reads the webhook secret

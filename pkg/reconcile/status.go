@@ -35,7 +35,37 @@ const fieldManager = "deliver-reconcile"
 // writeStatus stores the status in the ConfigMap when it changed since the
 // last write, so that a no-op reconcile writes nothing. Failures are
 // logged: status is a report, never a reason to stop reconciling.
+//
+// Writes are coalesced: while one is in flight, the callers that come
+// meanwhile return at once and the writer writes once more after it,
+// with everything they changed. Ten runs ending together used to send
+// ten updates of the whole ConfigMap (a thousand apps' keys) one after
+// the other, for 3 s. The caller that writes stays until no change is
+// left, so a run's status is written before its goroutine ends.
 func (r *Reconciler) writeStatus(ctx context.Context) {
+	r.statusMu.Lock()
+	if r.statusBusy {
+		r.statusAgain = true
+		r.statusMu.Unlock()
+		return
+	}
+	r.statusBusy = true
+	r.statusMu.Unlock()
+	for {
+		r.writeStatusOnce(ctx)
+		r.statusMu.Lock()
+		if !r.statusAgain || ctx.Err() != nil {
+			r.statusBusy, r.statusAgain = false, false
+			r.statusMu.Unlock()
+			return
+		}
+		r.statusAgain = false
+		r.statusMu.Unlock()
+	}
+}
+
+// writeStatusOnce is one write of writeStatus.
+func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 	st := r.Status()
 	data := map[string]string{}
 	for _, a := range st.Apps {
