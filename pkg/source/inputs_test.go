@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/source"
 )
 
@@ -87,6 +89,55 @@ func TestInputHash(t *testing.T) {
 		}
 		if (h2 != hash(read)) != changed {
 			t.Errorf("%s after a file was added to a: changed = %v, want %v", read, h2 != hash(read), changed)
+		}
+	}
+}
+
+// TestInputHashFromTree: a snapshot of a commit takes its files' hashes
+// from the git tree instead of reading the files, whether it wrote the
+// tree or found it cached by an earlier fetch. Both must equal what git
+// hash-object says of the files, and what a snapshot of the working tree
+// (which reads them) says; what the tree does not hold as a regular file
+// (a symlink, a folder) is still read from the snapshot.
+func TestInputHashFromTree(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, gitserver.HTTPOptions{})
+	f.repo.WriteFile("apps/a/run.sh", "#!/bin/sh\necho a\n")
+	f.repo.Git("update-index", "--add", "--chmod=+x", "apps/a/run.sh")
+	f.repo.WriteFile("apps/b/values.yaml", "replicas: 2\n")
+	if err := os.Symlink("../b/values.yaml", filepath.Join(f.root, "app", "apps", "a", "values.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	f.repo.CommitAll("apps")
+	reads := []string{"f:README.md", "f:deploy/app.yaml", "f:deploy/blob.bin", "f:apps/a/run.sh", "f:apps/b/values.yaml",
+		"f:apps/a/values.yaml", "f:apps/a", "d:apps", "s:apps/b", "f:missing"}
+	want := map[string]string{}
+	for _, p := range []string{"README.md", "deploy/app.yaml", "deploy/blob.bin", "apps/a/run.sh", "apps/b/values.yaml"} {
+		want["f:"+p] = strings.TrimSpace(f.repo.Git("hash-object", p))
+	}
+	want["f:apps/a/values.yaml"] = want["f:apps/b/values.yaml"] // through the symlink
+
+	worktree := mustFetch(t, source.Options{URL: filepath.Join(f.root, "app")})
+	cache := cacheDir(t)
+	wrote := mustFetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: cache})
+	cached := mustFetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: cache})
+	for _, read := range reads {
+		fromDisk, err := worktree.InputHash(read)
+		if err != nil {
+			t.Fatalf("working tree: InputHash(%s): %v", read, err)
+		}
+		if w, ok := want[read]; ok && fromDisk != w {
+			t.Errorf("working tree: InputHash(%s) = %s, git hash-object says %s", read, fromDisk, w)
+		}
+		for name, s := range map[string]*source.Snapshot{"written": wrote, "cached": cached} {
+			got, err := s.InputHash(read)
+			if err != nil {
+				t.Errorf("%s: InputHash(%s): %v", name, read, err)
+				continue
+			}
+			if got != fromDisk {
+				t.Errorf("%s: InputHash(%s) = %s, reading the working tree %s", name, read, got, fromDisk)
+			}
 		}
 	}
 }

@@ -179,10 +179,12 @@ func (f *fetcher) snapshot(ctx context.Context, c *cache, repo *git.Repository, 
 		s.Close()
 		return nil, f.fail("checkout", err)
 	}
-	if err := f.writeCommit(ctx, repo, commit, s.root, "."); err != nil {
+	files := map[string]string{}
+	if err := f.writeCommit(ctx, repo, commit, s.root, ".", files); err != nil {
 		s.Close()
 		return nil, err
 	}
+	s.hashes.m = files
 	return s, nil
 }
 
@@ -194,16 +196,21 @@ func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Reposi
 		// Same commit, different content: submodule directories filled.
 		name += "-submodules"
 	}
-	var werr error
+	var (
+		werr    error
+		files   map[string]string
+		written bool
+	)
 	dir, lock, err := c.tree(name, func(dir string) error {
 		root, err := os.OpenRoot(dir)
 		if err != nil {
 			return err
 		}
 		defer root.Close()
+		written, files = true, map[string]string{}
 		// Kept apart: writeCommit's errors are already *Error values
 		// with their own step.
-		werr = f.writeCommit(ctx, repo, commit, root, ".")
+		werr = f.writeCommit(ctx, repo, commit, root, ".", files)
 		return werr
 	})
 	if werr != nil {
@@ -217,6 +224,12 @@ func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Reposi
 		s.Close()
 		return nil, f.fail("checkout", err)
 	}
+	if !written {
+		// Written by an earlier fetch: the blob ids from the tree
+		// objects, without reading the files (nil on any doubt).
+		files = treeFiles(commit)
+	}
+	s.hashes.m = files
 	keep := f.opts.KeepTrees
 	if keep <= 0 {
 		keep = defaultKeepTrees
@@ -226,8 +239,12 @@ func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Reposi
 }
 
 // writeCommit writes commit's tree into root at dir, then its submodules
-// when asked, and makes the result read-only.
-func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit *object.Commit, root *os.Root, dir string) error {
+// when asked, and makes the result read-only. When files is not nil, the
+// git blob id of each regular file of commit's own tree (not of its
+// submodules) is recorded there as InputHash would compute it, under
+// "f:" and its path: a reconciler checking a thousand apps for changes
+// then reads no file to hash it.
+func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit *object.Commit, root *os.Root, dir string, files map[string]string) error {
 	tree, err := commit.Tree()
 	if err != nil {
 		return f.fail("checkout", err)
@@ -235,7 +252,7 @@ func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit 
 	// Submodules are written into directories of this tree afterwards,
 	// so with them sealing waits until the end: a non-root user cannot
 	// create anything in a directory already made read-only.
-	w := &treeWriter{ctx: ctx, s: repo.Storer, base: dir, deferSeal: f.opts.Submodules}
+	w := &treeWriter{ctx: ctx, s: repo.Storer, base: dir, deferSeal: f.opts.Submodules, files: files}
 	top, err := root.OpenRoot(dir)
 	if err != nil {
 		return f.fail("checkout", err)
@@ -256,6 +273,32 @@ func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit 
 		}
 	}
 	return nil
+}
+
+// treeFiles returns the "f:" InputHash of every regular file of commit's
+// tree, from its tree objects (no blob is read); nil if a tree cannot be
+// read, and InputHash then reads the files.
+func treeFiles(commit *object.Commit) map[string]string {
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil
+	}
+	files := map[string]string{}
+	w := object.NewTreeWalker(tree, true, nil)
+	defer w.Close()
+	for {
+		name, e, err := w.Next()
+		if errors.Is(err, io.EOF) {
+			return files
+		}
+		if err != nil {
+			return nil
+		}
+		switch e.Mode {
+		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			files["f:"+name] = e.Hash.String()
+		}
+	}
 }
 
 func subject(message string) string {
@@ -287,6 +330,9 @@ type treeWriter struct {
 	deferSeal bool
 	unsealed  []string
 	gitlinks  []gitlink
+	// files, when not nil, records the blob id of every regular file
+	// written (see writeCommit).
+	files map[string]string
 }
 
 // seal makes the directory name in d, at label p, read-only now or, with
@@ -322,6 +368,9 @@ func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
 			if err := w.file(d, e); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
+			}
+			if w.files != nil {
+				w.files["f:"+p] = e.Hash.String()
 			}
 		case filemode.Symlink:
 			blob, err := object.GetBlob(w.s, e.Hash)
