@@ -44,7 +44,7 @@ func TestAppDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer snap.Close()
-		return appDigest(&o, snap, a, paths)
+		return appDigest(&o, snap, a, paths, nil)
 	}
 	with := func(change func(map[string]string)) map[string]string {
 		m := map[string]string{}
