@@ -32,7 +32,9 @@ import (
 //
 // A Vault KV v2 secret the render resolved a ref+vault with counts by its
 // path and version number (apply.Inputs.Vault), never by its values: the
-// version comes with the values the render read, and the next run reads
+// version comes in the same answer as the values the render read (a
+// version read apart could be that of a put made meanwhile, whose value
+// was not applied, and the next run would skip it), and the next run reads
 // each recorded secret's current version from its metadata, once per path
 // per run, into the digest it compares. A new version (kv put) renders the
 // app; so does a metadata read that fails (no read permission on the
@@ -92,7 +94,7 @@ func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *
 		}
 		n, err := res.CurrentVaultVersion(ctx, v.Path)
 		if err != nil {
-			opts.Log.Info("inputs: vault secret version unknown: rendering", "app", a.Name, "path", v.Path, "err", opts.Redactor.Error(err))
+			opts.Log.Debug("inputs: vault secret version unknown: rendering", "app", a.Name, "path", v.Path, "err", opts.Redactor.Error(err))
 			return false
 		}
 		if n != v.Version {
@@ -297,7 +299,7 @@ func (c *InputsCheck) Unchanged(ctx context.Context, a config.ResolvedApp, in *a
 		c.once.Do(func() {
 			v, err := newVault(ctx, c.opts)
 			if err != nil {
-				c.opts.Log.Info("inputs: vault: rendering the apps that read it", "err", c.opts.Redactor.Error(err))
+				c.opts.Log.Debug("inputs: vault: rendering the apps that read it", "err", c.opts.Redactor.Error(err))
 			}
 			c.vault = v
 			c.res = secrets.NewResolver(secrets.ResolverOptions{Vault: v, Redactor: c.opts.Redactor})
