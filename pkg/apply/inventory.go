@@ -84,6 +84,20 @@ type Inputs struct {
 	// and a path ("f:apps/web/values.yaml"): what a later revision hashes
 	// to compute its digest.
 	Paths []string `json:"paths,omitempty"`
+	// Vault are the Vault KV v2 secrets the render resolved refs with,
+	// each with the version it read: a later run reads each one's
+	// current version (from its metadata, never its values) and the
+	// digest covers those versions. Never a value.
+	Vault []VaultVersion `json:"vault,omitempty"`
+}
+
+// VaultVersion is a version of a Vault KV v2 secret.
+type VaultVersion struct {
+	// Path is the secret's path as the ref names it: secret/web or
+	// secret/data/web.
+	Path string `json:"path"`
+	// Version is its version number, as KV v2 metadata counts them.
+	Version int `json:"version"`
 }
 
 // Workload is the desired object of a workload as the last successful run

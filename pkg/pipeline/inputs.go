@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,18 +30,34 @@ import (
 // and whose objects are as deliver left them is planned from its inventory
 // (apply.Manager.PlanUnchanged): no render, no dry run.
 //
-// Whatever the digest cannot see makes the app render every time: a Vault
-// secret (its value may change without any commit), a remote kustomize
-// base, a chart from a repository at a version that is not exact. Secret
-// values are never hashed: SOPS files count by their encrypted bytes.
+// A Vault KV v2 secret the render resolved a ref+vault with counts by its
+// path and version number (apply.Inputs.Vault), never by its values: the
+// version comes in the same answer as the values the render read (a
+// version read apart could be that of a put made meanwhile, whose value
+// was not applied, and the next run would skip it), and the next run reads
+// each recorded secret's current version from its metadata, once per path
+// per run, into the digest it compares. A new version (kv put) renders the
+// app; so does a metadata read that fails (no read permission on the
+// mount's metadata/ path, Vault down, a deleted current version): any
+// doubt renders. The reconciler checks the versions too before it skips an
+// app on a new commit (InputsCheck); between commits, its resync interval
+// bounds how late a new version is applied.
+//
+// Whatever the digest cannot see makes the app render every time: a
+// secret of a KV v1 mount or of another Vault engine (no version tells
+// that it changed), a remote kustomize base, a chart from a repository at
+// a version that is not exact. Secret values are never hashed: SOPS files
+// count by their encrypted bytes.
 
 // inputsFormat names what the digest covers; changing it makes every
 // recorded digest differ, so that nothing recorded before is trusted.
-const inputsFormat = "deliver-inputs/1"
+// 2: Vault secret versions.
+const inputsFormat = "deliver-inputs/2"
 
 // appDigest returns the digest of app a's inputs in snap, reading the
-// paths recorded by a render.
-func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths []string) (string, error) {
+// paths recorded by a render, with the given versions of its Vault
+// secrets.
+func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths []string, vault []apply.VaultVersion) (string, error) {
 	h := sha256.New()
 	cfg, err := json.Marshal(struct {
 		Format, Version, Commit, KubeVersion string
@@ -58,14 +75,42 @@ func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths
 		}
 		fmt.Fprintf(h, "%s\x00%s\n", p, sum)
 	}
+	for _, v := range vault {
+		fmt.Fprintf(h, "vault:%s\x00%d\n", v.Path, v.Version)
+	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sameInputs reports whether in are the inputs of app a in snap: the
+// digest of the recorded paths, hashed in snap, and of the current
+// versions of the recorded Vault secrets, read through res, is the
+// recorded one. A version that cannot be read is a change, and so is any
+// Vault secret when res is nil.
+func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *secrets.Resolver, a config.ResolvedApp, in *apply.Inputs) bool {
+	var cur []apply.VaultVersion
+	for _, v := range in.Vault {
+		if res == nil {
+			return false
+		}
+		n, err := res.CurrentVaultVersion(ctx, v.Path)
+		if err != nil {
+			opts.Log.Debug("inputs: vault secret version unknown: rendering", "app", a.Name, "path", v.Path, "err", opts.Redactor.Error(err))
+			return false
+		}
+		if n != v.Version {
+			opts.Log.Info("inputs: vault secret has a new version: rendering", "app", a.Name, "path", v.Path, "recorded", v.Version, "current", n)
+		}
+		cur = append(cur, apply.VaultVersion{Path: v.Path, Version: n})
+	}
+	d, err := appDigest(opts, snap, a, in.Paths, cur)
+	return err == nil && d == in.Digest
 }
 
 // planUnchanged plans, from their inventories, the apps whose inputs are
 // those of their last successful run and whose objects are as deliver
 // left them, and marks them Unchanged: they are not rendered. Any doubt
 // (an error included) leaves an app to be rendered.
-func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, ident *apply.Identity, apps []*AppResult) {
+func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, ident *apply.Identity, apps []*AppResult) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, opts.Parallel)
 	for _, ar := range apps {
@@ -77,8 +122,7 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, id
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			same := func(in *apply.Inputs) bool {
-				d, err := appDigest(opts, snap, ar.app, in.Paths)
-				return err == nil && d == in.Digest
+				return sameInputs(ctx, opts, snap, sec.resolver, ar.app, in)
 			}
 			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident}, same)
 			if err != nil {
@@ -95,10 +139,11 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, id
 }
 
 // recordInputs computes, after rendering, the inputs an apply records for
-// each rendered app; none for an app whose render depended on something
-// outside the repository, or for a dirty working tree (it may change
-// before the next run reads it again).
-func recordInputs(opts *Options, snap *source.Snapshot, apps []*AppResult) {
+// each rendered app, with the version of each Vault secret its refs were
+// resolved from (sec); none for an app whose render depended on something
+// outside the repository that has no version, or for a dirty working tree
+// (it may change before the next run reads it again).
+func recordInputs(opts *Options, snap *source.Snapshot, sec *runSecrets, apps []*AppResult) {
 	if snap.Local && snap.Dirty() {
 		return
 	}
@@ -110,28 +155,82 @@ func recordInputs(opts *Options, snap *source.Snapshot, apps []*AppResult) {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", why)
 			continue
 		}
+		vault, ok := vaultVersions(sec, ar.vault.paths())
+		if !ok {
+			opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", "a vault secret without versions (not kv v2)")
+			continue
+		}
 		paths := ar.reads.Paths()
-		d, err := appDigest(opts, snap, ar.app, paths)
+		d, err := appDigest(opts, snap, ar.app, paths, vault)
 		if err != nil {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "err", err)
 			continue
 		}
-		ar.inputs = &apply.Inputs{Digest: d, Paths: paths}
+		ar.inputs = &apply.Inputs{Digest: d, Paths: paths, Vault: vault}
 	}
 }
 
-// noteRefs records, in reads, the secret references in v (values, an
-// object): a ref+sops file is a path the render read; a ref+vault secret
-// may change without a commit, so it makes the inputs uncertain.
-func noteRefs(reads *render.Reads, v any) {
+// vaultVersions returns the versions of the Vault secrets at paths whose
+// values the render resolved refs with; false when one has no version.
+func vaultVersions(sec *runSecrets, paths []string) ([]apply.VaultVersion, bool) {
+	var out []apply.VaultVersion
+	for _, p := range paths {
+		n, ok := sec.resolver.VaultVersion(p)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, apply.VaultVersion{Path: p, Version: n})
+	}
+	return out, true
+}
+
+// vaultRefs are the Vault paths an app's refs name. The zero value is
+// ready; a nil *vaultRefs records nothing. It is safe for concurrent use.
+type vaultRefs struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (v *vaultRefs) add(p string) {
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[string]bool{}
+	}
+	v.m[strings.Trim(p, "/")] = true
+}
+
+// paths returns the paths, sorted.
+func (v *vaultRefs) paths() []string {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]string, 0, len(v.m))
+	for p := range v.m {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// noteRefs records the secret references in v (values, an object): a
+// ref+sops file is a path the render read, in reads; a ref+vault secret
+// may change without a commit, so its path goes to vault, and the inputs
+// recorded after the render hold the version the render read.
+func noteRefs(reads *render.Reads, vault *vaultRefs, v any) {
 	switch x := v.(type) {
 	case map[string]any:
 		for _, e := range x {
-			noteRefs(reads, e)
+			noteRefs(reads, vault, e)
 		}
 	case []any:
 		for _, e := range x {
-			noteRefs(reads, e)
+			noteRefs(reads, vault, e)
 		}
 	case string:
 		if !strings.Contains(x, "ref+") {
@@ -146,6 +245,8 @@ func noteRefs(reads *render.Reads, v any) {
 			switch r.Backend {
 			case secrets.BackendSOPS:
 				reads.Add(render.ReadFile, strings.TrimPrefix(r.Path, "/"))
+			case secrets.BackendVault:
+				vault.add(r.Path)
 			default:
 				reads.Uncertain("a " + r.Backend + " secret")
 			}
@@ -163,16 +264,54 @@ func unchangedReport(p *apply.Plan) *apply.Report {
 	return rep
 }
 
-// InputsUnchanged reports whether the inputs of app a in snap are in, the
-// inputs its last successful apply recorded (apply.Inventory.Inputs): a
-// render would then produce the objects that run applied. Nil inputs, or
-// a path that cannot be hashed, are a change. The reconciler asks this
-// for every app of a new revision, from one snapshot whose hashes all
-// apps share.
-func InputsUnchanged(snap *source.Snapshot, opts Options, a config.ResolvedApp, in *apply.Inputs) bool {
+// InputsCheck tells, for the apps of one snapshot, whether the inputs
+// their last successful apply recorded (apply.Inventory.Inputs) are still
+// theirs: a render would then produce the objects that run applied. The
+// reconciler asks it for every app of a new revision: the snapshot's
+// hashes are shared by all apps, and so is the current version of each
+// Vault secret, read once per check, through one Vault login made when
+// the first app that needs it asks. It is safe for concurrent use; Close
+// it when done.
+type InputsCheck struct {
+	snap *source.Snapshot
+	opts Options
+
+	once  sync.Once
+	vault *secrets.Vault
+	res   *secrets.Resolver
+}
+
+// NewInputsCheck returns a check of inputs against snap, for apps of
+// opts (its Secrets settings say where Vault is).
+func NewInputsCheck(snap *source.Snapshot, opts Options) *InputsCheck {
+	opts.defaults()
+	return &InputsCheck{snap: snap, opts: opts}
+}
+
+// Unchanged reports whether in are the inputs of app a. Nil inputs, a
+// path that cannot be hashed, a Vault secret whose version cannot be read
+// (Vault not configured or failing included) are a change.
+func (c *InputsCheck) Unchanged(ctx context.Context, a config.ResolvedApp, in *apply.Inputs) bool {
 	if in == nil {
 		return false
 	}
-	d, err := appDigest(&opts, snap, a, in.Paths)
-	return err == nil && d == in.Digest
+	if len(in.Vault) > 0 {
+		c.once.Do(func() {
+			v, err := newVault(ctx, c.opts)
+			if err != nil {
+				c.opts.Log.Debug("inputs: vault: rendering the apps that read it", "err", c.opts.Redactor.Error(err))
+			}
+			c.vault = v
+			c.res = secrets.NewResolver(secrets.ResolverOptions{Vault: v, Redactor: c.opts.Redactor})
+		})
+	}
+	return sameInputs(ctx, &c.opts, c.snap, c.res, a, in)
+}
+
+// Close stops renewing the token of the Vault login the check made, if
+// any.
+func (c *InputsCheck) Close() {
+	if c.vault != nil {
+		c.vault.Close()
+	}
 }

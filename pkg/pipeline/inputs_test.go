@@ -44,7 +44,7 @@ func TestAppDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer snap.Close()
-		return appDigest(&o, snap, a, paths)
+		return appDigest(&o, snap, a, paths, nil)
 	}
 	with := func(change func(map[string]string)) map[string]string {
 		m := map[string]string{}
@@ -102,6 +102,33 @@ func TestAppDigest(t *testing.T) {
 			}
 		})
 	}
+	// A Vault secret counts by its path and version.
+	t.Run("vault versions", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		testenv.WriteFiles(t, dir, base)
+		snap, err := source.Fetch(context.Background(), source.Options{URL: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer snap.Close()
+		d := func(vault ...apply.VaultVersion) string {
+			got, err := appDigest(&Options{}, snap, app, paths, vault)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		v1 := apply.VaultVersion{Path: "secret/web", Version: 1}
+		if d(v1) != d(v1) {
+			t.Error("same vault versions, different digests")
+		}
+		for _, other := range [][]apply.VaultVersion{nil, {{Path: "secret/web", Version: 2}}, {{Path: "secret/api", Version: 1}}, {v1, {Path: "secret/api", Version: 1}}} {
+			if d(v1) == d(other...) {
+				t.Errorf("digest with %v = digest with %v", []apply.VaultVersion{v1}, other)
+			}
+		}
+	})
 	// A recorded ".." is cleaned into the snapshot, never read outside it.
 	t.Run("path outside the snapshot", func(t *testing.T) {
 		t.Parallel()

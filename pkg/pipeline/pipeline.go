@@ -153,6 +153,7 @@ type AppResult struct {
 	mgr       *apply.Manager // made before rendering, to read the cluster meanwhile
 	steps     *stepSpans
 	reads     *render.Reads // what its render read
+	vault     *vaultRefs    // the Vault secrets its refs name
 	inputs    *apply.Inputs // recorded by a successful apply
 }
 
@@ -320,11 +321,11 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		}
 	}
 	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
-		planUnchanged(ctx, &opts, snap, ident, res.Apps)
+		planUnchanged(ctx, &opts, snap, sec, ident, res.Apps)
 	}
 	err = renderAll(ctx, opts, snap.Dir, sec, res.Apps)
 	if err == nil && m == modeApply {
-		recordInputs(&opts, snap, res.Apps)
+		recordInputs(&opts, snap, sec, res.Apps)
 	}
 	// The working tree's status was checked while rendering.
 	res.Dirty = snap.Dirty()

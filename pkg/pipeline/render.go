@@ -104,16 +104,27 @@ func (s *runSecrets) close() {
 	}
 }
 
+// newVault logs in to the Vault of opts; nil when VAULT_ADDR is not set.
+func newVault(ctx context.Context, opts Options) (*secrets.Vault, error) {
+	getenv := opts.Secrets.Getenv
+	if getenv("VAULT_ADDR") == "" {
+		return nil, nil
+	}
+	v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Auth: opts.Secrets.VaultAuth, Redactor: opts.Redactor, Logger: opts.Log})
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	return v, nil
+}
+
 func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, error) {
 	s := &runSecrets{red: opts.Redactor, opts: &opts}
 	getenv := opts.Secrets.Getenv
-	if getenv("VAULT_ADDR") != "" {
-		v, err := secrets.NewVault(ctx, secrets.VaultOptions{Env: getenv, Auth: opts.Secrets.VaultAuth, Redactor: opts.Redactor, Logger: opts.Log})
-		if err != nil {
-			return nil, fmt.Errorf("vault: %w", err)
-		}
-		s.vault = v
+	v, err := newVault(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
+	s.vault = v
 	sops, err := secrets.NewSOPS(secrets.SOPSOptions{
 		AgeKeyFiles: opts.Secrets.AgeKeyFiles, PGPKeyringFiles: opts.Secrets.PGPKeyFiles,
 		Vault: s.vault, Env: getenv, Redactor: opts.Redactor,
@@ -149,8 +160,8 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
-			ar.reads = &render.Reads{}
-			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads)
+			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
+			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault)
 			span.SetAttributes(attribute.Int(attrObjects, objectCount(set)))
 			endSpan(span, opts.Redactor, err)
 			mu.Lock()
@@ -232,7 +243,7 @@ func checkOwners(apps []*AppResult, scope scopeFunc) error {
 	return errors.Join(errs...)
 }
 
-func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads) (*object.Set, error) {
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs) (*object.Set, error) {
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
 		Decrypt: sec.decrypt, Reads: reads,
@@ -242,7 +253,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	}
 	switch {
 	case a.Helm != nil:
-		noteRefs(reads, a.Helm.Values)
+		noteRefs(reads, vault, a.Helm.Values)
 		values, err := sec.resolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
 		if err != nil {
 			return nil, err
@@ -254,7 +265,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
 			ResolveValues: func(ctx context.Context, name string, values map[string]any) (map[string]any, error) {
-				noteRefs(reads, values)
+				noteRefs(reads, vault, values)
 				return sec.resolveValues(ctx, name, values)
 			},
 		}
@@ -291,7 +302,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	var all []*unstructured.Unstructured
 	for _, o := range append(append([]*object.Object(nil), set.Objects...), set.Hooks...) {
 		all = append(all, o.Unstructured)
-		noteRefs(reads, o.Object)
+		noteRefs(reads, vault, o.Object)
 	}
 	if err := sec.resolveObjects(ctx, a.Name, all); err != nil {
 		return nil, err

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
@@ -193,5 +195,103 @@ func TestNewRevisionRunsOnlyChangedApps(t *testing.T) {
 	}
 	if cmData(t, ns, "p07")["v"] != "two" {
 		t.Error("once: p07's change was not applied")
+	}
+}
+
+// TestNewRevisionSkipsVaultApp: an app whose Secret holds a ref to a Vault
+// KV v2 secret is not run for a new commit that changes none of its
+// files, the secret unchanged (its version is read from Vault's
+// metadata); after a kv put, the next commit runs it and applies the new
+// value. The other app, without refs, is skipped both times.
+func TestNewRevisionSkipsVaultApp(t *testing.T) {
+	ns := env.Namespace(t) // first: skipped with -short before Vault starts
+	t.Parallel()
+	ctx := context.Background()
+	const canary1, canary2 = "CANARY-rv-1-a41f07", "CANARY-rv-2-c3d9e8"
+	tv, err := testenv.StartVault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tv.Stop)
+	vc, err := vault.NewClient(&vault.Config{Address: tv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(tv.Token)
+	put := func(v string) {
+		t.Helper()
+		if _, err := vc.KVv2("secret").Put(ctx, "web", map[string]any{"password": v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(canary1)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"web/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n",
+		"other/cm.yaml":   configMap("other", map[string]string{"v": "one"}),
+		"README.md":       "one\n",
+	})
+	opts := options(t, repo, env.Config)
+	opts.Pipeline.Secrets.Getenv = func(k string) string {
+		return map[string]string{"VAULT_ADDR": tv.Addr, "VAULT_TOKEN": tv.Token}[k]
+	}
+	r, _ := start(t, opts)
+	// ran waits for both apps delivered at head and returns those whose
+	// last run ended after since.
+	ran := func(head string, since time.Time) []string {
+		t.Helper()
+		waitFor(t, 60*time.Second, "both apps at "+head[:12], func() bool {
+			for _, app := range []string{"web", "other"} {
+				if a := appStatus(r, app); a.Revision != head || a.Result != apply.ResultSucceeded {
+					return false
+				}
+			}
+			return true
+		})
+		var out []string
+		for _, a := range r.Status().Apps {
+			if a.LastRun.After(since) {
+				out = append(out, a.App)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	secret := func() string {
+		t.Helper()
+		s, err := env.Client().CoreV1().Secrets(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(s.Data["password"])
+	}
+	ran(repo.Head(), time.Time{})
+	if secret() != canary1 {
+		t.Fatal("first apply: the secret value is not in the cluster")
+	}
+
+	repo.WriteFile("README.md", "two\n")
+	before := time.Now()
+	head := repo.CommitAll("readme")
+	r.Trigger()
+	if got := ran(head, before); len(got) != 0 {
+		t.Errorf("commit of no app's file, secret unchanged: ran %v, want none", got)
+	}
+	if a := appStatus(r, "web"); !strings.HasPrefix(a.Message, "unchanged") {
+		t.Errorf("web message %q, want unchanged", a.Message)
+	}
+
+	put(canary2)
+	repo.WriteFile("README.md", "three\n")
+	before = time.Now()
+	head = repo.CommitAll("readme again")
+	r.Trigger()
+	if got := ran(head, before); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("commit of no app's file after a kv put: ran %v, want [web]", got)
+	}
+	if secret() != canary2 {
+		t.Error("the new secret version's value was not applied")
 	}
 }

@@ -306,7 +306,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		l.tr.ensureKinds(ctx, true)
 	}
 	if moved || len(added) > 0 {
-		l.skipUnchanged()
+		l.skipUnchanged(ctx)
 	}
 	l.justFetched = true
 	r.writeStatus(ctx)
@@ -316,8 +316,9 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 // head as delivered at it, without a run: a render would produce what
 // their last successful run applied, and the informers keep checking that
 // their objects stay so (drift still triggers a run). The hashes of the
-// head's files are computed once and shared by every app.
-func (l *leaderLoop) skipUnchanged() {
+// head's files are computed once and shared by every app, and so is the
+// current version of each Vault secret their inputs name.
+func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 	r := l.r
 	type candidate struct {
 		name, rev string
@@ -344,12 +345,17 @@ func (l *leaderLoop) skipUnchanged() {
 		}
 	}
 	r.mu.Unlock()
-	// Hashing reads files: not under r.mu, which status requests need.
+	// Hashing reads files, and Vault: not under r.mu, which status
+	// requests need.
 	var same []candidate
-	for _, c := range cands {
-		if pipeline.InputsUnchanged(sh.snap, r.opts.Pipeline, c.app, c.inputs) {
-			same = append(same, c)
+	if len(cands) > 0 {
+		check := pipeline.NewInputsCheck(sh.snap, r.opts.Pipeline)
+		for _, c := range cands {
+			if check.Unchanged(ctx, c.app, c.inputs) {
+				same = append(same, c)
+			}
 		}
+		check.Close()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -19,6 +19,9 @@ var (
 	// ErrNotFound means a Vault path, a key inside a secret or a path inside
 	// a SOPS file does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrNotVersioned means a Vault path is not in a KV v2 mount: its
+	// secrets have no version numbers.
+	ErrNotVersioned = errors.New("not a kv v2 secret: no versions")
 	// ErrPermissionDenied means Vault refused the request with the current
 	// token's policies.
 	ErrPermissionDenied = errors.New("permission denied")

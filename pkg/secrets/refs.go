@@ -122,11 +122,13 @@ type Resolver struct {
 	group singleflight.Group
 	mu    sync.Mutex
 	got   map[string]fetched
+	cur   map[string]fetched // current versions read by CurrentVaultVersion
 }
 
 type fetched struct {
-	data map[string]any
-	err  error
+	data    map[string]any
+	version int // of a KV v2 secret; 0 otherwise
+	err     error
 }
 
 // NewResolver returns a Resolver for one run.
@@ -134,7 +136,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
 	}
-	return &Resolver{opts: opts, got: map[string]fetched{}}
+	return &Resolver{opts: opts, got: map[string]fetched{}, cur: map[string]fetched{}}
 }
 
 // Resolve resolves the refs in one string. A string that is one whole ref
@@ -306,7 +308,7 @@ func (r *Resolver) value(ctx context.Context, ref Ref) (any, error) {
 
 // fetch reads the secret or file of a ref, once per Resolver.
 func (r *Resolver) fetch(ctx context.Context, ref Ref) (map[string]any, error) {
-	key := ref.Backend + "\x00" + ref.Path
+	key := ref.Backend + "\x00" + strings.Trim(ref.Path, "/")
 	r.mu.Lock()
 	f, ok := r.got[key]
 	r.mu.Unlock()
@@ -322,7 +324,7 @@ func (r *Resolver) fetch(ctx context.Context, ref Ref) (map[string]any, error) {
 		}
 		switch ref.Backend {
 		case BackendVault:
-			f.data, f.err = r.readVault(ctx, ref.Path)
+			f.data, f.version, f.err = r.readVault(ctx, ref.Path)
 		case BackendSOPS:
 			f.data, f.err = r.readSOPS(ctx, ref.Path)
 		}
@@ -338,11 +340,61 @@ func (r *Resolver) fetch(ctx context.Context, ref Ref) (map[string]any, error) {
 	return f.data, f.err
 }
 
-func (r *Resolver) readVault(ctx context.Context, p string) (map[string]any, error) {
+func (r *Resolver) readVault(ctx context.Context, p string) (map[string]any, int, error) {
 	if r.opts.Vault == nil {
-		return nil, errors.New("no vault configured")
+		return nil, 0, errors.New("no vault configured")
 	}
-	return r.opts.Vault.ReadKV(ctx, p)
+	return r.opts.Vault.ReadKVVersion(ctx, p)
+}
+
+// VaultVersion returns the version of the KV v2 secret at Vault path p
+// whose values this Resolver resolved refs with; false when it read none
+// there, the read failed, or the secret has no versions (KV v1).
+func (r *Resolver) VaultVersion(p string) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.got[BackendVault+"\x00"+strings.Trim(p, "/")]
+	if !ok || f.err != nil || f.version <= 0 {
+		return 0, false
+	}
+	return f.version, true
+}
+
+// CurrentVaultVersion returns the current version of the KV v2 secret at
+// Vault path p, read from its metadata (Vault.KVVersion), never its
+// values. Like the values, it is read once per Resolver however many
+// goroutines ask, and kept for the Resolver's life (a run): every app of
+// the run compares with the same answer.
+func (r *Resolver) CurrentVaultVersion(ctx context.Context, p string) (int, error) {
+	if r.opts.Vault == nil {
+		return 0, errors.New("no vault configured")
+	}
+	p = strings.Trim(p, "/")
+	r.mu.Lock()
+	f, ok := r.cur[p]
+	r.mu.Unlock()
+	if !ok {
+		res, _, _ := r.group.Do("version\x00"+p, func() (any, error) {
+			r.mu.Lock()
+			f, ok := r.cur[p]
+			r.mu.Unlock()
+			if ok {
+				return f, nil
+			}
+			f.version, f.err = r.opts.Vault.KVVersion(ctx, p)
+			if !errors.Is(f.err, context.Canceled) && !errors.Is(f.err, context.DeadlineExceeded) {
+				r.mu.Lock()
+				r.cur[p] = f
+				r.mu.Unlock()
+			}
+			return f, nil
+		})
+		f = res.(fetched)
+	}
+	if f.err != nil {
+		return 0, fmt.Errorf("vault %s: version: %w", p, f.err)
+	}
+	return f.version, nil
 }
 
 func (r *Resolver) readSOPS(ctx context.Context, p string) (map[string]any, error) {

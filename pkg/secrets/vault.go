@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -104,6 +106,7 @@ type Vault struct {
 
 type cached struct {
 	data    map[string]any
+	version int
 	expires time.Time
 }
 
@@ -112,6 +115,16 @@ type mountInfo struct {
 	path    string // with a trailing slash, like "secret/"
 	kind    string // "kv", "transit", …
 	version string // "1" or "2" for kv
+}
+
+// kv2 reports whether the mount is a KV v2 engine.
+func (m mountInfo) kv2() bool { return m.kind == "kv" && m.version == "2" }
+
+// rel returns p, a path of a KV v2 secret in the API's form or the
+// CLI's, relative to the mount and without data/: secret/data/app and
+// secret/app are both app.
+func (m mountInfo) rel(p string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(p, m.path), "data/")
 }
 
 // NewVault connects to Vault and logs in.
@@ -349,25 +362,31 @@ func classify(err error) error {
 // the mount's version is asked to Vault once. Reads are not cached unless
 // VaultOptions.CacheTTL is set; a Resolver reads each path once per run.
 func (v *Vault) ReadKV(ctx context.Context, p string) (map[string]any, error) {
+	data, _, err := v.ReadKVVersion(ctx, p)
+	return data, err
+}
+
+// ReadKVVersion is ReadKV that also returns the version of a KV v2 secret
+// it read, taken from the same answer as the values (so that it is the
+// version of those values, whatever was written since); 0 for a secret
+// without versions (KV v1, another engine).
+func (v *Vault) ReadKVVersion(ctx context.Context, p string) (map[string]any, int, error) {
 	p = strings.Trim(p, "/")
 	if v.ttl > 0 {
 		v.cacheM.Lock()
 		c, ok := v.cache[p]
 		v.cacheM.Unlock()
 		if ok && time.Now().Before(c.expires) {
-			return c.data, nil
+			return c.data, c.version, nil
 		}
 	}
 	m, err := v.mountOf(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	read := p
-	if m.kind == "kv" && m.version == "2" {
-		rel := strings.TrimPrefix(p, m.path)
-		if !strings.HasPrefix(rel, "data/") {
-			read = m.path + "data/" + rel
-		}
+	if m.kv2() {
+		read = m.path + "data/" + m.rel(p)
 	}
 	var sec *api.Secret
 	err = v.do(ctx, func() error {
@@ -376,27 +395,94 @@ func (v *Vault) ReadKV(ctx context.Context, p string) (map[string]any, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if sec == nil || sec.Data == nil {
-		return nil, ErrNotFound
+		return nil, 0, ErrNotFound
 	}
-	data := sec.Data
-	if m.kind == "kv" && m.version == "2" {
+	data, version := sec.Data, 0
+	if m.kv2() {
 		d, ok := sec.Data["data"].(map[string]any)
 		if !ok {
 			// Deleted or destroyed version.
-			return nil, ErrNotFound
+			return nil, 0, ErrNotFound
 		}
 		data = d
+		if md, ok := sec.Data["metadata"].(map[string]any); ok {
+			version = intOf(md["version"])
+		}
 	}
 	v.register(data)
 	if v.ttl > 0 {
 		v.cacheM.Lock()
-		v.cache[p] = cached{data: data, expires: time.Now().Add(v.ttl)}
+		v.cache[p] = cached{data: data, version: version, expires: time.Now().Add(v.ttl)}
 		v.cacheM.Unlock()
 	}
-	return data, nil
+	return data, version, nil
+}
+
+// KVVersion returns the current version of a KV v2 secret from its
+// metadata, which holds no value: what a later run compares with the
+// version its last render read (ReadKVVersion) to tell whether the secret
+// changed. path is as for ReadKV; the token needs read on the mount's
+// metadata/ path. It fails with ErrNotVersioned for a path outside a KV
+// v2 mount, and with ErrNotFound when the secret does not exist or its
+// current version is deleted or destroyed (a read would fail). It is never
+// cached.
+func (v *Vault) KVVersion(ctx context.Context, p string) (int, error) {
+	p = strings.Trim(p, "/")
+	m, err := v.mountOf(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	if !m.kv2() {
+		return 0, ErrNotVersioned
+	}
+	var sec *api.Secret
+	err = v.do(ctx, func() error {
+		var err error
+		sec, err = v.client.Logical().ReadWithContext(ctx, m.path+"metadata/"+m.rel(p))
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if sec == nil || sec.Data == nil {
+		return 0, ErrNotFound
+	}
+	cur := intOf(sec.Data["current_version"])
+	if cur <= 0 {
+		return 0, ErrNotFound
+	}
+	if vs, ok := sec.Data["versions"].(map[string]any); ok {
+		if e, ok := vs[strconv.Itoa(cur)].(map[string]any); ok {
+			if d, _ := e["destroyed"].(bool); d {
+				return 0, ErrNotFound
+			}
+			if t, _ := e["deletion_time"].(string); t != "" {
+				return 0, ErrNotFound
+			}
+		}
+	}
+	return cur, nil
+}
+
+// intOf returns a version number of a Vault answer (a json.Number), or 0.
+func intOf(v any) int {
+	switch x := v.(type) {
+	case json.Number:
+		n, err := x.Int64()
+		if err == nil {
+			return int(n)
+		}
+	case float64:
+		return int(x)
+	case int:
+		return x
+	case int64:
+		return int(x)
+	}
+	return 0
 }
 
 // register gives every value of a secret to the redactor.

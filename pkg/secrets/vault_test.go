@@ -456,3 +456,114 @@ func mountTransit(t *testing.T, c *api.Client) {
 	}
 	vaultWrite(t, c, "transit/keys/sops", nil)
 }
+
+// TestVaultKVVersions: a Resolver knows the version of each KV v2 secret
+// whose values it resolved refs with (none for KV v1), and reads a
+// secret's current version from its metadata, never its data, once per
+// Resolver however many goroutines ask; a new Resolver sees a new version.
+// KVVersion fails for what has no usable version.
+func TestVaultKVVersions(t *testing.T) {
+	tv := startVault(t)
+	root := rootClient(t, tv)
+	f := setupKV(t, root)
+	ctx := context.Background()
+	ct := &countingTransport{n: map[string]int{}}
+	v := newVault(t, VaultOptions{Address: tv.Addr, Auth: VaultAuth{Token: tv.Token}, HTTPClient: &http.Client{Transport: ct}})
+
+	r := NewResolver(ResolverOptions{Vault: v})
+	for _, ref := range []string{
+		"ref+vault://secret/data/" + f.app + "#/token",
+		"ref+vault:///secret/" + f.app + "/#/token",
+		"ref+vault://" + f.kv1 + "/" + f.app + "#/key",
+	} {
+		if _, err := r.Resolve(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := []struct {
+		path string
+		want int
+		ok   bool
+	}{
+		{"secret/data/" + f.app, 1, true},
+		{"secret/" + f.app, 1, true},
+		{"/secret/" + f.app + "/", 1, true},
+		{f.kv1 + "/" + f.app, 0, false},
+		{"secret/data/never-read", 0, false},
+	}
+	for _, tt := range versions {
+		if n, ok := r.VaultVersion(tt.path); n != tt.want || ok != tt.ok {
+			t.Errorf("VaultVersion(%s) = %d, %v; want %d, %v", tt.path, n, ok, tt.want, tt.ok)
+		}
+	}
+
+	// A new version: the Resolver that read the values keeps their
+	// version; the current one is read from the metadata, once.
+	vaultWrite(t, root, "secret/data/"+f.app, map[string]any{"data": map[string]any{"token": "hunter2-token-2"}})
+	dataReads := ct.count("GET /v1/secret/data/" + f.app)
+	check := NewResolver(ResolverOptions{Vault: v})
+	var wg sync.WaitGroup
+	got := make([]int, 20)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := check.CurrentVaultVersion(ctx, "secret/"+f.app)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = n
+		}()
+	}
+	wg.Wait()
+	for i, n := range got {
+		if n != 2 {
+			t.Fatalf("CurrentVaultVersion #%d = %d, want 2", i, n)
+		}
+	}
+	if n, ok := r.VaultVersion("secret/" + f.app); n != 1 || !ok {
+		t.Errorf("VaultVersion after a put = %d, %v; want the version read, 1", n, ok)
+	}
+	if n := ct.count("GET /v1/secret/metadata/" + f.app); n != 1 {
+		t.Errorf("metadata read %d times by 20 goroutines of one Resolver, want 1", n)
+	}
+	if n := ct.count("GET /v1/secret/data/" + f.app); n != dataReads {
+		t.Errorf("the version check read the secret's data %d times, want none", n-dataReads)
+	}
+	vaultWrite(t, root, "secret/data/"+f.app, map[string]any{"data": map[string]any{"token": "hunter2-token-3"}})
+	if n, err := check.CurrentVaultVersion(ctx, "/secret/"+f.app); err != nil || n != 2 {
+		t.Errorf("same Resolver after another put: %d, %v; want 2, which it read first", n, err)
+	}
+	if n, err := NewResolver(ResolverOptions{Vault: v}).CurrentVaultVersion(ctx, "secret/data/"+f.app); err != nil || n != 3 {
+		t.Errorf("new Resolver after another put: %d, %v; want 3", n, err)
+	}
+
+	// What has no version to compare.
+	deleted := "deleted-" + suffix()
+	vaultWrite(t, root, "secret/data/"+deleted, map[string]any{"data": map[string]any{"k": "v"}})
+	if _, err := root.Logical().Delete("secret/data/" + deleted); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := newVault(t, VaultOptions{Address: tv.Addr, Auth: VaultAuth{
+		Token: vaultWrite(t, root, "auth/token/create", map[string]any{"policies": []string{f.policy}, "ttl": "1h"}).Auth.ClientToken,
+	}})
+	errTests := []struct {
+		name string
+		v    *Vault
+		path string
+		is   error
+	}{
+		{"kv v1", v, f.kv1 + "/" + f.app, ErrNotVersioned},
+		{"missing", v, "secret/nope-" + f.app, ErrNotFound},
+		{"current version deleted", v, "secret/" + deleted, ErrNotFound},
+		{"no read on metadata", readOnly, "secret/" + f.app, ErrPermissionDenied},
+	}
+	for _, tt := range errTests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := tt.v.KVVersion(ctx, tt.path)
+			if !errors.Is(err, tt.is) {
+				t.Errorf("KVVersion(%s) = %d, %v; want %v", tt.path, n, err, tt.is)
+			}
+		})
+	}
+}
