@@ -132,6 +132,15 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 // Reset makes its next lookup discover again.
 func (s *Session) RESTMapper() meta.ResettableRESTMapper { return s.mapper }
 
+// Metadata returns the session's metadata client, for the informers of a
+// process that runs on the session (the reconciler's drift tracker and
+// its watch of inventories): their lists share the session's rate limit
+// and budget of requests in flight (their watches are not counted).
+func (s *Session) Metadata() metadata.Interface { return s.meta }
+
+// Dynamic returns the session's dynamic client.
+func (s *Session) Dynamic() dynamic.Interface { return s.dyn }
+
 // inFlight holds a request until the session's budget has room for it
 // (SessionOptions.MaxInFlight). A round tripper, because the budget is
 // the whole session's, across the dynamic, metadata and typed clients;

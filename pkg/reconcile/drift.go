@@ -11,9 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -59,24 +57,18 @@ type watchedKind struct {
 	synced cache.DoneChecker
 }
 
-func newTracker(ctx context.Context, cfg *rest.Config, mapper meta.RESTMapper, onDrift func(app, id, why string)) (*tracker, error) {
-	mc, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("drift: client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("drift: client: %w", err)
-	}
+// newTracker returns a tracker whose informers and reads go through the
+// session's clients and RESTMapper: no clients or discovery of its own.
+func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, why string)) *tracker {
 	// Only deliver's objects: a cluster's other objects cost nothing.
-	factory := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+	factory := metadatainformer.NewFilteredSharedInformerFactory(sess.Metadata(), 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelApp
 	})
 	return &tracker{
-		ctx: ctx, mapper: mapper, factory: factory, dyn: dyn, onDrift: onDrift, log: slog.New(slog.DiscardHandler),
+		ctx: ctx, mapper: sess.RESTMapper(), factory: factory, dyn: sess.Dynamic(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
 		kinds: map[schema.GroupKind]*watchedKind{}, inv: map[string]map[object.ID]apply.Entry{},
 		scaled: map[object.ID]scaledSpec{},
-	}, nil
+	}
 }
 
 // stop ends the informers; their goroutines end with the tracker's ctx.

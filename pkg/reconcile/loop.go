@@ -114,12 +114,9 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	mgr := apply.NewManager(sess, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
-	tr, err := newTracker(ctx, r.opts.Config, mgr.RESTMapper(), r.noteDrift)
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
+	tr := newTracker(ctx, sess, r.noteDrift)
 	defer func() { cancel(); tr.stop() }()
-	iv, err := newInventories(r.opts.Config, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
+	iv, err := newInventories(sess, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}

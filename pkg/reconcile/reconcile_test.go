@@ -245,8 +245,12 @@ func TestCommitDriftAndRetry(t *testing.T) {
 
 	// The broken app fails and is retried, with a growing delay, while the
 	// others were delivered.
-	waitFor(t, 15*time.Second, "broken app retried", func() bool { return appStatus(r, "broken").Failures >= 2 })
-	b := appStatus(r, "broken")
+	// Read between two retries: a retry that is running says so.
+	var b reconcile.AppStatus
+	waitFor(t, 15*time.Second, "broken app retried", func() bool {
+		b = appStatus(r, "broken")
+		return b.Failures >= 2 && b.Result != reconcile.ResultRunning
+	})
 	if b.Result != apply.ResultFailed || b.NextRetry.IsZero() || !strings.Contains(b.Message, "Not_A_Valid_Name") {
 		t.Errorf("broken app status = %+v, want failed with a next retry and a message naming the object", b)
 	}

@@ -9,9 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -50,12 +48,8 @@ type inventories struct {
 	apps map[string]invMeta
 }
 
-func newInventories(cfg *rest.Config, ns string, onChange func(app string)) (*inventories, error) {
-	mc, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("inventories: client: %w", err)
-	}
-	factory := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, ns, func(o *metav1.ListOptions) {
+func newInventories(sess *apply.Session, ns string, onChange func(app string)) (*inventories, error) {
+	factory := metadatainformer.NewFilteredSharedInformerFactory(sess.Metadata(), 0, ns, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelInventory
 	})
 	iv := &inventories{factory: factory, onChange: onChange, apps: map[string]invMeta{}}
