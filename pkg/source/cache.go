@@ -267,6 +267,35 @@ func (c *cache) collect(keep int) {
 	}
 }
 
+// newestTree returns the name of the most recently used tree other than
+// except; "" when there is none. The caller holds the cache lock, so no
+// collector removes it meanwhile.
+func (c *cache) newestTree(except string) string {
+	trees := c.treesDir()
+	entries, err := os.ReadDir(trees)
+	if err != nil {
+		return ""
+	}
+	var (
+		newest string
+		used   time.Time
+	)
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == except || strings.HasPrefix(name, tmpPrefix) {
+			continue
+		}
+		info, err := os.Stat(filepath.Join(trees, name+".lock"))
+		if err != nil {
+			continue
+		}
+		if newest == "" || info.ModTime().After(used) {
+			newest, used = name, info.ModTime()
+		}
+	}
+	return newest
+}
+
 // remove deletes the tree name and its lock file unless a Snapshot holds
 // it. The caller holds the cache lock.
 func (c *cache) remove(name string) {

@@ -180,7 +180,7 @@ func (f *fetcher) snapshot(ctx context.Context, c *cache, repo *git.Repository, 
 		return nil, f.fail("checkout", err)
 	}
 	files := map[string]string{}
-	if err := f.writeCommit(ctx, repo, commit, s.root, ".", files); err != nil {
+	if err := f.writeCommit(ctx, commit, s.root, f.newTreeWriter(ctx, repo, ".", files)); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -208,9 +208,18 @@ func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Reposi
 		}
 		defer root.Close()
 		written, files = true, map[string]string{}
+		w := f.newTreeWriter(ctx, repo, ".", files)
+		if !f.opts.Submodules {
+			// The files the newest cached tree shares with this one
+			// are linked from it instead of written again.
+			if b := openLinkBase(repo, c.treesDir(), c.newestTree(name)); b != nil {
+				defer b.close()
+				w.link = b
+			}
+		}
 		// Kept apart: writeCommit's errors are already *Error values
 		// with their own step.
-		werr = f.writeCommit(ctx, repo, commit, root, ".", files)
+		werr = f.writeCommit(ctx, commit, root, w)
 		return werr
 	})
 	if werr != nil {
@@ -238,27 +247,32 @@ func (f *fetcher) cachedSnapshot(ctx context.Context, c *cache, repo *git.Reposi
 	return s, nil
 }
 
-// writeCommit writes commit's tree into root at dir, then its submodules
-// when asked, and makes the result read-only. When files is not nil, the
-// git blob id of each regular file of commit's own tree (not of its
-// submodules) is recorded there as InputHash would compute it, under
-// "f:" and its path: a reconciler checking a thousand apps for changes
-// then reads no file to hash it.
-func (f *fetcher) writeCommit(ctx context.Context, repo *git.Repository, commit *object.Commit, root *os.Root, dir string, files map[string]string) error {
+// newTreeWriter returns a writer of repo's trees at dir of a root. When
+// files is not nil, the git blob id of each regular file written is
+// recorded there as InputHash would compute it, under "f:" and its path:
+// a reconciler checking a thousand apps for changes then reads no file to
+// hash it.
+func (f *fetcher) newTreeWriter(ctx context.Context, repo *git.Repository, dir string, files map[string]string) *treeWriter {
+	// Submodules are written into directories of this tree afterwards,
+	// so with them sealing waits until the end: a non-root user cannot
+	// create anything in a directory already made read-only.
+	return &treeWriter{ctx: ctx, s: repo.Storer, base: dir, deferSeal: f.opts.Submodules, files: files}
+}
+
+// writeCommit writes commit's tree into root at w's dir, then its
+// submodules when asked, and makes the result read-only.
+func (f *fetcher) writeCommit(ctx context.Context, commit *object.Commit, root *os.Root, w *treeWriter) error {
 	tree, err := commit.Tree()
 	if err != nil {
 		return f.fail("checkout", err)
 	}
-	// Submodules are written into directories of this tree afterwards,
-	// so with them sealing waits until the end: a non-root user cannot
-	// create anything in a directory already made read-only.
-	w := &treeWriter{ctx: ctx, s: repo.Storer, base: dir, deferSeal: f.opts.Submodules, files: files}
+	dir := w.base
 	top, err := root.OpenRoot(dir)
 	if err != nil {
 		return f.fail("checkout", err)
 	}
 	defer top.Close()
-	if err := w.write(top, tree, dir); err != nil {
+	if err := w.write(top, tree, dir, w.link.top()); err != nil {
 		return f.fail("checkout", err)
 	}
 	if f.opts.Submodules && len(w.gitlinks) > 0 {
@@ -331,8 +345,11 @@ type treeWriter struct {
 	unsealed  []string
 	gitlinks  []gitlink
 	// files, when not nil, records the blob id of every regular file
-	// written (see writeCommit).
+	// written (see newTreeWriter).
 	files map[string]string
+	// link, when not nil, is a tree written before, whose files this one
+	// shares are linked instead of written (see linkBase).
+	link *linkBase
 }
 
 // seal makes the directory name in d, at label p, read-only now or, with
@@ -350,10 +367,19 @@ func (w *treeWriter) seal(d *os.Root, name, p string) error {
 }
 
 // write writes tree into dir, the directory held open by d; dir is only
-// used for error messages and submodule paths.
-func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
+// used for error messages and submodule paths. b is the same directory in
+// the tree linked from, nil when there is none.
+func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string, b *baseDir) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
+	}
+	var df *os.File // d, for linking into it
+	if b != nil {
+		var err error
+		if df, err = d.Open("."); err != nil {
+			return err
+		}
+		defer df.Close()
 	}
 	for _, e := range tree.Entries {
 		if !validName(e.Name) {
@@ -362,12 +388,14 @@ func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
 		p := path.Join(dir, e.Name)
 		switch e.Mode {
 		case filemode.Dir:
-			if err := w.dir(d, e, p); err != nil {
+			if err := w.dir(d, e, p, b); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			if err := w.file(d, e); err != nil {
-				return fmt.Errorf("%s: %w", p, err)
+			if !b.linked(e, df) {
+				if err := w.file(d, e); err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
 			}
 			if w.files != nil {
 				w.files["f:"+p] = e.Hash.String()
@@ -406,7 +434,7 @@ func (w *treeWriter) write(d *os.Root, tree *object.Tree, dir string) error {
 	return nil
 }
 
-func (w *treeWriter) dir(d *os.Root, e object.TreeEntry, p string) error {
+func (w *treeWriter) dir(d *os.Root, e object.TreeEntry, p string, b *baseDir) error {
 	// Mkdir fails if the name exists (a duplicate entry or a symlink
 	// written before), so OpenRoot below opens the directory just made.
 	if err := d.Mkdir(e.Name, 0o755); err != nil {
@@ -420,7 +448,9 @@ func (w *treeWriter) dir(d *os.Root, e object.TreeEntry, p string) error {
 	if err != nil {
 		return err
 	}
-	err = w.write(child, sub, p)
+	cb := b.child(w.link, e.Name)
+	err = w.write(child, sub, p, cb)
+	cb.close()
 	child.Close()
 	if err != nil {
 		return err

@@ -3,10 +3,14 @@ package source_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/source"
@@ -127,5 +131,79 @@ func TestSnapshotClose(t *testing.T) {
 				t.Errorf("after Close, %s kept = %v (%v), want %v", dir, kept, err, tt.wantKept)
 			}
 		})
+	}
+}
+
+// TestCachedTreeLinksUnchangedFiles: the tree of a new commit links the
+// files it shares with the newest cached tree (same path, blob and mode)
+// instead of writing them again, writes the others, and holds exactly
+// what git holds at that commit.
+func TestCachedTreeLinksUnchangedFiles(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, gitserver.HTTPOptions{})
+	for i := range 20 {
+		f.repo.WriteFile(fmt.Sprintf("apps/app-%02d/deploy.yaml", i), fmt.Sprintf("app: %d\nrevision: 0\n", i))
+	}
+	f.repo.WriteFile("bin/hook.sh", "#!/bin/sh\n")
+	hook := filepath.Join(f.repo.Dir, "bin", "hook.sh")
+	if err := os.Chmod(hook, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.repo.CommitAll("apps")
+	cache := cacheDir(t)
+	before := mustFetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: cache})
+
+	f.repo.WriteFile("apps/app-07/deploy.yaml", "app: 7\nrevision: 1\n")
+	f.repo.WriteFile("apps/app-21/deploy.yaml", "app: 21\n")
+	if err := os.Chmod(hook, 0o644); err != nil { // same blob, another mode
+		t.Fatal(err)
+	}
+	f.repo.Git("rm", "-q", "README.md")
+	commit := f.repo.CommitAll("change one app, add one")
+	after := mustFetch(t, source.Options{URL: f.url, Ref: "main", CacheDir: cache})
+	if after.Commit != commit {
+		t.Fatalf("fetched %s, want %s", after.Commit, commit)
+	}
+
+	// What git holds at the commit, path by path.
+	want := map[string]string{}
+	for _, p := range strings.Fields(f.repo.Git("ls-tree", "-r", "--name-only", commit)) {
+		want[p] = f.repo.Git("show", commit+":"+p) // trimmed, as got is
+	}
+	got := map[string]string{}
+	linked := map[string]bool{}
+	err := filepath.WalkDir(after.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(after.Dir, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		got[filepath.ToSlash(rel)] = strings.TrimSpace(string(b))
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if old, err := os.Stat(filepath.Join(before.Dir, rel)); err == nil && os.SameFile(fi, old) {
+			linked[filepath.ToSlash(rel)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tree of the new commit (-git +snapshot):\n%s", diff)
+	}
+	for p := range want {
+		changed := p == "apps/app-07/deploy.yaml" || p == "apps/app-21/deploy.yaml" || p == "bin/hook.sh"
+		if linked[p] == changed {
+			t.Errorf("%s: linked from the previous tree = %v, want %v", p, linked[p], !changed)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(after.Dir, "bin", "hook.sh")); err != nil || fi.Mode().Perm()&0o111 != 0 {
+		t.Errorf("bin/hook.sh lost its executable bit in git but not in the snapshot: %v %v", fi.Mode(), err)
 	}
 }

@@ -62,7 +62,7 @@ func (f *fetcher) submodules(ctx context.Context, commit *object.Commit, root *o
 			if err := root.Mkdir(l.path, 0o755); err != nil {
 				return sub.fail("checkout", err)
 			}
-			return sub.writeCommit(ctx, repo, c, root, l.path, nil)
+			return sub.writeCommit(ctx, c, root, sub.newTreeWriter(ctx, repo, l.path, nil))
 		}
 		if sub.loc.kind == kindFile {
 			err = sub.fileRepo(ctx, use)
