@@ -7,19 +7,22 @@ import (
 )
 
 // SharedLists shares, between the Managers of one run, the metadata lists
-// their plans read ahead (Prefetch): each resource and namespace is listed
-// once for every app of the run, where each app used to list it for
-// itself. A thousand apps spread over ten namespaces make forty lists
-// instead of four thousand, and hold one copy of their items instead of a
-// hundred.
+// their plans read (ahead, with Prefetch, and when planning): each
+// resource and namespace is listed once for the apps of the run, where
+// each app used to list it for itself. A thousand apps spread over ten
+// namespaces make forty lists instead of four thousand, and hold one copy
+// of their items instead of a hundred. Their inventories too are read
+// together (see NewSharedLists).
 //
-// Its lists are as old as the run, as each app's own would be: they are
-// read when the run starts, and a plan under the app's lock trusts them
-// only as far as it trusts the rest of what was read ahead (see
-// planInventory). Make one per run (pipeline.Run does), never one per
-// process. A list that failed is not kept: the next app to ask lists
-// again. Safe for concurrent use; the zero value is not: use
-// NewSharedLists.
+// A plan uses a shared list only if it started after the plan's inventory
+// was read, as the app's own list would have: a list older than the
+// inventory may miss an object a run of the app created and recorded in
+// between. An older list is listed again, and the newer one shared from
+// then on. Under the app's lock, what was read ahead is trusted as far as
+// planInventory trusts the inventory it came with. Make one per run
+// (pipeline.Run does), never one per process. A list that failed is not
+// kept: the next app to ask lists again. Safe for concurrent use; the
+// zero value is not: use NewSharedLists.
 type SharedLists struct {
 	mu    sync.Mutex
 	lists map[listKey]*sharedList
@@ -73,14 +76,17 @@ func (s *SharedLists) inventory(ctx context.Context, app string, read func(conte
 	}
 }
 
-// get returns the items of k and when their list started, listing them
-// with list if no app of the run did yet, or waiting for the app that is
-// listing them. The items are shared: nobody may change them.
-func (s *SharedLists) get(ctx context.Context, k listKey, list func(context.Context, listKey) (*metaList, error)) (*metaList, time.Time, error) {
+// get returns the items of k, listing them with list unless an app of
+// the run listed them, or is listing them, with a list started at
+// notBefore or later. A list started earlier is not used, and the newer
+// one replaces it for the apps that ask next: a plan may only trust a list
+// at least as new as the inventory it starts from (see planInventory).
+// The items are shared: nobody may change them.
+func (s *SharedLists) get(ctx context.Context, k listKey, notBefore time.Time, list func(context.Context, listKey) (*metaList, error)) (*metaList, error) {
 	for {
 		s.mu.Lock()
 		l, ok := s.lists[k]
-		if !ok {
+		if !ok || l.started.Before(notBefore) {
 			l = &sharedList{done: make(chan struct{}), started: time.Now()}
 			s.lists[k] = l
 			s.mu.Unlock()
@@ -89,21 +95,23 @@ func (s *SharedLists) get(ctx context.Context, k listKey, list func(context.Cont
 				// Not kept: an app whose context ended must not fail the
 				// apps that ask next.
 				s.mu.Lock()
-				delete(s.lists, k)
+				if s.lists[k] == l {
+					delete(s.lists, k)
+				}
 				s.mu.Unlock()
 			}
 			close(l.done)
-			return l.items, l.started, l.err
+			return l.items, l.err
 		}
 		s.mu.Unlock()
 		select {
 		case <-l.done:
 			if l.err == nil {
-				return l.items, l.started, nil
+				return l.items, nil
 			}
 			// The lister failed; list again (or wait for whoever does).
 		case <-ctx.Done():
-			return nil, time.Time{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

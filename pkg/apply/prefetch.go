@@ -17,11 +17,9 @@ type prefetch struct {
 	invVersion string // resourceVersion of the inventory Secret; "" when there is none
 	invErr     error
 	lists      map[listKey]*metaList // only the lists that succeeded
-	// listedBefore is set when a list shared with other apps of the run
-	// (Options.Lists) was started before the inventory was read: a run
-	// of the app that ended in between may be in the inventory and not in
-	// the list, so the plan under the app's lock lists again.
-	listedBefore bool
+	// invAt is when the inventory read was answered: every list above
+	// started later (see listAhead).
+	invAt time.Time
 }
 
 // listKey names one list request: a resource in a namespace ("" for all or
@@ -57,8 +55,7 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 			r.inv, r.version, r.err = m.readInventory(ctx, opts.App)
 			r.at = time.Now()
 		}
-		p.inv, p.invVersion, p.invErr = r.inv, r.version, r.err
-		invRead := r.at
+		p.inv, p.invVersion, p.invErr, p.invAt = r.inv, r.version, r.err, r.at
 		wg.Wait()
 		if p.invErr != nil || opts.FullDryRun {
 			return
@@ -79,15 +76,12 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 		var mu sync.Mutex
 		for k := range keys {
 			wg.Go(func() {
-				items, started, err := m.listAhead(ctx, k)
+				items, err := m.listAhead(ctx, k, p.invAt)
 				if err != nil {
 					return
 				}
 				mu.Lock()
 				p.lists[k] = items
-				if started.Before(invRead) {
-					p.listedBefore = true
-				}
 				mu.Unlock()
 			})
 		}
@@ -95,15 +89,16 @@ func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
 	}()
 }
 
-// listAhead lists the metadata of k for Prefetch, through the run's
-// SharedLists when it has some, and says when the list started.
-func (m *Manager) listAhead(ctx context.Context, k listKey) (*metaList, time.Time, error) {
+// listAhead lists the metadata of k for a plan whose inventory was read
+// at since: through the run's SharedLists when it has some, which share a
+// list with other apps only if it started after since. A list older than
+// the inventory may miss what a run recorded in it (an object created),
+// and the plan would take it for gone.
+func (m *Manager) listAhead(ctx context.Context, k listKey, since time.Time) (*metaList, error) {
 	if m.opts.Lists == nil {
-		started := time.Now()
-		items, err := m.listMeta(ctx, k)
-		return items, started, err
+		return m.listMeta(ctx, k)
 	}
-	return m.opts.Lists.get(ctx, k, m.listMeta)
+	return m.opts.Lists.get(ctx, k, since, m.listMeta)
 }
 
 // prefetched returns what Prefetch read ahead for app once it is
@@ -128,32 +123,29 @@ func (m *Manager) prefetched(ctx context.Context, app string, take bool) *prefet
 	}
 }
 
-// planInventory returns the inventory a plan starts from and what was
-// listed ahead with it. Under the app's lock, what was read ahead is used
-// only if no run of deliver can have written since: the inventory Secret
-// is still the same version (a run that creates objects writes it before
-// its first write, and every run after its last), it records no run that
-// was cut short, and the lock was released by its last holder (a run that
-// only updates objects writes the inventory at its end only: if it was
-// killed, its lock is all that tells). Otherwise the inventory is read
-// again and nothing listed ahead is used; neither are lists shared with
-// other apps that are older than the inventory (see listedBefore).
-func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey]*metaList, error) {
+// planInventory returns the inventory a plan starts from, what was listed
+// ahead with it, and when it was read (lists the plan makes must be newer
+// to be shared: see listAhead). Under the app's lock, what was read ahead
+// is used only if no run of deliver can have written since: the inventory
+// Secret is still the same version (a run that creates objects writes it
+// before its first write, and every run after its last), it records no
+// run that was cut short, and the lock was released by its last holder (a
+// run that only updates objects writes the inventory at its end only: if
+// it was killed, its lock is all that tells). Otherwise the inventory is
+// read again and nothing listed ahead is used.
+func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey]*metaList, time.Time, error) {
 	p := m.prefetched(ctx, app, true)
 	if p != nil && p.invErr == nil {
 		if lock == nil {
-			return p.inv, p.lists, nil
+			return p.inv, p.lists, p.invAt, nil
 		}
 		if !lock.tookOver && p.inv.Result != ResultApplying {
 			version, err := m.inventoryVersion(ctx, app)
 			if err == nil && version == p.invVersion {
-				if p.listedBefore {
-					return p.inv, nil, nil
-				}
-				return p.inv, p.lists, nil
+				return p.inv, p.lists, p.invAt, nil
 			}
 		}
 	}
 	inv, _, err := m.readInventory(ctx, app)
-	return inv, nil, err
+	return inv, nil, time.Now(), err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // PlanUnchanged plans an app without rendering it, for a revision whose
@@ -33,14 +34,16 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	var (
 		inv    *Inventory
 		listed map[listKey]*metaList
+		since  time.Time
 	)
 	if p := m.prefetched(ctx, opts.App, false); p != nil && p.invErr == nil {
-		inv, listed = p.inv, p.lists
+		inv, listed, since = p.inv, p.lists, p.invAt
 	} else {
 		var err error
 		if inv, _, err = m.readInventory(ctx, opts.App); err != nil {
 			return nil, err
 		}
+		since = time.Now()
 	}
 	if inv.Result != ResultSucceeded || inv.Inputs == nil || len(inv.ScaledDown) > 0 || !same(inv.Inputs) {
 		return nil, nil
@@ -68,7 +71,7 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		p.Changes = append(p.Changes, &Change{ID: id, Type: ChangeUnchanged, stage: StageOf(id), gvr: gvr, version: e.Version, digest: e.Digest})
 		applied = append(applied, e)
 	}
-	live, _, err := m.listLive(ctx, p.Changes, false, listed)
+	live, _, err := m.listLive(ctx, p.Changes, false, listed, since)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
