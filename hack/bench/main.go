@@ -74,8 +74,9 @@ type Options struct {
 	// Rows, when not empty, limits the run to these groups of rows:
 	// render, apply (the first apply rows), diff (no-change diff), change
 	// (the 1% change), reconcile (a no-op deliver reconcile --once), apps
-	// and steady (the running reconciler over -steady). The diff and change rows still need a first
-	// apply of each tool, made once and untimed when apply is left out.
+	// and steady (the running reconciler over -steady). The diff and
+	// change rows still need a first apply of each tool, made once and
+	// untimed when apply is left out.
 	Rows []string
 	// DeliverArgs are added to every deliver command that talks to the
 	// cluster (apply, diff, reconcile), to measure a flag's effect; the
