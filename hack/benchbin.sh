@@ -25,17 +25,10 @@ FLUX_KUSTOMIZE_VERSION=v1.9.6
 FLUX_REPLACES='github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.0'
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${DELIVER_BENCHBIN:-${DELIVER_TESTBIN:-$root/.testbin}/bench}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-work=$out/.work
-mkdir -p "$work"
-
-log() { printf 'benchbin: %s\n' "$*" >&2; }
-
-# built NAME VERSION: true when NAME was built at VERSION.
-built() { [ -x "$out/$1" ] && [ "$(cat "$out/.$1.version" 2>/dev/null)" = "$2" ]; }
-mark() { echo "$2" >"$out/.$1.version"; }
+# shellcheck source=lib/build.sh
+. "$root/hack/lib/build.sh"
+BUILD_LOG_TAG=benchbin
+build_dirs "${DELIVER_BENCHBIN:-${DELIVER_TESTBIN:-$root/.testbin}/bench}"
 
 # controller NAME VERSION builds github.com/fluxcd/NAME at VERSION. The
 # controllers' go.mod replaces their api module with ./api, which a module

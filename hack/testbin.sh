@@ -18,17 +18,10 @@ HELM_VERSION=v3.22.0   # same as helm.sh/helm/v3 in go.mod
 KUSTOMIZE_VERSION=v5.8.1  # the CLI release built on sigs.k8s.io/kustomize/api v0.21.1 in go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${DELIVER_TESTBIN:-$root/.testbin}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-work=$out/.work
-mkdir -p "$work"
-
-log() { printf 'testbin: %s\n' "$*" >&2; }
-
-# stamp NAME VERSION: true when NAME was built at VERSION.
-built() { [ -x "$out/$1" ] && [ "$(cat "$out/.$1.version" 2>/dev/null)" = "$2" ]; }
-mark() { echo "$2" >"$out/.$1.version"; }
+# shellcheck source=lib/build.sh
+. "$root/hack/lib/build.sh"
+BUILD_LOG_TAG=testbin
+build_dirs "${DELIVER_TESTBIN:-$root/.testbin}"
 
 kube() {
   local need=0 b
@@ -79,10 +72,7 @@ etcd() {
   (
     cd "$d"
     export GOFLAGS=-mod=mod
-    if [ ! -f go.mod ]; then
-      printf 'module deliver.local/etcdbuild\n\ngo 1.23\n' >go.mod
-      go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
-    fi
+    wrapper_module etcd 1.23 "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
     go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
   )
   mark etcd "$ETCD_VERSION"
@@ -131,10 +121,7 @@ helm() {
   (
     cd "$d"
     export GOFLAGS=-mod=mod
-    if [ ! -f go.mod ]; then
-      printf 'module deliver.local/helmbuild\n\ngo 1.25\n' >go.mod
-      go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1
-    fi
+    wrapper_module helm 1.25 "helm.sh/helm/v3@$HELM_VERSION"
     # The ldflags of helm's own Makefile for a release: its version, and the
     # default .Capabilities.KubeVersion taken from its k8s.io/client-go minor.
     local cg major minor
@@ -159,10 +146,7 @@ kustomize() {
   (
     cd "$d"
     export GOFLAGS=-mod=mod
-    if [ ! -f go.mod ]; then
-      printf 'module deliver.local/kustomizebuild\n\ngo 1.25\n' >go.mod
-      go get "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >/dev/null 2>&1
-    fi
+    wrapper_module kustomize 1.25 "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" -o "$out/kustomize" sigs.k8s.io/kustomize/kustomize/v5
   )
   mark kustomize "$KUSTOMIZE_VERSION"

@@ -73,8 +73,10 @@ type Options struct {
 	Settle time.Duration
 	// Rows, when not empty, limits the run to these groups of rows:
 	// render, apply (the first apply rows), diff (no-change diff), change
-	// (the 1% change) and reconcile (a no-op deliver reconcile --once). The diff and change rows still need a first
-	// apply of each tool, made once and untimed when apply is left out.
+	// (the 1% change), reconcile (a no-op deliver reconcile --once), apps
+	// and steady (the running reconciler over -steady). The diff and
+	// change rows still need a first apply of each tool, made once and
+	// untimed when apply is left out.
 	Rows []string
 	// DeliverArgs are added to every deliver command that talks to the
 	// cluster (apply, diff, reconcile), to measure a flag's effect; the
@@ -99,6 +101,13 @@ type Options struct {
 	// Flux runs Flux's source-controller and kustomize-controller side by
 	// side in the apps rows (built by hack/benchbin.sh).
 	Flux bool
+	// ControllerQPS and ControllerBurst, when above zero, are
+	// kube-controller-manager's --kube-api-qps and --kube-api-burst.
+	// Default: Kubernetes' own (20 and 30), as on most clusters.
+	ControllerQPS   float32
+	ControllerBurst int
+	// Steady is how long the steady rows watch the running reconciler.
+	Steady time.Duration
 	// Log receives progress and the table.
 	Log io.Writer
 }
@@ -121,13 +130,17 @@ func main() {
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
 	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (YAML, fieldValidation=Ignore); 0: no such row")
 	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
-	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps (default all)")
+	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps, steady (default all)")
 	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
 	flux := flag.Bool("flux", true, "run Flux side by side in the apps rows (binaries from hack/benchbin.sh)")
+	controllerQPS := flag.Float64("controller-qps", 0, "kube-controller-manager --kube-api-qps (0: Kubernetes' default, 20)")
+	controllerBurst := flag.Int("controller-burst", 0, "kube-controller-manager --kube-api-burst (0: Kubernetes' default, 30)")
+	steady := flag.Duration("steady", 10*time.Minute, "how long the steady rows watch the running reconciler, making drift every 30 s")
 	flag.Parse()
 
 	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Flux: *flux, Log: os.Stdout}
 	opts.DeliverArgs = strings.Fields(*deliverArgs)
+	opts.ControllerQPS, opts.ControllerBurst, opts.Steady = float32(*controllerQPS), *controllerBurst, *steady
 	opts.Baseline = *baseline
 	opts.LeanWorkers = *leanWorkers
 	for s := range strings.SplitSeq(*rawWorkers, ",") {
@@ -141,10 +154,10 @@ func main() {
 	for g := range strings.SplitSeq(*rows, ",") {
 		switch g = strings.TrimSpace(g); g {
 		case "":
-		case "render", "apply", "diff", "change", "reconcile", "apps":
+		case "render", "apply", "diff", "change", "reconcile", "apps", "steady":
 			opts.Rows = append(opts.Rows, g)
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile or apps)\n", g)
+			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile, apps or steady)\n", g)
 			os.Exit(2)
 		}
 	}
@@ -292,14 +305,15 @@ func run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") {
+	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") && !opts.wants("steady") {
 		b.report.Reconcile = "n/a: not in -rows"
 		return b.finish(ctx, start)
 	}
 
-	b.logf("bench: starting the local control plane")
+	b.report.ControllerManager = controllerLimits(opts)
+	b.logf("bench: starting the local control plane; kube-controller-manager: %s", b.report.ControllerManager)
 	t := time.Now()
-	b.cluster, err = testenv.Start(ctx, testenv.Options{Dir: filepath.Join(opts.Dir, "cluster")})
+	b.cluster, err = testenv.Start(ctx, testenv.Options{Dir: filepath.Join(opts.Dir, "cluster"), ControllerQPS: opts.ControllerQPS, ControllerBurst: opts.ControllerBurst})
 	if err != nil {
 		return fmt.Errorf("start control plane: %w", err)
 	}
@@ -346,7 +360,28 @@ func run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+	if opts.wants("steady") {
+		for _, n := range opts.Apps {
+			if err := b.steadyRow(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
 	return b.finish(ctx, start)
+}
+
+// controllerLimits says which client limits kube-controller-manager runs
+// with: they bound how fast it creates the ReplicaSets of new Deployments
+// and reports their status, which every wait for readiness waits on.
+func controllerLimits(opts Options) string {
+	qps, burst := "20 (default)", "30 (default)"
+	if opts.ControllerQPS > 0 {
+		qps = strconv.FormatFloat(float64(opts.ControllerQPS), 'f', -1, 32)
+	}
+	if opts.ControllerBurst > 0 {
+		burst = strconv.Itoa(opts.ControllerBurst)
+	}
+	return fmt.Sprintf("--kube-api-qps %s, --kube-api-burst %s", qps, burst)
 }
 
 // finish profiles, prints the table and writes the results.
@@ -903,7 +938,9 @@ func (b *bench) printTable() {
 	fmt.Fprintf(w, "-\t-\tno-op reconcile\t%s\n", b.report.Reconcile)
 	w.Flush()
 	fmt.Fprintln(b.opts.Log, "medians of the runs; deliver/other < 1: deliver is faster; RSS: highest VmHWM of the runs")
+	fmt.Fprintf(b.opts.Log, "kube-controller-manager: %s\n", b.report.ControllerManager)
 	b.printApps()
+	b.printSteady()
 	b.printCPU()
 	for _, p := range b.report.Profiles {
 		fmt.Fprintf(b.opts.Log, "\nprofile of %q at %d objects (in-process, %s wall, %s CPU, %d MiB allocated): %s\n%s\n%s\n",

@@ -28,6 +28,11 @@ type Report struct {
 	Rows        []Row    `json:"rows"`
 	// Reconcile is "measured" (a row is in Rows) or why it is not.
 	Reconcile string `json:"reconcile"`
+	// ControllerManager is kube-controller-manager's client limits
+	// (-controller-qps, -controller-burst).
+	ControllerManager string `json:"controllerManager,omitempty"`
+	// Steady are the steady rows: the running reconciler over time.
+	Steady []SteadyRow `json:"steady,omitempty"`
 	// Flux names the controllers of the apps rows' Flux side, if any.
 	Flux string `json:"flux,omitempty"`
 	// AppsNotes say why a side of the apps rows is missing.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -54,6 +55,16 @@ type Options struct {
 	// NoControllers starts only etcd and kube-apiserver, for tests that need
 	// no rollouts.
 	NoControllers bool
+	// ControllerQPS, when above zero, is kube-controller-manager's
+	// --kube-api-qps: its client-side limit on requests to the API server.
+	// Default: the flag is not set, so Kubernetes' own default applies (20
+	// QPS), as on most clusters. Every Deployment a tool creates costs the
+	// controllers a ReplicaSet, status updates and an Event, so this limit
+	// can bound how fast a rollout of many Deployments is observed.
+	ControllerQPS float32
+	// ControllerBurst, when above zero, is kube-controller-manager's
+	// --kube-api-burst. Default: not set (Kubernetes' default, 30).
+	ControllerBurst int
 }
 
 // Cluster is a running local control plane.
@@ -207,7 +218,7 @@ func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cm, err := startProcess("kube-controller-manager", bins["kube-controller-manager"], logs, []string{
+	cmArgs := []string{
 		"--kubeconfig=" + c.Kubeconfig,
 		"--authentication-kubeconfig=" + c.Kubeconfig,
 		"--authorization-kubeconfig=" + c.Kubeconfig,
@@ -223,7 +234,9 @@ func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--concurrent-deployment-syncs=10",
 		"--concurrent-replicaset-syncs=10",
 		"--concurrent-job-syncs=10",
-	}, nil)
+	}
+	cmArgs = append(cmArgs, controllerLimits(opts)...)
+	cm, err := startProcess("kube-controller-manager", bins["kube-controller-manager"], logs, cmArgs, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +289,19 @@ func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, fmt.Errorf("testenv: %w", err)
 	}
 	return c, nil
+}
+
+// controllerLimits are the kube-controller-manager flags of the options'
+// client limits; none when they are left at zero.
+func controllerLimits(opts Options) []string {
+	var args []string
+	if opts.ControllerQPS > 0 {
+		args = append(args, "--kube-api-qps="+strconv.FormatFloat(float64(opts.ControllerQPS), 'f', -1, 32))
+	}
+	if opts.ControllerBurst > 0 {
+		args = append(args, "--kube-api-burst="+strconv.Itoa(opts.ControllerBurst))
+	}
+	return args
 }
 
 // registerNode creates the simulated node and makes it schedulable. The
