@@ -31,8 +31,9 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		return nil, err
 	}
 	defer lock.unlock()
+	var read *lockedInventory
 	if opts.UnlessDelivered {
-		inv, err := m.ReadInventory(ctx, opts.App)
+		inv, version, err := m.readInventory(ctx, opts.App)
 		if err != nil {
 			return nil, lock.result(err)
 		}
@@ -42,8 +43,11 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		if inv.Revision == opts.Revision && inv.Result == ResultSucceeded && sameIdentity {
 			return nil, fmt.Errorf("%s: %.12s: %w", opts.App, opts.Revision, ErrDelivered)
 		}
+		// The plan starts from what was just read, under the same lock:
+		// nothing can have changed it since.
+		read = &lockedInventory{inv: inv, version: version, at: time.Now()}
 	}
-	p, err := m.plan(ctx, set, opts, lock)
+	p, err := m.plan(ctx, set, opts, lock, read)
 	if err != nil {
 		return nil, lock.result(err)
 	}
@@ -52,6 +56,33 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		rep.Plan = p
 	}
 	return rep, lock.result(err)
+}
+
+// lockedInventory is an app's inventory as read under the app's lock,
+// with the resourceVersion of its Secret ("" when there is none) and
+// when it was read.
+type lockedInventory struct {
+	inv     *Inventory
+	version string
+	at      time.Time
+}
+
+// startInventory returns the inventory a plan starts from, what was
+// listed ahead with it and when it was read: planInventory's, unless the
+// caller already read the inventory under the lock (read, from Apply with
+// UnlessDelivered). Then it is not read a third time (ahead, for the
+// check, for the plan): what Prefetch listed is used under
+// planInventory's rule, which this mirrors, its version compared with the
+// one just read instead of one more request for it.
+func (m *Manager) startInventory(ctx context.Context, app string, lock *appLock, read *lockedInventory) (*Inventory, map[listKey]*metaList, time.Time, error) {
+	if read == nil || lock == nil {
+		return m.planInventory(ctx, app, lock)
+	}
+	p := m.prefetched(ctx, app, true)
+	if p != nil && p.invErr == nil && !lock.tookOver && p.inv.Result != ResultApplying && p.invVersion == read.version {
+		return read.inv, p.lists, p.invAt, nil
+	}
+	return read.inv, nil, read.at, nil
 }
 
 // Execute applies a plan in the order that keeps the running version safe:

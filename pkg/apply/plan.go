@@ -167,11 +167,12 @@ func (p *Plan) Summary() string {
 // in git or changed in the cluster since deliver applied them are dry-run.
 // Hooks in set are not planned here.
 func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (*Plan, error) {
-	return m.plan(ctx, set, opts, nil)
+	return m.plan(ctx, set, opts, nil, nil)
 }
 
-// plan is Plan; lock is the app's lock when the caller holds it.
-func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock) (*Plan, error) {
+// plan is Plan; lock is the app's lock when the caller holds it, read the
+// inventory when the caller read it under that lock (see startInventory).
+func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock, read *lockedInventory) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
@@ -181,7 +182,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if opts.RollbackOnFailure && !opts.Wait {
 		return nil, errors.New("plan: rollback on failure needs wait: a rollout that is not waited for cannot fail")
 	}
-	inv, listed, since, err := m.planInventory(ctx, opts.App, lock)
+	inv, listed, since, err := m.startInventory(ctx, opts.App, lock, read)
 	if err != nil {
 		return nil, err
 	}
