@@ -160,7 +160,13 @@ func (r *Reconciler) lead(ctx context.Context) error {
 			fetchNow = false
 			r.ready.Store(true)
 		}
-		wait := min(l.schedule(ctx), time.Until(nextFetch))
+		if _, due := r.statusRetryDue(); due {
+			sctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
+			r.writeStatus(sctx)
+			cancel()
+		}
+		untilStatus, _ := r.statusRetryDue()
+		wait := min(l.schedule(ctx), time.Until(nextFetch), untilStatus)
 		if r.opts.Once && !r.busy() {
 			return r.onceResult()
 		}

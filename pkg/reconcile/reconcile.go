@@ -356,6 +356,11 @@ type Reconciler struct {
 	statusMu    sync.Mutex
 	statusBusy  bool
 	statusAgain bool
+	// statusFailures counts the failed writes of the status ConfigMap
+	// since the last one that succeeded; statusRetry is when the loop
+	// writes it again (zero: nothing to retry).
+	statusFailures int
+	statusRetry    time.Time
 }
 
 // New checks opts and returns a Reconciler. It reads the webhook secret

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -88,18 +89,47 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 	cmp["/revision"], cmp["/source-error"] = st.Revision, st.SourceError
 	r.mu.Lock()
 	same := maps.Equal(r.written, cmp)
+	if same {
+		r.statusFailures, r.statusRetry = 0, time.Time{}
+	}
 	r.mu.Unlock()
 	if same {
 		return
 	}
 	if err := r.putStatus(ctx, data, ann); err != nil {
-		r.log.Warn("write status", "err", err)
+		// Retried by the loop with the backoff of a failed app: the
+		// last run of a quiet period would otherwise stay unreported
+		// until the next fetch finds something to change, an interval
+		// later (an hour with a webhook).
+		r.mu.Lock()
+		r.statusFailures++
+		wait := backoff(r.statusFailures, r.opts.RetryBase, r.opts.RetryMax)
+		r.statusRetry = time.Now().Add(wait)
+		r.mu.Unlock()
+		r.log.Warn("write status", "err", err, "retry_in", wait.Round(time.Millisecond))
 		return
 	}
 	r.mu.Lock()
 	r.written = cmp
+	r.statusFailures, r.statusRetry = 0, time.Time{}
 	r.mu.Unlock()
 }
+
+// statusRetryDue returns how long until a failed status write is retried,
+// and whether it is due now; a day when no write failed.
+func (r *Reconciler) statusRetryDue() (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.statusRetry.IsZero() {
+		return 24 * time.Hour, false
+	}
+	wait := time.Until(r.statusRetry)
+	return wait, wait <= 0
+}
+
+// statusWriteTimeout bounds a status write the loop retries, which must
+// not hold the loop.
+const statusWriteTimeout = 10 * time.Second
 
 func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string) error {
 	if r.shards != nil {
