@@ -73,8 +73,9 @@ type Options struct {
 	Settle time.Duration
 	// Rows, when not empty, limits the run to these groups of rows:
 	// render, apply (the first apply rows), diff (no-change diff), change
-	// (the 1% change), reconcile (a no-op deliver reconcile --once), apps
-	// and steady (the running reconciler over -steady). The diff and
+	// (the 1% change), reconcile (a no-op deliver reconcile --once), apps,
+	// steady (the running reconciler over -steady) and shards (a shard
+	// group re-balancing after a kill, see shards.go). The diff and
 	// change rows still need a first apply of each tool, made once and
 	// untimed when apply is left out.
 	Rows []string
@@ -130,7 +131,7 @@ func main() {
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
 	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (YAML, fieldValidation=Ignore); 0: no such row")
 	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
-	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps, steady (default all)")
+	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps, steady, shards (default all)")
 	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
 	flux := flag.Bool("flux", true, "run Flux side by side in the apps rows (binaries from hack/benchbin.sh)")
 	controllerQPS := flag.Float64("controller-qps", 0, "kube-controller-manager --kube-api-qps (0: Kubernetes' default, 20)")
@@ -154,10 +155,10 @@ func main() {
 	for g := range strings.SplitSeq(*rows, ",") {
 		switch g = strings.TrimSpace(g); g {
 		case "":
-		case "render", "apply", "diff", "change", "reconcile", "apps", "steady":
+		case "render", "apply", "diff", "change", "reconcile", "apps", "steady", "shards":
 			opts.Rows = append(opts.Rows, g)
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile, apps or steady)\n", g)
+			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile, apps, steady or shards)\n", g)
 			os.Exit(2)
 		}
 	}
@@ -305,7 +306,7 @@ func run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") && !opts.wants("steady") {
+	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") && !opts.wants("steady") && !opts.wants("shards") {
 		b.report.Reconcile = "n/a: not in -rows"
 		return b.finish(ctx, start)
 	}
@@ -365,6 +366,15 @@ func run(ctx context.Context, opts Options) error {
 			if err := b.steadyRow(ctx, n); err != nil {
 				return err
 			}
+		}
+	}
+	for _, n := range opts.Apps {
+		if !opts.wants("shards") {
+			break
+		}
+		b.runs = runsFor(opts, 4*n)
+		if err := b.shardsRows(ctx, n); err != nil {
+			return err
 		}
 	}
 	return b.finish(ctx, start)
