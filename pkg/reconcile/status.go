@@ -35,7 +35,8 @@ const fieldManager = "deliver-reconcile"
 
 // writeStatus stores the status in the ConfigMap when it changed since the
 // last write, so that a no-op reconcile writes nothing. Failures are
-// logged: status is a report, never a reason to stop reconciling.
+// logged and retried by the loop: status is a report, never a reason to
+// stop reconciling.
 //
 // Writes are coalesced: while one is in flight, the callers that come
 // meanwhile return at once and the writer writes once more after it,
