@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,7 +47,9 @@ func metricSum(t *testing.T, r *reconcile.Reconciler, name, app string) float64 
 // move when its labels or annotations change, yet a label or annotation
 // value deliver set that another field manager changes is drift, reverted
 // within seconds; a label or annotation deliver never set, a scale and the
-// status updates that follow it are not, and cause no run.
+// status updates that follow it are not, and cause no run; a label deliver
+// set that another manager took but set back to deliver's value costs one
+// run, not one after the other.
 func TestDeploymentMetadataDrift(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -164,5 +167,48 @@ spec:
 	})
 	if got := metricSum(t, r, "deliver_reconcile_runs_total", "web") - runs; got != 2 {
 		t.Errorf("%v runs after the annotation edit, want 2", got)
+	}
+
+	// A label deliver set, taken by another manager and set back to
+	// deliver's value: deliver no longer owns it, which is drift, but the
+	// run finds the object as it would apply it and leaves it so; the
+	// fingerprint it left is then the live one, so no run follows (or they
+	// would follow forever, and the app never settle without drift). The
+	// app is paused meanwhile, so that its run comes after both edits.
+	suspend := func(v string) {
+		t.Helper()
+		patch := []byte(`{"metadata":{"annotations":{"` + reconcile.AnnotationSuspend + `":` + v + `}}}`)
+		if _, err := env.Client().CoreV1().Secrets(opts.Pipeline.Apply.InventoryNamespace).Patch(ctx, "deliver-inventory-web",
+			types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	suspend(`"true"`)
+	waitFor(t, 10*time.Second, "suspended", func() bool { return appStatus(r, "web").Suspended })
+	for _, tier := range []string{"hacked", "canary"} {
+		patch = []byte(`{"metadata":{"labels":{"tier":"` + tier + `"}}}`)
+		if _, err := deployments.Patch(ctx, "canary", types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A drift of web, seen after the canary's edits by the same informer.
+	patch = []byte(`{"metadata":{"labels":{"tier":"hacked"}}}`)
+	if _, err := deployments.Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "web's drift noted", func() bool {
+		return slices.Contains(appStatus(r, "web").Drift, "Deployment/"+ns+"/web")
+	})
+	if drift := appStatus(r, "web").Drift; !slices.Contains(drift, "Deployment/"+ns+"/canary") {
+		t.Errorf("drift %v, want the canary, whose label deliver no longer owns", drift)
+	}
+	suspend("null")
+	waitFor(t, 15*time.Second, "web reverted, the app settled", func() bool {
+		d, err := deployments.Get(ctx, "web", metav1.GetOptions{})
+		return err == nil && d.Labels["tier"] == "web" && !appStatus(r, "web").Suspended && settled() &&
+			metricSum(t, r, "deliver_reconcile_runs_total", "web") >= runs+3
+	})
+	if got := metricSum(t, r, "deliver_reconcile_runs_total", "web") - runs; got != 3 {
+		t.Errorf("%v runs after resuming, want 3: one for both drifts", got)
 	}
 }
