@@ -47,18 +47,12 @@ type tracker struct {
 	// owned holds, for each object compared by generation, the
 	// fingerprint of the labels and annotations deliver owns (see
 	// trackedMeta) as deliver left them: the generation does not move
-	// when they change, so they are compared on their own.
-	owned map[object.ID]ownedBase
-}
-
-// ownedBase is the fingerprint of the labels and annotations deliver left
-// on an object. exact says it was taken from the object at the
-// resourceVersion of its inventory entry; one that is not (the informer
-// was past it, or not there yet, when the inventory was read) is replaced
-// when that resourceVersion's event comes.
-type ownedBase struct {
-	fp    uint64
-	exact bool
+	// when they change, so they are compared on their own. It is taken
+	// from the object at the resourceVersion of its inventory entry, or,
+	// when the informer was past it (or not there yet) as the inventory
+	// was read, from the first seen at its generation, replaced when that
+	// resourceVersion's event comes.
+	owned map[object.ID]uint64
 }
 
 // trackedMeta is what the informers keep of an object: its metadata
@@ -156,7 +150,7 @@ func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, 
 	return &tracker{
 		ctx: ctx, mapper: sess.RESTMapper(), factory: factory, dyn: sess.Dynamic(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
 		kinds: map[schema.GroupKind]*watchedKind{}, inv: map[string]map[object.ID]apply.Entry{},
-		scaled: map[object.ID]scaledSpec{}, owned: map[object.ID]ownedBase{},
+		scaled: map[object.ID]scaledSpec{}, owned: map[object.ID]uint64{},
 	}
 }
 
@@ -202,11 +196,11 @@ func (t *tracker) learnLocked(e apply.Entry, tm *trackedMeta) {
 		return
 	}
 	if tm.ResourceVersion == e.ResourceVersion {
-		t.owned[e.ID] = ownedBase{fp: tm.owned, exact: true}
+		t.owned[e.ID] = tm.owned
 		return
 	}
 	if _, known := t.owned[e.ID]; !known && tm.Generation == e.Generation {
-		t.owned[e.ID] = ownedBase{fp: tm.owned}
+		t.owned[e.ID] = tm.owned
 	}
 }
 
@@ -328,7 +322,7 @@ func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 		return ""
 	case m.ResourceVersion == e.ResourceVersion:
 		return ""
-	case e.Generation != 0 && known && m.owned != base.fp:
+	case e.Generation != 0 && known && m.owned != base:
 		return "labels or annotations deliver set changed"
 	case e.Generation != 0 && m.Generation == e.Generation:
 		return ""
