@@ -95,11 +95,10 @@ type Drift struct {
 // driftKind is a kind of edit the steady rows make: a label of a Service
 // (a change of metadata only, seen by its resourceVersion) and the image
 // of a Deployment (a change of spec, seen by its generation). Both are
-// fields deliver applies. A label of a Deployment is not among them: the
-// reconciler tells drift of a kind with a generation by the generation,
-// which an edit of metadata does not move, so that edit stays until the
-// next commit or full resync (one such edit was not reverted within a
-// minute), and every steady row would wait out revertTimeout on it.
+// fields deliver applies. A label of a Deployment, which does not move its
+// generation, is reverted too (the reconciler also compares the labels and
+// annotations deliver owns in managedFields) but is not among them, so
+// that the rows stay comparable with earlier ones.
 type driftKind struct {
 	kind  string
 	gvr   schema.GroupVersionResource

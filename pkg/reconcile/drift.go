@@ -2,9 +2,13 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -40,6 +44,85 @@ type tracker struct {
 	// scaled remembers the generation of a workload that sameSpec found
 	// only scaled, so that its status updates cost no GET each.
 	scaled map[object.ID]scaledSpec
+	// owned holds, for each object compared by generation, the
+	// fingerprint of the labels and annotations deliver owns (see
+	// trackedMeta) as deliver left them: the generation does not move
+	// when they change, so they are compared on their own. It is taken
+	// from the object at the resourceVersion of its inventory entry, or,
+	// when the informer was past it (or not there yet) as the inventory
+	// was read, from the first seen at its generation, replaced when that
+	// resourceVersion's event comes.
+	owned map[object.ID]uint64
+}
+
+// trackedMeta is what the informers keep of an object: its metadata
+// without managedFields, and a fingerprint of the labels and annotations
+// deliver owns in them. A kubectl label or annotate of a value deliver set
+// moves neither the generation nor deliver's manifest, but it takes the
+// key from deliver's managedFields entry (or changes its value), and so
+// the fingerprint; status updates, a controller's annotations and labels
+// others add do not.
+type trackedMeta struct {
+	*metav1.PartialObjectMetadata
+	owned uint64
+}
+
+// track is the informers' transform. It may see an object it already
+// transformed (a delete's last known state), which it returns as is.
+func track(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *trackedMeta:
+		return o, nil
+	case *metav1.PartialObjectMetadata:
+		fp := ownedFingerprint(o)
+		// Only metadata is kept, and not even managedFields: 1,000
+		// objects stay well under a megabyte.
+		o.ManagedFields = nil
+		return &trackedMeta{PartialObjectMetadata: o, owned: fp}, nil
+	}
+	return obj, nil
+}
+
+// ownedFingerprint hashes the keys and live values of the labels and
+// annotations that deliver's apply owns in m.
+func ownedFingerprint(m *metav1.PartialObjectMetadata) uint64 {
+	var labels, annotations []string
+	for _, mf := range m.ManagedFields {
+		if mf.Manager != apply.DefaultFieldManager || mf.Operation != metav1.ManagedFieldsOperationApply || mf.Subresource != "" || mf.FieldsV1 == nil {
+			continue
+		}
+		var f struct {
+			Metadata struct {
+				Labels      map[string]json.RawMessage `json:"f:labels"`
+				Annotations map[string]json.RawMessage `json:"f:annotations"`
+			} `json:"f:metadata"`
+		}
+		if json.Unmarshal(mf.FieldsV1.Raw, &f) != nil {
+			continue
+		}
+		for k := range f.Metadata.Labels {
+			if key, ok := strings.CutPrefix(k, "f:"); ok {
+				labels = append(labels, key)
+			}
+		}
+		for k := range f.Metadata.Annotations {
+			if key, ok := strings.CutPrefix(k, "f:"); ok {
+				annotations = append(annotations, key)
+			}
+		}
+	}
+	slices.Sort(labels)
+	slices.Sort(annotations)
+	h := fnv.New64a()
+	for _, k := range labels {
+		v, ok := m.Labels[k]
+		fmt.Fprintf(h, "l%q=%t%q\n", k, ok, v)
+	}
+	for _, k := range annotations {
+		v, ok := m.Annotations[k]
+		fmt.Fprintf(h, "a%q=%t%q\n", k, ok, v)
+	}
+	return h.Sum64()
 }
 
 // scaledSpec is a generation of a workload whose spec matched Spec.
@@ -67,7 +150,7 @@ func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, 
 	return &tracker{
 		ctx: ctx, mapper: sess.RESTMapper(), factory: factory, dyn: sess.Dynamic(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
 		kinds: map[schema.GroupKind]*watchedKind{}, inv: map[string]map[object.ID]apply.Entry{},
-		scaled: map[object.ID]scaledSpec{},
+		scaled: map[object.ID]scaledSpec{}, owned: map[object.ID]uint64{},
 	}
 }
 
@@ -75,9 +158,19 @@ func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, 
 func (t *tracker) stop() { t.factory.Shutdown() }
 
 // setInventory replaces what app last applied; nil forgets the app.
+//
+// The fingerprints of the labels and annotations deliver left are taken
+// again, from the informers' caches: a run that applied an object left
+// new ones, and one that found an object as it would apply it (its
+// labels have deliver's values, though another manager owns one now)
+// accepted the live ones, which must then be no drift, or the app would
+// run again and again.
 func (t *tracker) setInventory(app string, inv *apply.Inventory) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for id := range t.inv[app] {
+		delete(t.owned, id)
+	}
 	if inv == nil {
 		delete(t.inv, app)
 		return
@@ -85,8 +178,44 @@ func (t *tracker) setInventory(app string, inv *apply.Inventory) {
 	m := make(map[object.ID]apply.Entry, len(inv.Entries))
 	for _, e := range inv.Entries {
 		m[e.ID] = e
+		delete(t.owned, e.ID)
+		if wk := t.kinds[e.GroupKind()]; wk != nil {
+			if tm := cached(wk, e.ID); tm != nil {
+				t.learnLocked(e, tm)
+			}
+		}
 	}
 	t.inv[app] = m
+}
+
+// learnLocked records the fingerprint of tm as the one deliver left, when
+// tm is the object at e's resourceVersion, or (with no fingerprint known
+// yet) at its generation. Called with t.mu held.
+func (t *tracker) learnLocked(e apply.Entry, tm *trackedMeta) {
+	if e.ResourceVersion == "" || e.Generation == 0 {
+		return
+	}
+	if tm.ResourceVersion == e.ResourceVersion {
+		t.owned[e.ID] = tm.owned
+		return
+	}
+	if _, known := t.owned[e.ID]; !known && tm.Generation == e.Generation {
+		t.owned[e.ID] = tm.owned
+	}
+}
+
+// cached returns the informer's object of id, or nil.
+func cached(wk *watchedKind, id object.ID) *trackedMeta {
+	key := id.Name
+	if id.Namespace != "" {
+		key = id.Namespace + "/" + id.Name
+	}
+	obj, exists, err := wk.informer.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return nil
+	}
+	tm, _ := obj.(*trackedMeta)
+	return tm
 }
 
 // ensureKinds starts an informer for each kind of the inventories that
@@ -107,14 +236,7 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 				continue
 			}
 			inf := t.factory.ForResource(mapping.Resource).Informer()
-			// Only metadata is kept, and not even managedFields: 1,000
-			// objects stay well under a megabyte.
-			_ = inf.SetTransform(func(obj any) (any, error) {
-				if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-					m.ManagedFields = nil
-				}
-				return obj, nil
-			})
+			_ = inf.SetTransform(track)
 			reg, err := inf.AddEventHandler(t.handler(gk))
 			if err != nil {
 				continue
@@ -146,7 +268,7 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 // named by the object's label.
 func (t *tracker) handler(gk schema.GroupKind) cache.ResourceEventHandler {
 	check := func(obj any) {
-		m, ok := obj.(*metav1.PartialObjectMetadata)
+		m, ok := obj.(*trackedMeta)
 		if !ok {
 			return
 		}
@@ -163,7 +285,7 @@ func (t *tracker) handler(gk schema.GroupKind) cache.ResourceEventHandler {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
-			m, ok := obj.(*metav1.PartialObjectMetadata)
+			m, ok := obj.(*trackedMeta)
 			if !ok {
 				return
 			}
@@ -183,10 +305,15 @@ func (t *tracker) handler(gk schema.GroupKind) cache.ResourceEventHandler {
 // what deliver last applied, or "" when it does not (or the object is not
 // in the app's inventory). The rule is the plan's fast path: the same
 // resourceVersion, or for kinds whose status controllers write, the same
-// generation.
-func (t *tracker) differs(app string, id object.ID, m *metav1.PartialObjectMetadata) string {
+// generation and the same labels and annotations of deliver's (see
+// trackedMeta).
+func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 	t.mu.Lock()
 	e, ok := t.inv[app][id]
+	if ok {
+		t.learnLocked(e, m)
+	}
+	base, known := t.owned[id]
 	t.mu.Unlock()
 	switch {
 	case !ok || e.ResourceVersion == "":
@@ -195,6 +322,8 @@ func (t *tracker) differs(app string, id object.ID, m *metav1.PartialObjectMetad
 		return ""
 	case m.ResourceVersion == e.ResourceVersion:
 		return ""
+	case e.Generation != 0 && known && m.owned != base:
+		return "labels or annotations deliver set changed"
 	case e.Generation != 0 && m.Generation == e.Generation:
 		return ""
 	case e.Spec != "" && t.sameSpec(e, m.Generation):
@@ -264,15 +393,8 @@ func (t *tracker) cachedDiffers(app string, id object.ID, wk *watchedKind) strin
 	if !wk.informer.HasSynced() {
 		return ""
 	}
-	key := id.Name
-	if id.Namespace != "" {
-		key = id.Namespace + "/" + id.Name
-	}
-	obj, exists, err := wk.informer.GetStore().GetByKey(key)
-	if err != nil {
-		return ""
-	}
-	if !exists {
+	m := cached(wk, id)
+	if m == nil {
 		t.mu.Lock()
 		e, ok := t.inv[app][id]
 		t.mu.Unlock()
@@ -280,10 +402,6 @@ func (t *tracker) cachedDiffers(app string, id object.ID, wk *watchedKind) strin
 			return ""
 		}
 		return "deleted"
-	}
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return ""
 	}
 	return t.differs(app, id, m)
 }

@@ -20,7 +20,10 @@
 // Drift is noticed by metadata informers on the kinds in the apps'
 // inventories (label deliver.dev/app), comparing each live object's
 // resourceVersion and generation with what the inventory recorded when
-// deliver applied it; a kubectl edit triggers a run of that app within
+// deliver applied it, and, for kinds compared by generation (which a
+// label or annotation change does not move), the labels and annotations
+// deliver owns in managedFields with what deliver left; a kubectl edit,
+// label or annotate of what deliver set triggers a run of that app within
 // about a second, and the run reverts it (self-heal, on by default).
 //
 // With leader election (a coordination.k8s.io Lease) only one of several
