@@ -307,4 +307,9 @@ func TestReconcileShardsWebhook(t *testing.T) {
 	if len(logLines(g.replicas["b"], "fetch requested through "+reconcile.ControlConfigMap)) == 0 {
 		t.Errorf("replica b did not log a fetch requested through %s", reconcile.ControlConfigMap)
 	}
+	// a fetched when the webhook came: the request it forwarded is not
+	// one more for itself.
+	if n := len(logLines(g.replicas["a"], "fetch requested through "+reconcile.ControlConfigMap)); n != 0 {
+		t.Errorf("replica a fetched again on the request it forwarded (%d times)", n)
+	}
 }

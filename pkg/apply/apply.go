@@ -67,24 +67,6 @@ type lockedInventory struct {
 	at      time.Time
 }
 
-// startInventory returns the inventory a plan starts from, what was
-// listed ahead with it and when it was read: planInventory's, unless the
-// caller already read the inventory under the lock (read, from Apply with
-// UnlessDelivered). Then it is not read a third time (ahead, for the
-// check, for the plan): what Prefetch listed is used under
-// planInventory's rule, which this mirrors, its version compared with the
-// one just read instead of one more request for it.
-func (m *Manager) startInventory(ctx context.Context, app string, lock *appLock, read *lockedInventory) (*Inventory, map[listKey]*metaList, time.Time, error) {
-	if read == nil || lock == nil {
-		return m.planInventory(ctx, app, lock)
-	}
-	p := m.prefetched(ctx, app, true)
-	if p != nil && p.invErr == nil && !lock.tookOver && p.inv.Result != ResultApplying && p.invVersion == read.version {
-		return read.inv, p.lists, p.invAt, nil
-	}
-	return read.inv, nil, read.at, nil
-}
-
 // Execute applies a plan in the order that keeps the running version safe:
 //
 //  1. CRDs, Namespaces, cluster objects and config (ServiceAccounts,

@@ -171,7 +171,7 @@ func (m *Manager) Plan(ctx context.Context, set *object.Set, opts PlanOptions) (
 }
 
 // plan is Plan; lock is the app's lock when the caller holds it, read the
-// inventory when the caller read it under that lock (see startInventory).
+// inventory when the caller read it under that lock (see planInventory).
 func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock, read *lockedInventory) (*Plan, error) {
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
@@ -182,7 +182,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if opts.RollbackOnFailure && !opts.Wait {
 		return nil, errors.New("plan: rollback on failure needs wait: a rollout that is not waited for cannot fail")
 	}
-	inv, listed, since, err := m.startInventory(ctx, opts.App, lock, read)
+	inv, listed, since, err := m.planInventory(ctx, opts.App, lock, read)
 	if err != nil {
 		return nil, err
 	}

@@ -133,18 +133,33 @@ func (m *Manager) prefetched(ctx context.Context, app string, take bool) *prefet
 // run that only updates objects writes the inventory at its end only: if
 // it was killed, its lock is all that tells). Otherwise the inventory is
 // read again and nothing listed ahead is used.
-func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock) (*Inventory, map[listKey]*metaList, time.Time, error) {
+//
+// read is the inventory when the caller already read it under the lock
+// (Apply with UnlessDelivered): it is not read a third time (ahead, for
+// the check, for the plan), and its version is the one compared.
+func (m *Manager) planInventory(ctx context.Context, app string, lock *appLock, read *lockedInventory) (*Inventory, map[listKey]*metaList, time.Time, error) {
 	p := m.prefetched(ctx, app, true)
 	if p != nil && p.invErr == nil {
 		if lock == nil {
 			return p.inv, p.lists, p.invAt, nil
 		}
 		if !lock.tookOver && p.inv.Result != ResultApplying {
-			version, err := m.inventoryVersion(ctx, app)
+			var (
+				version string
+				err     error
+			)
+			if read != nil {
+				version = read.version
+			} else {
+				version, err = m.inventoryVersion(ctx, app)
+			}
 			if err == nil && version == p.invVersion {
 				return p.inv, p.lists, p.invAt, nil
 			}
 		}
+	}
+	if read != nil {
+		return read.inv, nil, read.at, nil
 	}
 	inv, _, err := m.readInventory(ctx, app)
 	return inv, nil, time.Now(), err

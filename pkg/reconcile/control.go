@@ -104,6 +104,18 @@ func (c *control) start(ctx context.Context) {
 
 func (c *control) stop() { c.factory.Shutdown() }
 
+// forwarding records value as a request already served here: the
+// replica that writes it (a shard forwarding a webhook it fetched for
+// already) must not fetch again when its own watch sees it.
+func (c *control) forwarding(value string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.requested = value
+	c.mu.Unlock()
+}
+
 // pausedAll reports whether the ConfigMap pauses every app. It reads the
 // informer's store, which is complete after start, where the handlers
 // may still be on their way.
@@ -128,7 +140,13 @@ func (r *Reconciler) requestFetch() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.annotateControl(ctx, AnnotationRequestedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	if r.leading.Load() {
+		// A shard that fetched already: its own watch of the annotation
+		// is not a second request.
+		r.ctl.Load().forwarding(value)
+	}
+	if err := r.annotateControl(ctx, AnnotationRequestedAt, value); err != nil {
 		r.log.Warn("forward webhook to the leader", "err", err)
 		return
 	}
