@@ -189,18 +189,27 @@ func (a *appsBench) deliverArgs(r *appsRepo, cmd string, extra ...string) []stri
 	return append(args, a.opts.DeliverArgs...)
 }
 
-// appsRows measures the apps rows at n apps.
-func (b *bench) appsRows(ctx context.Context, n int) error {
-	root := filepath.Join(b.opts.Dir, fmt.Sprintf("apps%d", n))
+// startApps makes the work folder of one group of rows at n apps (apps,
+// steady, shards) and serves it over smart HTTP; the caller closes a.git.
+func (b *bench) startApps(group string, n int) (*appsBench, error) {
+	root := filepath.Join(b.opts.Dir, fmt.Sprintf("%s%d", group, n))
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	git, err := startGitHTTP(root)
 	if err != nil {
+		return nil, err
+	}
+	return &appsBench{bench: b, n: n, root: root, git: git}, nil
+}
+
+// appsRows measures the apps rows at n apps.
+func (b *bench) appsRows(ctx context.Context, n int) error {
+	a, err := b.startApps("apps", n)
+	if err != nil {
 		return err
 	}
-	defer git.Close()
-	a := &appsBench{bench: b, n: n, root: root, git: git}
+	defer a.git.Close()
 	objects := 4 * n
 
 	// First apply: every run a new repository into empty namespaces, as

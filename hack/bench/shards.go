@@ -196,16 +196,11 @@ func (r *appsRepo) changeApps(apps []int) (string, error) {
 
 // shardsRows measures the shards rows at n apps.
 func (b *bench) shardsRows(ctx context.Context, n int) error {
-	root := filepath.Join(b.opts.Dir, fmt.Sprintf("shards%d", n))
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
-	}
-	git, err := startGitHTTP(root)
+	a, err := b.startApps("shards", n)
 	if err != nil {
 		return err
 	}
-	defer git.Close()
-	a := &appsBench{bench: b, n: n, root: root, git: git}
+	defer a.git.Close()
 	r, err := a.newRepo(ctx, "s")
 	if err != nil {
 		return err

@@ -145,16 +145,11 @@ func driftKinds() []driftKind {
 // steadyRow delivers n apps, starts the reconciler on them and watches it
 // for -steady.
 func (b *bench) steadyRow(ctx context.Context, n int) error {
-	root := filepath.Join(b.opts.Dir, fmt.Sprintf("steady%d", n))
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
-	}
-	git, err := startGitHTTP(root)
+	a, err := b.startApps("steady", n)
 	if err != nil {
 		return err
 	}
-	defer git.Close()
-	a := &appsBench{bench: b, n: n, root: root, git: git}
+	defer a.git.Close()
 	r, err := a.newRepo(ctx, "s")
 	if err != nil {
 		return err
