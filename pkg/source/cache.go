@@ -224,11 +224,6 @@ func (c *cache) collect(keep int) {
 	if err != nil {
 		return
 	}
-	type tree struct {
-		name string
-		used time.Time
-	}
-	var found []tree
 	dirs := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
@@ -237,22 +232,9 @@ func (c *cache) collect(keep int) {
 			_ = removeTree(filepath.Join(trees, name))
 		case e.IsDir():
 			dirs[name] = true
-			t := tree{name: name}
-			// A tree without a lock file (a crash right after the
-			// rename) sorts as the oldest.
-			if info, err := os.Stat(filepath.Join(trees, name+".lock")); err == nil {
-				t.used = info.ModTime()
-			}
-			found = append(found, t)
 		}
 	}
-	sort.Slice(found, func(i, j int) bool {
-		if !found[i].used.Equal(found[j].used) {
-			return found[i].used.After(found[j].used)
-		}
-		return found[i].name > found[j].name
-	})
-	for i, t := range found {
+	for i, t := range c.published(entries) {
 		if i < keep {
 			continue
 		}
@@ -267,33 +249,52 @@ func (c *cache) collect(keep int) {
 	}
 }
 
+// cachedTree is a published tree and its last use (the mtime of its lock
+// file; zero without one).
+type cachedTree struct {
+	name string
+	used time.Time
+}
+
+// published returns the published trees among entries of the trees
+// folder, most recently used first. A tree without a lock file (a crash
+// right after the rename) sorts as the oldest.
+func (c *cache) published(entries []os.DirEntry) []cachedTree {
+	var found []cachedTree
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || strings.HasPrefix(name, tmpPrefix) {
+			continue
+		}
+		t := cachedTree{name: name}
+		if info, err := os.Stat(filepath.Join(c.treesDir(), name+".lock")); err == nil {
+			t.used = info.ModTime()
+		}
+		found = append(found, t)
+	}
+	sort.Slice(found, func(i, j int) bool {
+		if !found[i].used.Equal(found[j].used) {
+			return found[i].used.After(found[j].used)
+		}
+		return found[i].name > found[j].name
+	})
+	return found
+}
+
 // newestTree returns the name of the most recently used tree other than
 // except; "" when there is none. The caller holds the cache lock, so no
 // collector removes it meanwhile.
 func (c *cache) newestTree(except string) string {
-	trees := c.treesDir()
-	entries, err := os.ReadDir(trees)
+	entries, err := os.ReadDir(c.treesDir())
 	if err != nil {
 		return ""
 	}
-	var (
-		newest string
-		used   time.Time
-	)
-	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || name == except || strings.HasPrefix(name, tmpPrefix) {
-			continue
-		}
-		info, err := os.Stat(filepath.Join(trees, name+".lock"))
-		if err != nil {
-			continue
-		}
-		if newest == "" || info.ModTime().After(used) {
-			newest, used = name, info.ModTime()
+	for _, t := range c.published(entries) {
+		if t.name != except && !t.used.IsZero() {
+			return t.name
 		}
 	}
-	return newest
+	return ""
 }
 
 // remove deletes the tree name and its lock file unless a Snapshot holds
