@@ -145,7 +145,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
 		Identity: p.recordedIdentity(), Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads,
-		dropAdopt: p.AdoptedIdentity != nil}
+		dropAdopt: p.AdoptedIdentity != nil, stored: p.inventory.stored}
 	if p.AdoptedIdentity != nil {
 		r.rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
 	}

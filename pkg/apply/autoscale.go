@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -72,8 +73,11 @@ func scaleTarget(u *unstructured.Unstructured) (object.ID, bool) {
 // this run, and not counted. Lists the manager may not make (a
 // least-privilege role without the autoscaling rule of deploy/rbac.yaml)
 // are skipped: deliver then knows only the autoscalers of the set.
-// The result maps a workload to its autoscaler.
-func (m *Manager) autoscalers(ctx context.Context, changes []*Change, app string) (map[object.ID]object.ID, error) {
+// The lists are shared with the other apps of the run that list after
+// since, when the plan's inventory was read (see listAhead): the first
+// apply of a thousand apps in ten namespaces lists autoscalers ten times,
+// not a thousand. The result maps a workload to its autoscaler.
+func (m *Manager) autoscalers(ctx context.Context, changes []*Change, app string, since time.Time) (map[object.ID]object.ID, error) {
 	out := map[object.ID]object.ID{}
 	desired := map[object.ID]bool{}
 	namespaces := map[string]bool{}
@@ -133,7 +137,7 @@ func (m *Manager) autoscalers(ctx context.Context, changes []*Change, app string
 	)
 	m.forEach(ctx, len(lists), func(i int) {
 		l := lists[i]
-		res, err := m.dyn.Resource(l.gvr).Namespace(l.ns).List(ctx, metav1.ListOptions{})
+		items, err := m.listObjects(ctx, listKey{l.gvr, l.ns}, since)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -143,8 +147,8 @@ func (m *Manager) autoscalers(ctx context.Context, changes []*Change, app string
 			errs = append(errs, fmt.Errorf("list %s in namespace %q: %w", l.gvr.GroupResource(), l.ns, err))
 			return
 		}
-		for j := range res.Items {
-			u := &res.Items[j]
+		for j := range items {
+			u := &items[j]
 			id := object.IDOf(u)
 			if u.GetLabels()[LabelApp] == app && !desired[id] {
 				continue // left git: this run prunes it
@@ -258,4 +262,21 @@ func (m *Manager) handOverReplicas(ctx context.Context, c *Change) error {
 		return nil
 	}
 	return err
+}
+
+// listObjects lists the whole objects of k, through the run's SharedLists
+// when it has some (see listAhead). The items are shared: nobody may
+// change them.
+func (m *Manager) listObjects(ctx context.Context, k listKey, since time.Time) ([]unstructured.Unstructured, error) {
+	list := func(ctx context.Context, k listKey) ([]unstructured.Unstructured, error) {
+		res, err := m.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return res.Items, nil
+	}
+	if m.opts.Lists == nil {
+		return list(ctx, k)
+	}
+	return m.opts.Lists.getObjects(ctx, k, since, list)
 }

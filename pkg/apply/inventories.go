@@ -83,6 +83,7 @@ func (m *Manager) readInventories(ctx context.Context, apps []string) map[string
 			missing = append(missing, app)
 		}
 	}
+	missing = m.withoutAbsent(ctx, missing, out)
 	m.forEach(ctx, len(missing), func(i int) {
 		inv, version, err := m.readInventory(ctx, missing[i])
 		r := inventoryRead{inv: inv, version: version, err: err, at: time.Now()}
@@ -105,5 +106,36 @@ func inventoryOf(s *corev1.Secret) (*Inventory, error) {
 		return nil, fmt.Errorf("inventory %s/%s: decode: %w", s.Namespace, s.Name, err)
 	}
 	inv.adopt = adoptRequested(s.Annotations)
+	inv.stored = true
 	return inv, nil
+}
+
+// withoutAbsent returns the apps of missing whose inventory Secret exists
+// after all (it lacks the label the lists select on, or a list failed),
+// and records the others in out as having no inventory: one list of the
+// names of the Secrets in the inventory namespace, metadata only, instead
+// of a GET per app, when more than one app is missing (a new repository of
+// a thousand apps). When that list fails, every app is read with a GET.
+func (m *Manager) withoutAbsent(ctx context.Context, missing []string, out map[string]inventoryRead) []string {
+	if len(missing) < 2 {
+		return missing
+	}
+	list, err := m.meta.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(m.opts.InventoryNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return missing
+	}
+	at := time.Now()
+	names := make(map[string]bool, len(list.Items))
+	for i := range list.Items {
+		names[list.Items[i].Name] = true
+	}
+	var exist []string
+	for _, app := range missing {
+		if names[InventoryName(app)] {
+			exist = append(exist, app)
+			continue
+		}
+		out[app] = inventoryRead{inv: &Inventory{App: app}, at: at}
+	}
+	return exist
 }

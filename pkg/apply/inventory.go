@@ -70,6 +70,10 @@ type Inventory struct {
 	// dropAdopt removes AnnotationAdopt when the inventory is written: the
 	// run that took the app over used it up.
 	dropAdopt bool
+	// stored says the inventory Secret exists: it was read from one, or
+	// written. The first write of an app's inventory then creates it
+	// outright rather than patching first to find it missing.
+	stored bool
 }
 
 // Inputs identifies what an app's desired state is made from, so that a
@@ -235,30 +239,45 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	if inv.dropAdopt {
 		metadata["annotations"] = map[string]any{AnnotationAdopt: nil}
 	}
-	patch, err := json.Marshal(map[string]any{
+	body, err := json.Marshal(map[string]any{
 		"metadata": metadata,
 		"data":     map[string]any{inventoryGzipKey: data, inventoryKey: nil}, // null: the key of older versions goes
 	})
 	if err != nil {
 		return err
 	}
-	_, err = secrets.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: m.opts.FieldManager})
-	if apierrors.IsNotFound(err) {
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
-			Type:       "deliver.dev/inventory",
-			Data:       map[string][]byte{inventoryGzipKey: data},
-		}
-		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
+		Type:       "deliver.dev/inventory",
+		Data:       map[string][]byte{inventoryGzipKey: data},
+	}
+	create := func() error {
+		_, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
 		if apierrors.IsNotFound(err) { // the namespace itself
 			if err = m.ensureNamespace(ctx); err == nil {
 				_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
 			}
 		}
+		return err
+	}
+	patch := func() error {
+		_, err := secrets.Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: m.opts.FieldManager})
+		return err
+	}
+	// The order follows what the caller knows: an app never delivered
+	// has no Secret yet (the first apply of a thousand apps sent a
+	// thousand patches only to learn that), a delivered one has.
+	if inv.stored {
+		if err = patch(); apierrors.IsNotFound(err) {
+			err = create()
+		}
+	} else if err = create(); apierrors.IsAlreadyExists(err) {
+		err = patch()
 	}
 	if err != nil {
 		return fmt.Errorf("inventory %s/%s: write: %w", ns, name, err)
 	}
+	inv.stored = true
 	return nil
 }
 

@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,4 +56,54 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestReadInventoriesMissingAndUnlabelled: reading many apps' inventories
+// at once finds an inventory whose Secret lost its label (the lists
+// select on it), tells the apps that have none without a GET each, and
+// reads the labelled ones from the list.
+func TestReadInventoriesMissingAndUnlabelled(t *testing.T) {
+	ctx := context.Background()
+	invNS := env.Namespace(t)
+	secret := func(app string, labelled bool) *corev1.Secret {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: apply.InventoryName(app), Namespace: invNS},
+			Type:       "deliver.dev/inventory",
+			Data:       map[string][]byte{"inventory.json": []byte(`{"app":"` + app + `","revision":"r-` + app + `","result":"succeeded"}`)},
+		}
+		if labelled {
+			s.Labels = map[string]string{apply.LabelInventory: app}
+		}
+		return s
+	}
+	for _, s := range []*corev1.Secret{secret("labelled", true), secret("unlabelled", false)} {
+		if _, err := env.Client().CoreV1().Secrets(invNS).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, log := loggedSession(t)
+	m := apply.NewManager(s, apply.Options{InventoryNamespace: invNS})
+	apps := []string{"labelled", "unlabelled", "new-1", "new-2", "new-3"}
+	invs, err := m.ReadInventories(ctx, apps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range apps {
+		want := ""
+		if app == "labelled" || app == "unlabelled" {
+			want = "r-" + app
+		}
+		if got := invs[app]; got == nil || got.Revision != want {
+			t.Errorf("inventory of %s: %+v, want revision %q", app, got, want)
+		}
+	}
+	var gets []string
+	for _, r := range log.take() {
+		if strings.HasPrefix(r, "done GET ") && strings.Contains(r, "/secrets/") {
+			gets = append(gets, strings.TrimPrefix(r, "done "))
+		}
+	}
+	if len(gets) != 1 || !strings.HasSuffix(gets[0], "/"+apply.InventoryName("unlabelled")) {
+		t.Errorf("GETs of inventories %q, want only the unlabelled one", gets)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // SharedLists shares, between the Managers of one run, the metadata lists
@@ -25,7 +27,10 @@ import (
 // zero value is not: use NewSharedLists.
 type SharedLists struct {
 	mu    sync.Mutex
-	lists map[listKey]*sharedList
+	lists map[listKey]*sharedList[*metaList]
+	// objects are whole objects, for the kinds a plan reads more than the
+	// metadata of: the autoscalers, whose spec names their targets.
+	objects map[listKey]*sharedList[[]unstructured.Unstructured]
 
 	// apps are the run's apps, whose inventories the first Prefetch reads
 	// for all of them (see Manager.readInventories).
@@ -37,10 +42,10 @@ type SharedLists struct {
 }
 
 // sharedList is one list, done when its first asker got an answer.
-type sharedList struct {
+type sharedList[T any] struct {
 	done    chan struct{}
 	started time.Time
-	items   *metaList
+	items   T
 	err     error
 }
 
@@ -48,7 +53,7 @@ type sharedList struct {
 // inventories too are read together, with a list per hundred apps
 // instead of a GET each (nil apps: each reads its own).
 func NewSharedLists(apps []string) *SharedLists {
-	s := &SharedLists{lists: map[listKey]*sharedList{}, apps: apps, inRun: make(map[string]bool, len(apps)), invDone: make(chan struct{})}
+	s := &SharedLists{lists: map[listKey]*sharedList[*metaList]{}, objects: map[listKey]*sharedList[[]unstructured.Unstructured]{}, apps: apps, inRun: make(map[string]bool, len(apps)), invDone: make(chan struct{})}
 	for _, a := range apps {
 		s.inRun[a] = true
 	}
@@ -83,27 +88,37 @@ func (s *SharedLists) inventory(ctx context.Context, app string, read func(conte
 // at least as new as the inventory it starts from (see planInventory).
 // The items are shared: nobody may change them.
 func (s *SharedLists) get(ctx context.Context, k listKey, notBefore time.Time, list func(context.Context, listKey) (*metaList, error)) (*metaList, error) {
+	return share(ctx, &s.mu, s.lists, k, notBefore, list)
+}
+
+// getObjects is get for lists of whole objects.
+func (s *SharedLists) getObjects(ctx context.Context, k listKey, notBefore time.Time, list func(context.Context, listKey) ([]unstructured.Unstructured, error)) ([]unstructured.Unstructured, error) {
+	return share(ctx, &s.mu, s.objects, k, notBefore, list)
+}
+
+// share is get over the lists of one type, guarded by mu.
+func share[T any](ctx context.Context, mu *sync.Mutex, lists map[listKey]*sharedList[T], k listKey, notBefore time.Time, list func(context.Context, listKey) (T, error)) (T, error) {
 	for {
-		s.mu.Lock()
-		l, ok := s.lists[k]
+		mu.Lock()
+		l, ok := lists[k]
 		if !ok || l.started.Before(notBefore) {
-			l = &sharedList{done: make(chan struct{}), started: time.Now()}
-			s.lists[k] = l
-			s.mu.Unlock()
+			l = &sharedList[T]{done: make(chan struct{}), started: time.Now()}
+			lists[k] = l
+			mu.Unlock()
 			l.items, l.err = list(ctx, k)
 			if l.err != nil {
 				// Not kept: an app whose context ended must not fail the
 				// apps that ask next.
-				s.mu.Lock()
-				if s.lists[k] == l {
-					delete(s.lists, k)
+				mu.Lock()
+				if lists[k] == l {
+					delete(lists, k)
 				}
-				s.mu.Unlock()
+				mu.Unlock()
 			}
 			close(l.done)
 			return l.items, l.err
 		}
-		s.mu.Unlock()
+		mu.Unlock()
 		select {
 		case <-l.done:
 			if l.err == nil {
@@ -111,7 +126,8 @@ func (s *SharedLists) get(ctx context.Context, k listKey, notBefore time.Time, l
 			}
 			// The lister failed; list again (or wait for whoever does).
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			var none T
+			return none, ctx.Err()
 		}
 	}
 }

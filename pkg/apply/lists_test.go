@@ -8,9 +8,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 )
@@ -156,5 +159,59 @@ func TestSharedListOlderThanInventory(t *testing.T) {
 	}
 	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "x", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("x left git but was not pruned: get: %v", err)
+	}
+}
+
+// TestSharedAutoscalerLists: the plans of a run's apps that share
+// namespaces list the autoscalers of each namespace once, and still find
+// the live HorizontalPodAutoscaler that targets one app's Deployment:
+// that app leaves spec.replicas alone, the others set it.
+func TestSharedAutoscalerLists(t *testing.T) {
+	namespaces := []string{env.Namespace(t), env.Namespace(t)}
+	ctx := context.Background()
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: namespaces[0]},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web-0"},
+			MinReplicas:    ptr.To[int32](1), MaxReplicas: 3,
+		},
+	}
+	if _, err := env.Client().AutoscalingV2().HorizontalPodAutoscalers(namespaces[0]).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, log := loggedSession(t)
+	var names []string
+	for i := range 6 {
+		names = append(names, fmt.Sprintf("web-%d", i))
+	}
+	// As a pipeline run does: the inventories are read ahead, together,
+	// so every plan starts from the same read and may share lists made
+	// after it.
+	lists := apply.NewSharedLists(names)
+	managers := make([]*apply.Manager, len(names))
+	for i, name := range names {
+		managers[i] = apply.NewManager(s, apply.Options{Lists: lists})
+		managers[i].Prefetch(ctx, apply.PlanOptions{App: name})
+	}
+	for i, name := range names {
+		ns := namespaces[i%2]
+		set := objects(t, ns, strings.ReplaceAll(deployment, "name: web", "name: "+name))
+		p, err := managers[i].Plan(ctx, set, apply.PlanOptions{App: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, hasReplicas, _ := unstructured.NestedFieldNoCopy(p.Changes[0].Desired.Object, "spec", "replicas")
+		if want := name != "web-0"; hasReplicas != want {
+			t.Errorf("app %s: plan sets spec.replicas = %v, want %v (only web-0 has an autoscaler)", name, hasReplicas, want)
+		}
+	}
+	var hpaLists []string
+	for _, r := range log.take() {
+		if strings.HasPrefix(r, "done GET ") && strings.HasSuffix(r, "/horizontalpodautoscalers") {
+			hpaLists = append(hpaLists, strings.TrimPrefix(r, "done "))
+		}
+	}
+	if len(hpaLists) != len(namespaces) {
+		t.Errorf("%d apps in %d namespaces listed autoscalers %d times, want %d: %q", len(names), len(namespaces), len(hpaLists), len(namespaces), hpaLists)
 	}
 }

@@ -99,6 +99,14 @@ type appLock struct {
 	// it: a run that died (SIGKILL, a lost node) or lost its lock, and may
 	// have written objects without recording them in the inventory.
 	tookOver bool
+	// createFirst makes the first attempt create the Lease without
+	// reading it (see lock).
+	createFirst bool
+	// created says this lock created the app's Lease: no run of deliver
+	// held the app's lock before (deliver never deletes these Leases), so
+	// none can have written its inventory since it was found missing
+	// ahead of the lock (see planInventory).
+	created bool
 
 	// guard is cancelled, with the reason wrapping ErrLockLost, when the
 	// lock is lost; it also cancels the run's context (see lock) and is
@@ -152,6 +160,13 @@ func (m *Manager) lock(ctx context.Context, app string) (*appLock, context.Conte
 		opts:     m.lockOpts,
 		leases:   m.kube.CoordinationV1().Leases(m.opts.InventoryNamespace),
 		stop:     make(chan struct{}),
+	}
+	// An app whose inventory was read ahead and found missing has most
+	// likely never been delivered, so has no Lease either: the first
+	// attempt creates it rather than reading it first (a request less
+	// for each new app; a Lease that exists after all is read then).
+	if p := m.prefetched(ctx, app, false); p != nil && p.invErr == nil && p.invVersion == "" {
+		l.createFirst = true
 	}
 	where := m.opts.InventoryNamespace + "/" + l.name
 	obs := &leaseObserver{opts: l.opts}
@@ -210,13 +225,23 @@ func (m *Manager) lock(ctx context.Context, app string) (*appLock, context.Conte
 
 // tryAcquire takes the Lease if it is free or expired; otherwise it
 // returns the Lease that holds it. The Lease is read first: after an app's
-// first run it exists, so a create would only fail.
+// first run it exists, so a create would only fail; unless createFirst
+// says the app looks new.
 func (l *appLock) tryAcquire(ctx context.Context, obs *leaseObserver) (*coordinationv1.Lease, error) {
 	sent := l.opts.clock.Now()
 	now := metav1.NewMicroTime(sent) // for people and RunState: no decision reads it back
 	secs := int32(l.opts.lease / time.Second)
 	mine := coordinationv1.LeaseSpec{HolderIdentity: &l.identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}
-	cur, err := l.leases.Get(ctx, l.name, metav1.GetOptions{})
+	var (
+		cur *coordinationv1.Lease
+		err error
+	)
+	if l.createFirst {
+		l.createFirst = false
+		err = apierrors.NewNotFound(coordinationv1.Resource("leases"), l.name)
+	} else {
+		cur, err = l.leases.Get(ctx, l.name, metav1.GetOptions{})
+	}
 	if apierrors.IsNotFound(err) {
 		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.m.opts.InventoryNamespace}, Spec: mine}
 		created, err := l.leases.Create(ctx, lease, metav1.CreateOptions{})
@@ -227,7 +252,7 @@ func (l *appLock) tryAcquire(ctx context.Context, obs *leaseObserver) (*coordina
 		}
 		switch {
 		case err == nil:
-			l.lease, l.renewed = created, sent
+			l.lease, l.renewed, l.created = created, sent, true
 			return nil, nil
 		case apierrors.IsAlreadyExists(err): // created by another run meanwhile
 			cur, err = l.leases.Get(ctx, l.name, metav1.GetOptions{})

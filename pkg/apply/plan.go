@@ -234,7 +234,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		scalerErr error
 		scalersWG sync.WaitGroup
 	)
-	scalersWG.Go(func() { scalers, scalerErr = m.autoscalers(ctx, p.Changes, opts.App) })
+	scalersWG.Go(func() { scalers, scalerErr = m.autoscalers(ctx, p.Changes, opts.App, since) })
 	live, full, err := m.listLive(ctx, append(append([]*Change(nil), p.Changes...), deletes...), opts.FullDryRun, listed, since)
 	scalersWG.Wait()
 	if err == nil && scalerErr == nil {

@@ -211,9 +211,21 @@ func (r *run) waitSize() int {
 	return len(r.p.desiredObjects())
 }
 
-// stageWait waits until the objects applied are ready (kstatus).
+// stageWait waits until the objects applied are ready (kstatus). The
+// resourceVersions the run recorded (the applies' answers, the plan's
+// lists for objects left alone) tell the wait which cached versions are
+// older than the run's writes, so it needs no list of its own.
 func stageWait(ctx context.Context, r *run) error {
-	err := r.m.Wait(ctx, r.p.desiredObjects())
+	objs := r.p.desiredObjects()
+	floors := make(map[object.ID]string, len(objs))
+	r.mu.Lock()
+	for _, o := range objs {
+		if e, ok := r.entries[o.ID()]; ok && e.ResourceVersion != "" {
+			floors[o.ID()] = e.ResourceVersion
+		}
+	}
+	r.mu.Unlock()
+	err := r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false)
 	// A wait cut short by a stop is no failed rollout: the new version
 	// keeps rolling out and the next run waits for it.
 	r.rolloutFailed = err != nil && ctx.Err() == nil

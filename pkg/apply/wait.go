@@ -20,15 +20,17 @@ import (
 // Pods failed), and on timeout it names every object that is not ready
 // with kstatus' message.
 func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
-	return m.waitFor(ctx, objs, m.opts.Timeout, false)
+	return m.waitFor(ctx, objs, nil, m.opts.Timeout, false)
 }
 
 // waitFor waits up to timeout. With finish, a Pod must have ended
 // (Succeeded) rather than be ready: a hook Pod is a task, like a Job.
-func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout time.Duration, finish bool) error {
+// floors are resourceVersions the objects had at or after the caller's
+// last write (see target.floor); nil when unknown.
+func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors map[object.ID]string, timeout time.Duration, finish bool) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	wt, err := m.watcher.watch(objs)
+	wt, err := m.watcher.watch(objs, floors)
 	if err != nil {
 		return err
 	}
@@ -104,7 +106,10 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, timeout
 // status is the readiness of a watched object: NotFound while it does not
 // exist (not yet, or deleted while waiting).
 func (wt *waiter) status(id object.ID, finish bool) (st status.Status, msg, uid string, err error) {
-	live := wt.live(id)
+	live, seen := wt.live(id)
+	if !seen {
+		return status.InProgressStatus, "the watch has not seen the version applied yet", "", nil
+	}
 	if live == nil {
 		return status.NotFoundStatus, "not found", "", nil
 	}

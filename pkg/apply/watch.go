@@ -32,8 +32,9 @@ const defaultWatchGrace = 5 * time.Second
 // it stops (after defaultWatchGrace) once the last of them has left. With
 // 1,000 apps of 4 objects each, a 500ms GET per object was thousands of
 // requests a second; watching makes it one long watch per (resource,
-// namespace), and one list of its own objects per wait and watch (see
-// waiter.fence).
+// namespace), and, for objects whose resourceVersion after the caller's
+// last write is not known, one list of its own objects per wait and watch
+// (see waiter.fence).
 //
 // Why not cli-utils' kstatus/watcher.DefaultStatusWatcher: each of its
 // Watch calls starts informers of its own, so concurrent apps would not
@@ -246,6 +247,11 @@ type target struct {
 	sub    *subscription
 	key    string                     // cache key: namespace/name, or name
 	listed *unstructured.Unstructured // as the fence's list saw it; nil: absent
+	// floor is a resourceVersion the object had at or after the caller's
+	// last write of it (the apply's answer, or the plan's list for an
+	// object left unchanged): a cached version older than that is stale.
+	// "" when unknown: the fence then lists the object's watch.
+	floor string
 }
 
 // subscription is the part of a waiter's objects one shared watch serves.
@@ -260,8 +266,10 @@ type subscription struct {
 // subscribes to changes of the objects. Every object starts out marked as
 // changed: it was subscribed to before the caller first reads the cache,
 // and the cache is updated before the handler runs, so no change is
-// missed. The caller must stop the waiter.
-func (w *statusWatcher) watch(objs []*object.Object) (*waiter, error) {
+// missed. floors are the objects' resourceVersions as the caller last
+// wrote or read them (see target.floor; nil: none known). The caller must
+// stop the waiter.
+func (w *statusWatcher) watch(objs []*object.Object, floors map[object.ID]string) (*waiter, error) {
 	wt := &waiter{w: w, changed: make(chan struct{}, 1), targets: map[object.ID]*target{}, dirty: map[object.ID]bool{}}
 	subs := map[watchKey]*subscription{}
 	for _, o := range objs {
@@ -284,7 +292,7 @@ func (w *statusWatcher) watch(objs []*object.Object) (*waiter, error) {
 		}
 		sub.ids[ckey] = id
 		sub.apps[o.GetLabels()[LabelApp]] = true
-		wt.targets[id] = &target{sub: sub, key: ckey}
+		wt.targets[id] = &target{sub: sub, key: ckey, floor: floors[id]}
 		wt.dirty[id] = true
 	}
 	for key, sub := range subs {
@@ -329,9 +337,15 @@ func (wt *waiter) takeDirty() []object.ID {
 // was before the apply a moment ago, ready with the old template. Until
 // the watch has caught up with the list, the newer of the two versions
 // counts. It costs one request per (resource, namespace) and wait, not
-// one per object and poll.
+// one per object and poll; a watch whose objects all have a floor needs
+// none (the floor says which cached versions are stale), which is what
+// an apply's wait gives: the first apply of a thousand small apps sent
+// four thousand of these lists, a quarter of its requests.
 func (wt *waiter) fence(ctx context.Context) error {
 	for _, sub := range wt.subs {
+		if wt.floored(sub) {
+			continue
+		}
 		opts := metav1.ListOptions{}
 		if sub.sw.key.labelled {
 			opts.LabelSelector = LabelApp
@@ -357,17 +371,50 @@ func (wt *waiter) fence(ctx context.Context) error {
 	return nil
 }
 
+// floored reports whether every object of sub has a floor.
+func (wt *waiter) floored(sub *subscription) bool {
+	for _, id := range sub.ids {
+		if wt.targets[id].floor == "" {
+			return false
+		}
+	}
+	return true
+}
+
 // live returns the freshest version of the watched object this wait has
-// seen, nil when it does not exist: the watch's cache once it has caught
-// up with the fence's list, the newer of the cached and the listed
-// object before.
-func (wt *waiter) live(id object.ID) *unstructured.Unstructured {
+// seen, nil when it does not exist, and whether the wait may judge it: an
+// object with a floor is judged once the cache holds it at the floor or
+// later, or the watch has seen past the floor (it was deleted since);
+// otherwise the watch's cache once it has caught up with the fence's
+// list, the newer of the cached and the listed object before.
+func (wt *waiter) live(id object.ID) (*unstructured.Unstructured, bool) {
 	t := wt.targets[id]
 	inf := t.sub.sw.informer
 	var cached *unstructured.Unstructured
 	if o, exists, _ := inf.GetStore().GetByKey(t.key); exists {
 		cached, _ = o.(*unstructured.Unstructured)
 	}
+	if t.floor != "" {
+		return cached, atFloor(cached, t.floor, inf.HasSynced(), inf.LastSyncResourceVersion())
+	}
+	return wt.fenced(t, cached), true
+}
+
+// atFloor reports whether a watch's cached object (nil: absent) may be
+// judged by a waiter that wrote or read the object at resourceVersion
+// floor: the cache holds that version or a later one, or the synced
+// watch has seen events past it, so an absent object was deleted since.
+// A version that is not the usual integer is trusted (see olderRV).
+func atFloor(cached *unstructured.Unstructured, floor string, synced bool, lastSync string) bool {
+	if cached != nil && !olderRV(cached.GetResourceVersion(), floor) {
+		return true
+	}
+	return synced && !olderRV(lastSync, floor)
+}
+
+// fenced is live for an object without a floor.
+func (wt *waiter) fenced(t *target, cached *unstructured.Unstructured) *unstructured.Unstructured {
+	inf := t.sub.sw.informer
 	if t.sub.fence == "" || inf.HasSynced() && !olderRV(inf.LastSyncResourceVersion(), t.sub.fence) {
 		return cached
 	}

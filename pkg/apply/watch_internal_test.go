@@ -42,11 +42,11 @@ func TestStatusWatcherRefCount(t *testing.T) {
 		}
 		return &object.Object{Unstructured: u}
 	}
-	a, err := w.watch([]*object.Object{widget("ns1", "a", true), widget("ns2", "a", true)})
+	a, err := w.watch([]*object.Object{widget("ns1", "a", true), widget("ns2", "a", true)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := w.watch([]*object.Object{widget("ns1", "b", true), widget("ns1", "c", false)})
+	b, err := w.watch([]*object.Object{widget("ns1", "b", true), widget("ns1", "c", false)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 		t.Fatalf("after one waiter left: watches = %d, refs = %d; want 3 (ns2 idle) and 2", n, refs)
 	}
 	reused := w.watches[watchKey{gvr: gvr, namespace: "ns2", labelled: true}]
-	c, err := w.watch([]*object.Object{widget("ns2", "z", true)})
+	c, err := w.watch([]*object.Object{widget("ns2", "z", true)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 	if n := w.count(); n != 0 {
 		t.Fatalf("stopIdle left %d watches", n)
 	}
-	d, err := w.watch([]*object.Object{widget("ns3", "d", true)})
+	d, err := w.watch([]*object.Object{widget("ns3", "d", true)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,44 @@ func TestStatusWatcherRefCount(t *testing.T) {
 	}
 	if _, err := w.watch([]*object.Object{{Unstructured: &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": map[string]any{"name": "g", "namespace": "ns1"},
-	}}}}); err == nil || w.count() != 0 {
+	}}}}, nil); err == nil || w.count() != 0 {
 		t.Errorf("a kind the mapper does not know: err = %v, watches = %d; want an error and none", err, w.count())
+	}
+}
+
+// TestAtFloor covers when a wait that knows the resourceVersion of its own
+// write may judge a watch's cached object without listing it: a cache
+// older than the write is stale (a reused watch may still hold the
+// Deployment ready with the old template), an absent object counts as
+// deleted only once the synced watch has seen past the write.
+func TestAtFloor(t *testing.T) {
+	obj := func(rv string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{}
+		u.SetResourceVersion(rv)
+		return u
+	}
+	for _, tc := range []struct {
+		name     string
+		cached   *unstructured.Unstructured
+		floor    string
+		synced   bool
+		lastSync string
+		want     bool
+	}{
+		{"cached at the floor", obj("7"), "7", true, "7", true},
+		{"cached newer", obj("9"), "7", false, "", true},
+		{"cached older, watch behind", obj("5"), "7", true, "6", false},
+		{"cached older, watch not synced", obj("5"), "7", false, "", false},
+		{"absent, watch not synced", nil, "7", false, "", false},
+		{"absent, watch behind", nil, "7", true, "6", false},
+		{"absent, watch past the floor: deleted", nil, "7", true, "8", true},
+		{"cached older, watch past the floor", obj("5"), "7", true, "8", true},
+		{"versions not integers: trusted", obj("a"), "b", false, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := atFloor(tc.cached, tc.floor, tc.synced, tc.lastSync); got != tc.want {
+				t.Errorf("atFloor = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -443,3 +443,41 @@ func TestWaitAppsShareWatches(t *testing.T) {
 	waitUntil(t, "the watches stop after the grace period", func() bool { return apply.WatchCount(m) == 0 })
 	waitUntil(t, "the watch goroutines end", func() bool { return watchGoroutines() <= baseline })
 }
+
+// TestApplyWaitNeedsNoList: the wait of an Apply knows the resourceVersion
+// each of its writes returned, so it lists nothing of its own (the fence
+// of Wait cost one list per kind and namespace, four of a small app's
+// seventeen requests) and still does not take a reused watch's cache for
+// the truth: the second apply changes the template of a Deployment the
+// watch holds ready from the first, and must return only once the new
+// generation is observed and rolled out.
+func TestApplyWaitNeedsNoList(t *testing.T) {
+	if env == nil {
+		t.Skip("testenv: no control plane (-short)")
+	}
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m, count := countingManager(t, apply.Options{Timeout: 2 * time.Minute}, "deployments")
+	apply.SetWatchGrace(m, time.Hour)
+	for i, image := range []string{"registry.example/web:1.0", "registry.example/web:2.0"} {
+		set := objects(t, ns, strings.Replace(deployment, "registry.example/web:1.0", image, 1))
+		list0, watch0, _ := count.snapshot()
+		if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns, Wait: true}); err != nil {
+			t.Fatal(err)
+		}
+		list, watch, _ := count.snapshot()
+		// One list each: the first apply's is its watch's (a new app's
+		// plan lists nothing), the second's its plan's (it reuses the
+		// watch). With the fence each wait listed once more.
+		if list-list0 != 1 || watch-watch0 > 1 {
+			t.Errorf("apply %d sent %d lists and %d watches of Deployments; want 1 list and at most 1 watch", i+1, list-list0, watch-watch0)
+		}
+		d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != image {
+			t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
+		}
+	}
+}
