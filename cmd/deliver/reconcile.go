@@ -32,8 +32,8 @@ events, verified with --webhook-secret-file), /metrics, /healthz and
 hashing over the replicas whose Leases are renewed); the apps of a replica
 that stops are taken by the others within --shard-lease-duration, and an
 app is delivered once per commit. Each app's status is in the
-ConfigMap deliver-status of --inventory-namespace (deliver status prints
-it), and Events of applies, failures and hooks are recorded on each app's
+ConfigMap deliver-status of --inventory-namespace (past 400 apps, also in
+deliver-status-1, -2, ...; deliver status prints them all), and Events of applies, failures and hooks are recorded on each app's
 inventory Secret. --suspend, --suspend-all or the annotation
 deliver.dev/suspend=true on an app's inventory Secret pause delivery; the
 same annotation on the ConfigMap deliver-control pauses every app without a

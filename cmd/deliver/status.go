@@ -140,7 +140,7 @@ func readStatus(ctx context.Context, kc kubernetes.Interface, mgr *apply.Manager
 		}
 	}
 	st := &statusView{}
-	cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, reconcile.StatusConfigMap, metav1.GetOptions{})
+	cm, err := reconcile.ReadStatus(ctx, kc, ns)
 	switch {
 	case apierrors.IsNotFound(err):
 		// No reconciler runs here: the inventories are all there is.

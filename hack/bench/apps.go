@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // The apps rows measure many small apps in one repository, in the shape of
@@ -379,7 +381,7 @@ func (a *appsBench) waitDelivered(ctx context.Context, p *longProc, r *appsRepo,
 	defer cancel()
 	pending := len(apps)
 	for {
-		cm, err := a.cs.CoreV1().ConfigMaps(r.inventory()).Get(ctx, "deliver-status", metav1.GetOptions{})
+		cm, err := reconcile.ReadStatus(ctx, a.cs, r.inventory())
 		if err == nil {
 			pending = 0
 			for _, i := range apps {

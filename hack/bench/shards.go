@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // The shards rows measure how long a shard group of deliver reconcile
@@ -138,7 +138,7 @@ func (g *shardGroup) waitFor(ctx context.Context, what string, cond func() (bool
 // delivered reports whether deliver-status lists the apps as succeeded at
 // commit head.
 func (g *shardGroup) delivered(ctx context.Context, apps []int, head string) (bool, error) {
-	cm, err := g.a.cs.CoreV1().ConfigMaps(g.r.inventory()).Get(ctx, "deliver-status", metav1.GetOptions{})
+	cm, err := reconcile.ReadStatus(ctx, g.a.cs, g.r.inventory())
 	if err != nil {
 		return false, nil // not written yet, or a passing error: polled again
 	}

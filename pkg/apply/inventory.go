@@ -227,7 +227,7 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	if err != nil {
 		return err
 	}
-	data, err := gzipBytes(plain)
+	data, err := m.s.gzipBytes(plain)
 	if err != nil {
 		return err
 	}
@@ -300,11 +300,16 @@ func (m *Manager) ensureNamespace(ctx context.Context) error {
 	return err
 }
 
-func gzipBytes(data []byte) ([]byte, error) {
+func (s *Session) gzipBytes(data []byte) ([]byte, error) {
 	var b bytes.Buffer
-	w, err := gzip.NewWriterLevel(&b, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
+	w, _ := s.gzips.Get().(*gzip.Writer)
+	if w == nil {
+		var err error
+		if w, err = gzip.NewWriterLevel(&b, gzip.BestSpeed); err != nil {
+			return nil, err
+		}
+	} else {
+		w.Reset(&b)
 	}
 	if _, err := w.Write(data); err != nil {
 		return nil, err
@@ -312,6 +317,7 @@ func gzipBytes(data []byte) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
+	s.gzips.Put(w)
 	return b.Bytes(), nil
 }
 

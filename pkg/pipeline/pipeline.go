@@ -83,6 +83,11 @@ type Options struct {
 	// and closes it after them (the reconciler: one tree, and one hashing
 	// of its files, for every app of a revision).
 	Snapshot *source.Snapshot
+	// Config, when set with Snapshot, is deliver.yaml as LoadConfig read
+	// it from Snapshot with these options, Apps aside: the run selects
+	// its apps from it instead of reading and parsing the file again (the
+	// reconciler's runs of one commit share one). It is not changed.
+	Config *config.Resolved
 	// Wait, when set, overrides every app's wait setting; Apply.Timeout,
 	// when set, every app's wait timeout.
 	Wait *bool

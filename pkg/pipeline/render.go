@@ -46,6 +46,10 @@ func loadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
 			Strategy: "rolling", Prune: true, Wait: true, WaitTimeout: timeout, HookTimeout: 5 * time.Minute,
 		}}}, nil
 	}
+	if opts.Config != nil && opts.Snapshot == snap {
+		r := *opts.Config
+		return selectApps(&r, opts)
+	}
 	f, err := snap.Open(opts.ConfigFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (use -f to deliver a folder of manifests without one)", opts.ConfigFile, err)
@@ -67,6 +71,12 @@ func loadConfig(snap *source.Snapshot, opts Options) (*config.Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
 	}
+	return selectApps(r, opts)
+}
+
+// selectApps keeps the apps of r that opts.Apps names, all when it names
+// none, in r's order; r.Apps is replaced, not changed.
+func selectApps(r *config.Resolved, opts Options) (*config.Resolved, error) {
 	if len(opts.Apps) > 0 {
 		want := map[string]bool{}
 		for _, a := range opts.Apps {

@@ -352,8 +352,9 @@ type Reconciler struct {
 	sourceErr string
 	order     []string
 	apps      map[string]*appState
-	// written is the status ConfigMap content last written.
-	written map[string]string
+	// written is the content of each page of the status last written
+	// (see writeStatusOnce).
+	written []map[string]string
 	// statusMu guards statusBusy (a status write is in flight) and
 	// statusAgain (a change came in meanwhile: write once more).
 	statusMu    sync.Mutex

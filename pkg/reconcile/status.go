@@ -3,9 +3,13 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,7 +20,9 @@ import (
 
 // StatusConfigMap is the name of the ConfigMap, in
 // Options.StatusNamespace, holding one key per app with its AppStatus as
-// JSON, and the annotations AnnotationRevision and AnnotationSourceError:
+// JSON, and the annotations AnnotationRevision, AnnotationSourceError and
+// AnnotationStatusPages; past 400 apps, the apps are spread over more
+// ConfigMaps named after it (see statusPages and ReadStatus):
 //
 //	kubectl -n deliver-system get configmap deliver-status -o yaml
 const StatusConfigMap = "deliver-status"
@@ -66,43 +72,84 @@ func (r *Reconciler) writeStatus(ctx context.Context) {
 	}
 }
 
-// writeStatusOnce is one write of writeStatus.
+// writeStatusOnce is one write of writeStatus: the pages whose content
+// changed since they were last written.
 func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 	st := r.Status()
-	data := map[string]string{}
+	pages := statusPages(len(st.Apps))
+	data := make([]map[string]string, pages)
+	for i := range data {
+		data[i] = map[string]string{}
+	}
 	for _, a := range st.Apps {
 		if r.shards != nil && !r.shards.owns(a.App) {
 			continue // another replica writes it
 		}
-		b, err := json.Marshal(a)
+		b, err := json.Marshal(statusEntry(a))
 		if err != nil {
 			continue
 		}
-		data[a.App] = string(b)
+		data[statusPageOf(a.App, pages)][a.App] = string(b)
 	}
-	ann := map[string]string{AnnotationRevision: st.Revision}
+	ann := map[string]string{AnnotationRevision: st.Revision, AnnotationStatusPages: strconv.Itoa(pages)}
 	if st.SourceError != "" {
 		ann[AnnotationSourceError] = st.SourceError
 	}
-	// Annotations ride along in the comparison under a key no app name
-	// can have (app names are DNS labels).
-	cmp := maps.Clone(data)
-	cmp["/revision"], cmp["/source-error"] = st.Revision, st.SourceError
-	r.mu.Lock()
-	same := maps.Equal(r.written, cmp)
-	if same {
-		r.statusFailures, r.statusRetry = 0, time.Time{}
+	// The first page's annotations ride along in its comparison under
+	// keys no app name can have (app names are DNS labels).
+	cmp := make([]map[string]string, pages)
+	for i := range data {
+		cmp[i] = maps.Clone(data[i])
 	}
+	cmp[0]["/revision"], cmp[0]["/source-error"] = st.Revision, st.SourceError
+	r.mu.Lock()
+	written := r.written
 	r.mu.Unlock()
-	if same {
+	var changed []int
+	for i := range cmp {
+		if i >= len(written) || !maps.Equal(written[i], cmp[i]) {
+			changed = append(changed, i)
+		}
+	}
+	if len(changed) == 0 && len(written) == pages {
+		r.mu.Lock()
+		r.statusFailures, r.statusRetry = 0, time.Time{}
+		r.mu.Unlock()
 		return
 	}
-	if err := r.putStatus(ctx, data, ann); err != nil {
+	// Pages that were written stay as written until this write
+	// succeeds; a failed write is retried with everything.
+	next := make([]map[string]string, pages)
+	copy(next, written)
+	var errs []error
+	for _, i := range changed {
+		var pageAnn map[string]string
+		if i == 0 {
+			pageAnn = ann
+		}
+		if err := r.putStatus(ctx, statusPageName(i), data[i], pageAnn); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		next[i] = cmp[i]
+	}
+	if len(errs) == 0 && r.shards == nil {
+		// Fewer apps than before: the pages past the last go. A
+		// sharded replica leaves them (another replica may still count
+		// more apps); readers read as many pages as the first names.
+		for i := pages; i < len(written); i++ {
+			if err := r.kube.CoreV1().ConfigMaps(r.opts.StatusNamespace).Delete(ctx, statusPageName(i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("status %s/%s: delete: %w", r.opts.StatusNamespace, statusPageName(i), err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		// Retried by the loop with the backoff of a failed app: the
 		// last run of a quiet period would otherwise stay unreported
 		// until the next fetch finds something to change, an interval
 		// later (an hour with a webhook).
 		r.mu.Lock()
+		r.written = next
 		r.statusFailures++
 		wait := backoff(r.statusFailures, r.opts.RetryBase, r.opts.RetryMax)
 		r.statusRetry = time.Now().Add(wait)
@@ -111,9 +158,98 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 		return
 	}
 	r.mu.Lock()
-	r.written = cmp
+	r.written = next
 	r.statusFailures, r.statusRetry = 0, time.Time{}
 	r.mu.Unlock()
+}
+
+// The status spans as many ConfigMaps (pages) as its apps need: a
+// ConfigMap holds at most 1 MiB, which about 3,700 apps' statuses
+// overflowed. Each page holds the apps that hash to it, at most about
+// statusPageApps of them; the first page is StatusConfigMap and carries
+// the annotations, the others are named StatusConfigMap-1, -2, ... A page
+// is written only when its apps changed, so a run's end rewrites one page,
+// not every app's status.
+const (
+	// statusPageApps is the number of apps a page is sized for: an app's
+	// entry is at most about 2 kB (a message of maxStatusMessage, drifted
+	// objects named in maxStatusDrift bytes), so a page of 400 apps, or
+	// of the 460 that hashing may put there, stays under 1 MiB.
+	statusPageApps   = 400
+	maxStatusMessage = 512
+	maxStatusDrift   = 1024
+)
+
+// AnnotationStatusPages, on the first page, is the number of pages of the
+// status (see ReadStatus).
+const AnnotationStatusPages = "deliver.dev/status-pages"
+
+// statusPages is the number of pages for apps apps. It depends on the
+// number of apps only, so that sharded replicas, which each write their
+// own apps, agree on it.
+func statusPages(apps int) int { return max(1, (apps+statusPageApps-1)/statusPageApps) }
+
+// statusPageName is the name of page i.
+func statusPageName(i int) string {
+	if i == 0 {
+		return StatusConfigMap
+	}
+	return StatusConfigMap + "-" + strconv.Itoa(i)
+}
+
+// statusPageOf is the page of app among pages.
+func statusPageOf(app string, pages int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(app))
+	return int(h.Sum32() % uint32(pages))
+}
+
+// statusEntry is a's status as the ConfigMap stores it: a long message
+// (an error naming many objects) and a long drift list are cut, so that
+// a page stays within its size; the reconciler's log, events and metrics
+// have the rest.
+func statusEntry(a AppStatus) AppStatus {
+	if len(a.Message) > maxStatusMessage {
+		cut := maxStatusMessage
+		for cut > 0 && !utf8.RuneStart(a.Message[cut]) {
+			cut--
+		}
+		a.Message = a.Message[:cut] + "… (cut)"
+	}
+	size := 0
+	for i, id := range a.Drift {
+		if size += len(id); size > maxStatusDrift {
+			a.Drift = append(a.Drift[:i:i], fmt.Sprintf("… and %d more", len(a.Drift)-i))
+			break
+		}
+	}
+	return a
+}
+
+// ReadStatus reads the status a reconciler keeps in namespace ns: the
+// first page (StatusConfigMap, with the annotations) with the apps of
+// every page in its Data. A NotFound error when there is none.
+func ReadStatus(ctx context.Context, kc kubernetes.Interface, ns string) (*corev1.ConfigMap, error) {
+	cms := kc.CoreV1().ConfigMaps(ns)
+	first, err := cms.Get(ctx, StatusConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pages, _ := strconv.Atoi(first.Annotations[AnnotationStatusPages])
+	if first.Data == nil {
+		first.Data = map[string]string{}
+	}
+	for i := 1; i < pages; i++ {
+		page, err := cms.Get(ctx, statusPageName(i), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue // not written yet: its apps have no status yet
+		case err != nil:
+			return nil, fmt.Errorf("%s/%s: %w", ns, statusPageName(i), err)
+		}
+		maps.Copy(first.Data, page.Data)
+	}
+	return first, nil
 }
 
 // statusRetryDue returns how long until a failed status write is retried,
@@ -132,14 +268,16 @@ func (r *Reconciler) statusRetryDue() (time.Duration, bool) {
 // not hold the loop.
 const statusWriteTimeout = 10 * time.Second
 
-func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string) error {
+// putStatus writes the page name of the status; ann are its annotations
+// (the first page's only).
+func (r *Reconciler) putStatus(ctx context.Context, name string, data, ann map[string]string) error {
 	if r.shards != nil {
-		return r.applyStatus(ctx, data, ann)
+		return r.applyStatus(ctx, name, data, ann)
 	}
 	kc := r.kube
 	ns := r.opts.StatusNamespace
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: StatusConfigMap, Namespace: ns, Annotations: ann,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: ann,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "deliver"}},
 		Data: data,
 	}
@@ -156,7 +294,7 @@ func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("status %s/%s: %w", ns, StatusConfigMap, err)
+		return fmt.Errorf("status %s/%s: %w", ns, name, err)
 	}
 	return nil
 }
@@ -166,14 +304,14 @@ func (r *Reconciler) putStatus(ctx context.Context, data, ann map[string]string)
 // keys of its apps, an app that moves is taken over (Force) by its new
 // replica, and a key a replica stops applying is removed only while that
 // replica still owns it, so replicas never erase each other's apps.
-func (r *Reconciler) applyStatus(ctx context.Context, data, ann map[string]string) error {
+func (r *Reconciler) applyStatus(ctx context.Context, name string, data, ann map[string]string) error {
 	ns := r.opts.StatusNamespace
-	cm := corev1ac.ConfigMap(StatusConfigMap, ns).WithAnnotations(ann).
+	cm := corev1ac.ConfigMap(name, ns).WithAnnotations(ann).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "deliver"}).WithData(data)
 	manager := fieldManager + "-" + shardLeaseName("", r.opts.Sharding.Identity)
 	_, err := r.kube.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: manager, Force: true})
 	if err != nil {
-		return fmt.Errorf("status %s/%s: %w", ns, StatusConfigMap, err)
+		return fmt.Errorf("status %s/%s: %w", ns, name, err)
 	}
 	return nil
 }
