@@ -181,4 +181,3 @@ func digest(key []byte, refs []entry) (string, error) {
 	mac.Write(data)
 	return digestPrefix + hex.EncodeToString(mac.Sum(nil)), nil
 }
-
