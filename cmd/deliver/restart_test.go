@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/restart"
+)
+
+// restartRepo writes the files of TestRestartOnConfigChange: app web
+// (rolling) reads ConfigMap settings whole and one key of Secret creds,
+// and has a ConfigMap no Pod reads; app db (recreate) mounts ConfigMap
+// db-settings. Both restart on config changes, from defaults.
+func restartRepo(repo *gitserver.Repo, ns, color, password, other, dbMode string) {
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {restartOnConfigChange: true, waitTimeout: 60s}\napps:\n"+
+		"- {name: web, namespace: "+ns+", manifests: {path: web}}\n"+
+		"- {name: db, namespace: "+ns+", strategy: recreate, manifests: {path: db}}\n")
+	repo.WriteFile("web/settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: "+color+"}\n")
+	repo.WriteFile("web/creds.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {password: "+password+", unused: x}\n")
+	repo.WriteFile("web/other.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {v: "+other+"}\n")
+	repo.WriteFile("web/deployment.yaml", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.example/web:1
+        envFrom: [{configMapRef: {name: settings}}]
+        env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}]
+`)
+	repo.WriteFile("db/settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db-settings}\ndata: {mode: "+dbMode+"}\n")
+	repo.WriteFile("db/deployment.yaml", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - {name: db, image: registry.example/db:1, volumeMounts: [{name: conf, mountPath: /etc/db}]}
+      volumes: [{name: conf, configMap: {name: db-settings}}]
+`)
+}
+
+// TestRestartOnConfigChange: against the real control plane (with the
+// Deployment controller) and a git server, a change of a ConfigMap a
+// Deployment reads changes its pod template's deliver.dev/config-digest
+// and a new ReplicaSet rolls out; a change of a ConfigMap no Pod reads, or
+// of a Secret key no Pod reads, rolls nothing; a change of the Secret key
+// it reads rolls it, and the annotation is no plain hash of the value.
+// Under recreate the change goes through the scale-down. render shows
+// the placeholder; the digest key's Secret and the password never show in
+// any output.
+func TestRestartOnConfigChange(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	const (
+		pw1 = "CANARY-restart-pw-1-7c2e"
+		pw2 = "CANARY-restart-pw-2-a91d"
+	)
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	restartRepo(repo, ns, "blue", pw1, "one", "fast")
+	repo.CommitAll("first")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+
+	var all bytes.Buffer
+	deliver := func(wantCode int, args ...string) string {
+		t.Helper()
+		args = append(args, "--repo", url, "--ref", "main", "--cache-dir", filepath.Join(root, "cache"))
+		if args[0] != "render" {
+			args = append(args, "--kubeconfig", env.Kubeconfig, "--inventory-namespace", ns)
+		}
+		cmd := exec.Command(deliverBin, args...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		code, err := testenv.ExitCode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(buf.Bytes())
+		if code != wantCode {
+			t.Fatalf("deliver %s: exit %d, want %d:\n%s", args[0], code, wantCode, buf.String())
+		}
+		return buf.String()
+	}
+	digest := func(name string) (string, int64) {
+		t.Helper()
+		d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Annotations[restart.Annotation], d.Generation
+	}
+	replicaSets := func(app string) int {
+		t.Helper()
+		l, err := env.Client().AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+	waitReplicaSets := func(app string, n int) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("%s has %d ReplicaSets", app, n), func() bool { return replicaSets(app) == n })
+	}
+	commit := func(color, password, other, dbMode string) {
+		t.Helper()
+		restartRepo(repo, ns, color, password, other, dbMode)
+		repo.CommitAll("change")
+	}
+
+	// Offline, there is no key: the placeholder, and nothing digested.
+	if out := deliver(0, "render"); !strings.Contains(out, restart.Annotation+": "+restart.Pending) {
+		t.Errorf("render lacks the placeholder annotation:\n%s", out)
+	}
+	deliver(0, "apply")
+	web1, gen1 := digest("web")
+	if !strings.HasPrefix(web1, "hmac-sha256:") {
+		t.Fatalf("web's pod template annotation = %q, want an HMAC", web1)
+	}
+	waitReplicaSets("web", 1)
+
+	// Neither a ConfigMap no Pod reads nor a Secret key no Pod reads.
+	commit("blue", pw1, "two", "fast")
+	deliver(0, "apply")
+	if web, gen := digest("web"); web != web1 || gen != gen1 {
+		t.Errorf("after an unrelated change: annotation %s generation %d, want %s and %d", web, gen, web1, gen1)
+	}
+	if n := replicaSets("web"); n != 1 {
+		t.Errorf("after an unrelated change web has %d ReplicaSets, want 1", n)
+	}
+
+	// The ConfigMap web reads.
+	commit("green", pw1, "two", "fast")
+	if out := deliver(2, "diff"); !strings.Contains(out, "Deployment/"+ns+"/web") || !strings.Contains(out, restart.Annotation) {
+		t.Errorf("diff does not show web's new annotation:\n%s", out)
+	}
+	deliver(0, "apply")
+	web2, _ := digest("web")
+	if web2 == web1 {
+		t.Errorf("annotation unchanged after the ConfigMap changed: %s", web2)
+	}
+	waitReplicaSets("web", 2)
+
+	// The Secret key web reads.
+	commit("green", pw2, "two", "fast")
+	deliver(0, "apply")
+	web3, _ := digest("web")
+	if web3 == web2 {
+		t.Errorf("annotation unchanged after the Secret changed: %s", web3)
+	}
+	waitReplicaSets("web", 3)
+	for _, pw := range []string{pw1, pw2} {
+		sum := sha256.Sum256([]byte(pw))
+		for _, h := range []string{hex.EncodeToString(sum[:]), base64.StdEncoding.EncodeToString(sum[:])} {
+			if strings.Contains(web3, h) || strings.Contains(web2, h) {
+				t.Errorf("annotation holds a plain SHA-256 of the password")
+			}
+		}
+	}
+
+	// Recreate: db is scaled to 0 before its new template goes in.
+	db1, _ := digest("db")
+	commit("green", pw2, "two", "safe")
+	if out := deliver(2, "diff"); !strings.Contains(out, "will be scaled to 0 before the pre-apply hooks (recreate: its pod template changes)") {
+		t.Errorf("diff does not announce db's scale-down:\n%s", out)
+	}
+	if out := deliver(0, "apply"); !strings.Contains(out, "Deployment/"+ns+"/db scaled-down") {
+		t.Errorf("apply did not scale db down:\n%s", out)
+	}
+	if db2, _ := digest("db"); db2 == db1 {
+		t.Errorf("db's annotation unchanged after its ConfigMap changed: %s", db2)
+	}
+	waitReplicaSets("db", 2)
+
+	// Nothing secret in any output: the password, or the digest key.
+	key, err := env.Client().CoreV1().Secrets(ns).Get(ctx, apply.DigestKeyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key.Data["key"]
+	if len(k) < 32 {
+		t.Fatalf("digest key holds %d bytes, want 32", len(k))
+	}
+	for _, leak := range []string{pw1, pw2, string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawStdEncoding.EncodeToString(k)} {
+		if strings.Contains(all.String(), leak) {
+			t.Errorf("an output holds a secret (%d bytes)", len(leak))
+		}
+	}
+}
