@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -213,4 +214,85 @@ func TestRestartOnConfigChange(t *testing.T) {
 			t.Errorf("an output holds a secret (%d bytes)", len(leak))
 		}
 	}
+}
+
+// TestExampleRestart runs examples/restart from a git repository against
+// the real control plane as its README says: a changed GREETING rolls
+// shop (a new ReplicaSet), a changed note rolls nothing, a changed
+// schedule scales reports (recreate) down before it rolls.
+func TestExampleRestart(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	inv := env.Namespace(t)
+	const ns = "restart-demo"
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "shop"))
+	if out, err := exec.Command("cp", "-r", "../../examples/restart/.", repo.Dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v %s", err, out)
+	}
+	repo.CommitAll("first")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("shop")
+	apply := func(want ...string) {
+		t.Helper()
+		out, code := run(t, "apply", "--repo", url, "--ref", "main", "--cache-dir", filepath.Join(root, "cache"),
+			"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv, "--timeout", "1m")
+		if code != 0 {
+			t.Fatalf("apply: exit %d:\n%s", code, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("apply output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	edit := func(file, old, new string) {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(repo.Dir, file))
+		if err != nil || !strings.Contains(string(data), old) {
+			t.Fatalf("%s: %v, or no %q in it", file, err, old)
+		}
+		repo.WriteFile(file, strings.Replace(string(data), old, new, 1))
+		repo.CommitAll("edit " + file)
+	}
+	replicaSets := func(app string) int {
+		t.Helper()
+		l, err := env.Client().AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+	stamp := func(name string) string {
+		t.Helper()
+		d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Annotations[restart.Annotation]
+	}
+
+	apply("Deployment/restart-demo/shop created", "Deployment/restart-demo/reports created")
+	first := stamp("shop")
+	eventually(t, 30*time.Second, "shop's first ReplicaSet", func() bool { return replicaSets("shop") == 1 })
+
+	edit("manifests/shop.yaml", "note: no Pod reads this", "note: still no Pod reads this")
+	edit("manifests/shop.yaml", "UNUSED: not read by any Pod", "UNUSED: still not read")
+	apply("ConfigMap/restart-demo/shop-notes configured", "Secret/restart-demo/shop-credentials configured")
+	if s := stamp("shop"); s != first || replicaSets("shop") != 1 {
+		t.Errorf("after unrelated changes: stamp %s (was %s), %d ReplicaSets: want no roll", s, first, replicaSets("shop"))
+	}
+
+	edit("manifests/shop.yaml", "GREETING: hello from git", "GREETING: hello again")
+	apply("Deployment/restart-demo/shop configured")
+	if stamp("shop") == first {
+		t.Error("shop's stamp unchanged after GREETING changed")
+	}
+	eventually(t, 30*time.Second, "shop's second ReplicaSet", func() bool { return replicaSets("shop") == 2 })
+
+	edit("reports/reports.yaml", "schedule: hourly", "schedule: daily")
+	apply("Deployment/restart-demo/reports scaled-down", "Deployment/restart-demo/reports configured")
+	eventually(t, 30*time.Second, "reports' second ReplicaSet", func() bool { return replicaSets("reports") == 2 })
 }
