@@ -70,7 +70,8 @@ spec:
 // and a new ReplicaSet rolls out; a change of a ConfigMap no Pod reads, or
 // of a Secret key no Pod reads, rolls nothing; a change of the Secret key
 // it reads rolls it, and the annotation is no plain hash of the value.
-// Under recreate the change goes through the scale-down. render shows
+// Under recreate the change goes through the scale-down. The reconciler
+// stamps as apply does, with the same key. render shows
 // the placeholder; the digest key's Secret and the password never show in
 // any output.
 func TestRestartOnConfigChange(t *testing.T) {
@@ -199,6 +200,19 @@ func TestRestartOnConfigChange(t *testing.T) {
 		t.Errorf("db's annotation unchanged after its ConfigMap changed: %s", db2)
 	}
 	waitReplicaSets("db", 2)
+
+	// The reconciler: the same stamp, with the same key.
+	commit("red", pw2, "two", "safe")
+	deliver(0, "reconcile", "--once")
+	web4, _ := digest("web")
+	if web4 == web3 || !strings.HasPrefix(web4, "hmac-sha256:") {
+		t.Errorf("after reconcile --once of a changed ConfigMap: annotation %s, was %s: want a new HMAC", web4, web3)
+	}
+	waitReplicaSets("web", 4)
+	deliver(0, "reconcile", "--once")
+	if web, _ := digest("web"); web != web4 {
+		t.Errorf("a reconcile pass with nothing changed moved the annotation: %s, was %s", web, web4)
+	}
 
 	// Nothing secret in any output: the password, or the digest key.
 	key, err := env.Client().CoreV1().Secrets(ns).Get(ctx, apply.DigestKeyName, metav1.GetOptions{})
