@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
@@ -73,7 +74,7 @@ spec:
 // Under recreate the change goes through the scale-down. The reconciler
 // stamps as apply does, with the same key. render shows
 // the placeholder; the digest key's Secret and the password never show in
-// any output.
+// any output, and a diff before the first apply does not make the key.
 func TestRestartOnConfigChange(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -140,6 +141,13 @@ func TestRestartOnConfigChange(t *testing.T) {
 	// Offline, there is no key: the placeholder, and nothing digested.
 	if out := deliver(0, "render"); !strings.Contains(out, restart.Annotation+": "+restart.Pending) {
 		t.Errorf("render lacks the placeholder annotation:\n%s", out)
+	}
+	// A diff before any apply: no key yet, and a diff makes none.
+	if out := deliver(2, "diff"); !strings.Contains(out, "Deployment/"+ns+"/web") {
+		t.Errorf("diff before the first apply does not show web:\n%s", out)
+	}
+	if _, err := env.Client().CoreV1().Secrets(ns).Get(ctx, apply.DigestKeyName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after a diff, the digest key Secret: %v, want none (a diff never writes)", err)
 	}
 	deliver(0, "apply")
 	web1, gen1 := digest("web")
