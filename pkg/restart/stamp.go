@@ -99,6 +99,10 @@ func Stamp(set *object.Set, namespace string, key []byte) error {
 			}
 		}
 		u := o.DeepCopy()
+		if md, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "template", "metadata"); found && md == nil {
+			// A template's `metadata:` left empty by a chart.
+			unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata")
+		}
 		ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "metadata", "annotations")
 		if ann == nil {
 			ann = map[string]string{}

@@ -124,6 +124,7 @@ func TestStampScope(t *testing.T) {
 		{"reference outside the set", []byte("k"), []string{kinds("Deployment", "apps/v1")}, "Deployment/w", ""},
 		{"ConfigMap in another namespace", []byte("k"), []string{strings.Replace(settings, "{name: settings}", "{name: settings, namespace: other}", 1), kinds("Deployment", "apps/v1")}, "Deployment/w", ""},
 		{"ConfigMap in the app's namespace, written out", []byte("k"), []string{strings.Replace(settings, "{name: settings}", "{name: settings, namespace: app}", 1), kinds("Deployment", "apps/v1")}, "Deployment/w", "digest"},
+		{"template metadata left empty", []byte("k"), []string{settings, strings.Replace(kinds("Deployment", "apps/v1"), "  template:\n", "  template:\n    metadata:\n", 1)}, "Deployment/w", "digest"},
 		{"no key: pending", nil, []string{settings, kinds("Deployment", "apps/v1")}, "Deployment/w", Pending},
 	}
 	for _, tt := range tests {
