@@ -51,6 +51,12 @@ type Defaults struct {
 	// RollbackOnFailure restores the previous workloads when a rollout
 	// does not become ready in time. Needs wait. Default false.
 	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
+
+	// RestartOnConfigChange stamps a digest of the ConfigMaps and Secrets
+	// of the app that a workload's pod template references into the
+	// template (see docs/restart.md), so that the workload rolls when
+	// their data changes. Default false.
+	RestartOnConfigChange *bool `yaml:"restartOnConfigChange,omitempty" json:"restartOnConfigChange,omitempty"`
 }
 
 // App is one unit of delivery: a set of objects rendered from one source,
@@ -78,6 +84,9 @@ type App struct {
 	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 	// DependsOn names apps that must be delivered first.
 	DependsOn []string `yaml:"dependsOn,omitempty" json:"dependsOn,omitempty"`
+
+	// RestartOnConfigChange overrides Defaults.RestartOnConfigChange.
+	RestartOnConfigChange *bool `yaml:"restartOnConfigChange,omitempty" json:"restartOnConfigChange,omitempty"`
 }
 
 // Helm renders a chart.

@@ -154,3 +154,46 @@ func TestSchemaFileUpToDate(t *testing.T) {
 		t.Errorf("docs/deliver.schema.json is stale; run: go run ./cmd/deliver schema > docs/deliver.schema.json (-want +got):\n%s", diff)
 	}
 }
+
+// TestRestartOnConfigChange: the app's setting wins over defaults, which
+// win over off; a non-boolean value is a parse error naming the line.
+func TestRestartOnConfigChange(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		defaults   string
+		app        string
+		want       bool
+		wantErrSub string
+	}{
+		{name: "unset", want: false},
+		{name: "defaults on", defaults: "defaults: {restartOnConfigChange: true}\n", want: true},
+		{name: "app on", app: ", restartOnConfigChange: true", want: true},
+		{name: "app off over defaults on", defaults: "defaults: {restartOnConfigChange: true}\n", app: ", restartOnConfigChange: false", want: false},
+		{name: "not a bool", app: ", restartOnConfigChange: sometimes", wantErrSub: "line 4: cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc := "apiVersion: deliver.dev/v1alpha1\nkind: Config\n" + tt.defaults +
+				"apps:\n- {name: web, namespace: web, manifests: {path: web}" + tt.app + "}\n"
+			c, err := Parse("deliver.yaml", []byte(doc))
+			if tt.wantErrSub != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErrSub) {
+					t.Fatalf("parse: %v, want an error with %q", err, tt.wantErrSub)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.ForEnvironment("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Apps[0].RestartOnConfigChange; got != tt.want {
+				t.Errorf("restartOnConfigChange = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

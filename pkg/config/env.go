@@ -30,6 +30,10 @@ type ResolvedApp struct {
 	// RollbackOnFailure restores the previous workloads after a rollout
 	// that did not become ready.
 	RollbackOnFailure bool
+
+	// RestartOnConfigChange stamps the config digest into the app's
+	// workloads' pod templates.
+	RestartOnConfigChange bool
 }
 
 // ForEnvironment applies an environment's overrides. An empty name means
@@ -64,6 +68,8 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
 			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
 			RollbackOnFailure: firstBool(a.RollbackOnFailure, c.Defaults.RollbackOnFailure, false),
+
+			RestartOnConfigChange: firstBool(a.RestartOnConfigChange, c.Defaults.RestartOnConfigChange, false),
 		}
 		if len(ra.AllowedNamespaces) == 0 {
 			ra.AllowedNamespaces = []string{ra.Namespace}

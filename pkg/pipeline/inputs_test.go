@@ -88,6 +88,7 @@ func TestAppDigest(t *testing.T) {
 		{"namespace", base, withApp(func(a *config.ResolvedApp) { a.Namespace = "staging" }), Options{}, false},
 		{"strategy", base, withApp(func(a *config.ResolvedApp) { a.Strategy = "recreate" }), Options{}, false},
 		{"prune", base, withApp(func(a *config.ResolvedApp) { a.Prune = false }), Options{}, false},
+		{"restartOnConfigChange", base, withApp(func(a *config.ResolvedApp) { a.RestartOnConfigChange = true }), Options{}, false},
 		{"kube version", base, app, Options{KubeVersion: "v1.30.0"}, false},
 	}
 	for _, tt := range tests {

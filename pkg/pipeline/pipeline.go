@@ -328,7 +328,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
 		planUnchanged(ctx, &opts, snap, sec, ident, res.Apps)
 	}
-	err = renderAll(ctx, opts, snap.Dir, sec, res.Apps)
+	err = renderAll(ctx, opts, snap.Dir, sec, newDigestKey(ctx, &opts, res.Apps, m), res.Apps)
 	if err == nil && m == modeApply {
 		recordInputs(&opts, snap, sec, res.Apps)
 	}

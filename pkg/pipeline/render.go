@@ -151,7 +151,7 @@ func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, er
 // renderAll renders the apps in parallel (the Renderer serialises
 // kustomize itself), resolves secrets in what they produced and refuses
 // objects that two apps claim.
-func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, apps []*AppResult) (err error) {
+func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, key *digestKey, apps []*AppResult) (err error) {
 	ctx, span := startSpan(ctx, &opts, "render", attribute.Int(attrAppCount, len(apps)))
 	defer func() { endSpan(span, opts.Redactor, err) }()
 	var (
@@ -172,6 +172,9 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
 			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
 			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault)
+			if err == nil && ar.app.RestartOnConfigChange {
+				err = stampConfig(set, ar.app.Namespace, key)
+			}
 			span.SetAttributes(attribute.Int(attrObjects, objectCount(set)))
 			endSpan(span, opts.Redactor, err)
 			mu.Lock()

@@ -115,7 +115,7 @@ func encrypt(t *testing.T, name, plain, recipient string) string {
 
 // config returns a deliver.yaml of apps (YAML list items).
 func config(apps ...string) string {
-	return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {waitTimeout: 60s, hookTimeout: 30s}\napps:\n" +
+	return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {waitTimeout: 60s, hookTimeout: 30s, restartOnConfigChange: true}\napps:\n" +
 		strings.Join(apps, "\n") + "\n"
 }
 

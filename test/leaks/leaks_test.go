@@ -47,6 +47,7 @@ import (
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
+	"github.com/deliverhq/deliver/pkg/restart"
 )
 
 var (
@@ -288,7 +289,23 @@ func TestNoSecretLeaks(t *testing.T) {
 	r.run("status -o json after the reconciler", 0, []string{`"reconciler"`}, "status", "-o", "json")
 	t.Logf("deliver runs took %s", time.Since(start).Round(time.Millisecond))
 
-	// 3. The scan.
+	// 3. The scan. The key of the config digests joins the canaries: it
+	// may be in its own Secret only.
+	keySecret, err := cs.CoreV1().Secrets(inv).Get(ctx, apply.DigestKeyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the config digest key: %v", err)
+	}
+	sc = newScanner(append(c.all(), canary{Name: digestKeyCanary, Value: string(keySecret.Data["key"])})...)
+	mask = sc.mask
+	for _, d := range []string{"web", "worker"} {
+		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, d, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := dep.Spec.Template.Annotations[restart.Annotation]; !strings.HasPrefix(v, "hmac-sha256:") {
+			t.Errorf("Deployment %s/%s: %s = %q, want an HMAC: the scan would not cover it", ns, d, restart.Annotation, v)
+		}
+	}
 	report := func(t *testing.T, hits []hit) {
 		t.Helper()
 		for _, h := range hits {
@@ -328,15 +345,23 @@ func TestNoSecretLeaks(t *testing.T) {
 	t.Run("objects", func(t *testing.T) {
 		objs, appSecrets := clusterObjects(t, ns, c.vaultWorkload.Name)
 		t.Logf("%d objects scanned", len(objs))
-		workloadSeen := false
+		workloadSeen, keySeen := false, false
 		for _, o := range objs {
 			hits := sc.scan(o.where, o.data)
+			if o.where == "Secret "+inv+"/"+apply.DigestKeyName {
+				for _, h := range hits {
+					keySeen = keySeen || h.Canary == digestKeyCanary
+				}
+			}
 			if o.where == "Deployment "+ns+"/worker" {
 				for _, h := range hits {
 					workloadSeen = workloadSeen || h.Canary == c.vaultWorkload.Name
 				}
 			}
 			report(t, o.allowed(hits))
+		}
+		if !keySeen {
+			t.Errorf("Secret %s/%s: the digest key not found in its data: the scanner misses it", inv, apply.DigestKeyName)
 		}
 		if !workloadSeen {
 			t.Errorf("Deployment %s/worker: canary %s not found in its env: the value did not go through deliver, or the scanner misses it", ns, c.vaultWorkload.Name)
@@ -379,6 +404,9 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 	})
 }
+
+// digestKeyCanary names the key of the config digests among the canaries.
+const digestKeyCanary = "config-digest-key"
 
 // commitSecond commits the reconciler's revision: a new web image (its
 // migration runs again), and two apps that fail: reject (the apiserver
@@ -578,6 +606,10 @@ func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, app
 					where += " (metadata only: the app's own Secret)"
 				}
 				b, _ := json.Marshal(obj)
+				if gv.Group == "" && res.Name == "secrets" && u.GetName() == apply.DigestKeyName {
+					objs = append(objs, output{where: where, data: b, except: []string{digestKeyCanary}})
+					continue
+				}
 				if u.GetNamespace() == ns && slices.Contains(workloadKinds, u.GetKind()) {
 					meta, _ := json.Marshal(u.Object["metadata"])
 					objs = append(objs, output{where: where + " (metadata)", data: meta},

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -71,6 +72,10 @@ func forms(v string) []form {
 	add("json-escaped", strings.Trim(string(j), `"`))
 	add("go-quoted", strings.Trim(strconv.Quote(v), `"`))
 	add("hex", hex.EncodeToString([]byte(v)))
+	// A plain hash of a low-entropy value can be brute-forced: a config
+	// digest (restartOnConfigChange) must be keyed.
+	sum := sha256.Sum256([]byte(v))
+	add("sha256", hex.EncodeToString(sum[:]))
 	return out
 }
 
@@ -304,6 +309,7 @@ func TestScannerFindsCanaries(t *testing.T) {
 		{"JSON-escaped", jsonString(weird.Value), []string{"weird"}},
 		{"Go-quoted", fmt.Sprintf("err=%q", "x"+weird.Value), []string{"weird"}},
 		{"hex", "digest " + hex.EncodeToString([]byte(c.Value)), []string{"sample"}},
+		{"plain sha256", "deliver.dev/config-digest: " + func() string { s := sha256.Sum256([]byte(c.Value)); return hex.EncodeToString(s[:]) }(), []string{"sample"}},
 		{"truncated", "message: apply failed: " + c.Value[:len(marker)+5] + "...", []string{"unknown (a mangled canary)"}},
 	}
 	for _, tt := range tests {
