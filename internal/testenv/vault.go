@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // Vault is a running Vault dev server: in memory, unsealed, with a root token
@@ -21,6 +24,24 @@ type Vault struct {
 
 	proc *process
 	dir  string
+}
+
+// NewVault starts a Vault dev server for a test, stopped when the test
+// ends, and returns it with a client logged in with its root token; a
+// failure fails the test.
+func NewVault(tb testing.TB) (*Vault, *vaultapi.Client) {
+	tb.Helper()
+	v, err := StartVault(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(v.Stop)
+	c, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Addr})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SetToken(v.Token)
+	return v, c
 }
 
 // StartVault starts a Vault dev server on a free loopback port and returns

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
@@ -34,16 +33,7 @@ func TestRestartInputs(t *testing.T) {
 		canary1 = "CANARY-rs-1-3f8a20"
 		canary2 = "CANARY-rs-2-b7c511"
 	)
-	tv, err := testenv.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tv.Stop)
-	vc, err := vault.NewClient(&vault.Config{Address: tv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(tv.Token)
+	tv, vc := testenv.NewVault(t)
 	if _, err := vc.KVv2("secret").Put(ctx, "web", map[string]any{"password": canary1}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,16 +60,7 @@ func TestVaultVersionInInputs(t *testing.T) {
 		canary2  = "CANARY-vd-2-91b3f4"
 		canaryV1 = "CANARY-vd-v1-2d8e61"
 	)
-	tv, err := testenv.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tv.Stop)
-	vc, err := vault.NewClient(&vault.Config{Address: tv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(tv.Token)
+	tv, vc := testenv.NewVault(t)
 	if _, err := vc.KVv2("secret").Put(ctx, "web", map[string]any{"password": canary1}); err != nil {
 		t.Fatal(err)
 	}

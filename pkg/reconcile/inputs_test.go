@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -208,16 +207,7 @@ func TestNewRevisionSkipsVaultApp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const canary1, canary2 = "CANARY-rv-1-a41f07", "CANARY-rv-2-c3d9e8"
-	tv, err := testenv.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tv.Stop)
-	vc, err := vault.NewClient(&vault.Config{Address: tv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(tv.Token)
+	tv, vc := testenv.NewVault(t)
 	put := func(v string) {
 		t.Helper()
 		if _, err := vc.KVv2("secret").Put(ctx, "web", map[string]any{"password": v}); err != nil {
