@@ -65,6 +65,8 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
 			RollbackOnFailure: firstBool(a.RollbackOnFailure, c.Defaults.RollbackOnFailure, false),
 		}
+		// Per-app identity: the app's, else the defaults'.
+		ra.ServiceAccountName = cmp.Or(ra.ServiceAccountName, c.Defaults.ServiceAccountName)
 		if len(ra.AllowedNamespaces) == 0 {
 			ra.AllowedNamespaces = []string{ra.Namespace}
 		}
@@ -87,6 +89,9 @@ func applyOverride(a App, o Override) App {
 	}
 	if o.Strategy != "" {
 		a.Strategy = o.Strategy
+	}
+	if o.ServiceAccountName != "" {
+		a.ServiceAccountName = o.ServiceAccountName
 	}
 	if o.Path != "" {
 		switch {
