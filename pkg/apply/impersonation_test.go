@@ -10,12 +10,8 @@ import (
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -23,66 +19,6 @@ import (
 
 // writeAll are the verbs of a Role that lets a ServiceAccount deliver.
 var writeAll = []string{"get", "list", "watch", "create", "patch", "update", "delete"}
-
-// serviceAccount creates the ServiceAccount name in ns, for an app to
-// impersonate, and returns its user name.
-func serviceAccount(t *testing.T, ns, name string) string {
-	t.Helper()
-	_, err := env.Client().CoreV1().ServiceAccounts(ns).Create(context.Background(),
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apply.ServiceAccountUser(ns, name)
-}
-
-// grant lets the ServiceAccount saNS/sa use verbs on resources (of the
-// core, apps and batch groups) in ns: a Role and a RoleBinding named
-// after it, as a cluster admin gives a tenant. It returns once the API
-// server's authorizer has seen the binding.
-func grant(t *testing.T, ns, saNS, sa string, verbs []string, resources ...string) {
-	t.Helper()
-	ctx := context.Background()
-	cs := env.Client()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: sa},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"", "apps", "batch"}, Resources: resources, Verbs: verbs}},
-	}
-	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: sa},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: saNS}},
-	}
-	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitAllowed(t, apply.ServiceAccountUser(saNS, sa), verbs[0], resources[0], ns, true)
-}
-
-// waitAllowed polls the API server's authorizer until user may (or, with
-// want false, may no longer) use verb on resource in ns: RBAC changes
-// reach the authorizer through an informer.
-func waitAllowed(t *testing.T, user, verb, resource, ns string, want bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               user,
-			Groups:             []string{"system:serviceaccounts", "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns},
-		}}
-		res, err := env.Client().AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-		if err != nil {
-			return false, err
-		}
-		return res.Status.Allowed == want, nil
-	})
-	if err != nil {
-		t.Fatalf("%s %s %s in %s: allowed never became %v: %v", user, verb, resource, ns, want, err)
-	}
-}
 
 // userLog records, for each request, the user it impersonates ("" for
 // none), its method and path.
@@ -153,7 +89,7 @@ func TestServiceAccountDelivers(t *testing.T) {
 	s, log := userSession(t)
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	ctx := context.Background()
-	user := serviceAccount(t, ns, "deployer")
+	user := env.ServiceAccount(t, ns, "deployer")
 	m := tenantManager(t, s, ns, "deployer", inv, nil)
 	opts := apply.PlanOptions{App: ns, Wait: true}
 	set := func(image string) string {
@@ -169,7 +105,7 @@ func TestServiceAccountDelivers(t *testing.T) {
 		t.Fatalf("the Deployment was written by a run its ServiceAccount may not make: %v", err)
 	}
 
-	grant(t, ns, ns, "deployer", writeAll, "secrets", "deployments", "jobs", "pods", "events", "replicasets")
+	env.Grant(t, ns, ns, "deployer", writeAll, "secrets", "deployments", "jobs", "pods", "events", "replicasets")
 	log.take()
 	rep, err := m.Apply(ctx, withHooks(objects(t, ns, set("app:1"))), opts)
 	if err != nil {
@@ -202,7 +138,7 @@ func TestServiceAccountDelivers(t *testing.T) {
 	if err := env.Client().RbacV1().RoleBindings(ns).Delete(ctx, "deployer", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitAllowed(t, user, "patch", "deployments", ns, false)
+	env.WaitAllowed(t, user, "patch", "deployments", ns, false)
 	_, err = m.Apply(ctx, withHooks(objects(t, ns, set("app:2"))), apply.PlanOptions{App: ns})
 	if !errors.As(err, &denied) {
 		t.Fatalf("apply after the RoleBinding was removed: %v; want a ForbiddenError", err)
@@ -237,13 +173,13 @@ func TestServiceAccountForbiddenNamespace(t *testing.T) {
 			s, _ := userSession(t)
 			own, other, inv := env.Namespace(t), env.Namespace(t), env.Namespace(t)
 			ctx := context.Background()
-			user := serviceAccount(t, own, "deployer")
-			grant(t, own, own, "deployer", writeAll, "configmaps")
+			user := env.ServiceAccount(t, own, "deployer")
+			env.Grant(t, own, own, "deployer", writeAll, "configmaps")
 			if tt.readOther {
-				grant(t, other, own, "deployer", []string{"get", "list", "watch"}, "configmaps")
+				env.Grant(t, other, own, "deployer", []string{"get", "list", "watch"}, "configmaps")
 			}
-			serviceAccount(t, other, "local")
-			grant(t, other, other, "local", writeAll, "configmaps")
+			env.ServiceAccount(t, other, "local")
+			env.Grant(t, other, other, "local", writeAll, "configmaps")
 
 			cm := func(ns, name string) string {
 				return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata: {k: v}\n", name, ns)
@@ -302,8 +238,8 @@ func TestServiceAccountPrune(t *testing.T) {
 	s, _ := userSession(t)
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	ctx := context.Background()
-	user := serviceAccount(t, ns, "deployer")
-	grant(t, ns, ns, "deployer", []string{"get", "list", "watch", "create", "patch", "update"}, "configmaps")
+	user := env.ServiceAccount(t, ns, "deployer")
+	env.Grant(t, ns, ns, "deployer", []string{"get", "list", "watch", "create", "patch", "update"}, "configmaps")
 	m := tenantManager(t, s, ns, "deployer", inv, nil)
 	two := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: NS}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: NS}\n"
 	if _, err := m.Apply(ctx, objects(t, ns, two), apply.PlanOptions{App: ns}); err != nil {
