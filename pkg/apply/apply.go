@@ -530,7 +530,7 @@ func (m *Manager) deleteAndWait(ctx context.Context, c *Change) error {
 	ri := m.client(c)
 	fg := metav1.DeletePropagationForeground
 	if err := ri.Delete(ctx, c.ID.Name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
-		return err
+		return m.denied(err, "delete", c.ID.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
