@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
@@ -42,6 +43,19 @@ func TestSharedListsPerIdentity(t *testing.T) {
 	}
 	if len(calls) != 3 {
 		t.Errorf("lists made as %v, want one per identity", calls)
+	}
+	// Whole objects (the autoscalers) too.
+	objCalls := map[string]int{}
+	for _, user := range []string{"", deployer, deployer, ""} {
+		if _, err := s.getObjects(ctx, user, k, time.Time{}, func(context.Context, listKey) ([]unstructured.Unstructured, error) {
+			objCalls[user]++
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if objCalls[""] != 1 || objCalls[deployer] != 1 {
+		t.Errorf("object lists made as %v, want one per identity", objCalls)
 	}
 }
 
