@@ -60,7 +60,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 		fl.BoolVar(&f.opts.ForceRender, "force-render", false, "render every app, also those whose inputs (files read, values, deliver's version) are those of their last successful apply and whose objects are unchanged in the cluster")
 		fl.BoolVar(&f.opts.Apply.Recreate, "recreate", false, "delete and re-create objects whose change touches an immutable field")
 		fl.StringVar(&f.opts.Apply.InventoryNamespace, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets")
-		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the dry run that validates objects new to a running app before its first write (a first revision is never dry-run); a rejected object then fails mid-stage")
+		fl.BoolVar(&f.noValidate, "no-validate", false, "skip the dry run that validates objects new to a running app before its first write (a first revision is dry-run only when the app has a serviceAccountName); a rejected object then fails mid-stage")
 		fl.BoolVar(&f.wait, "wait", true, "wait until the objects are ready (default: as deliver.yaml says)")
 		fl.BoolVar(&f.rollback, "rollback-on-failure", false, "restore the previous workloads when a rollout does not become ready (default: as deliver.yaml says)")
 		fl.DurationVar(&f.opts.Apply.Timeout, "timeout", 0, "how long to wait for readiness (default: as deliver.yaml says, or 5m)")

@@ -104,6 +104,9 @@ type lockedInventory struct {
 // with ErrLockLost; it writes nothing more, not even the inventory, and
 // leaves the lock to be taken over as a killed run's.
 func (m *Manager) Execute(ctx context.Context, p *Plan) (*Report, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
 	lock, ctx, err := m.lock(ctx, p.App)
 	if err != nil {
 		return nil, err
@@ -384,7 +387,7 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 		}
 	}
 	if err != nil {
-		return fail(explain(err, c))
+		return fail(explain(m.denied(err, "apply", c.ID.String()), c))
 	}
 	// Only an update asks for the whole object back (see send).
 	applied, whole := live.(*unstructured.Unstructured)
@@ -419,7 +422,7 @@ func (m *Manager) send(ctx context.Context, c *Change, opts metav1.ApplyOptions)
 		return nil, err
 	}
 	// Namespace("") is the cluster scope.
-	pm, err := m.meta.Resource(c.gvr).Namespace(c.ID.Namespace).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
+	pm, err := m.objects.meta.Resource(c.gvr).Namespace(c.ID.Namespace).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -527,7 +530,7 @@ func (m *Manager) deleteAndWait(ctx context.Context, c *Change) error {
 	ri := m.client(c)
 	fg := metav1.DeletePropagationForeground
 	if err := ri.Delete(ctx, c.ID.Name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
-		return err
+		return m.denied(err, "delete", c.ID.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()

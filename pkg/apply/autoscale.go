@@ -264,12 +264,12 @@ func (m *Manager) handOverReplicas(ctx context.Context, c *Change) error {
 	return err
 }
 
-// listObjects lists the whole objects of k, through the run's SharedLists
-// when it has some (see listAhead). The items are shared: nobody may
-// change them.
+// listObjects lists the whole objects of k as the app's identity, through
+// the run's SharedLists when it has some (see listAhead). The items are
+// shared: nobody may change them.
 func (m *Manager) listObjects(ctx context.Context, k listKey, since time.Time) ([]unstructured.Unstructured, error) {
 	list := func(ctx context.Context, k listKey) ([]unstructured.Unstructured, error) {
-		res, err := m.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+		res, err := m.objects.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -278,5 +278,5 @@ func (m *Manager) listObjects(ctx context.Context, k listKey, since time.Time) (
 	if m.opts.Lists == nil {
 		return list(ctx, k)
 	}
-	return m.opts.Lists.getObjects(ctx, k, since, list)
+	return m.opts.Lists.getObjects(ctx, m.impersonated(), k, since, list)
 }

@@ -33,7 +33,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	})
 	wg.Wait()
 	if getErr != nil {
-		return getErr
+		return m.denied(getErr, "get", c.ID.String())
 	}
 	if err != nil {
 		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
@@ -41,7 +41,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 			c.Note = "an immutable field changed: the object will be deleted and re-created"
 			return nil
 		}
-		return explain(err, c)
+		return explain(m.denied(err, "dry-run apply", c.ID.String()), c)
 	}
 	c.Live, c.Merged = live, merged
 	keepReplicas(c)
@@ -56,9 +56,9 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 // client returns the dynamic client for the change's resource.
 func (m *Manager) client(c *Change) dynamic.ResourceInterface {
 	if c.ID.Namespace == "" {
-		return m.dyn.Resource(c.gvr)
+		return m.objects.dyn.Resource(c.gvr)
 	}
-	return m.dyn.Resource(c.gvr).Namespace(c.ID.Namespace)
+	return m.objects.dyn.Resource(c.gvr).Namespace(c.ID.Namespace)
 }
 
 // sameContent compares two versions of an object without the fields the
@@ -119,5 +119,5 @@ func (m *Manager) dryRunCreate(ctx context.Context, c *Change, newNamespaces map
 		c.Note = fmt.Sprintf("namespace %s does not exist yet; validated when applied", c.ID.Namespace)
 		return nil
 	}
-	return err
+	return m.denied(err, "dry-run apply", c.ID.String())
 }

@@ -249,7 +249,7 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 		}
 		created, err := m.client(c).Create(ctx, c.Desired, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
 		if err != nil {
-			return fail(fmt.Errorf("create: %w", explain(err, c)))
+			return fail(fmt.Errorf("create: %w", explain(m.denied(err, "create", c.ID.String()), c)))
 		}
 		id := c.ID
 		id.Name = created.GetName()
@@ -262,7 +262,7 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 			return fail(fmt.Errorf("delete previous run: %w", err))
 		}
 		if _, err := m.client(c).Apply(ctx, c.ID.Name, c.Desired, metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true}); err != nil {
-			return fail(fmt.Errorf("create: %w", explain(err, c)))
+			return fail(fmt.Errorf("create: %w", explain(m.denied(err, "apply", c.ID.String()), c)))
 		}
 	}
 	timeout := h.Timeout
@@ -294,7 +294,7 @@ func (m *Manager) hookRuns(ctx context.Context, c *Change, app string) ([]unstru
 	selector := labels.Set{LabelApp: app, LabelHookID: hookLabel(c.ID)}.AsSelector().String()
 	list, err := m.client(c).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, fmt.Errorf("list: %w", m.denied(err, "list", fmt.Sprintf("%s in namespace %q", c.gvr.GroupResource(), c.ID.Namespace)))
 	}
 	return list.Items, nil
 }
@@ -353,13 +353,13 @@ func (m *Manager) jobDetail(ctx context.Context, id object.ID) string {
 	var items []corev1.Pod
 	switch id.GroupKind().String() {
 	case "Job.batch":
-		pods, err := m.kube.CoreV1().Pods(id.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + id.Name})
+		pods, err := m.objects.kube.CoreV1().Pods(id.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + id.Name})
 		if err != nil {
 			return ""
 		}
 		items = pods.Items
 	case "Pod":
-		pod, err := m.kube.CoreV1().Pods(id.Namespace).Get(ctx, id.Name, metav1.GetOptions{})
+		pod, err := m.objects.kube.CoreV1().Pods(id.Namespace).Get(ctx, id.Name, metav1.GetOptions{})
 		if err != nil {
 			return ""
 		}
@@ -378,7 +378,7 @@ func (m *Manager) jobDetail(ctx context.Context, id object.ID) string {
 		}
 		if pod.Status.Phase == corev1.PodFailed {
 			tail := int64(20)
-			logs, err := m.kube.CoreV1().Pods(id.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+			logs, err := m.objects.kube.CoreV1().Pods(id.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
 			if err == nil && len(logs) > 0 {
 				s += ", log: " + strings.TrimSpace(string(logs))
 			}

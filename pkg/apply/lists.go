@@ -16,6 +16,11 @@ import (
 // of their items instead of a hundred. Their inventories too are read
 // together (see NewSharedLists).
 //
+// A list is shared only by apps of the same identity: an app that
+// impersonates a ServiceAccount (Options.ServiceAccountName) lists as it,
+// and never sees a list made by deliver or another ServiceAccount, which
+// may read what its own may not.
+//
 // A plan uses a shared list only if it started after the plan's inventory
 // was read, as the app's own list would have: a list older than the
 // inventory may miss an object a run of the app created and recorded in
@@ -27,10 +32,10 @@ import (
 // zero value is not: use NewSharedLists.
 type SharedLists struct {
 	mu    sync.Mutex
-	lists map[listKey]*sharedList[*metaList]
+	lists map[sharedKey]*sharedList[*metaList]
 	// objects are whole objects, for the kinds a plan reads more than the
 	// metadata of: the autoscalers, whose spec names their targets.
-	objects map[listKey]*sharedList[[]unstructured.Unstructured]
+	objects map[sharedKey]*sharedList[[]unstructured.Unstructured]
 
 	// apps are the run's apps, whose inventories the first Prefetch reads
 	// for all of them (see Manager.readInventories).
@@ -39,6 +44,13 @@ type SharedLists struct {
 	invOnce sync.Once
 	invDone chan struct{}
 	invs    map[string]inventoryRead
+}
+
+// sharedKey names a shared list: who lists (the impersonated user, "" for
+// deliver itself), what and where.
+type sharedKey struct {
+	user string
+	listKey
 }
 
 // sharedList is one list, done when its first asker got an answer.
@@ -53,7 +65,7 @@ type sharedList[T any] struct {
 // inventories too are read together, with a list per hundred apps
 // instead of a GET each (nil apps: each reads its own).
 func NewSharedLists(apps []string) *SharedLists {
-	s := &SharedLists{lists: map[listKey]*sharedList[*metaList]{}, objects: map[listKey]*sharedList[[]unstructured.Unstructured]{}, apps: apps, inRun: make(map[string]bool, len(apps)), invDone: make(chan struct{})}
+	s := &SharedLists{lists: map[sharedKey]*sharedList[*metaList]{}, objects: map[sharedKey]*sharedList[[]unstructured.Unstructured]{}, apps: apps, inRun: make(map[string]bool, len(apps)), invDone: make(chan struct{})}
 	for _, a := range apps {
 		s.inRun[a] = true
 	}
@@ -81,23 +93,24 @@ func (s *SharedLists) inventory(ctx context.Context, app string, read func(conte
 	}
 }
 
-// get returns the items of k, listing them with list unless an app of
-// the run listed them, or is listing them, with a list started at
+// get returns the items of k, listing them as user with list unless an
+// app of the run listed them as user, or is listing them, with a list
+// started at
 // notBefore or later. A list started earlier is not used, and the newer
 // one replaces it for the apps that ask next: a plan may only trust a list
 // at least as new as the inventory it starts from (see planInventory).
 // The items are shared: nobody may change them.
-func (s *SharedLists) get(ctx context.Context, k listKey, notBefore time.Time, list func(context.Context, listKey) (*metaList, error)) (*metaList, error) {
-	return share(ctx, &s.mu, s.lists, k, notBefore, list)
+func (s *SharedLists) get(ctx context.Context, user string, k listKey, notBefore time.Time, list func(context.Context, listKey) (*metaList, error)) (*metaList, error) {
+	return share(ctx, &s.mu, s.lists, sharedKey{user, k}, notBefore, list)
 }
 
 // getObjects is get for lists of whole objects.
-func (s *SharedLists) getObjects(ctx context.Context, k listKey, notBefore time.Time, list func(context.Context, listKey) ([]unstructured.Unstructured, error)) ([]unstructured.Unstructured, error) {
-	return share(ctx, &s.mu, s.objects, k, notBefore, list)
+func (s *SharedLists) getObjects(ctx context.Context, user string, k listKey, notBefore time.Time, list func(context.Context, listKey) ([]unstructured.Unstructured, error)) ([]unstructured.Unstructured, error) {
+	return share(ctx, &s.mu, s.objects, sharedKey{user, k}, notBefore, list)
 }
 
 // share is get over the lists of one type, guarded by mu.
-func share[T any](ctx context.Context, mu *sync.Mutex, lists map[listKey]*sharedList[T], k listKey, notBefore time.Time, list func(context.Context, listKey) (T, error)) (T, error) {
+func share[T any](ctx context.Context, mu *sync.Mutex, lists map[sharedKey]*sharedList[T], k sharedKey, notBefore time.Time, list func(context.Context, listKey) (T, error)) (T, error) {
 	for {
 		mu.Lock()
 		l, ok := lists[k]
@@ -105,7 +118,7 @@ func share[T any](ctx context.Context, mu *sync.Mutex, lists map[listKey]*shared
 			l = &sharedList[T]{done: make(chan struct{}), started: time.Now()}
 			lists[k] = l
 			mu.Unlock()
-			l.items, l.err = list(ctx, k)
+			l.items, l.err = list(ctx, k.listKey)
 			if l.err != nil {
 				// Not kept: an app whose context ended must not fail the
 				// apps that ask next.

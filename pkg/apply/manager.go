@@ -4,11 +4,11 @@
 package apply
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -80,6 +80,17 @@ type Options struct {
 	// all of them (see SharedLists). Default: each Manager lists for
 	// itself.
 	Lists *SharedLists
+
+	// ServiceAccountName, when set, is the ServiceAccount in
+	// DefaultNamespace (the app's namespace) whose identity every request
+	// about the app's objects takes: dry runs, applies, hooks and their
+	// Jobs, waits, prunes, and the lists and reads of its live objects,
+	// as Flux's spec.serviceAccountName does. The inventory, the app's
+	// lock and the status stay with deliver's own identity, which then
+	// needs only the right to impersonate the ServiceAccount and access
+	// to its inventory namespace. Default: deliver's own identity for
+	// everything.
+	ServiceAccountName string
 }
 
 func (o *Options) defaults() {
@@ -120,16 +131,24 @@ func (o *Options) defaults() {
 // clients, discovery and the RESTMapper are the session's, so a Manager is
 // cheap to make: one per app and run, as the pipeline does.
 type Manager struct {
-	opts   Options
-	s      *Session
-	dyn    dynamic.Interface
+	opts Options
+	s    *Session
+	// meta and kube are deliver's own clients, for its bookkeeping only
+	// (inventories, locks); every request about the app's objects goes
+	// through objects.
 	meta   metadata.Interface
 	kube   kubernetes.Interface
 	mapper *sharedMapper
 
 	lockOpts lockOptions
 
-	watcher *statusWatcher // Wait's shared watches
+	// objects are the clients of the app's objects, with Wait's shared
+	// watches: the session's own, or those impersonating the app's
+	// ServiceAccount.
+	objects *clients
+	// err is why the impersonating clients could not be made: every
+	// request about the app's objects fails with it.
+	err error
 
 	preMu sync.Mutex
 	pre   *prefetch // set by Prefetch, taken by the next plan
@@ -150,19 +169,32 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 // clients, discovery and RESTMapper with every other Manager of s.
 func NewManager(s *Session, opts Options) *Manager {
 	opts.defaults()
-	return &Manager{
+	m := &Manager{
 		opts:   opts,
 		s:      s,
-		dyn:    s.dyn,
 		meta:   s.meta,
 		kube:   s.kube,
 		mapper: s.mapper,
-		// Wait's watches are the session's: apps waiting at once share
-		// one watch per resource and namespace.
-		watcher: s.watcher,
 
 		lockOpts: newLockOptions(opts.LockLease, s.clock),
 	}
+	// Wait's watches are the session's, per identity: apps waiting at
+	// once as the same identity share one watch per resource and
+	// namespace.
+	m.objects, m.err = s.clientsAs(m.impersonated())
+	if m.err != nil {
+		m.err = fmt.Errorf("impersonate %s: %w", m.impersonated(), m.err)
+	}
+	return m
+}
+
+// impersonated is the user the app's object requests impersonate; "" for
+// deliver's own identity.
+func (m *Manager) impersonated() string {
+	if m.opts.ServiceAccountName == "" {
+		return ""
+	}
+	return ServiceAccountUser(m.opts.DefaultNamespace, m.opts.ServiceAccountName)
 }
 
 // RESTMapper returns the RESTMapper of the manager's session.

@@ -176,6 +176,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
+	if m.err != nil {
+		return nil, fmt.Errorf("plan: %w", m.err)
+	}
 	if _, err := ParseStrategy(string(opts.Strategy)); err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
@@ -258,7 +261,11 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	// write; a first revision is not: nothing of the app runs that a
 	// half-applied run could break, and the inventory, written before the
 	// first write, covers whatever a failed run created.
-	validateNew := !m.opts.NoCreateDryRun && !firstRevision(inv)
+	//
+	// An app that impersonates a ServiceAccount is validated also in its
+	// first revision: the dry run is where a missing permission shows,
+	// before anything of the app is written.
+	validateNew := !m.opts.NoCreateDryRun && (!firstRevision(inv) || m.impersonated() != "")
 	var mu sync.Mutex
 	m.forEach(ctx, len(p.Changes), func(i int) {
 		c := p.Changes[i]
@@ -554,7 +561,7 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 		)
 		if full {
 			var res *unstructured.UnstructuredList
-			if res, err = m.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
+			if res, err = m.objects.dyn.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{}); err == nil {
 				metas := make([]*metav1.PartialObjectMetadata, 0, len(res.Items))
 				for j := range res.Items {
 					u := &res.Items[j]
@@ -572,6 +579,10 @@ func (m *Manager) listLive(ctx context.Context, changes []*Change, full bool, li
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
+			if f := m.denied(err, "list", fmt.Sprintf("%s in namespace %q", k.gvr.GroupResource(), k.ns)); f != err {
+				errs = append(errs, f)
+				return
+			}
 			errs = append(errs, fmt.Errorf("list %s in namespace %q: %w", k.gvr.GroupResource(), k.ns, err))
 			return
 		}
@@ -630,7 +641,7 @@ func metaKey(ns, name string) string { return ns + "/" + name }
 // the managed fields: no plan reads them, and they are most of an
 // object's metadata (a plan of many apps holds thousands of items).
 func (m *Manager) listMeta(ctx context.Context, k listKey) (*metaList, error) {
-	res, err := m.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
+	res, err := m.objects.meta.Resource(k.gvr).Namespace(k.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}

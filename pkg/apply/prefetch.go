@@ -41,6 +41,9 @@ type listKey struct {
 // the plan, whose error is the one reported. With a full dry run only the
 // inventory and discovery are read ahead (the plan lists whole objects).
 func (m *Manager) Prefetch(ctx context.Context, opts PlanOptions) {
+	if m.err != nil {
+		return // the plan says why
+	}
 	p := &prefetch{app: opts.App, done: make(chan struct{}), lists: map[listKey]*metaList{}}
 	m.preMu.Lock()
 	m.pre = p
@@ -98,7 +101,8 @@ func (m *Manager) listAhead(ctx context.Context, k listKey, since time.Time) (*m
 	if m.opts.Lists == nil {
 		return m.listMeta(ctx, k)
 	}
-	return m.opts.Lists.get(ctx, k, since, m.listMeta)
+	// As the app's identity: see SharedLists.
+	return m.opts.Lists.get(ctx, m.impersonated(), k, since, m.listMeta)
 }
 
 // prefetched returns what Prefetch read ahead for app once it is

@@ -43,7 +43,11 @@ func (m *Manager) prune(ctx context.Context, c *Change, app string) Result {
 		})
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
-		res.Action, res.Error = Failed, m.opts.Redact(err.Error())
+		verb := "delete"
+		if live == nil {
+			verb = "get"
+		}
+		res.Action, res.Error = Failed, m.opts.Redact(m.denied(err, verb, c.ID.String()).Error())
 	}
 	return res
 }

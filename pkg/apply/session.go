@@ -55,7 +55,11 @@ const DefaultMaxInFlight = 64
 //     resource and namespace, stopped a few seconds after the last waiter;
 //   - the clients through which every Manager reads and writes the
 //     inventories and takes the apps' Lease locks, and the clock those
-//     locks are timed with.
+//     locks are timed with;
+//   - the clients of each ServiceAccount an app impersonates (see
+//     Options.ServiceAccountName), made once per ServiceAccount, with
+//     their own shared watches: they share the rate limit, the budget of
+//     requests in flight and the RESTMapper, never what they read.
 //
 // What is per app (namespace defaults, timeouts, redaction, progress, the
 // lock's lease) stays in the Manager's Options. A Session is safe for
@@ -66,13 +70,36 @@ type Session struct {
 	kube   kubernetes.Interface
 	mapper *sharedMapper
 	clock  clock.PassiveClock
-	// watcher holds Wait's shared watches (see statusWatcher).
-	watcher *statusWatcher
+	// own are deliver's own clients (dyn, meta and kube above) with the
+	// watches of the apps that impersonate nobody.
+	own *clients
+
+	// cfg is the configuration the clients were made with (rate limiter
+	// and in-flight budget included), copied for impersonating clients.
+	cfg *rest.Config
+
+	asMu sync.Mutex
+	as   map[string]*clients // by impersonated user name
+
 	// gzips are the gzip writers inventory writes reuse: a new writer
 	// allocates and clears about 800 kB of tables, which for the two
 	// inventory writes of each of a thousand small apps was most of the
 	// reconciler's garbage.
 	gzips sync.Pool
+}
+
+// clients are the clients of one identity, deliver's own or a
+// ServiceAccount's, and Wait's shared watches made with them (see
+// statusWatcher): a watch is shared only by apps of the same identity, so
+// an app never sees an object through a watch its ServiceAccount could not
+// have made.
+type clients struct {
+	// user is the impersonated user name; "" for deliver's own identity.
+	user    string
+	dyn     dynamic.Interface
+	meta    metadata.Interface
+	kube    kubernetes.Interface
+	watcher *statusWatcher
 }
 
 // NewSession connects to the cluster that cfg points at. Nothing is sent
@@ -110,6 +137,36 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 		sem := semaphore.NewWeighted(int64(opts.MaxInFlight))
 		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &inFlight{next: rt, sem: sem} })
 	}
+	clk := clock.RealClock{}
+	mapper := newSharedMapper(parallelDiscovery{dc}, clk)
+	own, err := newClients(cfg, "", mapper)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{
+		dyn:    own.dyn,
+		meta:   own.meta,
+		kube:   own.kube,
+		mapper: mapper,
+		clock:  clk,
+		own:    own,
+		cfg:    cfg,
+		as:     map[string]*clients{},
+	}, nil
+}
+
+// newClients makes the clients of cfg, impersonating user unless it is "".
+func newClients(cfg *rest.Config, user string, mapper meta.RESTMapper) (*clients, error) {
+	if user != "" {
+		// The copy keeps cfg's RateLimiter and transport wrappers (the
+		// in-flight budget): an impersonating client draws on the
+		// session's limits like the others.
+		cfg = rest.CopyConfig(cfg)
+		// The user name alone, as Flux and kubectl --as do: the API
+		// server adds a ServiceAccount's groups (system:serviceaccounts
+		// and system:serviceaccounts:<namespace>) itself.
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("apply: client: %w", err)
@@ -122,16 +179,33 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply: client: %w", err)
 	}
-	clk := clock.RealClock{}
-	mapper := newSharedMapper(parallelDiscovery{dc}, clk)
-	return &Session{
-		dyn:     dyn,
-		meta:    mc,
-		kube:    kc,
-		mapper:  mapper,
-		clock:   clk,
-		watcher: newStatusWatcher(dyn, mapper),
-	}, nil
+	return &clients{user: user, dyn: dyn, meta: mc, kube: kc, watcher: newStatusWatcher(dyn, mapper)}, nil
+}
+
+// ServiceAccountUser is the user name of the ServiceAccount name in
+// namespace, the one deliver impersonates for it.
+func ServiceAccountUser(namespace, name string) string {
+	return "system:serviceaccount:" + namespace + ":" + name
+}
+
+// clientsAs returns the clients that impersonate user, made on first use
+// and kept for the session's life: a process delivers for a few
+// ServiceAccounts, not for a new one per run. "" is deliver's own.
+func (s *Session) clientsAs(user string) (*clients, error) {
+	if user == "" {
+		return s.own, nil
+	}
+	s.asMu.Lock()
+	defer s.asMu.Unlock()
+	if c, ok := s.as[user]; ok {
+		return c, nil
+	}
+	c, err := newClients(s.cfg, user, s.mapper)
+	if err != nil {
+		return nil, err
+	}
+	s.as[user] = c
+	return c, nil
 }
 
 // RESTMapper returns the session's RESTMapper, shared by its Managers.

@@ -206,7 +206,7 @@ func (m *Manager) waitNoPods(ctx context.Context, c *Change) error {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	return wait.PollUntilContextCancel(ctx, m.opts.PollInterval/2, true, func(ctx context.Context) (bool, error) {
-		pods, err := m.kube.CoreV1().Pods(c.ID.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		pods, err := m.objects.kube.CoreV1().Pods(c.ID.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 		if err != nil {
 			return false, err
 		}

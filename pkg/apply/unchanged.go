@@ -28,6 +28,9 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	if opts.App == "" {
 		return nil, errors.New("plan: app name is required")
 	}
+	if m.err != nil {
+		return nil, fmt.Errorf("plan: %w", m.err)
+	}
 	if opts.FullDryRun {
 		return nil, nil
 	}

@@ -28,9 +28,12 @@ func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
 // floors are resourceVersions the objects had at or after the caller's
 // last write (see target.floor); nil when unknown.
 func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors map[object.ID]string, timeout time.Duration, finish bool) error {
+	if m.err != nil {
+		return m.err
+	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	wt, err := m.watcher.watch(objs, floors)
+	wt, err := m.objects.watcher.watch(objs, floors)
 	if err != nil {
 		return err
 	}
@@ -39,7 +42,7 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 		if parent.Err() != nil {
 			return fmt.Errorf("wait: interrupted: %w", context.Cause(parent))
 		}
-		return fmt.Errorf("wait: %w", err)
+		return fmt.Errorf("wait: %w", m.denied(err, "wait for", describe(objs)))
 	}
 	pending := map[object.ID]bool{}
 	for _, o := range objs {
@@ -189,7 +192,7 @@ func (m *Manager) lastEvents(ctx context.Context, id object.ID, uid string, n in
 	if uid != "" {
 		sel += ",involvedObject.uid=" + uid
 	}
-	list, err := m.kube.CoreV1().Events(id.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	list, err := m.objects.kube.CoreV1().Events(id.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
 	if err != nil || len(list.Items) == 0 {
 		return ""
 	}

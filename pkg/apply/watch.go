@@ -357,7 +357,7 @@ func (wt *waiter) fence(ctx context.Context) error {
 		}
 		list, err := wt.w.dyn.Resource(sub.sw.key.gvr).Namespace(sub.sw.key.namespace).List(ctx, opts)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", sub.sw.key.gvr.Resource, err)
+			return fmt.Errorf("list %s in namespace %q: %w", sub.sw.key.gvr.GroupResource(), sub.sw.key.namespace, err)
 		}
 		sub.fence = list.GetResourceVersion()
 		for i := range list.Items {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The schema version this package reads.
@@ -57,6 +58,11 @@ type Defaults struct {
 	// template (see docs/restart.md), so that the workload rolls when
 	// their data changes. Default false.
 	RestartOnConfigChange *bool `yaml:"restartOnConfigChange,omitempty" json:"restartOnConfigChange,omitempty"`
+	// Per-app identity (see docs/identity.md).
+	// ServiceAccountName is the ServiceAccount, in each app's namespace,
+	// whose identity the requests about the app's objects take, for the
+	// apps that name none themselves. Default: deliver's own identity.
+	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
 }
 
 // App is one unit of delivery: a set of objects rendered from one source,
@@ -87,6 +93,14 @@ type App struct {
 
 	// RestartOnConfigChange overrides Defaults.RestartOnConfigChange.
 	RestartOnConfigChange *bool `yaml:"restartOnConfigChange,omitempty" json:"restartOnConfigChange,omitempty"`
+	// Per-app identity (see docs/identity.md).
+	// ServiceAccountName is a ServiceAccount in the app's namespace: every
+	// request about the app's objects (dry runs, applies, hooks, waits,
+	// prunes, reads) impersonates system:serviceaccount:<namespace>:<name>,
+	// as Flux's spec.serviceAccountName does; deliver's own identity keeps
+	// only its bookkeeping (inventory, lock, status). Overrides
+	// defaults.serviceAccountName.
+	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
 }
 
 // Helm renders a chart.
@@ -149,6 +163,11 @@ type Override struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+
+	// Per-app identity (see docs/identity.md).
+	// ServiceAccountName replaces the app's ServiceAccount in this
+	// environment.
+	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
@@ -217,6 +236,9 @@ func (c *Config) Validate() error {
 	if err := checkStrategy("defaults", c.Defaults.Strategy); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkServiceAccount("defaults", c.Defaults.ServiceAccountName); err != nil {
+		errs = append(errs, err)
+	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {
 		where := fmt.Sprintf("apps[%d] (%s)", i, a.Name)
@@ -251,6 +273,9 @@ func (c *Config) Validate() error {
 		if err := checkStrategy(where, a.Strategy); err != nil {
 			errs = append(errs, err)
 		}
+		if err := checkServiceAccount(where, a.ServiceAccountName); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, a := range c.Apps {
 		for _, d := range a.DependsOn {
@@ -272,6 +297,9 @@ func (c *Config) Validate() error {
 			if err := checkStrategy("environments."+name+".apps."+app, o.Strategy); err != nil {
 				errs = append(errs, err)
 			}
+			if err := checkServiceAccount("environments."+name+".apps."+app, o.ServiceAccountName); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if len(errs) == 0 {
@@ -288,6 +316,19 @@ func checkStrategy(where, s string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: unknown strategy %q (want rolling or recreate)", where, s)
+}
+
+// checkServiceAccount checks a serviceAccountName: a ServiceAccount's
+// name is a DNS subdomain (apimachinery's rule, as the API server checks
+// it).
+func checkServiceAccount(where, name string) error {
+	if name == "" {
+		return nil
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return fmt.Errorf("%s: serviceAccountName %q: %s", where, name, strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 // findCycle returns a dependency cycle as a path of app names, or nil.

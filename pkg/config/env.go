@@ -71,6 +71,8 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 
 			RestartOnConfigChange: firstBool(a.RestartOnConfigChange, c.Defaults.RestartOnConfigChange, false),
 		}
+		// Per-app identity: the app's, else the defaults'.
+		ra.ServiceAccountName = cmp.Or(ra.ServiceAccountName, c.Defaults.ServiceAccountName)
 		if len(ra.AllowedNamespaces) == 0 {
 			ra.AllowedNamespaces = []string{ra.Namespace}
 		}
@@ -93,6 +95,9 @@ func applyOverride(a App, o Override) App {
 	}
 	if o.Strategy != "" {
 		a.Strategy = o.Strategy
+	}
+	if o.ServiceAccountName != "" {
+		a.ServiceAccountName = o.ServiceAccountName
 	}
 	if o.Path != "" {
 		switch {

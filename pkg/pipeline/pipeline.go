@@ -450,6 +450,9 @@ func appManagerOptions(opts Options, ar *AppResult, redact func(string) string, 
 		ao.Timeout = ar.app.WaitTimeout
 	}
 	ao.HookTimeout = ar.app.HookTimeout
+	// Per-app identity: the app's objects are requested as its
+	// ServiceAccount, in its namespace (DefaultNamespace above).
+	ao.ServiceAccountName = ar.app.ServiceAccountName
 	ao.Redact = redact
 	ao.Progress = steps.progress(ao.Progress)
 	return ao
