@@ -418,3 +418,32 @@ func TestPostRenderConfined(t *testing.T) {
 		t.Error("Helm ran post-renderers without a Renderer")
 	}
 }
+
+// TestPostRenderTargetMatchingNothing: a patch whose target selects no
+// object changes nothing and is no error, as in kustomize.
+func TestPostRenderTargetMatchingNothing(t *testing.T) {
+	root := t.TempDir()
+	writeChart(t, root, postRenderCharts()[0])
+	prs := parsePostRenderers(t, []string{"patches:\n- target: {kind: Ingress}\n  patch: |\n    - {op: replace, path: /spec/nothing, value: 1}\n"})
+	var r Renderer
+	set, err := r.Render(context.Background(), Options{Root: root, App: "web", Namespace: "ns", Sources: []Source{{Helm: &HelmOptions{Chart: "charts/app", PostRenderers: prs}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Helm(context.Background(), HelmOptions{Root: root, App: "web", Namespace: "ns", Chart: "charts/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameObjectsSets(t, plain, set)
+}
+
+// sameObjectsSets checks that two sets hold the same objects and hooks.
+func sameObjectsSets(t *testing.T, want, got *object.Set) {
+	t.Helper()
+	w, g := marshalAll(t, want), marshalAll(t, got)
+	sortBytes(w)
+	sortBytes(g)
+	if fmt.Sprintf("%s", w) != fmt.Sprintf("%s", g) {
+		t.Errorf("objects differ:\nwant %s\n got %s", w, g)
+	}
+}
