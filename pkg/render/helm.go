@@ -182,7 +182,7 @@ func (r *Renderer) helm(ctx context.Context, opts HelmOptions) (*object.Set, err
 		for _, b := range built {
 			objs, err := objectsOf(b.origin, b.m)
 			if err != nil {
-				return nil, fmt.Errorf("after postRenderers: %w", err)
+				return nil, fmt.Errorf("helm: after postRenderers: %w", err)
 			}
 			for _, o := range objs {
 				add(set, o)

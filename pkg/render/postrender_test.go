@@ -166,7 +166,8 @@ func postRendererScript(t *testing.T, kustomize string, kusts []string) string {
 
 // postRenderCharts are the charts of the differential test: the corpus's
 // shapes (hooks, CRDs, subcharts, library charts, toYaml, Files...), a
-// Deployment with a Service and a hook Job, and some random charts.
+// Deployment with a Service and a hook Job, a chart of hooks only, and a
+// random chart.
 func postRenderCharts() []corpus.Chart {
 	charts := []corpus.Chart{{Name: "app", Files: map[string]string{
 		"Chart.yaml":  "apiVersion: v2\nname: app\nversion: 0.1.0\n",
@@ -176,6 +177,10 @@ func postRenderCharts() []corpus.Chart {
 			"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}-app\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n",
 		"templates/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-app\n  labels: {app: web}\ndata:\n  k: v\n",
 		"templates/job.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-install\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: m\n        image: nginx:1.27\n",
+	}}, {Name: "onlyhooks", Files: map[string]string{
+		// Nothing but a hook: the post-renderer gets an empty manifest.
+		"Chart.yaml":        "apiVersion: v2\nname: onlyhooks\nversion: 0.1.0\n",
+		"templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations: {helm.sh/hook: pre-install}\n",
 	}}}
 	for _, c := range corpus.Charts() {
 		switch c.Name {
