@@ -74,8 +74,8 @@ var jsonPatchOps = map[string]bool{"add": true, "remove": true, "replace": true,
 
 // validatePostRenderers checks what kustomize would refuse only when the
 // chart is rendered: a patch that is not YAML, a JSON 6902 patch without a
-// target or with an unknown operation, a strategic merge patch that names
-// no object, selectors and name patterns that do not parse, images without
+// target or with an unknown operation, a strategic merge patch without
+// kind or name, selectors and name patterns that do not parse, images without
 // a change and labels Kubernetes refuses.
 func validatePostRenderers(where string, prs []PostRenderer) []error {
 	var errs []error
@@ -140,9 +140,11 @@ func checkPatch(p KustomizePatch) error {
 			}
 		}
 	case map[string]any:
+		// kustomize reads a strategic merge patch as an object: it needs
+		// a kind and a name even with a target, which then overrides them.
 		md, _ := d["metadata"].(map[string]any)
-		if p.Target == nil && (d["kind"] == nil || md["name"] == nil) {
-			return fmt.Errorf("patch: a strategic merge patch without a target must name its object (kind and metadata.name)")
+		if d["kind"] == nil || md["name"] == nil {
+			return fmt.Errorf("patch: a strategic merge patch needs kind and metadata.name (the object it patches, or any with a target)")
 		}
 	default:
 		return fmt.Errorf("patch: want a strategic merge patch (an object) or a JSON 6902 patch (a list of operations)")
