@@ -56,9 +56,10 @@ type postRendered struct {
 // so a chain is `... | kustomize build | kustomize build`.
 //
 // Each built object keeps the origin (template and document) of the chart
-// document it came from: kustomize records the identity a resource was
-// loaded with (Resource.OrgId), which a patch changing the name or kind
-// does not lose.
+// document it came from, found by the identity kustomize loaded it with
+// (Resource.OrgId). kustomize keeps no earlier identity of a name that a
+// JSON 6902 patch replaced: such an object, in the last post-renderer or
+// an earlier one, is named by its place in the output (builtOrigin).
 func (r *Renderer) postRender(opts HelmOptions, docs []helmDoc) ([]postRendered, error) {
 	// The input, as Helm writes its manifest buffer, and the origin of
 	// each object in it.
