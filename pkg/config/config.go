@@ -124,6 +124,11 @@ type Helm struct {
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
 	// IncludeCRDs renders the chart's crds/ folder, as --include-crds.
 	IncludeCRDs bool `yaml:"includeCRDs,omitempty" json:"includeCRDs,omitempty"`
+
+	// PostRenderers run in order on the chart's rendered manifests (not
+	// on its hooks, as Helm 3's --post-renderer), before deliver handles
+	// the objects. See docs/postrender.md.
+	PostRenderers []PostRenderer `yaml:"postRenderers,omitempty" json:"postRenderers,omitempty"`
 }
 
 // Kustomize builds an overlay.
@@ -263,6 +268,10 @@ func (c *Config) Validate() error {
 		}
 		if a.Helm != nil && a.Helm.Chart == "" {
 			errs = append(errs, fmt.Errorf("%s: helm.chart is required", where))
+		}
+		// Post-renderers (issue 19).
+		if a.Helm != nil {
+			errs = append(errs, validatePostRenderers(where, a.Helm.PostRenderers)...)
 		}
 		if a.Kustomize != nil && a.Kustomize.Path == "" {
 			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))

@@ -275,6 +275,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			ReleaseName: cmp.Or(a.Helm.ReleaseName, a.Name),
 			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
+			PostRenderers: postRenderers(a.Helm.PostRenderers),
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
 			ResolveValues: func(ctx context.Context, name string, values map[string]any) (map[string]any, error) {

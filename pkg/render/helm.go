@@ -132,6 +132,11 @@ type HelmOptions struct {
 	ResolveValues ResolveValuesFunc
 	// MaxFileSize bounds each values file. Default DefaultMaxFileSize.
 	MaxFileSize int64
+	// PostRenderers run in order on the chart's manifests (not on its
+	// hooks, as Helm 3's --post-renderer), each like `kustomize build` of
+	// a kustomization with the chart's output as its resource. Only
+	// Renderer.Render runs them.
+	PostRenderers []PostRenderer
 	// Reads, when set, records the paths read from Root; a chart fetched
 	// from Repository at a version that is not exact (a constraint, which
 	// a new release of the chart may match) marks it uncertain.
@@ -144,23 +149,54 @@ type HelmOptions struct {
 var exactVersion = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
 // Helm renders a chart like `helm template` (client-side only: no cluster
-// lookups, no DNS, no post-renderers, no plugins) and returns its objects;
-// hooks go to Set.Hooks. Each object's Origin.Template is the template that
-// produced it, like helm's "# Source:" comments (mychart/templates/x.yaml),
-// and Origin.Doc counts that template's documents in the order helm prints
+// lookups, no DNS, no plugins) and returns its objects; hooks go to
+// Set.Hooks. Each object's Origin.Template is the template that produced
+// it, like helm's "# Source:" comments (mychart/templates/x.yaml), and
+// Origin.Doc counts that template's documents in the order helm prints
 // them (helm sorts documents by kind, so it may differ from the order in
-// the template).
+// the template). Post-renderers need a Renderer, which serialises
+// kustomize builds: Helm refuses opts with any, Renderer.Render runs them.
 func Helm(ctx context.Context, opts HelmOptions) (*object.Set, error) {
+	if len(opts.PostRenderers) > 0 {
+		return nil, errors.New("helm: post-renderers run through Renderer.Render")
+	}
+	return (*Renderer)(nil).helm(ctx, opts)
+}
+
+// helm renders a chart and runs its post-renderers (see postRender);
+// r may be nil when there are none.
+func (r *Renderer) helm(ctx context.Context, opts HelmOptions) (*object.Set, error) {
 	docs, err := helmDocs(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	set := &object.Set{}
+	if len(opts.PostRenderers) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("helm: %w", err)
+		}
+		built, err := r.postRender(opts, docs)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range built {
+			objs, err := objectsOf(b.origin, b.m)
+			if err != nil {
+				return nil, fmt.Errorf("helm: after postRenderers: %w", err)
+			}
+			for _, o := range objs {
+				add(set, o)
+			}
+		}
+	}
 	counts := map[string]int{}
 	for _, d := range docs {
 		for _, m := range d.parsed {
 			origin := object.Origin{App: opts.App, Template: d.source, Doc: counts[d.source]}
 			counts[d.source]++
+			if len(opts.PostRenderers) > 0 && !d.hook {
+				continue // post-rendered above
+			}
 			objs, err := objectsOf(origin, m)
 			if err != nil {
 				return nil, err

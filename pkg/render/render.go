@@ -98,7 +98,7 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 			if o.Decrypt == nil {
 				o.Decrypt = opts.Decrypt
 			}
-			set, err = Helm(ctx, o)
+			set, err = r.helm(ctx, o)
 		case src.Kustomize != nil && src.Plain == nil && src.Helm == nil:
 			o := *src.Kustomize
 			o.Root = cmp.Or(o.Root, opts.Root)

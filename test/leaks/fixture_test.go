@@ -126,6 +126,11 @@ const (
 	workerApp = `- {name: worker, namespace: $NS, kustomize: {path: worker}}`
 	rejectApp = `- {name: reject, namespace: $NS, manifests: {path: reject}}`
 	hookApp   = `- {name: hookfail, namespace: $NS, manifests: {path: hookfail}}`
+	// webPostRender* are app web with helm.postRenderers (issue 19):
+	// one that changes the Secret holding the canaries, and one whose
+	// second patch fails on it (kustomize quotes the node it fails on).
+	webPostRenderOK   = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}, postRenderers: [{kustomize: {commonLabels: {team: leaks}, patches: [{target: {kind: Secret}, patch: "{kind: Secret, metadata: {name: x, annotations: {postrendered: \"yes\"}}}"}]}}]}}`
+	webPostRenderFail = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}, postRenderers: [{kustomize: {patches: [{target: {kind: Secret}, patch: "{kind: Secret, metadata: {name: x, labels: {a: b}}}"}, {target: {kind: Secret}, patch: "[{op: add, path: /stringData/API_KEY/x, value: 1}]"}, {target: {kind: Secret}, patch: "{kind: Secret, metadata: {name: x}, stringData: {API_KEY: [1]}}"}]}}]}}`
 	// failhook: the web migration's Pod fails.
 	failhookEnv = "environments:\n  failhook:\n    apps:\n      web:\n        values: {migrationLabels: {\"" + testenv.FailLabel + "\": \"true\"}}\n"
 )
@@ -138,6 +143,9 @@ func writeRepo(t *testing.T, repo *gitserver.Repo, ns, recipient string, c *cana
 	files := map[string]string{
 		"deliver.yaml": config(plainApp, webApp, workerApp) + failhookEnv,
 		"reject.yaml":  config(rejectApp),
+		// Rendered only: app web through post-renderers.
+		"postrender.yaml":      config(webPostRenderOK),
+		"postrender-fail.yaml": config(webPostRenderFail),
 
 		// plain: a SOPS-encrypted Secret, a Secret with a Vault ref, a
 		// ConfigMap.

@@ -159,6 +159,10 @@ func TestNoSecretLeaks(t *testing.T) {
 		// render -o json prints a v1 List: masked as the YAML is.
 		{name: "render -o json", args: []string{"render", "-o", "json"}, want: []string{`"kind": "List"`, `"***"`}},
 		{name: "render -v --log-format json", args: []string{"render", "-v", "--log-format", "json"}},
+		// Post-renderers change the Secret holding the canaries, or fail
+		// on it.
+		{name: "render with post-renderers", args: []string{"render", "--config", "postrender.yaml"}, want: []string{"postrendered: \"yes\"", "team: leaks", "'***'"}},
+		{name: "render with a failing post-renderer", args: []string{"render", "--config", "postrender-fail.yaml"}, code: 1, want: []string{"postRenderers[0].kustomize.patches[1]"}},
 		{name: "diff", args: []string{"diff"}, code: 2, want: []string{id("Secret", "plain-sops") + " create", id("Secret", "web-credentials") + " create", "will run: first run"}},
 		{name: "diff -o json", args: []string{"diff", "-o", "json"}, code: 2, want: []string{`"changes": true`}},
 		{name: "apply", args: []string{"apply", "-v"}, want: []string{"hook " + id("Job", "web-migrate") + " (pre-apply) hook-ran", id("Secret", "plain-sops") + " created"}},
