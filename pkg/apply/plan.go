@@ -56,9 +56,11 @@ type Change struct {
 	version string
 	digest  string
 	body    []byte // Desired as JSON, as digested; nil once Desired changes
-	// keepReplicas is the live replica count handed over before the apply
-	// (see keepReplicas); nil for most changes.
-	keepReplicas *int64
+	// ignore are the fields of the object left to others (ignoreFields).
+	ignore []object.Pointer
+	// handover are the live values of ignored fields handed over before
+	// the apply (see keepIgnored); nil for most changes.
+	handover []keptField
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -135,6 +137,10 @@ type PlanOptions struct {
 	// IdentityConflict, which Execute refuses (see identity.go). Nil: not
 	// checked, and the recorded identity is kept.
 	Identity *Identity
+	// Ignore are the app's ignore rules (see IgnoreRule); objects add
+	// theirs with AnnotationIgnoreFields. Default: none but the built-in
+	// ones (an autoscaler's replicas, an injected caBundle).
+	Ignore []IgnoreRule
 	// Inputs, when set, is recorded in the inventory by a successful run
 	// (see Inventory.Inputs and PlanUnchanged). Default: none, and the
 	// next run renders.
@@ -244,6 +250,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		scalerErr = leaveReplicas(p.Changes, scalers)
 	}
 	if err = errors.Join(err, scalerErr); err != nil {
+		return nil, err
+	}
+	if err := m.ignoreFields(ctx, p.Changes, opts.Ignore, live); err != nil {
 		return nil, err
 	}
 	p.checkOwnership(live)
