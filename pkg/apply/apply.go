@@ -380,6 +380,11 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 		if err := m.deleteAndWait(ctx, c); err != nil {
 			return fail(fmt.Errorf("recreate: %w", err))
 		}
+		if c.rendered != nil {
+			// A new object: with the fields left to others (see
+			// ignoreFields), so that it starts complete.
+			c.Desired, c.body = c.rendered, nil
+		}
 		live, err = m.send(ctx, c, metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true})
 		if err == nil {
 			res.Action = Recreated

@@ -145,6 +145,7 @@ func (m *Manager) ignoreChange(ctx context.Context, c *Change, rules []IgnoreRul
 	sum.Write([]byte("\nignored " + strings.Join(raw, ",")))
 	c.digest = hex.EncodeToString(sum.Sum(nil))
 	if exists {
+		c.rendered = c.Desired
 		c.Desired, c.body = stripped, data
 	} else {
 		c.body = nil // Desired is sent whole; body is its JSON only

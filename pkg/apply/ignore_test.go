@@ -334,3 +334,34 @@ func TestIgnoredFieldIsNoDriftForTheFastPath(t *testing.T) {
 		t.Errorf("after a write of another field: plan %v, err %v; want none (render and revert)", p, err)
 	}
 }
+
+// TestRecreatedObjectStartsComplete: an object deleted and re-created for
+// an immutable change is a new object: it gets the ignored fields' values
+// from git, as a first create does, not an object without them.
+func TestRecreatedObjectStartsComplete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	m := newManager(t, apply.Options{InventoryNamespace: env.Namespace(t)})
+	po := apply.PlanOptions{App: ns, Ignore: []apply.IgnoreRule{{Group: "batch", Kind: "Job", JSONPointers: []string{"/metadata/annotations/note"}}}}
+	v1 := strings.Replace(strings.ReplaceAll(job, "LABELS", "{app: migrate}"), "metadata: {name: migrate, namespace: NS}",
+		"metadata: {name: migrate, namespace: NS, annotations: {note: from-git, deliver.dev/recreate: \"true\"}}", 1)
+	if _, err := m.Apply(ctx, objects(t, ns, v1), po); err != nil {
+		t.Fatal(err)
+	}
+	jobs := env.Client().BatchV1().Jobs(ns)
+	if _, err := jobs.Patch(ctx, "migrate", types.MergePatchType, []byte(`{"metadata":{"annotations":{"note":"edited"}}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.Apply(ctx, objects(t, ns, strings.ReplaceAll(v1, "app:1.0", "app:2.0")), po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jobs.Get(ctx, "migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(rep)["Job/"+ns+"/migrate"]; got != apply.Recreated || j.Annotations["note"] != "from-git" {
+		t.Errorf("action %s, note %q; want recreated with git's note", got, j.Annotations["note"])
+	}
+}

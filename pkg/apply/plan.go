@@ -56,8 +56,11 @@ type Change struct {
 	version string
 	digest  string
 	body    []byte // Desired as JSON, as digested; nil once Desired changes
-	// ignore are the fields of the object left to others (ignoreFields).
-	ignore []object.Pointer
+	// ignore are the fields of the object left to others (ignoreFields);
+	// rendered is the object with them, for a delete and re-create, which
+	// starts the object anew and so complete. Nil when nothing is ignored.
+	ignore   []object.Pointer
+	rendered *unstructured.Unstructured
 	// handover are the live values of ignored fields handed over before
 	// the apply (see keepIgnored); nil for most changes.
 	handover []keptField
