@@ -67,8 +67,9 @@ const replicasPointer = "/spec/replicas"
 // same from its creation on, and a change of the rules is planned anew.
 //
 // For the built-in rule it reads the few webhook configurations and CRDs
-// that exist whole (the listed metadata has no managedFields); the read
-// object is kept as Change.Live, so their dry run reads nothing again.
+// that exist and set a caBundle in git whole (the listed metadata has no
+// managedFields); the read object is kept as Change.Live, so their dry run
+// reads nothing again.
 func (m *Manager) ignoreFields(ctx context.Context, changes []*Change, rules []IgnoreRule, live map[object.ID]*metav1.PartialObjectMetadata) error {
 	var (
 		mu   sync.Mutex
@@ -105,7 +106,7 @@ func (m *Manager) ignoreChange(ctx context.Context, c *Change, rules []IgnoreRul
 			}
 		}
 	}
-	if field, ok := caBundleFields[c.ID.GroupKind()]; ok && exists && c.gvr.Resource != "" {
+	if field, ok := caBundleFields[c.ID.GroupKind()]; ok && exists && c.gvr.Resource != "" && setsField(c.Desired.Object, field) {
 		u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
@@ -151,6 +152,14 @@ func (m *Manager) ignoreChange(ctx context.Context, c *Change, rules []IgnoreRul
 		c.body = nil // Desired is sent whole; body is its JSON only
 	}
 	return nil
+}
+
+// setsField reports whether obj has a field where pointer points. Only a
+// caBundle git sets can revert an injected one; an object without one
+// (most CRDs have no conversion webhook) needs no read.
+func setsField(obj map[string]any, pointer string) bool {
+	p, err := object.ParsePointer(pointer)
+	return err == nil && len(p.Paths(obj)) > 0
 }
 
 // othersOwn reports whether a field manager other than deliver's (and its

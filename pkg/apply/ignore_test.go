@@ -3,12 +3,24 @@ package apply_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -364,4 +376,69 @@ func TestRecreatedObjectStartsComplete(t *testing.T) {
 	if got := actions(rep)["Job/"+ns+"/migrate"]; got != apply.Recreated || j.Annotations["note"] != "from-git" {
 		t.Errorf("action %s, note %q; want recreated with git's note", got, j.Annotations["note"])
 	}
+}
+
+// TestCRDConversionCABundleInjected: the built-in rule for a CRD's
+// conversion webhook: an injected caBundle is no difference, and an apply
+// of a change next to it keeps it.
+func TestCRDConversionCABundleInjected(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	group := ns + ".example.com"
+	name := "gadgets." + group
+	// The API server checks a conversion webhook's bundle: two real ones.
+	placeholder, injected := caPEM(t), caPEM(t)
+	crd := func(short string) string {
+		return "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: " + name + "}\nspec:\n  group: " + group + "\n  scope: Namespaced\n" +
+			"  names: {plural: gadgets, singular: gadget, kind: Gadget, listKind: GadgetList, shortNames: [" + short + "]}\n" +
+			"  conversion:\n    strategy: Webhook\n    webhook:\n      conversionReviewVersions: [v1]\n      clientConfig:\n        url: https://convert.example.com/convert\n        caBundle: " + placeholder + "\n" +
+			"  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n"
+	}
+	m := newManager(t, apply.Options{InventoryNamespace: env.Namespace(t)})
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	t.Cleanup(func() { _ = crds.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	po := apply.PlanOptions{App: ns}
+	if _, err := m.Apply(ctx, objects(t, ns, crd("gd")), po); err != nil {
+		t.Fatal(err)
+	}
+	patch := []byte(`[{"op":"replace","path":"/spec/conversion/webhook/clientConfig/caBundle","value":"` + injected + `"}]`)
+	if _, err := crds.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "cert-manager-cainjector"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, diff := planDiff(t, m, objects(t, ns, crd("gd")), po); p.HasChanges() {
+		t.Errorf("diff after the caBundle was injected: %s\n%s", p.Summary(), diff)
+	}
+	if _, err := m.Apply(ctx, objects(t, ns, crd("gdg")), po); err != nil {
+		t.Fatal(err)
+	}
+	got, err := crds.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _, _ := unstructured.NestedString(got.Object, "spec", "conversion", "webhook", "clientConfig", "caBundle")
+	short, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "names", "shortNames")
+	if bundle != injected || len(short) != 1 || short[0] != "gdg" {
+		t.Errorf("caBundle %q, short names %v; want the injected one kept and gdg applied", bundle, short)
+	}
+}
+
+// caPEM returns a new self-signed CA certificate, PEM, base64-encoded as a
+// caBundle field holds it.
+func caPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
