@@ -392,8 +392,16 @@ func TestCRDConversionCABundleInjected(t *testing.T) {
 	crd := func(short string) string {
 		return "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: " + name + "}\nspec:\n  group: " + group + "\n  scope: Namespaced\n" +
 			"  names: {plural: gadgets, singular: gadget, kind: Gadget, listKind: GadgetList, shortNames: [" + short + "]}\n" +
-			"  conversion:\n    strategy: Webhook\n    webhook:\n      conversionReviewVersions: [v1]\n      clientConfig:\n        url: https://convert.example.com/convert\n        caBundle: " + placeholder + "\n" +
+			"  conversion:\n    strategy: Webhook\n    webhook:\n      conversionReviewVersions: [v1]\n      clientConfig:\n        url: https://convert.example.com/convert\n        caBundle: Cg==\n" +
 			"  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n"
+	}
+	// The bundle is set after objects() fills in NS, which base64 may hold.
+	crdSet := func(short string) *object.Set {
+		set := objects(t, ns, crd(short))
+		if err := unstructured.SetNestedField(set.Objects[0].Object, placeholder, "spec", "conversion", "webhook", "clientConfig", "caBundle"); err != nil {
+			t.Fatal(err)
+		}
+		return set
 	}
 	m := newManager(t, apply.Options{InventoryNamespace: env.Namespace(t)})
 	dyn, err := dynamic.NewForConfig(env.Config)
@@ -403,17 +411,17 @@ func TestCRDConversionCABundleInjected(t *testing.T) {
 	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
 	t.Cleanup(func() { _ = crds.Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	po := apply.PlanOptions{App: ns}
-	if _, err := m.Apply(ctx, objects(t, ns, crd("gd")), po); err != nil {
+	if _, err := m.Apply(ctx, crdSet("gd"), po); err != nil {
 		t.Fatal(err)
 	}
 	patch := []byte(`[{"op":"replace","path":"/spec/conversion/webhook/clientConfig/caBundle","value":"` + injected + `"}]`)
 	if _, err := crds.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "cert-manager-cainjector"}); err != nil {
 		t.Fatal(err)
 	}
-	if p, diff := planDiff(t, m, objects(t, ns, crd("gd")), po); p.HasChanges() {
+	if p, diff := planDiff(t, m, crdSet("gd"), po); p.HasChanges() {
 		t.Errorf("diff after the caBundle was injected: %s\n%s", p.Summary(), diff)
 	}
-	if _, err := m.Apply(ctx, objects(t, ns, crd("gdg")), po); err != nil {
+	if _, err := m.Apply(ctx, crdSet("gdg"), po); err != nil {
 		t.Fatal(err)
 	}
 	got, err := crds.Get(ctx, name, metav1.GetOptions{})

@@ -306,7 +306,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 			c.Type = ChangeUnchanged
 			return
 		}
-		c.Live = full[c.ID] // listed whole for a full dry run: no GET per object
+		if c.Live == nil { // read already for the caBundle rule (ignoreFields)
+			c.Live = full[c.ID] // listed whole for a full dry run: no GET per object
+		}
 		err := m.dryRun(ctx, c)
 		mu.Lock()
 		defer mu.Unlock()
