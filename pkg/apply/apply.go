@@ -352,9 +352,9 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 	// off: another run may be writing the app.
 	wctx, cancel := context.WithTimeout(detach(ctx), writeTimeout)
 	defer cancel()
-	if c.keepReplicas != nil && c.Type != ChangeCreate {
-		if err := m.handOverReplicas(wctx, c); err != nil {
-			return fail(fmt.Errorf("hand spec.replicas over: %w", err))
+	if len(c.handover) > 0 && c.Type != ChangeCreate {
+		if err := m.handOver(wctx, c); err != nil {
+			return fail(fmt.Errorf("hand ignored fields over: %w", err))
 		}
 	}
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager}
@@ -379,6 +379,11 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 	if err != nil && isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
 		if err := m.deleteAndWait(ctx, c); err != nil {
 			return fail(fmt.Errorf("recreate: %w", err))
+		}
+		if c.rendered != nil {
+			// A new object: with the fields left to others (see
+			// ignoreFields), so that it starts complete.
+			c.Desired, c.body = c.rendered, nil
 		}
 		live, err = m.send(ctx, c, metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true})
 		if err == nil {

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -217,52 +215,11 @@ func SpecDigest(live *unstructured.Unstructured) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// keepReplicas keeps the live replica count of a workload whose count
-// deliver leaves alone (replicasLeft) but owns from an earlier run whose
-// manifest set one (an autoscaler added, or replicas taken out of a
-// chart): the apply without it would drop the field, and the server reset
-// it to 1, scaling the workload down. The dry run shows that drop; the
-// plan shows the count kept instead, and applyChange first hands the field
-// over to handoverManager, as the Kubernetes documentation on transferring
-// ownership between managers describes.
-func keepReplicas(c *Change) {
-	if !replicasLeft(c) || c.Live == nil || c.Merged == nil {
-		return
-	}
-	live, found, _ := unstructured.NestedInt64(c.Live.Object, "spec", "replicas")
-	merged, _, _ := unstructured.NestedInt64(c.Merged.Object, "spec", "replicas")
-	if !found || merged == live {
-		return
-	}
-	c.keepReplicas = &live
-	_ = unstructured.SetNestedField(c.Merged.Object, live, "spec", "replicas")
-}
-
-// handoverManager co-owns spec.replicas, at the value deliver applied,
-// once deliver stops applying it; the next writer of the field (an
-// autoscaler, kubectl scale) takes it.
+// handoverManager co-owns a field deliver stops applying (spec.replicas
+// an autoscaler takes, a field of an ignore rule), at the value deliver
+// applied; the next writer of the field (an autoscaler, kubectl scale)
+// takes it. See keepIgnored.
 const handoverManager = "deliver-handover"
-
-// handOverReplicas applies the planned live replica count under
-// handoverManager, without force: a count changed since the plan belongs
-// to its writer already, and is left to it.
-func (m *Manager) handOverReplicas(ctx context.Context, c *Change) error {
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": c.Desired.GetAPIVersion(),
-		"kind":       c.Desired.GetKind(),
-		"metadata":   map[string]any{"name": c.ID.Name, "namespace": c.ID.Namespace},
-		"spec":       map[string]any{"replicas": *c.keepReplicas},
-	})
-	if err != nil {
-		return err
-	}
-	force := false
-	_, err = m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: handoverManager, Force: &force})
-	if apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
 
 // listObjects lists the whole objects of k as the app's identity, through
 // the run's SharedLists when it has some (see listAhead). The items are

@@ -44,7 +44,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 		return explain(m.denied(err, "dry-run apply", c.ID.String()), c)
 	}
 	c.Live, c.Merged = live, merged
-	keepReplicas(c)
+	keepIgnored(c)
 	if sameContent(live, merged) {
 		c.Type = ChangeUnchanged
 	} else {

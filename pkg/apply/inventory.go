@@ -145,6 +145,11 @@ type Entry struct {
 	// SpecDigest of the object the server returned, so that drift
 	// detection can tell a scale from a change of the rest of the spec.
 	Spec string `json:"spec,omitempty"`
+	// Ignore lists the fields the object leaves to others (ignore rules,
+	// AnnotationIgnoreFields, the built-in ones), when there are any
+	// besides an autoscaler's replicas: Spec is then the IgnoredDigest of
+	// the object without them, so that a write of only them is no drift.
+	Ignore []string `json:"ignore,omitempty"`
 }
 
 // Inventory results.

@@ -56,9 +56,14 @@ type Change struct {
 	version string
 	digest  string
 	body    []byte // Desired as JSON, as digested; nil once Desired changes
-	// keepReplicas is the live replica count handed over before the apply
-	// (see keepReplicas); nil for most changes.
-	keepReplicas *int64
+	// ignore are the fields of the object left to others (ignoreFields);
+	// rendered is the object with them, for a delete and re-create, which
+	// starts the object anew and so complete. Nil when nothing is ignored.
+	ignore   []object.Pointer
+	rendered *unstructured.Unstructured
+	// handover are the live values of ignored fields handed over before
+	// the apply (see keepIgnored); nil for most changes.
+	handover []keptField
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -135,6 +140,10 @@ type PlanOptions struct {
 	// IdentityConflict, which Execute refuses (see identity.go). Nil: not
 	// checked, and the recorded identity is kept.
 	Identity *Identity
+	// Ignore are the app's ignore rules (see IgnoreRule); objects add
+	// theirs with AnnotationIgnoreFields. Default: none but the built-in
+	// ones (an autoscaler's replicas, an injected caBundle).
+	Ignore []IgnoreRule
 	// Inputs, when set, is recorded in the inventory by a successful run
 	// (see Inventory.Inputs and PlanUnchanged). Default: none, and the
 	// next run renders.
@@ -246,6 +255,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if err = errors.Join(err, scalerErr); err != nil {
 		return nil, err
 	}
+	if err := m.ignoreFields(ctx, p.Changes, opts.Ignore, live); err != nil {
+		return nil, err
+	}
 	p.checkOwnership(live)
 	entries := inv.index()
 	// Namespaces this run creates: their objects cannot be dry-run yet.
@@ -294,7 +306,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 			c.Type = ChangeUnchanged
 			return
 		}
-		c.Live = full[c.ID] // listed whole for a full dry run: no GET per object
+		if c.Live == nil { // read already for the caBundle rule (ignoreFields)
+			c.Live = full[c.ID] // listed whole for a full dry run: no GET per object
+		}
 		err := m.dryRun(ctx, c)
 		mu.Lock()
 		defer mu.Unlock()

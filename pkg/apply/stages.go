@@ -280,17 +280,24 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	} else {
 		e.Digest = "" // verify with a dry run next time
 	}
-	if replicasLeft(c) {
+	if tracksSpec(c) {
+		if len(c.ignore) > 0 {
+			e.Ignore = ignoredPointers(c)
+		}
 		if u, ok := live.(*unstructured.Unstructured); ok {
-			e.Spec = SpecDigest(u)
+			e.Spec = EntryDigest(e, u)
 		} else if c.Live != nil {
-			e.Spec = SpecDigest(c.Live)
+			e.Spec = EntryDigest(e, c.Live)
 		} else if hadOld && old.Digest == c.digest {
 			e.Spec = old.Spec
 		}
 	}
 	r.entries[c.ID] = e
 }
+
+// tracksSpec reports whether the inventory entry of c records Spec: the
+// object leaves fields to others, whose changes are then no drift.
+func tracksSpec(c *Change) bool { return replicasLeft(c) || len(c.ignore) > 0 }
 
 // applyStages applies the kinds' stages in order, each object of a stage
 // at once (up to Options.Concurrency), and waits after a stage that
@@ -312,7 +319,7 @@ func (r *run) applyStages(ctx context.Context, stages [][]*Change) error {
 				return
 			}
 			res, live := m.applyChange(ctx, c)
-			if res.Action == Created && replicasLeft(c) {
+			if res.Action == Created && tracksSpec(c) {
 				// Only the metadata came back; the inventory's Spec
 				// needs the spec.
 				if u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err == nil {

@@ -112,9 +112,9 @@ func TestLeaveAndKeepReplicas(t *testing.T) {
 		t.Errorf("other workload changed: replicas left %v, digest %s", replicasLeft(other), other.digest)
 	}
 	c.Live, c.Merged = workload("web", 4, "app:1"), workload("web", 1, "app:1")
-	keepReplicas(c)
-	if n, _, _ := unstructured.NestedInt64(c.Merged.Object, "spec", "replicas"); c.keepReplicas == nil || *c.keepReplicas != 4 || n != 4 || !sameContent(c.Live, c.Merged) {
-		t.Errorf("keepReplicas: %v, merged replicas %d, want the live 4 kept", c.keepReplicas, n)
+	keepIgnored(c)
+	if n, _, _ := unstructured.NestedInt64(c.Merged.Object, "spec", "replicas"); len(c.handover) != 1 || c.handover[0].path.String() != "/spec/replicas" || c.handover[0].value != int64(4) || n != 4 || !sameContent(c.Live, c.Merged) {
+		t.Errorf("keepIgnored: %v, merged replicas %d, want the live 4 kept and handed over", c.handover, n)
 	}
 	if SpecDigest(workload("web", 4, "app:1")) != SpecDigest(workload("web", 1, "app:1")) || SpecDigest(workload("web", 4, "app:1")) == SpecDigest(workload("web", 4, "app:2")) {
 		t.Error("SpecDigest: want replicas ignored and the template counted")

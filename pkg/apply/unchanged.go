@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PlanUnchanged plans an app without rendering it, for a revision whose
@@ -16,7 +18,9 @@ import (
 // no render, no dry run. An object counts as unchanged by the rule of the
 // plan's fast path and the reconciler's drift check: the same
 // resourceVersion, or, for kinds whose status controllers write, the same
-// generation.
+// generation, or, for an object that leaves fields to others (an
+// autoscaler's replicas, ignore rules: Entry.Spec), the same object
+// without those fields, read whole.
 //
 // It returns nil, and the caller renders and plans as usual, whenever it
 // cannot vouch for that: no inventory inputs or different ones, a last run
@@ -84,10 +88,22 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 			return nil, nil
 		}
 		e := applied[i]
-		if lm.ResourceVersion != e.ResourceVersion && (e.Generation == 0 || lm.Generation != e.Generation) {
+		if lm.ResourceVersion != e.ResourceVersion && (e.Generation == 0 || lm.Generation != e.Generation) && !m.onlyIgnoredChanged(ctx, c, e) {
 			return nil, nil
 		}
 	}
 	sortChanges(p.Changes)
 	return p, nil
+}
+
+// onlyIgnoredChanged reads an object that changed since deliver applied it
+// and reports whether only fields it leaves to others changed (Entry.Spec
+// is then the same): a scale by an autoscaler, a caBundle injected. One
+// GET, only for such objects.
+func (m *Manager) onlyIgnoredChanged(ctx context.Context, c *Change, e Entry) bool {
+	if e.Spec == "" {
+		return false
+	}
+	live, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
+	return err == nil && EntryDigest(e, live) == e.Spec
 }

@@ -15,6 +15,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 // The schema version this package reads.
@@ -63,6 +65,28 @@ type Defaults struct {
 	// whose identity the requests about the app's objects take, for the
 	// apps that name none themselves. Default: deliver's own identity.
 	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
+
+	// Ignore rules (docs/ignore.md).
+	// IgnoreDifferences are fields of every app's objects that deliver
+	// neither diffs, applies nor reverts; an app's own rules add to these.
+	IgnoreDifferences []IgnoreRule `yaml:"ignoreDifferences,omitempty" json:"ignoreDifferences,omitempty"`
+}
+
+// IgnoreRule names fields of some objects that others own (an
+// autoscaler, a webhook's CA injector), in Argo CD's ignoreDifferences
+// shape: deliver neither shows them in a diff nor sends them in an apply,
+// and leaves their live values alone.
+type IgnoreRule struct {
+	// Group is the objects' API group; "" is the core group.
+	Group string `yaml:"group,omitempty" json:"group,omitempty"`
+	// Kind is the objects' kind. Required.
+	Kind string `yaml:"kind" json:"kind"`
+	// Name and Namespace narrow the rule to one object; empty matches all.
+	Name      string `yaml:"name,omitempty" json:"name,omitempty"`
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	// JSONPointers are the fields (RFC 6901); the token * stands for every
+	// item of a list, as in /webhooks/*/clientConfig/caBundle.
+	JSONPointers []string `yaml:"jsonPointers" json:"jsonPointers" jsonschema:"minItems=1"`
 }
 
 // App is one unit of delivery: a set of objects rendered from one source,
@@ -101,6 +125,10 @@ type App struct {
 	// only its bookkeeping (inventory, lock, status). Overrides
 	// defaults.serviceAccountName.
 	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
+
+	// Ignore rules (docs/ignore.md).
+	// IgnoreDifferences add to Defaults.IgnoreDifferences for this app.
+	IgnoreDifferences []IgnoreRule `yaml:"ignoreDifferences,omitempty" json:"ignoreDifferences,omitempty"`
 }
 
 // Helm renders a chart.
@@ -244,9 +272,11 @@ func (c *Config) Validate() error {
 	if err := checkServiceAccount("defaults", c.Defaults.ServiceAccountName); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, checkIgnore("defaults", c.Defaults.IgnoreDifferences)...)
 	names := map[string]bool{}
 	for i, a := range c.Apps {
 		where := fmt.Sprintf("apps[%d] (%s)", i, a.Name)
+		errs = append(errs, checkIgnore(fmt.Sprintf("app %q", a.Name), a.IgnoreDifferences)...)
 		if !dnsLabel.MatchString(a.Name) || len(a.Name) > 50 {
 			errs = append(errs, fmt.Errorf("%s: name must be a DNS label of at most 50 characters", where))
 		}
@@ -317,6 +347,27 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkIgnore checks ignore rules: a kind, and at least one valid JSON
+// pointer each. An unknown kind is no error: its CRD may come later.
+func checkIgnore(where string, rules []IgnoreRule) []error {
+	var errs []error
+	for i, r := range rules {
+		at := fmt.Sprintf("%s: ignoreDifferences[%d]", where, i)
+		if r.Kind == "" {
+			errs = append(errs, fmt.Errorf("%s: kind is required", at))
+		}
+		if len(r.JSONPointers) == 0 {
+			errs = append(errs, fmt.Errorf("%s: jsonPointers: at least one is required", at))
+		}
+		for j, p := range r.JSONPointers {
+			if _, err := object.ParsePointer(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s.jsonPointers[%d]: %w", at, j, err))
+			}
+		}
+	}
+	return errs
 }
 
 func checkStrategy(where, s string) error {

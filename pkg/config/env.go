@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -60,6 +61,8 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			continue
 		}
 		a = applyOverride(a, o)
+		// The defaults' ignore rules first, then the app's: both apply.
+		a.IgnoreDifferences = slices.Concat(c.Defaults.IgnoreDifferences, a.IgnoreDifferences)
 		ra := ResolvedApp{
 			App:               a,
 			Strategy:          cmp.Or(a.Strategy, c.Defaults.Strategy, "rolling"),

@@ -89,6 +89,9 @@ func TestAppDigest(t *testing.T) {
 		{"strategy", base, withApp(func(a *config.ResolvedApp) { a.Strategy = "recreate" }), Options{}, false},
 		{"prune", base, withApp(func(a *config.ResolvedApp) { a.Prune = false }), Options{}, false},
 		{"restartOnConfigChange", base, withApp(func(a *config.ResolvedApp) { a.RestartOnConfigChange = true }), Options{}, false},
+		{"ignore rule", base, withApp(func(a *config.ResolvedApp) {
+			a.IgnoreDifferences = []config.IgnoreRule{{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}}}
+		}), Options{}, false},
 		{"kube version", base, app, Options{KubeVersion: "v1.30.0"}, false},
 	}
 	for _, tt := range tests {

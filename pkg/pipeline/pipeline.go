@@ -414,6 +414,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
 		Identity: ident,
 		Inputs:   ar.inputs,
+		Ignore:   ignoreRules(ar.app.IgnoreDifferences),
 	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
@@ -439,6 +440,16 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		opts.Log.Info("applied", "app", ar.Name, "report", rep.Summary(), "duration", rep.Duration.Round(time.Millisecond))
 	}
 	return err
+}
+
+// ignoreRules are an app's ignore rules (the defaults' and its own, as
+// config.ForEnvironment resolved them) as the plan takes them.
+func ignoreRules(rules []config.IgnoreRule) []apply.IgnoreRule {
+	out := make([]apply.IgnoreRule, len(rules))
+	for i, r := range rules {
+		out[i] = apply.IgnoreRule{Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace, JSONPointers: r.JSONPointers}
+	}
+	return out
 }
 
 // appManagerOptions are the apply options of one app: the run's, with the

@@ -125,10 +125,11 @@ func ownedFingerprint(m *metav1.PartialObjectMetadata) uint64 {
 	return h.Sum64()
 }
 
-// scaledSpec is a generation of a workload whose spec matched Spec.
+// scaledSpec is a generation ("g3") of an object, or a resourceVersion
+// ("r812") of one without generations, that matched Spec.
 type scaledSpec struct {
-	generation int64
-	spec       string
+	version string
+	spec    string
 }
 
 // watchedKind is one informer.
@@ -326,9 +327,10 @@ func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 		return "labels or annotations deliver set changed"
 	case e.Generation != 0 && m.Generation == e.Generation:
 		return ""
-	case e.Spec != "" && t.sameSpec(e, m.Generation):
+	case e.Spec != "" && t.sameSpec(e, m):
 		// A scale of replicas that are an autoscaler's or absent from
-		// git: deliver does not revert it, so it is no drift.
+		// git, or a write of fields an ignore rule leaves to others:
+		// deliver does not revert it, so it is no drift.
 		return ""
 	case e.Generation != 0:
 		return fmt.Sprintf("generation %d, applied %d", m.Generation, e.Generation)
@@ -337,12 +339,17 @@ func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 	}
 }
 
-// sameSpec reads the workload of e and reports whether its spec, without
-// the replica count, is the one deliver applied. One GET, made only when
-// the generation of such a workload moved: the informers hold metadata
-// only.
-func (t *tracker) sameSpec(e apply.Entry, generation int64) bool {
-	seen := scaledSpec{generation, e.Spec}
+// sameSpec reads the object of e and reports whether it is, without the
+// fields it leaves to others (its replica count, the fields of ignore
+// rules: see apply.EntryDigest), the one deliver applied. One GET, made
+// only when the generation of such an object moved (its resourceVersion,
+// for kinds without a generation): the informers hold metadata only.
+func (t *tracker) sameSpec(e apply.Entry, m *trackedMeta) bool {
+	version := fmt.Sprintf("g%d", m.Generation)
+	if m.Generation == 0 {
+		version = "r" + m.ResourceVersion
+	}
+	seen := scaledSpec{version, e.Spec}
 	t.mu.Lock()
 	known := t.scaled[e.ID] == seen
 	t.mu.Unlock()
@@ -357,11 +364,16 @@ func (t *tracker) sameSpec(e apply.Entry, generation int64) bool {
 	if err != nil {
 		return false
 	}
-	if apply.SpecDigest(live) != e.Spec {
+	if apply.EntryDigest(e, live) != e.Spec {
 		return false
 	}
+	if live.GetGeneration() == 0 {
+		seen.version = "r" + live.GetResourceVersion()
+	} else {
+		seen.version = fmt.Sprintf("g%d", live.GetGeneration())
+	}
 	t.mu.Lock()
-	t.scaled[e.ID] = scaledSpec{live.GetGeneration(), e.Spec}
+	t.scaled[e.ID] = seen
 	t.mu.Unlock()
 	return true
 }
