@@ -269,7 +269,7 @@ func (m *Manager) runHook(ctx context.Context, h *Hook, c *Change) (Result, erro
 	if timeout == 0 {
 		timeout = m.opts.HookTimeout
 	}
-	err := m.waitFor(ctx, []*object.Object{obj}, nil, timeout, true)
+	err := m.waitFor(ctx, []*object.Object{obj}, nil, timeout, true, nil)
 	if err != nil {
 		if detail := m.jobDetail(ctx, run.ID); detail != "" {
 			err = fmt.Errorf("%w; %s", err, detail)

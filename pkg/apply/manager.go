@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/health"
 )
 
 // DefaultFieldManager is the field manager deliver applies with.
@@ -91,6 +93,11 @@ type Options struct {
 	// to its inventory namespace. Default: deliver's own identity for
 	// everything.
 	ServiceAccountName string
+
+	// Health decides the readiness of the objects its rules cover (CEL
+	// health checks, see package health) while Wait waits; kstatus
+	// decides for the others. Default: none, kstatus for all.
+	Health *health.Rules
 }
 
 func (o *Options) defaults() {

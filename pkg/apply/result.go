@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -58,6 +61,22 @@ type Report struct {
 	// AdoptedFrom is the identity that delivered the app before this run
 	// took it over (AnnotationAdopt on its inventory); nil otherwise.
 	AdoptedFrom *Identity `json:"adoptedFrom,omitempty"`
+	// Health is the last verdict of a health check (Options.Health) on
+	// each object the wait judged by one, in apply order.
+	Health []HealthResult `json:"health,omitempty"`
+}
+
+// HealthResult is a health check's verdict on one object.
+type HealthResult struct {
+	ID object.ID `json:"id"`
+	// Status is Current, InProgress or Failed.
+	Status status.Status `json:"status"`
+	// Field and Expr are the expression that decided; empty when none
+	// did (none was true yet, or the status is of an older generation).
+	Field health.Field `json:"field,omitempty"`
+	Expr  string       `json:"expr,omitempty"`
+	// Message says why, naming the expression.
+	Message string `json:"message"`
 }
 
 // Count returns how many results have action a.

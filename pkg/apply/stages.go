@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -211,7 +212,8 @@ func (r *run) waitSize() int {
 	return len(r.p.desiredObjects())
 }
 
-// stageWait waits until the objects applied are ready (kstatus). The
+// stageWait waits until the objects applied are ready (kstatus, or the
+// app's health checks), and reports the health checks' verdicts. The
 // resourceVersions the run recorded (the applies' answers, the plan's
 // lists for objects left alone) tell the wait which cached versions are
 // older than the run's writes, so it needs no list of its own.
@@ -225,7 +227,13 @@ func stageWait(ctx context.Context, r *run) error {
 		}
 	}
 	r.mu.Unlock()
-	err := r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false)
+	verdicts := map[object.ID]health.Verdict{}
+	err := r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false, func(id object.ID, v health.Verdict) { verdicts[id] = v })
+	for _, o := range objs {
+		if v, ok := verdicts[o.ID()]; ok {
+			r.rep.Health = append(r.rep.Health, HealthResult{ID: o.ID(), Status: v.Status, Field: v.Field, Expr: v.Expr, Message: r.m.opts.Redact(v.Message)})
+		}
+	}
 	// A wait cut short by a stop is no failed rollout: the new version
 	// keeps rolling out and the next run waits for it.
 	r.rolloutFailed = err != nil && ctx.Err() == nil

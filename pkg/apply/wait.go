@@ -11,23 +11,28 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// Wait waits until kstatus reports each of the objects Current, watching
-// them through the Manager's shared watches (see statusWatcher) rather
-// than reading each one. It fails fast when one is Failed (a Job whose
-// Pods failed), and on timeout it names every object that is not ready
-// with kstatus' message.
+// Wait waits until each of the objects is Current, watching them through
+// the Manager's shared watches (see statusWatcher) rather than reading
+// each one. Objects of a kind that Options.Health has a rule for are
+// judged by its CEL expressions, the others by kstatus. It fails fast
+// when one is Failed (a Job whose Pods failed, a health check's failed
+// expression), and on timeout it names every object that is not ready
+// with kstatus' or the health check's message.
 func (m *Manager) Wait(ctx context.Context, objs []*object.Object) error {
-	return m.waitFor(ctx, objs, nil, m.opts.Timeout, false)
+	return m.waitFor(ctx, objs, nil, m.opts.Timeout, false, nil)
 }
 
 // waitFor waits up to timeout. With finish, a Pod must have ended
-// (Succeeded) rather than be ready: a hook Pod is a task, like a Job.
-// floors are resourceVersions the objects had at or after the caller's
-// last write (see target.floor); nil when unknown.
-func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors map[object.ID]string, timeout time.Duration, finish bool) error {
+// (Succeeded) rather than be ready: a hook Pod is a task, like a Job;
+// hooks are not judged by health checks. floors are resourceVersions the
+// objects had at or after the caller's last write (see target.floor); nil
+// when unknown. verdict, when set, is told the health check's last
+// verdict on each object a rule covers.
+func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors map[object.ID]string, timeout time.Duration, finish bool, verdict func(object.ID, health.Verdict)) error {
 	if m.err != nil {
 		return m.err
 	}
@@ -48,6 +53,17 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 	for _, o := range objs {
 		pending[o.ID()] = true
 	}
+	var rules *health.Rules
+	if !finish {
+		rules = m.opts.Health
+	}
+	judge := func(ctx context.Context, id object.ID) (status.Status, string, string, error) {
+		st, msg, uid, v, err := wt.status(ctx, id, finish, rules)
+		if v != nil && verdict != nil {
+			verdict(id, *v)
+		}
+		return st, msg, uid, err
+	}
 	for {
 		// Only the objects whose watch event arrived since the last
 		// round are looked at again (all of them in the first round).
@@ -55,7 +71,7 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 			if !pending[id] {
 				continue
 			}
-			st, msg, uid, err := wt.status(id, finish)
+			st, msg, uid, err := judge(ctx, id)
 			if err != nil {
 				return fmt.Errorf("%s: wait: %w", id, err)
 			}
@@ -83,7 +99,7 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 			}
 			var lines []string
 			for id := range pending {
-				st, msg, uid, err := wt.status(id, finish)
+				st, msg, uid, err := judge(context.WithoutCancel(ctx), id)
 				if err != nil {
 					msg = err.Error()
 				}
@@ -107,17 +123,21 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 }
 
 // status is the readiness of a watched object: NotFound while it does not
-// exist (not yet, or deleted while waiting).
-func (wt *waiter) status(id object.ID, finish bool) (st status.Status, msg, uid string, err error) {
+// exist (not yet, or deleted while waiting). When a rule of rules covers
+// the object, its verdict decides and is returned too.
+func (wt *waiter) status(ctx context.Context, id object.ID, finish bool, rules *health.Rules) (st status.Status, msg, uid string, v *health.Verdict, err error) {
 	live, seen := wt.live(id)
 	if !seen {
-		return status.InProgressStatus, "the watch has not seen the version applied yet", "", nil
+		return status.InProgressStatus, "the watch has not seen the version applied yet", "", nil, nil
 	}
 	if live == nil {
-		return status.NotFoundStatus, "not found", "", nil
+		return status.NotFoundStatus, "not found", "", nil, nil
+	}
+	if hv, ok := rules.Evaluate(ctx, live); ok {
+		return hv.Status, hv.Message, string(live.GetUID()), &hv, nil
 	}
 	st, msg, err = liveStatus(live, finish)
-	return st, msg, string(live.GetUID()), err
+	return st, msg, string(live.GetUID()), nil, err
 }
 
 // liveStatus computes kstatus' verdict on a live object, with the two

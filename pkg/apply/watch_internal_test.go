@@ -71,7 +71,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 	}
 	id := created.ID()
 	err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		st, _, _, err := b.status(id, false)
+		st, _, _, _, err := b.status(context.Background(), id, false, nil)
 		return st == status.CurrentStatus, err
 	})
 	if err != nil {

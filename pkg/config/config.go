@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -70,6 +71,12 @@ type Defaults struct {
 	// IgnoreDifferences are fields of every app's objects that deliver
 	// neither diffs, applies nor reverts; an app's own rules add to these.
 	IgnoreDifferences []IgnoreRule `yaml:"ignoreDifferences,omitempty" json:"ignoreDifferences,omitempty"`
+
+	// Health checks of custom resources (docs/health.md).
+	// HealthChecks decide with CEL whether objects of an apiVersion and
+	// kind are ready, instead of kstatus; an app's rule replaces the
+	// defaults' rule for the same apiVersion and kind.
+	HealthChecks []health.Check `yaml:"healthChecks,omitempty" json:"healthChecks,omitempty"`
 }
 
 // IgnoreRule names fields of some objects that others own (an
@@ -129,6 +136,12 @@ type App struct {
 	// Ignore rules (docs/ignore.md).
 	// IgnoreDifferences add to Defaults.IgnoreDifferences for this app.
 	IgnoreDifferences []IgnoreRule `yaml:"ignoreDifferences,omitempty" json:"ignoreDifferences,omitempty"`
+
+	// Health checks of custom resources (docs/health.md).
+	// HealthChecks are added to Defaults.HealthChecks, replacing the
+	// defaults' rule for the same apiVersion and kind. After
+	// ForEnvironment they are the merged list.
+	HealthChecks []health.Check `yaml:"healthChecks,omitempty" json:"healthChecks,omitempty"`
 }
 
 // Helm renders a chart.
@@ -273,6 +286,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, checkIgnore("defaults", c.Defaults.IgnoreDifferences)...)
+	// Compiled here so that a broken expression fails the parse, not the
+	// wait; the pipeline compiles the resolved list again (cheap).
+	if _, err := health.Compile("defaults: healthChecks", c.Defaults.HealthChecks); err != nil {
+		errs = append(errs, err)
+	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {
 		where := fmt.Sprintf("apps[%d] (%s)", i, a.Name)
@@ -313,6 +331,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 		if err := checkServiceAccount(where, a.ServiceAccountName); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := health.Compile(fmt.Sprintf("app %q: healthChecks", a.Name), a.HealthChecks); err != nil {
 			errs = append(errs, err)
 		}
 	}

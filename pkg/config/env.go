@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/deliverhq/deliver/pkg/health"
 )
 
 // Resolved is the config for one environment: defaults and overrides
@@ -63,6 +65,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 		a = applyOverride(a, o)
 		// The defaults' ignore rules first, then the app's: both apply.
 		a.IgnoreDifferences = slices.Concat(c.Defaults.IgnoreDifferences, a.IgnoreDifferences)
+		a.HealthChecks = health.Merge(c.Defaults.HealthChecks, a.HealthChecks)
 		ra := ResolvedApp{
 			App:               a,
 			Strategy:          cmp.Or(a.Strategy, c.Defaults.Strategy, "rolling"),
