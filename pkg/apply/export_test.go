@@ -1,6 +1,12 @@
 package apply
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/deliverhq/deliver/pkg/health"
+	"github.com/deliverhq/deliver/pkg/object"
+)
 
 // Hooks into the Manager's shared watches for the external tests.
 
@@ -19,3 +25,9 @@ func SetWatchGrace(m *Manager, d time.Duration) {
 
 // StopIdleWatches stops m's watches that no wait uses.
 func StopIdleWatches(m *Manager) { m.objects.watcher.stopIdle() }
+
+// WaitVerdicts is Wait, telling verdict each health check verdict as the
+// wait reaches it.
+func WaitVerdicts(ctx context.Context, m *Manager, objs []*object.Object, verdict func(object.ID, health.Verdict)) error {
+	return m.waitFor(ctx, objs, nil, m.opts.Timeout, false, verdict)
+}

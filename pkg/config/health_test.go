@@ -20,7 +20,7 @@ defaults:
 // same apiVersion and kind; the defaults' other rules stay, and an app
 // without rules gets the defaults'.
 func TestHealthChecksMerge(t *testing.T) {
-	c, err := Parse("deliver.yaml", []byte(healthHeader + `  - {apiVersion: example.com/v1, kind: Widget, current: "self.status.ready == true"}
+	c, err := Parse("deliver.yaml", []byte(healthHeader+`  - {apiVersion: example.com/v1, kind: Widget, current: "self.status.ready == true"}
   - {apiVersion: example.com/v1, kind: Gadget, current: "has(self.status)"}
 apps:
 - name: web
@@ -60,7 +60,7 @@ apps:
 // TestHealthChecksParseErrors: a broken expression is a parse error
 // naming the app (or defaults), the rule's index and the field.
 func TestHealthChecksParseErrors(t *testing.T) {
-	_, err := Parse("deliver.yaml", []byte(healthHeader + `  - {apiVersion: example.com/v1, kind: Widget, current: "self.status.ready =="}
+	_, err := Parse("deliver.yaml", []byte(healthHeader+`  - {apiVersion: example.com/v1, kind: Widget, current: "self.status.ready =="}
 apps:
 - name: web
   namespace: web
