@@ -352,4 +352,9 @@ func printReport(w io.Writer, rep *apply.Report) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	// The health checks' verdicts: which expression decided each
+	// custom resource's readiness.
+	for _, h := range rep.Health {
+		fmt.Fprintf(w, "%s health %s: %s\n", h.ID, h.Status, h.Message)
+	}
 }

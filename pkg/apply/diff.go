@@ -76,6 +76,13 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 	for _, id := range p.Rollback {
 		fmt.Fprintf(w, "%s will be rolled back to the last successful run if its rollout fails\n", id)
 	}
+	for _, h := range p.HealthChecks {
+		line := fmt.Sprintf("%s will be ready when health check current `%s` is true", h.ID, h.Check.Current)
+		if h.Check.Failed != "" {
+			line += fmt.Sprintf("; failed `%s` fails the run", h.Check.Failed)
+		}
+		fmt.Fprintln(w, line)
+	}
 	if steps := p.Order(); len(steps) > 1 {
 		fmt.Fprintf(w, "order: %s\n", strings.Join(steps, ", then "))
 	}

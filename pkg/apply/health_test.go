@@ -7,13 +7,8 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -58,39 +53,11 @@ func widgetRules(t *testing.T, group string) *health.Rules {
 // healthGroup is a CRD group of the test's own.
 func healthGroup(ns string) string { return strings.ReplaceAll(ns, "-", "") + ".example.com" }
 
-// setPhase writes the Widget's status through the status subresource, for
-// its current generation, once the Widget exists at generation gen (an
-// apply under way creates or changes it).
+// setPhase writes the Widget's status.phase as its operator would, once
+// the Widget exists at generation gen.
 func setPhase(t *testing.T, group, ns, name string, gen int64, phase string) {
 	t.Helper()
-	dyn, err := dynamic.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}).Namespace(ns)
-	ctx := context.Background()
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		u, err := res.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil && u.GetGeneration() >= gen, err
-	})
-	if err != nil {
-		t.Fatalf("widget %s/%s never reached generation %d: %v", ns, name, gen, err)
-	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := res.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		_ = unstructured.SetNestedMap(u.Object, map[string]any{"phase": phase, "observedGeneration": u.GetGeneration()}, "status")
-		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("set widget %s/%s status: %v", ns, name, err)
-	}
+	env.SetStatus(t, schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}, ns, name, gen, map[string]any{"phase": phase})
 }
 
 // verdicts collects a wait's health check verdicts.

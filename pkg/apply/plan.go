@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -97,11 +98,21 @@ type Plan struct {
 	// AdoptedIdentity is set when it does, but the inventory is annotated
 	// with AnnotationAdopt: the run takes the app over.
 	AdoptedIdentity *IdentityConflict `json:"adoptedIdentity,omitempty"`
+	// HealthChecks are the objects created or changed whose readiness a
+	// health check (Options.Health) decides, when the run waits.
+	HealthChecks []HealthCheckNote `json:"healthChecks,omitempty"`
 
 	inventory          *Inventory
 	inventoryNamespace string
 	redact             func(string) string
 	opts               PlanOptions
+}
+
+// HealthCheckNote is an object the wait judges by a health check, and
+// the rule's expressions.
+type HealthCheckNote struct {
+	ID    object.ID    `json:"id"`
+	Check health.Check `json:"check"`
 }
 
 // PlanOptions configure one plan.
@@ -345,7 +356,25 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	if opts.RollbackOnFailure {
 		p.Rollback = rollbackPlan(p)
 	}
+	if opts.Wait || p.runs(PostApply) {
+		p.HealthChecks = healthPlan(p, m.opts.Health)
+	}
 	return p, nil
+}
+
+// healthPlan lists the objects the plan creates or changes whose
+// readiness a rule of rules decides.
+func healthPlan(p *Plan, rules *health.Rules) []HealthCheckNote {
+	var out []HealthCheckNote
+	for _, c := range p.Changes {
+		if c.Type != ChangeCreate && c.Type != ChangeUpdate {
+			continue
+		}
+		if chk, ok := rules.Check(c.Desired.GroupVersionKind()); ok {
+			out = append(out, HealthCheckNote{ID: c.ID, Check: chk})
+		}
+	}
+	return out
 }
 
 // firstRevision reports whether no version of the app can be running: no

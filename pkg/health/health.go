@@ -194,13 +194,16 @@ func (r *Rules) Len() int {
 	return len(r.byKind)
 }
 
-// Has reports whether a rule covers objects of gvk.
-func (r *Rules) Has(gvk schema.GroupVersionKind) bool {
+// Check returns the rule for objects of gvk, as written.
+func (r *Rules) Check(gvk schema.GroupVersionKind) (Check, bool) {
 	if r == nil {
-		return false
+		return Check{}, false
 	}
-	_, ok := r.byKind[gvk]
-	return ok
+	ru, ok := r.byKind[gvk]
+	if !ok {
+		return Check{}, false
+	}
+	return ru.check, true
 }
 
 // Evaluate decides on u with the rule for its apiVersion and kind; ok is

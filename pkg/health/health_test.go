@@ -51,6 +51,10 @@ func TestEvaluate(t *testing.T) {
 	}, {
 		APIVersion: "example.com/v1", Kind: "Gauge",
 		Current: "self.status.replicas >= 2.0", // an int64 in the object
+	}, {
+		APIVersion: "example.com/v1", Kind: "Optional",
+		// Optional field syntax: no has() needed.
+		Current: "self.?status.?phase.orValue('') == 'Ready'",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +88,8 @@ func TestEvaluate(t *testing.T) {
 		{name: "non-bool result", kind: "Gizmo", doc: "status: {replicas: 3}", want: status.InProgressStatus, wantField: health.FieldFailed,
 			wantErr: "want bool"},
 		{name: "int compared with double", kind: "Gauge", doc: "status: {replicas: 3}", want: status.CurrentStatus, wantField: health.FieldCurrent},
+		{name: "optional fields absent", kind: "Optional", doc: "spec: {}", want: status.InProgressStatus, wantMsg: "no expression is true"},
+		{name: "optional fields present", kind: "Optional", doc: "status: {phase: Ready}", want: status.CurrentStatus, wantField: health.FieldCurrent},
 		{name: "kind without a rule", kind: "Other", doc: "status: {}", noRuleKind: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,15 +184,17 @@ func TestCostLimit(t *testing.T) {
 	}
 }
 
-func TestHasAndLen(t *testing.T) {
+func TestCheckAndLen(t *testing.T) {
 	t.Parallel()
 	rules, err := health.Compile("", []health.Check{widgetCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rules.Len() != 1 || !rules.Has(schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}) ||
-		rules.Has(schema.GroupVersionKind{Group: "example.com", Version: "v2", Kind: "Widget"}) {
-		t.Errorf("rules cover the wrong kinds")
+	if c, ok := rules.Check(schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}); rules.Len() != 1 || !ok || c != widgetCheck {
+		t.Errorf("rule for example.com/v1 Widget = %+v, %v; want %+v", c, ok, widgetCheck)
+	}
+	if _, ok := rules.Check(schema.GroupVersionKind{Group: "example.com", Version: "v2", Kind: "Widget"}); ok {
+		t.Errorf("a rule for example.com/v1 covers v2")
 	}
 	var none *health.Rules
 	if _, ok := none.Evaluate(context.Background(), widget(t, "")); ok || none.Len() != 0 {

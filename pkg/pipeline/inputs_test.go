@@ -15,6 +15,7 @@ import (
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/source"
 )
 
@@ -91,6 +92,9 @@ func TestAppDigest(t *testing.T) {
 		{"restartOnConfigChange", base, withApp(func(a *config.ResolvedApp) { a.RestartOnConfigChange = true }), Options{}, false},
 		{"ignore rule", base, withApp(func(a *config.ResolvedApp) {
 			a.IgnoreDifferences = []config.IgnoreRule{{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}}}
+		}), Options{}, false},
+		{"health checks", base, withApp(func(a *config.ResolvedApp) {
+			a.HealthChecks = []health.Check{{APIVersion: "example.com/v1", Kind: "Widget", Current: "self.status.ready == true"}}
 		}), Options{}, false},
 		{"kube version", base, app, Options{KubeVersion: "v1.30.0"}, false},
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 	"github.com/deliverhq/deliver/pkg/render"
 	"github.com/deliverhq/deliver/pkg/secrets"
@@ -319,6 +321,11 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			ar.steps = newStepSpans(&opts)
 			ao := appManagerOptions(opts, ar, sec.redact, ar.steps)
 			ao.Lists = lists
+			// Checked when deliver.yaml was parsed; compiled again for
+			// the list resolved with the defaults.
+			if ao.Health, err = health.Compile("app "+strconv.Quote(ar.Name)+": healthChecks", ar.app.HealthChecks); err != nil {
+				return nil, err
+			}
 			ar.mgr = apply.NewManager(sess, ao)
 			if len(ar.app.DependsOn) == 0 {
 				ar.mgr.Prefetch(pctx, apply.PlanOptions{App: ar.Name, FullDryRun: opts.FullDryRun})

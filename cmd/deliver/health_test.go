@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// TestExampleHealth runs examples/health against the real control plane,
+// the test playing the Database's operator: diff names the health check,
+// apply waits until the test reports the Database Ready and prints the
+// expression that decided; a second revision whose Database the test
+// reports Failed stops early with the object and the expression in the
+// error and in deliver status, and leaves the earlier web version running.
+func TestExampleHealth(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../examples/health/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v %s", err, out)
+	}
+	gvr := schema.GroupVersionResource{Group: "demo.deliver.dev", Version: "v1", Resource: "databases"}
+	const (
+		current = "self.?status.?phase.orValue('') == 'Ready'"
+		failed  = "self.?status.?phase.orValue('') == 'Failed'"
+	)
+	args := func(verb string) []string {
+		return []string{verb, "--path", dir, "--kubeconfig", env.Kubeconfig}
+	}
+	// apply runs deliver apply while the test writes the Database's
+	// status (at generation gen) as its operator would.
+	apply := func(gen int64, phase string) (string, int, time.Duration) {
+		t.Helper()
+		cmd := exec.Command(deliverBin, args("apply")...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		env.SetStatus(t, gvr, "health-demo", "orders", gen, map[string]any{"phase": phase})
+		_ = cmd.Wait()
+		return out.String(), cmd.ProcessState.ExitCode(), time.Since(start)
+	}
+
+	out, code := run(t, args("diff")...)
+	if want := "Database/health-demo/orders will be ready when health check current `" + current + "` is true; failed `" + failed + "` fails the run"; code != 2 || !strings.Contains(out, want) {
+		t.Errorf("diff: exit %d, want 2 and %q:\n%s", code, want, out)
+	}
+
+	out, code, _ = apply(1, "Ready")
+	if want := "Database/health-demo/orders health Current: health check current `" + current + "` is true"; code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("first apply: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+
+	// v2: a new database version and a new web image; the operator
+	// fails the database.
+	for file, repl := range map[string][2]string{
+		"orders/database.yaml": {`version: "16"`, `version: "17"`},
+		"orders/web.yaml":      {"web:1.0.0", "web:2.0.0"},
+	} {
+		p := filepath.Join(dir, file)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, bytes.Replace(b, []byte(repl[0]), []byte(repl[1]), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code, took := apply(2, "Failed")
+	for _, want := range []string{
+		"Database/health-demo/orders: wait: failed: health check failed `" + failed + "` is true",
+		"rolled back Deployment/health-demo/web",
+		"Database/health-demo/orders health Failed: ",
+	} {
+		if code == 0 || !strings.Contains(out, want) {
+			t.Errorf("second apply: exit %d, want a failure and %q:\n%s", code, want, out)
+		}
+	}
+	if took > time.Minute { // the example's waitTimeout is 2m
+		t.Errorf("the failed Database stopped the run after %s: not at once", took)
+	}
+	d, err := env.Client().AppsV1().Deployments("health-demo").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/orders/web:1.0.0" {
+		t.Errorf("web runs %s after the failed run, want 1.0.0 back", img)
+	}
+
+	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--app", "orders")
+	if want := "health check failed `" + failed + "`"; code != 0 || !strings.Contains(out, "failed") || !strings.Contains(out, want) {
+		t.Errorf("status: exit %d, want the failed expression %q:\n%s", code, want, out)
+	}
+}
