@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,11 +39,13 @@ func TestExampleHealth(t *testing.T) {
 	}
 	// apply runs deliver apply while the test writes the Database's
 	// status (at generation gen) as its operator would.
-	apply := func(gen int64, phase string) (string, int, time.Duration) {
+	apply := func(gen int64, phase string, extra ...string) (string, int, time.Duration) {
 		t.Helper()
-		cmd := exec.Command(deliverBin, args("apply")...)
+		cmd := exec.Command(deliverBin, append(args("apply"), extra...)...)
+		// Only stdout: -o json must decode.
+		cmd.Stderr = os.Stderr
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Stdout = &out
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -55,6 +58,23 @@ func TestExampleHealth(t *testing.T) {
 	out, code := run(t, args("diff")...)
 	if want := "Database/health-demo/orders will be ready when health check current `" + current + "` is true; failed `" + failed + "` fails the run"; code != 2 || !strings.Contains(out, want) {
 		t.Errorf("diff: exit %d, want 2 and %q:\n%s", code, want, out)
+	}
+
+	// The plan in JSON lists the rule the wait will use.
+	out, code = run(t, append(args("diff"), "-o", "json")...)
+	var plan struct {
+		Apps []struct {
+			Plan struct {
+				HealthChecks []struct {
+					ID    struct{ Kind, Name string }
+					Check struct{ Current, Failed string }
+				} `json:"healthChecks"`
+			} `json:"plan"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || code != 2 || len(plan.Apps) != 1 || len(plan.Apps[0].Plan.HealthChecks) != 1 ||
+		plan.Apps[0].Plan.HealthChecks[0].ID.Name != "orders" || plan.Apps[0].Plan.HealthChecks[0].Check.Failed != failed {
+		t.Errorf("diff -o json: exit %d, %v, want the Database's health check:\n%s", code, err, out)
 	}
 
 	out, code, _ = apply(1, "Ready")
@@ -77,15 +97,31 @@ func TestExampleHealth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, code, took := apply(2, "Failed")
+	out, code, took := apply(2, "Failed", "-o", "json")
+	var res struct {
+		Apps []struct {
+			Error  string `json:"error"`
+			Report struct {
+				Health []struct {
+					ID                  struct{ Kind, Name string }
+					Status, Field, Expr string
+				} `json:"health"`
+			} `json:"report"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code == 0 || len(res.Apps) != 1 {
+		t.Fatalf("second apply -o json: exit %d, %v, want a failed app:\n%s", code, err, out)
+	}
 	for _, want := range []string{
 		"Database/health-demo/orders: wait: failed: health check failed `" + failed + "` is true",
 		"rolled back Deployment/health-demo/web",
-		"Database/health-demo/orders health Failed: ",
 	} {
-		if code == 0 || !strings.Contains(out, want) {
-			t.Errorf("second apply: exit %d, want a failure and %q:\n%s", code, want, out)
+		if !strings.Contains(res.Apps[0].Error, want) {
+			t.Errorf("second apply: error %q, want %q in it", res.Apps[0].Error, want)
 		}
+	}
+	if h := res.Apps[0].Report.Health; len(h) != 1 || h[0].ID.Name != "orders" || h[0].Status != "Failed" || h[0].Field != "failed" || h[0].Expr != failed {
+		t.Errorf("second apply: report health %+v, want the Database failed by %q", h, failed)
 	}
 	if took > time.Minute { // the example's waitTimeout is 2m
 		t.Errorf("the failed Database stopped the run after %s: not at once", took)

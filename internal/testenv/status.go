@@ -52,3 +52,24 @@ func (c *Cluster) SetStatus(tb testing.TB, gvr schema.GroupVersionResource, ns, 
 		tb.Fatalf("set the status of %s %s/%s: %v", gvr.Resource, ns, name, err)
 	}
 }
+
+// StatusWidgetCRD is the CRD of a namespaced kind Widget in group, with a
+// status subresource (only the status endpoint writes the status, as
+// with an operator's resources) and no schema to speak of. A group of
+// its own per test keeps parallel tests from sharing the CRD.
+func StatusWidgetCRD(group string) string {
+	return `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.` + group + `}
+spec:
+  group: ` + group + `
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
+}

@@ -298,8 +298,9 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 
 		IdentityConflict *IdentityConflict `json:"identityConflict,omitempty"`
 		AdoptedIdentity  *IdentityConflict `json:"adoptedIdentity,omitempty"`
+		HealthChecks     []HealthCheckNote `json:"healthChecks,omitempty"`
 	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order(),
-		Conflicts: p.Conflicts, Kept: p.Kept, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity}
+		Conflicts: p.Conflicts, Kept: p.Kept, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity, HealthChecks: p.HealthChecks}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

@@ -17,16 +17,9 @@ import (
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// statusWidgetCRD is widgetCRD with a status subresource: only the
-// status endpoint writes the status, as an operator would.
-func statusWidgetCRD(group string) string {
-	return strings.Replace(widgetCRD(group), "    storage: true\n", "    storage: true\n    subresources: {status: {}}\n", 1)
-}
-
-// widgetWithCRD is statusWidgetCRD and the Widget w of spec.size size.
+// widgetWithCRD is testenv.StatusWidgetCRD and the Widget w of spec.size size.
 func widgetWithCRD(group, size string) string {
-	return statusWidgetCRD(group) + `
----
+	return "\n" + testenv.StatusWidgetCRD(group) + `---
 apiVersion: ` + group + `/v1
 kind: Widget
 metadata: {name: w, namespace: NS}

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
@@ -33,20 +34,7 @@ func TestOnceHealthCheck(t *testing.T) {
     kind: Widget
     failed: "`+failed+`"
     current: "self.?status.?phase.orValue('') == 'Ready'"`),
-		"db/crd.yaml": `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.` + group + `}
-spec:
-  group: ` + group + `
-  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-`,
+		"db/crd.yaml":    testenv.StatusWidgetCRD(group),
 		"db/widget.yaml": widget("1"),
 	})
 	opts := options(t, repo, env.Config)
