@@ -238,7 +238,8 @@ func (ru *rule) evaluate(ctx context.Context, obj map[string]any) Verdict {
 		out, _, err := e.prog.ContextEval(ctx, vars)
 		if err == nil {
 			if _, isBool := out.(types.Bool); !isBool {
-				err = fmt.Errorf("result %v is of type %s, want bool", out, out.Type())
+				// Not the value: it may be a Secret's.
+				err = fmt.Errorf("result is of type %s, want bool", out.Type())
 			}
 		}
 		if err != nil {

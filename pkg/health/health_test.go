@@ -85,8 +85,8 @@ func TestEvaluate(t *testing.T) {
 		{name: "flux variable names", kind: "Gadget", doc: "status: {ready: true}", want: status.CurrentStatus, wantField: health.FieldCurrent},
 		{name: "missing field without has()", kind: "Gadget", doc: "spec: {}", want: status.InProgressStatus, wantField: health.FieldCurrent,
 			wantErr: "no such attribute", wantMsg: "current `status.ready == true` did not evaluate"},
-		{name: "non-bool result", kind: "Gizmo", doc: "status: {replicas: 3}", want: status.InProgressStatus, wantField: health.FieldFailed,
-			wantErr: "want bool"},
+		{name: "non-bool result", kind: "Gizmo", doc: "status: {replicas: 31337}", want: status.InProgressStatus, wantField: health.FieldFailed,
+			wantErr: "result is of type int, want bool"},
 		{name: "int compared with double", kind: "Gauge", doc: "status: {replicas: 3}", want: status.CurrentStatus, wantField: health.FieldCurrent},
 		{name: "optional fields absent", kind: "Optional", doc: "spec: {}", want: status.InProgressStatus, wantMsg: "no expression is true"},
 		{name: "optional fields present", kind: "Optional", doc: "status: {phase: Ready}", want: status.CurrentStatus, wantField: health.FieldCurrent},
@@ -113,6 +113,9 @@ func TestEvaluate(t *testing.T) {
 			}
 			if tc.wantErr != "" && (v.Err == nil || !strings.Contains(v.Err.Error(), tc.wantErr)) {
 				t.Errorf("evaluation error = %v, want %q", v.Err, tc.wantErr)
+			}
+			if strings.Contains(v.Message, "31337") {
+				t.Errorf("message %q shows the object's value", v.Message)
 			}
 			if !strings.Contains(v.Message, tc.wantMsg) {
 				t.Errorf("message = %q, want %q in it", v.Message, tc.wantMsg)
