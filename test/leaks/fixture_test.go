@@ -113,11 +113,16 @@ func encrypt(t *testing.T, name, plain, recipient string) string {
 	return string(out)
 }
 
-// config returns a deliver.yaml of apps (YAML list items).
+// config returns a deliver.yaml of apps (YAML list items). A health
+// check reads every value of every Secret while waiting: its verdicts
+// show in diff, apply and the reconciler's output, never a value.
 func config(apps ...string) string {
-	return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {waitTimeout: 60s, hookTimeout: 30s, restartOnConfigChange: true}\napps:\n" +
+	return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {waitTimeout: 60s, hookTimeout: 30s, restartOnConfigChange: true, healthChecks: [" + secretHealthCheck + "]}\napps:\n" +
 		strings.Join(apps, "\n") + "\n"
 }
+
+// secretHealthCheck judges Secrets by a CEL expression over their values.
+const secretHealthCheck = `{apiVersion: v1, kind: Secret, current: "self.?data.orValue({}).all(k, size(self.data[k]) >= 0)"}`
 
 // The apps. $NS is the apps' namespace.
 const (

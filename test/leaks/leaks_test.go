@@ -163,9 +163,11 @@ func TestNoSecretLeaks(t *testing.T) {
 		// on it.
 		{name: "render with post-renderers", args: []string{"render", "--config", "postrender.yaml"}, want: []string{"postrendered: \"yes\"", "team: leaks", "'***'"}},
 		{name: "render with a failing post-renderer", args: []string{"render", "--config", "postrender-fail.yaml"}, code: 1, want: []string{"postRenderers[0].kustomize.patches[1]"}},
-		{name: "diff", args: []string{"diff"}, code: 2, want: []string{id("Secret", "plain-sops") + " create", id("Secret", "web-credentials") + " create", "will run: first run"}},
+		{name: "diff", args: []string{"diff"}, code: 2, want: []string{id("Secret", "plain-sops") + " create", id("Secret", "web-credentials") + " create", "will run: first run",
+			id("Secret", "plain-sops") + " will be ready when health check current"}},
 		{name: "diff -o json", args: []string{"diff", "-o", "json"}, code: 2, want: []string{`"changes": true`}},
-		{name: "apply", args: []string{"apply", "-v"}, want: []string{"hook " + id("Job", "web-migrate") + " (pre-apply) hook-ran", id("Secret", "plain-sops") + " created"}},
+		{name: "apply", args: []string{"apply", "-v"}, want: []string{"hook " + id("Job", "web-migrate") + " (pre-apply) hook-ran", id("Secret", "plain-sops") + " created",
+			id("Secret", "plain-sops") + " health Current: health check current"}},
 		{name: "diff after apply", args: []string{"diff"}, want: []string{"0 to create, 0 to change, 0 to delete"}},
 		{
 			name:   "diff of a secret rotated in Vault",
