@@ -31,7 +31,9 @@ func TestExampleIgnore(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS("../../examples/ignore")); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--kubeconfig", env.Kubeconfig, "--path", dir}
+	// An inventory namespace of its own: other tests deliver apps named
+	// web from other repositories.
+	args := []string{"--kubeconfig", env.Kubeconfig, "--path", dir, "--inventory-namespace", env.Namespace(t)}
 	out, code := run(t, append([]string{"apply", "--timeout", "1m"}, args...)...)
 	if code != 0 || !strings.Contains(out, "Deployment/ignore-demo/web created") {
 		t.Fatalf("first apply: exit %d:\n%s", code, out)

@@ -34,8 +34,11 @@ func TestExampleHealth(t *testing.T) {
 		current = "self.?status.?phase.orValue('') == 'Ready'"
 		failed  = "self.?status.?phase.orValue('') == 'Failed'"
 	)
+	// An inventory namespace of its own: other tests deliver apps of
+	// the same names from other repositories.
+	inv := env.Namespace(t)
 	args := func(verb string) []string {
-		return []string{verb, "--path", dir, "--kubeconfig", env.Kubeconfig}
+		return []string{verb, "--path", dir, "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
 	}
 	// apply runs deliver apply while the test writes the Database's
 	// status (at generation gen) as its operator would.
@@ -134,7 +137,7 @@ func TestExampleHealth(t *testing.T) {
 		t.Errorf("web runs %s after the failed run, want 1.0.0 back", img)
 	}
 
-	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--app", "orders")
+	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv, "--app", "orders")
 	if want := "health check failed `" + failed + "`"; code != 0 || !strings.Contains(out, "failed") || !strings.Contains(out, want) {
 		t.Errorf("status: exit %d, want the failed expression %q:\n%s", code, want, out)
 	}

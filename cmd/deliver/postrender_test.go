@@ -23,12 +23,15 @@ func TestExamplePostrender(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS("../../examples/postrender")); err != nil {
 		t.Fatal(err)
 	}
-	diffArgs := []string{"diff", "--kubeconfig", env.Kubeconfig, "--path", dir}
+	// An inventory namespace of its own: other tests deliver apps named
+	// web from other repositories.
+	inv := env.Namespace(t)
+	diffArgs := []string{"diff", "--kubeconfig", env.Kubeconfig, "--path", dir, "--inventory-namespace", inv}
 	out, code := run(t, diffArgs...)
 	if code != 2 || !strings.Contains(out, "3 to create, 0 to change, 0 to delete") {
 		t.Errorf("diff before apply: exit %d, want 2 and 3 to create:\n%s", code, out)
 	}
-	out, code = run(t, "apply", "--kubeconfig", env.Kubeconfig, "--path", dir, "--timeout", "2m")
+	out, code = run(t, "apply", "--kubeconfig", env.Kubeconfig, "--path", dir, "--inventory-namespace", inv, "--timeout", "2m")
 	if code != 0 {
 		t.Fatalf("apply: exit %d:\n%s", code, out)
 	}
