@@ -244,7 +244,12 @@ func (l *appLock) tryAcquire(ctx context.Context, obs *leaseObserver) (*coordina
 	}
 	if apierrors.IsNotFound(err) {
 		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.m.opts.InventoryNamespace}, Spec: mine}
-		created, err := l.leases.Create(ctx, lease, metav1.CreateOptions{})
+		// err, not a new one: after AlreadyExists the Get below must
+		// decide what follows, not the NotFound that led here (a run
+		// whose app looked new but had a Lease from a failed first run
+		// failed with that NotFound, forever).
+		var created *coordinationv1.Lease
+		created, err = l.leases.Create(ctx, lease, metav1.CreateOptions{})
 		if apierrors.IsNotFound(err) { // the namespace itself
 			if err = l.m.ensureNamespace(ctx); err == nil {
 				created, err = l.leases.Create(ctx, lease, metav1.CreateOptions{})

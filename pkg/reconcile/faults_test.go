@@ -18,6 +18,7 @@ import (
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // switchProxy forwards TCP connections to a server and can be switched
@@ -231,4 +232,36 @@ func TestVaultDown(t *testing.T) {
 	if string(s.Data["version"]) != "2" || string(s.Data["apiKey"]) != "s3cr3t-one-8a1f" {
 		t.Errorf("secret not delivered with the new commit after recovery")
 	}
+}
+
+// TestFirstRunFailedThenFixed: an app whose first run fails in its dry
+// run (its ServiceAccount may not write), after taking its Lease and
+// before writing its inventory, is retried with the server's reason each
+// time, and delivered once a commit fixes it. Each retry looks like a new
+// app (no inventory) and tries to create the Lease first: the Lease it
+// finds must then be taken, not reported as missing.
+func TestFirstRunFailedThenFixed(t *testing.T) {
+	ns := env.Namespace(t)
+	env.ServiceAccount(t, ns, "reader")
+	env.Grant(t, ns, ns, "reader", []string{"get", "list", "watch"}, "configmaps")
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, "- {name: late, namespace: $NS, manifests: {path: late}, serviceAccountName: reader}"),
+		"late/cm.yaml": configMap("late", map[string]string{"color": "blue"}),
+	})
+	r, _ := start(t, options(t, repo, env.Config))
+
+	var s reconcile.AppStatus
+	waitFor(t, 30*time.Second, "first runs failed", func() bool {
+		s = appStatus(r, "late")
+		return s.Failures >= 3 && s.Result != reconcile.ResultRunning
+	})
+	if !strings.Contains(s.Message, "forbidden") || strings.Contains(s.Message, "lock") {
+		t.Errorf("retry %d: message %q, want forbidden and no lock error", s.Failures, s.Message)
+	}
+
+	repo.WriteFile("deliver.yaml", deliverYAML(ns, "- {name: late, namespace: $NS, manifests: {path: late}}"))
+	head := repo.CommitAll("as deliver itself")
+	waitFor(t, 30*time.Second, "fixed app delivered", func() bool {
+		return appStatus(r, "late").Revision == head && cmData(t, ns, "late")["color"] == "blue"
+	})
 }
