@@ -221,6 +221,20 @@ func (s *Session) Metadata() metadata.Interface { return s.meta }
 // Dynamic returns the session's dynamic client.
 func (s *Session) Dynamic() dynamic.Interface { return s.dyn }
 
+// ReadersAs returns the metadata and dynamic clients that impersonate
+// user ("" for deliver's own, ServiceAccountUser for an app's), for a
+// process that watches an app's objects on the app's behalf: the
+// reconciler's drift informers of an app with a ServiceAccount read as
+// that ServiceAccount, so the reconciler itself needs no read access to
+// the tenants' namespaces.
+func (s *Session) ReadersAs(user string) (metadata.Interface, dynamic.Interface, error) {
+	c, err := s.clientsAs(user)
+	if err != nil {
+		return nil, nil, fmt.Errorf("impersonate %s: %w", user, err)
+	}
+	return c.meta, c.dyn, nil
+}
+
 // inFlight holds a request until the session's budget has room for it
 // (SessionOptions.MaxInFlight). A round tripper, because the budget is
 // the whole session's, across the dynamic, metadata and typed clients;

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
@@ -25,20 +25,29 @@ import (
 // tracker watches the metadata of every object that carries the
 // deliver.dev/app label, for the kinds in the apps' inventories, and tells
 // which differ from what deliver last applied. One informer per kind
-// serves every app: a list and a watch per kind, then no request at all
-// while nothing changes, however many objects there are.
+// serves every app of one identity: a list and a watch per kind, then no
+// request at all while nothing changes, however many objects there are.
+//
+// The apps that impersonate nobody are watched cluster-wide as deliver
+// itself. An app with a ServiceAccount (apply.Options.ServiceAccountName)
+// is watched as that ServiceAccount, one informer per kind and namespace
+// of its objects: a tenant's Role grants no cluster-wide list, and the
+// reconciler of tenant mode has no read access of its own to the tenants'
+// namespaces (examples/identity/reconciler-rbac.yaml).
 type tracker struct {
-	ctx     context.Context
-	mapper  meta.RESTMapper
-	factory metadatainformer.SharedInformerFactory
-	// dyn reads a workload whose replica count is not deliver's when its
-	// generation moves (see sameSpec).
-	dyn     dynamic.Interface
-	onDrift func(app, id, why string)
-	log     *slog.Logger
+	ctx    context.Context
+	sess   *apply.Session
+	mapper meta.RESTMapper
+	// factories hold the informers of each scope.
+	factories map[scope]metadatainformer.SharedInformerFactory
+	onDrift   func(app, id, why string)
+	log       *slog.Logger
 
 	mu    sync.Mutex
-	kinds map[schema.GroupKind]*watchedKind
+	kinds map[watchKey]*watchedKind
+	// users holds the user each app's requests impersonate; "" (or no
+	// entry) for deliver's own.
+	users map[string]string
 	// inv holds each app's inventory entries by object.
 	inv map[string]map[object.ID]apply.Entry
 	// scaled remembers the generation of a workload that sameSpec found
@@ -132,33 +141,98 @@ type scaledSpec struct {
 	spec    string
 }
 
+// scope is whose informers see an object: deliver's own, cluster-wide
+// (user and namespace ""), or a ServiceAccount's in one namespace (in
+// namespace "" for the cluster-scoped kinds).
+type scope struct {
+	user, namespace string
+}
+
+// watchKey names one informer: a kind in a scope.
+type watchKey struct {
+	scope
+	gk schema.GroupKind
+}
+
 // watchedKind is one informer.
 type watchedKind struct {
-	gk       schema.GroupKind
+	key      watchKey
 	informer cache.SharedIndexInformer
 	// synced is done once the informer's initial list went through the
 	// tracker's handler.
 	synced cache.DoneChecker
+	// denied is closed when the API server refused the informer's list
+	// or watch (the ServiceAccount may not list the kind): its initial
+	// list may never come, and waiting for it must not hold the loop.
+	denied     chan struct{}
+	deniedOnce sync.Once
 }
 
 // newTracker returns a tracker whose informers and reads go through the
 // session's clients and RESTMapper: no clients or discovery of its own.
 func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, why string)) *tracker {
-	// Only deliver's objects: a cluster's other objects cost nothing.
-	factory := metadatainformer.NewFilteredSharedInformerFactory(sess.Metadata(), 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
-		o.LabelSelector = apply.LabelApp
-	})
 	return &tracker{
-		ctx: ctx, mapper: sess.RESTMapper(), factory: factory, dyn: sess.Dynamic(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
-		kinds: map[schema.GroupKind]*watchedKind{}, inv: map[string]map[object.ID]apply.Entry{},
+		ctx: ctx, sess: sess, mapper: sess.RESTMapper(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
+		factories: map[scope]metadatainformer.SharedInformerFactory{},
+		kinds:     map[watchKey]*watchedKind{}, users: map[string]string{}, inv: map[string]map[object.ID]apply.Entry{},
 		scaled: map[object.ID]scaledSpec{}, owned: map[object.ID]uint64{},
 	}
 }
 
 // stop ends the informers; their goroutines end with the tracker's ctx.
-func (t *tracker) stop() { t.factory.Shutdown() }
+func (t *tracker) stop() {
+	t.mu.Lock()
+	factories := make([]metadatainformer.SharedInformerFactory, 0, len(t.factories))
+	for _, f := range t.factories {
+		factories = append(factories, f)
+	}
+	t.mu.Unlock()
+	for _, f := range factories {
+		f.Shutdown()
+	}
+}
 
-// setInventory replaces what app last applied; nil forgets the app.
+// scopeLocked is the scope that watches app's object id. Called with t.mu
+// held.
+func (t *tracker) scopeLocked(app string, id object.ID) scope {
+	user := t.users[app]
+	if user == "" {
+		return scope{}
+	}
+	return scope{user: user, namespace: id.Namespace}
+}
+
+// kindLocked returns the informer that watches app's object id, or nil.
+// Called with t.mu held.
+func (t *tracker) kindLocked(app string, id object.ID) *watchedKind {
+	return t.kinds[watchKey{t.scopeLocked(app, id), id.GroupKind()}]
+}
+
+// factoryLocked returns the informer factory of sc, made on first use.
+// Called with t.mu held.
+func (t *tracker) factoryLocked(sc scope) (metadatainformer.SharedInformerFactory, error) {
+	if f, ok := t.factories[sc]; ok {
+		return f, nil
+	}
+	mc, _, err := t.sess.ReadersAs(sc.user)
+	if err != nil {
+		return nil, err
+	}
+	ns := sc.namespace
+	if sc.user == "" {
+		ns = metav1.NamespaceAll
+	}
+	// Only deliver's objects: a cluster's other objects cost nothing.
+	f := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, ns, func(o *metav1.ListOptions) {
+		o.LabelSelector = apply.LabelApp
+	})
+	t.factories[sc] = f
+	return f, nil
+}
+
+// setInventory replaces what app last applied; nil forgets the app. user
+// is the user app's requests impersonate ("" for deliver's own): its
+// objects are watched as that user.
 //
 // The fingerprints of the labels and annotations deliver left are taken
 // again, from the informers' caches: a run that applied an object left
@@ -166,7 +240,7 @@ func (t *tracker) stop() { t.factory.Shutdown() }
 // labels have deliver's values, though another manager owns one now)
 // accepted the live ones, which must then be no drift, or the app would
 // run again and again.
-func (t *tracker) setInventory(app string, inv *apply.Inventory) {
+func (t *tracker) setInventory(app, user string, inv *apply.Inventory) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id := range t.inv[app] {
@@ -174,13 +248,19 @@ func (t *tracker) setInventory(app string, inv *apply.Inventory) {
 	}
 	if inv == nil {
 		delete(t.inv, app)
+		delete(t.users, app)
 		return
+	}
+	if user == "" {
+		delete(t.users, app)
+	} else {
+		t.users[app] = user
 	}
 	m := make(map[object.ID]apply.Entry, len(inv.Entries))
 	for _, e := range inv.Entries {
 		m[e.ID] = e
 		delete(t.owned, e.ID)
-		if wk := t.kinds[e.GroupKind()]; wk != nil {
+		if wk := t.kindLocked(app, e.ID); wk != nil {
 			if tm := cached(wk, e.ID); tm != nil {
 				t.learnLocked(e, tm)
 			}
@@ -219,61 +299,113 @@ func cached(wk *watchedKind, id object.ID) *trackedMeta {
 	return tm
 }
 
-// ensureKinds starts an informer for each kind of the inventories that
-// has none yet; with wait, it returns once their initial lists are in.
+// ensureKinds starts an informer for each kind (and scope) of the
+// inventories that has none yet; with wait, it returns once their initial
+// lists are in, or were refused.
 func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 	t.mu.Lock()
-	started := false
-	for _, entries := range t.inv {
+	var started []metadatainformer.SharedInformerFactory
+	for app, entries := range t.inv {
 		for id, e := range entries {
-			gk := id.GroupKind()
-			if _, ok := t.kinds[gk]; ok {
+			key := watchKey{t.scopeLocked(app, id), id.GroupKind()}
+			if _, ok := t.kinds[key]; ok {
 				continue
 			}
-			mapping, err := t.mapper.RESTMapping(gk, e.Version)
+			mapping, err := t.mapper.RESTMapping(key.gk, e.Version)
 			if err != nil {
 				// The kind is not served (its CRD is gone): nothing of it
 				// to watch. A later run that creates it comes back here.
 				continue
 			}
-			inf := t.factory.ForResource(mapping.Resource).Informer()
-			_ = inf.SetTransform(track)
-			reg, err := inf.AddEventHandler(t.handler(gk))
+			factory, err := t.factoryLocked(key.scope)
+			if err != nil {
+				t.log.Warn("drift watch", "kind", key.gk.String(), "as", key.user, "err", err)
+				continue
+			}
+			wk := &watchedKind{key: key, denied: make(chan struct{})}
+			wk.informer = factory.ForResource(mapping.Resource).Informer()
+			_ = wk.informer.SetTransform(track)
+			_ = wk.informer.SetWatchErrorHandlerWithContext(t.watchError(wk))
+			reg, err := wk.informer.AddEventHandler(t.handler(key))
 			if err != nil {
 				continue
 			}
-			t.kinds[gk] = &watchedKind{gk: gk, informer: inf, synced: reg.HasSyncedChecker()}
-			started = true
+			wk.synced = reg.HasSyncedChecker()
+			t.kinds[key] = wk
+			started = append(started, factory)
 		}
 	}
-	synced := make([]cache.DoneChecker, 0, len(t.kinds))
+	kinds := make([]*watchedKind, 0, len(t.kinds))
 	for _, wk := range t.kinds {
-		synced = append(synced, wk.synced)
+		kinds = append(kinds, wk)
 	}
 	t.mu.Unlock()
-	if !started {
+	if len(started) == 0 {
 		return
 	}
-	t.factory.Start(t.ctx.Done())
+	for _, f := range started {
+		f.Start(t.ctx.Done()) // starts only the informers not yet started
+	}
 	if wait {
 		// Not the factory's WaitForCacheSync: it polls every 100ms, which
 		// added about 100ms to every no-op Once pass, and it waits for the
 		// stores only. This wakes as soon as every handler has seen the
-		// initial list, so the drift it found is noted before the caller
-		// schedules.
-		cache.WaitFor(ctx, "", synced...)
+		// initial list (or the list was refused), so the drift it found is
+		// noted before the caller schedules.
+		for _, wk := range kinds {
+			select {
+			case <-wk.synced.Done():
+			case <-wk.denied:
+			case <-ctx.Done():
+				return
+			}
+		}
 	}
 }
 
-// handler checks every event of kind gk against the inventory of the app
-// named by the object's label.
-func (t *tracker) handler(gk schema.GroupKind) cache.ResourceEventHandler {
+// watchError is wk's reflector's error handler: it logs what the API
+// server refused, once, and marks wk denied, so that a ServiceAccount
+// without the right to list a kind costs its app drift detection of that
+// kind (the app's runs still revert drift), not the whole loop. The
+// reflector retries with its backoff: once the Role allows it, the list
+// comes in and drift is watched again.
+func (t *tracker) watchError(wk *watchedKind) cache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *cache.Reflector, err error) {
+		if !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+			return
+		}
+		wk.deniedOnce.Do(func() {
+			close(wk.denied)
+			user := wk.key.user
+			if user == "" {
+				user = "deliver"
+			}
+			t.log.Warn("drift watch refused", "kind", wk.key.gk.String(), "namespace", wk.key.namespace, "as", user, "err", err)
+		})
+	}
+}
+
+// handler checks every event of the informer key against the inventory of
+// the app named by the object's label, when that app is watched in key's
+// scope: deliver's cluster-wide informers also see the objects of the apps
+// that have a ServiceAccount, which their own informers judge.
+func (t *tracker) handler(key watchKey) cache.ResourceEventHandler {
+	gk := key.gk
+	mine := func(app string) bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.users[app] == key.user
+	}
 	check := func(obj any) {
 		m, ok := obj.(*trackedMeta)
 		if !ok {
 			return
 		}
 		app := m.Labels[apply.LabelApp]
+		if !mine(app) {
+			return
+		}
 		id := object.ID{Group: gk.Group, Kind: gk.Kind, Namespace: m.Namespace, Name: m.Name}
 		if why := t.differs(app, id, m); why != "" {
 			t.onDrift(app, id.String(), why)
@@ -294,6 +426,7 @@ func (t *tracker) handler(gk schema.GroupKind) cache.ResourceEventHandler {
 			id := object.ID{Group: gk.Group, Kind: gk.Kind, Namespace: m.Namespace, Name: m.Name}
 			t.mu.Lock()
 			_, owned := t.inv[app][id]
+			owned = owned && t.users[app] == key.user
 			t.mu.Unlock()
 			if owned {
 				t.onDrift(app, id.String(), "deleted")
@@ -327,7 +460,7 @@ func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 		return "labels or annotations deliver set changed"
 	case e.Generation != 0 && m.Generation == e.Generation:
 		return ""
-	case e.Spec != "" && t.sameSpec(e, m):
+	case e.Spec != "" && t.sameSpec(app, e, m):
 		// A scale of replicas that are an autoscaler's or absent from
 		// git, or a write of fields an ignore rule leaves to others:
 		// deliver does not revert it, so it is no drift.
@@ -344,7 +477,7 @@ func (t *tracker) differs(app string, id object.ID, m *trackedMeta) string {
 // rules: see apply.EntryDigest), the one deliver applied. One GET, made
 // only when the generation of such an object moved (its resourceVersion,
 // for kinds without a generation): the informers hold metadata only.
-func (t *tracker) sameSpec(e apply.Entry, m *trackedMeta) bool {
+func (t *tracker) sameSpec(app string, e apply.Entry, m *trackedMeta) bool {
 	version := fmt.Sprintf("g%d", m.Generation)
 	if m.Generation == 0 {
 		version = "r" + m.ResourceVersion
@@ -352,6 +485,7 @@ func (t *tracker) sameSpec(e apply.Entry, m *trackedMeta) bool {
 	seen := scaledSpec{version, e.Spec}
 	t.mu.Lock()
 	known := t.scaled[e.ID] == seen
+	user := t.users[app]
 	t.mu.Unlock()
 	if known {
 		return true
@@ -360,7 +494,11 @@ func (t *tracker) sameSpec(e apply.Entry, m *trackedMeta) bool {
 	if err != nil {
 		return false
 	}
-	live, err := t.dyn.Resource(mapping.Resource).Namespace(e.Namespace).Get(t.ctx, e.Name, metav1.GetOptions{})
+	_, dyn, err := t.sess.ReadersAs(user)
+	if err != nil {
+		return false
+	}
+	live, err := dyn.Resource(mapping.Resource).Namespace(e.Namespace).Get(t.ctx, e.Name, metav1.GetOptions{})
 	if err != nil {
 		return false
 	}
@@ -392,7 +530,7 @@ func (t *tracker) drifted(app, key string) bool {
 			break
 		}
 	}
-	wk := t.kinds[entry.GroupKind()]
+	wk := t.kindLocked(app, entry.ID)
 	t.mu.Unlock()
 	if !found || wk == nil {
 		return false
@@ -428,7 +566,7 @@ func (t *tracker) driftedObjects(app string) []string {
 	}
 	var items []item
 	for id := range t.inv[app] {
-		if wk := t.kinds[id.GroupKind()]; wk != nil {
+		if wk := t.kindLocked(app, id); wk != nil {
 			items = append(items, item{id, wk})
 		}
 	}
@@ -441,4 +579,17 @@ func (t *tracker) driftedObjects(app string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// userOf is the user app's requests impersonate at the current commit
+// (see apply.Options.ServiceAccountName): its drift is watched as that
+// user. "" for deliver's own.
+func (r *Reconciler) userOf(app string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.apps[app]
+	if s == nil || s.app.ServiceAccountName == "" {
+		return ""
+	}
+	return apply.ServiceAccountUser(s.app.Namespace, s.app.ServiceAccountName)
 }

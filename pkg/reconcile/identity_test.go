@@ -71,10 +71,26 @@ func TestTenantReconciler(t *testing.T) {
 	waitFor(t, 30*time.Second, "commit applied as the ServiceAccount", func() bool {
 		return cmData(t, ns, "tenant")["color"] == "green" && appStatus(r, "tenant").Revision == head
 	})
+
+	// Drift is seen through the ServiceAccount's own watch of its
+	// namespace (the reconciler may not list ConfigMaps anywhere but its
+	// inventory namespace) and reverted as the ServiceAccount: no new
+	// commit, and the full resync is an hour away.
+	cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), "tenant", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["color"] = "red"
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "drift of the tenant's ConfigMap reverted", func() bool {
+		return cmData(t, ns, "tenant")["color"] == "green"
+	})
 }
 
 // tenantConfig returns the client configuration of a reconciler with the
-// rights of tenant mode, its inventory namespace being inv: the
+// rights of tenant mode (impersonation and its inventory namespace only), its inventory namespace being inv: the
 // ServiceAccount deliver in inv, bound to the ClusterRole of
 // examples/identity/reconciler-rbac.yaml and the Role of deploy/rbac.yaml,
 // authenticated with a token of its own.

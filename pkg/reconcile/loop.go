@@ -115,6 +115,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	}
 	mgr := apply.NewManager(sess, apply.Options{InventoryNamespace: r.opts.Pipeline.Apply.InventoryNamespace})
 	tr := newTracker(ctx, sess, r.noteDrift)
+	tr.log = r.log
 	defer func() { cancel(); tr.stop() }()
 	iv, err := newInventories(sess, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
 	if err != nil {
@@ -280,7 +281,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		// place: deleting a whole app is a decision for a person.
 		if !seen[name] && !s.running {
 			delete(r.apps, name)
-			l.tr.setInventory(name, nil)
+			l.tr.setInventory(name, "", nil)
 		}
 	}
 	r.mu.Unlock()
@@ -299,7 +300,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		l.tr.setInventory(name, inv)
+		l.tr.setInventory(name, r.userOf(name), inv)
 		r.mu.Lock()
 		if s := r.apps[name]; s != nil && inv.Result == apply.ResultSucceeded {
 			s.Revision, s.Result, s.LastRun, s.LastSuccess = inv.Revision, inv.Result, inv.Time, inv.Time
@@ -593,7 +594,7 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	defer cancel()
 	var inputs *apply.Inputs
 	if inv, ierr := l.mgr.ReadInventory(ictx, name); ierr == nil {
-		l.tr.setInventory(name, inv)
+		l.tr.setInventory(name, r.userOf(name), inv)
 		l.tr.ensureKinds(ctx, false)
 		if inv.Result == apply.ResultSucceeded {
 			inputs = inv.Inputs
