@@ -8,7 +8,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -212,10 +214,14 @@ spec:
 	}()
 	// The Widget's Ready status is of generation 1: stale for v2's spec.
 	setPhase(t, group, ns, "w", 2, "Failed")
+	// The rollback re-applies v1's Widget (generation 3), which its
+	// operator finds ready again.
+	setPhase(t, group, ns, "w", 3, "Ready")
 	out := <-v2done
 	elapsed := time.Since(start)
 	failed := "has(self.status) && has(self.status.phase) && self.status.phase == 'Failed'"
-	for _, want := range []string{"Widget/" + ns + "/w: wait: failed: health check failed `" + failed + "` is true", "rolled back Deployment/" + ns + "/web to revision v1"} {
+	for _, want := range []string{"Widget/" + ns + "/w: wait: failed: health check failed `" + failed + "` is true",
+		"rolled back ", "Deployment/" + ns + "/web", "Widget/" + ns + "/w to revision v1"} {
 		if out.err == nil || !strings.Contains(out.err.Error(), want) {
 			t.Errorf("v2 error = %v, want %q in it", out.err, want)
 		}
@@ -227,8 +233,8 @@ spec:
 	for _, h := range out.rep.Health {
 		health = append(health, h.ID.String()+" "+string(h.Status)+" "+string(h.Field))
 	}
-	if want := "Widget/" + ns + "/w Failed failed"; len(health) != 1 || health[0] != want {
-		t.Errorf("report health = %q, want [%q]", health, want)
+	if want := "Widget/" + ns + "/w Failed failed"; len(health) == 0 || health[0] != want {
+		t.Errorf("report health = %q, want %q first", health, want)
 	}
 	for _, r := range out.rep.Results {
 		if r.Hook != "" && r.Action == apply.HookRan {
@@ -249,13 +255,28 @@ spec:
 	if img := dep.Spec.Template.Spec.Containers[0].Image; img != "app:1" {
 		t.Errorf("Deployment web runs %s, want app:1 back", img)
 	}
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}).Namespace(ns).Get(ctx, "w", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size, _, _ := unstructured.NestedInt64(w.Object, "spec", "size"); size != 1 {
+		t.Errorf("Widget w has size %d, want v1's 1 back: a custom resource a health check failed goes back like a Deployment", size)
+	}
 	inv, err := m.ReadInventory(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := map[string]string{}
+	for _, w := range inv.Workloads {
+		kept[w.Kind] = w.Revision
+	}
 	if inv.Result != apply.ResultFailed || !strings.Contains(inv.Message, "health check failed `") ||
-		len(inv.Workloads) != 1 || inv.Workloads[0].Revision != "v1" {
-		t.Errorf("inventory: result %s (%s), workloads %+v; want failed naming the expression, with v1's workload kept", inv.Result, inv.Message, inv.Workloads)
+		len(inv.Workloads) != 2 || kept["Deployment"] != "v1" || kept["Widget"] != "v1" {
+		t.Errorf("inventory: result %s (%s), kept %v; want failed naming the expression, with v1's Deployment and Widget kept", inv.Result, inv.Message, kept)
 	}
 }
 

@@ -51,7 +51,8 @@ type Inventory struct {
 	// in.
 	Identity *Identity `json:"identity,omitempty"`
 	// Workloads holds the desired object of each Deployment, StatefulSet
-	// and DaemonSet of the last successful run (a run without Wait counts
+	// and DaemonSet, and of each object of a kind a health check judges
+	// (Options.Health), of the last successful run (a run without Wait counts
 	// as successful once applied), which a failed rollout rolls back to
 	// (PlanOptions.RollbackOnFailure). Only workloads are
 	// kept, and only up to MaxRollbackBytes in all, so the inventory Secret

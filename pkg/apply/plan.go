@@ -354,7 +354,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	}
 	p.ScaleDown = scaleDownPlan(p)
 	if opts.RollbackOnFailure {
-		p.Rollback = rollbackPlan(p)
+		p.Rollback = rollbackPlan(p, m.opts.Health)
 	}
 	if opts.Wait || p.runs(PostApply) {
 		p.HealthChecks = healthPlan(p, m.opts.Health)

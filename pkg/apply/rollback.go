@@ -10,17 +10,25 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// rollbackable reports whether a kind's previous object is kept in the
-// inventory for a rollback: the workloads whose rollout Wait watches.
-func rollbackable(id object.ID) bool {
-	switch id.GroupKind().String() {
+// rollbackable reports whether c's previous object is kept in the
+// inventory for a rollback: the workloads whose rollout Wait watches, and
+// the objects of a kind a health check judges (Options.Health): a custom
+// resource whose operator failed on its new spec goes back, like a
+// Deployment, to the spec it was ready with.
+func rollbackable(c *Change, rules *health.Rules) bool {
+	switch c.ID.GroupKind().String() {
 	case "Deployment.apps", "StatefulSet.apps", "DaemonSet.apps":
 		return true
 	}
-	return false
+	if c.Desired == nil {
+		return false
+	}
+	_, ok := rules.Check(c.Desired.GroupVersionKind())
+	return ok
 }
 
 // workloadRecords returns the desired workloads of a successful run, to be
@@ -33,7 +41,7 @@ func (m *Manager) workloadRecords(p *Plan) []Workload {
 	var out []Workload
 	size := 0
 	for _, c := range p.Changes {
-		if c.Type == ChangeDelete || !rollbackable(c.ID) {
+		if c.Type == ChangeDelete || !rollbackable(c, m.opts.Health) {
 			continue
 		}
 		data, err := json.Marshal(c.Desired.Object)
@@ -51,24 +59,26 @@ func (m *Manager) workloadRecords(p *Plan) []Workload {
 	return out
 }
 
-// rollbackPlan lists the workloads a failed rollout would roll back: those
-// the plan changes and of which the inventory keeps an earlier object.
-func rollbackPlan(p *Plan) []object.ID {
+// rollbackPlan lists the workloads (and health-checked objects, see
+// rollbackable) a failed rollout would roll back: those the plan changes
+// and of which the inventory keeps an earlier object.
+func rollbackPlan(p *Plan, rules *health.Rules) []object.ID {
 	prev := map[object.ID]bool{}
 	for _, w := range p.inventory.Workloads {
 		prev[w.ID] = true
 	}
 	var out []object.ID
 	for _, c := range p.Changes {
-		if (c.Type == ChangeUpdate || c.Type == ChangeCreate) && rollbackable(c.ID) && prev[c.ID] {
+		if (c.Type == ChangeUpdate || c.Type == ChangeCreate) && rollbackable(c, rules) && prev[c.ID] {
 			out = append(out, c.ID)
 		}
 	}
 	return out
 }
 
-// rollback re-applies the inventory's objects of the workloads the plan
-// changed and waits until they are ready. Only workloads go back: the
+// rollback re-applies the inventory's objects of the workloads (and
+// health-checked objects) the plan changed and waits until they are
+// ready. Only those go back: the
 // config of the new revision stays (objects it no longer has were not
 // pruned, as prune runs only after a successful rollout), and a migration
 // that ran is not undone; with the rolling strategy old code must cope
@@ -87,7 +97,7 @@ func (m *Manager) rollback(ctx context.Context, p *Plan, rep *Report, record fun
 		rev    string
 	)
 	for _, c := range p.Changes {
-		if (c.Type != ChangeUpdate && c.Type != ChangeCreate) || !rollbackable(c.ID) {
+		if (c.Type != ChangeUpdate && c.Type != ChangeCreate) || !rollbackable(c, m.opts.Health) {
 			continue
 		}
 		w, ok := prev[c.ID]

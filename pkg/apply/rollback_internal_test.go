@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -50,6 +51,25 @@ func TestWorkloadRecords(t *testing.T) {
 	withSecret := &Plan{Revision: "c1", Changes: append(append([]*Change{}, p.Changes...), secret)}
 	if got := m.workloadRecords(withSecret); got != nil {
 		t.Errorf("with an inlined secret value: kept %d records, want none", len(got))
+	}
+
+	// A custom resource is kept when a health check judges its kind (its
+	// apiVersion as written), not otherwise.
+	rules, err := health.Compile("healthChecks", []health.Check{{APIVersion: "example.com/v1", Kind: "Widget", Current: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := &Manager{opts: Options{Redact: m.opts.Redact, Health: rules}}
+	crs := &Plan{Revision: "c2", Changes: []*Change{mk("example.com", "Widget", "w", 0), mk("example.com", "Gadget", "g", 0), mk("apps", "Deployment", "web", 0)}}
+	got = nil
+	for _, w := range checked.workloadRecords(crs) {
+		got = append(got, w.ID.String())
+	}
+	if diff := cmp.Diff([]string{"Widget/ns/w", "Deployment/ns/web"}, got); diff != "" {
+		t.Errorf("records with a health check of Widget (-want +got):\n%s", diff)
+	}
+	if got := m.workloadRecords(crs); len(got) != 1 {
+		t.Errorf("records without health checks: %d, want the Deployment only", len(got))
 	}
 
 	// Over the bound, none is kept: a partial rollback would mix revisions.

@@ -52,8 +52,9 @@ type Defaults struct {
 	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
 	// HookTimeout bounds each hook run. Default 5m.
 	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
-	// RollbackOnFailure restores the previous workloads when a rollout
-	// does not become ready in time. Needs wait. Default false.
+	// RollbackOnFailure restores the previous workloads, and the objects
+	// a health check judges, when a rollout does not become ready in time
+	// or a health check fails. Needs wait. Default false.
 	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 
 	// RestartOnConfigChange stamps a digest of the ConfigMaps and Secrets
