@@ -47,12 +47,9 @@ func (m *Manager) DigestKey(ctx context.Context, create bool) ([]byte, error) {
 		Type:       "deliver.dev/digest-key",
 		Data:       map[string][]byte{digestKeyField: key},
 	}
-	_, err = secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-	if apierrors.IsNotFound(err) { // the namespace itself
-		if err = m.ensureNamespace(ctx); err == nil {
-			_, err = secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-		}
-	}
+	_, err = createInNamespace(ctx, m, func() (*corev1.Secret, error) {
+		return secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+	})
 	if apierrors.IsAlreadyExists(err) {
 		// Another run made it first: its key is the one.
 		return m.DigestKey(ctx, false)

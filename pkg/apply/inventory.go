@@ -258,12 +258,9 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 		Data:       map[string][]byte{inventoryGzipKey: data},
 	}
 	create := func() error {
-		_, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-		if apierrors.IsNotFound(err) { // the namespace itself
-			if err = m.ensureNamespace(ctx); err == nil {
-				_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-			}
-		}
+		_, err := createInNamespace(ctx, m, func() (*corev1.Secret, error) {
+			return secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+		})
 		return err
 	}
 	patch := func() error {
@@ -294,6 +291,20 @@ func (inv *Inventory) index() map[object.ID]Entry {
 		out[e.ID] = e
 	}
 	return out
+}
+
+// createInNamespace runs create, a create in deliver's namespace, and
+// once more after creating that namespace when the API server answered
+// NotFound: the namespace is made by the first write that needs it, not
+// checked before every write.
+func createInNamespace[T any](ctx context.Context, m *Manager, create func() (T, error)) (T, error) {
+	v, err := create()
+	if apierrors.IsNotFound(err) { // the namespace itself
+		if err = m.ensureNamespace(ctx); err == nil {
+			v, err = create()
+		}
+	}
+	return v, err
 }
 
 // ensureNamespace creates deliver's namespace when it is missing.

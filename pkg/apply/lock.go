@@ -249,12 +249,9 @@ func (l *appLock) tryAcquire(ctx context.Context, obs *leaseObserver) (*coordina
 		// whose app looked new but had a Lease from a failed first run
 		// failed with that NotFound, forever).
 		var created *coordinationv1.Lease
-		created, err = l.leases.Create(ctx, lease, metav1.CreateOptions{})
-		if apierrors.IsNotFound(err) { // the namespace itself
-			if err = l.m.ensureNamespace(ctx); err == nil {
-				created, err = l.leases.Create(ctx, lease, metav1.CreateOptions{})
-			}
-		}
+		created, err = createInNamespace(ctx, l.m, func() (*coordinationv1.Lease, error) {
+			return l.leases.Create(ctx, lease, metav1.CreateOptions{})
+		})
 		switch {
 		case err == nil:
 			l.lease, l.renewed, l.created = created, sent, true
