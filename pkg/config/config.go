@@ -38,6 +38,13 @@ type Config struct {
 	Apps []App `yaml:"apps" json:"apps" jsonschema:"minItems=1"`
 	// Environments override apps per target (staging, prod, ...).
 	Environments map[string]Environment `yaml:"environments,omitempty" json:"environments,omitempty"`
+
+	// Change windows (docs/windows.md).
+	// Windows hold deliveries in a freeze: the reconciler does not deliver
+	// an app while a deny window concerning it is active (or, when allow
+	// windows concern it, while none of them is), and deliver apply
+	// refuses unless --ignore-windows.
+	Windows []Window `yaml:"windows,omitempty" json:"windows,omitempty"`
 }
 
 // Defaults are settings shared by all apps.
@@ -362,6 +369,10 @@ func (c *Config) Validate() error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	// Change windows (docs/windows.md).
+	if _, err := c.compileWindows(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/pkg/health"
+	"github.com/deliverhq/deliver/pkg/window"
 )
 
 // Resolved is the config for one environment: defaults and overrides
@@ -20,6 +21,12 @@ type Resolved struct {
 	Context string
 	// Apps in the order of deliver.yaml.
 	Apps []ResolvedApp
+
+	// Change windows (docs/windows.md).
+	// Windows are every window of deliver.yaml; window.Check picks those
+	// of an app and Environment. Not part of an app's inputs: they say
+	// when an app is delivered, not what.
+	Windows []*window.Window
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -55,6 +62,11 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 		}
 	}
 	r := &Resolved{Environment: name, Context: env.Context}
+	// Change windows (docs/windows.md).
+	var err error
+	if r.Windows, err = c.compileWindows(); err != nil {
+		return nil, err
+	}
 	disabled := map[string]bool{}
 	for _, a := range c.Apps {
 		o := env.Apps[a.Name]
