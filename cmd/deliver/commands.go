@@ -185,6 +185,7 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 			Name  string          `json:"name"`
 			Plan  json.RawMessage `json:"plan,omitempty"`
 			Error string          `json:"error,omitempty"`
+			Held  string          `json:"held,omitempty"`
 		}
 		out := struct {
 			Revision string    `json:"revision"`
@@ -193,7 +194,7 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 			Apps     []jsonApp `json:"apps"`
 		}{Revision: res.Revision, Dirty: res.Dirty, Changes: res.HasChanges()}
 		for _, a := range res.Apps {
-			ja := jsonApp{Name: a.Name, Error: a.Error}
+			ja := jsonApp{Name: a.Name, Error: a.Error, Held: a.Held}
 			if a.Plan != nil {
 				var b strings.Builder
 				if err := a.Plan.WriteJSON(&b); err != nil {
@@ -215,6 +216,7 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 			if a.Unchanged {
 				fmt.Fprintln(w, unchangedNote)
 			}
+			printHeld(w, a.Held, "apply refuses it")
 			if a.Plan != nil {
 				if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
 					return err
@@ -297,8 +299,16 @@ then prune of what left git. A failing app stops the apps that depend on it.
 	f.output = addOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
 	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what is applied, as diff does, before the results (one run instead of diff then apply); with -o json, each app's plan")
+	cmd.Flags().BoolVar(&f.opts.IgnoreWindows, "ignore-windows", false, "apply also the apps that a change window of deliver.yaml holds (docs/windows.md)")
 	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")
 	return cmd
+}
+
+// printHeld notes the change window that holds an app (docs/windows.md).
+func printHeld(w io.Writer, held, consequence string) {
+	if held != "" {
+		fmt.Fprintf(w, "%s: %s\n", held, consequence)
+	}
 }
 
 // unchangedNote says why an app was not rendered.
@@ -314,6 +324,7 @@ func printResult(w io.Writer, res *pipeline.Result) {
 		if a.Unchanged {
 			fmt.Fprintln(w, unchangedNote)
 		}
+		printHeld(w, a.Held, "applied with --ignore-windows")
 		if a.Report != nil {
 			printReport(w, a.Report)
 			fmt.Fprintf(w, "%s in %s\n", a.Report.Summary(), a.Duration.Round(time.Millisecond))

@@ -104,6 +104,15 @@ type Options struct {
 	// offline. Default: the version of the cluster, or Helm's default.
 	KubeVersion string
 
+	// Change windows (docs/windows.md).
+	// IgnoreWindows lets Apply deliver apps that a change window of
+	// deliver.yaml holds; without it Apply refuses the run, before
+	// writing anything, when a window holds any of its apps. Diff never
+	// refuses: AppResult.Held notes the holds.
+	IgnoreWindows bool
+	// Now is the time the windows are checked at. Default time.Now.
+	Now func() time.Time
+
 	// Secrets configures SOPS keys and Vault.
 	Secrets SecretsOptions
 	// Redactor masks every secret value in output; one is made if nil.
@@ -162,6 +171,11 @@ type AppResult struct {
 	reads     *render.Reads // what its render read
 	vault     *vaultRefs    // the Vault secrets its refs name
 	inputs    *apply.Inputs // recorded by a successful apply
+
+	// Change windows (docs/windows.md).
+	// Held says which window holds the app and until when: Apply refused
+	// the run, or applied with Options.IgnoreWindows; Diff only notes it.
+	Held string `json:"held,omitempty"`
 }
 
 // Err joins the errors of every app.
@@ -302,6 +316,9 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		ar := &AppResult{Name: a.Name, Namespace: a.Namespace, app: a}
 		res.Apps = append(res.Apps, ar)
 		byName[a.Name] = ar
+	}
+	if err := checkWindows(&opts, cfg, res.Apps, m); err != nil {
+		return nil, err
 	}
 	if m != modeRender {
 		// What a plan reads before it can compare (inventory, discovery,

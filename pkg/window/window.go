@@ -268,7 +268,10 @@ func holds(ws []*Window, t time.Time) (*Window, time.Time) {
 // allow window.
 func nextOpen(ws []*Window, t time.Time) time.Time {
 	limit := t.Add(Horizon)
-	for u := t; !u.After(limit); {
+	// The steps are bounded too: a window active every minute for an
+	// hour is always active, and would take a step per hour to Horizon.
+	const maxSteps = 1000
+	for u, i := t, 0; !u.After(limit) && i < maxSteps; i++ {
 		by, until := holds(ws, u)
 		if by == nil {
 			return u

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+)
+
+// TestApplyWindows runs deliver against the real control plane with a
+// deny window of app web active now (in Asia/Kolkata, a zone the binary
+// carries itself): apply refuses, naming the app, the window and when it
+// opens, and writes nothing, not even the other app; diff is not refused
+// and notes the hold; apply --ignore-windows applies both.
+func TestApplyWindows(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ns := env.Namespace(t)
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Activated a minute ago, for an hour: active for the whole test.
+	start := time.Now().In(kolkata).Truncate(time.Minute).Add(-time.Minute)
+	until := start.Add(time.Hour).UTC().Format(time.RFC3339)
+	// A window of every app that is not active: from 6h on, in UTC.
+	later := time.Now().UTC().Add(6 * time.Hour)
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{
+		"deliver.yaml": fmt.Sprintf(`apiVersion: deliver.dev/v1alpha1
+kind: Config
+apps:
+- {name: web, namespace: %[1]s, manifests: {path: web}}
+- {name: api, namespace: %[1]s, manifests: {path: api}}
+windows:
+- {kind: deny, schedule: "0 %[4]d * * *", duration: 1h}
+- {kind: deny, schedule: "%[2]d %[3]d * * *", duration: 1h, timeZone: Asia/Kolkata, apps: [web]}
+`, ns, start.Minute(), start.Hour(), later.Hour()),
+		"web/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n",
+		"api/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {color: red}\n",
+	})
+	base := []string{"--kubeconfig", env.Kubeconfig, "--path", dir, "--inventory-namespace", ns}
+	exists := func(name string) bool {
+		_, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+		return err == nil
+	}
+
+	out, code := run(t, append([]string{"apply"}, base...)...)
+	if code != 1 {
+		t.Fatalf("apply in a window: exit %d, want 1:\n%s", code, out)
+	}
+	note := "held by windows[1] (deny \"" + fmt.Sprintf("%d %d * * *", start.Minute(), start.Hour()) + "\" for 1h0m0s, Asia/Kolkata) until " + until
+	held := "app web: " + note
+	for _, want := range []string{"held by a change window", held, "--ignore-windows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply's refusal lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "app api:") {
+		t.Errorf("apply's refusal names app api, which no window holds:\n%s", out)
+	}
+	if exists("web") || exists("api") {
+		t.Errorf("apply refused in a window wrote ConfigMaps (web %v, api %v)", exists("web"), exists("api"))
+	}
+	if s, err := env.Client().CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{}); err != nil || len(s.Items) != 0 {
+		t.Errorf("apply refused in a window wrote %d Secrets (inventories) (%v)", len(s.Items), err)
+	}
+
+	out, code = run(t, append([]string{"diff"}, base...)...)
+	if code != 2 || !strings.Contains(out, "== app web (namespace "+ns+")\n"+note+": apply refuses it\n") {
+		t.Errorf("diff in a window: exit %d, want 2 and a note %q:\n%s", code, held, out)
+	}
+	out, code = run(t, append([]string{"diff", "-o", "json"}, base...)...)
+	var got struct {
+		Apps []struct{ Name, Held string }
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 2 {
+		t.Fatalf("diff -o json: exit %d, %v:\n%s", code, err, out)
+	}
+	if len(got.Apps) != 2 || got.Apps[0].Held != note || got.Apps[1].Held != "" {
+		t.Errorf("diff -o json: held = %+v", got.Apps)
+	}
+
+	out, code = run(t, append([]string{"apply", "--ignore-windows"}, base...)...)
+	if code != 0 {
+		t.Fatalf("apply --ignore-windows: exit %d:\n%s", code, out)
+	}
+	if !exists("web") || !exists("api") || !strings.Contains(out, note+": applied with --ignore-windows") {
+		t.Errorf("apply --ignore-windows: web %v, api %v:\n%s", exists("web"), exists("api"), out)
+	}
+}
