@@ -212,6 +212,9 @@ func printStatus(w io.Writer, st *statusView, now time.Time) error {
 			if len(a.Reconciler.Drift) > 0 && msg == "" {
 				msg = fmt.Sprintf("drift: %s", strings.Join(a.Reconciler.Drift, ", "))
 			}
+			if a.Reconciler.Held != "" { // a change window (docs/windows.md)
+				rec, msg = rec+",held", a.Reconciler.Held
+			}
 		}
 		result := a.Result
 		switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestApplyWindows runs deliver against the real control plane with a
@@ -94,5 +96,63 @@ windows:
 	}
 	if !exists("web") || !exists("api") || !strings.Contains(out, note+": applied with --ignore-windows") {
 		t.Errorf("apply --ignore-windows: web %v, api %v:\n%s", exists("web"), exists("api"), out)
+	}
+}
+
+// TestStatusShowsHeld: deliver reconcile holds the app of an active deny
+// window (on the real clock) and delivers the other; deliver status
+// shows the hold, the window and its end, in the table and in JSON.
+func TestStatusShowsHeld(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	repo, url, root := webRepo(t, ns)
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	schedule := fmt.Sprintf("%d %d * * *", start.Minute(), start.Hour())
+	note := fmt.Sprintf("held by windows[0] (deny %q for 1h0m0s, UTC) until %s", schedule, start.Add(time.Hour).Format(time.RFC3339))
+	repo.WriteFile("deliver.yaml", fmt.Sprintf(`apiVersion: deliver.dev/v1alpha1
+kind: Config
+apps:
+- {name: web, namespace: %[1]s, manifests: {path: web}}
+- {name: api, namespace: %[1]s, manifests: {path: api}}
+windows:
+- {kind: deny, schedule: %[2]q, duration: 1h, apps: [web]}
+`, ns, schedule))
+	repo.WriteFile("api/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {color: red}\n")
+	head := repo.CommitAll("windows")
+	startReconcile(t, "reconcile", nil, "--repo", url, "--ref", "main", "--interval", "300ms",
+		"--inventory-namespace", inv, "--cache-dir", filepath.Join(root, "cache"))
+	eventually(t, 30*time.Second, "api delivered and web held in the status ConfigMap", func() bool {
+		cm, err := env.Client().CoreV1().ConfigMaps(inv).Get(context.Background(), reconcile.StatusConfigMap, metav1.GetOptions{})
+		return err == nil && strings.Contains(cm.Data["api"], head) && strings.Contains(cm.Data["web"], `"heldUntil"`)
+	})
+	if color(ns) != "" {
+		t.Errorf("web delivered in its deny window: color %q", color(ns))
+	}
+	out, code := run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
+	if code != 0 {
+		t.Fatalf("status: exit %d:\n%s", code, out)
+	}
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "web ") {
+			row = l
+		}
+	}
+	if !strings.Contains(row, "pending,held") || !strings.Contains(row, note) {
+		t.Errorf("status row of web %q, want pending,held and %q:\n%s", row, note, out)
+	}
+	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv, "--app", "web", "-o", "json")
+	var got struct {
+		Apps []struct {
+			Reconciler *reconcile.AppStatus `json:"reconciler"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+		t.Fatalf("status -o json: exit %d, %v:\n%s", code, err, out)
+	}
+	if len(got.Apps) != 1 || got.Apps[0].Reconciler == nil || got.Apps[0].Reconciler.Held != note || !got.Apps[0].Reconciler.HeldUntil.Equal(start.Add(time.Hour)) {
+		t.Errorf("status -o json of web: %+v, want held %q", got.Apps, note)
 	}
 }

@@ -454,6 +454,9 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 			continue // another replica's
 		}
 		reason, at := r.due(s, now, l.tr)
+		if l.holdByWindow(s, reason) {
+			continue
+		}
 		if reason == "" {
 			if !at.IsZero() {
 				later(at)
@@ -550,6 +553,8 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	// The loop decided this app must run (its inputs changed, drift, a
 	// retry, a full resync): the run renders, whatever its inventory says.
 	po.ForceRender = true
+	// The loop checked the change windows on its own clock (windows.go).
+	po.IgnoreWindows = true
 	if po.Manifests == "" {
 		po.Apps = []string{name}
 	}

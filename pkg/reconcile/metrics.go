@@ -29,6 +29,8 @@ type metrics struct {
 	fetchDuration prometheus.Histogram
 	fetchErrors   prometheus.Counter
 	leader        prometheus.Gauge
+	// held is set in windows.go.
+	held *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {

@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
@@ -135,6 +136,12 @@ type Options struct {
 	// Log receives structured logs; default: discard. Pipeline.Log
 	// defaults to it.
 	Log *slog.Logger
+
+	// Change windows (docs/windows.md).
+	// Clock is the time the windows of deliver.yaml are checked at, and
+	// wakes the loop when a window of a held app starts or ends. Default:
+	// the real clock.
+	Clock clock.WithDelayedExecution
 }
 
 // LeaderElection configures the Lease that elects the one replica that
@@ -196,6 +203,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	if o.Pipeline.Log == nil {
 		o.Pipeline.Log = o.Log
@@ -280,6 +290,11 @@ type AppStatus struct {
 	// Drift lists objects seen changed in the cluster since deliver
 	// applied them and not reverted yet.
 	Drift []string `json:"drift,omitempty"`
+	// Change windows (docs/windows.md).
+	// Held says which window holds a due run of the app and until when;
+	// HeldUntil is that time (zero: no opening within a year).
+	Held      string    `json:"held,omitempty"`
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
 	// UpToDateChecks counts the fetches that found the app up to date,
 	// so no run. Not written to the status ConfigMap, which changes only
 	// when a run ends.
@@ -365,6 +380,10 @@ type Reconciler struct {
 	// writes it again (zero: nothing to retry).
 	statusFailures int
 	statusRetry    time.Time
+
+	// windowWake wakes the loop when a window of a held app starts or
+	// ends (windows.go); guarded by mu.
+	windowWake windowWake
 }
 
 // New checks opts and returns a Reconciler. It reads the webhook secret
@@ -381,6 +400,7 @@ func New(opts Options) (*Reconciler, error) {
 		wake:    make(chan struct{}, 1),
 		apps:    map[string]*appState{},
 	}
+	r.metrics.held = newHeldGauge(r.metrics.reg)
 	kube, err := kubernetes.NewForConfig(opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: client: %w", err)
