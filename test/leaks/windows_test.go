@@ -1,0 +1,107 @@
+package leaks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/sopstest"
+	"github.com/deliverhq/deliver/pkg/reconcile"
+)
+
+// TestNoSecretLeaksWindows is the canary scan over what change windows
+// (docs/windows.md) add: diff's note of a held app, apply's refusal and
+// its --ignore-windows run, the reconciler's hold in its log, /metrics
+// and the status ConfigMap, and deliver status. App web, held, reads
+// SOPS and Vault canaries; app plain, not held, too.
+func TestNoSecretLeaksWindows(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ctx := context.Background()
+	c := newCanaries()
+	identity, recipient, err := sopstest.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ageKey = canary{Name: "age-identity", Value: identity}
+	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
+	sc := newScanner(c.all()...)
+	mask = sc.mask
+
+	base := t.TempDir()
+	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
+	webhookFile := writeFile(t, filepath.Join(base, "keys", "webhook-secret"), c.webhookSecret.Value+"\n")
+	out := filepath.Join(base, "out")
+	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(vlt.Token)
+	for path, kv := range map[string][2]string{"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value}} {
+		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	gitRoot := filepath.Join(base, "git")
+	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
+	writeRepo(t, repo, ns, recipient, c)
+	// A deny window of app web, activated a minute ago, for an hour.
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	repo.WriteFile("deliver.yaml", strings.ReplaceAll(config(plainApp, webApp), "$NS", ns)+
+		fmt.Sprintf("windows:\n- {kind: deny, schedule: \"%d %d * * *\", duration: 1h, apps: [web]}\n", start.Minute(), start.Hour()))
+	repo.CommitAll("a window holds web")
+	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
+	environ := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(out, "home"), "TMPDIR=" + os.TempDir(),
+		"SOPS_AGE_KEY_FILE=" + ageFile, "VAULT_ADDR=" + vlt.Addr, "VAULT_TOKEN=" + vlt.Token,
+		"DELIVER_GIT_USERNAME=deliver", "DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
+	}
+	r := &runner{
+		t: t, environ: environ,
+		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
+		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
+	}
+	held := "held by windows[0]"
+	r.run("diff of a held app", 2, []string{held + " (deny", "apply refuses it", "Secret/" + ns + "/web-credentials create"}, "diff")
+	r.run("diff -o json of a held app", 2, []string{`"held": "` + held}, "diff", "-o", "json")
+	r.run("apply refused", 1, []string{"held by a change window", "app web: " + held}, "apply", "-v")
+	if list, err := env.Client().CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Fatalf("apply refused by a window wrote %d Secrets (%v)", len(list.Items), err)
+	}
+
+	rec := startReconciler(t, environ, url, inv, filepath.Join(out, "reconcile-cache"), webhookFile)
+	var statusData map[string]string
+	rec.waitFor("plain delivered and web held", 90*time.Second, func() bool {
+		cm, err := reconcile.ReadStatus(ctx, env.Client(), inv)
+		if err != nil {
+			return false
+		}
+		statusData = cm.Data
+		return strings.Contains(cm.Data["plain"], `"result":"succeeded"`) && strings.Contains(cm.Data["web"], `"held":"`+held)
+	})
+	if m := rec.get("/metrics"); !strings.Contains(m, `deliver_reconcile_held{app="web"} 1`) {
+		t.Errorf("/metrics lacks the held gauge of web")
+	}
+	r.run("status of a held app", 0, []string{"pending,held", held}, "status")
+	r.run("status -o json of a held app", 0, []string{`"held": "` + held}, "status", "-o", "json")
+	rec.stop()
+	r.run("apply --ignore-windows", 0, []string{held + " (deny", "applied with --ignore-windows", "Secret/" + ns + "/web-credentials created"}, "apply", "--ignore-windows", "-v")
+
+	outputs := append(append(r.outputs, rec.outputs()...), output{where: "ConfigMap " + inv + "/" + reconcile.StatusConfigMap, data: []byte(fmt.Sprint(statusData))})
+	for _, o := range outputs {
+		for _, h := range sc.scan(o.where, o.data) {
+			t.Errorf("LEAK %s", h)
+		}
+	}
+}
