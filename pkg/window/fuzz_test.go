@@ -95,3 +95,39 @@ func FuzzActive(f *testing.F) {
 		}
 	})
 }
+
+// TestActiveAroundDST compares Active with the brute force minute by
+// minute over the days the clocks change in three zones, for schedules
+// in and around the skipped and the repeated hour.
+func TestActiveAroundDST(t *testing.T) {
+	days := map[string][]time.Time{
+		"Europe/Berlin":    {time.Date(2026, 3, 28, 20, 0, 0, 0, time.UTC), time.Date(2026, 10, 24, 20, 0, 0, 0, time.UTC)},
+		"America/New_York": {time.Date(2026, 3, 8, 2, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)},
+		"Australia/Sydney": {time.Date(2026, 4, 4, 10, 0, 0, 0, time.UTC), time.Date(2026, 10, 3, 10, 0, 0, 0, time.UTC)},
+	}
+	schedules := []string{"30 2 * * *", "0 * * * *", "*/15 1-3 * * *", "0 0 * * *", "59 1 * * *", "0 3 * * 0"}
+	durations := []time.Duration{time.Minute, 20 * time.Minute, 90 * time.Minute, 8 * time.Hour}
+	for zone, starts := range days {
+		for _, sched := range schedules {
+			for _, d := range durations {
+				w := mustParse(t, "w", Spec{Kind: Deny, Schedule: sched, Duration: d, TimeZone: zone})
+				for _, from := range starts {
+					for m := from; m.Before(from.Add(12 * time.Hour)); m = m.Add(time.Minute) {
+						want := false
+						var last time.Time
+						for u := m; u.After(m.Add(-d)); u = u.Add(-time.Minute) {
+							if matches(w, u) {
+								want, last = true, u
+								break
+							}
+						}
+						end, got := w.Active(m)
+						if got != want || (got && !end.Equal(last.Add(d))) {
+							t.Fatalf("%s for %v in %s at %v (%v): active %v until %v, brute force %v until %v", sched, d, zone, m, m.In(w.loc), got, end, want, last.Add(d))
+						}
+					}
+				}
+			}
+		}
+	}
+}
