@@ -40,7 +40,8 @@ func checkWindows(opts *Options, cfg *config.Resolved, apps []*AppResult, m mode
 	}
 	var held []string
 	for _, ar := range apps {
-		ar.Held = HoldMessage(window.Check(cfg.Windows, ar.Name, cfg.Environment, now))
+		// deliver.yaml's own text, redacted all the same as every output.
+		ar.Held = opts.Redactor.Redact(HoldMessage(window.Check(cfg.Windows, ar.Name, cfg.Environment, now)))
 		if ar.Held != "" {
 			held = append(held, fmt.Sprintf("app %s: %s", ar.Name, ar.Held))
 		}
