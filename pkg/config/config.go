@@ -38,6 +38,10 @@ type Config struct {
 	Apps []App `yaml:"apps" json:"apps" jsonschema:"minItems=1"`
 	// Environments override apps per target (staging, prod, ...).
 	Environments map[string]Environment `yaml:"environments,omitempty" json:"environments,omitempty"`
+
+	// Notifications (issue 20, notify): commit statuses and messages the
+	// reconciler sends after each delivery (docs/notify.md).
+	Notifications []Notification `yaml:"notifications,omitempty" json:"notifications,omitempty"`
 }
 
 // Defaults are settings shared by all apps.
@@ -363,6 +367,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, validateNotifications(c.Notifications, names, c.Environments)...) // issue 20, notify
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			errs = append(errs, fmt.Errorf("dependency cycle: %s", strings.Join(cycle, " -> ")))

@@ -20,6 +20,10 @@ type Resolved struct {
 	Context string
 	// Apps in the order of deliver.yaml.
 	Apps []ResolvedApp
+
+	// Notifications (issue 20, notify): the providers told of deliveries;
+	// all of them, each filtering by app and environment itself.
+	Notifications []Notification
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -55,6 +59,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 		}
 	}
 	r := &Resolved{Environment: name, Context: env.Context}
+	r.Notifications = c.Notifications // issue 20, notify
 	disabled := map[string]bool{}
 	for _, a := range c.Apps {
 		o := env.Apps[a.Name]
