@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,11 +123,22 @@ func (o *Options) defaults() {
 	}
 }
 
-// message is one event for one provider: the queue's item. A pointer, so
-// that two equal events stay two items.
+// message is one event for one provider.
 type message struct {
 	p config.Notification
 	e Event
+}
+
+// key is the queue's item for m. A commit status is keyed by provider,
+// status name and commit, so that a later status of the same line (the
+// outcome after pending) replaces one not sent yet, and the workqueue,
+// which never hands one key to two workers at once, keeps them in order;
+// any other message has a key of its own (seq).
+func (m *message) key(seq uint64) string {
+	if m.p.Type == config.GitHub || m.p.Type == config.GitLab {
+		return m.p.Name + "\x00" + statusContext(m.e) + "\x00" + m.e.Revision
+	}
+	return fmt.Sprintf("%s\x00#%d", m.p.Name, seq)
 }
 
 // Notifier sends notifications in the background. Create it with New,
@@ -137,20 +147,22 @@ type Notifier struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	queue   workqueue.TypedRateLimitingInterface[*message]
+	queue   workqueue.TypedRateLimitingInterface[string]
 	// ctx is cancelled by Close, aborting the requests under way.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu orders Notify against Close: no message is counted in after
-	// Close began.
-	mu     sync.Mutex
-	closed bool
-	// inflight counts the messages queued, being sent or waiting for a
-	// retry; idle is signalled when it drops to zero.
-	inflight atomic.Int64
-	idle     chan struct{}
+	// mu guards messages, seq and closed, and orders Notify against Close:
+	// no message is counted in after Close began.
+	mu sync.Mutex
+	// messages holds the message of each key queued, being sent or
+	// waiting for a retry: its number is bounded by QueueSize.
+	messages map[string]*message
+	seq      uint64
+	closed   bool
+	// idle is signalled when messages becomes empty.
+	idle chan struct{}
 }
 
 // New starts a Notifier's workers.
@@ -162,11 +174,12 @@ func New(opts Options) *Notifier {
 		log:     opts.Log,
 		metrics: newMetrics(opts.Registerer),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[*message](opts.RetryBase, opts.RetryMax),
-			workqueue.TypedRateLimitingQueueConfig[*message]{}),
-		ctx:    ctx,
-		cancel: cancel,
-		idle:   make(chan struct{}, 1),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryBase, opts.RetryMax),
+			workqueue.TypedRateLimitingQueueConfig[string]{}),
+		ctx:      ctx,
+		cancel:   cancel,
+		messages: map[string]*message{},
+		idle:     make(chan struct{}, 1),
 	}
 	for range opts.Workers {
 		n.wg.Go(n.work)
@@ -202,9 +215,12 @@ func wants(p config.Notification, e Event) bool {
 
 func (n *Notifier) enqueue(m *message) {
 	n.mu.Lock()
-	full := n.closed || n.inflight.Load() >= int64(n.opts.QueueSize)
+	n.seq++
+	key := m.key(n.seq)
+	_, replaces := n.messages[key]
+	full := n.closed || !replaces && len(n.messages) >= n.opts.QueueSize
 	if !full {
-		n.inflight.Add(1)
+		n.messages[key] = m
 	}
 	n.mu.Unlock()
 	if full {
@@ -212,7 +228,8 @@ func (n *Notifier) enqueue(m *message) {
 		n.log.Warn("notification dropped: queue full", "provider", m.p.Name, "type", m.p.Type, "app", m.e.App, "result", m.e.Result)
 		return
 	}
-	n.queue.Add(m)
+	// A key being sent is queued again once its worker is done with it.
+	n.queue.Add(key)
 }
 
 // Close stops taking messages and waits until those queued are sent or
@@ -223,7 +240,7 @@ func (n *Notifier) Close(ctx context.Context) {
 	n.closed = true
 	n.mu.Unlock()
 wait:
-	for n.inflight.Load() > 0 {
+	for n.backlog() > 0 {
 		select {
 		case <-n.idle:
 		case <-ctx.Done():
@@ -233,60 +250,82 @@ wait:
 	n.cancel()
 	n.queue.ShutDown()
 	n.wg.Wait()
-	if left := n.inflight.Swap(0); left > 0 {
+	n.mu.Lock()
+	left := len(n.messages)
+	clear(n.messages)
+	n.mu.Unlock()
+	if left > 0 {
 		// Messages waiting for a retry when the queue shut down.
 		n.metrics.dropped.WithLabelValues("unknown").Add(float64(left))
 		n.log.Warn("notifications dropped at shutdown", "count", left)
 	}
 }
 
+func (n *Notifier) backlog() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.messages)
+}
+
 // work sends messages until the queue shuts down.
 func (n *Notifier) work() {
 	for {
-		m, shutdown := n.queue.Get()
+		key, shutdown := n.queue.Get()
 		if shutdown {
 			return
 		}
-		n.process(m)
-		n.queue.Done(m)
+		n.mu.Lock()
+		m := n.messages[key]
+		n.mu.Unlock()
+		if m != nil {
+			n.process(key, m)
+		}
+		n.queue.Done(key)
 	}
 }
 
 // process makes one attempt at m and decides: done, retry later, or
 // given up.
-func (n *Notifier) process(m *message) {
+func (n *Notifier) process(key string, m *message) {
 	typ := string(m.p.Type)
 	log := n.log.With("provider", m.p.Name, "type", typ, "app", m.e.App, "revision", short(m.e.Revision), "result", m.e.Result)
 	if n.ctx.Err() != nil {
 		// Close gave up waiting: what the queue still holds goes unsent.
 		n.metrics.dropped.WithLabelValues(typ).Inc()
 		log.Warn("notification dropped: the notifier stopped")
-		n.settle(m)
+		n.settle(key, m)
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
 	err := n.send(ctx, m)
 	cancel()
-	attempt := n.queue.NumRequeues(m) + 1
+	attempt := n.queue.NumRequeues(key) + 1
 	switch {
 	case err == nil:
 		n.metrics.sent.WithLabelValues(typ).Inc()
 		log.Debug("notification sent", "attempt", attempt)
 	case retryable(err) && attempt < n.opts.MaxAttempts && n.ctx.Err() == nil:
 		log.Info("notification failed, will retry", "attempt", attempt, "err", n.opts.Redactor.Redact(err.Error()))
-		n.queue.AddRateLimited(m)
+		n.queue.AddRateLimited(key)
 		return
 	default:
 		n.metrics.failed.WithLabelValues(typ).Inc()
 		log.Warn("notification failed", "attempt", attempt, "err", n.opts.Redactor.Redact(err.Error()))
 	}
-	n.settle(m)
+	n.settle(key, m)
 }
 
-// settle ends m's life in the queue.
-func (n *Notifier) settle(m *message) {
-	n.queue.Forget(m)
-	if n.inflight.Add(-1) == 0 {
+// settle ends m's life in the queue, unless a later message took its key
+// meanwhile: that one is queued already.
+func (n *Notifier) settle(key string, m *message) {
+	n.queue.Forget(key)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.messages[key] != m {
+		return
+	}
+	delete(n.messages, key)
+	if len(n.messages) == 0 {
 		select {
 		case n.idle <- struct{}{}:
 		default:

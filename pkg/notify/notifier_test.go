@@ -8,10 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/notify"
 	"github.com/deliverhq/deliver/pkg/secrets"
@@ -27,56 +26,8 @@ import (
 
 const rev = "0123456789abcdef0123456789abcdef01234567"
 
-// recorded is one request an endpoint received.
-type recorded struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-}
-
-// endpoint is a local HTTP server that records each request and answers
-// with codes[i] for the i-th (the last code for the rest; 200 without
-// codes). With hang, it answers nothing until the request is cancelled.
-type endpoint struct {
-	*httptest.Server
-	mu    sync.Mutex
-	reqs  []recorded
-	codes []int
-	hang  bool
-	// got receives a value per request, for waiting without sleeping.
-	got chan struct{}
-	// body is written back, for tests of what errors quote.
-	body string
-}
-
-func newEndpoint(t *testing.T, codes ...int) *endpoint {
-	e := &endpoint{codes: codes, got: make(chan struct{}, 100)}
-	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		e.mu.Lock()
-		n := len(e.reqs)
-		e.reqs = append(e.reqs, recorded{Method: r.Method, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body})
-		code := http.StatusOK
-		if len(e.codes) > 0 {
-			code = e.codes[min(n, len(e.codes)-1)]
-		}
-		e.mu.Unlock()
-		e.got <- struct{}{}
-		if e.hang {
-			<-r.Context().Done()
-			return
-		}
-		w.WriteHeader(code)
-		fmt.Fprint(w, e.body)
-	}))
-	t.Cleanup(e.Close)
-	return e
-}
-
-func (e *endpoint) requests() []recorded {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]recorded(nil), e.reqs...)
+func newEndpoint(t *testing.T, codes ...int) *testenv.Recorder {
+	return testenv.NewRecorder(t, codes...)
 }
 
 // secretMap reads credentials from a map, as the reconciler reads them
@@ -245,7 +196,7 @@ func TestProviders(t *testing.T) {
 			n := notify.New(notify.Options{Secrets: secretMap(c), Registerer: reg})
 			n.Notify([]config.Notification{p}, tt.e)
 			closeNotifier(t, n)
-			reqs := ep.requests()
+			reqs := ep.Requests()
 			if len(reqs) != 1 {
 				t.Fatalf("%d requests, want 1", len(reqs))
 			}
@@ -305,7 +256,7 @@ func TestFilters(t *testing.T) {
 	n.Notify(providers, pending)
 	closeNotifier(t, n)
 	var got []string
-	for _, r := range ep.requests() {
+	for _, r := range ep.Requests() {
 		var p notify.Payload
 		if err := json.Unmarshal(r.Body, &p); err != nil {
 			t.Fatal(err)
@@ -354,7 +305,7 @@ func TestRetries(t *testing.T) {
 			n := notify.New(notify.Options{Registerer: reg, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond, MaxAttempts: 3})
 			n.Notify([]config.Notification{{Name: "hook", Type: config.Webhook, Address: ep.URL}}, failure)
 			closeNotifier(t, n)
-			if got := len(ep.requests()); got != tt.wantRequests {
+			if got := len(ep.Requests()); got != tt.wantRequests {
 				t.Errorf("%d requests, want %d", got, tt.wantRequests)
 			}
 			if s, f := counter(t, reg, "deliver_notify_sent_total", "webhook"), counter(t, reg, "deliver_notify_failed_total", "webhook"); s != tt.wantSent || f != tt.wantFailed {
@@ -384,7 +335,7 @@ func TestRetries(t *testing.T) {
 func TestNeverBlocks(t *testing.T) {
 	t.Parallel()
 	ep := newEndpoint(t)
-	ep.hang = true
+	ep.Hang = true
 	reg := prometheus.NewRegistry()
 	n := notify.New(notify.Options{Registerer: reg, QueueSize: 2, Workers: 1, Timeout: time.Hour})
 	p := []config.Notification{{Name: "hook", Type: config.Webhook, Address: ep.URL}}
@@ -400,7 +351,7 @@ func TestNeverBlocks(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Notify blocked on a hanging endpoint")
 	}
-	<-ep.got // the worker is stuck on the first message
+	<-ep.Got // the worker is stuck on the first message
 	if d := counter(t, reg, "deliver_notify_dropped_total", "webhook"); d != 3 {
 		t.Errorf("dropped = %v, want 3 (queue of 2)", d)
 	}
@@ -439,7 +390,7 @@ func TestRedaction(t *testing.T) {
 	red := secrets.NewRedactor(secrets.RedactorOptions{})
 	red.Add(leaked)
 	ep := newEndpoint(t, http.StatusUnauthorized)
-	ep.body = `{"message":"Bad credentials","echo":"Bearer ` + token + `"}`
+	ep.Body = `{"message":"Bad credentials","echo":"Bearer ` + token + `"}`
 	gone := newEndpoint(t)
 	slackURL := gone.URL + "/services/T0/B0/" + "slack-path-secret"
 	gone.Close()
@@ -461,7 +412,7 @@ func TestRedaction(t *testing.T) {
 		{Name: "chat", Type: config.Slack, SecretRef: &config.SecretKeyRef{Name: "slack"}},
 	}, e)
 	closeNotifier(t, n)
-	reqs := ep.requests()
+	reqs := ep.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1 (401 is not retried)", len(reqs))
 	}
@@ -486,3 +437,34 @@ func TestRedaction(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestStatusOrder: the outcome of a delivery replaces its pending commit
+// status when that was not sent yet or failed, so the last status on the
+// commit is the outcome, whatever the timing of the retries.
+func TestStatusOrder(t *testing.T) {
+	t.Parallel()
+	for _, codes := range [][]int{{201}, {500, 201}, {500, 500, 201}} {
+		t.Run(fmt.Sprint(codes), func(t *testing.T) {
+			t.Parallel()
+			ep := newEndpoint(t, codes...)
+			n := notify.New(notify.Options{Secrets: secretMap(map[string]string{"gh/token": "t0k3n-abc"}), RetryBase: time.Millisecond, Workers: 4})
+			p := []config.Notification{{Name: "gh", Type: config.GitHub, Address: ep.URL, Repository: "acme/deploy", SecretRef: &config.SecretKeyRef{Name: "gh"}}}
+			start, done := pending, success
+			start.Environment = "prod"
+			n.Notify(p, start)
+			n.Notify(p, done)
+			closeNotifier(t, n)
+			reqs := ep.Requests()
+			if len(reqs) == 0 {
+				t.Fatal("no request")
+			}
+			var last struct{ State string }
+			if err := json.Unmarshal(reqs[len(reqs)-1].Body, &last); err != nil {
+				t.Fatal(err)
+			}
+			if last.State != "success" {
+				t.Errorf("last status %q, want success (%d requests)", last.State, len(reqs))
+			}
+		})
+	}
+}

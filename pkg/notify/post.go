@@ -36,7 +36,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"type"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sent, m.failed, m.dropped)
+		// A second Notifier on the same registry (a Reconciler run
+		// again) counts on in the first one's counters.
+		for _, c := range []**prometheus.CounterVec{&m.sent, &m.failed, &m.dropped} {
+			if err := reg.Register(*c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					panic(err) // a programming error, as MustRegister's
+				}
+				*c = are.ExistingCollector.(*prometheus.CounterVec)
+			}
+		}
 	}
 	return m
 }
