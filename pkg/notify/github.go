@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -32,7 +33,7 @@ func (n *Notifier) github(ctx context.Context, p config.Notification, e Event, t
 		return nil, permanent(errors.New("repository: want owner/name"))
 	}
 	state := map[Result]string{Pending: "pending", Succeeded: "success", Failed: "failure"}[e.Result]
-	address := strings.TrimSuffix(cmpOr(p.Address, config.DefaultGitHubAddress), "/") +
+	address := strings.TrimSuffix(cmp.Or(p.Address, config.DefaultGitHubAddress), "/") +
 		"/repos/" + repo + "/statuses/" + e.Revision
 	req, _, err := n.newJSONRequest(ctx, address, githubStatus{
 		State:       state,
@@ -58,11 +59,4 @@ func repository(p config.Notification, e Event) (string, error) {
 		return "", permanent(err)
 	}
 	return r, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

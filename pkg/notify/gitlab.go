@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -25,7 +26,7 @@ func (n *Notifier) gitlab(ctx context.Context, p config.Notification, e Event, t
 		return nil, err
 	}
 	state := map[Result]string{Pending: "running", Succeeded: "success", Failed: "failed"}[e.Result]
-	address := strings.TrimSuffix(cmpOr(p.Address, config.DefaultGitLabAddress), "/") +
+	address := strings.TrimSuffix(cmp.Or(p.Address, config.DefaultGitLabAddress), "/") +
 		"/api/v4/projects/" + url.PathEscape(project) + "/statuses/" + e.Revision
 	req, _, err := n.newJSONRequest(ctx, address, gitlabStatus{
 		State:       state,

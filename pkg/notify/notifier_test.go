@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,21 +265,9 @@ func TestFilters(t *testing.T) {
 		got = append(got, r.Path+" "+string(p.Result))
 	}
 	want := []string{"/all failed", "/all succeeded", "/failures failed"}
-	if diff := cmp.Diff(want, sortStrings(got)); diff != "" {
+	if diff := cmp.Diff(want, slices.Sorted(slices.Values(got))); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
-}
-
-func sortStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // TestRetries: 5xx, 429 and network errors are retried with backoff up to
