@@ -250,15 +250,14 @@ wait:
 	n.cancel()
 	n.queue.ShutDown()
 	n.wg.Wait()
+	// Messages waiting for a retry when the queue shut down.
 	n.mu.Lock()
-	left := len(n.messages)
-	clear(n.messages)
-	n.mu.Unlock()
-	if left > 0 {
-		// Messages waiting for a retry when the queue shut down.
-		n.metrics.dropped.WithLabelValues("unknown").Add(float64(left))
-		n.log.Warn("notifications dropped at shutdown", "count", left)
+	defer n.mu.Unlock()
+	for _, m := range n.messages {
+		n.metrics.dropped.WithLabelValues(string(m.p.Type)).Inc()
+		n.log.Warn("notification dropped: the notifier stopped", "provider", m.p.Name, "type", m.p.Type, "app", m.e.App, "result", m.e.Result)
 	}
+	clear(n.messages)
 }
 
 func (n *Notifier) backlog() int {

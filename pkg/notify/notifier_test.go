@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -368,6 +369,52 @@ func TestNeverBlocks(t *testing.T) {
 			t.Errorf("failed = %v, want 1 (two attempts that timed out)", f)
 		}
 	})
+
+	t.Run("waiting for a retry at close", func(t *testing.T) {
+		ep := newEndpoint(t, http.StatusServiceUnavailable)
+		reg := prometheus.NewRegistry()
+		n := notify.New(notify.Options{Registerer: reg, RetryBase: time.Hour})
+		n.Notify([]config.Notification{{Name: "hook", Type: config.Webhook, Address: ep.URL}}, failure)
+		<-ep.Got // the first attempt; the retry is an hour away
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		n.Close(ctx)
+		if d := counter(t, reg, "deliver_notify_dropped_total", "webhook"); d != 1 {
+			t.Errorf("dropped = %v, want 1", d)
+		}
+	})
+}
+
+// TestDescriptionLimit: a long reason is cut to GitHub's 140 characters,
+// marked with an ellipsis; the webhook keeps it whole.
+func TestDescriptionLimit(t *testing.T) {
+	t.Parallel()
+	gh, hook := newEndpoint(t, http.StatusCreated), newEndpoint(t)
+	n := notify.New(notify.Options{Secrets: secretMap(map[string]string{"gh/token": "t0k3n-abc"})})
+	e := failure
+	e.Reason = strings.Repeat("é", 300)
+	n.Notify([]config.Notification{
+		{Name: "gh", Type: config.GitHub, Address: gh.URL, Repository: "acme/deploy", SecretRef: &config.SecretKeyRef{Name: "gh"}},
+		{Name: "hook", Type: config.Webhook, Address: hook.URL},
+	}, e)
+	closeNotifier(t, n)
+	var s struct{ Description string }
+	var p notify.Payload
+	if len(gh.Requests()) != 1 || len(hook.Requests()) != 1 {
+		t.Fatalf("requests: %d, %d; want 1 each", len(gh.Requests()), len(hook.Requests()))
+	}
+	if err := json.Unmarshal(gh.Requests()[0].Body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(hook.Requests()[0].Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if n := utf8.RuneCountInString(s.Description); n != 140 || !strings.HasSuffix(s.Description, "…") {
+		t.Errorf("description of %d characters: %q", n, s.Description)
+	}
+	if p.Reason != e.Reason {
+		t.Errorf("webhook reason cut: %d characters", utf8.RuneCountInString(p.Reason))
+	}
 }
 
 // TestRedaction: a secret value in the reason is masked in the payload;

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,13 @@ func TestNotifications(t *testing.T) {
 		return appStatus(r, "web").Result == "succeeded" && appStatus(r, "bad").Failures >= 3
 	})
 	stop() // Run returns once the notifications queued are sent
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, m := range []string{`deliver_notify_sent_total{type="github"} 4`, `deliver_notify_sent_total{type="slack"} 2`, `deliver_notify_sent_total{type="webhook"} 2`} {
+		if !strings.Contains(rec.Body.String(), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 	head := repo.Head()
 	badObject := "ConfigMap/" + ns + "/bad"
 
