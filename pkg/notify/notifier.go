@@ -228,6 +228,11 @@ func (n *Notifier) enqueue(m *message) {
 		n.log.Warn("notification dropped: queue full", "provider", m.p.Name, "type", m.p.Type, "app", m.e.App, "result", m.e.Result)
 		return
 	}
+	if replaces {
+		// The new message gets its own attempts, not the backoff of the
+		// one it replaces.
+		n.queue.Forget(key)
+	}
 	// A key being sent is queued again once its worker is done with it.
 	n.queue.Add(key)
 }
