@@ -309,7 +309,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 			defer mu.Unlock()
 			p.DryRuns++
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s (%s): dry-run: %w", c.ID, c.Origin, err))
+				errs = append(errs, &ObjectError{ID: c.ID, Origin: c.Origin, Step: "dry-run", Err: err})
 			}
 			return
 		}
@@ -325,7 +325,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		defer mu.Unlock()
 		p.DryRuns++
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): dry-run: %w", c.ID, c.Origin, err))
+			errs = append(errs, &ObjectError{ID: c.ID, Origin: c.Origin, Step: "dry-run", Err: err})
 		}
 	})
 	if len(errs) > 0 {

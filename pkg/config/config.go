@@ -45,6 +45,9 @@ type Config struct {
 	// windows concern it, while none of them is), and deliver apply
 	// refuses unless --ignore-windows.
 	Windows []Window `yaml:"windows,omitempty" json:"windows,omitempty"`
+	// Notifications (issue 20, notify): commit statuses and messages the
+	// reconciler sends after each delivery (docs/notify.md).
+	Notifications []Notification `yaml:"notifications,omitempty" json:"notifications,omitempty"`
 }
 
 // Defaults are settings shared by all apps.
@@ -374,6 +377,7 @@ func (c *Config) Validate() error {
 	if _, err := c.compileWindows(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, validateNotifications(c.Notifications, names, c.Environments)...) // issue 20, notify
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			errs = append(errs, fmt.Errorf("dependency cycle: %s", strings.Join(cycle, " -> ")))

@@ -27,6 +27,9 @@ type Resolved struct {
 	// of an app and Environment. Not part of an app's inputs: they say
 	// when an app is delivered, not what.
 	Windows []*window.Window
+	// Notifications (issue 20, notify): the providers told of deliveries;
+	// all of them, each filtering by app and environment itself.
+	Notifications []Notification
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -67,6 +70,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 	if r.Windows, err = c.compileWindows(); err != nil {
 		return nil, err
 	}
+	r.Notifications = c.Notifications // issue 20, notify
 	disabled := map[string]bool{}
 	for _, a := range c.Apps {
 		o := env.Apps[a.Name]

@@ -26,6 +26,7 @@ import (
 // cancelled through its context), then releases the Lease; Run then
 // returns nil. It returns an error only when it cannot start.
 func (r *Reconciler) Run(ctx context.Context) error {
+	defer r.startNotify()() // issue 20, notify: stopped last, after the runs
 	if r.opts.Listen != "" {
 		ln, err := net.Listen("tcp", r.opts.Listen)
 		if err != nil {
@@ -567,6 +568,7 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	po.Session = l.mgr.Session()
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
+	note := r.notifyStart(name, rev, sh.config)
 	start := time.Now()
 	res, err := pipeline.Apply(ctx, po)
 	dur := time.Since(start)
@@ -585,6 +587,7 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 		err = fmt.Errorf("app %s: not found at %s", name, short(rev))
 	}
 	l.finish(ctx, name, rev, ar, err, dur)
+	note.done(ctx, ar, err, dur)
 }
 
 // finish records a run: status, metrics, the app's new inventory for

@@ -50,6 +50,7 @@ import (
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
+	notifications "github.com/deliverhq/deliver/pkg/notify"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/secrets"
 )
@@ -344,6 +345,8 @@ type Reconciler struct {
 	kube    kubernetes.Interface
 	// recorder records Events; nil with Options.DisableEvents.
 	recorder record.EventRecorder
+	// notifier sends deliver.yaml's notifications while Run runs.
+	notifier *notifications.Notifier
 	// inv watches the inventory Secrets while leading, ctl the
 	// ControlConfigMap.
 	inv atomic.Pointer[inventories]
