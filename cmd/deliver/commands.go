@@ -15,6 +15,7 @@ import (
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/plan"
 	"github.com/deliverhq/deliver/pkg/render"
 )
 
@@ -152,22 +153,30 @@ func terminalOrFile(w io.Writer) bool {
 func newDiffCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
 	var color string
+	var maxBytes int
 	cmd := &cobra.Command{
 		Use:   "diff",
 		Short: "Show what apply would change, with a server-side dry run; never writes",
 		Long: `diff renders every app and compares it with the cluster using server-side
 apply dry runs (only for objects that may have changed since deliver applied
-them; --full-dry-run for all). Secret values are masked.` + exitCodesHelp,
+them; --full-dry-run for all). Secret values are masked.
+
+-o markdown prints one body for a pull request comment: a summary table per
+environment and app, then each object's diff in a collapsible block, within
+--markdown-max-bytes (see docs/plans.md).` + exitCodesHelp,
 		Example: `  deliver diff --env prod
-  deliver diff --repo https://git.example.com/team/deploy.git --ref main -o json`,
+  deliver diff --repo https://git.example.com/team/deploy.git --ref main -o json
+  deliver diff --env staging --env prod -o markdown > plan.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.markdownMaxBytes = maxBytes
 			return runDiff(cmd, g, f, color)
 		},
 	}
 	addRunFlags(cmd, f, true)
-	f.output = addOutputFlag(cmd, "text", "json")
+	f.output = addOutputFlag(cmd, "text", "json", "markdown")
 	cmd.Flags().StringVar(&color, "color", "auto", "colour the diff: auto, always, never")
+	cmd.Flags().IntVar(&maxBytes, "markdown-max-bytes", plan.DefaultMaxBytes, "with -o markdown, the body's size bound: object diffs are left out from the end, with a note, to stay within it (GitHub refuses comments over 65,536 characters)")
 	return cmd
 }
 
@@ -180,7 +189,15 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	if f.output.is("json") {
+	if f.output.is("markdown") {
+		body, err := plan.Markdown([]*pipeline.Result{res}, plan.Options{MaxBytes: f.markdownMaxBytes, Redact: f.opts.Redactor.Redact})
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, body); err != nil {
+			return err
+		}
+	} else if f.output.is("json") {
 		type jsonApp struct {
 			Name  string          `json:"name"`
 			Plan  json.RawMessage `json:"plan,omitempty"`

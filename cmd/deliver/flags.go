@@ -29,6 +29,8 @@ type runFlags struct {
 	wait       bool
 	rollback   bool
 	noValidate bool
+	// markdownMaxBytes bounds diff -o markdown (plan.Options.MaxBytes).
+	markdownMaxBytes int
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
@@ -169,7 +171,11 @@ func (o *outputFormat) String() string { return o.value }
 // Set refuses a format the command does not print, naming those it does.
 func (o *outputFormat) Set(s string) error {
 	if !slices.Contains(o.formats, s) {
-		return fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(o.formats, " or "))
+		want := o.formats[0]
+		if last := len(o.formats) - 1; last > 0 {
+			want = strings.Join(o.formats[:last], ", ") + " or " + o.formats[last]
+		}
+		return fmt.Errorf("unknown output format %q (want %s)", s, want)
 	}
 	o.value = s
 	return nil
