@@ -135,10 +135,10 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	// The kubeconfig loader keeps the context it first used; a run of
 	// several environments that name different contexts would diff them
 	// all against the first one's cluster, so it is refused instead.
-	explicit := g.kube.Context != nil && *g.kube.Context != ""
+	checkContext := len(f.envs) > 1 && (g.kube.Context == nil || *g.kube.Context == "")
 	var firstContext *string
 	f.opts.Kube = func(kubeContext string) (*rest.Config, error) {
-		if !explicit {
+		if checkContext {
 			if firstContext != nil && *firstContext != kubeContext {
 				return nil, fmt.Errorf("the environments name different kubeconfig contexts (%q, then %q): diff them in separate runs, or choose one with --context", *firstContext, kubeContext)
 			}

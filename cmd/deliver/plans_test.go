@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/plan"
 )
@@ -147,5 +149,45 @@ func TestDiffSeveralEnvironments(t *testing.T) {
 		if code != 1 || !strings.Contains(out, "--env: "+verb+" takes one environment") {
 			t.Errorf("%s with two environments: exit %d, want 1 and a refusal:\n%s", verb, code, out)
 		}
+	}
+}
+
+// TestDiffEnvironmentsOfTwoContexts: environments that name different
+// kubeconfig contexts are refused in one diff run, naming both contexts
+// (the kubeconfig loader would keep the first one's cluster for all);
+// --context chooses one cluster for all of them.
+func TestDiffEnvironmentsOfTwoContexts(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns := env.Namespace(t)
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := cfg.Contexts[cfg.CurrentContext]
+	for _, name := range []string{"ctx-a", "ctx-b"} {
+		c := *current
+		cfg.Contexts[name] = &c
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	repo := gitserver.NewRepo(t, dir)
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n  - {name: web, namespace: "+ns+", manifests: {path: m}}\n"+
+		"environments:\n  a: {context: ctx-a}\n  b: {context: ctx-b}\n")
+	repo.WriteFile("m/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: debug}\n")
+	repo.CommitAll("two contexts")
+	args := []string{"diff", "--env", "a,b", "--kubeconfig", kubeconfig, "--path", dir, "--inventory-namespace", ns}
+	out, code := run(t, args...)
+	if code != 1 || !strings.Contains(out, `environment b: kubeconfig: the environments name different kubeconfig contexts ("ctx-a", then "ctx-b")`) {
+		t.Errorf("diff of two contexts: exit %d, want 1 and a refusal naming both:\n%s", code, out)
+	}
+	out, code = run(t, append(args, "--context", "ctx-b")...)
+	if code != 2 || !strings.Contains(out, "=== environment a") || !strings.Contains(out, "=== environment b") {
+		t.Errorf("diff of two contexts with --context: exit %d, want 2 and both environments:\n%s", code, out)
 	}
 }
