@@ -114,6 +114,9 @@ func fit(head string, blocks []string, max int) string {
 		used += len(blocks[kept])
 		kept++
 	}
+	if kept == 0 {
+		diffsHeading = ""
+	}
 	return head + leftOutNote(len(blocks)-kept, len(blocks), max) + diffsHeading + strings.Join(blocks[:kept], "")
 }
 
