@@ -20,18 +20,20 @@ import (
 
 // runFlags are the flags of render, diff and apply.
 type runFlags struct {
-	vault vaultFlags
-	opts  pipeline.Options
-	apps  []string
-	// envs are the --env values: one for render and apply, one or more
-	// for diff (see pipeline.DiffEnvironments).
-	envs       []string
+	vault      vaultFlags
+	opts       pipeline.Options
+	apps       []string
 	output     *outputFormat
 	logFormat  string
 	verbose    bool
 	wait       bool
 	rollback   bool
 	noValidate bool
+
+	// Plans in pull requests (issue #20).
+	// envs are the --env values: one for render and apply, one or more
+	// for diff (see pipeline.DiffEnvironments).
+	envs []string
 	// dryRun is apply --dry-run, which diffs (and so takes several --env).
 	dryRun bool
 	// markdownMaxBytes bounds diff -o markdown (plan.Options.MaxBytes).

@@ -60,7 +60,7 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		per, _ := strconv.Atoi(r.URL.Query().Get("per_page"))
 		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 		from := min(len(g.comments), (page-1)*per)
-		reply(g.comments[from:min(len(g.comments), from+per)])
+		reply(append([]fakeComment{}, g.comments[from:min(len(g.comments), from+per)]...)) // [] when none, as GitHub
 	case r.Method == http.MethodPost && r.URL.Path == "/repos/shop/web/issues/7/comments":
 		if err := json.Unmarshal(body, &in); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

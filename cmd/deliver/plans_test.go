@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,6 +97,19 @@ func TestDiffSeveralEnvironments(t *testing.T) {
 	if strings.Index(md, "`staging` at") > strings.Index(md, "`prod` at") {
 		t.Errorf("diff -o markdown: environments not in the order of --env:\n%s", md)
 	}
+	// What CI does with it (examples/app/ci): post it as the pull
+	// request's comment, as is.
+	gh := &fakeGitHub{}
+	srv := httptest.NewServer(gh)
+	defer srv.Close()
+	if out, err := runPostPlan(t, srv.URL, ciToken, md); err != nil {
+		t.Fatalf("post-plan.sh: %v\n%s", err, out)
+	}
+	gh.mu.Lock()
+	if len(gh.comments) != 1 || gh.comments[0].Body != md {
+		t.Errorf("post-plan.sh: want one comment holding the body as diff printed it; got %+v", gh.comments)
+	}
+	gh.mu.Unlock()
 
 	// Staging applied: only prod has changes, and the exit code says so.
 	apply("staging")
