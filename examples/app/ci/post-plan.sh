@@ -57,8 +57,8 @@ id=
 page=1
 while :; do
   github GET "$api/repos/$GITHUB_REPOSITORY/issues/$PR_NUMBER/comments?per_page=100&page=$page" >"$tmp/page.json"
-  id=$(jq -r --arg m "$marker" '[.[] | select((.body // "") | contains($m))][0].id // empty' "$tmp/page.json")
-  count=$(jq 'length' "$tmp/page.json")
+  id=$(jq -r --arg m "$marker" '[(. // [])[] | select((.body // "") | contains($m))][0].id // empty' "$tmp/page.json")
+  count=$(jq '(. // []) | length' "$tmp/page.json")
   if [ -n "$id" ] || [ "$count" -lt 100 ]; then
     break
   fi
