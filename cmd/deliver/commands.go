@@ -184,19 +184,24 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 	if err := f.prepare(cmd, g); err != nil {
 		return err
 	}
-	results, err := pipeline.DiffEnvironments(cmd.Context(), f.opts, f.envs)
-	if err != nil {
-		return err
-	}
+	results, runErr := pipeline.DiffEnvironments(cmd.Context(), f.opts, f.envs)
 	w := cmd.OutOrStdout()
+	if runErr != nil && !f.output.is("markdown") {
+		return runErr
+	}
 	switch {
 	case f.output.is("markdown"):
-		body, err := plan.Markdown(results, plan.Options{MaxBytes: f.markdownMaxBytes, Redact: f.opts.Redactor.Redact})
+		// Printed also when the run failed, saying so: CI posts it over
+		// the comment of an earlier run, which would otherwise stand.
+		body, err := plan.Markdown(results, plan.Options{MaxBytes: f.markdownMaxBytes, Redact: f.opts.Redactor.Redact, Err: runErr})
 		if err != nil {
-			return err
+			return errors.Join(runErr, err)
 		}
 		if _, err := io.WriteString(w, body); err != nil {
-			return err
+			return errors.Join(runErr, err)
+		}
+		if runErr != nil {
+			return runErr
 		}
 	case f.output.is("json"):
 		if err := writeDiffJSON(w, results); err != nil {

@@ -37,6 +37,12 @@ type Options struct {
 	// through it before it is measured. Default: nothing more than the
 	// plans' own masking and redaction.
 	Redact func(string) string
+	// Err is the error that stopped the run before it had a result for
+	// every environment (deliver.yaml, secrets, render, cluster), as
+	// pipeline.DiffEnvironments returns it: the body says the plan is
+	// incomplete and shows it, so that a comment from an earlier run is
+	// not left standing as if it were current. Default: none.
+	Err error
 }
 
 // Markdown returns the comment body for one diff run: results are the
@@ -84,6 +90,9 @@ func Markdown(results []*pipeline.Result, opts Options) (string, error) {
 		tables.WriteString(opts.Redact(errs.String()))
 	}
 	head := fmt.Sprintf("%s\n**deliver diff** (%d %s): %s\n%s", Marker, len(results), plural(len(results), "environment"), totals.summary(), tables.String())
+	if opts.Err != nil {
+		head += opts.Redact(fmt.Sprintf("\n### deliver diff failed: the plan is incomplete\n\n%s", fenced("text", opts.Err.Error())))
+	}
 	return fit(head, blocks, opts.MaxBytes), nil
 }
 

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -112,6 +113,7 @@ func TestMarkdown(t *testing.T) {
 	tests := []struct {
 		name    string
 		results []*pipeline.Result
+		err     error
 	}{
 		{
 			name: "one-environment",
@@ -147,6 +149,14 @@ func TestMarkdown(t *testing.T) {
 			}}},
 		},
 		{
+			// prod failed to render: staging's plan, then the error.
+			name: "run-error",
+			results: []*pipeline.Result{{Revision: rev, Environment: "staging", Apps: []*pipeline.AppResult{
+				{Name: "api", Namespace: "api", Plan: unchangedPlan("api")},
+			}}},
+			err: errors.New("environment prod: app web: render: values.yaml: token " + canaryError + ": ```not a fence```"),
+		},
+		{
 			name: "no-changes",
 			results: []*pipeline.Result{{Revision: rev, Apps: []*pipeline.AppResult{
 				{Name: "default", Namespace: "default", Plan: unchangedPlan("default")},
@@ -156,7 +166,7 @@ func TestMarkdown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Markdown(tt.results, Options{Redact: red.Redact})
+			got, err := Markdown(tt.results, Options{Redact: red.Redact, Err: tt.err})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +178,7 @@ func TestMarkdown(t *testing.T) {
 					t.Errorf("the body shows the secret value %q:\n%s", c, got)
 				}
 			}
-			again, _ := Markdown(tt.results, Options{Redact: red.Redact})
+			again, _ := Markdown(tt.results, Options{Redact: red.Redact, Err: tt.err})
 			if again != got {
 				t.Errorf("two bodies of the same results differ")
 			}

@@ -21,8 +21,8 @@ import (
 // (SOPS manifests and Helm values, Vault refs in values, manifests and a
 // label, a kustomize secretGenerator), before the first apply, after a
 // secret rotation in Vault, for the object the apiserver would reject,
-// for an app whose plan fails (its error in the body), and cut to a size
-// limit.
+// for an app whose plan fails (its error in the body), for a render that
+// fails (the run's error in the body), and cut to a size limit.
 func TestPlanNoSecretLeaks(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -111,6 +111,10 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 	// failhook delivers app web too: its inventory records the run without
 	// an environment, so the plan fails with an identity conflict, shown.
 	r.run("diff -o markdown of a failing app", 1, []string{"| failed |", "**`web`** failed"}, append(md, "--env", "failhook")...)
+	// A render that fails on the Secret holding canaries: the body says
+	// the plan failed, with the error.
+	r.run("diff -o markdown of a failing render", 1, []string{plan.Marker, "deliver diff failed", "postRenderers[0].kustomize.patches[1]"},
+		append(md, "--config", "postrender-fail.yaml")...)
 	r.run("diff -o markdown cut to 1500 bytes", 2, []string{"object diffs are left out"}, append(md, "--markdown-max-bytes", "1500")...)
 
 	t.Run("scan", func(t *testing.T) {
@@ -123,8 +127,8 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 				t.Errorf("LEAK %s", h)
 			}
 		}
-		if n != 5 {
-			t.Errorf("%d Markdown bodies scanned, want 5", n)
+		if n != 6 {
+			t.Errorf("%d Markdown bodies scanned, want 6", n)
 		}
 	})
 }
