@@ -15,6 +15,7 @@ import (
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/plan"
 	"github.com/deliverhq/deliver/pkg/render"
 )
 
@@ -152,22 +153,30 @@ func terminalOrFile(w io.Writer) bool {
 func newDiffCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
 	var color string
+	var maxBytes int
 	cmd := &cobra.Command{
 		Use:   "diff",
 		Short: "Show what apply would change, with a server-side dry run; never writes",
 		Long: `diff renders every app and compares it with the cluster using server-side
 apply dry runs (only for objects that may have changed since deliver applied
-them; --full-dry-run for all). Secret values are masked.` + exitCodesHelp,
+them; --full-dry-run for all). Secret values are masked.
+
+-o markdown prints one body for a pull request comment: a summary table per
+environment and app, then each object's diff in a collapsible block, within
+--markdown-max-bytes (see docs/plans.md).` + exitCodesHelp,
 		Example: `  deliver diff --env prod
-  deliver diff --repo https://git.example.com/team/deploy.git --ref main -o json`,
+  deliver diff --repo https://git.example.com/team/deploy.git --ref main -o json
+  deliver diff --env staging --env prod -o markdown > plan.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.markdownMaxBytes = maxBytes
 			return runDiff(cmd, g, f, color)
 		},
 	}
 	addRunFlags(cmd, f, true)
-	f.output = addOutputFlag(cmd, "text", "json")
+	f.output = addOutputFlag(cmd, "text", "json", "markdown")
 	cmd.Flags().StringVar(&color, "color", "auto", "colour the diff: auto, always, never")
+	cmd.Flags().IntVar(&maxBytes, "markdown-max-bytes", plan.DefaultMaxBytes, "with -o markdown, the body's size bound: object diffs are left out from the end, with a note, to stay within it (GitHub refuses comments over 65,536 characters)")
 	return cmd
 }
 
@@ -175,26 +184,91 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 	if err := f.prepare(cmd, g); err != nil {
 		return err
 	}
-	res, err := pipeline.Diff(cmd.Context(), f.opts)
-	if err != nil {
+	results, runErr := pipeline.DiffEnvironments(cmd.Context(), f.opts, f.envs)
+	w := cmd.OutOrStdout()
+	if runErr != nil && !f.output.is("markdown") {
+		return runErr
+	}
+	switch {
+	case f.output.is("markdown"):
+		// Printed also when the run failed, saying so: CI posts it over
+		// the comment of an earlier run, which would otherwise stand.
+		body, err := plan.Markdown(results, plan.Options{MaxBytes: f.markdownMaxBytes, Redact: f.opts.Redactor.Redact, Err: runErr})
+		if err != nil {
+			return errors.Join(runErr, err)
+		}
+		if _, err := io.WriteString(w, body); err != nil {
+			return errors.Join(runErr, err)
+		}
+		if runErr != nil {
+			return runErr
+		}
+	case f.output.is("json"):
+		if err := writeDiffJSON(w, results); err != nil {
+			return err
+		}
+	default:
+		useColor := color == "always" || (color == "auto" && isTerminal(w))
+		for _, res := range results {
+			if len(results) > 1 {
+				fmt.Fprintf(w, "=== environment %s at %s\n", res.Environment, res.Revision)
+			}
+			for _, a := range res.Apps {
+				fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+				if a.Unchanged {
+					fmt.Fprintln(w, unchangedNote)
+				}
+				printHeld(w, a.Held, "apply refuses it")
+				if a.Plan != nil {
+					if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	var errs []error
+	changes := false
+	for _, res := range results {
+		errs = append(errs, res.Err())
+		changes = changes || res.HasChanges()
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	w := cmd.OutOrStdout()
-	if f.output.is("json") {
-		type jsonApp struct {
-			Name  string          `json:"name"`
-			Plan  json.RawMessage `json:"plan,omitempty"`
-			Error string          `json:"error,omitempty"`
-			Held  string          `json:"held,omitempty"`
-		}
-		out := struct {
-			Revision string    `json:"revision"`
-			Dirty    bool      `json:"dirty,omitempty"`
-			Changes  bool      `json:"changes"`
-			Apps     []jsonApp `json:"apps"`
-		}{Revision: res.Revision, Dirty: res.Dirty, Changes: res.HasChanges()}
+	if changes {
+		return exitError{code: exitChanges}
+	}
+	return nil
+}
+
+// jsonDiff is one environment's diff -o json.
+type jsonDiff struct {
+	Environment string        `json:"environment,omitempty"`
+	Revision    string        `json:"revision"`
+	Dirty       bool          `json:"dirty,omitempty"`
+	Changes     bool          `json:"changes"`
+	Apps        []jsonDiffApp `json:"apps"`
+}
+
+type jsonDiffApp struct {
+	Name  string          `json:"name"`
+	Plan  json.RawMessage `json:"plan,omitempty"`
+	Error string          `json:"error,omitempty"`
+	Held  string          `json:"held,omitempty"`
+}
+
+// writeDiffJSON prints one environment's diff as an object; several as
+// an object with changes (whether any has) and environments, each as one
+// alone would print.
+func writeDiffJSON(w io.Writer, results []*pipeline.Result) error {
+	var envs []jsonDiff
+	changes := false
+	for _, res := range results {
+		out := jsonDiff{Environment: res.Environment, Revision: res.Revision, Dirty: res.Dirty, Changes: res.HasChanges()}
+		changes = changes || out.Changes
 		for _, a := range res.Apps {
-			ja := jsonApp{Name: a.Name, Error: a.Error, Held: a.Held}
+			ja := jsonDiffApp{Name: a.Name, Error: a.Error, Held: a.Held}
 			if a.Plan != nil {
 				var b strings.Builder
 				if err := a.Plan.WriteJSON(&b); err != nil {
@@ -204,33 +278,17 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 			}
 			out.Apps = append(out.Apps, ja)
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return err
-		}
-	} else {
-		useColor := color == "always" || (color == "auto" && isTerminal(w))
-		for _, a := range res.Apps {
-			fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
-			if a.Unchanged {
-				fmt.Fprintln(w, unchangedNote)
-			}
-			printHeld(w, a.Held, "apply refuses it")
-			if a.Plan != nil {
-				if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
-					return err
-				}
-			}
-		}
+		envs = append(envs, out)
 	}
-	if err := res.Err(); err != nil {
-		return err
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if len(envs) == 1 {
+		return enc.Encode(envs[0])
 	}
-	if res.HasChanges() {
-		return exitError{code: exitChanges}
-	}
-	return nil
+	return enc.Encode(struct {
+		Changes      bool       `json:"changes"`
+		Environments []jsonDiff `json:"environments"`
+	}{changes, envs})
 }
 
 func isTerminal(w any) bool {
@@ -240,7 +298,7 @@ func isTerminal(w any) bool {
 
 func newApplyCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
-	var dryRun, showDiff bool
+	var showDiff bool
 	cmd := &cobra.Command{
 		Use:   "apply",
 		Short: "Deliver every app: hooks, strategy, server-side apply, prune, wait",
@@ -253,7 +311,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
   deliver apply -f manifests/ -n web --app web`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dryRun {
+			if f.dryRun {
 				return runDiff(cmd, g, f, "auto")
 			}
 			if err := f.prepare(cmd, g); err != nil {
@@ -297,7 +355,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 	}
 	addRunFlags(cmd, f, true)
 	f.output = addOutputFlag(cmd, "text", "json")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what would change (same as diff)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "only show what would change (same as diff)")
 	cmd.Flags().BoolVar(&showDiff, "diff", false, "print the diff of what is applied, as diff does, before the results (one run instead of diff then apply); with -o json, each app's plan")
 	cmd.Flags().BoolVar(&f.opts.IgnoreWindows, "ignore-windows", false, "apply also the apps that a change window of deliver.yaml holds (docs/windows.md)")
 	cmd.Flags().BoolVar(&f.opts.Apply.NoForce, "fail-on-conflict", false, "fail when another field manager owns a field, instead of taking it over")

@@ -29,6 +29,15 @@ type runFlags struct {
 	wait       bool
 	rollback   bool
 	noValidate bool
+
+	// Plans in pull requests (issue #20).
+	// envs are the --env values: one for render and apply, one or more
+	// for diff (see pipeline.DiffEnvironments).
+	envs []string
+	// dryRun is apply --dry-run, which diffs (and so takes several --env).
+	dryRun bool
+	// markdownMaxBytes bounds diff -o markdown (plan.Options.MaxBytes).
+	markdownMaxBytes int
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
@@ -39,7 +48,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "git cache folder (default: the user cache folder)")
 	fl.BoolVar(&f.opts.RequireClean, "require-clean", false, "refuse a working tree with uncommitted changes (for CI)")
 	fl.StringVar(&f.opts.ConfigFile, "config", "deliver.yaml", "path of deliver.yaml inside the repository")
-	fl.StringVarP(&f.opts.Env, "env", "e", "", "environment of deliver.yaml")
+	fl.StringSliceVarP(&f.envs, "env", "e", nil, "environment of deliver.yaml (diff: repeat it, or separate with commas, for several)")
 	fl.StringSliceVar(&f.apps, "app", nil, "only these apps; with -f, the app's name (default \"default\")")
 	fl.StringVarP(&f.opts.Manifests, "filename", "f", "", "deliver this folder of plain manifests as one app, without deliver.yaml")
 	fl.StringSliceVar(&f.opts.Secrets.AgeKeyFiles, "age-key-file", nil, "age identity file for SOPS (SOPS_AGE_KEY and SOPS_AGE_KEY_FILE work too)")
@@ -76,6 +85,12 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 	f.opts.Apply.NoCreateDryRun = f.noValidate
 	if fl := cmd.Flags().Lookup("rollback-on-failure"); fl != nil && fl.Changed {
 		f.opts.RollbackOnFailure = &f.rollback
+	}
+	switch {
+	case len(f.envs) == 1:
+		f.opts.Env = f.envs[0]
+	case len(f.envs) > 1 && cmd.Name() != "diff" && !f.dryRun:
+		return fmt.Errorf("--env: %s takes one environment (diff takes several)", cmd.Name())
 	}
 	f.opts.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
 	auth, err := f.vault.auth()
@@ -119,7 +134,18 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 		f.opts.Apps = f.apps
 	}
 	f.opts.Auth = source.AuthFromEnv(os.LookupEnv)
+	// The kubeconfig loader keeps the context it first used; a run of
+	// several environments that name different contexts would diff them
+	// all against the first one's cluster, so it is refused instead.
+	checkContext := len(f.envs) > 1 && (g.kube.Context == nil || *g.kube.Context == "")
+	var firstContext *string
 	f.opts.Kube = func(kubeContext string) (*rest.Config, error) {
+		if checkContext {
+			if firstContext != nil && *firstContext != kubeContext {
+				return nil, fmt.Errorf("the environments name different kubeconfig contexts (%q, then %q): diff them in separate runs, or choose one with --context", *firstContext, kubeContext)
+			}
+			firstContext = &kubeContext
+		}
 		if kubeContext != "" && (g.kube.Context == nil || *g.kube.Context == "") {
 			// The environment names the cluster; --context still wins.
 			g.kube.Context = &kubeContext
@@ -169,7 +195,11 @@ func (o *outputFormat) String() string { return o.value }
 // Set refuses a format the command does not print, naming those it does.
 func (o *outputFormat) Set(s string) error {
 	if !slices.Contains(o.formats, s) {
-		return fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(o.formats, " or "))
+		want := o.formats[0]
+		if last := len(o.formats) - 1; last > 0 {
+			want = strings.Join(o.formats[:last], ", ") + " or " + o.formats[last]
+		}
+		return fmt.Errorf("unknown output format %q (want %s)", s, want)
 	}
 	o.value = s
 	return nil

@@ -63,7 +63,7 @@ func TestOutputFormats(t *testing.T) {
 	}{
 		{[]string{"render", "-o", "text"}, `unknown output format "text" (want yaml or json)`},
 		{[]string{"render", "-o", "xml"}, `unknown output format "xml" (want yaml or json)`},
-		{[]string{"diff", "-o", "yaml"}, `unknown output format "yaml" (want text or json)`},
+		{[]string{"diff", "-o", "yaml"}, `unknown output format "yaml" (want text, json or markdown)`},
 		{[]string{"apply", "-o", "yaml"}, `unknown output format "yaml" (want text or json)`},
 		{[]string{"apply", "-o", ""}, `unknown output format "" (want text or json)`},
 		{[]string{"status", "-o", "yaml"}, `unknown output format "yaml" (want text or json)`},

@@ -10,6 +10,8 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 // DiffOptions configure how a plan is printed.
@@ -36,16 +38,16 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 			}
 			continue
 		}
-		text, err := c.unifiedDiff(opts.Context)
+		text, err := p.maskedDiff(c, opts.Context)
 		if err != nil {
-			return fmt.Errorf("%s: diff: %w", c.ID, err)
+			return err
 		}
 		header := fmt.Sprintf("%s %s", c.ID, c.Type)
 		if c.Note != "" {
 			header += " (" + c.Note + ")"
 		}
 		fmt.Fprintln(w, colorize(opts.Color, "1", header))
-		for _, line := range strings.SplitAfter(p.redact(text), "\n") {
+		for _, line := range strings.SplitAfter(text, "\n") {
 			if line == "" {
 				continue
 			}
@@ -164,6 +166,52 @@ func colorize(on bool, code, s string) string {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// ObjectDiff is the diff of one changed object, as WriteDiff prints it:
+// Secret values masked and the text redacted.
+type ObjectDiff struct {
+	ID   object.ID
+	Type ChangeType
+	// Note explains an unusual change (see Change.Note).
+	Note string
+	// Recreate is set for an object deleted and re-created because an
+	// immutable field changed.
+	Recreate bool
+	// Text is the unified diff, live before git, with 3 lines of context.
+	Text string
+}
+
+// Diffs returns the diff of each object the plan creates, changes or
+// deletes, in the plan's order, masked and redacted as WriteDiff's: for
+// formats other than WriteDiff's and WriteJSON's (deliver diff -o
+// markdown), which must not show more than they do.
+func (p *Plan) Diffs() ([]ObjectDiff, error) {
+	var out []ObjectDiff
+	for _, c := range p.Changes {
+		if c.Type == ChangeUnchanged {
+			continue
+		}
+		text, err := p.maskedDiff(c, 3)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ObjectDiff{ID: c.ID, Type: c.Type, Note: c.Note, Recreate: c.Recreate, Text: text})
+	}
+	return out, nil
+}
+
+// maskedDiff is the change's unified diff with Secret values masked and
+// every line through the manager's Redact: what every format prints.
+func (p *Plan) maskedDiff(c *Change, context int) (string, error) {
+	text, err := c.unifiedDiff(context)
+	if err != nil {
+		return "", fmt.Errorf("%s: diff: %w", c.ID, err)
+	}
+	if p.redact == nil { // a plan made by hand, not by a Manager
+		return text, nil
+	}
+	return p.redact(text), nil
 }
 
 // unifiedDiff renders the masked before and after of the change.
@@ -304,11 +352,11 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {
-			text, err := c.unifiedDiff(3)
+			text, err := p.maskedDiff(c, 3)
 			if err != nil {
-				return fmt.Errorf("%s: diff: %w", c.ID, err)
+				return err
 			}
-			jc.Diff = p.redact(text)
+			jc.Diff = text
 		}
 		out.Changes = append(out.Changes, jc)
 	}

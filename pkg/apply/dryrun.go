@@ -37,7 +37,7 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	}
 	if err != nil {
 		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
-			c.Live, c.Type = live, ChangeUpdate
+			c.Live, c.Type, c.Recreate = live, ChangeUpdate, true
 			c.Note = "an immutable field changed: the object will be deleted and re-created"
 			return nil
 		}

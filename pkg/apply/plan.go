@@ -51,6 +51,9 @@ type Change struct {
 	// AdoptedFrom is the app the live object belongs to, when the object
 	// in git asks to take it over (AnnotationAdopt).
 	AdoptedFrom string `json:"adoptedFrom,omitempty"`
+	// Recreate is set on an update that changes an immutable field: the
+	// object will be deleted and re-created (see dryRun).
+	Recreate bool `json:"recreate,omitempty"`
 
 	stage   Stage
 	gvr     schema.GroupVersionResource
