@@ -74,6 +74,9 @@ func Markdown(results []*pipeline.Result, opts Options) (string, error) {
 			if a.Error != "" { // a skipped app's error says why
 				fmt.Fprintf(&errs, "\n**%s** %s:\n\n%s", code(a.Name), r.result, fenced("text", a.Error))
 			}
+			if a.Held != "" { // which change window, until when (docs/windows.md)
+				fmt.Fprintf(&errs, "\n**%s** held by a change window: apply refuses it.\n\n%s", code(a.Name), fenced("text", a.Held))
+			}
 			for i, d := range diffs {
 				var b strings.Builder
 				if i == 0 {
@@ -195,6 +198,9 @@ func appRow(a *pipeline.AppResult) (row, []apply.ObjectDiff, error) {
 		r.result = "changes"
 	default:
 		r.result = "no changes"
+	}
+	if a.Held != "" {
+		r.result += ", held"
 	}
 	if p == nil {
 		return r, nil, nil

@@ -120,6 +120,7 @@ func TestMarkdown(t *testing.T) {
 			results: []*pipeline.Result{{Revision: rev, Environment: "staging", Apps: []*pipeline.AppResult{
 				{Name: "web", Namespace: "web", Plan: webPlan("web")},
 				{Name: "api", Namespace: "api", Plan: unchangedPlan("api")},
+				{Name: "shop", Namespace: "shop", Plan: webPlan("shop"), Held: "deny window windows[0] (0 22 * * 5 for 56h, Europe/Berlin) until 2026-12-07T08:00:00+01:00"},
 			}}},
 		},
 		{
