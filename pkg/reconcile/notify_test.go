@@ -59,10 +59,17 @@ func TestNotifications(t *testing.T) {
 	stop() // Run returns once the notifications queued are sent
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	for _, m := range []string{`deliver_notify_sent_total{type="github"} 4`, `deliver_notify_sent_total{type="slack"} 2`, `deliver_notify_sent_total{type="webhook"} 2`} {
+	for _, m := range []string{`deliver_notify_sent_total{type="slack"} 2`, `deliver_notify_sent_total{type="webhook"} 2`} {
 		if !strings.Contains(rec.Body.String(), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
+	}
+	// A pending status still queued when the outcome comes is replaced by
+	// it (see notify.Notifier): 2 to 4 GitHub statuses, as the machine's
+	// load orders the worker and the run.
+	if got := rec.Body.String(); !strings.Contains(got, `deliver_notify_sent_total{type="github"} 2`) &&
+		!strings.Contains(got, `deliver_notify_sent_total{type="github"} 3`) && !strings.Contains(got, `deliver_notify_sent_total{type="github"} 4`) {
+		t.Errorf("/metrics: want 2 to 4 GitHub statuses sent")
 	}
 	head := repo.Head()
 	badObject := "ConfigMap/" + ns + "/bad"
@@ -88,6 +95,9 @@ func TestNotifications(t *testing.T) {
 	}
 	for ctxName, w := range want {
 		got := statuses[ctxName]
+		if len(got) == 1 { // the pending was replaced before it went out
+			w = w[1:]
+		}
 		if len(got) != len(w) {
 			t.Errorf("GitHub statuses of %s: %q, want %d", ctxName, got, len(w))
 			continue
