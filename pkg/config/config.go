@@ -201,7 +201,31 @@ type Environment struct {
 	Context string `yaml:"context,omitempty" json:"context,omitempty"`
 	// Apps overrides apps by name.
 	Apps map[string]Override `yaml:"apps,omitempty" json:"apps,omitempty"`
+
+	// Several clusters (issue #20, see docs/clusters.md).
+	// KubeconfigSecret names the Secret holding the kubeconfig of this
+	// environment's cluster, for the reconciler (deliver reconcile
+	// --clusters); the CLI uses Context instead. Unset: the reconciler's
+	// own cluster.
+	KubeconfigSecret *KubeconfigSecretRef `yaml:"kubeconfigSecret,omitempty" json:"kubeconfigSecret,omitempty"`
 }
+
+// KubeconfigSecretRef names a kubeconfig in a Secret of the reconciler's
+// own cluster, as Flux's spec.kubeConfig.secretRef does.
+type KubeconfigSecretRef struct {
+	// Name of the Secret.
+	Name string `yaml:"name" json:"name"`
+	// Key of the kubeconfig in the Secret's data. Default "value" (Flux's
+	// default).
+	Key string `yaml:"key,omitempty" json:"key,omitempty"`
+	// Namespace of the Secret. Default: the reconciler's namespace
+	// (--inventory-namespace).
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
+// DefaultKubeconfigKey is the key read when KubeconfigSecretRef.Key is
+// empty: Flux's, so that a Secret made for Flux serves deliver as is.
+const DefaultKubeconfigKey = "value"
 
 // Override changes an app in one environment.
 type Override struct {
@@ -361,6 +385,8 @@ func (c *Config) Validate() error {
 	}
 	sort.Strings(envNames)
 	for _, name := range envNames {
+		// Several clusters (issue #20).
+		errs = append(errs, checkKubeconfigSecret(name, c.Environments[name].KubeconfigSecret)...)
 		for app, o := range c.Environments[name].Apps {
 			if !names[app] {
 				errs = append(errs, fmt.Errorf("environments.%s.apps: unknown app %q", name, app))

@@ -30,6 +30,9 @@ type Resolved struct {
 	// Notifications (issue 20, notify): the providers told of deliveries;
 	// all of them, each filtering by app and environment itself.
 	Notifications []Notification
+	// Several clusters (issue #20): the environment's kubeconfig Secret
+	// for the reconciler, nil for the reconciler's own cluster.
+	KubeconfigSecret *KubeconfigSecretRef
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -64,7 +67,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			return nil, fmt.Errorf("unknown environment %q (deliver.yaml defines: %s)", name, strings.Join(known, ", "))
 		}
 	}
-	r := &Resolved{Environment: name, Context: env.Context}
+	r := &Resolved{Environment: name, Context: env.Context, KubeconfigSecret: env.KubeconfigSecret}
 	// Change windows (docs/windows.md).
 	var err error
 	if r.Windows, err = c.compileWindows(); err != nil {
