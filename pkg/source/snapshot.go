@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -76,6 +77,9 @@ type Snapshot struct {
 	// hashes memoises InputHash: the tree does not change. A pointer, so
 	// that a Snapshot stays printable and copyable.
 	hashes *hashMemo
+	// owners counts the open clones of an owned tree (see Clone); nil
+	// while there was never a clone.
+	owners *atomic.Int32
 }
 
 // Resolve returns the absolute, symlink-free path of rel (slash or OS
@@ -139,7 +143,9 @@ func (s *Snapshot) Close() error {
 		s.lock = nil
 	}
 	if s.owned {
-		err = errors.Join(err, removeTree(s.Dir))
+		if s.owners == nil || s.owners.Add(-1) == 0 {
+			err = errors.Join(err, removeTree(s.Dir))
+		}
 		s.owned = false
 	}
 	return err
