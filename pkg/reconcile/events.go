@@ -48,7 +48,8 @@ const eventComponent = "deliver-reconcile"
 // with a count, not thousands.
 func (r *Reconciler) newRecorder() (record.EventBroadcaster, record.EventRecorder) {
 	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.kube.CoreV1().Events("")})
+	// In the target cluster, next to the inventory Secret they are about.
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.eventsClient().CoreV1().Events("")})
 	return b, b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: eventComponent})
 }
 

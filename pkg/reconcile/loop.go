@@ -110,7 +110,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	defer cancel()
 	// One cluster session for every run while leading: one discovery and
 	// RESTMapper, and one rate limit, for all the apps (see apply.Session).
-	sess, err := apply.NewSession(r.opts.Config, apply.SessionOptions{})
+	sess, err := apply.NewSession(r.opts.Target, apply.SessionOptions{})
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -237,7 +237,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	r := l.r
 	po := r.opts.Pipeline
 	start := time.Now()
-	snap, err := source.Fetch(ctx, source.Options{URL: po.Repo, Ref: po.Ref, Auth: po.Auth, CacheDir: po.CacheDir})
+	snap, err := r.link.fetch(ctx, source.Options{URL: po.Repo, Ref: po.Ref, Auth: po.Auth, CacheDir: po.CacheDir})
 	r.metrics.fetchDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() == nil {
@@ -247,6 +247,9 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		return
 	}
 	apps, cfg, err := readApps(snap, po)
+	if err == nil {
+		err = r.link.checkCluster(cfg)
+	}
 	if err != nil {
 		snap.Close()
 		l.sourceFailed(ctx, po.Redactor.Error(fmt.Errorf("revision %.12s: %w", snap.Commit, err)).Error())
@@ -559,7 +562,7 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	if po.Manifests == "" {
 		po.Apps = []string{name}
 	}
-	cfg := r.opts.Config
+	cfg := r.opts.Target
 	po.Kube = func(string) (*rest.Config, error) { return cfg, nil }
 	// A shard may have just taken the app over from a replica that was
 	// delivering it: the new revision is applied only if that replica did

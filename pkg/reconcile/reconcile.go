@@ -143,6 +143,15 @@ type Options struct {
 	// wakes the loop when a window of a held app starts or ends. Default:
 	// the real clock.
 	Clock clock.WithDelayedExecution
+
+	// Several clusters (issue #20, see Clusters and docs/clusters.md).
+	// Target is the cluster delivered to: the runs, the inventories and
+	// the drift watches use it, while the status ConfigMap, the control
+	// ConfigMap and the Leases stay in Config's cluster. Default: Config.
+	Target *rest.Config
+	// StatusName is the name of the status ConfigMap's first page.
+	// Default StatusConfigMap.
+	StatusName string
 }
 
 // LeaderElection configures the Lease that elects the one replica that
@@ -201,6 +210,12 @@ func (o *Options) defaults() error {
 	}
 	if o.StatusNamespace == "" {
 		o.StatusNamespace = o.Pipeline.Apply.InventoryNamespace
+	}
+	if o.StatusName == "" {
+		o.StatusName = StatusConfigMap
+	}
+	if o.Target == nil {
+		o.Target = o.Config
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -315,6 +330,14 @@ type Status struct {
 	PausedAll bool `json:"pausedAll,omitempty"`
 	// Apps are in deliver.yaml order.
 	Apps []AppStatus `json:"apps"`
+
+	// Several clusters (issue #20): Env and Cluster name the environment
+	// and its cluster when a Clusters delivers it; ClusterError is why
+	// that cluster cannot be reached or its kubeconfig read, empty when
+	// it can.
+	Env          string `json:"env,omitempty"`
+	Cluster      string `json:"cluster,omitempty"`
+	ClusterError string `json:"clusterError,omitempty"`
 }
 
 // appState is an app's status plus the scheduling state behind it.
@@ -387,6 +410,10 @@ type Reconciler struct {
 	// windowWake wakes the loop when a window of a held app starts or
 	// ends (windows.go); guarded by mu.
 	windowWake windowWake
+
+	// link ties an engine to the Clusters that runs it: the shared
+	// fetch, triggers, the cluster's state; nil for a lone Reconciler.
+	link *engineLink
 }
 
 // New checks opts and returns a Reconciler. It reads the webhook secret
@@ -422,7 +449,13 @@ func New(opts Options) (*Reconciler, error) {
 // Trigger asks for a fetch, and the runs it calls for, at once rather
 // than at the next interval. It never blocks; triggers that come while one
 // is pending are merged.
-func (r *Reconciler) Trigger() { notify(r.trigger) }
+func (r *Reconciler) Trigger() {
+	if r.link != nil {
+		r.link.trigger() // the Clusters fetches, for every engine
+		return
+	}
+	notify(r.trigger)
+}
 
 func notify(ch chan struct{}) {
 	select {
@@ -436,6 +469,7 @@ func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := Status{Revision: r.head, SourceError: r.sourceErr, Leader: r.leading.Load(), PausedAll: r.ctl.Load().pausedAll()}
+	r.link.describe(&st)
 	for _, name := range r.order {
 		st.Apps = append(st.Apps, r.apps[name].snapshot())
 	}

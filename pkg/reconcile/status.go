@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -95,6 +97,7 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 	if st.SourceError != "" {
 		ann[AnnotationSourceError] = st.SourceError
 	}
+	clusterAnnotations(st, ann)
 	// The first page's annotations ride along in its comparison under
 	// keys no app name can have (app names are DNS labels).
 	cmp := make([]map[string]string, pages)
@@ -102,6 +105,7 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 		cmp[i] = maps.Clone(data[i])
 	}
 	cmp[0]["/revision"], cmp[0]["/source-error"] = st.Revision, st.SourceError
+	cmp[0]["/cluster-error"] = st.ClusterError
 	r.mu.Lock()
 	written := r.written
 	r.mu.Unlock()
@@ -127,7 +131,7 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 		if i == 0 {
 			pageAnn = ann
 		}
-		if err := r.putStatus(ctx, statusPageName(i), data[i], pageAnn); err != nil {
+		if err := r.putStatus(ctx, r.statusPageName(i), data[i], pageAnn); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -138,8 +142,8 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context) {
 		// sharded replica leaves them (another replica may still count
 		// more apps); readers read as many pages as the first names.
 		for i := pages; i < len(written); i++ {
-			if err := r.kube.CoreV1().ConfigMaps(r.opts.StatusNamespace).Delete(ctx, statusPageName(i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("status %s/%s: delete: %w", r.opts.StatusNamespace, statusPageName(i), err))
+			if err := r.kube.CoreV1().ConfigMaps(r.opts.StatusNamespace).Delete(ctx, r.statusPageName(i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("status %s/%s: delete: %w", r.opts.StatusNamespace, r.statusPageName(i), err))
 			}
 		}
 	}
@@ -190,11 +194,22 @@ const AnnotationStatusPages = "deliver.dev/status-pages"
 func statusPages(apps int) int { return max(1, (apps+statusPageApps-1)/statusPageApps) }
 
 // statusPageName is the name of page i.
-func statusPageName(i int) string {
-	if i == 0 {
-		return StatusConfigMap
+func (r *Reconciler) statusPageName(i int) string {
+	return statusPageName(cmp.Or(r.opts.StatusName, StatusConfigMap), i)
+}
+
+// statusPageName is the name of page i of the status whose first page is
+// first: first-1, -2, ..., or first.1, .2, ... for an environment's
+// (deliver-status.<env>, see Clusters), whose names would otherwise
+// collide with another environment's (staging-1).
+func statusPageName(first string, i int) string {
+	switch {
+	case i == 0:
+		return first
+	case strings.Contains(first, "."):
+		return first + "." + strconv.Itoa(i)
 	}
-	return StatusConfigMap + "-" + strconv.Itoa(i)
+	return first + "-" + strconv.Itoa(i)
 }
 
 // statusPageOf is the page of app among pages.
@@ -230,8 +245,14 @@ func statusEntry(a AppStatus) AppStatus {
 // first page (StatusConfigMap, with the annotations) with the apps of
 // every page in its Data. A NotFound error when there is none.
 func ReadStatus(ctx context.Context, kc kubernetes.Interface, ns string) (*corev1.ConfigMap, error) {
+	return ReadStatusNamed(ctx, kc, ns, StatusConfigMap)
+}
+
+// ReadStatusNamed is ReadStatus of the status whose first page is name,
+// such as an environment's (EnvStatusName).
+func ReadStatusNamed(ctx context.Context, kc kubernetes.Interface, ns, name string) (*corev1.ConfigMap, error) {
 	cms := kc.CoreV1().ConfigMaps(ns)
-	first, err := cms.Get(ctx, StatusConfigMap, metav1.GetOptions{})
+	first, err := cms.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -240,12 +261,12 @@ func ReadStatus(ctx context.Context, kc kubernetes.Interface, ns string) (*corev
 		first.Data = map[string]string{}
 	}
 	for i := 1; i < pages; i++ {
-		page, err := cms.Get(ctx, statusPageName(i), metav1.GetOptions{})
+		page, err := cms.Get(ctx, statusPageName(name, i), metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			continue // not written yet: its apps have no status yet
 		case err != nil:
-			return nil, fmt.Errorf("%s/%s: %w", ns, statusPageName(i), err)
+			return nil, fmt.Errorf("%s/%s: %w", ns, statusPageName(name, i), err)
 		}
 		maps.Copy(first.Data, page.Data)
 	}
@@ -277,9 +298,8 @@ func (r *Reconciler) putStatus(ctx context.Context, name string, data, ann map[s
 	kc := r.kube
 	ns := r.opts.StatusNamespace
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: ann,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "deliver"}},
-		Data: data,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: ann, Labels: r.statusLabels()},
+		Data:       data,
 	}
 	cms := kc.CoreV1().ConfigMaps(ns)
 	// One writer (the leader) owns the whole object, so a plain update
@@ -307,7 +327,7 @@ func (r *Reconciler) putStatus(ctx context.Context, name string, data, ann map[s
 func (r *Reconciler) applyStatus(ctx context.Context, name string, data, ann map[string]string) error {
 	ns := r.opts.StatusNamespace
 	cm := corev1ac.ConfigMap(name, ns).WithAnnotations(ann).
-		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "deliver"}).WithData(data)
+		WithLabels(r.statusLabels()).WithData(data)
 	manager := fieldManager + "-" + shardLeaseName("", r.opts.Sharding.Identity)
 	_, err := r.kube.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: manager, Force: true})
 	if err != nil {

@@ -86,7 +86,7 @@ func TestStatusPages(t *testing.T) {
 			writes = append(writes, u.GetObject().(*corev1.ConfigMap).Name)
 		}
 	}
-	if want := statusPageName(statusPageOf("app-0042", 4)); len(writes) != 1 || writes[0] != want {
+	if want := statusPageName(StatusConfigMap, statusPageOf("app-0042", 4)); len(writes) != 1 || writes[0] != want {
 		t.Errorf("one app's new status wrote %q, want only %s", writes, want)
 	}
 	kc.ClearActions()
