@@ -78,10 +78,10 @@ const probeTimeout = 10 * time.Second
 // Clusters delivers several environments, each to its own cluster. Create
 // it with NewClusters, run it with Run.
 type Clusters struct {
-	opts    Options
-	log     *slog.Logger
-	kube    kubernetes.Interface
-	hook    *webhook
+	opts Options
+	log  *slog.Logger
+	kube kubernetes.Interface
+	hook *webhook
 	// metrics has the fetch's metrics and the process's; the engines
 	// have the rest, per environment.
 	metrics *metrics
