@@ -13,7 +13,11 @@ import (
 
 func newReconcileCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
-	var o reconcile.Options
+	var (
+		o        reconcile.Options
+		clusters bool
+		envs     *envList
+	)
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Keep the cluster equal to git: the in-cluster reconciler",
@@ -40,12 +44,22 @@ same annotation on the ConfigMap deliver-control pauses every app without a
 restart, and changing its annotation deliver.dev/requested-at asks for a
 fetch now (a standby replica that receives a webhook forwards it that way).
 
+With several --env (repeated or comma-separated), or with --clusters, each
+environment is delivered to its own cluster: the one its kubeconfigSecret
+in deliver.yaml names (a Secret in --inventory-namespace unless it says
+otherwise), or this reconciler's own. The repository is fetched once for
+all; each environment has its own engine, backoff and status ConfigMap
+(deliver-status.<env>, read with deliver status --env), and its metrics
+carry an env label; a cluster that cannot be reached holds up only its own
+apps (see docs/clusters.md).
+
 With --once it fetches once, delivers the apps that are due (new commit,
 drift, full resync), waits for them and exits: 0 when every app is
 delivered, 1 when one failed. Use it in CI or a CronJob next to, or
 instead of, the long-running reconciler.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
-    --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect`,
+    --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect
+  deliver reconcile --repo https://git.example.com/team/deploy.git --env staging --env prod --listen :8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.opts.Repo == "" {
@@ -62,6 +76,17 @@ instead of, the long-running reconciler.`,
 			// same structured log.
 			klog.SetSlogLogger(f.opts.Log)
 			o.Pipeline, o.Config, o.Log = f.opts, cfg, f.opts.Log
+			// Several clusters (issue #20).
+			if clusters || len(envs.list) > 1 {
+				if len(envs.list) == 0 {
+					return errors.New("--clusters needs the environments to deliver: --env")
+				}
+				c, err := reconcile.NewClusters(o, envs.list)
+				if err != nil {
+					return err
+				}
+				return c.Run(cmd.Context())
+			}
 			r, err := reconcile.New(o)
 			if err != nil {
 				return err
@@ -96,5 +121,8 @@ instead of, the long-running reconciler.`,
 	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
 	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")
 	fl.BoolVar(&o.Once, "once", false, "fetch once, deliver what is due, wait for it and exit (non-zero when an app failed)")
+	// Several clusters (issue #20).
+	envs = repeatableEnv(fl, &f.opts.Env)
+	fl.BoolVar(&clusters, "clusters", false, "deliver each --env to the cluster its kubeconfigSecret in deliver.yaml names (implied by several --env)")
 	return cmd
 }

@@ -48,11 +48,20 @@ type statusView struct {
 	// PausedAll: the ConfigMap deliver-control pauses every app.
 	PausedAll bool            `json:"pausedAll,omitempty"`
 	Apps      []appStatusView `json:"apps"`
+
+	// Several clusters (issue #20): with --env, the environment, its
+	// cluster and why it cannot be reached; without, the environments
+	// whose status a multi-cluster reconciler keeps here.
+	Env          string   `json:"env,omitempty"`
+	Cluster      string   `json:"cluster,omitempty"`
+	ClusterError string   `json:"clusterError,omitempty"`
+	Envs         []string `json:"envs,omitempty"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var (
 		ns     string
+		env    string
 		apps   []string
 		output *outputFormat
 	)
@@ -84,7 +93,12 @@ values never show: both sources are redacted when written.`,
 				return fmt.Errorf("status: %w", err)
 			}
 			mgr := apply.NewManager(sess, apply.Options{InventoryNamespace: ns})
-			st, err := readStatus(cmd.Context(), kc, mgr, ns, apps)
+			var st *statusView
+			if env != "" {
+				st, err = readEnvStatus(cmd.Context(), kc, ns, env, apps)
+			} else {
+				st, err = readStatus(cmd.Context(), kc, mgr, ns, apps)
+			}
 			if err != nil {
 				return err
 			}
@@ -100,6 +114,7 @@ values never show: both sources are redacted when written.`,
 	fl := cmd.Flags()
 	fl.StringVar(&ns, "inventory-namespace", "deliver-system", "namespace of the inventory Secrets and of the reconciler's status ConfigMap")
 	fl.StringSliceVar(&apps, "app", nil, "only these apps")
+	fl.StringVar(&env, "env", "", "the status a multi-cluster reconciler (deliver reconcile --clusters) keeps of this environment, in ConfigMap "+reconcile.EnvStatusName("ENV"))
 	output = addOutputFlag(cmd, "text", "json")
 	return cmd
 }
@@ -174,11 +189,17 @@ func readStatus(ctx context.Context, kc kubernetes.Interface, mgr *apply.Manager
 		v.Suspended = v.Suspended || st.PausedAll
 		st.Apps = append(st.Apps, *v)
 	}
+	if st.Revision == "" {
+		if st.Envs, err = statusEnvs(ctx, kc, ns); err != nil {
+			return nil, err
+		}
+	}
 	slices.SortFunc(st.Apps, func(a, b appStatusView) int { return strings.Compare(a.App, b.App) })
 	return st, nil
 }
 
 func printStatus(w io.Writer, st *statusView, now time.Time) error {
+	printClusters(w, st)
 	if st.Revision != "" || st.SourceError != "" {
 		fmt.Fprintf(w, "reconciler at %s", shortRev(st.Revision))
 		if st.SourceError != "" {

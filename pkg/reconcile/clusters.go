@@ -384,7 +384,9 @@ func (c *Clusters) supervise(ctx context.Context, s *supervisor) error {
 			if err != nil {
 				return fmt.Errorf("environment %s: %w", s.env, err)
 			}
-			if err := <-s.done; err != nil {
+			err := <-s.done
+			s.running = false
+			if err != nil {
 				return fmt.Errorf("environment %s: %w", s.env, err)
 			}
 			return nil

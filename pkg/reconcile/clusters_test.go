@@ -39,6 +39,16 @@ func clustersYAML(ns string) string {
 `
 }
 
+// clustersFiles are the files of a repository of clustersYAML: web is
+// blue in a, green in b.
+func clustersFiles(ns string) map[string]string {
+	return map[string]string{
+		"deliver.yaml":  clustersYAML(ns),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
+		"web-b/cm.yaml": configMap("web", map[string]string{"color": "green"}),
+	}
+}
+
 // countingRepo is newGitRepo with a count of the ref listings (one per
 // fetch, the ls-remote every fetch starts with).
 func countingRepo(t *testing.T, files map[string]string) (*gitRepo, *atomic.Int32) {
@@ -153,11 +163,7 @@ func TestClustersTwoControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, lists := countingRepo(t, map[string]string{
-		"deliver.yaml":  clustersYAML(ns),
-		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
-		"web-b/cm.yaml": configMap("web", map[string]string{"color": "green"}),
-	})
+	repo, lists := countingRepo(t, clustersFiles(ns))
 	// What one first fetch costs the server: a fetch into a cache of
 	// its own, counted, then the counter reset.
 	refCache := t.TempDir()
@@ -345,4 +351,54 @@ func TestClustersUnreachable(t *testing.T) {
 		t.Errorf("b's cluster error stays after recovery: %s", st.ClusterError)
 	}
 	t.Logf("observed: whole test %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestLoneReconcilerRefusesKubeconfigSecret: a Reconciler of one
+// environment delivers to its own cluster; an environment that names a
+// kubeconfigSecret is refused with a source error saying which reconciler
+// reads it, and nothing is delivered to the wrong cluster.
+func TestLoneReconcilerRefusesKubeconfigSecret(t *testing.T) {
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, clustersFiles(ns))
+	opts := options(t, repo, env.Config)
+	opts.Pipeline.Env = "b"
+	r, _ := start(t, opts)
+	waitFor(t, 30*time.Second, "a source error naming kubeconfigSecret", func() bool {
+		e := r.Status().SourceError
+		return strings.Contains(e, "environment b names kubeconfigSecret Secret cluster-b") && strings.Contains(e, "--clusters")
+	})
+	if cmData(t, ns, "web") != nil {
+		t.Errorf("web delivered to the reconciler's own cluster")
+	}
+}
+
+// TestClustersOnce: with Once, Run fetches once, delivers each
+// environment and returns: nil for the environment delivered, an error
+// naming the environment whose cluster is unreachable.
+func TestClustersOnce(t *testing.T) {
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, clustersFiles(ns))
+	opts := options(t, repo, env.Config)
+	opts.Once = true
+	closed, err := env.UnreachableKubeconfig("gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putKubeconfig(t, opts.Pipeline.Apply.InventoryNamespace, closed)
+	c, err := reconcile.NewClusters(opts, []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = c.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "environment b") || !strings.Contains(err.Error(), "unreachable") || strings.Contains(err.Error(), "environment a") {
+		t.Errorf("Run = %v, want an error naming environment b only", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Run returned only at the deadline")
+	}
+	if got := cmData(t, ns, "web")["color"]; got != "blue" {
+		t.Errorf("a's web color %q, want blue", got)
+	}
 }
