@@ -148,7 +148,8 @@ func httpGet(t *testing.T, h http.Handler, path string) (int, string) {
 // plane, whose kubeconfig it reads from a real Secret in the first; both
 // from one fetch per commit (counted at the git server). Inventories are
 // in each target cluster, status ConfigMaps deliver-status.a and .b in
-// the reconciler's, metrics carry env. Then cluster 2's API server stops:
+// the reconciler's, metrics carry env; an edit in cluster 2 is reverted
+// (its drift watch is there). Then cluster 2's API server stops:
 // a new commit still reaches cluster 1 at once, while b's app fails,
 // is retried with backoff and says so, and readiness names cluster 2.
 func TestClustersTwoControlPlanes(t *testing.T) {
@@ -228,6 +229,7 @@ func TestClustersTwoControlPlanes(t *testing.T) {
 	for _, want := range []string{
 		`deliver_reconcile_runs_total{app="web",env="a",result="succeeded"} 1`,
 		`deliver_reconcile_runs_total{app="web",env="b",result="succeeded"} 1`,
+		`deliver_reconcile_leader{env="a"} 1`,
 		`deliver_reconcile_cluster_reachable{cluster="own cluster",env="a"} 1`,
 		`deliver_reconcile_cluster_reachable{cluster="Secret ` + inv + `/cluster-b (key value)",env="b"} 1`,
 		`deliver_git_fetch_duration_seconds_count 1`,
@@ -239,6 +241,19 @@ func TestClustersTwoControlPlanes(t *testing.T) {
 	if code, body := httpGet(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d %s, want 200", code, body)
 	}
+
+	// Drift in cluster 2 is watched there and reverted.
+	cm2, err := kc2.CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm2.Data["color"] = "edited"
+	if _, err := kc2.CoreV1().ConfigMaps(ns).Update(ctx, cm2, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the edit in cluster 2 reverted", func() bool {
+		return cmDataIn(kc2, ns, "web")["color"] == "green"
+	})
 
 	// Cluster 2 goes away; a new commit for both.
 	second.StopAPIServer()
