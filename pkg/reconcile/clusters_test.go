@@ -365,6 +365,19 @@ func TestClustersUnreachable(t *testing.T) {
 	if st := envStatus(c, "b"); st.ClusterError != "" {
 		t.Errorf("b's cluster error stays after recovery: %s", st.ClusterError)
 	}
+
+	// Changed again, to a cluster that cannot be reached, while b's
+	// engine runs: the engine stops and b's worker is failed for it.
+	closed, err = env.UnreachableKubeconfig("gone-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putKubeconfig(t, inv, closed)
+	c.Trigger()
+	waitFor(t, 30*time.Second, "b's worker failed for its new cluster", func() bool {
+		a := envApp(c, "b", "worker")
+		return a.Result == apply.ResultFailed && strings.Contains(a.Message, "unreachable")
+	})
 	t.Logf("observed: whole test %s", time.Since(start).Round(time.Millisecond))
 }
 
