@@ -62,8 +62,14 @@ func (c *Cluster) UnreachableKubeconfig(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.KubeconfigAt(name, net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+}
+
+// KubeconfigAt returns a kubeconfig with c's credentials for the server
+// at hostPort instead of c's: a server that stalls, or is gone.
+func (c *Cluster) KubeconfigAt(name, hostPort string) ([]byte, error) {
 	cfg := rest.CopyConfig(c.Config)
-	cfg.Host = "https://" + net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	cfg.Host = "https://" + hostPort
 	return clientcmd.Write(*kubeconfigOf(map[string]*rest.Config{name: cfg}, name))
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -71,9 +72,14 @@ func countingRepo(t *testing.T, files map[string]string) (*gitRepo, *atomic.Int3
 // putKubeconfig stores kubeconfig as key value of Secret cluster-b in ns
 // of the reconciler's cluster.
 func putKubeconfig(t *testing.T, ns string, kubeconfig []byte) {
+	putSecret(t, ns, "cluster-b", kubeconfig)
+}
+
+// putSecret stores kubeconfig as key value of Secret name in ns.
+func putSecret(t *testing.T, ns, name string, kubeconfig []byte) {
 	t.Helper()
 	ctx := context.Background()
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-b", Namespace: ns}, Data: map[string][]byte{"value": kubeconfig}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string][]byte{"value": kubeconfig}}
 	secrets := env.Client().CoreV1().Secrets(ns)
 	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
@@ -428,5 +434,87 @@ func TestClustersOnce(t *testing.T) {
 	}
 	if got := cmData(t, ns, "web")["color"]; got != "blue" {
 		t.Errorf("a's web color %q, want blue", got)
+	}
+}
+
+// TestClustersSwitchCluster: a commit that moves environment b to another
+// kubeconfigSecret is not delivered to b's former cluster: b's engine
+// refuses it and is restarted on the new cluster, which here stalls (a
+// listener that never answers: the check of it takes its whole timeout,
+// time enough for an engine without the refusal to deliver the commit to
+// the former cluster), so b's app is failed for it and its object keeps
+// the former commit's content.
+func TestClustersSwitchCluster(t *testing.T) {
+	ns := env.Namespace(t)
+	deliverYAMLFor := func(secret string) string {
+		return deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: worker, namespace: $NS, manifests: {path: worker}}") + `environments:
+  a:
+    apps: {worker: {disabled: true}}
+  b:
+    kubeconfigSecret: {name: ` + secret + `}
+    apps: {web: {disabled: true}}
+`
+	}
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml":   deliverYAMLFor("kc-one"),
+		"web/cm.yaml":    configMap("web", map[string]string{"color": "blue"}),
+		"worker/cm.yaml": configMap("worker", map[string]string{"color": "green"}),
+	})
+	opts := options(t, repo, env.Config)
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	one, err := env.KubeconfigFor("one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			conn, err := stall.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, conn) // never answered
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		stall.Close()
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	two, err := env.KubeconfigAt("two", stall.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret(t, inv, "kc-one", one)
+	putSecret(t, inv, "kc-two", two)
+	c := startClusters(t, opts, "a", "b")
+	waitFor(t, 30*time.Second, "b's worker delivered through kc-one", func() bool {
+		return cmData(t, ns, "worker")["color"] == "green" && envApp(c, "b", "worker").Result == apply.ResultSucceeded
+	})
+	repo.WriteFile("deliver.yaml", deliverYAMLFor("kc-two"))
+	repo.WriteFile("worker/cm.yaml", configMap("worker", map[string]string{"color": "red"}))
+	repo.CommitAll("b moves to kc-two")
+	c.Trigger()
+	waitFor(t, 60*time.Second, "b's worker failed for kc-two", func() bool {
+		a := envApp(c, "b", "worker")
+		return a.Result == apply.ResultFailed && strings.Contains(a.Message, "/kc-two") && strings.Contains(a.Message, "unreachable")
+	})
+	if got := cmData(t, ns, "worker")["color"]; got != "green" {
+		t.Errorf("worker color %q in b's former cluster, want green: the commit for kc-two was delivered there", got)
+	}
+	if st := envStatus(c, "b"); !strings.Contains(st.Cluster, "/kc-two") {
+		t.Errorf("b's cluster %q, want kc-two", st.Cluster)
 	}
 }
