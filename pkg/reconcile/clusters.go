@@ -687,9 +687,13 @@ func (r *Reconciler) eventsClient() kubernetes.Interface {
 //	GET  /metrics  every engine's metrics with an env label, the fetch's,
 //	               and deliver_reconcile_cluster_reachable{env,cluster}
 //	GET  /healthz  200 unless the fetch loop or an engine's loop is stuck
-//	GET  /readyz   200 once every environment's engine runs, has done its
-//	               first pass and its cluster answers; else 503. The body
-//	               has a line per environment either way.
+//	GET  /readyz   200 once every environment's engine whose cluster
+//	               answers has done its first pass; 503 while one starts.
+//	               The body has a line per environment either way. An
+//	               unreachable cluster does not make the reconciler
+//	               unready: it is the cluster's fault, which status and
+//	               metrics report, and an unready pod would take the
+//	               webhook away from every other environment.
 func (c *Clusters) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if c.hook != nil {
@@ -722,8 +726,7 @@ func (c *Clusters) Handler() http.Handler {
 			st := s.r.Status()
 			switch {
 			case st.ClusterError != "":
-				ready = false
-				fmt.Fprintf(&b, "%s: not ready: %s\n", s.env, st.ClusterError)
+				fmt.Fprintf(&b, "%s: unreachable: %s\n", s.env, st.ClusterError)
 			case !s.r.ready.Load():
 				ready = false
 				fmt.Fprintf(&b, "%s: not ready: starting\n", s.env)

@@ -283,8 +283,8 @@ func TestClustersTwoControlPlanes(t *testing.T) {
 	if a := envApp(c, "a", "web"); a.Result != apply.ResultSucceeded || a.Failures != 0 {
 		t.Errorf("a's web = %+v, want succeeded: cluster 2 must not hold it up", a)
 	}
-	if code, body := httpGet(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "b: not ready") || !strings.Contains(body, "a: ok") {
-		t.Errorf("/readyz = %d %q, want 503 naming b", code, body)
+	if code, body := httpGet(t, h, "/readyz"); code != http.StatusOK || !strings.Contains(body, "b: unreachable") || !strings.Contains(body, "a: ok") {
+		t.Errorf("/readyz = %d %q, want 200 naming b unreachable", code, body)
 	}
 	_, metrics = httpGet(t, h, "/metrics")
 	for _, want := range []string{
@@ -351,8 +351,8 @@ func TestClustersUnreachable(t *testing.T) {
 	if _, m := httpGet(t, h, "/metrics"); !strings.Contains(m, `deliver_reconcile_cluster_reachable{cluster="Secret `+inv+`/cluster-b (key value)",env="b"} 0`) {
 		t.Errorf("metrics do not say b's cluster is unreachable")
 	}
-	if code, body := httpGet(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "b: not ready") {
-		t.Errorf("/readyz = %d %q, want 503 naming b", code, body)
+	if code, body := httpGet(t, h, "/readyz"); code != http.StatusOK || !strings.Contains(body, "b: unreachable") {
+		t.Errorf("/readyz = %d %q, want 200 naming b unreachable", code, body)
 	}
 	if cmData(t, ns, "worker") != nil {
 		t.Errorf("b's worker delivered while its cluster is unreachable")

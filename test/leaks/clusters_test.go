@@ -147,7 +147,7 @@ func TestClustersNoLeaks(t *testing.T) {
 	rec.get("/metrics")
 	rec.get("/healthz")
 	req, _ := http.NewRequest(http.MethodGet, "http://"+rec.addr+"/readyz", nil)
-	if code, body := rec.do(req); code != 503 || !strings.Contains(body, "gone: not ready") {
+	if code, body := rec.do(req); code != 200 || !strings.Contains(body, "gone: unreachable") {
 		t.Errorf("/readyz: %d %s", code, mask.Replace(body))
 	}
 	rec.stop()
