@@ -148,7 +148,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	inv := &Inventory{App: p.App, Revision: p.Revision, Time: time.Now().UTC(), Result: ResultApplying,
 		Identity: p.recordedIdentity(), Hooks: p.inventory.Hooks, ScaledDown: p.inventory.ScaledDown, Workloads: p.inventory.Workloads,
-		dropAdopt: p.AdoptedIdentity != nil, stored: p.inventory.stored}
+		dropAdopt: p.AdoptedIdentity != nil, stored: p.inventory.stored, History: p.inventory.History}
 	if p.AdoptedIdentity != nil {
 		r.rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
 	}
@@ -204,6 +204,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		inv.Workloads = m.workloadRecords(p)
 		// Only a run that applied everything vouches for its inputs.
 		inv.Inputs = p.opts.Inputs
+		inv.History = withHistory(inv.History, historyEntry(inv))
 	}
 	inv.Hooks = nil
 	for _, h := range r.hooksDone {

@@ -106,6 +106,7 @@ func inventoryOf(s *corev1.Secret) (*Inventory, error) {
 		return nil, fmt.Errorf("inventory %s/%s: decode: %w", s.Namespace, s.Name, err)
 	}
 	inv.adopt = adoptRequested(s.Annotations)
+	inv.Pin = PinOf(s.Annotations)
 	inv.stored = true
 	return inv, nil
 }

@@ -64,6 +64,13 @@ type Inventory struct {
 	// the same digest needs no render. Nil after a failed run, and when
 	// the inputs could not all be known.
 	Inputs *Inputs `json:"inputs,omitempty"`
+	// History lists the last MaxHistory revisions the app was delivered
+	// at successfully, oldest first (see history.go): what a rollback
+	// goes back to. A failed run adds none.
+	History []HistoryEntry `json:"history,omitempty"`
+	// Pin is the app's pin, read from the inventory Secret's annotations
+	// (see pin.go), not from its data; nil when the app is not pinned.
+	Pin *Pin `json:"-"`
 
 	// adopt is set when the inventory Secret is annotated with
 	// AnnotationAdopt: a run of another identity takes the app over.
