@@ -33,6 +33,9 @@ type appStatusView struct {
 	// Suspended: the app's inventory Secret carries the suspend
 	// annotation, or the reconciler was told to suspend it.
 	Suspended bool `json:"suspended,omitempty"`
+	// Pin is the app's pin (deliver pin, rollback): who held it at
+	// which revision, when and why.
+	Pin *apply.Pin `json:"pin,omitempty"`
 	// Run is what the app's lock says: a run under way, or one killed
 	// before it finished; absent when the lock is free.
 	Run *apply.RunState `json:"run,omitempty"`
@@ -146,6 +149,7 @@ func readStatus(ctx context.Context, kc kubernetes.Interface, mgr *apply.Manager
 		v := view(app)
 		v.Revision, v.Time, v.Result, v.Message = inv.Revision, inv.Time, inv.Result, inv.Message
 		v.Suspended = s.Annotations[reconcile.AnnotationSuspend] == "true"
+		v.Pin = inv.Pin
 		run, err := mgr.RunState(ctx, app)
 		if err != nil {
 			return nil, fmt.Errorf("status: %w", err)
@@ -250,7 +254,10 @@ func printStatus(w io.Writer, st *statusView, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.App, orDash(shortRev(a.Revision)), applied, age, orDash(result), rec, orDash(suspended), oneLine(msg))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printPins(w, st.Apps)
 }
 
 func shortRev(rev string) string {

@@ -345,7 +345,7 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 		defer sh.release()
 		for _, name := range r.order {
 			s := r.apps[name]
-			if s.running || s.Revision == head || s.Result != apply.ResultSucceeded || s.Failures > 0 || len(s.drift) > 0 || s.inputs == nil {
+			if s.running || s.Revision == head || s.Result != apply.ResultSucceeded || s.Failures > 0 || len(s.drift) > 0 || s.inputs == nil || r.pinOf(name) != nil {
 				continue
 			}
 			if r.shards != nil && !r.shards.owns(name) {
@@ -451,6 +451,7 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 				r.event(name, corev1.EventTypeNormal, ReasonResumed, "resumed")
 			}
 		}
+		r.notePin(s)
 		if s.Suspended {
 			continue
 		}
@@ -480,7 +481,7 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		}
 		running++
 		s.running, s.Result, s.Message = true, ResultRunning, reason
-		rev := r.head
+		rev := r.target(s)
 		sh := l.cur.acquire()
 		l.runs.Add(1)
 		go func() {
@@ -496,13 +497,14 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 // on an event).
 func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string, at time.Time) {
 	backingOff := s.Failures > 0 && now.Before(s.NextRetry)
+	head := r.target(s)
 	switch {
-	case s.Revision != r.head && s.failedRev != r.head:
-		return "revision " + short(r.head), time.Time{}
+	case s.Revision != head && s.failedRev != head:
+		return "revision " + short(head), time.Time{}
 	case backingOff:
 		return "", s.NextRetry
-	case s.Revision != r.head:
-		return fmt.Sprintf("retry %d of revision %s", s.Failures, short(r.head)), time.Time{}
+	case s.Revision != head:
+		return fmt.Sprintf("retry %d of revision %s", s.Failures, short(head)), time.Time{}
 	case s.Failures > 0:
 		return fmt.Sprintf("retry %d", s.Failures), time.Time{}
 	}
@@ -540,7 +542,7 @@ func (r *Reconciler) blockedBy(s *appState) string {
 		if !ok {
 			continue // filtered out with Options.Pipeline.Apps
 		}
-		if ds.running || ds.Revision != r.head {
+		if ds.running || ds.Revision != r.target(ds) {
 			return d
 		}
 	}
@@ -554,6 +556,7 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	po.Ref = rev
 	po.Snapshot = sh.snap
 	po.Config = sh.config
+	pinnedSource(&po, rev)
 	// The loop decided this app must run (its inputs changed, drift, a
 	// retry, a full resync): the run renders, whatever its inventory says.
 	po.ForceRender = true

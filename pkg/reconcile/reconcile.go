@@ -303,6 +303,9 @@ type AppStatus struct {
 	// Suspended is set while the app is paused (Options.Suspend or the
 	// annotation AnnotationSuspend): it is not delivered.
 	Suspended bool `json:"suspended,omitempty"`
+	// Pin is the app's pin (see pin.go): it is delivered at Pin.Revision
+	// and nothing newer until unpinned.
+	Pin *apply.Pin `json:"pin,omitempty"`
 	// Drift lists objects seen changed in the cluster since deliver
 	// applied them and not reverted yet.
 	Drift []string `json:"drift,omitempty"`
@@ -436,6 +439,7 @@ func New(opts Options) (*Reconciler, error) {
 		return nil, fmt.Errorf("reconcile: client: %w", err)
 	}
 	r.kube = kube
+	r.metrics.reg.MustRegister(r.pinnedGauge())
 	if opts.WebhookSecretFile != "" {
 		secret, err := readSecretFile(opts.WebhookSecretFile)
 		if err != nil {

@@ -32,6 +32,7 @@ const AnnotationSuspend = "deliver.dev/suspend"
 type invMeta struct {
 	uid       types.UID
 	suspended bool
+	pin       *apply.Pin // see pin.go
 }
 
 // inventories watches the metadata of the inventory Secrets (label
@@ -63,12 +64,12 @@ func newInventories(sess *apply.Session, ns string, onChange func(app string)) (
 		if app == "" {
 			return
 		}
-		meta := invMeta{uid: m.UID, suspended: m.Annotations[AnnotationSuspend] == "true"}
+		meta := invMeta{uid: m.UID, suspended: m.Annotations[AnnotationSuspend] == "true", pin: apply.PinOf(m.Annotations)}
 		iv.mu.Lock()
 		old, had := iv.apps[app]
 		iv.apps[app] = meta
 		iv.mu.Unlock()
-		if !had || old.suspended != meta.suspended {
+		if !had || old.suspended != meta.suspended || !old.pin.Equal(meta.pin) {
 			iv.onChange(app)
 		}
 	}
