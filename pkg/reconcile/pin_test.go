@@ -1,0 +1,147 @@
+package reconcile_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/pin"
+	"github.com/deliverhq/deliver/pkg/reconcile"
+)
+
+// pinnedApps reads the gauge deliver_reconcile_pinned_apps from r's
+// /metrics.
+func pinnedApps(t *testing.T, r *reconcile.Reconciler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	sc := bufio.NewScanner(rec.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "deliver_reconcile_pinned_apps "); ok {
+			return v
+		}
+	}
+	return "absent"
+}
+
+// TestPin: against the real control plane and a real git server, a pin
+// holds app web at an old revision while a new commit is delivered to app
+// other, drift of web is reverted to the pinned revision, the pin shows in
+// the status (ConfigMap too) and the gauge, it survives a restart (a new
+// Reconciler), and unpin lets web move to the head.
+func TestPin(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
+		"other/cm.yaml": configMap("other", map[string]string{"color": "blue"}),
+	})
+	first := repo.Head()
+	opts := options(t, repo, env.Config)
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	r, stop := start(t, opts)
+	delivered := func(r *reconcile.Reconciler, app, rev string) func() bool {
+		return func() bool {
+			a := appStatus(r, app)
+			return a.Revision == rev && a.Result == apply.ResultSucceeded
+		}
+	}
+	waitFor(t, 30*time.Second, "first delivery of web", delivered(r, "web", first))
+	commit := func(color string) string {
+		repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"color": color}))
+		repo.WriteFile("other/cm.yaml", configMap("other", map[string]string{"color": color}))
+		return repo.CommitAll(color)
+	}
+	second := commit("green")
+	waitFor(t, 30*time.Second, "second commit delivered", func() bool {
+		return delivered(r, "web", second)() && delivered(r, "other", second)()
+	})
+
+	// Pinned to the first commit, by an abbreviated SHA, through the
+	// library behind deliver pin.
+	po := opts.Pipeline
+	po.CacheDir = t.TempDir()
+	po.Kube = func(string) (*rest.Config, error) { return env.Config, nil }
+	res, err := pin.Pin(ctx, pin.Options{Pipeline: po, App: "web", Revision: first[:8], Reason: "green breaks uploads"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pin.Revision != first || res.Pin.By == "" || res.Pin.At.IsZero() || res.Previous != nil {
+		t.Fatalf("pin result %+v: want the full SHA %s, who, when, no previous pin", res.Pin, first)
+	}
+	waitFor(t, 30*time.Second, "web back at the pinned revision", func() bool {
+		a := appStatus(r, "web")
+		return delivered(r, "web", first)() && a.Pin != nil && cmData(t, ns, "web")["color"] == "blue"
+	})
+	if p := appStatus(r, "web").Pin; p.Reason != "green breaks uploads" || p.By != res.Pin.By || !p.At.Equal(res.Pin.At) {
+		t.Errorf("status pin %+v, want %+v", p, res.Pin)
+	}
+	if got := pinnedApps(t, r); got != "1" {
+		t.Errorf("deliver_reconcile_pinned_apps = %s, want 1", got)
+	}
+
+	// A new commit moves other, not web.
+	third := commit("red")
+	waitFor(t, 30*time.Second, "third commit delivered to other", func() bool {
+		return delivered(r, "other", third)() && cmData(t, ns, "other")["color"] == "red"
+	})
+	if a := appStatus(r, "web"); a.Revision != first || cmData(t, ns, "web")["color"] != "blue" {
+		t.Fatalf("pinned web moved: status %+v, color %s", a, cmData(t, ns, "web")["color"])
+	}
+
+	// Drift of web is reverted to the pinned revision, not the head.
+	patch := []byte(`{"data":{"color":"edited"}}`)
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "drift of web reverted to the pinned revision", func() bool {
+		return cmData(t, ns, "web")["color"] == "blue" && len(appStatus(r, "web").Drift) == 0
+	})
+
+	// The status ConfigMap, which deliver status reads, has the pin.
+	waitFor(t, 10*time.Second, "the pin in the status ConfigMap", func() bool {
+		cm, err := reconcile.ReadStatus(ctx, env.Client(), inv)
+		if err != nil {
+			return false
+		}
+		var a reconcile.AppStatus
+		return json.Unmarshal([]byte(cm.Data["web"]), &a) == nil && a.Pin != nil && a.Pin.Revision == first && a.Pin.Reason == "green breaks uploads"
+	})
+
+	// A new Reconciler (a restart, or another replica taking the lead)
+	// keeps the pin: it reads it from the inventory Secret.
+	stop()
+	r2, _ := start(t, opts)
+	fourth := commit("yellow")
+	waitFor(t, 30*time.Second, "the restarted reconciler delivers the fourth commit to other", func() bool {
+		return delivered(r2, "other", fourth)() && cmData(t, ns, "other")["color"] == "yellow"
+	})
+	if a := appStatus(r2, "web"); a.Revision != first || a.Pin == nil || cmData(t, ns, "web")["color"] != "blue" {
+		t.Fatalf("after a restart, pinned web: status %+v, color %s; want held at %s", a, cmData(t, ns, "web")["color"], first)
+	}
+
+	// Unpinned, web moves to the head.
+	un, err := pin.Unpin(ctx, pin.Options{Pipeline: po, App: "web"})
+	if err != nil || un.Previous == nil || un.Previous.Revision != first {
+		t.Fatalf("Unpin = %+v, %v; want the pin to %s removed", un, err, first)
+	}
+	waitFor(t, 30*time.Second, "unpinned web delivered at the head", func() bool {
+		return delivered(r2, "web", fourth)() && appStatus(r2, "web").Pin == nil && cmData(t, ns, "web")["color"] == "yellow"
+	})
+	if got := pinnedApps(t, r2); got != "0" {
+		t.Errorf("deliver_reconcile_pinned_apps = %s after unpin, want 0", got)
+	}
+}
