@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+// TestExamplePin runs examples/pin from a git repository against the real
+// control plane as its README says: release 1.0 is delivered, then a bad
+// 1.1; deliver rollback pins the app to 1.0's commit and applies it at
+// once, the migration hook of 1.0 run again; status shows the pin, who
+// set it, when and why; a second rollback finds nothing older; a pin of
+// an unknown revision fails naming it; unpin removes the pin.
+func TestExamplePin(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	inv := env.Namespace(t)
+	const ns = "pin-demo"
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	if out, err := exec.Command("cp", "-r", "../../examples/pin/.", repo.Dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v %s", err, out)
+	}
+	good := repo.CommitAll("release 1.0")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	source := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
+	deliver := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, code := run(t, append(args, source...)...)
+		if code != wantCode {
+			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return out
+	}
+	has := func(out string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	release := func() (config, image, migration string) {
+		t.Helper()
+		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "web-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "web-migrate", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cm.Data["release"], d.Spec.Template.Spec.Containers[0].Image, strings.Join(j.Spec.Template.Spec.Containers[0].Args, " ")
+	}
+	hookRan := "hook Job/" + ns + "/web-migrate (pre-apply) hook-ran"
+
+	has(deliver(0, "apply", "--timeout", "1m"), hookRan)
+	for _, f := range []string{"web/config.yaml", "web/deployment.yaml", "web/migrate.yaml"} {
+		data, err := os.ReadFile(filepath.Join(repo.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo.WriteFile(f, strings.ReplaceAll(string(data), "1.0", "1.1"))
+	}
+	bad := repo.CommitAll("release 1.1")
+	has(deliver(0, "apply", "--timeout", "1m"), hookRan)
+	if c, i, m := release(); c != "1.1" || i != "registry.example/web:1.1" || m != "migrate --to 1.1" {
+		t.Fatalf("after 1.1: release %s, image %s, migration %q", c, i, m)
+	}
+
+	out := deliver(0, "rollback", "web", "--reason", "1.1 returns 500s, INC-1234", "--timeout", "1m")
+	has(out, "rolled back app web from "+bad[:12]+" to "+good[:12], "pinned by ", "1.1 returns 500s, INC-1234",
+		hookRan, "ConfigMap/"+ns+"/web-config configured", "Deployment/"+ns+"/web configured")
+	if c, i, m := release(); c != "1.0" || i != "registry.example/web:1.0" || m != "migrate --to 1.0" {
+		t.Errorf("after the rollback: release %s, image %s, migration %q; want 1.0's", c, i, m)
+	}
+	secret, err := env.Client().CoreV1().Secrets(inv).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := apply.PinOf(secret.Annotations)
+	if p == nil || p.Revision != good || p.By == "" || p.At.IsZero() || p.Reason != "1.1 returns 500s, INC-1234" {
+		t.Fatalf("pin on the inventory Secret: %+v; want %s with who, when and why", p, good)
+	}
+
+	status, code := run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
+	if code != 0 {
+		t.Fatalf("status: exit %d:\n%s", code, status)
+	}
+	has(status, "web pinned to "+good[:12]+" by "+p.By+" at "+p.At.UTC().Format("2006-01-02T15:04:05Z")+": 1.1 returns 500s, INC-1234")
+	js, code := run(t, "status", "-o", "json", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
+	var sv statusView
+	if code != 0 || json.Unmarshal([]byte(js), &sv) != nil || len(sv.Apps) != 1 || sv.Apps[0].Pin == nil || sv.Apps[0].Pin.Revision != good {
+		t.Errorf("status -o json: exit %d, want app web with its pin:\n%s", code, js)
+	}
+
+	// 1.0 is the oldest revision in the history: nothing before it.
+	has(deliver(1, "rollback", "web", "--reason", "again"), "app web at "+good[:12]+": no previous successful revision")
+	has(deliver(1, "pin", "web", "--revision", "no-such-branch", "--reason", "x"), `app web: revision "no-such-branch" not found`)
+	has(deliver(1, "pin", "web", "--revision", bad[:10]), `required flag(s) "reason" not set`)
+
+	out, code = run(t, "unpin", "web", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
+	if code != 0 || !strings.Contains(out, "unpinned app web (was pinned to "+good[:12]+")") {
+		t.Fatalf("unpin: exit %d:\n%s", code, out)
+	}
+	status, _ = run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv)
+	if strings.Contains(status, "pinned to") {
+		t.Errorf("status after unpin still shows a pin:\n%s", status)
+	}
+	// Pinned again, to the bad revision by its abbreviated SHA: the full
+	// SHA is recorded.
+	has(deliver(0, "pin", "web", "--revision", bad[:10], "--reason", "test"), "pinned app web to "+bad)
+}
