@@ -1,0 +1,114 @@
+package leaks
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/sopstest"
+)
+
+// TestNoSecretLeaksPin drives deliver pin, rollback, unpin and status
+// over the leak fixture (an app whose Helm values hold SOPS and Vault
+// canaries, a git server behind a password canary) and scans every
+// output, and every object of the cluster (the pin annotations on the
+// inventory Secret included), for every canary: a pin of an unknown
+// revision (the error names the repository), a rollback that renders and
+// applies the canaries again and prints its report, status in text and
+// JSON with the pin.
+func TestNoSecretLeaksPin(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	ctx := context.Background()
+	c := newCanaries()
+	identity, recipient, err := sopstest.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ageKey = canary{Name: "age-identity", Value: identity}
+	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
+	sc := newScanner(c.all()...)
+	mask = sc.mask
+
+	base := t.TempDir()
+	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
+	out := filepath.Join(base, "out")
+	for _, d := range []string{"home", "tmp", "cache", "config"} {
+		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(vlt.Token)
+	for path, kv := range map[string][2]string{
+		"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value},
+		"leaks/hook": {"token", c.vaultHook.Value}, "leaks/worker": {"token", c.vaultWorkload.Value},
+	} {
+		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	gitRoot := filepath.Join(base, "git")
+	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
+	writeRepo(t, repo, ns, recipient, c)
+	first := repo.CommitAll("three apps")
+	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
+	r := &runner{
+		t: t,
+		environ: []string{
+			"PATH=" + os.Getenv("PATH"),
+			"HOME=" + filepath.Join(out, "home"),
+			"TMPDIR=" + filepath.Join(out, "tmp"),
+			"XDG_CACHE_HOME=" + filepath.Join(out, "cache"),
+			"XDG_CONFIG_HOME=" + filepath.Join(out, "config"),
+			"SOPS_AGE_KEY_FILE=" + ageFile,
+			"VAULT_ADDR=" + vlt.Addr,
+			"VAULT_TOKEN=" + vlt.Token,
+			"DELIVER_GIT_USERNAME=deliver",
+			"DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
+		},
+		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
+		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
+	}
+	withSource := func(args ...string) []string { return append(append(args, r.common...), r.cluster...) }
+
+	r.run("apply", 0, []string{"hook Job/" + ns + "/web-migrate (pre-apply) hook-ran"}, "apply", "-v")
+	second := commitSecond(t, repo, ns)
+	r.run("apply of web 1.1.0", 0, []string{"Deployment/" + ns + "/web configured"}, "apply", "--app", "web")
+	r.run("pin of an unknown revision", 1, []string{`app web: revision "no-such-tag" not found`}, withSource("pin", "web", "--revision", "no-such-tag", "--reason", "leak check")...)
+	r.run("rollback", 0, []string{"rolled back app web from " + second[:12] + " to " + first[:12], "Deployment/" + ns + "/web configured", "hook Job/" + ns + "/web-migrate (pre-apply) hook-ran"},
+		withSource("rollback", "web", "--reason", "leak check", "-v", "--timeout", "30s")...)
+	r.run("rollback -o json", 1, []string{"no previous successful revision"}, withSource("rollback", "web", "--reason", "again", "-o", "json")...)
+	r.run("status with a pin", 0, []string{"web pinned to " + first[:12] + " by "}, "status")
+	r.run("status -o json with a pin", 0, []string{`"pin": {`, `"reason": "leak check"`}, "status", "-o", "json")
+	r.run("pin -o json", 0, []string{`"revision": "` + second + `"`}, withSource("pin", "web", "--revision", "main", "--reason", "leak check", "-o", "json")...)
+	r.run("unpin", 0, []string{"unpinned app web"}, append([]string{"unpin", "web"}, r.cluster...)...)
+
+	for _, o := range r.outputs {
+		for _, h := range sc.scan(o.where, o.data) {
+			t.Errorf("LEAK %s", h)
+		}
+	}
+	objs, _ := clusterObjects(t, ns, c.vaultWorkload.Name)
+	scanned := false
+	for _, o := range objs {
+		scanned = scanned || strings.HasPrefix(o.where, "Secret "+inv+"/deliver-inventory-web")
+		for _, h := range o.allowed(sc.scan(o.where, o.data)) {
+			t.Errorf("LEAK %s", h)
+		}
+	}
+	if !scanned {
+		t.Errorf("the inventory Secret of web, which holds the pin, was not scanned")
+	}
+}
