@@ -20,7 +20,8 @@ import (
 // 1.1; deliver rollback pins the app to 1.0's commit and applies it at
 // once, the migration hook of 1.0 run again; status shows the pin, who
 // set it, when and why; a second rollback finds nothing older; a pin of
-// an unknown revision fails naming it; unpin removes the pin.
+// an unknown revision fails naming it; unpin removes the pin; an apply of
+// another revision than the pin's is refused.
 func TestExamplePin(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -127,4 +128,20 @@ func TestExamplePin(t *testing.T) {
 	// Pinned again, to the bad revision by its abbreviated SHA: the full
 	// SHA is recorded.
 	has(deliver(0, "pin", "web", "--revision", bad[:10], "--reason", "test"), "pinned app web to "+bad)
+	// CI applying a newer revision of a pinned app is refused.
+	repo.WriteFile("web/config.yaml", strings.ReplaceAll(readFile(t, filepath.Join(repo.Dir, "web/config.yaml")), "1.1", "1.2"))
+	repo.CommitAll("release 1.2")
+	has(deliver(1, "apply", "--timeout", "1m"), "pinned to "+bad[:12]+" by "+p.By, "deliver unpin web first")
+	if c, _, _ := release(); c != "1.0" {
+		t.Errorf("release %s after the refused apply, want 1.0 still", c)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }

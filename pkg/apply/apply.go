@@ -138,6 +138,9 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err := p.ConflictErr(); err != nil {
 		return nil, err
 	}
+	if err := p.pinRefusal(); err != nil {
+		return nil, err
+	}
 	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index()}
 	added := false
 	for _, c := range p.Changes {

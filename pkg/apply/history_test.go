@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,7 +112,8 @@ func TestHistory(t *testing.T) {
 }
 
 // TestPinAnnotations: a pin of an app without an inventory creates one
-// that a run then fills, the run keeps the pin, and ClearPin removes it.
+// that a run then fills, the run keeps the pin, a run of another revision
+// is refused, and ClearPin removes it.
 func TestPinAnnotations(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
@@ -137,6 +139,15 @@ func TestPinAnnotations(t *testing.T) {
 	}
 	if !inv.Pin.Equal(&want) || inv.Revision != want.Revision || len(inv.Entries) != 1 {
 		t.Fatalf("inventory after a run: pin %+v, revision %q, %d entries; want the pin kept and the run recorded", inv.Pin, inv.Revision, len(inv.Entries))
+	}
+	// A run of another revision is refused before it writes anything.
+	set2 := objects(t, ns, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web2, namespace: NS}\ndata: {a: b}\n")
+	if _, err := m.Apply(ctx, set2, apply.PlanOptions{App: "web", Revision: "newer"}); !errors.Is(err, apply.ErrPinned) ||
+		!strings.Contains(err.Error(), "pinned to 0123456789ab by alice at 2026-12-05T10:00:00Z (bad release)") {
+		t.Fatalf("apply of another revision while pinned: %v, want ErrPinned naming the pin", err)
+	}
+	if inv, err = m.ReadInventory(ctx, "web"); err != nil || inv.Revision != want.Revision || len(inv.Entries) != 1 {
+		t.Fatalf("inventory after the refused run: revision %q, %d entries, %v; want it unchanged", inv.Revision, len(inv.Entries), err)
 	}
 	if err := m.SetPin(ctx, "web", apply.Pin{Revision: want.Revision, Reason: string(make([]byte, apply.MaxPinReason+1))}); err == nil {
 		t.Errorf("a reason over MaxPinReason was accepted")

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -165,4 +166,22 @@ func (m *Manager) annotateInventory(ctx context.Context, app string, ann map[str
 		return fmt.Errorf("inventory %s/%s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// ErrPinned is the error of a run of another revision than the app's
+// pin: while an app is pinned, deliver apply of another revision (CI
+// following the branch) is refused as the reconciler holds back, until
+// deliver unpin.
+var ErrPinned = errors.New("the app is pinned to another revision")
+
+// pinRefusal returns an error wrapping ErrPinned when the plan's app is
+// pinned to another revision than the plan's; nil otherwise. Checked
+// before the first write of a run.
+func (p *Plan) pinRefusal() error {
+	pin := p.inventory.Pin
+	if pin == nil || pin.Revision == p.Revision {
+		return nil
+	}
+	return fmt.Errorf("%s: revision %.12s: pinned to %.12s by %s at %s (%s): deliver unpin %s first: %w",
+		p.App, p.Revision, pin.Revision, pin.By, pin.At.UTC().Format(time.RFC3339), p.redact(pin.Reason), p.App, ErrPinned)
 }

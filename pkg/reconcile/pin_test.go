@@ -36,8 +36,9 @@ func pinnedApps(t *testing.T, r *reconcile.Reconciler) string {
 
 // TestPin: against the real control plane and a real git server, a pin
 // holds app web at an old revision while a new commit is delivered to app
-// other, drift of web is reverted to the pinned revision, the pin shows in
-// the status (ConfigMap too) and the gauge, it survives a restart (a new
+// other (which depends on web), drift of web is reverted to the pinned
+// revision, the pin shows in the status (ConfigMap too), the gauge and
+// Events, it survives a restart (a new
 // Reconciler), and unpin lets web move to the head.
 func TestPin(t *testing.T) {
 	ctx := context.Background()
@@ -45,7 +46,9 @@ func TestPin(t *testing.T) {
 	repo := newGitRepo(t, map[string]string{
 		"deliver.yaml": deliverYAML(ns,
 			"- {name: web, namespace: $NS, manifests: {path: web}}",
-			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+			// other depends on web: it waits for web at web's pin, not
+			// at the head.
+			"- {name: other, namespace: $NS, manifests: {path: other}, dependsOn: [web]}"),
 		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
 		"other/cm.yaml": configMap("other", map[string]string{"color": "blue"}),
 	})
@@ -89,6 +92,7 @@ func TestPin(t *testing.T) {
 	if p := appStatus(r, "web").Pin; p.Reason != "green breaks uploads" || p.By != res.Pin.By || !p.At.Equal(res.Pin.At) {
 		t.Errorf("status pin %+v, want %+v", p, res.Pin)
 	}
+	waitFor(t, 10*time.Second, "the Pinned Event", func() bool { return hasEvent(t, inv, reconcile.ReasonPinned, "green breaks uploads") })
 	if got := pinnedApps(t, r); got != "1" {
 		t.Errorf("deliver_reconcile_pinned_apps = %s, want 1", got)
 	}
@@ -141,7 +145,24 @@ func TestPin(t *testing.T) {
 	waitFor(t, 30*time.Second, "unpinned web delivered at the head", func() bool {
 		return delivered(r2, "web", fourth)() && appStatus(r2, "web").Pin == nil && cmData(t, ns, "web")["color"] == "yellow"
 	})
+	waitFor(t, 10*time.Second, "the Unpinned Event", func() bool { return hasEvent(t, inv, reconcile.ReasonUnpinned, "unpinned") })
 	if got := pinnedApps(t, r2); got != "0" {
 		t.Errorf("deliver_reconcile_pinned_apps = %s after unpin, want 0", got)
 	}
+}
+
+// hasEvent reports whether app web's inventory Secret in inv has an Event
+// of reason whose message holds text.
+func hasEvent(t *testing.T, inv, reason, text string) bool {
+	t.Helper()
+	list, err := env.Client().CoreV1().Events(inv).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=deliver-inventory-web"})
+	if err != nil {
+		return false
+	}
+	for _, e := range list.Items {
+		if e.Reason == reason && strings.Contains(e.Message, text) {
+			return true
+		}
+	}
+	return false
 }
