@@ -125,13 +125,15 @@ func TestExamplePin(t *testing.T) {
 	if strings.Contains(status, "pinned to") {
 		t.Errorf("status after unpin still shows a pin:\n%s", status)
 	}
-	// Pinned again, to the bad revision by its abbreviated SHA: the full
-	// SHA is recorded.
-	has(deliver(0, "pin", "web", "--revision", bad[:10], "--reason", "test"), "pinned app web to "+bad)
+	// Pinned again, to the bad revision by its abbreviated SHA (the full
+	// SHA is recorded), as another user: who is the API server's answer,
+	// the impersonated user, not the kubeconfig's.
+	has(deliver(0, "pin", "web", "--revision", bad[:10], "--reason", "test", "--as", "alice@example.com", "--as-group", "system:masters"),
+		"pinned app web to "+bad, "pinned by alice@example.com at ")
 	// CI applying a newer revision of a pinned app is refused.
 	repo.WriteFile("web/config.yaml", strings.ReplaceAll(readFile(t, filepath.Join(repo.Dir, "web/config.yaml")), "1.1", "1.2"))
 	repo.CommitAll("release 1.2")
-	has(deliver(1, "apply", "--timeout", "1m"), "pinned to "+bad[:12]+" by "+p.By, "deliver unpin web first")
+	has(deliver(1, "apply", "--timeout", "1m"), "pinned to "+bad[:12]+" by alice@example.com", "deliver unpin web first")
 	if c, _, _ := release(); c != "1.0" {
 		t.Errorf("release %s after the refused apply, want 1.0 still", c)
 	}
