@@ -153,12 +153,9 @@ func (m *Manager) annotateInventory(ctx context.Context, app string, ann map[str
 		Type:       "deliver.dev/inventory",
 		Data:       map[string][]byte{inventoryGzipKey: data},
 	}
-	_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-	if apierrors.IsNotFound(err) { // the namespace itself
-		if err = m.ensureNamespace(ctx); err == nil {
-			_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
-		}
-	}
+	_, err = createInNamespace(ctx, m, func() (*corev1.Secret, error) {
+		return secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: m.opts.FieldManager})
+	})
 	if apierrors.IsAlreadyExists(err) {
 		err = patch()
 	}
