@@ -138,12 +138,3 @@ func TestExamplePin(t *testing.T) {
 		t.Errorf("release %s after the refused apply, want 1.0 still", c)
 	}
 }
-
-func readFile(t *testing.T, p string) string {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
