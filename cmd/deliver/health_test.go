@@ -12,7 +12,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 )
 
 // TestExampleHealth runs examples/health against the real control plane,
@@ -20,7 +22,8 @@ import (
 // apply waits until the test reports the Database Ready and prints the
 // expression that decided; a second revision whose Database the test
 // reports Failed stops early with the object and the expression in the
-// error and in deliver status, and leaves the earlier web version running.
+// error and in deliver status, and leaves the earlier web version and
+// Database spec running (rollbackOnFailure).
 func TestExampleHealth(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -54,6 +57,11 @@ func TestExampleHealth(t *testing.T) {
 			t.Fatal(err)
 		}
 		env.SetStatus(t, gvr, "health-demo", "orders", gen, map[string]any{"phase": phase})
+		if phase == "Failed" {
+			// rollbackOnFailure re-applies the last good Database
+			// (generation gen+1), which the operator finds Ready again.
+			env.SetStatus(t, gvr, "health-demo", "orders", gen+1, map[string]any{"phase": "Ready"})
+		}
 		_ = cmd.Wait()
 		return out.String(), cmd.ProcessState.ExitCode(), time.Since(start)
 	}
@@ -117,7 +125,7 @@ func TestExampleHealth(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Database/health-demo/orders: wait: failed: health check failed `" + failed + "` is true",
-		"rolled back Deployment/health-demo/web",
+		"rolled back Deployment/health-demo/web, Database/health-demo/orders",
 	} {
 		if !strings.Contains(res.Apps[0].Error, want) {
 			t.Errorf("second apply: error %q, want %q in it", res.Apps[0].Error, want)
@@ -135,6 +143,17 @@ func TestExampleHealth(t *testing.T) {
 	}
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/orders/web:1.0.0" {
 		t.Errorf("web runs %s after the failed run, want 1.0.0 back", img)
+	}
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := dyn.Resource(gvr).Namespace("health-demo").Get(context.Background(), "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := unstructured.NestedString(db.Object, "spec", "version"); v != "16" {
+		t.Errorf("Database orders has version %q after the failed run, want 16 back", v)
 	}
 
 	out, code = run(t, "status", "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv, "--app", "orders")
