@@ -17,6 +17,7 @@ import (
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
+	vault "github.com/hashicorp/vault/api"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/sopstest"
@@ -359,4 +360,59 @@ func writeFile(t *testing.T, p, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// leakRun is what every canary scan of the package starts from.
+type leakRun struct {
+	c  *canaries
+	sc *scanner
+	// recipient is the age recipient the fixture's SOPS files are
+	// encrypted to; ageFile holds its identity, in base/keys, outside out.
+	recipient, ageFile string
+	// base is the test's folder; out (in it) holds everything deliver may
+	// write, with home, tmp, cache and config made.
+	base, out string
+	vc        *vault.Client
+}
+
+// newLeakRun makes the canaries (a fresh age identity, the Vault dev
+// server's token, and extra), the scanner of them, set as the package's
+// mask (the package's tests never run in parallel), the age key file, the
+// out folders and a Vault client.
+func newLeakRun(t *testing.T, extra ...canary) *leakRun {
+	t.Helper()
+	c := newCanaries()
+	identity, recipient, err := sopstest.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ageKey = canary{Name: "age-identity", Value: identity}
+	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
+	sc := newScanner(append(c.all(), extra...)...)
+	mask = sc.mask
+
+	base := t.TempDir()
+	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
+	out := filepath.Join(base, "out")
+	for _, d := range []string{"home", "tmp", "cache", "config"} {
+		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(vlt.Token)
+	return &leakRun{c: c, sc: sc, recipient: recipient, ageFile: ageFile, base: base, out: out, vc: vc}
+}
+
+// putVault writes the fixture's Vault secrets: path to {key, value}.
+func (l *leakRun) putVault(ctx context.Context, t *testing.T, kvs map[string][2]string) {
+	t.Helper()
+	for path, kv := range kvs {
+		if _, err := l.vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

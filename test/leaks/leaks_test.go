@@ -34,7 +34,6 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -43,7 +42,6 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
-	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
@@ -70,33 +68,11 @@ func TestNoSecretLeaks(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 
-	c := newCanaries()
-	identity, recipient, err := sopstest.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ageKey = canary{Name: "age-identity", Value: identity}
-	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
-	sc := newScanner(c.all()...)
-	mask = sc.mask
-
 	// The test's own files (keys, the webhook secret) are outside out/,
 	// which holds everything deliver may write and is scanned.
-	base := t.TempDir()
-	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
+	l := newLeakRun(t)
+	c, sc, recipient, base, ageFile, out, vc := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out, l.vc
 	webhookFile := writeFile(t, filepath.Join(base, "keys", "webhook-secret"), c.webhookSecret.Value+"\n")
-	out := filepath.Join(base, "out")
-	for _, d := range []string{"home", "tmp", "cache", "config"} {
-		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(vlt.Token)
 	putVault := func(path, key, value string) {
 		t.Helper()
 		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{key: value}); err != nil {

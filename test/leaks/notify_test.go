@@ -12,12 +12,10 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
-	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/notify"
 )
@@ -36,39 +34,14 @@ func TestNotifyNoLeaks(t *testing.T) {
 		t.Skip("no control plane (-short)")
 	}
 	ctx := context.Background()
-	c := newCanaries()
-	identity, recipient, err := sopstest.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ageKey = canary{Name: "age-identity", Value: identity}
-	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
 	ghToken, glToken, hmacKey, slackPath := newCanary("notify-github-token"), newCanary("notify-gitlab-token"), newCanary("notify-hmac-key"), newCanary("notify-slack-path")
-	sc := newScanner(append(c.all(), ghToken, glToken, hmacKey, slackPath)...)
-	mask = sc.mask
-
-	base := t.TempDir()
-	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
-	out := filepath.Join(base, "out")
-	for _, d := range []string{"home", "tmp", "cache", "config"} {
-		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(vlt.Token)
-	for path, kv := range map[string][2]string{
+	l := newLeakRun(t, ghToken, glToken, hmacKey, slackPath)
+	c, sc, recipient, base, ageFile, out := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out
+	l.putVault(ctx, t, map[string][2]string{
 		"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value},
 		"leaks/reject": {"label", c.vaultLabel.Value}, "leaks/hook": {"token", c.vaultHook.Value},
 		"leaks/worker": {"token", c.vaultWorkload.Value},
-	} {
-		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 
 	// The endpoints; echo refuses the token and quotes it back, so that
 	// the reconciler logs the answer.

@@ -7,10 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	vault "github.com/hashicorp/vault/api"
-
 	"github.com/deliverhq/deliver/internal/gitserver"
-	"github.com/deliverhq/deliver/internal/sopstest"
 )
 
 // TestNoSecretLeaksPin drives deliver pin, rollback, unpin and status
@@ -26,37 +23,12 @@ func TestNoSecretLeaksPin(t *testing.T) {
 		t.Skip("no control plane (-short)")
 	}
 	ctx := context.Background()
-	c := newCanaries()
-	identity, recipient, err := sopstest.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ageKey = canary{Name: "age-identity", Value: identity}
-	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
-	sc := newScanner(c.all()...)
-	mask = sc.mask
-
-	base := t.TempDir()
-	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
-	out := filepath.Join(base, "out")
-	for _, d := range []string{"home", "tmp", "cache", "config"} {
-		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(vlt.Token)
-	for path, kv := range map[string][2]string{
+	l := newLeakRun(t)
+	c, sc, recipient, base, ageFile, out := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out
+	l.putVault(ctx, t, map[string][2]string{
 		"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value},
 		"leaks/hook": {"token", c.vaultHook.Value}, "leaks/worker": {"token", c.vaultWorkload.Value},
-	} {
-		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	gitRoot := filepath.Join(base, "git")

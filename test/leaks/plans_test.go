@@ -8,11 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
-	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/pkg/plan"
 )
 
@@ -28,42 +26,15 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 		t.Skip("no control plane (-short)")
 	}
 	ctx := context.Background()
-	c := newCanaries()
-	identity, recipient, err := sopstest.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ageKey = canary{Name: "age-identity", Value: identity}
-	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
-	sc := newScanner(c.all()...)
-	// mask is the package's, shared with TestNoSecretLeaks: neither runs
-	// in parallel.
-	mask = sc.mask
-
-	base := t.TempDir()
-	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
-	out := filepath.Join(base, "out")
-	for _, d := range []string{"home", "tmp", "cache", "config"} {
-		if err := os.MkdirAll(filepath.Join(out, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(vlt.Token)
+	l := newLeakRun(t)
+	c, sc, recipient, base, ageFile, out, vc := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out, l.vc
 	// The paths TestNoSecretLeaks uses, with this test's canaries: the
 	// two do not run at once.
-	for path, kv := range map[string][2]string{
+	l.putVault(ctx, t, map[string][2]string{
 		"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value},
 		"leaks/reject": {"label", c.vaultLabel.Value}, "leaks/hook": {"token", c.vaultHook.Value},
 		"leaks/worker": {"token", c.vaultWorkload.Value},
-	} {
-		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	gitRoot := filepath.Join(base, "git")
 	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))

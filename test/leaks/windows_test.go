@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
-	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
@@ -27,30 +25,10 @@ func TestNoSecretLeaksWindows(t *testing.T) {
 		t.Skip("no control plane (-short)")
 	}
 	ctx := context.Background()
-	c := newCanaries()
-	identity, recipient, err := sopstest.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ageKey = canary{Name: "age-identity", Value: identity}
-	c.vaultToken = canary{Name: "vault-token", Value: vlt.Token}
-	sc := newScanner(c.all()...)
-	mask = sc.mask
-
-	base := t.TempDir()
-	ageFile := writeFile(t, filepath.Join(base, "keys", "age.key"), identity+"\n")
+	l := newLeakRun(t)
+	c, sc, recipient, base, ageFile, out := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out
 	webhookFile := writeFile(t, filepath.Join(base, "keys", "webhook-secret"), c.webhookSecret.Value+"\n")
-	out := filepath.Join(base, "out")
-	vc, err := vault.NewClient(&vault.Config{Address: vlt.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(vlt.Token)
-	for path, kv := range map[string][2]string{"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value}} {
-		if _, err := vc.KVv2("secret").Put(ctx, path, map[string]any{kv[0]: kv[1]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l.putVault(ctx, t, map[string][2]string{"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value}})
 
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	gitRoot := filepath.Join(base, "git")
