@@ -65,13 +65,12 @@ const DefaultMaxInFlight = 64
 // lock's lease) stays in the Manager's Options. A Session is safe for
 // concurrent use; a Manager made from it is as cheap as a struct.
 type Session struct {
-	dyn    dynamic.Interface
 	meta   metadata.Interface
 	kube   kubernetes.Interface
 	mapper *sharedMapper
 	clock  clock.PassiveClock
-	// own are deliver's own clients (dyn, meta and kube above) with the
-	// watches of the apps that impersonate nobody.
+	// own are deliver's own clients (meta and kube above are its) with
+	// the watches of the apps that impersonate nobody.
 	own *clients
 
 	// cfg is the configuration the clients were made with (rate limiter
@@ -144,7 +143,6 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 		return nil, err
 	}
 	return &Session{
-		dyn:    own.dyn,
 		meta:   own.meta,
 		kube:   own.kube,
 		mapper: mapper,
@@ -217,9 +215,6 @@ func (s *Session) RESTMapper() meta.ResettableRESTMapper { return s.mapper }
 // its watch of inventories): their lists share the session's rate limit
 // and budget of requests in flight (their watches are not counted).
 func (s *Session) Metadata() metadata.Interface { return s.meta }
-
-// Dynamic returns the session's dynamic client.
-func (s *Session) Dynamic() dynamic.Interface { return s.dyn }
 
 // ReadersAs returns the metadata and dynamic clients that impersonate
 // user ("" for deliver's own, ServiceAccountUser for an app's), for a

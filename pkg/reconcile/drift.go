@@ -218,12 +218,9 @@ func (t *tracker) factoryLocked(sc scope) (metadatainformer.SharedInformerFactor
 	if err != nil {
 		return nil, err
 	}
-	ns := sc.namespace
-	if sc.user == "" {
-		ns = metav1.NamespaceAll
-	}
 	// Only deliver's objects: a cluster's other objects cost nothing.
-	f := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, ns, func(o *metav1.ListOptions) {
+	// deliver's own scope has namespace "", metav1.NamespaceAll.
+	f := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, sc.namespace, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelApp
 	})
 	t.factories[sc] = f
