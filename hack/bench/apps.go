@@ -252,7 +252,7 @@ func (b *bench) appsRows(ctx context.Context, n int) error {
 	// served repository. A first pass, untimed, clones into the cache and
 	// finds everything delivered, as a CronJob's later runs do.
 	b.logf("bench: %d apps: %d apps changed, reconcile --once", n, appsChanged)
-	once := proc{name: b.deliver, args: a.deliverArgs(applied, "reconcile", "--once", "--repo", a.url(applied), "--ref", "main"), env: b.env()}
+	once := proc{name: b.deliver, args: a.deliverArgs(applied, "reconcile", "--once", "--repo", a.url(applied), "--ref", "main"), env: b.env(), mark: "revision"}
 	if s, err := runProc(ctx, once); err != nil {
 		return fmt.Errorf("apps reconcile --once (first pass): %w", err)
 	} else {
@@ -277,13 +277,35 @@ func (b *bench) appsRows(ctx context.Context, n int) error {
 	}
 
 	flux := a.fluxSide(ctx)
-	b.report.addApps(n, objects, fmt.Sprintf("%d apps changed: reconcile --once", appsChanged), measure("deliver reconcile --once", onceRuns[0]), flux.change, "< 3 s")
+	b.report.addApps(n, objects, fmt.Sprintf("%d apps changed: reconcile --once", appsChanged), measure("deliver reconcile --once", onceRuns[0]), flux.change, "")
+	fromFetch, err := sinceMark(onceRuns[0])
+	if err != nil {
+		return fmt.Errorf("apps reconcile --once: %w", err)
+	}
+	b.report.addApps(n, objects, fmt.Sprintf("%d apps changed: reconcile --once, from the fetched commit", appsChanged), measure("deliver reconcile --once (revision logged to exit)", fromFetch), Measure{}, "< 3 s")
 	b.report.addApps(n, objects, "first delivery from git", measure("deliver reconcile (start to all applied)", running.first), flux.first, "")
 	b.report.addApps(n, objects, fmt.Sprintf("%d apps changed: running reconciler", appsChanged), measure("deliver reconcile (commit to applied)", running.change), flux.change, "")
 	if flux.note != "" {
 		b.report.AppsNotes = append(b.report.AppsNotes, fmt.Sprintf("%d apps: %s", n, flux.note))
 	}
 	return nil
+}
+
+// sinceMark returns the samples timed from their mark to the process's
+// exit: for reconcile --once, from the "revision" line, which the
+// reconciler logs once it has fetched the commit, written its tree and read
+// its deliver.yaml, to the 10 apps applied, waited for, and the process
+// gone. The target of issue 18 is worded from the fetched commit.
+func sinceMark(ss []sample) ([]sample, error) {
+	out := make([]sample, len(ss))
+	for i, s := range ss {
+		if s.Mark <= 0 {
+			return nil, fmt.Errorf("run %d logged no %q line", i+1, "revision")
+		}
+		out[i] = s
+		out[i].Wall = s.Wall - s.Mark
+	}
+	return out, nil
 }
 
 // clusterSample runs p and adds the control plane's CPU during it.

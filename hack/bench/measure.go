@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,9 @@ type sample struct {
 	// ClusterCPU is the user+system time the control plane's processes
 	// (etcd, kube-apiserver, the controllers, kwok) spent during the run.
 	ClusterCPU time.Duration
+	// Mark is when the process logged proc.mark, from its start (0: it
+	// did not, or the proc has no mark).
+	Mark time.Duration
 }
 
 // proc is one CLI invocation of a timed step.
@@ -44,6 +48,10 @@ type proc struct {
 	args []string
 	env  []string // nil: inherit
 	ok   []int    // exit codes that are not failures (diff: changes found)
+	// mark is a log message (slog's msg) whose first line on stderr
+	// sample.Mark times, such as the reconciler's "revision": what a target
+	// measured from a point inside the run is measured from.
+	mark string
 }
 
 // runProcs runs the processes one after the other and returns their summed
@@ -73,8 +81,10 @@ func runProc(ctx context.Context, p proc) (sample, error) {
 	}
 	defer devnull.Close()
 	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = devnull, &stderr
+	marker := &markWriter{w: &stderr, msg: p.mark}
+	cmd.Stdout, cmd.Stderr = devnull, marker
 	start := time.Now()
+	marker.start = start
 	if err := cmd.Start(); err != nil {
 		return sample{}, fmt.Errorf("start %s: %w", filepath.Base(p.name), err)
 	}
@@ -93,7 +103,41 @@ func runProc(ctx context.Context, p proc) (sample, error) {
 			return sample{}, fmt.Errorf("%s %s: %w\n%s", filepath.Base(p.name), strings.Join(p.args, " "), err, msg)
 		}
 	}
-	return sample{Wall: wall, PeakRSS: peak, CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}, nil
+	return sample{Wall: wall, PeakRSS: peak, CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), Mark: marker.at}, nil
+}
+
+// markWriter passes a process's stderr to w and notes when the first log
+// line with the message msg arrived. exec copies stderr to it from one
+// goroutine as the process writes; a line split over two writes is found
+// when its second part arrives, a few microseconds late.
+type markWriter struct {
+	w     io.Writer
+	msg   string
+	start time.Time
+	at    time.Duration
+	tail  []byte // the unfinished last line of the writes so far
+}
+
+func (m *markWriter) Write(p []byte) (int, error) {
+	if m.msg != "" && m.at == 0 {
+		m.tail = append(m.tail, p...)
+		for {
+			i := bytes.IndexByte(m.tail, '\n')
+			if i < 0 {
+				break
+			}
+			line := m.tail[:i]
+			// slog's text and JSON handlers.
+			if bytes.Contains(line, []byte(" msg="+m.msg+" ")) || bytes.HasSuffix(line, []byte(" msg="+m.msg)) ||
+				bytes.Contains(line, []byte(`"msg":"`+m.msg+`"`)) {
+				m.at = time.Since(m.start)
+				m.tail = nil
+				break
+			}
+			m.tail = m.tail[i+1:]
+		}
+	}
+	return m.w.Write(p)
 }
 
 // selfCPU is this process's user+system time so far.
