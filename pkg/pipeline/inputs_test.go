@@ -202,6 +202,24 @@ func rendered(res *Result) []string {
 	return out
 }
 
+// runRendering runs do (Diff or Apply) with o, fails the test on an error
+// of the run or of one of its apps, and checks that it rendered exactly
+// the apps want (sorted).
+func runRendering(t *testing.T, what string, do func(context.Context, Options) (*Result, error), o Options, want []string) *Result {
+	t.Helper()
+	res, err := do(context.Background(), o)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if got := rendered(res); !slices.Equal(got, want) {
+		t.Errorf("%s: rendered %v, want %v", what, got, want)
+	}
+	return res
+}
+
 // TestUnchangedInputsNotRendered: against a real git server and control
 // plane, diff and apply render only the apps whose inputs changed since
 // their last successful apply: none after a commit that changes no app
@@ -222,17 +240,7 @@ func TestUnchangedInputsNotRendered(t *testing.T) {
 
 	run := func(what string, do func(context.Context, Options) (*Result, error), o Options, want []string) *Result {
 		t.Helper()
-		res, err := do(ctx, o)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if got := rendered(res); !slices.Equal(got, want) {
-			t.Errorf("%s: rendered %v, want %v", what, got, want)
-		}
-		return res
+		return runRendering(t, what, do, o, want)
 	}
 	commit := func(files map[string]string) {
 		t.Helper()

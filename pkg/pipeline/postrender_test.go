@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -72,17 +71,7 @@ apps:
 
 	run := func(what string, do func(context.Context, Options) (*Result, error), want []string) *Result {
 		t.Helper()
-		res, err := do(ctx, opts)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if got := rendered(res); !slices.Equal(got, want) {
-			t.Errorf("%s: rendered %v, want %v", what, got, want)
-		}
-		return res
+		return runRendering(t, what, do, opts, want)
 	}
 	live := func(wantReplicas int32) {
 		t.Helper()

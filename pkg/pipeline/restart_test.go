@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -69,16 +68,7 @@ spec:
 
 	applyRun := func(what string, want []string) {
 		t.Helper()
-		res, err := Apply(ctx, opts)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if got := rendered(res); !slices.Equal(got, want) {
-			t.Errorf("%s: rendered %v, want %v", what, got, want)
-		}
+		runRendering(t, what, Apply, opts, want)
 	}
 	stamp := func() string {
 		t.Helper()

@@ -107,17 +107,7 @@ func TestVaultVersionInInputs(t *testing.T) {
 
 	run := func(what string, do func(context.Context, Options) (*Result, error), o Options, want []string) *Result {
 		t.Helper()
-		res, err := do(ctx, o)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if got := rendered(res); !slices.Equal(got, want) {
-			t.Errorf("%s: rendered %v, want %v", what, got, want)
-		}
-		return res
+		return runRendering(t, what, do, o, want)
 	}
 	mgr, err := apply.New(env.Config, apply.Options{InventoryNamespace: ns})
 	if err != nil {
