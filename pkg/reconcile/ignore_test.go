@@ -8,8 +8,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestIgnoredFieldIsNoDrift: fields of ignoreDifferences rules, written
@@ -21,31 +19,14 @@ import (
 func TestIgnoredFieldIsNoDrift(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	const deployment = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  revisionHistoryLimit: 10
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: web:1}]}
-`
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml": deliverYAML(ns, `- name: web
+	r, inv := startWeb(t, ns, `- name: web
   namespace: $NS
   wait: false
   manifests: {path: web}
   ignoreDifferences:
   - {kind: ConfigMap, jsonPointers: [/data/size]}
-  - {group: apps, kind: Deployment, name: web, jsonPointers: [/spec/revisionHistoryLimit]}`),
-		"web/cm.yaml":         configMap("web", map[string]string{"color": "blue", "size": "1"}),
-		"web/deployment.yaml": deployment,
-	})
-	opts := options(t, repo, env.Config)
-	inv := opts.Pipeline.Apply.InventoryNamespace
-	r, _ := start(t, opts)
-	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(r, "web").Revision == repo.Head() })
+  - {group: apps, kind: Deployment, name: web, jsonPointers: [/spec/revisionHistoryLimit]}`,
+		map[string]string{"color": "blue", "size": "1"}, webDeployment("  revisionHistoryLimit: 10\n"))
 
 	cms := env.Client().CoreV1().ConfigMaps(ns)
 	deployments := env.Client().AppsV1().Deployments(ns)
@@ -82,20 +63,7 @@ spec:
 	if *d.Spec.RevisionHistoryLimit != 3 {
 		t.Errorf("revisionHistoryLimit = %d after the revert, want the other manager's 3 kept", *d.Spec.RevisionHistoryLimit)
 	}
-	drift := func() []string {
-		list, err := env.Client().CoreV1().Events(inv).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=deliver-inventory-web"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range list.Items {
-			if e.Reason == reconcile.ReasonDriftDetected {
-				out = append(out, e.Message)
-			}
-		}
-		return out
-	}
-	for _, msg := range drift() {
+	for _, msg := range driftEvents(t, inv, "web") {
 		if strings.HasPrefix(msg, "ConfigMap/") {
 			t.Errorf("drift reported for an ignored field: %q", msg)
 		}
