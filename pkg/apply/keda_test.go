@@ -253,35 +253,7 @@ func TestScaledObjectAddedKeepsReplicas(t *testing.T) {
 	installScaledObjectCRD(t)
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	m := newManager(t, apply.Options{})
-	opts := apply.PlanOptions{App: ns}
-	const image = "registry.example/web:1.0"
-	if _, err := m.Apply(ctx, objects(t, ns, recreateWeb("replicas: 2", "{}", image)), opts); err != nil {
-		t.Fatal(err)
-	}
-	if owns, _ := deliverOwnsReplicas(t, ns); !owns {
-		t.Fatal("deliver does not own spec.replicas it applied: the test proves nothing")
-	}
-	before := webPods(t, ns, 2)
-	p, err := m.Plan(ctx, objects(t, ns, recreateWeb("replicas: 2", "{team: shop}", image)+"\n---\n"+scaledObject), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := p.WriteDiff(&out, apply.DiffOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.Contains(line, "replicas:") && (strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+")) {
-			t.Errorf("diff shows a replica change %q:\n%s", line, out.String())
-		}
-	}
-	if note := "Deployment/" + ns + "/web update (spec.replicas is left to ScaledObject/" + ns + "/web)"; !strings.Contains(out.String(), note) {
-		t.Errorf("diff lacks %q:\n%s", note, out.String())
-	}
-	if _, err := m.Execute(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	before := autoscalerAdded(t, ns, scaledObject, "ScaledObject")
 	owns, replicas := deliverOwnsReplicas(t, ns)
 	if owns || replicas != 2 {
 		t.Errorf("deliver owns spec.replicas %v, replicas %d: want not owned and 2 kept", owns, replicas)
@@ -292,7 +264,8 @@ func TestScaledObjectAddedKeepsReplicas(t *testing.T) {
 	// The ScaledObject's count is its own from now on: a scale stays.
 	scaleWeb(t, ns, 4)
 	webPods(t, ns, 4)
-	p, err = m.Plan(ctx, objects(t, ns, recreateWeb("replicas: 2", "{team: shop}", image)+"\n---\n"+scaledObject), opts)
+	m := newManager(t, apply.Options{})
+	p, err := m.Plan(ctx, objects(t, ns, recreateWeb("replicas: 2", "{team: shop}", autoscalerImage)+"\n---\n"+scaledObject), apply.PlanOptions{App: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -422,34 +422,7 @@ func TestAutoscalerAddedKeepsReplicas(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	m := newManager(t, apply.Options{})
-	opts := apply.PlanOptions{App: ns}
-	const image = "registry.example/web:1.0"
-	if _, err := m.Apply(ctx, objects(t, ns, recreateWeb("replicas: 2", "{}", image)), opts); err != nil {
-		t.Fatal(err)
-	}
-	before := webPods(t, ns, 2)
-	// The HorizontalPodAutoscaler comes with a change of the Deployment's
-	// labels, so the Deployment is applied.
-	p, err := m.Plan(ctx, objects(t, ns, recreateWeb("replicas: 2", "{team: shop}", image)+"\n---\n"+hpa), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := p.WriteDiff(&out, apply.DiffOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.Contains(line, "replicas:") && (strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+")) {
-			t.Errorf("diff shows a replica change %q:\n%s", line, out.String())
-		}
-	}
-	if note := "Deployment/" + ns + "/web update (spec.replicas is left to HorizontalPodAutoscaler/" + ns + "/web)"; !strings.Contains(out.String(), note) {
-		t.Errorf("diff lacks %q:\n%s", note, out.String())
-	}
-	if _, err := m.Execute(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	before := autoscalerAdded(t, ns, hpa, "HorizontalPodAutoscaler")
 	d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -466,3 +439,46 @@ func TestAutoscalerAddedKeepsReplicas(t *testing.T) {
 		t.Errorf("Pods before %v, after %v: want them kept", before, after)
 	}
 }
+
+// autoscalerAdded applies the Deployment web with 2 replicas, then adds the
+// autoscaler (a HorizontalPodAutoscaler or ScaledObject of kind kind,
+// named web, targeting it) with a change of the Deployment's labels, so
+// that the Deployment is applied too; it checks that the plan shows no
+// replica change, only the note that the count is left to the
+// autoscaler, and returns the Pods from before.
+func autoscalerAdded(t *testing.T, ns, autoscaler, kind string) []string {
+	t.Helper()
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	opts := apply.PlanOptions{App: ns}
+	if _, err := m.Apply(ctx, objects(t, ns, recreateWeb("replicas: 2", "{}", autoscalerImage)), opts); err != nil {
+		t.Fatal(err)
+	}
+	if owns, _ := deliverOwnsReplicas(t, ns); !owns {
+		t.Fatal("deliver does not own spec.replicas it applied: the test proves nothing")
+	}
+	before := webPods(t, ns, 2)
+	p, err := m.Plan(ctx, objects(t, ns, recreateWeb("replicas: 2", "{team: shop}", autoscalerImage)+"\n---\n"+autoscaler), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := p.WriteDiff(&out, apply.DiffOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "replicas:") && (strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+")) {
+			t.Errorf("diff shows a replica change %q:\n%s", line, out.String())
+		}
+	}
+	if note := "Deployment/" + ns + "/web update (spec.replicas is left to " + kind + "/" + ns + "/web)"; !strings.Contains(out.String(), note) {
+		t.Errorf("diff lacks %q:\n%s", note, out.String())
+	}
+	if _, err := m.Execute(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return before
+}
+
+// autoscalerImage is the image of the web Deployment of autoscalerAdded.
+const autoscalerImage = "registry.example/web:1.0"
