@@ -140,7 +140,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		r.ctl.Store(nil)
 		ctl.stop()
 	}()
-	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
+	l := &leaderLoop{r: r, mgr: mgr, tr: tr, notified: r.readNotified(ctx)}
 	defer func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -198,6 +198,10 @@ type leaderLoop struct {
 	// cur is the snapshot of the current head, which every run of that
 	// commit delivers from; guarded by r.mu.
 	cur *sharedSnap
+	// notified is the last outcome told of each app, as the status
+	// ConfigMap held it when this loop started (notify.go); guarded by
+	// r.mu.
+	notified map[string]*Notified
 }
 
 // sharedSnap is a snapshot shared by the runs of one commit: its tree is
@@ -273,7 +277,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		r.order = append(r.order, a.Name)
 		s, ok := r.apps[a.Name]
 		if !ok {
-			s = &appState{AppStatus: AppStatus{App: a.Name, Result: ResultPending}}
+			s = &appState{AppStatus: AppStatus{App: a.Name, Result: ResultPending, Notified: l.notified[a.Name]}}
 			r.apps[a.Name] = s
 			added = append(added, a.Name)
 		}
@@ -592,8 +596,9 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	if ar == nil && err == nil {
 		err = fmt.Errorf("app %s: not found at %s", name, short(rev))
 	}
-	l.finish(ctx, name, rev, ar, err, dur)
+	// Told before the status is written, which records what was told.
 	note.done(ctx, ar, err, dur)
+	l.finish(ctx, name, rev, ar, err, dur)
 }
 
 // finish records a run: status, metrics, the app's new inventory for

@@ -2,10 +2,12 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -50,6 +52,31 @@ func (r *Reconciler) notifySecret(ctx context.Context, name, key string) (string
 	return string(v), nil
 }
 
+// readNotified returns the last outcome told of each app, from the
+// status ConfigMap a previous reconciler (or leader) wrote: one read when
+// the loop starts. A status that cannot be read is no reason not to
+// reconcile: the first outcome is then told again, as before #20's
+// follow-up.
+func (r *Reconciler) readNotified(ctx context.Context) map[string]*Notified {
+	cm, err := ReadStatusNamed(ctx, r.kube, r.opts.StatusNamespace, r.opts.StatusName)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			r.log.Warn("read the notifications told before", "err", err)
+		}
+		return nil
+	}
+	out := map[string]*Notified{}
+	for app, v := range cm.Data {
+		var a struct {
+			Notified *Notified `json:"notified"`
+		}
+		if json.Unmarshal([]byte(v), &a) == nil && a.Notified != nil {
+			out[app] = a.Notified
+		}
+	}
+	return out
+}
+
 // runNote is what the notifications of one run need from its start: the
 // providers at the run's commit and the app's state before it.
 type runNote struct {
@@ -59,6 +86,9 @@ type runNote struct {
 	// prevRev is the app's last delivered revision, prevFailedRev that of
 	// its last failed run.
 	prevRev, prevFailedRev string
+	// last is the last outcome told of the app, by this reconciler or,
+	// through the status ConfigMap, by one before it.
+	last *Notified
 }
 
 // notifyStart is called as a run of app at rev starts: a run of a new
@@ -71,10 +101,16 @@ func (r *Reconciler) notifyStart(app, rev string, cfg *config.Resolved) *runNote
 	n.providers, n.base.Environment = cfg.Notifications, cfg.Environment
 	r.mu.Lock()
 	if s := r.apps[app]; s != nil {
-		n.prevRev, n.prevFailedRev = s.Revision, s.failedRev
+		n.prevRev, n.prevFailedRev, n.last = s.Revision, s.failedRev, s.Notified
 	}
 	r.mu.Unlock()
-	if rev != n.prevRev && rev != n.prevFailedRev {
+	if n.prevFailedRev == "" && n.last != nil && n.last.Result == notifications.Failed {
+		// A failure told before a restart: the restarted reconciler's
+		// first run of that revision is a retry, and a success ends the
+		// series of failures.
+		n.prevFailedRev = n.last.Revision
+	}
+	if rev != n.prevRev && rev != n.prevFailedRev && (n.last == nil || n.last.Revision != rev) {
 		e := n.base
 		e.Result, e.Time = notifications.Pending, time.Now()
 		r.notifier.Notify(n.providers, e)
@@ -103,6 +139,14 @@ func (n *runNote) done(ctx context.Context, ar *pipeline.AppResult, err error, d
 	default:
 		return
 	}
+	if l := n.last; l != nil && l.Result == e.Result && l.Revision == e.Revision {
+		return // told already, before a restart
+	}
+	n.r.mu.Lock()
+	if s := n.r.apps[e.App]; s != nil {
+		s.Notified = &Notified{Result: e.Result, Revision: e.Revision}
+	}
+	n.r.mu.Unlock()
 	n.r.notifier.Notify(n.providers, e)
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/notify"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestNotifications: a reconcile pass over two apps, one delivered and
@@ -161,4 +163,55 @@ func containsOne(texts []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestNotifyAfterRestart: a failing app's failure is told once, and a
+// reconciler started anew on the same cluster (a restart, a new leader)
+// does not tell it again, reading what was told from the status
+// ConfigMap; the app's later success is still told.
+func TestNotifyAfterRestart(t *testing.T) {
+	ns := env.Namespace(t)
+	hook := testenv.NewRecorder(t, http.StatusOK)
+	notifications := fmt.Sprintf("notifications:\n- {name: hook, type: webhook, address: %q}\n", hook.URL)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, "- {name: bad, namespace: $NS, manifests: {path: bad}}") + notifications,
+		"bad/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {color: [not, a, string]}\n",
+	})
+	opts := options(t, repo, env.Config)
+	results := func() []string {
+		var out []string
+		for _, r := range hook.Requests() {
+			var p notify.Payload
+			if err := json.Unmarshal(r.Body, &p); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(p.Result)+" "+p.Revision)
+		}
+		return out
+	}
+	first := repo.Head()
+
+	r1, stop1 := start(t, opts)
+	waitFor(t, 60*time.Second, "bad failed and retried", func() bool { return appStatus(r1, "bad").Failures >= 2 })
+	stop1() // sends what is queued
+	if got, want := results(), []string{"failed " + first}; !slices.Equal(got, want) {
+		t.Fatalf("before the restart: told %q, want %q", got, want)
+	}
+	var stored struct{ Notified *reconcile.Notified }
+	if err := json.Unmarshal([]byte(cmData(t, opts.Pipeline.Apply.InventoryNamespace, reconcile.StatusConfigMap)["bad"]), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if n := stored.Notified; n == nil || n.Result != notify.Failed || n.Revision != first {
+		t.Fatalf("status ConfigMap: notified %+v, want failed at %s", n, first)
+	}
+
+	r2, stop2 := start(t, opts)
+	waitFor(t, 60*time.Second, "bad failed twice after the restart", func() bool { return appStatus(r2, "bad").Failures >= 2 })
+	repo.WriteFile("bad/cm.yaml", configMap("bad", map[string]string{"color": "blue"}))
+	fixed := repo.CommitAll("fix bad")
+	waitFor(t, 60*time.Second, "bad delivered", func() bool { return appStatus(r2, "bad").Revision == fixed })
+	stop2()
+	if got, want := results(), []string{"failed " + first, "succeeded " + fixed}; !slices.Equal(got, want) {
+		t.Errorf("after the restart: told %q, want %q", got, want)
+	}
 }

@@ -314,10 +314,25 @@ type AppStatus struct {
 	// HeldUntil is that time (zero: no opening within a year).
 	Held      string    `json:"held,omitempty"`
 	HeldUntil time.Time `json:"heldUntil,omitzero"`
+	// Notified is the last outcome deliver.yaml's notifications told of
+	// the app (issue 20). It is kept in the status ConfigMap, which a
+	// reconciler reads when it starts leading, so that a restart or a new
+	// leader does not tell a failure again; it changes only when a
+	// notification is sent, so it adds no write. Nil when none was.
+	Notified *Notified `json:"notified,omitempty"`
 	// UpToDateChecks counts the fetches that found the app up to date,
 	// so no run. Not written to the status ConfigMap, which changes only
 	// when a run ends.
 	UpToDateChecks int64 `json:"-"`
+}
+
+// Notified is an outcome told by the notifications: the same for every
+// provider of the app, each of which keeps only the events it wants.
+type Notified struct {
+	// Result is succeeded or failed.
+	Result notifications.Result `json:"result"`
+	// Revision is the commit the outcome was at.
+	Revision string `json:"revision"`
 }
 
 // Status is the reconciler's view of the repository and its apps.
