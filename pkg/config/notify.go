@@ -3,8 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
+	"strings"
+	"text/template"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -76,6 +79,55 @@ type Notification struct {
 	// commit status is also set pending when a run of a new revision
 	// starts, unless the events leave out both.
 	Events []NotificationEvent `yaml:"events,omitempty" json:"events,omitempty" jsonschema:"enum=success,enum=failure"`
+	// Template is a Go text/template giving the message's text: the
+	// Slack message, the webhook's "message" field, the commit status's
+	// description. Its data is MessageFields ({{.App}}, {{.Environment}},
+	// {{.Revision}}, {{.ShortRevision}}, {{.Result}}, {{.Duration}},
+	// {{.Object}}, {{.Reason}}); only text/template's builtin functions,
+	// none of which reads a file or the environment. The text is redacted.
+	// Default: deliver's own text.
+	Template string `yaml:"template,omitempty" json:"template,omitempty"`
+}
+
+// MessageFields are the data of a notification's Template: a closed set,
+// checked when deliver.yaml is read.
+type MessageFields struct {
+	// App and Environment ("" for none) name what was delivered.
+	App, Environment string
+	// Revision is the full commit id; ShortRevision its first 12
+	// characters.
+	Revision, ShortRevision string
+	// Result is pending, succeeded or failed.
+	Result string
+	// Duration is the run's, rounded to 100 ms ("1.5s"); "0s" for
+	// pending.
+	Duration string
+	// Object is the failing object, Kind/namespace/name, when known, and
+	// Reason why the run failed; both empty unless failed.
+	Object, Reason string
+}
+
+// MaxTemplate bounds a notification's template, in bytes.
+const MaxTemplate = 4096
+
+// ParseTemplate parses a notification's template: text/template with its
+// builtins only, an unknown field an error. It executes the template once
+// on sample fields, so that a field MessageFields lacks ({{.Commit}}) is
+// refused when deliver.yaml is read rather than at the first send.
+func ParseTemplate(name, text string) (*template.Template, error) {
+	if len(text) > MaxTemplate {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(text), MaxTemplate)
+	}
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	sample := MessageFields{App: "web", Environment: "prod", Revision: strings.Repeat("0", 40), ShortRevision: strings.Repeat("0", 12),
+		Result: "failed", Duration: "1.5s", Object: "ConfigMap/web/web", Reason: "reason"}
+	if err := t.Execute(io.Discard, sample); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // SecretKeyRef names one key of a Secret.
@@ -174,6 +226,11 @@ func validateNotifications(ns []Notification, apps map[string]bool, envs map[str
 		for _, e := range n.Events {
 			if e != EventSuccess && e != EventFailure {
 				bad("events", "unknown event %q (want success or failure)", e)
+			}
+		}
+		if n.Template != "" {
+			if _, err := ParseTemplate(n.Name, n.Template); err != nil {
+				bad("template", "%v", err)
 			}
 		}
 	}

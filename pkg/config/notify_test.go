@@ -86,6 +86,10 @@ func TestNotificationErrors(t *testing.T) {
 		{"unknown event", "events: [failure]", "events: [failed]", `notifications[2] (hook): events: unknown event "failed"`},
 		{"bad secret name", "name: notify-github", "name: Notify_GitHub", `notifications[0] (gh): secretRef.name: "Notify_GitHub"`},
 		{"repository on webhook", "apps: [web]", "repository: a/b, apps: [web]", `notifications[2] (hook): repository: only for github and gitlab`},
+		{"template syntax", "apps: [web]", `template: "{{.App", apps: [web]`, `notifications[2] (hook): template: template: hook:1: unclosed action`},
+		{"template unknown field", "apps: [web]", `template: "{{.Commit}} failed", apps: [web]`, `notifications[2] (hook): template: template: hook:1:2: executing "hook" at <.Commit>: can't evaluate field Commit`},
+		{"template unknown function", "apps: [web]", `template: "{{env \"HOME\"}}", apps: [web]`, `notifications[2] (hook): template: template: hook:1: function "env" not defined`},
+		{"template too long", "apps: [web]", `template: "` + strings.Repeat("x", 4097) + `", apps: [web]`, `notifications[2] (hook): template: 4097 bytes, more than 4096`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,5 +105,28 @@ func TestNotificationErrors(t *testing.T) {
 				t.Errorf("error quotes the credential: %v", err)
 			}
 		})
+	}
+}
+
+// TestNotificationTemplate: a template over every field of MessageFields
+// parses, and renders those fields.
+func TestNotificationTemplate(t *testing.T) {
+	in := strings.Replace(withNotifications, "apps: [web]",
+		`template: "{{.Result}} {{.App}}/{{.Environment}} {{.ShortRevision}} {{.Revision}} {{.Duration}}{{if .Object}} {{.Object}}: {{.Reason}}{{end}}", apps: [web]`, 1)
+	c, err := Parse("deliver.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := ParseTemplate("hook", c.Notifications[2].Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := tmpl.Execute(&b, MessageFields{App: "web", Environment: "prod", Revision: "0123456789abcdef", ShortRevision: "0123456789ab",
+		Result: "failed", Duration: "2s", Object: "ConfigMap/web/web", Reason: "denied"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "failed web/prod 0123456789ab 0123456789abcdef 2s ConfigMap/web/web: denied"; b.String() != want {
+		t.Errorf("rendered %q, want %q", b.String(), want)
 	}
 }

@@ -16,7 +16,8 @@ import (
 // addresses replaced by local servers), reach each provider as its
 // filters say: the webhook gets both, Slack only the failure, and each
 // commit status at least the last one (the failure replaces the success
-// of the same commit and context when that is not sent yet).
+// of the same commit and context when that is not sent yet); oncall's
+// message is its template's.
 func TestExampleNotify(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile("../../examples/notify/deliver.yaml")
@@ -64,6 +65,13 @@ func TestExampleNotify(t *testing.T) {
 		}
 		if last := string(reqs[len(reqs)-1].Body); name != "audit" && !strings.Contains(last, `"failed"`) && !strings.Contains(last, `"failure"`) && !strings.Contains(last, ":x:") {
 			t.Errorf("provider %s: last request %s, want the failure", name, last)
+		}
+	}
+	// oncall's template gives its message.
+	if reqs := recs["oncall"].Requests(); len(reqs) > 0 {
+		wantText := ":x: *web* failed in prod at " + rev[:12] + " after 1.5s (runbook: https://wiki.example.com/deliver)"
+		if !strings.Contains(string(reqs[0].Body), `"text":"`+wantText+`"`) {
+			t.Errorf("oncall: %s, want the text %q", reqs[0].Body, wantText)
 		}
 	}
 	if len(recs) != len(want) {

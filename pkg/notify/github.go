@@ -35,10 +35,17 @@ func (n *Notifier) github(ctx context.Context, p config.Notification, e Event, t
 	state := map[Result]string{Pending: "pending", Succeeded: "success", Failed: "failure"}[e.Result]
 	address := strings.TrimSuffix(cmp.Or(p.Address, config.DefaultGitHubAddress), "/") +
 		"/repos/" + repo + "/statuses/" + e.Revision
+	description, ok, err := n.message(p, e, maxDescription)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		description = truncate(n.describe(e), maxDescription)
+	}
 	req, _, err := n.newJSONRequest(ctx, address, githubStatus{
 		State:       state,
 		Context:     statusContext(e),
-		Description: truncate(n.describe(e), maxDescription),
+		Description: description,
 	})
 	if err != nil {
 		return nil, err

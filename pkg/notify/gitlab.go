@@ -28,10 +28,17 @@ func (n *Notifier) gitlab(ctx context.Context, p config.Notification, e Event, t
 	state := map[Result]string{Pending: "running", Succeeded: "success", Failed: "failed"}[e.Result]
 	address := strings.TrimSuffix(cmp.Or(p.Address, config.DefaultGitLabAddress), "/") +
 		"/api/v4/projects/" + url.PathEscape(project) + "/statuses/" + e.Revision
+	description, ok, err := n.message(p, e, maxDescription)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		description = truncate(n.describe(e), maxDescription)
+	}
 	req, _, err := n.newJSONRequest(ctx, address, gitlabStatus{
 		State:       state,
 		Name:        statusContext(e),
-		Description: truncate(n.describe(e), maxDescription),
+		Description: description,
 	})
 	if err != nil {
 		return nil, err

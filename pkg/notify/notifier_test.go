@@ -504,3 +504,66 @@ func TestStatusOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestTemplates: a provider's template gives the commit status's
+// description, the Slack message and the webhook's message field,
+// rendered over the event's fields and redacted: a secret value in the
+// reason shows as *** and nowhere in any request. A provider without a
+// template sends deliver's own text and no message field.
+func TestTemplates(t *testing.T) {
+	t.Parallel()
+	const canary = "canary-tmpl-4e1f0b9a"
+	red := secrets.NewRedactor(secrets.RedactorOptions{})
+	red.Add(canary)
+	gh, lab, chat, hook, plain := newEndpoint(t, http.StatusCreated), newEndpoint(t, http.StatusCreated), newEndpoint(t), newEndpoint(t), newEndpoint(t)
+	const tmpl = "{{.Result}}: {{.App}} in {{.Environment}} at {{.ShortRevision}} after {{.Duration}}{{with .Object}} ({{.}}: {{$.Reason}}){{end}}"
+	n := notify.New(notify.Options{Redactor: red, Secrets: secretMap(map[string]string{
+		"gh/token": "t0k3n-gh", "lab/token": "t0k3n-lab", "chat/address": chat.URL + "/services/T0/B0/x"})})
+	e := failure
+	e.Reason = "value " + canary + " rejected"
+	n.Notify([]config.Notification{
+		{Name: "gh", Type: config.GitHub, Address: gh.URL, Repository: "acme/deploy", SecretRef: &config.SecretKeyRef{Name: "gh"}, Template: tmpl},
+		{Name: "lab", Type: config.GitLab, Address: lab.URL, Repository: "acme/deploy", SecretRef: &config.SecretKeyRef{Name: "lab"}, Template: tmpl},
+		{Name: "chat", Type: config.Slack, SecretRef: &config.SecretKeyRef{Name: "chat"}, Template: tmpl},
+		{Name: "hook", Type: config.Webhook, Address: hook.URL, Template: tmpl},
+		{Name: "plain", Type: config.Webhook, Address: plain.URL},
+	}, e)
+	closeNotifier(t, n)
+	const want = "failed: web in prod at 0123456789ab after 2s (ConfigMap/web/settings: value *** rejected)"
+	body := func(rec *testenv.Recorder, v any) {
+		t.Helper()
+		reqs := rec.Requests()
+		if len(reqs) != 1 {
+			t.Fatalf("%d requests, want 1", len(reqs))
+		}
+		if bytes.Contains(reqs[0].Body, []byte(canary)) {
+			t.Errorf("the canary is in the body: %s", reqs[0].Body)
+		}
+		if err := json.Unmarshal(reqs[0].Body, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ghs, labs struct{ Description string }
+	body(gh, &ghs)
+	body(lab, &labs)
+	var sl struct {
+		Text   string
+		Blocks []struct{ Text struct{ Text string } }
+	}
+	body(chat, &sl)
+	var hp, pp map[string]any
+	body(hook, &hp)
+	body(plain, &pp)
+	got := map[string]any{"github": ghs.Description, "gitlab": labs.Description, "slack": sl.Text, "webhook": hp["message"]}
+	for k, v := range got {
+		if v != want {
+			t.Errorf("%s: text %q, want %q", k, v, want)
+		}
+	}
+	if len(sl.Blocks) != 1 || sl.Blocks[0].Text.Text != want {
+		t.Errorf("slack blocks %+v, want one section with the text", sl.Blocks)
+	}
+	if _, ok := pp["message"]; ok || !strings.HasPrefix(pp["summary"].(string), "web failed at 0123456789ab") {
+		t.Errorf("webhook without a template: %v", pp)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deliverhq/deliver/internal/version"
+	"github.com/deliverhq/deliver/pkg/config"
 )
 
 // metrics count the messages per provider type.
@@ -183,4 +184,32 @@ func repoPath(repoURL string) (string, error) {
 		return "", errors.New("repository: the followed repository's URL has no path; set it")
 	}
 	return s, nil
+}
+
+// maxMessage bounds a message rendered from a template: a Slack
+// section's text may not exceed 3000 characters.
+const maxMessage = 3000
+
+// message renders p's Template over e, redacted and cut to limit runes;
+// ok is false when p has none, and deliver's own text is sent. The
+// fields are redacted one by one before, the text again after, for a
+// secret value only the concatenation of fields forms.
+func (n *Notifier) message(p config.Notification, e Event, limit int) (text string, ok bool, err error) {
+	if p.Template == "" {
+		return "", false, nil
+	}
+	r := n.opts.Redactor
+	t, err := config.ParseTemplate(p.Name, p.Template)
+	if err != nil {
+		return "", false, permanent(fmt.Errorf("template: %w", err))
+	}
+	f := config.MessageFields{
+		App: e.App, Environment: e.Environment, Revision: e.Revision, ShortRevision: short(e.Revision),
+		Result: string(e.Result), Duration: roundDuration(e), Object: r.Redact(e.Object), Reason: r.Redact(e.Reason),
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, f); err != nil {
+		return "", false, permanent(fmt.Errorf("template: %w", r.Error(err)))
+	}
+	return truncate(r.Redact(b.String()), limit), true, nil
 }

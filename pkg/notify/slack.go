@@ -54,6 +54,12 @@ func (n *Notifier) slack(ctx context.Context, p config.Notification, e Event, we
 		detail = b.String()
 	}
 	text = r.Redact(text)
+	// A template gives the whole message: its text is the one section.
+	if custom, ok, err := n.message(p, e, maxMessage); err != nil {
+		return nil, err
+	} else if ok {
+		text, detail = custom, ""
+	}
 	msg := slackMessage{Text: text, Blocks: []slackBlock{{Type: "section", Text: &slackText{Type: "mrkdwn", Text: text}}}}
 	if detail != "" {
 		msg.Blocks = append(msg.Blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: detail}})

@@ -30,7 +30,10 @@ type Payload struct {
 	Object string `json:"object,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Summary is the one line a commit status would show.
-	Summary string    `json:"summary"`
+	Summary string `json:"summary"`
+	// Message is the notification's template rendered; absent without
+	// one.
+	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
 }
 
@@ -38,6 +41,10 @@ type Payload struct {
 // holds a key.
 func (n *Notifier) webhook(ctx context.Context, p config.Notification, e Event, key string) (*http.Request, error) {
 	r := n.opts.Redactor
+	message, _, err := n.message(p, e, maxMessage)
+	if err != nil {
+		return nil, err
+	}
 	req, body, err := n.newJSONRequest(ctx, p.Address, Payload{
 		App:             e.App,
 		Environment:     e.Environment,
@@ -48,6 +55,7 @@ func (n *Notifier) webhook(ctx context.Context, p config.Notification, e Event, 
 		Object:          r.Redact(e.Object),
 		Reason:          r.Redact(e.Reason),
 		Summary:         n.describe(e),
+		Message:         message,
 		Time:            e.Time.UTC(),
 	})
 	if err != nil {

@@ -28,7 +28,9 @@ import (
 // in any request (body, headers, URL) but the credential each endpoint
 // must get, where it must be (the token in GitHub's Authorization header,
 // GitLab's PRIVATE-TOKEN, the Slack URL's path); none shows in the
-// reconciler's log, the notification credentials included.
+// reconciler's log, the notification credentials included. The webhook
+// and Slack providers have a template quoting the reason: the message it
+// renders is scanned too.
 func TestNotifyNoLeaks(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -51,8 +53,8 @@ func TestNotifyNoLeaks(t *testing.T) {
 	notifications := fmt.Sprintf(`notifications:
 - {name: gh, type: github, address: %q, repository: acme/deploy, secretRef: {name: deliver-notify, key: github}}
 - {name: lab, type: gitlab, address: %q, repository: acme/deploy, secretRef: {name: deliver-notify, key: gitlab}}
-- {name: hook, type: webhook, address: %q, secretRef: {name: deliver-notify, key: hmac}}
-- {name: chat, type: slack, secretRef: {name: deliver-notify, key: slack}}
+- {name: hook, type: webhook, address: %q, secretRef: {name: deliver-notify, key: hmac}, template: "{{.Result}} {{.App}}: {{.Object}} {{.Reason}}"}
+- {name: chat, type: slack, secretRef: {name: deliver-notify, key: slack}, template: "{{.App}} {{.Result}} at {{.ShortRevision}}{{with .Reason}}: {{.}}{{end}}"}
 - {name: echo, type: github, address: %q, repository: acme/deploy, secretRef: {name: deliver-notify, key: github}}
 `, gh.URL, gl.URL, hook.URL+"/deliver", echo.URL)
 
@@ -112,6 +114,10 @@ func TestNotifyNoLeaks(t *testing.T) {
 		results[p.App] = p.Result
 		if p.App == "reject" && (!strings.Contains(p.Reason, "***") || p.Object != "ConfigMap/"+ns+"/reject") {
 			t.Errorf("webhook payload of reject: object %q, reason %q: want the ConfigMap and a masked label", p.Object, mask.Replace(p.Reason))
+		}
+		// The template's message, the reason in it masked too.
+		if p.App == "reject" && (!strings.HasPrefix(p.Message, "failed reject: ConfigMap/"+ns+"/reject ") || !strings.Contains(p.Message, "***")) {
+			t.Errorf("webhook message of reject %q: want the template rendered with a masked label", mask.Replace(p.Message))
 		}
 		if p.Revision != head {
 			t.Errorf("webhook payload of %s: revision %s, want %s", p.App, p.Revision, head)
