@@ -37,6 +37,6 @@ deliver.yaml at --ref (default: the remote's HEAD) names the cluster.` + exitCod
 		},
 	}
 	addPinFlags(cmd, f, &o, false)
-	cmd.Flags().BoolVar(&f.opts.IgnoreWindows, "ignore-windows", false, "apply also when a change window of deliver.yaml holds the app (docs/windows.md); without it the pin is set and the apply refused")
+	cmd.Flags().BoolVar(&f.opts.IgnoreWindows, "ignore-windows", false, "roll back also when a change window of deliver.yaml at the head holds the app (docs/windows.md); without it nothing is pinned or applied")
 	return cmd
 }

@@ -11,7 +11,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
@@ -154,5 +156,75 @@ windows:
 	}
 	if len(got.Apps) != 1 || got.Apps[0].Reconciler == nil || got.Apps[0].Reconciler.Held != note || !got.Apps[0].Reconciler.HeldUntil.Equal(start.Add(time.Hour)) {
 		t.Errorf("status -o json of web: %+v, want held %q", got.Apps, note)
+	}
+}
+
+// TestRollbackWindows: a rollback is a change like an apply. With a deny
+// window of app web active now in deliver.yaml at the head (and in no
+// older revision), deliver rollback refuses, naming the window, and
+// writes nothing: no pin, the app's objects as they were; with
+// --ignore-windows it pins and applies the previous revision.
+func TestRollbackWindows(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	config := "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: " + ns + ", manifests: {path: web}}\n"
+	release := func(r, windows string) string {
+		repo.WriteFile("deliver.yaml", config+windows)
+		repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {release: \""+r+"\"}\n")
+		return repo.CommitAll("release " + r)
+	}
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	base := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
+	deliver := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, code := run(t, append(args, base...)...)
+		if code != wantCode {
+			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return out
+	}
+	state := func() (string, *apply.Pin) {
+		t.Helper()
+		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := env.Client().CoreV1().Secrets(inv).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cm.Data["release"], apply.PinOf(s.Annotations)
+	}
+	first := release("1", "")
+	deliver(0, "apply", "--timeout", "1m")
+	release("2", "")
+	deliver(0, "apply", "--timeout", "1m")
+	// The freeze, at the head only: active from a minute ago for an hour.
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	repo.WriteFile("deliver.yaml", config+fmt.Sprintf("windows:\n- {kind: deny, schedule: \"%d %d * * *\", duration: 1h}\n", start.Minute(), start.Hour()))
+	repo.CommitAll("freeze")
+
+	out := deliver(1, "rollback", "web", "--reason", "release 2 is bad", "--timeout", "1m")
+	for _, want := range []string{"rollback app web: held by a change window: held by windows[0] (deny", "until " + start.Add(time.Hour).Format(time.RFC3339), "nothing pinned or applied", "--ignore-windows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rollback in a window: output lacks %q:\n%s", want, out)
+		}
+	}
+	if r, p := state(); r != "2" || p != nil {
+		t.Fatalf("after the refused rollback: release %s, pin %+v; want release 2 and no pin", r, p)
+	}
+
+	out = deliver(0, "rollback", "web", "--reason", "release 2 is bad", "--ignore-windows", "--timeout", "1m")
+	if !strings.Contains(out, "rolled back app web from") {
+		t.Errorf("rollback --ignore-windows:\n%s", out)
+	}
+	if r, p := state(); r != "1" || p == nil || p.Revision != first {
+		t.Errorf("after rollback --ignore-windows: release %s, pin %+v; want release 1 pinned to %s", r, p, first)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/window"
 )
 
 // Rollback pins opts.App to its previous successful revision, the one
@@ -17,7 +18,10 @@ import (
 // the reconciler retries the pinned revision.
 //
 // The app's cluster is found through deliver.yaml at opts.Pipeline.Ref
-// (the head by default), where the app must be.
+// (the head by default), where the app must be. Its change windows hold
+// a rollback as they hold an apply: inside a deny window (or outside an
+// allow window) nothing is pinned or applied, and the error wraps
+// pipeline.ErrHeld, unless opts.Pipeline.IgnoreWindows.
 func Rollback(ctx context.Context, opts Options) (res *Result, err error) {
 	opts.defaults()
 	defer func() { err = opts.redact(err) }()
@@ -41,6 +45,16 @@ func Rollback(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
+	// A rollback is a change like any other: a change window of the
+	// policy in force, deliver.yaml at the head (the older revision may
+	// predate the freeze), refuses it before anything is written, unless
+	// IgnoreWindows (docs/windows.md).
+	if !opts.Pipeline.IgnoreWindows {
+		d := window.Check(head.cfg.Windows, opts.App, head.cfg.Environment, opts.Now())
+		if msg := pipeline.HoldMessage(d); msg != "" {
+			return nil, fmt.Errorf("rollback app %s: %w: %s: nothing pinned or applied (--ignore-windows rolls back anyway)", opts.App, pipeline.ErrHeld, opts.Pipeline.Redactor.Redact(msg))
+		}
+	}
 	t, err := opts.at(ctx, prev.Revision)
 	if err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
@@ -57,6 +71,8 @@ func Rollback(ctx context.Context, opts Options) (res *Result, err error) {
 	// The pinned revision's tree and deliver.yaml, as read to check it.
 	po.Snapshot, po.Config = t.snap, nil
 	po.Ref = t.snap.Commit
+	// The windows were checked above, against the head's deliver.yaml.
+	po.IgnoreWindows = true
 	res.Apply, err = pipeline.Apply(ctx, po)
 	if err == nil {
 		err = res.Apply.Err()

@@ -6,13 +6,20 @@ import (
 	"fmt"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/source"
 )
 
 // Unpin removes opts.App's pin: the reconciler then delivers the app at
-// the head of the followed ref again. The cluster is Kube("") of
-// opts.Pipeline, the current kubeconfig context: no revision is read.
-// Result.Previous is the pin removed, nil when the app had none (not an
-// error).
+// the head of the followed ref again. Result.Previous is the pin removed,
+// nil when the app had none (not an error).
+//
+// The cluster is the environment's, as for pin, rollback and apply: with
+// opts.Pipeline.Env (or Repo), the kubeconfig context deliver.yaml at
+// opts.Pipeline.Ref (default: the remote's HEAD) names for it; otherwise,
+// or when it names none, Kube(""), the current kubeconfig context. An
+// explicit --context wins, as everywhere. The app need not be in
+// deliver.yaml any more: a pin of an app that left must still go.
 func Unpin(ctx context.Context, opts Options) (res *Result, err error) {
 	opts.defaults()
 	defer func() { err = opts.redact(err) }()
@@ -22,7 +29,13 @@ func Unpin(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Pipeline.Kube == nil {
 		return nil, fmt.Errorf("unpin app %s: no cluster configured", opts.App)
 	}
-	rc, err := opts.Pipeline.Kube("")
+	kubeContext := ""
+	if opts.Pipeline.Env != "" || opts.Pipeline.Repo != "" {
+		if kubeContext, err = opts.environmentContext(ctx); err != nil {
+			return nil, fmt.Errorf("unpin app %s: %w", opts.App, err)
+		}
+	}
+	rc, err := opts.Pipeline.Kube(kubeContext)
 	if err != nil {
 		return nil, fmt.Errorf("unpin app %s: kubeconfig: %w", opts.App, err)
 	}
@@ -35,4 +48,25 @@ func Unpin(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	return &Result{App: opts.App, Previous: old}, nil
+}
+
+// environmentContext is the kubeconfig context deliver.yaml at
+// Pipeline.Ref names for Pipeline.Env ("" for none).
+func (o *Options) environmentContext(ctx context.Context) (string, error) {
+	url, err := o.repoURL()
+	if err != nil {
+		return "", err
+	}
+	snap, err := source.Fetch(ctx, source.Options{URL: url, Ref: o.Pipeline.Ref, Auth: o.Pipeline.Auth, CacheDir: o.Pipeline.CacheDir})
+	if err != nil {
+		return "", fmt.Errorf("deliver.yaml: %w", err)
+	}
+	defer snap.Close()
+	po := o.Pipeline
+	po.Apps, po.Snapshot, po.Config = nil, nil, nil
+	cfg, err := pipeline.LoadConfig(snap, po)
+	if err != nil {
+		return "", fmt.Errorf("revision %.12s: %w", snap.Commit, err)
+	}
+	return cfg.Context, nil
 }
