@@ -3,6 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,8 +59,10 @@ apps (see docs/clusters.md).
 
 With --once it fetches once, delivers the apps that are due (new commit,
 drift, full resync), waits for them and exits: 0 when every app is
-delivered, 1 when one failed. Use it in CI or a CronJob next to, or
-instead of, the long-running reconciler.`,
+delivered, 1 when one failed. It prints a summary: the apps per result,
+then the apps a change window held (which window, until when) and the
+pinned apps it did not advance to the head. Use it in CI or a CronJob
+next to, or instead of, the long-running reconciler.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect
   deliver reconcile --repo https://git.example.com/team/deploy.git --env staging --env prod --listen :8080`,
@@ -85,13 +91,23 @@ instead of, the long-running reconciler.`,
 				if err != nil {
 					return err
 				}
-				return c.Run(cmd.Context())
+				err = c.Run(cmd.Context())
+				if o.Once {
+					for _, st := range c.Statuses() {
+						printOnceSummary(cmd.OutOrStdout(), st)
+					}
+				}
+				return err
 			}
 			r, err := reconcile.New(o)
 			if err != nil {
 				return err
 			}
-			return r.Run(cmd.Context())
+			err = r.Run(cmd.Context())
+			if o.Once {
+				printOnceSummary(cmd.OutOrStdout(), r.Status())
+			}
+			return err
 		},
 	}
 	addRunFlags(cmd, f, true)
@@ -125,4 +141,42 @@ instead of, the long-running reconciler.`,
 	envs = repeatableEnv(fl, &f.opts.Env)
 	fl.BoolVar(&clusters, "clusters", false, "deliver each --env to the cluster its kubeconfigSecret in deliver.yaml names (implied by several --env)")
 	return cmd
+}
+
+// printOnceSummary prints what a reconcile --once pass left: the apps per
+// result, then those a change window held and the pinned ones not
+// advanced to the head, which a CI log would otherwise show as
+// delivered. Every text in it comes from the status, redacted already.
+func printOnceSummary(w io.Writer, st reconcile.Status) {
+	where := ""
+	if st.Env != "" {
+		where = "environment " + st.Env + ", "
+	}
+	counts := map[string]int{}
+	var held, pinned []string
+	for _, a := range st.Apps {
+		counts[a.Result]++
+		if a.Held != "" {
+			held = append(held, fmt.Sprintf("  %s: %s (at %s)", a.App, oneLine(a.Held), orDash(shortRev(a.Revision))))
+		}
+		if p := a.Pin; p != nil && p.Revision != st.Revision {
+			pinned = append(pinned, fmt.Sprintf("  %s: at %s, pinned to %s by %s: %s", a.App, orDash(shortRev(a.Revision)), shortRev(p.Revision), orDash(p.By), oneLine(p.Reason)))
+		}
+	}
+	results := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, 0, len(results)+2)
+	for _, r := range results {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[r], r))
+	}
+	parts = append(parts, fmt.Sprintf("%d held by a change window", len(held)), fmt.Sprintf("%d pinned behind the head", len(pinned)))
+	fmt.Fprintf(w, "%srevision %s: %d apps: %s\n", where, orDash(shortRev(st.Revision)), len(st.Apps), strings.Join(parts, ", "))
+	if st.SourceError != "" {
+		fmt.Fprintf(w, "source: %s\n", oneLine(st.SourceError))
+	}
+	if len(held) > 0 {
+		fmt.Fprintf(w, "held by a change window, not delivered:\n%s\n", strings.Join(held, "\n"))
+	}
+	if len(pinned) > 0 {
+		fmt.Fprintf(w, "pinned, not advanced to %s:\n%s\n", shortRev(st.Revision), strings.Join(pinned, "\n"))
+	}
 }

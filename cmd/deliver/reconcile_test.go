@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
@@ -108,5 +110,66 @@ func TestReconcileOnceCommand(t *testing.T) {
 	repo.CommitAll("broken")
 	if out, code := once(); code != 1 || !strings.Contains(out, "app web") {
 		t.Errorf("pass over a broken commit: exit %d, want 1 naming app web:\n%s", code, out)
+	}
+}
+
+// TestReconcileOnceSummary: deliver reconcile --once prints a summary
+// that lists, besides the counts, the app a deny window active now held
+// (which window, until when, the revision it stays at) and the pinned
+// app it did not advance to the head; the third app is delivered at the
+// head, the held and the pinned ones stay where they were.
+func TestReconcileOnceSummary(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	config := "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n" +
+		"- {name: web, namespace: " + ns + ", manifests: {path: web}}\n" +
+		"- {name: api, namespace: " + ns + ", manifests: {path: api}}\n" +
+		"- {name: db, namespace: " + ns + ", manifests: {path: db}}\n"
+	release := func(r, windows string) string {
+		repo.WriteFile("deliver.yaml", config+windows)
+		for _, app := range []string{"web", "api", "db"} {
+			repo.WriteFile(app+"/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+app+"}\ndata: {release: \""+r+"\"}\n")
+		}
+		return repo.CommitAll("release " + r)
+	}
+	first := release("1", "")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	base := []string{"--kubeconfig", env.Kubeconfig, "--repo", url, "--inventory-namespace", inv, "--cache-dir", filepath.Join(root, "cache")}
+	once := func() (string, int) {
+		return run(t, append([]string{"reconcile", "--once", "--ref", "main"}, base...)...)
+	}
+	if out, code := once(); code != 0 || !strings.Contains(out, "revision "+first[:12]+": 3 apps: 3 succeeded, 0 held by a change window, 0 pinned behind the head") {
+		t.Fatalf("first pass: exit %d:\n%s", code, out)
+	}
+	if out, code := run(t, append([]string{"pin", "api", "--revision", first, "--reason", "hold api for the audit"}, base...)...); code != 0 {
+		t.Fatalf("pin: exit %d:\n%s", code, out)
+	}
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	head := release("2", fmt.Sprintf("windows:\n- {kind: deny, schedule: \"%d %d * * *\", duration: 1h, apps: [web]}\n", start.Minute(), start.Hour()))
+	out, code := once()
+	if code != 0 {
+		t.Fatalf("second pass: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"revision " + head[:12] + ": 3 apps: 3 succeeded, 1 held by a change window, 1 pinned behind the head",
+		"held by a change window, not delivered:\n  web: held by windows[0] (deny",
+		"until " + start.Add(time.Hour).Format(time.RFC3339) + " (at " + first[:12] + ")",
+		"pinned, not advanced to " + head[:12] + ":\n  api: at " + first[:12] + ", pinned to " + first[:12] + " by ",
+		": hold api for the audit",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	for app, want := range map[string]string{"web": "1", "api": "1", "db": "2"} {
+		cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), app, metav1.GetOptions{})
+		if err != nil || cm.Data["release"] != want {
+			t.Errorf("%s: release %v (%v), want %s", app, cm.Data, err, want)
+		}
 	}
 }
