@@ -166,3 +166,70 @@ func hasEvent(t *testing.T, inv, reason, text string) bool {
 	}
 	return false
 }
+
+// TestSuspendedAndPinned: an app both suspended and pinned is not
+// delivered at all, neither at its pin nor at a new head, while the
+// other app moves on (suspend wins); once resumed, it is delivered at
+// its pinned revision, not at the newest commit.
+func TestSuspendedAndPinned(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
+		"other/cm.yaml": configMap("other", map[string]string{"color": "blue"}),
+	})
+	first := repo.Head()
+	opts := options(t, repo, env.Config)
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	r, _ := start(t, opts)
+	delivered := func(app, rev, color string) func() bool {
+		return func() bool {
+			a := appStatus(r, app)
+			return a.Revision == rev && a.Result == apply.ResultSucceeded && cmData(t, ns, app)["color"] == color
+		}
+	}
+	commit := func(color string) string {
+		repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"color": color}))
+		repo.WriteFile("other/cm.yaml", configMap("other", map[string]string{"color": color}))
+		return repo.CommitAll(color)
+	}
+	waitFor(t, 30*time.Second, "first delivery", delivered("web", first, "blue"))
+	second := commit("green")
+	waitFor(t, 30*time.Second, "web at the second commit", delivered("web", second, "green"))
+
+	suspend := func(v string) {
+		t.Helper()
+		patch := []byte(`{"metadata":{"annotations":{"` + reconcile.AnnotationSuspend + `":` + v + `}}}`)
+		if _, err := env.Client().CoreV1().Secrets(inv).Patch(ctx, apply.InventoryName("web"), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	suspend(`"true"`)
+	waitFor(t, 10*time.Second, "web suspended", func() bool { return appStatus(r, "web").Suspended })
+	po := opts.Pipeline
+	po.CacheDir = t.TempDir()
+	po.Kube = func(string) (*rest.Config, error) { return env.Config, nil }
+	if _, err := pin.Pin(ctx, pin.Options{Pipeline: po, App: "web", Revision: first, Reason: "green breaks uploads"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the pin seen", func() bool { return appStatus(r, "web").Pin != nil })
+	// A new head: other is delivered there, so the loop has passed over
+	// web, due at its pin, since it saw the pin and the suspension.
+	third := commit("red")
+	waitFor(t, 30*time.Second, "other at the third commit", delivered("other", third, "red"))
+	if a := appStatus(r, "web"); a.Revision != second || !a.Suspended || cmData(t, ns, "web")["color"] != "green" {
+		t.Fatalf("suspended and pinned web was delivered: status %+v, color %s; want it left at %s (green)", a, cmData(t, ns, "web")["color"], second)
+	}
+
+	suspend("null")
+	waitFor(t, 30*time.Second, "resumed web at its pinned revision", delivered("web", first, "blue"))
+	if a := appStatus(r, "web"); a.Suspended || a.Pin == nil || a.Pin.Revision != first {
+		t.Errorf("resumed web: %+v, want not suspended, pinned to %s", a, first)
+	}
+	if r.Status().Revision != third {
+		t.Errorf("head %s, want %s", r.Status().Revision, third)
+	}
+}
