@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/deliverhq/deliver/internal/gitserver"
 )
 
@@ -17,7 +19,8 @@ import (
 // inventory Secret included), for every canary: a pin of an unknown
 // revision (the error names the repository), a rollback that renders and
 // applies the canaries again and prints its report, status in text and
-// JSON with the pin.
+// JSON with the pin, and reconcile --once over the pinned app, whose
+// status ConfigMap (the pin in it) is scanned with the cluster.
 func TestNoSecretLeaksPin(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -64,6 +67,15 @@ func TestNoSecretLeaksPin(t *testing.T) {
 	r.run("rollback -o json", 1, []string{"no previous successful revision"}, withSource("rollback", "web", "--reason", "again", "-o", "json")...)
 	r.run("status with a pin", 0, []string{"web pinned to " + first[:12] + " by "}, "status")
 	r.run("status -o json with a pin", 0, []string{`"pin": {`, `"reason": "leak check"`}, "status", "-o", "json")
+	// The reconciler over the pinned app: its status ConfigMap holds the
+	// pin (scanned with the cluster's objects below), its summary names it;
+	// it exits 1: the second commit adds two apps that fail (reject, hookfail).
+	r.run("reconcile --once with a pin", 1, []string{"pinned, not advanced to " + second[:12] + ":\n  web: at " + first[:12] + ", pinned to " + first[:12]},
+		withSource("reconcile", "--once", "--timeout", "30s")...)
+	status, err := env.Client().CoreV1().ConfigMaps(inv).Get(ctx, "deliver-status", metav1.GetOptions{})
+	if err != nil || !strings.Contains(status.Data["web"], `"pin":{"revision":"`+first) {
+		t.Errorf("the reconciler's status ConfigMap lacks web's pin (err %v)", err) // its content is scanned below, not printed
+	}
 	r.run("pin -o json", 0, []string{`"revision": "` + second + `"`}, withSource("pin", "web", "--revision", "main", "--reason", "leak check", "-o", "json")...)
 	r.run("unpin", 0, []string{"unpinned app web"}, append([]string{"unpin", "web"}, r.cluster...)...)
 
@@ -73,14 +85,18 @@ func TestNoSecretLeaksPin(t *testing.T) {
 		}
 	}
 	objs, _ := clusterObjects(t, ns, c.vaultWorkload.Name)
-	scanned := false
+	scanned, statusScanned := false, false
 	for _, o := range objs {
 		scanned = scanned || strings.HasPrefix(o.where, "Secret "+inv+"/deliver-inventory-web")
+		statusScanned = statusScanned || strings.HasPrefix(o.where, "ConfigMap "+inv+"/deliver-status")
 		for _, h := range o.allowed(sc.scan(o.where, o.data)) {
 			t.Errorf("LEAK %s", h)
 		}
 	}
 	if !scanned {
 		t.Errorf("the inventory Secret of web, which holds the pin, was not scanned")
+	}
+	if !statusScanned {
+		t.Errorf("the reconciler's status ConfigMap, which holds the pin, was not scanned")
 	}
 }
