@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -124,10 +123,37 @@ func ParseTemplate(name, text string) (*template.Template, error) {
 	}
 	sample := MessageFields{App: "web", Environment: "prod", Revision: strings.Repeat("0", 40), ShortRevision: strings.Repeat("0", 12),
 		Result: "failed", Duration: "1.5s", Object: "ConfigMap/web/web", Reason: "reason"}
-	if err := t.Execute(io.Discard, sample); err != nil {
+	if _, err := RenderTemplate(t, sample); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// maxRendered bounds what a template may write: a {{range}} over a large
+// number stops there with an error rather than filling the memory.
+const maxRendered = 64 << 10
+
+// RenderTemplate executes t, parsed by ParseTemplate, over f.
+func RenderTemplate(t *template.Template, f MessageFields) (string, error) {
+	w := &boundedWriter{max: maxRendered}
+	if err := t.Execute(w, f); err != nil {
+		return "", err
+	}
+	return w.b.String(), nil
+}
+
+// boundedWriter keeps what is written up to max bytes, and fails the
+// write that goes beyond.
+type boundedWriter struct {
+	b   strings.Builder
+	max int
+}
+
+func (w *boundedWriter) Write(p []byte) (int, error) {
+	if w.b.Len()+len(p) > w.max {
+		return 0, fmt.Errorf("renders more than %d bytes", w.max)
+	}
+	return w.b.Write(p)
 }
 
 // SecretKeyRef names one key of a Secret.

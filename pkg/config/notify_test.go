@@ -89,6 +89,7 @@ func TestNotificationErrors(t *testing.T) {
 		{"template syntax", "apps: [web]", `template: "{{.App", apps: [web]`, `notifications[2] (hook): template: template: hook:1: unclosed action`},
 		{"template unknown field", "apps: [web]", `template: "{{.Commit}} failed", apps: [web]`, `notifications[2] (hook): template: template: hook:1:2: executing "hook" at <.Commit>: can't evaluate field Commit`},
 		{"template unknown function", "apps: [web]", `template: "{{env \"HOME\"}}", apps: [web]`, `notifications[2] (hook): template: template: hook:1: function "env" not defined`},
+		{"template renders too much", "apps: [web]", `template: "{{range 70000}}x{{end}}", apps: [web]`, `notifications[2] (hook): template: renders more than 65536 bytes`},
 		{"template too long", "apps: [web]", `template: "` + strings.Repeat("x", 4097) + `", apps: [web]`, `notifications[2] (hook): template: 4097 bytes, more than 4096`},
 	}
 	for _, tt := range tests {

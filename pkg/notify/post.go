@@ -207,9 +207,9 @@ func (n *Notifier) message(p config.Notification, e Event, limit int) (text stri
 		App: e.App, Environment: e.Environment, Revision: e.Revision, ShortRevision: short(e.Revision),
 		Result: string(e.Result), Duration: roundDuration(e), Object: r.Redact(e.Object), Reason: r.Redact(e.Reason),
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, f); err != nil {
+	text, err = config.RenderTemplate(t, f)
+	if err != nil {
 		return "", false, permanent(fmt.Errorf("template: %w", r.Error(err)))
 	}
-	return truncate(r.Redact(b.String()), limit), true, nil
+	return truncate(r.Redact(text), limit), true, nil
 }

@@ -55,8 +55,7 @@ func (r *Reconciler) notifySecret(ctx context.Context, name, key string) (string
 // readNotified returns the last outcome told of each app, from the
 // status ConfigMap a previous reconciler (or leader) wrote: one read when
 // the loop starts. A status that cannot be read is no reason not to
-// reconcile: the first outcome is then told again, as before #20's
-// follow-up.
+// reconcile: the first outcome after the restart is then told again.
 func (r *Reconciler) readNotified(ctx context.Context) map[string]*Notified {
 	cm, err := ReadStatusNamed(ctx, r.kube, r.opts.StatusNamespace, r.opts.StatusName)
 	if err != nil {
