@@ -207,7 +207,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		inv.Workloads = m.workloadRecords(p)
 		// Only a run that applied everything vouches for its inputs.
 		inv.Inputs = p.opts.Inputs
-		inv.History = withHistory(inv.History, historyEntry(inv))
+		inv.History = withHistory(inv.History, historyEntry(inv, r.start))
 	}
 	inv.Hooks = nil
 	for _, h := range r.hooksDone {

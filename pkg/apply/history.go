@@ -3,6 +3,7 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -21,6 +22,11 @@ type HistoryEntry struct {
 	// were known: two revisions with one digest delivered the same
 	// objects.
 	Digest string `json:"digest,omitempty"`
+	// Duration is how long that run took, and By the host it ran on (the
+	// reconciler's Pod, a CI runner, a laptop): for the web view's
+	// history. Both are absent from the entries of older versions.
+	Duration time.Duration `json:"duration,omitempty"`
+	By       string        `json:"by,omitempty"`
 }
 
 // ErrNoPreviousRevision is returned by PreviousRevision when the history
@@ -69,9 +75,11 @@ func (inv *Inventory) PreviousRevision() (HistoryEntry, error) {
 	return inv.History[i-1], nil
 }
 
-// historyEntry is the history entry of a successful run that wrote inv.
-func historyEntry(inv *Inventory) HistoryEntry {
-	e := HistoryEntry{Revision: inv.Revision, Time: inv.Time}
+// historyEntry is the history entry of a successful run that wrote inv,
+// started at start.
+func historyEntry(inv *Inventory, start time.Time) HistoryEntry {
+	host, _ := os.Hostname()
+	e := HistoryEntry{Revision: inv.Revision, Time: inv.Time, Duration: inv.Time.Sub(start).Round(time.Millisecond), By: host}
 	if inv.Inputs != nil {
 		e.Digest = inv.Inputs.Digest
 	}

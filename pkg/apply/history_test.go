@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,11 @@ func TestHistory(t *testing.T) {
 		for _, h := range inv.History {
 			if h.Time.IsZero() || time.Since(h.Time) > time.Hour {
 				t.Errorf("history entry %s: time %s", h.Revision, h.Time)
+			}
+			// The web view's history shows how long the run took and
+			// where it ran.
+			if host, _ := os.Hostname(); h.Duration <= 0 || h.By != host {
+				t.Errorf("history entry %s: duration %s, by %q; want a positive duration, by %q", h.Revision, h.Duration, h.By, host)
 			}
 			out = append(out, h.Revision)
 		}

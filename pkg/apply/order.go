@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/deliverhq/deliver/pkg/object"
@@ -19,6 +20,25 @@ const (
 	StageRest                     // everything else
 	StageWebhooks                 // admission webhooks last, so they cannot block the objects above
 )
+
+// String names the stage as the web view's object tree shows it.
+func (s Stage) String() string {
+	switch s {
+	case StageDefinitions:
+		return "definitions"
+	case StageCluster:
+		return "cluster"
+	case StageConfig:
+		return "config"
+	case StageWorkloads:
+		return "workloads"
+	case StageRest:
+		return "rest"
+	case StageWebhooks:
+		return "webhooks"
+	}
+	return fmt.Sprintf("Stage(%d)", int(s))
+}
 
 // StageOf returns the stage an object belongs to.
 func StageOf(id object.ID) Stage {

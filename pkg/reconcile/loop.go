@@ -579,6 +579,9 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
 	note := r.notifyStart(name, rev, sh.config)
+	if r.opts.OnRun != nil {
+		r.opts.OnRun(RunEvent{App: name, Revision: rev, Reason: reason})
+	}
 	start := time.Now()
 	res, err := pipeline.Apply(ctx, po)
 	dur := time.Since(start)
@@ -682,6 +685,16 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	}
 	r.runEvents(name, rev, prevRev, ar, err, interrupted)
 	r.writeStatus(ictx)
+	if r.opts.OnRun != nil {
+		e := RunEvent{App: name, Revision: rev, Ended: true, Duration: dur}
+		r.mu.Lock()
+		e.Result, e.Message = s.Result, s.Message
+		r.mu.Unlock()
+		if ar != nil {
+			e.Plan = ar.Plan
+		}
+		r.opts.OnRun(e)
+	}
 	notify(r.wake)
 }
 

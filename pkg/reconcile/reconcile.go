@@ -152,6 +152,27 @@ type Options struct {
 	// StatusName is the name of the status ConfigMap's first page.
 	// Default StatusConfigMap.
 	StatusName string
+
+	// OnRun, when set, is called as each run starts and ends: the web
+	// view (pkg/ui) updates its open pages from it. It must not block.
+	OnRun func(RunEvent)
+}
+
+// RunEvent is a run's start or end, for Options.OnRun.
+type RunEvent struct {
+	// App is the app; Revision the commit the run delivers.
+	App, Revision string
+	// Reason says why the run started ("revision abc", "drift of 1
+	// objects", ...).
+	Reason string
+	// Ended is false at the start of the run, true at its end.
+	Ended bool
+	// Result and Message are the app's status after the run (Ended
+	// only); Duration is the run's.
+	Result, Message string
+	Duration        time.Duration
+	// Plan is the run's plan, nil when it got none (Ended only).
+	Plan *apply.Plan
 }
 
 // LeaderElection configures the Lease that elects the one replica that

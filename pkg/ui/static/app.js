@@ -1,0 +1,56 @@
+// deliver's web view: a name filter on the page of all apps, and live
+// updates: on an event about an app shown, the page's content is fetched
+// again and swapped in (no framework, nothing loaded from elsewhere).
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  var q = document.getElementById("q");
+  function filterRows() {
+    if (!q) return;
+    var text = q.value.toLowerCase(), shown = 0;
+    document.querySelectorAll("#apps tr.app").forEach(function (tr) {
+      var ok = tr.dataset.name.toLowerCase().indexOf(text) >= 0;
+      tr.hidden = !ok;
+      if (ok) shown++;
+    });
+    var n = document.getElementById("shown");
+    if (n) n.textContent = shown;
+  }
+  if (q) q.addEventListener("input", filterRows);
+
+  var pending = false;
+  function refresh() {
+    if (pending) return;
+    pending = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("content"), cur = document.getElementById("content");
+        if (!fresh || !cur) return;
+        var open = {};
+        cur.querySelectorAll("details[open] > summary").forEach(function (s) { open[s.textContent] = true; });
+        var focused = document.activeElement && document.activeElement.id, value = q ? q.value : "";
+        cur.innerHTML = fresh.innerHTML;
+        cur.querySelectorAll("details > summary").forEach(function (s) { if (open[s.textContent]) s.parentNode.open = true; });
+        q = document.getElementById("q");
+        if (q) { q.value = value; q.addEventListener("input", filterRows); filterRows(); if (focused === "q") q.focus(); }
+      })
+      .catch(function () {})
+      .then(function () { pending = false; });
+  }
+
+  if (!window.EventSource) { if (live) live.textContent = "no live updates"; return; }
+  var es = new EventSource("/events");
+  es.onopen = function () { if (live) { live.textContent = "● live"; live.className = "live on"; } };
+  es.onerror = function () { if (live) { live.textContent = "○ reconnecting"; live.className = "live"; } };
+  es.addEventListener("app", function (m) {
+    var e;
+    try { e = JSON.parse(m.data); } catch (x) { return; }
+    if (live) live.title = "last update: " + e.kind + " " + e.app + (e.result ? " (" + e.result + ")" : "");
+    var summary = document.getElementById("summary");
+    if (summary && summary.dataset.app !== e.app) return; // another app's page
+    document.body.dataset.lastEvent = e.kind + ":" + e.app;
+    refresh();
+  });
+})();
