@@ -690,8 +690,11 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 		r.mu.Lock()
 		e.Result, e.Message = s.Result, s.Message
 		r.mu.Unlock()
-		if ar != nil {
+		switch {
+		case ar != nil && ar.Plan != nil:
 			e.Plan = ar.Plan
+		case ar != nil && ar.Report != nil:
+			e.Plan = ar.Report.Plan
 		}
 		r.opts.OnRun(e)
 	}
