@@ -209,6 +209,7 @@ func sseClient(t *testing.T, base string) <-chan map[string]string {
 // masked diff, a pin set with the button shows everywhere, and no page
 // or event shows the Secret's value.
 func TestReconcilerView(t *testing.T) {
+	t.Parallel()
 	v := startView(t)
 	base := v.http.URL
 	events := sseClient(t, base)
@@ -329,6 +330,7 @@ func TestReconcilerView(t *testing.T) {
 // their results are the same, and an edit of a delivered object, which
 // the reconciler reverts, reaches the open page's stream.
 func TestLocalView(t *testing.T) {
+	t.Parallel()
 	v := startView(t)
 	testenv.Eventually(t, 90*time.Second, time.Second/4, "web delivered and db failed", func() bool {
 		return appStatus(v.r, "web").Result == apply.ResultSucceeded && appStatus(v.r, "db").Result == apply.ResultFailed

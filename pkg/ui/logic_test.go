@@ -1,0 +1,282 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/secrets"
+	"github.com/deliverhq/deliver/pkg/ui"
+)
+
+// TestFilter: each query parameter keeps the apps it names; none keeps
+// all.
+func TestFilter(t *testing.T) {
+	t.Parallel()
+	rows := []ui.AppRow{
+		{AppRef: ui.AppRef{Environment: "prod", Name: "web"}, Result: "succeeded", Health: ui.HealthHealthy},
+		{AppRef: ui.AppRef{Environment: "prod", Name: "db"}, Result: "failed", Health: ui.HealthDegraded},
+		{AppRef: ui.AppRef{Environment: "staging", Name: "web-api"}, Result: "succeeded", Health: ui.HealthDrifted, Drift: []string{"ConfigMap/a/b"}},
+		{AppRef: ui.AppRef{Environment: "staging", Name: "cache"}, Result: "succeeded", Health: ui.HealthHealthy, Pin: &apply.Pin{Revision: "abc"}, Suspended: true},
+		{AppRef: ui.AppRef{Environment: "staging", Name: "jobs"}, Result: "running", Health: ui.HealthProgressing, Held: "freeze until Monday"},
+	}
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"web", "db", "web-api", "cache", "jobs"}},
+		{"env=prod", []string{"web", "db"}},
+		{"q=WEB", []string{"web", "web-api"}},
+		{"q=web&env=staging", []string{"web-api"}},
+		{"result=failed", []string{"db"}},
+		{"health=drifted", []string{"web-api"}},
+		{"drifted=1", []string{"web-api"}},
+		{"pinned=yes", []string{"cache"}},
+		{"suspended=true", []string{"cache"}},
+		{"held=on", []string{"jobs"}},
+		{"held=no", []string{"web", "db", "web-api", "cache", "jobs"}},
+		{"result=waiting", nil},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			q, err := url.ParseQuery(tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range ui.ParseFilter(q).Apply(rows) {
+				got = append(got, r.Name)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("apps (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestBuildTree: objects go to their apply stage, stages in apply order,
+// each sorted by kind, namespace and name; empty stages are left out.
+func TestBuildTree(t *testing.T) {
+	t.Parallel()
+	id := func(group, kind, ns, name string) ui.ObjectNode {
+		return ui.ObjectNode{ID: object.ID{Group: group, Kind: kind, Namespace: ns, Name: name}}
+	}
+	in := []ui.ObjectNode{
+		id("apps", "Deployment", "a", "web"),
+		id("", "Service", "a", "web"),
+		id("", "ConfigMap", "b", "z"),
+		id("", "ConfigMap", "a", "z"),
+		id("", "Namespace", "", "a"),
+		id("networking.k8s.io", "Ingress", "a", "web"),
+		id("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "", "hook"),
+		id("batch", "Job", "a", "migrate"),
+	}
+	type stage struct {
+		Name    string
+		Objects []string
+	}
+	var got []stage
+	for _, s := range ui.BuildTree(in) {
+		st := stage{Name: s.Name}
+		for _, o := range s.Objects {
+			st.Objects = append(st.Objects, o.ID.String())
+		}
+		got = append(got, st)
+	}
+	want := []stage{
+		{"definitions", []string{"Namespace/a"}},
+		{"config", []string{"ConfigMap/a/z", "ConfigMap/b/z", "Service/a/web"}},
+		{"workloads", []string{"Deployment/a/web", "Job/a/migrate"}},
+		{"rest", []string{"Ingress/a/web"}},
+		{"webhooks", []string{"ValidatingWebhookConfiguration/hook"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tree (-want +got):\n%s", diff)
+	}
+}
+
+// TestLocalGuard: the local user is served from and to loopback only; a
+// request from elsewhere or naming another host (DNS rebinding) is
+// refused.
+func TestLocalGuard(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		remote, host string
+		ok           bool
+	}{
+		{"127.0.0.1:5000", "127.0.0.1:8080", true},
+		{"[::1]:5000", "[::1]:8080", true},
+		{"127.0.0.1:5000", "localhost:8080", true},
+		{"10.1.2.3:5000", "127.0.0.1:8080", false},
+		{"127.0.0.1:5000", "evil.example:8080", false},
+		{"127.0.0.1:5000", "10.1.2.3", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr, r.Host = tc.remote, tc.host
+		u, err := ui.LocalGuard{}.Identify(r)
+		if (err == nil) != tc.ok {
+			t.Errorf("remote %s host %s: err %v, want ok %v", tc.remote, tc.host, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ui.ErrNotLoopback) {
+			t.Errorf("remote %s host %s: err %v, want ErrNotLoopback", tc.remote, tc.host, err)
+		}
+		if err == nil && u.Name != "" {
+			t.Errorf("local user named %q", u.Name)
+		}
+	}
+}
+
+// fakeSource is a Source and Actions in memory, for the handlers' logic.
+type fakeSource struct {
+	rows   []ui.AppRow
+	pinned []string
+}
+
+func (f *fakeSource) Apps(context.Context) ([]ui.AppRow, error) { return f.rows, nil }
+func (f *fakeSource) App(_ context.Context, ref ui.AppRef, red *secrets.Redactor) (*ui.AppDetail, error) {
+	for _, r := range f.rows {
+		if r.AppRef == ref {
+			red.Add("s3cr3t-value") // as Cluster does with an app's Secrets
+			return &ui.AppDetail{AppRow: r, Hooks: []ui.HookRun{{Reason: "failed", Pods: []ui.HookPod{{Name: "p", LogTail: "password=s3cr3t-value"}}}}}, nil
+		}
+	}
+	return nil, ui.ErrNotFound
+}
+func (f *fakeSource) RequestReconcile(context.Context, ui.AppRef) error { return nil }
+func (f *fakeSource) Pin(_ context.Context, ref ui.AppRef, by, reason string) error {
+	f.pinned = append(f.pinned, ref.Name+" by "+by+": "+reason)
+	return nil
+}
+func (f *fakeSource) Unpin(context.Context, ui.AppRef) error { return nil }
+
+// userGuard identifies the user by the header X-User ("" refused), lets
+// alice read web only, and act only with ActionReconcile.
+type userGuard struct{}
+
+func (userGuard) Identify(r *http.Request) (ui.User, error) {
+	if n := r.Header.Get("X-User"); n != "" {
+		return ui.User{Name: n}, nil
+	}
+	return ui.User{}, errors.New("no user")
+}
+func (userGuard) MayRead(_ context.Context, u ui.User, app ui.AppRef) (bool, error) {
+	return u.Name == "admin" || app.Name == "web", nil
+}
+func (userGuard) MayAct(_ context.Context, u ui.User, _ ui.AppRef, a ui.Action) (bool, error) {
+	return u.Name == "admin" || a == ui.ActionReconcile, nil
+}
+
+// TestHandlersGuard: New refuses no guard; every handler answers 401
+// without a user, shows and streams only the apps the guard lets the
+// user read (an app it may not read is 404, like an unknown one), refuses
+// an action the guard forbids, and masks a value the source registered.
+func TestHandlersGuard(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{rows: []ui.AppRow{
+		{AppRef: ui.AppRef{Name: "web"}, Result: "succeeded"},
+		{AppRef: ui.AppRef{Name: "secret-app"}, Result: "failed"},
+	}}
+	if _, err := ui.New(ui.Options{Source: src}); !errors.Is(err, ui.ErrNoGuard) {
+		t.Fatalf("New without a guard: %v, want ErrNoGuard", err)
+	}
+	srv, err := ui.New(ui.Options{Guard: userGuard{}, Source: src, Actions: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	do := func(user, method, path string, form url.Values) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(form.Encode()))
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", hs.URL)
+		}
+		if user != "" {
+			req.Header.Set("X-User", user)
+		}
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		return resp.StatusCode, b.String()
+	}
+	for _, p := range []string{"/", "/apps/_/web", "/events"} {
+		if code, body := do("", http.MethodGet, p, nil); code != http.StatusUnauthorized || strings.Contains(body, "web") {
+			t.Errorf("GET %s without a user = %d %q, want 401 and nothing", p, code, body)
+		}
+	}
+	code, page := do("alice", http.MethodGet, "/", nil)
+	if code != http.StatusOK || !strings.Contains(page, `data-name="web"`) || strings.Contains(page, "secret-app") {
+		t.Errorf("GET / as alice = %d, want web only:\n%s", code, page)
+	}
+	if code, body := do("alice", http.MethodGet, "/apps/_/secret-app", nil); code != http.StatusNotFound || strings.Contains(body, "failed") {
+		t.Errorf("GET an app alice may not read = %d %q, want 404", code, body)
+	}
+	code, page = do("alice", http.MethodGet, "/apps/_/web", nil)
+	if code != http.StatusOK || strings.Contains(page, "s3cr3t-value") || !strings.Contains(page, "password="+secrets.Mask) {
+		t.Errorf("GET /apps/_/web = %d, want the log's secret masked:\n%s", code, page)
+	}
+	// Actions: the form's token is the user's.
+	token := between(page, `name="csrf" value="`, `"`)
+	if code, _ := do("alice", http.MethodPost, "/apps/_/web/pin", url.Values{"csrf": {token}, "reason": {"x"}}); code != http.StatusForbidden {
+		t.Errorf("pin by alice = %d, want 403", code)
+	}
+	if code, _ := do("alice", http.MethodPost, "/apps/_/web/reconcile", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+		t.Errorf("reconcile by alice = %d, want 303", code)
+	}
+	if code, _ := do("bob", http.MethodPost, "/apps/_/web/reconcile", url.Values{"csrf": {token}}); code != http.StatusForbidden {
+		t.Errorf("reconcile by bob with alice's token = %d, want 403", code)
+	}
+	_, adminPage := do("admin", http.MethodGet, "/apps/_/web", nil)
+	if code, _ := do("admin", http.MethodPost, "/apps/_/web/pin", url.Values{"csrf": {between(adminPage, `name="csrf" value="`, `"`)}, "reason": {"hold"}}); code != http.StatusSeeOther || !slices.Equal(src.pinned, []string{"web by admin: hold"}) {
+		t.Errorf("pin by admin = %d, pins %v", code, src.pinned)
+	}
+
+	// The stream: alice gets web's events, not secret-app's.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/events", nil)
+	req.Header.Set("X-User", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Scan() // the opening comment: subscribed
+	srv.Publish(ui.Event{Kind: ui.EventRunEnded, App: ui.AppRef{Name: "secret-app"}, Result: "failed"})
+	srv.Publish(ui.Event{Kind: ui.EventRunEnded, App: ui.AppRef{Name: "web"}, Result: "succeeded", Message: "s3cr3t-value"})
+	var data []string
+	for sc.Scan() && len(data) < 1 {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			data = append(data, d)
+		}
+	}
+	if len(data) != 1 || !strings.Contains(data[0], `"app":"web"`) || strings.Contains(data[0], "s3cr3t") {
+		t.Errorf("alice's stream: %q, want web's event only, masked", data)
+	}
+}
+
+func between(s, from, to string) string {
+	_, after, _ := strings.Cut(s, from)
+	v, _, _ := strings.Cut(after, to)
+	return v
+}
