@@ -1,18 +1,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
 	"github.com/deliverhq/deliver/pkg/reconcile"
+	"github.com/deliverhq/deliver/pkg/secrets"
+	"github.com/deliverhq/deliver/pkg/ui"
 )
 
 func newReconcileCmd(g *globals) *cobra.Command {
@@ -21,6 +27,9 @@ func newReconcileCmd(g *globals) *cobra.Command {
 		o        reconcile.Options
 		clusters bool
 		envs     *envList
+		// The web view (docs/ui.md).
+		uiAddr    string
+		uiActions bool
 	)
 	cmd := &cobra.Command{
 		Use:   "reconcile",
@@ -62,7 +71,12 @@ drift, full resync), waits for them and exits: 0 when every app is
 delivered, 1 when one failed. It prints a summary: the apps per result,
 then the apps a change window held (which window, until when) and the
 pinned apps it did not advance to the head. Use it in CI or a CronJob
-next to, or instead of, the long-running reconciler.`,
+next to, or instead of, the long-running reconciler.
+
+With --ui-addr it serves the web view of its apps (deliver ui's pages, with
+the plan of each run and live updates as runs start and end) on a loopback
+address, off by default: reach it with kubectl port-forward. --ui-actions
+adds "reconcile now", "pin" and "unpin". See docs/ui.md.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect
   deliver reconcile --repo https://git.example.com/team/deploy.git --env staging --env prod --listen :8080`,
@@ -84,6 +98,9 @@ next to, or instead of, the long-running reconciler.`,
 			o.Pipeline, o.Config, o.Log = f.opts, cfg, f.opts.Log
 			// Several clusters (issue #20).
 			if clusters || len(envs.list) > 1 {
+				if uiAddr != "" {
+					return errors.New("--ui-addr serves one environment's view: not with several --env or --clusters yet")
+				}
 				if len(envs.list) == 0 {
 					return errors.New("--clusters needs the environments to deliver: --env")
 				}
@@ -99,15 +116,18 @@ next to, or instead of, the long-running reconciler.`,
 				}
 				return err
 			}
-			r, err := reconcile.New(o)
-			if err != nil {
+			if uiAddr == "" {
+				r, err := reconcile.New(o)
+				if err != nil {
+					return err
+				}
+				err = r.Run(cmd.Context())
+				if o.Once {
+					printOnceSummary(cmd.OutOrStdout(), r.Status())
+				}
 				return err
 			}
-			err = r.Run(cmd.Context())
-			if o.Once {
-				printOnceSummary(cmd.OutOrStdout(), r.Status())
-			}
-			return err
+			return reconcileWithView(cmd.Context(), o, uiAddr, uiActions, cmd.OutOrStdout())
 		},
 	}
 	addRunFlags(cmd, f, true)
@@ -137,6 +157,8 @@ next to, or instead of, the long-running reconciler.`,
 	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
 	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")
 	fl.BoolVar(&o.Once, "once", false, "fetch once, deliver what is due, wait for it and exit (non-zero when an app failed)")
+	fl.StringVar(&uiAddr, "ui-addr", "", "serve the web view on this loopback address, such as 127.0.0.1:8081 (reach it with kubectl port-forward; see docs/ui.md)")
+	fl.BoolVar(&uiActions, "ui-actions", false, "add the web view's buttons reconcile now, pin and unpin")
 	// Several clusters (issue #20).
 	envs = repeatableEnv(fl, &f.opts.Env)
 	fl.BoolVar(&clusters, "clusters", false, "deliver each --env to the cluster its kubeconfigSecret in deliver.yaml names (implied by several --env)")
@@ -179,4 +201,77 @@ func printOnceSummary(w io.Writer, st reconcile.Status) {
 	if len(pinned) > 0 {
 		fmt.Fprintf(w, "pinned, not advanced to %s:\n%s\n", shortRev(st.Revision), strings.Join(pinned, "\n"))
 	}
+}
+
+// reconcileWithView runs the reconciler o and serves its web view on
+// addr until ctx is done. The view answers loopback only (LocalGuard):
+// inside the Pod, only kubectl port-forward reaches it.
+func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, actions bool, out io.Writer) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--ui-addr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--ui-addr %q: the view has no authentication of its own here and would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081) and reach it with kubectl port-forward", addr)
+	}
+	// The view publishes the runs the reconciler reports; the hook is set
+	// before the reconciler exists, and the view reads its memory after.
+	// One redactor for the runs and the view: what a run saw stays
+	// masked on the pages.
+	if o.Pipeline.Redactor == nil {
+		o.Pipeline.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	}
+	var srv *ui.Server
+	var mu sync.Mutex
+	o.OnRun = func(e reconcile.RunEvent) {
+		mu.Lock()
+		s := srv
+		mu.Unlock()
+		if s != nil {
+			s.ReconcilerHook(o.Pipeline.Env, o.Pipeline.Apply.InventoryNamespace)(e)
+		}
+	}
+	r, err := reconcile.New(o)
+	if err != nil {
+		return err
+	}
+	invNS := o.Pipeline.Apply.InventoryNamespace
+	if invNS == "" {
+		invNS = "deliver-system"
+	}
+	src, err := ui.NewCluster(ui.ClusterOptions{
+		Config: o.Config, Environment: o.Pipeline.Env, ClusterName: "in-cluster",
+		InventoryNamespace: invNS, Live: r.Status,
+	})
+	if err != nil {
+		return err
+	}
+	so := ui.Options{Guard: ui.LocalGuard{}, Source: src, Redactor: o.Pipeline.Redactor, LocalUser: "deliver reconcile --ui-addr", Log: o.Log}
+	if actions {
+		so.Actions = src
+	}
+	s, err := ui.New(so)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	srv = s
+	mu.Unlock()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--ui-addr: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	gctx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	g.Go(func() error { return s.Serve(gctx, ln) })
+	g.Go(func() error {
+		defer cancel() // --once: the view goes with the reconciler
+		return r.Run(gctx)
+	})
+	err = g.Wait()
+	if o.Once {
+		printOnceSummary(out, r.Status())
+	}
+	return err
 }

@@ -1,0 +1,98 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/pin"
+	"github.com/deliverhq/deliver/pkg/reconcile"
+	"github.com/deliverhq/deliver/pkg/secrets"
+)
+
+// LocalOptions configure ServeLocal.
+type LocalOptions struct {
+	// Config is the cluster to read (the current kubeconfig). Required.
+	Config *rest.Config
+	// Addr is where to listen; it must be a loopback address. Default
+	// "127.0.0.1:8080".
+	Addr string
+	// Environment names the apps' environment; the status read is then
+	// the environment's (reconcile.EnvStatusName) when a multi-cluster
+	// reconciler keeps one, else the reconciler's.
+	Environment string
+	// ClusterName names the cluster on the pages (the kubeconfig context).
+	ClusterName string
+	// InventoryNamespace holds the inventories and the status. Default
+	// "deliver-system".
+	InventoryNamespace string
+	// Actions turns the guarded buttons on (reconcile now, pin, unpin),
+	// done as the kubeconfig's user. Default off.
+	Actions bool
+	// Redactor masks secret values in every byte served. Default: an
+	// empty one.
+	Redactor *secrets.Redactor
+	// Listening, when set, is called with the URL once the port is open.
+	Listening func(url string)
+	// Log receives the server's log. Default: discard.
+	Log *slog.Logger
+}
+
+// ErrNotLoopbackAddr is returned by ServeLocal for an address other
+// than loopback: the local view has no authentication.
+var ErrNotLoopbackAddr = errors.New("the local view listens on loopback only (use kubectl port-forward or ssh -L to reach it from elsewhere)")
+
+// ServeLocal serves the view of `deliver ui` until ctx is done: the
+// apps of Config's cluster, read with the kubeconfig's rights, for the
+// local user only (LocalGuard).
+func ServeLocal(ctx context.Context, opts LocalOptions) error {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:8080"
+	}
+	host, _, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return fmt.Errorf("ui: address %q: %w", opts.Addr, err)
+	}
+	if !isLoopback(host) {
+		return fmt.Errorf("ui: address %q: %w", opts.Addr, ErrNotLoopbackAddr)
+	}
+	if opts.Config == nil {
+		return errors.New("ui: a cluster (Config) is required")
+	}
+	co := ClusterOptions{Config: opts.Config, Environment: opts.Environment, ClusterName: opts.ClusterName, InventoryNamespace: opts.InventoryNamespace}
+	src, err := NewCluster(co)
+	if err != nil {
+		return err
+	}
+	if opts.Environment != "" {
+		// A multi-cluster reconciler keeps each environment's status
+		// under its own name; a single one under the default.
+		if _, err := reconcile.ReadStatusNamed(ctx, src.kube, src.opts.InventoryNamespace, reconcile.EnvStatusName(opts.Environment)); err == nil {
+			src.opts.StatusName = reconcile.EnvStatusName(opts.Environment)
+		}
+	}
+	so := Options{Guard: LocalGuard{}, Source: src, Redactor: opts.Redactor, Log: opts.Log}
+	if opts.Actions {
+		so.Actions = src
+		// Pins record the user the API server knows the kubeconfig as.
+		if who, err := pin.Who(ctx, opts.Config); err == nil {
+			so.LocalUser = who
+		}
+	}
+	srv, err := New(so)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return fmt.Errorf("ui: listen: %w", err)
+	}
+	if opts.Listening != nil {
+		opts.Listening("http://" + ln.Addr().String() + "/")
+	}
+	return srv.Serve(ctx, ln)
+}
