@@ -155,10 +155,10 @@ func main() {
 	for g := range strings.SplitSeq(*rows, ",") {
 		switch g = strings.TrimSpace(g); g {
 		case "":
-		case "render", "apply", "diff", "change", "reconcile", "apps", "steady", "shards":
+		case "render", "apply", "diff", "change", "reconcile", "apps", "steady", "shards", "ui":
 			opts.Rows = append(opts.Rows, g)
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile, apps, steady or shards)\n", g)
+			fmt.Fprintf(os.Stderr, "bench: unknown row group %q (want render, apply, diff, change, reconcile, apps, steady, shards or ui)\n", g)
 			os.Exit(2)
 		}
 	}
@@ -306,6 +306,7 @@ func run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	b.uiRows(ctx) // -rows ui: the web view, on a control plane of its own (ui.go)
 	if !opts.wants("apply") && !opts.wants("diff") && !opts.wants("change") && !opts.wants("reconcile") && !opts.wants("apps") && !opts.wants("steady") && !opts.wants("shards") {
 		b.report.Reconcile = "n/a: not in -rows"
 		return b.finish(ctx, start)

@@ -106,8 +106,17 @@ func (r *Redactor) forms(dst []string, v string) []string {
 	if j, err := json.Marshal(v); err == nil && string(j[1:len(j)-1]) != v {
 		dst = append(dst, string(j[1:len(j)-1]))
 	}
+	// As html/template writes it into a page (the web view, pkg/ui),
+	// which redacts the page it rendered.
+	if h := htmlEscaper.Replace(v); h != v {
+		dst = append(dst, h)
+	}
 	return dst
 }
+
+// htmlEscaper escapes text as html/template does in text and quoted
+// attribute values.
+var htmlEscaper = strings.NewReplacer("\x00", "\uFFFD", `"`, "&#34;", "&", "&amp;", "'", "&#39;", "+", "&#43;", "<", "&lt;", ">", "&gt;")
 
 // Len returns how many forms of values are registered.
 func (r *Redactor) Len() int {

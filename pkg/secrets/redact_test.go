@@ -14,7 +14,7 @@ import (
 
 func TestRedact(t *testing.T) {
 	r := NewRedactor(RedactorOptions{})
-	r.Add("s3cr3t-value", "s3cr3t", "on", "", "line \"quoted\"\nsecond-line-of-the-key-material")
+	r.Add("s3cr3t-value", "s3cr3t", "on", "", "line \"quoted\"\nsecond-line-of-the-key-material", `p&ss<w>'rd"+1`)
 	tests := []struct {
 		name, in, want string
 	}{
@@ -25,6 +25,7 @@ func TestRedact(t *testing.T) {
 		{"short values are not masked", "turn it on", "turn it on"},
 		{"go quoted", fmt.Sprintf("%q", "line \"quoted\"\nsecond-line-of-the-key-material"), `"***"`},
 		{"one line of a multi-line value", "second-line-of-the-key-material", "***"},
+		{"as html/template escapes it", `<pre>p&amp;ss&lt;w&gt;&#39;rd&#34;&#43;1</pre>`, "<pre>***</pre>"},
 		{"nothing to mask", "hello", "hello"},
 	}
 	for _, tt := range tests {
