@@ -241,7 +241,7 @@ func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, ac
 	}
 	src, err := ui.NewCluster(ui.ClusterOptions{
 		Config: o.Config, Environment: o.Pipeline.Env, ClusterName: "in-cluster",
-		InventoryNamespace: invNS, Live: r.Status,
+		InventoryNamespace: invNS, Live: r.Status, Health: r.HealthRules,
 	})
 	if err != nil {
 		return err

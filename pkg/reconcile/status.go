@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/deliverhq/deliver/pkg/health"
 )
 
 // StatusConfigMap is the name of the ConfigMap, in
@@ -342,4 +344,24 @@ func ensureNamespace(ctx context.Context, kc kubernetes.Interface, ns string) er
 		return nil
 	}
 	return err
+}
+
+// HealthRules returns the CEL health checks of app at the current commit,
+// compiled; nil when it has none or is not known. The web view (pkg/ui)
+// judges the app's live objects with them, as the app's runs do.
+func (r *Reconciler) HealthRules(app string) *health.Rules {
+	r.mu.Lock()
+	var checks []health.Check
+	if s := r.apps[app]; s != nil {
+		checks = s.app.HealthChecks
+	}
+	r.mu.Unlock()
+	if len(checks) == 0 {
+		return nil
+	}
+	rules, err := health.Compile("app "+strconv.Quote(app)+": healthChecks", checks)
+	if err != nil {
+		return nil // deliver.yaml was checked when read: not reached
+	}
+	return rules
 }

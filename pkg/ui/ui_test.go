@@ -45,7 +45,10 @@ func appsRepo(t *testing.T, ns string) (*gitserver.Repo, string, string) {
 		"deliver.yaml": strings.ReplaceAll(`apiVersion: deliver.dev/v1alpha1
 kind: Config
 apps:
-- {name: web, namespace: NS, manifests: {path: web}}
+- name: web
+  namespace: NS
+  manifests: {path: web}
+  healthChecks: [{apiVersion: v1, kind: ConfigMap, current: "has(self.data.color)"}]
 - {name: db, namespace: NS, manifests: {path: db}}
 `, "NS", ns),
 		"web/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n",
@@ -118,7 +121,7 @@ func startView(t *testing.T) *view {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: invNS, ClusterName: "test", Live: r.Status})
+	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: invNS, ClusterName: "test", Live: r.Status, Health: r.HealthRules})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +208,8 @@ func sseClient(t *testing.T, base string) <-chan map[string]string {
 // page of all apps lists both apps with their results, a live event
 // tells the page of a run, the failing migration's reason shows on its
 // app's page with its hook run and history, the web app's tree has its
-// objects by stage with kstatus' verdicts, the last plan is the run's
+// objects by stage with the verdicts of its CEL check (ConfigMaps) and
+// kstatus (the rest), the last plan is the run's
 // masked diff, a pin set with the button shows everywhere, and no page
 // or event shows the Secret's value.
 func TestReconcilerView(t *testing.T) {
@@ -270,6 +274,9 @@ func TestReconcilerView(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?s)<summary>config \(2\)</summary>.*ConfigMap/[^ ]+/web.*Secret/[^ ]+/web.*<summary>workloads \(1\)</summary>.*class="object s-(Current|InProgress)" data-id="Deployment/`),
 		regexp.MustCompile(`(?s)id="plan".*create ConfigMap/[^<]*/web.*color: blue`), // the run's diff
+		// The app's CEL check decides for its ConfigMaps, kstatus for the rest.
+		regexp.MustCompile(`data-id="ConfigMap/[^"]+/web"><span class="status">Current</span>[^\n]*\(current: has\(self.data.color\)\)`),
+		regexp.MustCompile(`data-id="Secret/[^"]+/web"><span class="status">Current</span>[^\n]*\(kstatus\)`),
 		regexp.MustCompile(`(?s)id="history".*r-succeeded">succeeded</td><td>[0-9.]+m?s</td><td>` + regexp.QuoteMeta(host) + `<`),
 	} {
 		if !want.MatchString(page) {
