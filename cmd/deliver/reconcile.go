@@ -203,16 +203,26 @@ func printOnceSummary(w io.Writer, st reconcile.Status) {
 	}
 }
 
-// reconcileWithView runs the reconciler o and serves its web view on
-// addr until ctx is done. The view answers loopback only (LocalGuard):
-// inside the Pod, only kubectl port-forward reaches it.
-func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, actions bool, out io.Writer) error {
+// viewGuard is the guard of the reconciler's view on addr: LocalGuard on
+// loopback, which inside the Pod only kubectl port-forward reaches; any
+// other address is refused, the view having no authentication there.
+func viewGuard(addr string) (ui.Guard, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--ui-addr %q: %w", addr, err)
+		return nil, fmt.Errorf("--ui-addr %q: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--ui-addr %q: the view has no authentication of its own here and would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081) and reach it with kubectl port-forward", addr)
+		return nil, fmt.Errorf("--ui-addr %q: the view has no authentication of its own here and would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081) and reach it with kubectl port-forward", addr)
+	}
+	return ui.LocalGuard{}, nil
+}
+
+// reconcileWithView runs the reconciler o and serves its web view on
+// addr, guarded by viewGuard, until ctx is done.
+func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, actions bool, out io.Writer) error {
+	guard, err := viewGuard(addr)
+	if err != nil {
+		return err
 	}
 	// The view publishes the runs the reconciler reports; the hook is set
 	// before the reconciler exists, and the view reads its memory after.
@@ -246,7 +256,7 @@ func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, ac
 	if err != nil {
 		return err
 	}
-	so := ui.Options{Guard: ui.LocalGuard{}, Source: src, Redactor: o.Pipeline.Redactor, LocalUser: "deliver reconcile --ui-addr", Log: o.Log}
+	so := ui.Options{Guard: guard, Source: src, Redactor: o.Pipeline.Redactor, LocalUser: "deliver reconcile --ui-addr", Log: o.Log}
 	if actions {
 		so.Actions = src
 	}

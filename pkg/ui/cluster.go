@@ -80,8 +80,9 @@ type ClusterOptions struct {
 	// Default reconcile.StatusConfigMap.
 	StatusName string
 	// Live, when set, returns the reconciler's status from its memory
-	// instead of the status ConfigMap: the view served by the reconciler
-	// itself sees drift and runs at once.
+	// instead of the status ConfigMap while it leads: the view served by
+	// the reconciler itself sees drift and runs at once. A standby's view
+	// reads the ConfigMap the leader writes.
 	Live func() reconcile.Status
 	// Health returns the app's CEL health checks; nil or a nil result:
 	// kstatus decides for every object.
@@ -213,7 +214,11 @@ func (c *Cluster) Apps(ctx context.Context) ([]AppRow, error) {
 // when no reconciler wrote one).
 func (c *Cluster) status(ctx context.Context) (reconcile.Status, error) {
 	if c.opts.Live != nil {
-		return c.opts.Live(), nil
+		// A standby replica knows nothing of the runs: the leader's
+		// ConfigMap does.
+		if st := c.opts.Live(); st.Leader {
+			return st, nil
+		}
 	}
 	var st reconcile.Status
 	cm, err := reconcile.ReadStatusNamed(ctx, c.kube, c.opts.InventoryNamespace, c.opts.StatusName)
