@@ -47,6 +47,8 @@ type Event struct {
 	Result   string
 	Message  string
 	Duration time.Duration
+	// Drift is the number of drifted objects (EventChanged).
+	Drift int
 	// Plan is the run's plan (EventRunEnded); kept for the app's page,
 	// not streamed.
 	Plan *PlanView
@@ -64,7 +66,8 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Result   string `json:"result,omitempty"`
 		Message  string `json:"message,omitempty"`
 		Duration string `json:"duration,omitempty"`
-	}{e.Kind.String(), e.App.Environment, e.App.Name, AppPath(e.App), e.Revision, e.Result, e.Message, durationText(e.Duration)})
+		Drift    int    `json:"drift,omitempty"`
+	}{e.Kind.String(), e.App.Environment, e.App.Name, AppPath(e.App), e.Revision, e.Result, e.Message, durationText(e.Duration), e.Drift})
 }
 
 func durationText(d time.Duration) string {
@@ -125,7 +128,7 @@ func (s *Server) Watch(ctx context.Context) {
 				fp := fingerprint(r)
 				cur[r.AppRef] = fp
 				if last != nil && last[r.AppRef] != fp {
-					s.Publish(Event{Kind: EventChanged, App: r.AppRef, Revision: r.Revision, Result: r.Result, Message: r.Message})
+					s.Publish(Event{Kind: EventChanged, App: r.AppRef, Revision: r.Revision, Result: r.Result, Message: r.Message, Drift: len(r.Drift)})
 				}
 			}
 			last = cur

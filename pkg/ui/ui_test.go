@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -92,6 +95,7 @@ type view struct {
 	srv   *ui.Server
 	http  *httptest.Server
 	invNS string
+	appNS string
 	repo  *gitserver.Repo
 	red   *secrets.Redactor
 }
@@ -103,7 +107,7 @@ func startView(t *testing.T) *view {
 	ns, invNS := env.Namespace(t), env.Namespace(t)
 	repo, repoURL, cache := appsRepo(t, ns)
 	red := secrets.NewRedactor(secrets.RedactorOptions{})
-	v := &view{invNS: invNS, repo: repo, red: red}
+	v := &view{invNS: invNS, appNS: ns, repo: repo, red: red}
 	ropts := reconcile.Options{
 		Pipeline: pipeline.Options{
 			Repo: repoURL, Ref: "main", CacheDir: cache, Redactor: red,
@@ -114,6 +118,8 @@ func startView(t *testing.T) *view {
 		RetryBase:   time.Minute, // db fails once and stays failed during the test
 		RetryMax:    time.Minute,
 		DriftSettle: 200 * time.Millisecond,
+		// Drift is reported, not reverted, so that the pages can show it.
+		DisableSelfHeal: true,
 	}
 	var srv *ui.Server
 	ropts.OnRun = func(e reconcile.RunEvent) { srv.ReconcilerHook("", invNS)(e) }
@@ -192,8 +198,12 @@ func sseClient(t *testing.T, base string) <-chan map[string]string {
 			if !ok {
 				continue
 			}
-			var e map[string]string
-			if json.Unmarshal([]byte(data), &e) == nil {
+			var raw map[string]any
+			if json.Unmarshal([]byte(data), &raw) == nil {
+				e := map[string]string{}
+				for k, v := range raw {
+					e[k] = fmt.Sprint(v)
+				}
 				select {
 				case out <- e:
 				default:
@@ -321,6 +331,29 @@ func TestReconcilerView(t *testing.T) {
 		t.Errorf("web page does not show who pinned and why:\n%s", page)
 	}
 
+	// kubectl edit: the drift shows on the page of all apps and on the
+	// stream, as the reconciler notices it.
+	patch := []byte(`{"data":{"color":"red"}}`)
+	if _, err := env.Client().CoreV1().ConfigMaps(v.appNS).Patch(context.Background(), "web", types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, time.Second/4, "drift on the page of all apps", func() bool {
+		_, page := get(t, base, "/?drifted=1")
+		return regexp.MustCompile(`(?s)data-name="web".*?h-drifted">drifted<.*?class="drift">1 object\(s\)<`).MatchString(page)
+	})
+	deadline = time.After(30 * time.Second)
+	for sawDrift := false; !sawDrift; {
+		select {
+		case e := <-events:
+			sawDrift = e["kind"] == "changed" && e["app"] == "web" && e["drift"] == "1"
+		case <-deadline:
+			t.Fatal("no change event of web's drift on the stream")
+		}
+	}
+	if _, page := get(t, base, "/apps/_/web"); !regexp.MustCompile(`(?s)id="drift".*ConfigMap/` + v.appNS + `/web`).MatchString(page) {
+		t.Errorf("web page does not name the drifted ConfigMap:\n%s", page)
+	}
+
 	// Nothing served shows the Secret's value.
 	for _, p := range []string{"/", "/apps/_/web", "/apps/_/db", "/static/app.js"} {
 		if _, page := get(t, base, p); strings.Contains(page, canary) {
@@ -359,6 +392,18 @@ func TestLocalView(t *testing.T) {
 		_, page := get(t, hs.URL, "/")
 		return regexp.MustCompile(`(?s)data-name="db".*?>failed<.*data-name="web".*?>succeeded<`).MatchString(page)
 	})
+	// A standby replica's view: its memory knows no runs, the leader's
+	// ConfigMap does.
+	standby, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: v.invNS,
+		Live: func() reconcile.Status { return reconcile.Status{Leader: false} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := standby.Apps(context.Background())
+	if err != nil || len(rows) != 2 || rows[0].Name != "db" || rows[0].Result != apply.ResultFailed || rows[1].Result != apply.ResultSucceeded {
+		t.Errorf("standby's view: %+v, %v; want db failed and web succeeded from the ConfigMap", rows, err)
+	}
+
 	// Read-only: no action form, and a POST is refused.
 	_, page := get(t, hs.URL, "/apps/_/web")
 	if strings.Contains(page, `id="actions"`) {
