@@ -1,0 +1,101 @@
+package ui
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReviewCacheExpiresAndEvicts(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	c := newReviewCache[bool](10*time.Second, 2, func() time.Time { return now })
+	c.put("a", true)
+	c.put("b", false)
+	if v, ok := c.get("a"); !ok || !v {
+		t.Fatalf("get a = %v, %v; want true, true", v, ok)
+	}
+	if v, ok := c.get("b"); !ok || v {
+		t.Fatalf("get b = %v, %v; want false (a cached refusal), true", v, ok)
+	}
+	c.get("a") // a is now the most recently used: c evicts b
+	c.put("c", true)
+	if _, ok := c.get("b"); ok {
+		t.Errorf("b survived a put beyond the bound; it was the least recently used")
+	}
+	if _, ok := c.get("a"); !ok {
+		t.Errorf("a was evicted though used more recently than b")
+	}
+	if n := c.len(); n != 2 {
+		t.Errorf("len = %d, want the bound 2", n)
+	}
+	now = now.Add(10 * time.Second)
+	if _, ok := c.get("a"); ok {
+		t.Errorf("a still served at its TTL")
+	}
+
+	off := newReviewCache[bool](-1, 10, time.Now)
+	off.put("a", true)
+	if _, ok := off.get("a"); ok {
+		t.Errorf("a cache with a negative TTL served an answer")
+	}
+}
+
+func TestTokenOf(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", maxTokenBytes+1)
+	tests := []struct {
+		name    string
+		header  string
+		cookie  string
+		want    string
+		wantErr error // nil: any error when want is ""
+	}{
+		{name: "bearer header", header: "Bearer abc.def", want: "abc.def"},
+		{name: "scheme in any case", header: "bearer abc", want: "abc"},
+		{name: "header wins over cookie", header: "Bearer fromheader", cookie: "fromcookie", want: "fromheader"},
+		{name: "cookie", cookie: "fromcookie", want: "fromcookie"},
+		{name: "nothing", wantErr: ErrNoToken},
+		{name: "basic auth", header: "Basic dXNlcjpwYXNz"},
+		{name: "empty bearer", header: "Bearer  "},
+		{name: "too long", header: "Bearer " + long},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.header != "" {
+				r.Header.Set("Authorization", tt.header)
+			}
+			if tt.cookie != "" {
+				r.AddCookie(&http.Cookie{Name: CookieName, Value: tt.cookie})
+			}
+			got, err := tokenOf(r)
+			if tt.want != "" {
+				if err != nil || got != tt.want {
+					t.Fatalf("tokenOf = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("tokenOf = %q, want an error", got)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("tokenOf error = %v, want %v", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "dXNlcjpwYXNz") || strings.Contains(err.Error(), "xxxx") {
+				t.Errorf("the error shows the credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewTokenGuardNeedsClient(t *testing.T) {
+	t.Parallel()
+	if _, err := NewTokenGuard(TokenGuardOptions{}); err == nil {
+		t.Fatal("NewTokenGuard without a client: no error")
+	}
+}
