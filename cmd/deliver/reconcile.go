@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/deliverhq/deliver/pkg/reconcile"
@@ -29,6 +31,7 @@ func newReconcileCmd(g *globals) *cobra.Command {
 		envs     *envList
 		// The web view (docs/ui.md).
 		uiAddr    string
+		uiAuth    string
 		uiActions bool
 	)
 	cmd := &cobra.Command{
@@ -74,9 +77,12 @@ pinned apps it did not advance to the head. Use it in CI or a CronJob
 next to, or instead of, the long-running reconciler.
 
 With --ui-addr it serves the web view of its apps (deliver ui's pages, with
-the plan of each run and live updates as runs start and end) on a loopback
-address, off by default: reach it with kubectl port-forward. --ui-actions
-adds "reconcile now", "pin" and "unpin". See docs/ui.md.`,
+the plan of each run and live updates as runs start and end), off by
+default: reach it with kubectl port-forward. Users sign in with a token
+that the cluster checks, and see the apps whose inventory Secret they may
+get (--ui-auth token, the default). --ui-actions adds "reconcile now",
+"pin" and "unpin", for users who may patch the inventory Secret. See
+docs/ui.md and docs/ui-auth.md.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect
   deliver reconcile --repo https://git.example.com/team/deploy.git --env staging --env prod --listen :8080`,
@@ -127,7 +133,7 @@ adds "reconcile now", "pin" and "unpin". See docs/ui.md.`,
 				}
 				return err
 			}
-			return reconcileWithView(cmd.Context(), o, uiAddr, uiActions, cmd.OutOrStdout())
+			return reconcileWithView(cmd.Context(), o, uiAddr, uiAuth, uiActions, cmd.OutOrStdout())
 		},
 	}
 	addRunFlags(cmd, f, true)
@@ -159,6 +165,7 @@ adds "reconcile now", "pin" and "unpin". See docs/ui.md.`,
 	fl.BoolVar(&o.Once, "once", false, "fetch once, deliver what is due, wait for it and exit (non-zero when an app failed)")
 	fl.StringVar(&uiAddr, "ui-addr", "", "serve the web view on this loopback address, such as 127.0.0.1:8081 (reach it with kubectl port-forward; see docs/ui.md)")
 	fl.BoolVar(&uiActions, "ui-actions", false, "add the web view's buttons reconcile now, pin and unpin")
+	fl.StringVar(&uiAuth, "ui-auth", uiAuthToken, "who may use the web view: token (a bearer token or the sign-in page, checked with a TokenReview, each app with a SubjectAccessReview on its inventory Secret; see docs/ui-auth.md) or none (whoever reaches a loopback address)")
 	// Several clusters (issue #20).
 	envs = repeatableEnv(fl, &f.opts.Env)
 	fl.BoolVar(&clusters, "clusters", false, "deliver each --env to the cluster its kubeconfigSecret in deliver.yaml names (implied by several --env)")
@@ -203,24 +210,47 @@ func printOnceSummary(w io.Writer, st reconcile.Status) {
 	}
 }
 
-// viewGuard is the guard of the reconciler's view on addr: LocalGuard on
-// loopback, which inside the Pod only kubectl port-forward reaches; any
-// other address is refused, the view having no authentication there.
-func viewGuard(addr string) (ui.Guard, error) {
+// Values of --ui-auth.
+const (
+	// uiAuthToken checks a bearer token (header or sign-in cookie) with a
+	// TokenReview and each app with a SubjectAccessReview on its inventory
+	// Secret (ui.TokenGuard): what the view in a cluster needs, since
+	// whoever may port-forward to the Pod reaches a loopback address too.
+	uiAuthToken = "token"
+	// uiAuthNone trusts whoever reaches the address (ui.LocalGuard): for a
+	// reconciler on one's own machine; loopback addresses only.
+	uiAuthNone = "none"
+)
+
+// viewGuard is the guard of the reconciler's view on addr for --ui-auth
+// auth: a TokenGuard asking the cluster of cfg, or LocalGuard, refused
+// beyond loopback.
+func viewGuard(addr, auth string, cfg *rest.Config) (ui.Guard, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--ui-addr %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("--ui-addr %q: the view has no authentication of its own here and would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081) and reach it with kubectl port-forward", addr)
+	switch auth {
+	case uiAuthToken:
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("--ui-auth token: %w", err)
+		}
+		return ui.NewTokenGuard(ui.TokenGuardOptions{Client: cs})
+	case uiAuthNone:
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("--ui-addr %q with --ui-auth none: the view would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081), or check tokens with --ui-auth token", addr)
+		}
+		return ui.LocalGuard{}, nil
+	default:
+		return nil, fmt.Errorf("--ui-auth %q: want %s or %s", auth, uiAuthToken, uiAuthNone)
 	}
-	return ui.LocalGuard{}, nil
 }
 
 // reconcileWithView runs the reconciler o and serves its web view on
 // addr, guarded by viewGuard, until ctx is done.
-func reconcileWithView(ctx context.Context, o reconcile.Options, addr string, actions bool, out io.Writer) error {
-	guard, err := viewGuard(addr)
+func reconcileWithView(ctx context.Context, o reconcile.Options, addr, auth string, actions bool, out io.Writer) error {
+	guard, err := viewGuard(addr, auth, o.Config)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -290,7 +291,7 @@ func (c *Cluster) App(ctx context.Context, ref AppRef, red *secrets.Redactor) (*
 		inv = &apply.Inventory{App: ref.Name}
 	}
 	d.Stages = BuildTree(c.objects(ctx, d, inv, red))
-	d.Hooks = c.hookRuns(ctx, d, ref.Name)
+	d.Hooks = c.hookRuns(ctx, d, ref.Name, inv)
 	d.History = historyOf(inv, d.AppRow)
 	d.Events = c.events(ctx, d, ref)
 	return d, nil
@@ -407,17 +408,35 @@ func BuildTree(objs []ObjectNode) []StageNode {
 	return out
 }
 
-// hookRuns lists the app's hook Jobs, in every namespace the user may
-// list, with their Pods and the tail of each Pod's log.
-func (c *Cluster) hookRuns(ctx context.Context, d *AppDetail, app string) []HookRun {
+// hookRuns lists the app's hook Jobs with their Pods and the tail of each
+// Pod's log. It looks in the namespaces of the app's inventory (its
+// objects and its hooks' last successful runs) only: the label names the
+// app, not its environment, and another environment's app of the same
+// name, in other namespaces, has hook Jobs with the same label.
+func (c *Cluster) hookRuns(ctx context.Context, d *AppDetail, app string, inv *apply.Inventory) []HookRun {
 	sel := labels.Set{apply.LabelApp: app}.AsSelector().String()
-	jobs, err := c.kube.BatchV1().Jobs(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		d.Problems = append(d.Problems, fmt.Sprintf("hook Jobs: %v", err))
-		return nil
+	namespaces := map[string]bool{}
+	for _, e := range inv.Entries {
+		if e.Namespace != "" {
+			namespaces[e.Namespace] = true
+		}
+	}
+	for _, h := range inv.Hooks {
+		if h.Namespace != "" {
+			namespaces[h.Namespace] = true
+		}
+	}
+	var jobs []batchv1.Job
+	for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+		list, err := c.kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			d.Problems = append(d.Problems, fmt.Sprintf("hook Jobs in %s: %v", ns, err))
+			continue
+		}
+		jobs = append(jobs, list.Items...)
 	}
 	var out []HookRun
-	for _, j := range jobs.Items {
+	for _, j := range jobs {
 		if !isHook(&j) {
 			continue
 		}

@@ -83,6 +83,7 @@ type Server struct {
 	csrfKey  []byte
 	broker   *broker
 	plans    planStore
+	login    bool // the guard is a LoginGuard: 401 pages link to LoginPath
 }
 
 // New returns a Server. It refuses a nil Guard or Source.
@@ -130,6 +131,13 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.HandleFunc("GET /static/{file}", s.staticFile)
 	s.mux.HandleFunc("POST /apps/{env}/{app}/{action}", s.act)
+	// A guard whose users sign in in the browser serves its own pages; a
+	// caller that mounted them in front of the Server keeps its own.
+	if lg, ok := opts.Guard.(LoginGuard); ok {
+		s.mux.Handle(LoginPath, lg.LoginHandler())
+		s.mux.Handle(LogoutPath, lg.LogoutHandler())
+		s.login = true
+	}
 	return s, nil
 }
 
@@ -183,6 +191,11 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (User, bool) {
 	if err != nil {
 		s.opts.Log.Info("unauthenticated request", "path", r.URL.Path, "err", err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="deliver"`)
+		if s.login {
+			s.writeRedacted(w, http.StatusUnauthorized, "text/html; charset=utf-8",
+				[]byte(`<!doctype html><title>deliver: sign in</title><p>unauthorized: <a href="`+LoginPath+`">sign in with a token</a></p>`+"\n"))
+			return User{}, false
+		}
 		s.fail(w, http.StatusUnauthorized, "unauthorized")
 		return User{}, false
 	}
