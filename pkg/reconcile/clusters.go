@@ -134,13 +134,12 @@ type engineLink struct {
 // least one; opts.Pipeline.Env is ignored). Every engine shares opts but
 // for its environment, its target cluster, its status ConfigMap, and, with
 // leader election, its Lease (deliver-reconcile.<env>): replicas may lead
-// different environments. Sharding is not supported.
+// different environments; with sharding, its membership (see Sharding):
+// the replicas share each environment's apps among those whose engine of
+// it runs.
 func NewClusters(opts Options, envs []string) (*Clusters, error) {
 	if len(envs) == 0 {
 		return nil, errors.New("reconcile: clusters: no environment")
-	}
-	if opts.Sharding.Enabled {
-		return nil, errors.New("reconcile: clusters: sharding goes with one environment only")
 	}
 	opts.Pipeline.Env = envs[0]
 	if err := opts.defaults(); err != nil {
