@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
@@ -316,5 +318,82 @@ func TestClustersShards(t *testing.T) {
 	waitFor(t, 60*time.Second, "the remaining replica delivers every app", func() bool { return allAtGen(t, ns, n, "2") })
 	if envs := once(second); len(envs) != 1 || len(envs[rs[1].id]) != 2 {
 		t.Errorf("at the second commit, environments delivered per replica %v, want both by %s alone", envs, rs[1].id)
+	}
+}
+
+// TestClustersSameAppNameTwoEnvironments: environments a and b of one
+// reconciler deliver an app of one name, web, to one cluster, each to its
+// own namespace and with inventories in a namespace of its own
+// (inventoryNamespace): both are delivered, each object labelled with its
+// environment. a's ConfigMap was there before, labelled with web by an
+// older version (no environment): it is a's without a conflict. Then a
+// commit makes b's web claim a's ConfigMap as well: b's web fails with a
+// conflict naming the object and both owners, and a's object is left as
+// a delivered it.
+func TestClustersSameAppNameTwoEnvironments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the control plane")
+	}
+	nsA, nsB, invA, invB := env.Namespace(t), env.Namespace(t), env.Namespace(t), env.Namespace(t)
+	// web is in nsB but for a, which moves it to nsA. b may write both
+	// namespaces: the conflict, not the allow-list, is what refuses its
+	// claim below.
+	yaml := func() string {
+		return deliverYAML(nsB, "- {name: web, namespace: $NS, manifests: {path: web-b}, allowedNamespaces: [$NS, "+nsA+"]}") + fmt.Sprintf(`environments:
+  a:
+    inventoryNamespace: %s
+    apps:
+      web: {namespace: %s, path: web}
+  b:
+    inventoryNamespace: %s
+`, invA, nsA, invB)
+	}
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml":  yaml(),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
+		"web-b/cm.yaml": configMap("web", map[string]string{"color": "green"}),
+	})
+	// Labelled by an older version: app web, no environment.
+	legacy := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: nsA, Labels: map[string]string{apply.LabelApp: "web"}},
+		Data: map[string]string{"color": "old"}}
+	if _, err := env.Client().CoreV1().ConfigMaps(nsA).Create(context.Background(), legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	opts := options(t, repo, env.Config)
+	c := startClusters(t, opts, "a", "b")
+	waitFor(t, 60*time.Second, "web of a and of b delivered", func() bool {
+		return cmData(t, nsA, "web")["color"] == "blue" && cmData(t, nsB, "web")["color"] == "green" &&
+			envApp(c, "a", "web").Result == apply.ResultSucceeded && envApp(c, "b", "web").Result == apply.ResultSucceeded
+	})
+	for _, o := range []struct{ ns, env, inv string }{{nsA, "a", invA}, {nsB, "b", invB}} {
+		cm, err := env.Client().CoreV1().ConfigMaps(o.ns).Get(context.Background(), "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Labels[apply.LabelApp] != "web" || cm.Labels[apply.LabelEnv] != o.env {
+			t.Errorf("ConfigMap %s/web labels %v, want app web of environment %s", o.ns, cm.Labels, o.env)
+		}
+		if _, err := env.Client().CoreV1().Secrets(o.inv).Get(context.Background(), apply.InventoryName("web"), metav1.GetOptions{}); err != nil {
+			t.Errorf("inventory of %s's web in %s: %v", o.env, o.inv, err)
+		}
+	}
+	if _, err := env.Client().CoreV1().Secrets(opts.Pipeline.Apply.InventoryNamespace).Get(context.Background(), apply.InventoryName("web"), metav1.GetOptions{}); err == nil {
+		t.Errorf("an inventory of web in --inventory-namespace %s, shared by both environments", opts.Pipeline.Apply.InventoryNamespace)
+	}
+
+	// b's web claims a's ConfigMap too.
+	repo.WriteFile("web-b/theirs.yaml", fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: %s}\ndata: {color: red}\n", nsA))
+	repo.CommitAll("b claims a's object")
+	want := fmt.Sprintf(`ConfigMap/%s/web (web: web-b/theirs.yaml#0) belongs to app "web" of environment "a" (labels %s and %s), not to app "web" of environment "b"`,
+		nsA, apply.LabelApp, apply.LabelEnv)
+	waitFor(t, 60*time.Second, "b's web refused for the conflict", func() bool {
+		a := envApp(c, "b", "web")
+		return a.Result == apply.ResultFailed && strings.Contains(a.Message, want)
+	})
+	if got := cmData(t, nsA, "web")["color"]; got != "blue" {
+		t.Errorf("a's ConfigMap color %q after b's refused run, want blue", got)
+	}
+	if a := envApp(c, "a", "web"); a.Result != apply.ResultSucceeded {
+		t.Errorf("a's web %s: %s", a.Result, a.Message)
 	}
 }

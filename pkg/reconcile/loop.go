@@ -256,7 +256,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	}
 	apps, cfg, err := readApps(snap, po)
 	if err == nil {
-		err = r.link.checkCluster(cfg)
+		err = r.link.checkCluster(cfg, po.Apply.InventoryNamespace)
 	}
 	if err != nil {
 		snap.Close()
