@@ -106,6 +106,17 @@ func (o PlanOptions) env() string {
 	return o.Identity.Environment
 }
 
+// ownerEnv is the environment objects of the app must carry to be the
+// plan's: the run's, or none (any) when the run takes the app over from
+// another environment on purpose (AdoptedIdentity): the app's objects
+// labelled with the former environment move with its inventory.
+func (p *Plan) ownerEnv() string {
+	if p.AdoptedIdentity != nil {
+		return ""
+	}
+	return p.opts.env()
+}
+
 // otherOwner returns the app that the live object's LabelApp names, and
 // the environment its LabelEnv names, when they are not app of env:
 // another app name, or the same name of another environment. It returns
@@ -133,7 +144,7 @@ func otherOwner(lm *metav1.PartialObjectMetadata, app, env string) (owner, owner
 // others are conflicts, which Execute refuses.
 func (p *Plan) checkOwnership(live map[object.ID]*metav1.PartialObjectMetadata) {
 	for _, c := range p.Changes {
-		owner, env := otherOwner(live[c.ID], p.App, p.opts.env())
+		owner, env := otherOwner(live[c.ID], p.App, p.ownerEnv())
 		if owner == "" {
 			continue
 		}

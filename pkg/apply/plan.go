@@ -336,7 +336,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	}
 	for _, d := range deletes {
 		lm, exists := live[d.ID]
-		if owner, env := otherOwner(lm, opts.App, opts.env()); exists && owner != "" {
+		if owner, env := otherOwner(lm, opts.App, p.ownerEnv()); exists && owner != "" {
 			p.Kept = append(p.Kept, OtherApp{ID: d.ID, App: owner, Env: env})
 			continue
 		}

@@ -87,7 +87,7 @@ func (m *Manager) pruneHooks(ctx context.Context, p *Plan, rep *Report, done map
 			delete(done, id) // deleted by its delete policy
 			continue
 		}
-		r := m.prune(ctx, c, p.App, p.opts.env())
+		r := m.prune(ctx, c, p.App, p.ownerEnv())
 		if r.Action == Failed {
 			errs = append(errs, fmt.Errorf("hook %s: prune: %s", id, r.Error))
 			continue
