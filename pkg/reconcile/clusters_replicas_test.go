@@ -51,6 +51,27 @@ func (l *runLog) succeeded() []string {
 	return out
 }
 
+// members returns the shard members the replica's engine of env logged
+// last, sorted; nil before it logged any.
+func (l *runLog) members(env string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Msg     string   `json:"msg"`
+			Env     string   `json:"env"`
+			Members []string `json:"members"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "shard members" && rec.Env == env {
+			out = rec.Members
+		}
+	}
+	return out
+}
+
 // multiEnvRepo is a repository of two environments on the reconciler's
 // own cluster, a and b, of n apps each: a-0 … and b-0 … (an app name is
 // delivered by one environment per cluster, see docs/clusters.md), each a
@@ -238,9 +259,10 @@ func shortRev(rev string) string { return rev[:min(len(rev), 12)] }
 // sharded. Each replica's engine of each environment holds a Lease of its
 // own, labelled with the group and the environment; the apps of each
 // environment are shared among the two (each delivers some of each
-// environment), and every app is delivered exactly once per commit. When
-// one replica stops, the other takes its apps of both environments and
-// delivers the next commit to every app, again once each.
+// environment, once each engine counts both), and every app is delivered
+// exactly once per commit. When one replica stops, the other takes its
+// apps of both environments and delivers the next commit to every app,
+// again once each.
 func TestClustersShards(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the control plane")
@@ -289,9 +311,24 @@ func TestClustersShards(t *testing.T) {
 		}
 		return envs
 	}
-	first := repo.Head()
 	waitFor(t, 60*time.Second, "every app delivered", func() bool { return allAtGen(t, ns, n, "1") })
-	envs := once(first)
+	once(repo.Head())
+	// The replica that starts first delivers every app until it sees the
+	// other: the sharing is checked at the next commit, once each engine
+	// counts both replicas.
+	waitFor(t, 30*time.Second, "each engine counts both replicas", func() bool {
+		for _, m := range rs {
+			for _, e := range []string{"a", "b"} {
+				if !slices.Equal(m.log.members(e), []string{"replica-x", "replica-y"}) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	shared := multiEnvCommit(repo, n, "2")
+	waitFor(t, 60*time.Second, "every app delivered at the second commit", func() bool { return allAtGen(t, ns, n, "2") })
+	envs := once(shared)
 	t.Logf("environments delivered per replica: %v", envs)
 	for _, m := range rs {
 		if slices.Sort(envs[m.id]); !slices.Equal(envs[m.id], []string{"a", "b"}) {
@@ -314,10 +351,10 @@ func TestClustersShards(t *testing.T) {
 	}
 
 	rs[0].stop()
-	second := multiEnvCommit(repo, n, "2")
-	waitFor(t, 60*time.Second, "the remaining replica delivers every app", func() bool { return allAtGen(t, ns, n, "2") })
-	if envs := once(second); len(envs) != 1 || len(envs[rs[1].id]) != 2 {
-		t.Errorf("at the second commit, environments delivered per replica %v, want both by %s alone", envs, rs[1].id)
+	third := multiEnvCommit(repo, n, "3")
+	waitFor(t, 60*time.Second, "the remaining replica delivers every app", func() bool { return allAtGen(t, ns, n, "3") })
+	if envs := once(third); len(envs) != 1 || len(envs[rs[1].id]) != 2 {
+		t.Errorf("at the third commit, environments delivered per replica %v, want both by %s alone", envs, rs[1].id)
 	}
 }
 
