@@ -207,12 +207,12 @@ func (p *Plan) markAdopted(rep *Report) {
 // writeOwnership prints a line per object another app owns, for the diff.
 func (p *Plan) writeOwnership(w io.Writer, color bool) {
 	for _, c := range p.Conflicts {
-		run := p.App
+		run, label := p.App, "label "+LabelApp
 		if c.Env != "" {
-			run = ownerName(p.App, p.opts.env())
+			run, label = ownerName(p.App, p.opts.env()), "labels "+LabelApp+" and "+LabelEnv
 		}
-		fmt.Fprintln(w, colorize(color, "31", fmt.Sprintf("conflict: %s (%s) belongs to app %s (label %s), not to app %s: apply fails; annotate it in git with %s: \"true\" to take it over",
-			c.ID, c.Origin, ownerName(c.App, c.Env), LabelApp, run, AnnotationAdopt)))
+		fmt.Fprintln(w, colorize(color, "31", fmt.Sprintf("conflict: %s (%s) belongs to app %s (%s), not to app %s: apply fails; annotate it in git with %s: \"true\" to take it over",
+			c.ID, c.Origin, ownerName(c.App, c.Env), label, run, AnnotationAdopt)))
 	}
 	for _, c := range p.Changes {
 		if c.AdoptedFrom != "" {
