@@ -434,3 +434,29 @@ func TestClustersSameAppNameTwoEnvironments(t *testing.T) {
 		t.Errorf("a's web %s: %s", a.Result, a.Message)
 	}
 }
+
+// TestLoneReconcilerRefusesInventoryNamespace: a Reconciler of one
+// environment keeps inventories in its --inventory-namespace; an
+// environment whose inventoryNamespace is another is refused with a
+// source error saying how to run it, and nothing is delivered.
+func TestLoneReconcilerRefusesInventoryNamespace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the control plane")
+	}
+	ns, other := env.Namespace(t), env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}") + "environments:\n  a:\n    inventoryNamespace: " + other + "\n",
+		"web/cm.yaml":  configMap("web", map[string]string{"color": "blue"}),
+	})
+	opts := options(t, repo, env.Config)
+	opts.Pipeline.Env = "a"
+	r, _ := start(t, opts)
+	want := fmt.Sprintf("environment a keeps its inventories in namespace %s (inventoryNamespace), not in %s: run this reconciler with --inventory-namespace %s",
+		other, opts.Pipeline.Apply.InventoryNamespace, other)
+	waitFor(t, 30*time.Second, "a source error naming inventoryNamespace", func() bool {
+		return strings.Contains(r.Status().SourceError, want)
+	})
+	if cmData(t, ns, "web") != nil {
+		t.Errorf("web delivered with its inventory in the wrong namespace")
+	}
+}
