@@ -176,7 +176,7 @@ environment and app, then each object's diff in a collapsible block, within
 	addRunFlags(cmd, f, true)
 	f.output = addOutputFlag(cmd, "text", "json", "markdown")
 	cmd.Flags().StringVar(&color, "color", "auto", "colour the diff: auto, always, never")
-	cmd.Flags().IntVar(&maxBytes, "markdown-max-bytes", plan.DefaultMaxBytes, "with -o markdown, the body's size bound: object diffs are left out from the end, with a note, to stay within it (GitHub refuses comments over 65,536 characters)")
+	cmd.Flags().IntVar(&maxBytes, "markdown-max-bytes", plan.DefaultMaxBytes, "with -o markdown, the body's size bound: object diffs, then unchanged apps' rows, then the last rows are left out, with a note, to stay within it (GitHub refuses comments over 65,536 characters)")
 	return cmd
 }
 

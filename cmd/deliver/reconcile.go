@@ -67,7 +67,9 @@ otherwise), or this reconciler's own. The repository is fetched once for
 all; each environment has its own engine, backoff and status ConfigMap
 (deliver-status.<env>, read with deliver status --env), and its metrics
 carry an env label; a cluster that cannot be reached holds up only its own
-apps (see docs/clusters.md).
+apps. With --leader-elect each environment has its own Lease
+(deliver-reconcile.<env>); with --shard each environment's apps are shared
+among the replicas whose engine of it runs (see docs/clusters.md).
 
 With --once it fetches once, delivers the apps that are due (new commit,
 drift, full resync), waits for them and exits: 0 when every app is

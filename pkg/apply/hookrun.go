@@ -333,7 +333,9 @@ func (m *Manager) pruneHookRuns(ctx context.Context, c *Change, app string) ([]R
 	for _, u := range runs {
 		id := c.ID
 		id.Name = u.GetName()
-		r := m.prune(ctx, &Change{ID: id, Type: ChangeDelete, gvr: c.gvr}, app)
+		// Hook runs are found by LabelApp and the hook's label in its
+		// namespace; the environment is not checked.
+		r := m.prune(ctx, &Change{ID: id, Type: ChangeDelete, gvr: c.gvr}, app, "")
 		switch r.Action {
 		case Failed:
 			errs = append(errs, fmt.Errorf("%s: %s", id, r.Error))

@@ -6,6 +6,14 @@ const (
 	// objects that carry it with the app's name, so an object someone else
 	// created with the same name is never deleted.
 	LabelApp = "deliver.dev/app"
+	// LabelEnv marks an object with the deliver.yaml environment of the
+	// app that owns it, when the run has one (PlanOptions.Identity): two
+	// environments may deliver apps of one name to one cluster (each
+	// with inventories of its own, see docs/clusters.md), and LabelApp
+	// alone would not tell their objects apart. An object without it (of
+	// an older version, or of a run without environment) is its LabelApp
+	// app's, whatever the environment.
+	LabelEnv = "deliver.dev/env"
 	// LabelInventory marks the Secret holding an app's inventory.
 	LabelInventory = "deliver.dev/inventory"
 

@@ -15,9 +15,11 @@ import (
 // see identity.go). Exactly what is protected, before anything is written:
 //
 //   - an object whose live LabelApp names another app name (of another
-//     deliver.yaml, repository, environment or reconciler) is not taken
-//     over: the plan lists it as a conflict and Execute refuses it, unless
-//     the object in git carries AnnotationAdopt; a prune never deletes it;
+//     deliver.yaml, repository, environment or reconciler), or the same
+//     name with a LabelEnv naming another environment than the run's, is
+//     not taken over: the plan lists it as a conflict and Execute refuses
+//     it, unless the object in git carries AnnotationAdopt; a prune never
+//     deletes it;
 //   - an app name whose inventory another identity recorded (another
 //     environment; another repository or deliver.yaml when both runs know
 //     their repository) is refused as a whole (IdentityError), unless its
@@ -43,14 +45,18 @@ type OtherApp struct {
 	Origin object.Origin `json:"origin"`
 	// App is the other app, as the live object's LabelApp names it.
 	App string `json:"app"`
+	// Env is the other app's environment, as the live object's LabelEnv
+	// names it; "" when it carries none.
+	Env string `json:"env,omitempty"`
 }
 
 // ConflictError is the error of Apply and Execute for a plan with
 // Conflicts: objects in git that another app owns in the cluster, without
 // AnnotationAdopt. It is returned before anything of the app is written.
 type ConflictError struct {
-	// App is the app whose plan it is.
+	// App is the app whose plan it is, Env its environment ("" for none).
 	App string
+	Env string
 	// Conflicts are the objects another app owns.
 	Conflicts []OtherApp
 }
@@ -59,23 +65,78 @@ type ConflictError struct {
 func (e *ConflictError) Error() string {
 	parts := make([]string, len(e.Conflicts))
 	for i, c := range e.Conflicts {
-		parts[i] = fmt.Sprintf("%s (%s) belongs to app %q (label %s), not to app %q", c.ID, c.Origin, c.App, LabelApp, e.App)
+		parts[i] = fmt.Sprintf("%s (%s) belongs to %s, not to %s", c.ID, c.Origin, c.owner(), e.run(c))
 	}
 	return fmt.Sprintf("ownership conflict: %s; nothing of app %q was applied (to take an object over, annotate it in git with %s: \"true\")",
 		strings.Join(parts, "; "), e.App, AnnotationAdopt)
 }
 
-// otherOwner returns the app that the live object's LabelApp names when it
-// is not app; "" when the object is app's or carries no LabelApp (an
-// object created by hand or by another tool is taken over, as before).
-func otherOwner(lm *metav1.PartialObjectMetadata, app string) string {
-	if lm == nil {
+// owner names the other app for messages, with the labels that say so:
+// app "web" (label deliver.dev/app), or app "web" of environment "a"
+// (labels deliver.dev/app and deliver.dev/env).
+func (c OtherApp) owner() string {
+	if c.Env == "" {
+		return fmt.Sprintf("app %q (label %s)", c.App, LabelApp)
+	}
+	return fmt.Sprintf("app %q of environment %q (labels %s and %s)", c.App, c.Env, LabelApp, LabelEnv)
+}
+
+// run names the app of the plan, with its environment when the conflict
+// is about environments.
+func (e *ConflictError) run(c OtherApp) string {
+	if c.Env == "" || e.Env == "" {
+		return fmt.Sprintf("app %q", e.App)
+	}
+	return fmt.Sprintf("app %q of environment %q", e.App, e.Env)
+}
+
+// ownerName is app, or app (environment env), for notes and reports.
+func ownerName(app, env string) string {
+	if env == "" {
+		return app
+	}
+	return app + " (environment " + env + ")"
+}
+
+// env is the environment of the run, "" when it has none or does not say.
+func (o PlanOptions) env() string {
+	if o.Identity == nil {
 		return ""
 	}
-	if owner := lm.Labels[LabelApp]; owner != app {
-		return owner
+	return o.Identity.Environment
+}
+
+// ownerEnv is the environment objects of the app must carry to be the
+// plan's: the run's, or none (any) when the run takes the app over from
+// another environment on purpose (AdoptedIdentity): the app's objects
+// labelled with the former environment move with its inventory.
+func (p *Plan) ownerEnv() string {
+	if p.AdoptedIdentity != nil {
+		return ""
 	}
-	return ""
+	return p.opts.env()
+}
+
+// otherOwner returns the app that the live object's LabelApp names, and
+// the environment its LabelEnv names, when they are not app of env:
+// another app name, or the same name of another environment. It returns
+// "" when the object is app's, carries no LabelApp (an object created by
+// hand or by another tool is taken over, as before), or carries app's
+// name without LabelEnv (of an older version, or of a run without
+// environment: still app's, so that an upgrade takes nothing away), and
+// when env is "" (the run does not say).
+func otherOwner(lm *metav1.PartialObjectMetadata, app, env string) (owner, ownerEnv string) {
+	if lm == nil {
+		return "", ""
+	}
+	la, le := lm.Labels[LabelApp], lm.Labels[LabelEnv]
+	if la == "" {
+		return "", ""
+	}
+	if la != app || (env != "" && le != "" && le != env) {
+		return la, le
+	}
+	return "", ""
 }
 
 // checkOwnership sorts the planned objects that another app owns: the
@@ -83,17 +144,17 @@ func otherOwner(lm *metav1.PartialObjectMetadata, app string) string {
 // others are conflicts, which Execute refuses.
 func (p *Plan) checkOwnership(live map[object.ID]*metav1.PartialObjectMetadata) {
 	for _, c := range p.Changes {
-		owner := otherOwner(live[c.ID], p.App)
+		owner, env := otherOwner(live[c.ID], p.App, p.ownerEnv())
 		if owner == "" {
 			continue
 		}
 		if adoptRequested(c.Desired.GetAnnotations()) {
-			c.AdoptedFrom = owner
-			addNote(c, "adopted from app "+owner)
+			c.AdoptedFrom = ownerName(owner, env)
+			addNote(c, "adopted from app "+c.AdoptedFrom)
 			continue
 		}
-		addNote(c, "conflict: owned by app "+owner)
-		p.Conflicts = append(p.Conflicts, OtherApp{ID: c.ID, Origin: c.Origin, App: owner})
+		addNote(c, "conflict: owned by app "+ownerName(owner, env))
+		p.Conflicts = append(p.Conflicts, OtherApp{ID: c.ID, Origin: c.Origin, App: owner, Env: env})
 	}
 }
 
@@ -114,14 +175,14 @@ func (p *Plan) ConflictErr() error {
 	if len(p.Conflicts) == 0 {
 		return nil
 	}
-	return &ConflictError{App: p.App, Conflicts: p.Conflicts}
+	return &ConflictError{App: p.App, Env: p.opts.env(), Conflicts: p.Conflicts}
 }
 
 // releaseKept reports the objects that left git and another app owns now,
 // and drops them from the inventory: they are not this app's to prune.
 func (p *Plan) releaseKept(rep *Report, entries map[object.ID]Entry) {
 	for _, k := range p.Kept {
-		rep.Results = append(rep.Results, Result{ID: k.ID, Origin: k.Origin, Action: Kept, Owner: k.App})
+		rep.Results = append(rep.Results, Result{ID: k.ID, Origin: k.Origin, Action: Kept, Owner: k.App, OwnerEnv: k.Env})
 		delete(entries, k.ID)
 	}
 }
@@ -146,8 +207,12 @@ func (p *Plan) markAdopted(rep *Report) {
 // writeOwnership prints a line per object another app owns, for the diff.
 func (p *Plan) writeOwnership(w io.Writer, color bool) {
 	for _, c := range p.Conflicts {
-		fmt.Fprintln(w, colorize(color, "31", fmt.Sprintf("conflict: %s (%s) belongs to app %s (label %s), not to app %s: apply fails; annotate it in git with %s: \"true\" to take it over",
-			c.ID, c.Origin, c.App, LabelApp, p.App, AnnotationAdopt)))
+		run, label := p.App, "label "+LabelApp
+		if c.Env != "" {
+			run, label = ownerName(p.App, p.opts.env()), "labels "+LabelApp+" and "+LabelEnv
+		}
+		fmt.Fprintln(w, colorize(color, "31", fmt.Sprintf("conflict: %s (%s) belongs to app %s (%s), not to app %s: apply fails; annotate it in git with %s: \"true\" to take it over",
+			c.ID, c.Origin, ownerName(c.App, c.Env), label, run, AnnotationAdopt)))
 	}
 	for _, c := range p.Changes {
 		if c.AdoptedFrom != "" {
@@ -155,6 +220,6 @@ func (p *Plan) writeOwnership(w io.Writer, color bool) {
 		}
 	}
 	for _, k := range p.Kept {
-		fmt.Fprintf(w, "%s left git but belongs to app %s now: not deleted, dropped from the inventory\n", k.ID, k.App)
+		fmt.Fprintf(w, "%s left git but belongs to app %s now: not deleted, dropped from the inventory\n", k.ID, ownerName(k.App, k.Env))
 	}
 }

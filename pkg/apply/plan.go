@@ -336,8 +336,8 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	}
 	for _, d := range deletes {
 		lm, exists := live[d.ID]
-		if owner := otherOwner(lm, opts.App); exists && owner != "" {
-			p.Kept = append(p.Kept, OtherApp{ID: d.ID, App: owner})
+		if owner, env := otherOwner(lm, opts.App, p.ownerEnv()); exists && owner != "" {
+			p.Kept = append(p.Kept, OtherApp{ID: d.ID, App: owner, Env: env})
 			continue
 		}
 		if opts.NoPrune || !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
@@ -413,6 +413,9 @@ func (m *Manager) desiredWith(o *object.Object, opts PlanOptions, pendingCRDs ma
 		labels = map[string]string{}
 	}
 	labels[LabelApp] = opts.App
+	if env := opts.env(); env != "" {
+		labels[LabelEnv] = env
+	}
 	u.SetLabels(labels)
 	gvk := u.GroupVersionKind()
 	c := &Change{Origin: o.Origin, Desired: u, version: gvk.Version}

@@ -16,7 +16,7 @@ import (
 // delete is made conditional on the UID read now, so an object re-created
 // by someone else in between is not removed, and an object another app
 // took over in between (its LabelApp) is kept and reported as Kept.
-func (m *Manager) prune(ctx context.Context, c *Change, app string) Result {
+func (m *Manager) prune(ctx context.Context, c *Change, app, env string) Result {
 	res := Result{ID: c.ID, Origin: c.Origin, Action: Deleted}
 	ri := m.client(c)
 	live, err := ri.Get(ctx, c.ID.Name, metav1.GetOptions{})
@@ -24,9 +24,9 @@ func (m *Manager) prune(ctx context.Context, c *Change, app string) Result {
 		return res
 	}
 	if err == nil {
-		if owner := live.GetLabels()[LabelApp]; owner != "" && owner != app {
+		if owner, oenv := otherOwner(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Labels: live.GetLabels()}}, app, env); owner != "" {
 			// Another app took the object over since: not ours to delete.
-			res.Action, res.Owner = Kept, owner
+			res.Action, res.Owner, res.OwnerEnv = Kept, owner, oenv
 			return res
 		}
 	}
@@ -87,7 +87,7 @@ func (m *Manager) pruneHooks(ctx context.Context, p *Plan, rep *Report, done map
 			delete(done, id) // deleted by its delete policy
 			continue
 		}
-		r := m.prune(ctx, c, p.App)
+		r := m.prune(ctx, c, p.App, p.ownerEnv())
 		if r.Action == Failed {
 			errs = append(errs, fmt.Errorf("hook %s: prune: %s", id, r.Error))
 			continue

@@ -47,8 +47,10 @@ type Result struct {
 	// AdoptedFrom is the app the object belonged to before this run took
 	// it over (AnnotationAdopt).
 	AdoptedFrom string `json:"adoptedFrom,omitempty"`
-	// Owner is the app whose LabelApp a Kept object carries.
-	Owner string `json:"owner,omitempty"`
+	// Owner is the app whose LabelApp a Kept object carries, OwnerEnv
+	// the environment its LabelEnv names, if any.
+	Owner    string `json:"owner,omitempty"`
+	OwnerEnv string `json:"ownerEnv,omitempty"`
 }
 
 // Report is the outcome of one Apply.

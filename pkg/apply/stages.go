@@ -252,7 +252,7 @@ func stagePrune(ctx context.Context, r *run) error {
 		if c.Type != ChangeDelete {
 			continue
 		}
-		res := r.m.prune(ctx, c, r.p.App)
+		res := r.m.prune(ctx, c, r.p.App, r.p.ownerEnv())
 		r.rep.Results = append(r.rep.Results, res)
 		if res.Action == Failed {
 			errs = append(errs, fmt.Errorf("%s: prune: %s", res.ID, res.Error))

@@ -84,7 +84,7 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	}
 	for i, c := range p.Changes {
 		lm, ok := live[c.ID]
-		if !ok || lm.GetLabels()[LabelApp] != opts.App {
+		if owner, _ := otherOwner(lm, opts.App, opts.env()); !ok || lm.GetLabels()[LabelApp] != opts.App || owner != "" {
 			return nil, nil
 		}
 		e := applied[i]

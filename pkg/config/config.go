@@ -208,6 +208,13 @@ type Environment struct {
 	// --clusters); the CLI uses Context instead. Unset: the reconciler's
 	// own cluster.
 	KubeconfigSecret *KubeconfigSecretRef `yaml:"kubeconfigSecret,omitempty" json:"kubeconfigSecret,omitempty"`
+	// InventoryNamespace is the namespace of this environment's inventory
+	// Secrets, for the CLI and the reconciler alike (it wins over
+	// --inventory-namespace, which stays the reconciler's namespace for
+	// status, Leases and kubeconfig Secrets). Two environments that
+	// deliver apps of one name to one cluster need one each. Unset:
+	// --inventory-namespace.
+	InventoryNamespace string `yaml:"inventoryNamespace,omitempty" json:"inventoryNamespace,omitempty"`
 }
 
 // KubeconfigSecretRef names a kubeconfig in a Secret of the reconciler's
@@ -387,6 +394,9 @@ func (c *Config) Validate() error {
 	for _, name := range envNames {
 		// Several clusters (issue #20).
 		errs = append(errs, checkKubeconfigSecret(name, c.Environments[name].KubeconfigSecret)...)
+		if ns := c.Environments[name].InventoryNamespace; ns != "" && (len(ns) > 63 || !dnsLabel.MatchString(ns)) {
+			errs = append(errs, fmt.Errorf("environments.%s.inventoryNamespace %q is not a valid namespace", name, ns))
+		}
 		for app, o := range c.Environments[name].Apps {
 			if !names[app] {
 				errs = append(errs, fmt.Errorf("environments.%s.apps: unknown app %q", name, app))

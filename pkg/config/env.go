@@ -33,6 +33,9 @@ type Resolved struct {
 	// Several clusters (issue #20): the environment's kubeconfig Secret
 	// for the reconciler, nil for the reconciler's own cluster.
 	KubeconfigSecret *KubeconfigSecretRef
+	// InventoryNamespace is the environment's inventory namespace; ""
+	// for the run's (--inventory-namespace).
+	InventoryNamespace string
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -67,7 +70,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			return nil, fmt.Errorf("unknown environment %q (deliver.yaml defines: %s)", name, strings.Join(known, ", "))
 		}
 	}
-	r := &Resolved{Environment: name, Context: env.Context, KubeconfigSecret: env.KubeconfigSecret}
+	r := &Resolved{Environment: name, Context: env.Context, KubeconfigSecret: env.KubeconfigSecret, InventoryNamespace: env.InventoryNamespace}
 	// Change windows (docs/windows.md).
 	var err error
 	if r.Windows, err = c.compileWindows(); err != nil {

@@ -283,6 +283,10 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		return nil, err
 	}
 	res = &Result{Revision: snap.Commit, Environment: cfg.Environment}
+	if cfg.InventoryNamespace != "" {
+		// The environment keeps its inventories apart (docs/clusters.md).
+		opts.Apply.InventoryNamespace = cfg.InventoryNamespace
+	}
 	// Who delivers the apps, recorded in their inventories: a run of
 	// another environment or repository does not take them over.
 	ident := runIdentity(snap, opts, cfg.Environment)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -29,9 +30,12 @@ const DefaultMaxBytes = 65000
 type Options struct {
 	// MaxBytes bounds the body's size in bytes. Object diffs are left out
 	// from the end, with a note above the diffs saying how many, until the
-	// body fits; the marker, the summary tables and the errors are always
-	// kept, so a body can only exceed MaxBytes when they alone do.
-	// Default DefaultMaxBytes.
+	// body fits; when the tables alone do not fit, the rows of apps that
+	// change nothing are counted instead of listed, then only the first
+	// other rows that fit are listed, with a note at the top saying how
+	// many were left out. Each error is cut at 4 KiB. A body can only
+	// exceed MaxBytes when the marker, totals, headings, notes and the
+	// run's error alone do. Default DefaultMaxBytes.
 	MaxBytes int
 	// Redact masks secret values in text; every piece of the body goes
 	// through it before it is measured. Default: nothing more than the
@@ -56,27 +60,27 @@ func Markdown(results []*pipeline.Result, opts Options) (string, error) {
 	if opts.Redact == nil {
 		opts.Redact = func(s string) string { return s }
 	}
-	var tables strings.Builder
+	var sections []section
 	var blocks []string // one per object diff, in order
 	var totals counts
 	for _, res := range results {
-		tables.WriteString(opts.Redact(envHeading(res)))
-		var errs strings.Builder
-		tables.WriteString("| App | Namespace | Create | Change | Delete | Unchanged | Hooks that run | Recreate | Conflicts | Result |\n")
-		tables.WriteString("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n")
+		sec := section{heading: opts.Redact(envHeading(res))}
 		for _, a := range res.Apps {
 			r, diffs, err := appRow(a)
 			if err != nil {
 				return "", fmt.Errorf("environment %s: app %s: %w", envName(res), a.Name, err)
 			}
 			totals.add(r.counts)
-			tables.WriteString(opts.Redact(r.String()))
+			tr := tableRow{line: opts.Redact(r.String()), quiet: r.quiet(a, len(diffs))}
+			var notes strings.Builder
 			if a.Error != "" { // a skipped app's error says why
-				fmt.Fprintf(&errs, "\n**%s** %s:\n\n%s", code(a.Name), r.result, fenced("text", a.Error))
+				fmt.Fprintf(&notes, "\n**%s** %s:\n\n%s", code(a.Name), r.result, fenced("text", cut(opts.Redact(a.Error))))
 			}
 			if a.Held != "" { // which change window, until when (docs/windows.md)
-				fmt.Fprintf(&errs, "\n**%s** held by a change window: apply refuses it.\n\n%s", code(a.Name), fenced("text", a.Held))
+				fmt.Fprintf(&notes, "\n**%s** held by a change window: apply refuses it.\n\n%s", code(a.Name), fenced("text", cut(opts.Redact(a.Held))))
 			}
+			tr.notes = opts.Redact(notes.String())
+			sec.rows = append(sec.rows, tr)
 			for i, d := range diffs {
 				var b strings.Builder
 				if i == 0 {
@@ -90,13 +94,159 @@ func Markdown(results []*pipeline.Result, opts Options) (string, error) {
 				blocks = append(blocks, opts.Redact(b.String()))
 			}
 		}
-		tables.WriteString(opts.Redact(errs.String()))
+		sections = append(sections, sec)
 	}
-	head := fmt.Sprintf("%s\n**deliver diff** (%d %s): %s\n%s", Marker, len(results), plural(len(results), "environment"), totals.summary(), tables.String())
+	top := fmt.Sprintf("%s\n**deliver diff** (%d %s): %s\n", Marker, len(results), plural(len(results), "environment"), totals.summary())
+	tail := ""
 	if opts.Err != nil {
-		head += opts.Redact(fmt.Sprintf("\n### deliver diff failed: the plan is incomplete\n\n%s", fenced("text", opts.Err.Error())))
+		tail = fmt.Sprintf("\n### deliver diff failed: the plan is incomplete\n\n%s", fenced("text", cut(opts.Redact(opts.Err.Error()))))
+	}
+	t := tables{top: top, sections: sections, tail: tail, max: opts.MaxBytes}
+	// The diffs' note must fit next to the tables when no diff does.
+	reserve := 0
+	if len(blocks) > 0 {
+		reserve = len(leftOutNote(len(blocks), len(blocks), opts.MaxBytes))
+	}
+	fits := func(head string) bool { return len(head)+reserve <= opts.MaxBytes }
+	// The tables whole, if they fit; else without the apps that change
+	// nothing; else only as many of the other rows as fit, in order.
+	head := t.render(false, -1)
+	if !fits(head) {
+		head = t.render(true, -1)
+	}
+	if !fits(head) {
+		lo, hi := 0, t.loud() // the largest number of rows that fits, in [lo, hi]
+		for lo < hi {
+			mid := (lo + hi + 1) / 2
+			if fits(t.render(true, mid)) {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+		head = t.render(true, lo)
 	}
 	return fit(head, blocks, opts.MaxBytes), nil
+}
+
+// maxErrBytes bounds each error shown in the body (after redaction, so
+// that no cut leaves part of a secret value unrecognised), so that a
+// long error cannot take the room of every table row.
+const maxErrBytes = 4096
+
+// cut shortens text to about maxErrBytes, at a line or rune boundary,
+// saying so.
+func cut(text string) string {
+	if len(text) <= maxErrBytes {
+		return text
+	}
+	end := maxErrBytes
+	for end > 0 && !utf8.RuneStart(text[end]) {
+		end--
+	}
+	if nl := strings.LastIndexByte(text[:end], '\n'); nl > maxErrBytes/2 {
+		end = nl
+	}
+	return fmt.Sprintf("%s\n[%d more bytes cut: deliver diff prints the whole error]", text[:end], len(text)-end)
+}
+
+// tables are the body's part above the diffs: the marker and totals,
+// each environment's table with its errors, and the run's error.
+type tables struct {
+	top      string
+	sections []section
+	tail     string
+	max      int
+}
+
+// section is one environment's heading and table rows.
+type section struct {
+	heading string
+	rows    []tableRow
+}
+
+// tableRow is one app's row in a table, and the notes on the app (its
+// error, its change window) below that table.
+type tableRow struct {
+	line, notes string
+	// quiet is set for an app that changes nothing: no diff, no hook, no
+	// conflict, no error, not held.
+	quiet bool
+}
+
+// loud counts the rows that are not quiet.
+func (t tables) loud() int {
+	n := 0
+	for _, s := range t.sections {
+		for _, r := range s.rows {
+			if !r.quiet {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// render writes the part above the diffs. With collapse, the quiet rows
+// are counted on a line instead of listed; keep bounds the other rows
+// listed, in order over all environments (negative: all); a note at the
+// top says what is not listed and how to see it.
+func (t tables) render(collapse bool, keep int) string {
+	var b strings.Builder
+	quiet, loud, left := 0, 0, 0
+	for _, s := range t.sections {
+		b.WriteString(s.heading)
+		var lines, notes strings.Builder
+		sq, sl := 0, 0
+		for _, r := range s.rows {
+			switch {
+			case collapse && r.quiet:
+				sq++
+				continue
+			case keep >= 0 && loud >= keep:
+				sl++
+				continue
+			}
+			if !r.quiet {
+				loud++
+			}
+			lines.WriteString(r.line)
+			notes.WriteString(r.notes)
+		}
+		// A table without rows is left out, as is every row of it.
+		if lines.Len() > 0 || len(s.rows) == 0 {
+			b.WriteString("| App | Namespace | Create | Change | Delete | Unchanged | Hooks that run | Recreate | Conflicts | Result |\n")
+			b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n")
+			b.WriteString(lines.String())
+		}
+		if sq > 0 {
+			fmt.Fprintf(&b, "\n%d %s with no changes not listed.\n", sq, plural(sq, "app"))
+		}
+		if sl > 0 {
+			fmt.Fprintf(&b, "\n%d more %s with changes, failures or holds left out: see the note above.\n", sl, plural(sl, "app"))
+		}
+		b.WriteString(notes.String())
+		quiet, left = quiet+sq, left+sl
+	}
+	var what []string
+	if quiet > 0 {
+		what = append(what, fmt.Sprintf("%d %s with no changes %s not listed", quiet, plural(quiet, "app"), isAre(quiet)))
+	}
+	if left > 0 {
+		what = append(what, fmt.Sprintf("%d of the %d apps with changes, failures or holds %s left out (the first ones are listed)", left, loud+left, isAre(left)))
+	}
+	note := ""
+	if len(what) > 0 {
+		note = fmt.Sprintf("\n> [!NOTE]\n> To keep this comment under %d bytes (GitHub refuses comments over 65,536 characters), %s. The line above counts every object of every app; `deliver diff` run locally lists every app and every diff.\n", t.max, strings.Join(what, ", and "))
+	}
+	return t.top + note + b.String() + t.tail
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 func plural(n int, word string) string {
@@ -156,6 +306,13 @@ func (c *counts) add(o counts) {
 func (c counts) summary() string {
 	return fmt.Sprintf("%d to create, %d to change, %d to delete, %d unchanged; hooks to run: %d, recreates: %d, conflicts: %d",
 		c.create, c.change, c.delete, c.unchanged, c.hooks, c.recreate, c.conflicts)
+}
+
+// quiet reports whether the app changes nothing, so that its row may be
+// counted instead of listed when the tables are too large.
+func (r row) quiet(a *pipeline.AppResult, diffs int) bool {
+	return r.planned && diffs == 0 && r.hooks == nil && r.conflicts == 0 && r.recreate == 0 &&
+		a.Error == "" && a.Held == "" && a.Skipped == ""
 }
 
 // row is one app's line of the table.

@@ -249,7 +249,7 @@ func TestMarkdownTruncation(t *testing.T) {
 			}
 			kept := strings.Count(got, "<details>")
 			table := "| `small` | `small` | 0 | 0 | 0 | 1 | – | 0 | 0 | no changes |"
-			if !strings.Contains(got, "| `big` | `big` | 200 | 0 | 0 | 0 |") || !strings.Contains(got, table) {
+			if limit >= 3000 && (!strings.Contains(got, "| `big` | `big` | 200 | 0 | 0 | 0 |") || !strings.Contains(got, table)) {
 				t.Errorf("the summary table is not whole:\n%s", got[:min(len(got), 2000)])
 			}
 			note := fmt.Sprintf("%d of %d object diffs are left out", objects-kept, objects)
@@ -267,10 +267,11 @@ func TestMarkdownTruncation(t *testing.T) {
 				if kept == 0 {
 					t.Errorf("no diff kept under %d bytes", limit)
 				}
-			} else if kept != 0 || strings.Contains(got, "### Diffs") || !strings.HasPrefix(got, whole[:strings.Index(whole, "\n### Diffs")]) {
-				// The tables alone exceed the limit: they are kept whole, no
-				// diff is, nor the heading of the diffs.
-				t.Errorf("limit %d: want the tables whole and no diff, got %d diffs", limit, kept)
+			} else if kept != 0 || strings.Contains(got, "### Diffs") || strings.Contains(got, "| `big`") || strings.Contains(got, "| `small`") ||
+				!strings.Contains(got, "1 app with no changes is not listed, and 1 of the 1 apps with changes, failures or holds is left out") {
+				// Not even a row fits: the rows are counted in the note, no
+				// diff is kept, nor the heading of the diffs.
+				t.Errorf("limit %d: want no row, no diff and the rows' note, got %d diffs:\n%s", limit, kept, got)
 			}
 			// The diffs kept are the first ones, in order.
 			for i := range kept {
@@ -285,6 +286,139 @@ func TestMarkdownTruncation(t *testing.T) {
 				if len(got)+(end-next) <= limit {
 					t.Errorf("diff %d (%d bytes) would have fitted in %d bytes (body %d)", kept, end-next, limit, len(got))
 				}
+			}
+		})
+	}
+}
+
+// TestMarkdownManyApps: however many apps, the body stays within the
+// limit: the apps that change nothing are counted instead of listed, and
+// when the other rows are still too many, the first ones that fit are
+// listed and a note says how many were left out and how to see them all.
+func TestMarkdownManyApps(t *testing.T) {
+	t.Parallel()
+	red := secrets.NewRedactor(secrets.RedactorOptions{})
+	red.Add(canaryError)
+	changed := func(app string) *pipeline.AppResult {
+		return &pipeline.AppResult{Name: app, Namespace: app, Plan: &apply.Plan{App: app, Changes: []*apply.Change{
+			create(obj("ConfigMap", app, "settings", map[string]any{"data": map[string]any{"level": "info"}})),
+		}}}
+	}
+	quiet := func(app string) *pipeline.AppResult {
+		return &pipeline.AppResult{Name: app, Namespace: app, Plan: unchangedPlan(app)}
+	}
+	// env builds an environment of n apps; loud says which change.
+	env := func(name string, n int, loud func(i int) bool, mk func(app string) *pipeline.AppResult) *pipeline.Result {
+		res := &pipeline.Result{Revision: rev, Environment: name}
+		for i := range n {
+			app := fmt.Sprintf("%s-app-%05d", name, i)
+			if loud(i) {
+				res.Apps = append(res.Apps, mk(app))
+			} else {
+				res.Apps = append(res.Apps, quiet(app))
+			}
+		}
+		return res
+	}
+	every := func(int) bool { return true }
+	failed := func(app string) *pipeline.AppResult {
+		// A long error holding a secret value the redactor knows: cut
+		// after redaction, so no part of the value shows.
+		return &pipeline.AppResult{Name: app, Namespace: app, Error: strings.Repeat("render failed: values.yaml line 3 ", 300) + canaryError}
+	}
+	tests := []struct {
+		name    string
+		results []*pipeline.Result
+		limit   int
+		err     error
+		// quiet and left are the counts the note must state (0: the
+		// note must not mention them); listed the rows listed.
+		quiet, left, listed int
+	}{
+		{name: "few-apps-fit-whole", results: []*pipeline.Result{env("prod", 20, func(i int) bool { return i%2 == 0 }, changed)},
+			limit: DefaultMaxBytes, listed: 20},
+		{name: "thousands-unchanged-collapse", results: []*pipeline.Result{env("prod", 5000, func(i int) bool { return i%100 == 0 }, changed)},
+			limit: DefaultMaxBytes, quiet: 4950, listed: 50},
+		{name: "thousands-changed-cut", results: []*pipeline.Result{env("prod", 5000, every, changed)},
+			limit: DefaultMaxBytes, left: -1},
+		{name: "two-environments-cut", results: []*pipeline.Result{
+			env("staging", 3000, func(i int) bool { return i%3 == 0 }, changed),
+			env("prod", 3000, func(i int) bool { return i%3 != 0 }, changed)},
+			limit: DefaultMaxBytes, quiet: 3000, left: -1},
+		{name: "long-errors-and-run-error", results: []*pipeline.Result{env("prod", 2000, func(i int) bool { return i%10 == 0 }, failed)},
+			limit: 20000, quiet: 1800, left: -1, err: errors.New(strings.Repeat("environment qa: render: ", 1000) + canaryError)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Markdown(tt.results, Options{MaxBytes: tt.limit, Redact: red.Redact, Err: tt.err})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) > tt.limit {
+				t.Errorf("body of %d bytes over the limit %d", len(got), tt.limit)
+			}
+			if strings.Contains(got, canaryError) || strings.Contains(got, canaryError[:10]) {
+				t.Errorf("the body shows (part of) a secret value")
+			}
+			if !strings.HasPrefix(got, Marker+"\n**deliver diff** ") {
+				t.Errorf("the body does not open with the marker and the totals")
+			}
+			var apps, loud int
+			for _, res := range tt.results {
+				for _, a := range res.Apps {
+					apps++
+					if a.Error != "" || a.Plan.HasChanges() {
+						loud++
+					}
+				}
+			}
+			listed := 0
+			for _, line := range strings.Split(got, "\n") {
+				if strings.HasPrefix(line, "| `") {
+					listed++
+				}
+			}
+			quietNote := fmt.Sprintf("%d apps with no changes are not listed", tt.quiet)
+			if (tt.quiet > 0) != strings.Contains(got, quietNote) || (tt.quiet == 0) == strings.Contains(got, "with no changes not listed") {
+				t.Errorf("want the note on %d apps with no changes (%q): %v", tt.quiet, quietNote, strings.Contains(got, quietNote))
+			}
+			switch {
+			case tt.left == 0:
+				if listed != tt.listed || strings.Contains(got, "left out (the first ones are listed)") {
+					t.Errorf("listed %d rows, want %d, none left out", listed, tt.listed)
+				}
+			default:
+				// Rows are cut: the note states how many of how many, and
+				// the rows listed are the first apps with changes.
+				left := loud - listed
+				note := fmt.Sprintf("%d of the %d apps with changes, failures or holds are left out", left, loud)
+				if left <= 0 || !strings.Contains(got, note) || !strings.Contains(got, "`deliver diff` run locally lists every app") {
+					t.Errorf("listed %d of %d rows: want the note %q", listed, loud, note)
+				}
+				// The room left is less than a row with its error and
+				// the note on diffs left out.
+				if listed == 0 || tt.limit-len(got) > maxErrBytes+1024 {
+					t.Errorf("listed %d rows in %d bytes of %d: the rows that fit were not kept", listed, len(got), tt.limit)
+				}
+				n := 0
+				for _, res := range tt.results {
+					for _, a := range res.Apps {
+						if a.Error == "" && !a.Plan.HasChanges() {
+							continue
+						}
+						if in := strings.Contains(got, "| `"+a.Name+"` |"); in != (n < listed) {
+							t.Fatalf("app %s (loud row %d) listed %v with %d rows listed: not the first ones", a.Name, n, in, listed)
+						}
+						n++
+					}
+				}
+				if strings.Index(got, "[!NOTE]") > strings.Index(got, "### deliver diff:") {
+					t.Errorf("the note is not above the tables")
+				}
+			}
+			if tt.err != nil && (!strings.Contains(got, "### deliver diff failed") || !strings.Contains(got, "more bytes cut: deliver diff prints the whole error")) {
+				t.Errorf("the run error is not shown, cut")
 			}
 		})
 	}

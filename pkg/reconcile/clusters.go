@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -128,19 +129,20 @@ type engineLink struct {
 	ref        *config.KubeconfigSecretRef
 	cluster    string
 	clusterErr string
+	// invNS is the inventory namespace the engine runs with.
+	invNS string
 }
 
 // NewClusters checks opts and returns a Clusters delivering envs (at
 // least one; opts.Pipeline.Env is ignored). Every engine shares opts but
 // for its environment, its target cluster, its status ConfigMap, and, with
 // leader election, its Lease (deliver-reconcile.<env>): replicas may lead
-// different environments. Sharding is not supported.
+// different environments; with sharding, its membership (see Sharding):
+// the replicas share each environment's apps among those whose engine of
+// it runs.
 func NewClusters(opts Options, envs []string) (*Clusters, error) {
 	if len(envs) == 0 {
 		return nil, errors.New("reconcile: clusters: no environment")
-	}
-	if opts.Sharding.Enabled {
-		return nil, errors.New("reconcile: clusters: sharding goes with one environment only")
 	}
 	opts.Pipeline.Env = envs[0]
 	if err := opts.defaults(); err != nil {
@@ -447,6 +449,12 @@ func (c *Clusters) converge(ctx context.Context, s *supervisor) error {
 	if err == nil {
 		err = probe(ctx, target)
 	}
+	// The engine restarts when the environment's inventory namespace
+	// changes too: its inventories, locks and watches are there.
+	invNS := cmp.Or(res.InventoryNamespace, c.opts.Pipeline.Apply.InventoryNamespace)
+	if digest != "" {
+		digest += "\x00inventories in " + invNS
+	}
 	s.link.mu.Lock()
 	s.link.cluster = desc
 	s.link.clusterErr = ""
@@ -481,7 +489,7 @@ func (c *Clusters) converge(ctx context.Context, s *supervisor) error {
 		r.log.Info("cluster changed: restarting", "cluster", desc)
 		s.stop()
 	}
-	s.start(ctx, target, res.KubeconfigSecret, digest)
+	s.start(ctx, target, res.KubeconfigSecret, invNS, digest)
 	return nil
 }
 
@@ -571,16 +579,17 @@ func (c *Clusters) failApps(ctx context.Context, s *supervisor, res *config.Reso
 }
 
 // start runs the engine on target.
-func (s *supervisor) start(ctx context.Context, target *rest.Config, ref *config.KubeconfigSecretRef, digest string) {
+func (s *supervisor) start(ctx context.Context, target *rest.Config, ref *config.KubeconfigSecretRef, invNS, digest string) {
 	r := s.r
 	// A fresh start: the apps' states come from the new cluster's
 	// inventories, not from the failures noted while it was away.
 	r.mu.Lock()
 	r.apps, r.order, r.head, r.sourceErr = map[string]*appState{}, nil, "", ""
 	r.opts.Target = target
+	r.opts.Pipeline.Apply.InventoryNamespace = invNS
 	r.mu.Unlock()
 	s.link.mu.Lock()
-	s.link.ref = ref
+	s.link.ref, s.link.invNS = ref, invNS
 	s.link.mu.Unlock()
 	ectx, cancel := context.WithCancel(ctx)
 	s.cancel, s.done, s.running, s.digest = cancel, make(chan error, 1), true, digest
@@ -630,19 +639,32 @@ func (l *engineLink) describe(st *Status) {
 // cluster and reads no kubeconfigSecret, and an engine whose
 // environment's kubeconfigSecret changed waits for its supervisor to
 // restart it on the new cluster.
-func (l *engineLink) checkCluster(cfg *config.Resolved) error {
+//
+// It refuses as well a commit whose environment keeps its inventories in
+// another namespace (inventoryNamespace) than the engine's, invNS: a lone
+// Reconciler's is --inventory-namespace, and an engine waits for its
+// supervisor to restart it on the new namespace.
+func (l *engineLink) checkCluster(cfg *config.Resolved, invNS string) error {
 	if l == nil {
 		if cfg.KubeconfigSecret != nil {
 			return fmt.Errorf("environment %s names kubeconfigSecret %s, which this reconciler does not read: deliver it with deliver reconcile --clusters", cfg.Environment, cfg.KubeconfigSecret)
+		}
+		if cfg.InventoryNamespace != "" && cfg.InventoryNamespace != invNS {
+			return fmt.Errorf("environment %s keeps its inventories in namespace %s (inventoryNamespace), not in %s: run this reconciler with --inventory-namespace %s, or deliver it with deliver reconcile --clusters", cfg.Environment, cfg.InventoryNamespace, invNS, cfg.InventoryNamespace)
 		}
 		return nil
 	}
 	l.mu.Lock()
 	same := (l.ref == nil) == (cfg.KubeconfigSecret == nil) && (l.ref == nil || *l.ref == *cfg.KubeconfigSecret)
+	sameNS := cmp.Or(cfg.InventoryNamespace, l.c.opts.Pipeline.Apply.InventoryNamespace) == l.invNS
 	l.mu.Unlock()
 	if !same {
 		notify(l.sup.wake)
 		return fmt.Errorf("environment %s: its cluster changed: switching over", cfg.Environment)
+	}
+	if !sameNS {
+		notify(l.sup.wake)
+		return fmt.Errorf("environment %s: its inventory namespace changed: switching over", cfg.Environment)
 	}
 	return nil
 }

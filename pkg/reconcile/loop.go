@@ -68,7 +68,11 @@ func (r *Reconciler) runSharded(ctx context.Context) error {
 	if err := ensureNamespace(ctx, r.kube, r.opts.Sharding.Namespace); err != nil {
 		return fmt.Errorf("reconcile: shard namespace %s: %w", r.opts.Sharding.Namespace, err)
 	}
-	r.shards = newShards(r.kube, r.opts.Sharding, r.log.With("shard_group", r.opts.Sharding.Group, "identity", r.opts.Sharding.Identity),
+	env := ""
+	if r.link != nil {
+		env = r.link.env
+	}
+	r.shards = newShards(r.kube, r.opts.Sharding, env, r.log.With("shard_group", r.opts.Sharding.Group, "identity", r.opts.Sharding.Identity),
 		func() { notify(r.wake) })
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
@@ -252,7 +256,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	}
 	apps, cfg, err := readApps(snap, po)
 	if err == nil {
-		err = r.link.checkCluster(cfg)
+		err = r.link.checkCluster(cfg, po.Apply.InventoryNamespace)
 	}
 	if err != nil {
 		snap.Close()

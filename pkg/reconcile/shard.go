@@ -37,6 +37,15 @@ import (
 // per-app lock remains the fence, and a run for a new revision re-checks
 // the inventory under that lock (apply.PlanOptions.UnlessDelivered), so an
 // app is delivered once per revision even while it changes hands.
+//
+// With several environments (Clusters) each environment's engine is a
+// member of its own: it holds a Lease of its own, labelled with the
+// environment (LabelStatusEnv) as well as the group, and counts as members
+// only the replicas whose engine of that environment renews its Lease, so
+// that an app is never assigned to a replica whose engine of its
+// environment does not run (its cluster unreachable, or restarting on a
+// new one). The key hashed is the environment and the app's name, so that
+// the apps of one name in several environments are spread too.
 type Sharding struct {
 	// Enabled turns sharding on; not with LeaderElection or Once.
 	Enabled bool
@@ -66,6 +75,9 @@ type shards struct {
 	clock    clock.WithTicker
 	log      *slog.Logger
 	onChange func()
+	// env is the environment of a Clusters' engine; "" for a lone
+	// Reconciler (see Sharding).
+	env string
 
 	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
@@ -107,11 +119,21 @@ func shardLeaseName(group, identity string) string {
 	return strings.Trim(group+"-"+clean, "-") + "-" + hex.EncodeToString(sum[:4])
 }
 
-func newShards(kube kubernetes.Interface, opts Sharding, log *slog.Logger, onChange func()) *shards {
+// newShards returns the membership of opts.Group for the apps of env (""
+// for a lone Reconciler).
+func newShards(kube kubernetes.Interface, opts Sharding, env string, log *slog.Logger, onChange func()) *shards {
 	s := &shards{kube: kube, opts: opts, name: shardLeaseName(opts.Group, opts.Identity), clock: clock.RealClock{},
-		log: log, onChange: onChange, seen: map[string]seenLease{}}
+		log: log, onChange: onChange, env: env, seen: map[string]seenLease{}}
+	// A lone Reconciler's Leases carry no environment, and it counts none
+	// that does: a member for one environment of a Clusters does not
+	// deliver the apps of a lone Reconciler of the same group.
+	selector := LabelShardGroup + "=" + opts.Group + ",!" + LabelStatusEnv
+	if env != "" {
+		s.name = shardLeaseName(opts.Group+"."+env, opts.Identity)
+		selector = LabelShardGroup + "=" + opts.Group + "," + LabelStatusEnv + "=" + env
+	}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelShardGroup + "=" + opts.Group }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
 	s.informer = s.factory.Coordination().V1().Leases().Informer()
 	return s
 }
@@ -162,7 +184,7 @@ func (s *shards) renew(ctx context.Context) {
 	switch {
 	case apierrors.IsNotFound(err):
 		lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.opts.Namespace,
-			Labels: map[string]string{LabelShardGroup: s.opts.Group}}}
+			Labels: s.labels()}}
 		lease.Spec = s.spec(now, now)
 		_, err = leases.Create(rctx, lease, metav1.CreateOptions{})
 	case err == nil:
@@ -181,6 +203,15 @@ func (s *shards) renew(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	s.update()
+}
+
+// labels are those of this replica's Lease.
+func (s *shards) labels() map[string]string {
+	l := map[string]string{LabelShardGroup: s.opts.Group}
+	if s.env != "" {
+		l[LabelStatusEnv] = s.env
+	}
+	return l
 }
 
 func (s *shards) spec(acquired, now metav1.MicroTime) coordinationv1.LeaseSpec {
@@ -253,7 +284,18 @@ func (s *shards) update() {
 func (s *shards) owns(app string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.members) > 0 && assign(app, s.members) == s.opts.Identity
+	return len(s.members) > 0 && assign(shardKey(s.env, app), s.members) == s.opts.Identity
+}
+
+// shardKey is what assign hashes for app of env: the app's name alone for
+// a lone Reconciler, as ever, so that an upgrade moves no app; the
+// environment and the name for a Clusters' engine (an environment is a
+// DNS label, so the slash cannot be part of it).
+func shardKey(env, app string) string {
+	if env == "" {
+		return app
+	}
+	return env + "/" + app
 }
 
 // assign returns the member app belongs to: rendezvous (highest random
