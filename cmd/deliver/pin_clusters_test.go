@@ -120,3 +120,65 @@ func TestPinVerbsFollowTheEnvironment(t *testing.T) {
 		t.Errorf("after unpin --context prod: prod still pinned %+v", p)
 	}
 }
+
+// TestPinVerbsFollowInventoryNamespace: an environment whose
+// deliver.yaml entry names its inventoryNamespace keeps its inventories
+// there, and pin, unpin and rollback with --env find them there without
+// --inventory-namespace, as apply does.
+func TestPinVerbsFollowInventoryNamespace(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n"+
+		"environments:\n  a: {inventoryNamespace: "+inv+"}\n")
+	release := func(r string) string {
+		repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {release: \""+r+"\"}\n")
+		return repo.CommitAll("release " + r)
+	}
+	first := release("1")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	deliver := func(args ...string) string {
+		t.Helper()
+		args = append(args, "--kubeconfig", env.Kubeconfig, "--env", "a", "--repo", url, "--cache-dir", filepath.Join(root, "cache"))
+		out, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("deliver %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	pinOf := func() *apply.Pin {
+		t.Helper()
+		s, err := env.Client().CoreV1().Secrets(inv).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apply.PinOf(s.Annotations)
+	}
+
+	deliver("apply")
+	second := release("2")
+	deliver("apply")
+	deliver("pin", "web", "--revision", second[:10], "--reason", "hold")
+	if p := pinOf(); p == nil || p.Revision != second {
+		t.Fatalf("after pin --env a: the pin in %s is %+v, want %s", inv, p, second)
+	}
+	if out := deliver("unpin", "web"); !strings.Contains(out, "unpinned app web") {
+		t.Errorf("unpin --env a: %s", out)
+	}
+	if p := pinOf(); p != nil {
+		t.Fatalf("after unpin --env a: still pinned %+v", p)
+	}
+	deliver("rollback", "web", "--reason", "release 2 is bad")
+	if p := pinOf(); p == nil || p.Revision != first {
+		t.Fatalf("after rollback --env a: the pin in %s is %+v, want %s", inv, p, first)
+	}
+	cm, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil || cm.Data["release"] != "1" {
+		t.Fatalf("after rollback: ConfigMap %v, %v; want release 1", cm, err)
+	}
+}

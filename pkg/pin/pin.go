@@ -154,11 +154,21 @@ func (t *target) close() { _ = t.snap.Close() }
 
 // manager returns a Manager of the app's inventories in t's cluster.
 func (t *target) manager() (*apply.Manager, error) {
-	mgr, err := apply.New(t.rest, apply.Options{InventoryNamespace: t.o.Pipeline.Apply.InventoryNamespace})
+	mgr, err := apply.New(t.rest, apply.Options{InventoryNamespace: t.o.inventoryNamespace(t.cfg)})
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", t.o.App, err)
 	}
 	return mgr, nil
+}
+
+// inventoryNamespace is where the app's inventory is: the environment's
+// inventoryNamespace in deliver.yaml, which wins over the flag as it does
+// for apply and diff (docs/clusters.md), or Apply.InventoryNamespace.
+func (o *Options) inventoryNamespace(cfg *config.Resolved) string {
+	if cfg != nil && cfg.InventoryNamespace != "" {
+		return cfg.InventoryNamespace
+	}
+	return o.Pipeline.Apply.InventoryNamespace
 }
 
 // at resolves ref to a commit of the repository and reads the app's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/pipeline"
 	"github.com/deliverhq/deliver/pkg/source"
 )
@@ -29,17 +30,21 @@ func Unpin(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Pipeline.Kube == nil {
 		return nil, fmt.Errorf("unpin app %s: no cluster configured", opts.App)
 	}
-	kubeContext := ""
+	var cfg *config.Resolved
 	if opts.Pipeline.Env != "" || opts.Pipeline.Repo != "" {
-		if kubeContext, err = opts.environmentContext(ctx); err != nil {
+		if cfg, err = opts.environment(ctx); err != nil {
 			return nil, fmt.Errorf("unpin app %s: %w", opts.App, err)
 		}
+	}
+	kubeContext := ""
+	if cfg != nil {
+		kubeContext = cfg.Context
 	}
 	rc, err := opts.Pipeline.Kube(kubeContext)
 	if err != nil {
 		return nil, fmt.Errorf("unpin app %s: kubeconfig: %w", opts.App, err)
 	}
-	mgr, err := apply.New(rc, apply.Options{InventoryNamespace: opts.Pipeline.Apply.InventoryNamespace})
+	mgr, err := apply.New(rc, apply.Options{InventoryNamespace: opts.inventoryNamespace(cfg)})
 	if err != nil {
 		return nil, fmt.Errorf("unpin app %s: %w", opts.App, err)
 	}
@@ -50,23 +55,23 @@ func Unpin(ctx context.Context, opts Options) (res *Result, err error) {
 	return &Result{App: opts.App, Previous: old}, nil
 }
 
-// environmentContext is the kubeconfig context deliver.yaml at
-// Pipeline.Ref names for Pipeline.Env ("" for none).
-func (o *Options) environmentContext(ctx context.Context) (string, error) {
+// environment is deliver.yaml at Pipeline.Ref resolved for Pipeline.Env:
+// its kubeconfig context and inventory namespace.
+func (o *Options) environment(ctx context.Context) (*config.Resolved, error) {
 	url, err := o.repoURL()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	snap, err := source.Fetch(ctx, source.Options{URL: url, Ref: o.Pipeline.Ref, Auth: o.Pipeline.Auth, CacheDir: o.Pipeline.CacheDir})
 	if err != nil {
-		return "", fmt.Errorf("deliver.yaml: %w", err)
+		return nil, fmt.Errorf("deliver.yaml: %w", err)
 	}
 	defer snap.Close()
 	po := o.Pipeline
 	po.Apps, po.Snapshot, po.Config = nil, nil, nil
 	cfg, err := pipeline.LoadConfig(snap, po)
 	if err != nil {
-		return "", fmt.Errorf("revision %.12s: %w", snap.Commit, err)
+		return nil, fmt.Errorf("revision %.12s: %w", snap.Commit, err)
 	}
-	return cfg.Context, nil
+	return cfg, nil
 }
