@@ -102,6 +102,10 @@ type Options struct {
 	// Flux runs Flux's source-controller and kustomize-controller side by
 	// side in the apps rows (built by hack/benchbin.sh).
 	Flux bool
+	// AppsKubectl runs kubectl apply and kubectl wait as the third side of
+	// the apps' first apply (at 1,000 apps over 6 minutes a run, one
+	// request at a time).
+	AppsKubectl bool
 	// ControllerQPS and ControllerBurst, when above zero, are
 	// kube-controller-manager's --kube-api-qps and --kube-api-burst.
 	// Default: Kubernetes' own (20 and 30), as on most clusters.
@@ -134,12 +138,13 @@ func main() {
 	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps, steady, shards (default all)")
 	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
 	flux := flag.Bool("flux", true, "run Flux side by side in the apps rows (binaries from hack/benchbin.sh)")
+	appsKubectl := flag.Bool("apps-kubectl", true, "run kubectl apply --server-side and kubectl wait as a side of the apps' first apply")
 	controllerQPS := flag.Float64("controller-qps", 0, "kube-controller-manager --kube-api-qps (0: Kubernetes' default, 20)")
 	controllerBurst := flag.Int("controller-burst", 0, "kube-controller-manager --kube-api-burst (0: Kubernetes' default, 30)")
 	steady := flag.Duration("steady", 10*time.Minute, "how long the steady rows watch the running reconciler, making drift every 30 s")
 	flag.Parse()
 
-	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Flux: *flux, Log: os.Stdout}
+	opts := Options{Deliver: *deliver, Runs: *runs, Quick: *quick, Dir: *dir, Out: *out, Profile: *profile, ProfileRow: *profileRow, ProfileRepeat: max(1, *profileRepeat), Settle: *settle, Flux: *flux, AppsKubectl: *appsKubectl, Log: os.Stdout}
 	opts.DeliverArgs = strings.Fields(*deliverArgs)
 	opts.ControllerQPS, opts.ControllerBurst, opts.Steady = float32(*controllerQPS), *controllerBurst, *steady
 	opts.Baseline = *baseline
