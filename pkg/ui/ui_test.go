@@ -44,43 +44,7 @@ func appsRepo(t *testing.T, ns string) (*gitserver.Repo, string, string) {
 	t.Helper()
 	root := t.TempDir()
 	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
-	files := map[string]string{
-		"deliver.yaml": strings.ReplaceAll(`apiVersion: deliver.dev/v1alpha1
-kind: Config
-apps:
-- name: web
-  namespace: NS
-  manifests: {path: web}
-  healthChecks: [{apiVersion: v1, kind: ConfigMap, current: "has(self.data.color)"}]
-- {name: db, namespace: NS, manifests: {path: db}}
-`, "NS", ns),
-		"web/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n",
-		"web/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: " + canary + "}\n",
-		"web/deploy.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: web:1}]}
-`,
-		"db/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {size: small}\n",
-		"db/migrate.yaml": `apiVersion: batch/v1
-kind: Job
-metadata:
-  name: migrate
-  annotations: {deliver.dev/hook: pre-apply}
-spec:
-  backoffLimit: 0
-  template:
-    metadata: {labels: {` + testenv.FailLabel + `: "true"}}
-    spec:
-      restartPolicy: Never
-      containers: [{name: migrate, image: migrate:1}]
-`,
-	}
+	files := testenv.ViewApps(ns, canary, "  healthChecks: [{apiVersion: v1, kind: ConfigMap, current: \"has(self.data.color)\"}]\n")
 	for name, content := range files {
 		repo.WriteFile(name, content)
 	}
