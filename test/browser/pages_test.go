@@ -151,14 +151,18 @@ func TestBrowserFailingHookShowsReason(t *testing.T) {
 func TestBrowserDriftAppearsLive(t *testing.T) {
 	t.Parallel()
 	tab := newBrowser(t)
-	v := startView(t, viewOptions{NoSelfHeal: true})
+	v := startView(t, viewOptions{NoSelfHeal: true, Actions: true})
 	v.waitRun(t, "web", apply.ResultSucceeded)
 
 	open(t, tab, appURL(v, "web"))
 	waitDOM(t, tab, "web succeeded and no drift", `document.getElementById("result").textContent.trim() === "succeeded" && !document.getElementById("drift")`)
 	// A mark on the page: a reload or navigation would lose it, so its
-	// presence at the end proves the drift came by the live update.
+	// presence at the end proves the drift came by the live update. A pin
+	// reason typed before the update must survive it.
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.deliverTestMark = true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(tab, chromedp.SetValue(chromedp.CSS(`#pin-reason`), "typed before the update")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -177,6 +181,7 @@ func TestBrowserDriftAppearsLive(t *testing.T) {
 		return !!d && d.textContent.includes("ConfigMap") && d.textContent.includes("web") && window.deliverTestMark === true;
 	})()`)
 	waitDOM(t, tab, "health drifted", `document.getElementById("health").textContent.trim() === "drifted"`)
+	waitDOM(t, tab, "the pin reason typed before the update", `document.getElementById("pin-reason").value === "typed before the update"`)
 	screenshot(t, tab, "app-drift")
 }
 

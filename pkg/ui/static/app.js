@@ -30,11 +30,17 @@
         if (!fresh || !cur) return;
         var open = {};
         cur.querySelectorAll("details[open] > summary").forEach(function (s) { open[s.textContent] = true; });
-        var focused = document.activeElement && document.activeElement.id, value = q ? q.value : "";
+        // What the user typed (the name filter, a pin's reason) and where
+        // the cursor is survive the swap: an event may land between typing
+        // a reason and pressing "pin".
+        var focused = document.activeElement && document.activeElement.id, typed = {};
+        cur.querySelectorAll("input[id]:not([type=hidden]), textarea[id]").forEach(function (el) { typed[el.id] = el.value; });
         cur.innerHTML = fresh.innerHTML;
         cur.querySelectorAll("details > summary").forEach(function (s) { if (open[s.textContent]) s.parentNode.open = true; });
+        Object.keys(typed).forEach(function (id) { var el = document.getElementById(id); if (el) el.value = typed[id]; });
+        if (focused) { var f = document.getElementById(focused); if (f && f.focus) f.focus(); }
         q = document.getElementById("q");
-        if (q) { q.value = value; q.addEventListener("input", filterRows); filterRows(); if (focused === "q") q.focus(); }
+        if (q) { q.addEventListener("input", filterRows); filterRows(); }
       })
       .catch(function () {})
       .then(function () { pending = false; });
