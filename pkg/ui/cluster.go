@@ -182,9 +182,10 @@ func (c *Cluster) Apps(ctx context.Context) ([]AppRow, error) {
 				rows[app] = row
 			}
 			row.Suspended = row.Suspended || s.Annotations[reconcile.AnnotationSuspend] == "true"
-			if p := apply.PinOf(s.Annotations); p != nil {
-				row.Pin = p
-			}
+			// The inventory's annotations are where pins are kept; the
+			// reconciler's status learns of an unpin only at its next
+			// look, and a page right after "unpin" showed the pin still.
+			row.Pin = apply.PinOf(s.Annotations)
 		}
 		if len(unreported) > 0 {
 			read, _ := c.invMgr.ReadInventories(ctx, unreported) // an unreadable one stays unknown
