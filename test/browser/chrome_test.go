@@ -113,7 +113,11 @@ func screenshot(t testing.TB, tab context.Context, name string) []byte {
 	t.Helper()
 	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
+		// An artifact, not an assertion: a page caught between two
+		// renders has no size for a moment ("Cannot take screenshot with
+		// 0 width"), which failed a test whose checks had all passed.
+		t.Logf("screenshot %s: %v", name, err)
+		return nil
 	}
 	path := filepath.Join(artifacts(t), name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
