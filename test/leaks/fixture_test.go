@@ -416,3 +416,42 @@ func (l *leakRun) putVault(ctx context.Context, t *testing.T, kvs map[string][2]
 		}
 	}
 }
+
+// leakFixture is the fixture's repository, committed and served over
+// smart HTTP behind the git password canary, with a runner of deliver in
+// the fixture's environment.
+type leakFixture struct {
+	r    *runner
+	repo *gitserver.Repo
+	// url is the repository's; first the commit served first.
+	url, first string
+	// ns holds the apps' objects, inv their inventories.
+	ns, inv string
+}
+
+// serveFixture writes the fixture's apps (writeRepo) in fresh namespaces,
+// lets edit change them, commits with message and serves the repository.
+func (l *leakRun) serveFixture(t *testing.T, message string, edit func(repo *gitserver.Repo, ns string)) *leakFixture {
+	t.Helper()
+	f := &leakFixture{ns: env.Namespace(t), inv: env.Namespace(t)}
+	gitRoot := filepath.Join(l.base, "git")
+	f.repo = gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
+	writeRepo(t, f.repo, f.ns, l.recipient, l.c)
+	if edit != nil {
+		edit(f.repo, f.ns)
+	}
+	f.first = f.repo.CommitAll(message)
+	f.url = gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: l.c.gitPassword.Value}).RepoURL("deploy")
+	f.r = &runner{
+		t: t,
+		environ: []string{
+			"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(l.out, "home"), "TMPDIR=" + filepath.Join(l.out, "tmp"),
+			"XDG_CACHE_HOME=" + filepath.Join(l.out, "cache"), "XDG_CONFIG_HOME=" + filepath.Join(l.out, "config"),
+			"SOPS_AGE_KEY_FILE=" + l.ageFile, "VAULT_ADDR=" + vlt.Addr, "VAULT_TOKEN=" + vlt.Token,
+			"DELIVER_GIT_USERNAME=deliver", "DELIVER_GIT_PASSWORD=" + l.c.gitPassword.Value,
+		},
+		common:  []string{"--repo", f.url, "--ref", "main", "--cache-dir", filepath.Join(l.out, "git-cache")},
+		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", f.inv},
+	}
+	return f
+}

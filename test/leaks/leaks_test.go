@@ -71,7 +71,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	// The test's own files (keys, the webhook secret) are outside out/,
 	// which holds everything deliver may write and is scanned.
 	l := newLeakRun(t)
-	c, sc, recipient, base, ageFile, out, vc := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out, l.vc
+	c, sc, base, out, vc := l.c, l.sc, l.base, l.out, l.vc
 	webhookFile := writeFile(t, filepath.Join(base, "keys", "webhook-secret"), c.webhookSecret.Value+"\n")
 	putVault := func(path, key, value string) {
 		t.Helper()
@@ -85,30 +85,8 @@ func TestNoSecretLeaks(t *testing.T) {
 	putVault("leaks/hook", "token", c.vaultHook.Value)
 	putVault("leaks/worker", "token", c.vaultWorkload.Value)
 
-	ns, inv := env.Namespace(t), env.Namespace(t)
-	gitRoot := filepath.Join(base, "git")
-	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
-	writeRepo(t, repo, ns, recipient, c)
-	repo.CommitAll("three apps")
-	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
-
-	r := &runner{
-		t: t,
-		environ: []string{
-			"PATH=" + os.Getenv("PATH"),
-			"HOME=" + filepath.Join(out, "home"),
-			"TMPDIR=" + filepath.Join(out, "tmp"),
-			"XDG_CACHE_HOME=" + filepath.Join(out, "cache"),
-			"XDG_CONFIG_HOME=" + filepath.Join(out, "config"),
-			"SOPS_AGE_KEY_FILE=" + ageFile,
-			"VAULT_ADDR=" + vlt.Addr,
-			"VAULT_TOKEN=" + vlt.Token,
-			"DELIVER_GIT_USERNAME=deliver",
-			"DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
-		},
-		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
-		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
-	}
+	f := l.serveFixture(t, "three apps", nil)
+	r, repo, url, ns, inv := f.r, f.repo, f.url, f.ns, f.inv
 
 	// 1. The CLI, every output path.
 	id := func(kind, name string) string { return kind + "/" + ns + "/" + name }

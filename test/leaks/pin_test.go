@@ -2,14 +2,10 @@ package leaks
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/deliverhq/deliver/internal/gitserver"
 )
 
 // TestNoSecretLeaksPin drives deliver pin, rollback, unpin and status
@@ -27,35 +23,14 @@ func TestNoSecretLeaksPin(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := newLeakRun(t)
-	c, sc, recipient, base, ageFile, out := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out
+	c, sc := l.c, l.sc
 	l.putVault(ctx, t, map[string][2]string{
 		"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value},
 		"leaks/hook": {"token", c.vaultHook.Value}, "leaks/worker": {"token", c.vaultWorkload.Value},
 	})
 
-	ns, inv := env.Namespace(t), env.Namespace(t)
-	gitRoot := filepath.Join(base, "git")
-	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
-	writeRepo(t, repo, ns, recipient, c)
-	first := repo.CommitAll("three apps")
-	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
-	r := &runner{
-		t: t,
-		environ: []string{
-			"PATH=" + os.Getenv("PATH"),
-			"HOME=" + filepath.Join(out, "home"),
-			"TMPDIR=" + filepath.Join(out, "tmp"),
-			"XDG_CACHE_HOME=" + filepath.Join(out, "cache"),
-			"XDG_CONFIG_HOME=" + filepath.Join(out, "config"),
-			"SOPS_AGE_KEY_FILE=" + ageFile,
-			"VAULT_ADDR=" + vlt.Addr,
-			"VAULT_TOKEN=" + vlt.Token,
-			"DELIVER_GIT_USERNAME=deliver",
-			"DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
-		},
-		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
-		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
-	}
+	f := l.serveFixture(t, "three apps", nil)
+	r, repo, ns, inv, first := f.r, f.repo, f.ns, f.inv, f.first
 	withSource := func(args ...string) []string { return append(append(args, r.common...), r.cluster...) }
 
 	r.run("apply", 0, []string{"hook Job/" + ns + "/web-migrate (pre-apply) hook-ran"}, "apply", "-v")

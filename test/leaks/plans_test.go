@@ -2,15 +2,12 @@ package leaks
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/plan"
 )
 
@@ -27,7 +24,7 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := newLeakRun(t)
-	c, sc, recipient, base, ageFile, out, vc := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out, l.vc
+	c, sc, vc := l.c, l.sc, l.vc
 	// The paths TestNoSecretLeaks uses, with this test's canaries: the
 	// two do not run at once.
 	l.putVault(ctx, t, map[string][2]string{
@@ -35,23 +32,8 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 		"leaks/reject": {"label", c.vaultLabel.Value}, "leaks/hook": {"token", c.vaultHook.Value},
 		"leaks/worker": {"token", c.vaultWorkload.Value},
 	})
-	ns, inv := env.Namespace(t), env.Namespace(t)
-	gitRoot := filepath.Join(base, "git")
-	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
-	writeRepo(t, repo, ns, recipient, c)
-	repo.CommitAll("three apps")
-	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
-	r := &runner{
-		t: t,
-		environ: []string{
-			"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(out, "home"), "TMPDIR=" + filepath.Join(out, "tmp"),
-			"XDG_CACHE_HOME=" + filepath.Join(out, "cache"), "XDG_CONFIG_HOME=" + filepath.Join(out, "config"),
-			"SOPS_AGE_KEY_FILE=" + ageFile, "VAULT_ADDR=" + vlt.Addr, "VAULT_TOKEN=" + vlt.Token,
-			"DELIVER_GIT_USERNAME=deliver", "DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
-		},
-		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
-		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
-	}
+	f := l.serveFixture(t, "three apps", nil)
+	r, ns := f.r, f.ns
 	code := func(kind, name string) string { return "<code>" + kind + "/" + ns + "/" + name + "</code>" }
 
 	md := []string{"diff", "-o", "markdown"}

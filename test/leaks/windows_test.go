@@ -3,7 +3,6 @@ package leaks
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,30 +25,17 @@ func TestNoSecretLeaksWindows(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := newLeakRun(t)
-	c, sc, recipient, base, ageFile, out := l.c, l.sc, l.recipient, l.base, l.ageFile, l.out
+	c, sc, base, out := l.c, l.sc, l.base, l.out
 	webhookFile := writeFile(t, filepath.Join(base, "keys", "webhook-secret"), c.webhookSecret.Value+"\n")
 	l.putVault(ctx, t, map[string][2]string{"leaks/web": {"apiKey", c.vaultValues.Value}, "leaks/plain": {"token", c.vaultManifest.Value}})
 
-	ns, inv := env.Namespace(t), env.Namespace(t)
-	gitRoot := filepath.Join(base, "git")
-	repo := gitserver.NewRepo(t, filepath.Join(gitRoot, "deploy"))
-	writeRepo(t, repo, ns, recipient, c)
 	// A deny window of app web, activated a minute ago, for an hour.
 	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
-	repo.WriteFile("deliver.yaml", strings.ReplaceAll(config(plainApp, webApp), "$NS", ns)+
-		fmt.Sprintf("windows:\n- {kind: deny, schedule: \"%d %d * * *\", duration: 1h, apps: [web]}\n", start.Minute(), start.Hour()))
-	repo.CommitAll("a window holds web")
-	url := gitserver.NewHTTP(t, gitRoot, gitserver.HTTPOptions{Username: "deliver", Password: c.gitPassword.Value}).RepoURL("deploy")
-	environ := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(out, "home"), "TMPDIR=" + os.TempDir(),
-		"SOPS_AGE_KEY_FILE=" + ageFile, "VAULT_ADDR=" + vlt.Addr, "VAULT_TOKEN=" + vlt.Token,
-		"DELIVER_GIT_USERNAME=deliver", "DELIVER_GIT_PASSWORD=" + c.gitPassword.Value,
-	}
-	r := &runner{
-		t: t, environ: environ,
-		common:  []string{"--repo", url, "--ref", "main", "--cache-dir", filepath.Join(out, "git-cache")},
-		cluster: []string{"--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv},
-	}
+	f := l.serveFixture(t, "a window holds web", func(repo *gitserver.Repo, ns string) {
+		repo.WriteFile("deliver.yaml", strings.ReplaceAll(config(plainApp, webApp), "$NS", ns)+
+			fmt.Sprintf("windows:\n- {kind: deny, schedule: \"%d %d * * *\", duration: 1h, apps: [web]}\n", start.Minute(), start.Hour()))
+	})
+	r, url, ns, inv, environ := f.r, f.url, f.ns, f.inv, f.r.environ
 	held := "held by windows[0]"
 	r.run("diff of a held app", 2, []string{held + " (deny", "apply refuses it", "Secret/" + ns + "/web-credentials create"}, "diff")
 	r.run("diff -o json of a held app", 2, []string{`"held": "` + held}, "diff", "-o", "json")
