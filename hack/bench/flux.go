@@ -253,6 +253,11 @@ func (a *appsBench) startFlux(ctx context.Context, dir, ns string) ([]*longProc,
 		append(common(ports[0], ports[1]), "--storage-path="+filepath.Join(dir, "storage"), "--storage-addr="+addr(ports[2]), "--storage-adv-addr="+addr(ports[2])),
 		common(ports[3], ports[4]),
 	}
+	for i, n := range a.opts.FluxConcurrent {
+		if n > 0 {
+			args[i] = append(args[i], fmt.Sprintf("--concurrent=%d", n))
+		}
+	}
 	health := []int{ports[1], ports[4]}
 	var procs []*longProc
 	for i, fb := range a.flux {
@@ -511,6 +516,6 @@ func (b *bench) setUpFlux(ctx context.Context) error {
 		}
 	}
 	b.flux = bins
-	b.report.Flux = fmt.Sprintf("source-controller %s, kustomize-controller %s (default flags: --concurrent 2 and 4)", bins[0].version, bins[1].version)
+	b.report.Flux = fmt.Sprintf("source-controller %s --concurrent=%d, kustomize-controller %s --concurrent=%d (0: Flux's defaults, 2 and 4)", bins[0].version, b.opts.FluxConcurrent[0], bins[1].version, b.opts.FluxConcurrent[1])
 	return b.installFluxCRDs(ctx)
 }
