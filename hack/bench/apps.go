@@ -334,9 +334,17 @@ func sinceMark(ss []sample) ([]sample, error) {
 // clusterSample runs ps one after the other and adds the control plane's CPU during it.
 func (a *appsBench) clusterSample(ctx context.Context, ps ...proc) (sample, error) {
 	pids := a.cluster.PIDs()
+	before, rerr := requestCounts(ctx, a.cluster.Config)
 	cpu := processCPU(pids)
 	s, err := runProcs(ctx, ps...)
 	s.ClusterCPU = processCPU(pids) - cpu
+	// The API requests of the run (the control plane's in all): unlike
+	// the times, the same on a busy machine as on a quiet one.
+	if rerr == nil {
+		if after, rerr := requestCounts(ctx, a.cluster.Config); rerr == nil {
+			a.logf("bench: API requests during %s %s: %s", ps[0].name, strings.Join(ps[0].args, " "), formatRequests(before, after))
+		}
+	}
 	return s, err
 }
 
