@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -139,25 +140,126 @@ func (c *requestCounter) createdName(req *http.Request) string {
 // small apps, each a ServiceAccount, a headless Service, a Deployment
 // scaled to zero and an Ingress (the shape of the apps rows of
 // hack/bench and of issue 18), through the library call of `deliver
-// apply`. Each app must send exactly the requests of the table, and the
-// requests that name no app (the shared lists, discovery) must not grow
-// with the number of apps: what a new app costs beyond its objects is
-// most of the time between one app of 4,000 objects and 1,000 apps.
+// apply`, with and without waiting for readiness. Each app must send
+// exactly the requests of the table, and the requests that name no app
+// (the shared lists and watches, discovery) must not grow with the number
+// of apps: what a new app costs beyond its objects is most of the time
+// between one app of 4,000 objects and 1,000 apps.
 func TestFirstApplyRequestBudget(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
 	}
 	t.Parallel()
-	const apps = 24
-	namespaces := []string{env.Namespace(t), env.Namespace(t)}
-	invNS := env.Namespace(t)
+	// What each new app sends, and why: nothing else, waiting or not.
+	want := map[string]int{
+		// Its four objects, each created by one server-side apply.
+		"patch serviceaccounts": 1,
+		"patch services":        1,
+		"patch deployments":     1,
+		"patch ingresses":       1,
+		// Its lock: created without a read first (the run's list of
+		// inventory Secret names found the app new), released at the
+		// end by clearing the holder (deliver never deletes these
+		// Leases: a Lease it creates proves no run held the app before,
+		// which lets it trust the inventory found missing ahead instead
+		// of reading it again under the lock).
+		"create leases": 1,
+		"update leases": 1,
+		// Its inventory: created before the first write, so that a
+		// crash after any write leaves an inventory naming the object,
+		// and written once more at the end, with the result and the
+		// resourceVersions the writes returned.
+		"create secrets": 1,
+		"patch secrets":  1,
+	}
+	const resources = 4 + 1 // the apps' four kinds and the autoscalers
+	for _, tc := range []struct {
+		name string
+		wait bool
+		// run bounds the requests that name no app, per namespace of
+		// the apps; discovery and the inventories' lists come on top.
+		run int
+	}{
+		// One list per namespace of each resource the apps use, shared
+		// by the apps (SharedLists).
+		{name: "no wait", run: resources},
+		// The wait lists nothing (it knows the resourceVersions its
+		// writes returned): one watch per namespace of each of the
+		// apps' kinds, shared by the apps' waits.
+		{name: "wait", wait: true, run: resources + 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const apps = 24
+			namespaces := []string{env.Namespace(t), env.Namespace(t)}
+			dir, names, byApp := smallApps(t, apps, namespaces)
+			c := newRequestCounter(names)
+			opts := clusterOptions(dir, env.Namespace(t))
+			opts.Kube = func(string) (*rest.Config, error) { return c.config(), nil }
+			opts.Wait = &tc.wait
+			if tc.wait {
+				// This control plane runs no controllers: the test
+				// reports each Deployment rolled out, as the deployment
+				// controller would, through a client of its own.
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				deployments := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+				for _, name := range names {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						env.SetStatus(t, deployments, byApp[name], name, 1, map[string]any{
+							"conditions": []any{
+								map[string]any{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+								map[string]any{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+							},
+						})
+					}()
+				}
+			}
+			res, err := Apply(context.Background(), opts)
+			if err == nil {
+				err = res.Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, app := range names {
+				if got := c.perApp[app]; !equalCounts(got, want) {
+					t.Errorf("requests of %s:\n%s\nwant:\n%s", app, formatCounts(got), formatCounts(want))
+				}
+			}
+			// The run's own requests: the API's discovery (GET /api and
+			// /apis), the lists (and watches) per namespace, and the
+			// inventories: one labelled list per hundred apps and one
+			// list of the Secrets' names, which tells the new apps
+			// apart.
+			total := 0
+			for _, n := range c.run {
+				total += n
+			}
+			if maxRun := 2 + len(namespaces)*tc.run + 2; total > maxRun {
+				t.Errorf("%d requests that name no app, want at most %d:\n%s", total, maxRun, formatCounts(c.run))
+			}
+			t.Logf("run's own requests (%d):\n%s", total, formatCounts(c.run))
+		})
+	}
+}
+
+// smallApps writes a deliver.yaml of n apps spread over namespaces, each a
+// ServiceAccount, a headless Service, a Deployment scaled to zero and an
+// Ingress named after the app, and returns its folder, the apps' names
+// and each app's namespace.
+func smallApps(t *testing.T, n int, namespaces []string) (string, []string, map[string]string) {
 	files := map[string]string{}
 	var config strings.Builder
 	config.WriteString("apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n")
 	var names []string
-	for i := range apps {
+	byApp := map[string]string{}
+	for i := range n {
 		name, ns := fmt.Sprintf("app-%02d", i), namespaces[i%len(namespaces)]
 		names = append(names, name)
+		byApp[name] = ns
 		fmt.Fprintf(&config, "- {name: %s, namespace: %s, manifests: {path: %s}}\n", name, ns, name)
 		files[name+"/objects.yaml"] = strings.ReplaceAll(`apiVersion: v1
 kind: ServiceAccount
@@ -200,60 +302,7 @@ spec:
 	files["deliver.yaml"] = config.String()
 	dir := t.TempDir()
 	testenv.WriteFiles(t, dir, files)
-
-	c := newRequestCounter(names)
-	opts := clusterOptions(dir, invNS)
-	opts.Kube = func(string) (*rest.Config, error) { return c.config(), nil }
-	// This control plane runs no controllers: nothing would become ready.
-	noWait := false
-	opts.Wait = &noWait
-	res, err := Apply(context.Background(), opts)
-	if err == nil {
-		err = res.Err()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// What each new app sends, and why.
-	want := map[string]int{
-		// Its four objects, each created by one server-side apply.
-		"patch serviceaccounts": 1,
-		"patch services":        1,
-		"patch deployments":     1,
-		"patch ingresses":       1,
-		// Its lock: created without a read first (its inventory was
-		// found missing by the run's list), released at the end by
-		// clearing the holder (deliver never deletes these Leases: a
-		// Lease it creates proves no run held the app before).
-		"create leases": 1,
-		"update leases": 1,
-		// Its inventory: created before the first write, so that a
-		// crash after any write leaves an inventory naming the object,
-		// and written again at the end with the result.
-		"create secrets": 1,
-		"patch secrets":  1,
-	}
-	for _, app := range names {
-		if got := c.perApp[app]; !equalCounts(got, want) {
-			t.Errorf("requests of %s:\n%s\nwant:\n%s", app, formatCounts(got), formatCounts(want))
-		}
-	}
-	// The run's own requests are shared by all the apps, and must not
-	// grow with their number: the API's discovery (GET /api and /apis),
-	// one list per namespace of each resource the apps use and of the
-	// autoscalers (SharedLists), and the inventories: one labelled list
-	// per hundred apps and one list of the Secrets' names, which tells
-	// the new apps apart.
-	total := 0
-	for _, n := range c.run {
-		total += n
-	}
-	const resources = 4 + 1 // the apps' four kinds and the autoscalers
-	if maxRun := 2 + len(namespaces)*resources + 2; total > maxRun {
-		t.Errorf("%d requests that name no app, want at most %d:\n%s", total, maxRun, formatCounts(c.run))
-	}
-	t.Logf("run's own requests (%d):\n%s", total, formatCounts(c.run))
+	return dir, names, byApp
 }
 
 func equalCounts(a, b map[string]int) bool {
