@@ -171,15 +171,15 @@ func colorize(on bool, code, s string) string {
 // ObjectDiff is the diff of one changed object, as WriteDiff prints it:
 // Secret values masked and the text redacted.
 type ObjectDiff struct {
-	ID   object.ID
-	Type ChangeType
+	ID   object.ID  `json:"id"`
+	Type ChangeType `json:"type"`
 	// Note explains an unusual change (see Change.Note).
-	Note string
+	Note string `json:"note,omitempty"`
 	// Recreate is set for an object deleted and re-created because an
 	// immutable field changed.
-	Recreate bool
+	Recreate bool `json:"recreate,omitempty"`
 	// Text is the unified diff, live before git, with 3 lines of context.
-	Text string
+	Text string `json:"text"`
 }
 
 // Diffs returns the diff of each object the plan creates, changes or

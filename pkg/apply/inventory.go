@@ -78,6 +78,9 @@ type Inventory struct {
 	// dropAdopt removes AnnotationAdopt when the inventory is written: the
 	// run that took the app over used it up.
 	dropAdopt bool
+	// plan is the run's plan, stored under its own key by the write
+	// that ends the run (see StoredPlan); nil: the stored plan stays.
+	plan *StoredPlan
 	// stored says the inventory Secret exists: it was read from one, or
 	// written. The first write of an app's inventory then creates it
 	// outright rather than patching first to find it missing.
@@ -244,6 +247,16 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	if err != nil {
 		return err
 	}
+	keys := map[string]any{inventoryGzipKey: data, inventoryKey: nil} // null: the key of older versions goes
+	secretData := map[string][]byte{inventoryGzipKey: data}
+	if inv.plan != nil {
+		// In the same write: storing the plan costs no request.
+		planData, err := m.s.encodePlan(inv.plan, len(data))
+		if err != nil {
+			return fmt.Errorf("inventory %s/%s: plan: %w", m.opts.InventoryNamespace, InventoryName(inv.App), err)
+		}
+		keys[planGzipKey], secretData[planGzipKey] = planData, planData
+	}
 	ns, name := m.opts.InventoryNamespace, InventoryName(inv.App)
 	secrets := m.kube.CoreV1().Secrets(ns)
 	// A merge patch, not an update: annotations others put on the
@@ -254,7 +267,7 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	}
 	body, err := json.Marshal(map[string]any{
 		"metadata": metadata,
-		"data":     map[string]any{inventoryGzipKey: data, inventoryKey: nil}, // null: the key of older versions goes
+		"data":     keys,
 	})
 	if err != nil {
 		return err
@@ -262,7 +275,7 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelInventory: inv.App}},
 		Type:       "deliver.dev/inventory",
-		Data:       map[string][]byte{inventoryGzipKey: data},
+		Data:       secretData,
 	}
 	create := func() error {
 		_, err := createInNamespace(ctx, m, func() (*corev1.Secret, error) {
