@@ -3,10 +3,14 @@ package apply_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 )
@@ -26,13 +30,30 @@ func storedPlan(t *testing.T, m *apply.Manager, app string) *apply.StoredPlan {
 // with the manager's Redact, revision, time, result, counts); a second,
 // bigger change replaces it; a run that changes nothing keeps it; the
 // inventory reads as before; and storing it costs no request beyond the
-// inventory writes the run makes anyway (the Secret's resourceVersion
-// moves as much as without a plan).
+// inventory writes the run makes anyway (counted at the transport).
 func TestStoredPlan(t *testing.T) {
 	ctx := context.Background()
 	ns, invNS := env.Namespace(t), env.Namespace(t)
 	const canary = "canary-d41d8cd98f00b204"
-	m := newManager(t, apply.Options{InventoryNamespace: invNS, Redact: func(s string) string { return strings.ReplaceAll(s, canary, "[redacted]") }})
+	if env == nil {
+		t.Skip("testenv: no control plane (-short)")
+	}
+	// Every write to the inventory namespace's Secrets is counted.
+	var writes atomic.Int32
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(req *http.Request) (*http.Response, error) {
+			if req.Method != http.MethodGet && strings.Contains(req.URL.Path, "/namespaces/"+invNS+"/secrets") {
+				writes.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	m, err := apply.New(cfg, apply.Options{InventoryNamespace: invNS, Timeout: time.Minute, Redact: func(s string) string { return strings.ReplaceAll(s, canary, "[redacted]") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { apply.StopIdleWatches(m) })
 	secret := "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: NS}\nstringData: {password: VALUE}\n"
 
 	// A first run: two ConfigMaps (one quoting the canary) and a Secret.
@@ -62,13 +83,18 @@ func TestStoredPlan(t *testing.T) {
 	}
 	first := sp.Time
 
-	// A second, bigger change replaces it.
+	// A second, bigger change replaces it, in the two writes a run
+	// that creates objects makes anyway (before and after).
+	writes.Store(0)
 	if _, err := m.Apply(ctx, objects(t, ns, cms("a=two", "b="+canary, "c=3", "d=4")+"\n---\n"+strings.Replace(secret, "VALUE", "rotated-"+canary, 1)), apply.PlanOptions{App: ns, Revision: "r2"}); err != nil {
 		t.Fatal(err)
 	}
 	sp = storedPlan(t, m, ns)
 	if sp == nil || sp.Revision != "r2" || sp.Create != 2 || sp.Update != 2 || sp.Unchanged != 1 || len(sp.Diffs) != 4 || !sp.Time.After(first) {
 		t.Fatalf("stored plan after a second change: %+v", sp)
+	}
+	if n := writes.Load(); n != 2 {
+		t.Errorf("a run that creates objects wrote the inventory Secret %d times, want 2", n)
 	}
 	for _, d := range sp.Diffs {
 		if d.ID.Name == "creds" && (!strings.Contains(d.Text, "*** (after)") || d.Type != apply.ChangeUpdate) {
@@ -92,6 +118,19 @@ func TestStoredPlan(t *testing.T) {
 	}
 	if inv, err := m.ReadInventory(ctx, ns); err != nil || inv.Revision != "r3" {
 		t.Errorf("inventory after the third run: %+v, %v", inv, err)
+	}
+
+	// A run that only updates writes the inventory once, at its end, and
+	// the plan with it.
+	writes.Store(0)
+	if _, err := m.Apply(ctx, objects(t, ns, cms("a=four", "b="+canary, "c=3", "d=4")+"\n---\n"+strings.Replace(secret, "VALUE", "rotated-"+canary, 1)), apply.PlanOptions{App: ns, Revision: "r4"}); err != nil {
+		t.Fatal(err)
+	}
+	if sp = storedPlan(t, m, ns); sp == nil || sp.Revision != "r4" || sp.Update != 1 || len(sp.Diffs) != 1 || !strings.Contains(sp.Diffs[0].Text, "+  k: four") {
+		t.Errorf("after an update of one object, the stored plan is %+v", sp)
+	}
+	if n := writes.Load(); n != 1 {
+		t.Errorf("a run that only updates wrote the inventory Secret %d times, want 1", n)
 	}
 }
 
