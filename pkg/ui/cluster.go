@@ -286,11 +286,15 @@ func (c *Cluster) App(ctx context.Context, ref AppRef, red *secrets.Redactor) (*
 		return nil, fmt.Errorf("app %s: %w", ref.Name, ErrNotFound)
 	}
 	d := &AppDetail{AppRow: rows[i]}
-	inv, err := c.invMgr.ReadInventory(ctx, ref.Name)
+	// The plan comes with the inventory, in the same read.
+	inv, sp, err := c.invMgr.ReadInventoryPlan(ctx, ref.Name)
 	if err != nil {
 		d.Problems = append(d.Problems, err.Error())
+	}
+	if inv == nil {
 		inv = &apply.Inventory{App: ref.Name}
 	}
+	d.Plan = planViewOf(sp, c.opts.InventoryNamespace+"/"+apply.InventoryName(ref.Name))
 	d.Stages = BuildTree(c.objects(ctx, d, inv, red))
 	d.Hooks = c.hookRuns(ctx, d, ref.Name, inv)
 	d.History = historyOf(inv, d.AppRow)

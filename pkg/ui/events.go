@@ -96,8 +96,10 @@ func (s *Server) ReconcilerHook(env, invNS string) func(reconcile.RunEvent) {
 		e := Event{Kind: EventRunStarted, App: ref, Revision: re.Revision, Message: re.Reason}
 		if re.Ended {
 			e.Kind, e.Result, e.Message, e.Duration = EventRunEnded, re.Result, re.Message, re.Duration
-			if re.Plan != nil {
-				pv := &PlanView{Revision: re.Revision, At: time.Now(), Summary: re.Plan.Summary()}
+			// A plan that changes nothing leaves the last change's, as
+			// the inventory does (apply.StoredPlan).
+			if re.Plan != nil && re.Plan.HasChanges() {
+				pv := &PlanView{Revision: re.Revision, At: time.Now(), Result: re.Result, Summary: re.Plan.Summary(), From: PlanFromRun}
 				if diffs, err := re.Plan.Diffs(); err == nil {
 					pv.Diffs = diffs
 				} else {

@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -78,8 +80,8 @@ type AppDetail struct {
 	AppRow
 	// Stages are the app's objects by apply stage, in apply order.
 	Stages []StageNode
-	// Plan is the last plan the reconciler computed for the app; nil
-	// when this process has not seen one.
+	// Plan is the last plan that changed the app, as its inventory
+	// Secret keeps it (apply.StoredPlan); nil when none is stored.
 	Plan *PlanView
 	// Hooks are the hook runs kept in the cluster (deliver keeps each
 	// hook's last run until the next one).
@@ -116,9 +118,67 @@ type ObjectNode struct {
 // PlanView is the masked diff of a run's plan.
 type PlanView struct {
 	Revision string
-	At       time.Time
-	Summary  string
-	Diffs    []apply.ObjectDiff
+	// At is when the run ended (or when this process learnt of it).
+	At time.Time
+	// Result is the run's result; "" when unknown.
+	Result  string
+	Summary string
+	Diffs   []apply.ObjectDiff
+	// Note says what of the plan is not shown ("N more objects
+	// changed"); "" when nothing is left out.
+	Note string
+	// From says where the plan comes from.
+	From PlanSource
+	// Where names the inventory Secret (namespace/name) of a plan
+	// FromInventory.
+	Where string
+}
+
+// PlanSource is where a PlanView comes from, a closed enum.
+type PlanSource int
+
+const (
+	// PlanFromRun: this process made the run (the reconciler serving
+	// the view) and kept its plan in memory.
+	PlanFromRun PlanSource = iota + 1
+	// PlanFromInventory: the app's inventory Secret, where the last run
+	// that changed the app stored it (apply.StoredPlan): what `deliver
+	// ui` and a restarted reconciler show.
+	PlanFromInventory
+)
+
+// String says it as the page does.
+func (s PlanSource) String() string {
+	switch s {
+	case PlanFromRun:
+		return "this reconciler's run"
+	case PlanFromInventory:
+		return "the inventory Secret"
+	}
+	return fmt.Sprintf("PlanSource(%d)", int(s))
+}
+
+// planViewOf is the view of a plan stored in the inventory Secret where
+// (namespace/name); nil for nil.
+func planViewOf(sp *apply.StoredPlan, where string) *PlanView {
+	if sp == nil {
+		return nil
+	}
+	v := &PlanView{Revision: sp.Revision, At: sp.Time, Result: sp.Result, Summary: sp.Summary, Diffs: sp.Diffs,
+		Note: sp.Note(), From: PlanFromInventory, Where: where}
+	if sp.Error != "" {
+		v.Note = strings.TrimSpace(sp.Error + ". " + v.Note)
+	}
+	return v
+}
+
+// newerPlan is the plan a page shows of a and b: the newer; a (this
+// process's) when they are as old.
+func newerPlan(a, b *PlanView) *PlanView {
+	if a == nil || (b != nil && b.At.After(a.At)) {
+		return b
+	}
+	return a
 }
 
 // HookRun is a hook run kept in the cluster: a Job (or Pod) and its Pods.

@@ -334,7 +334,9 @@ func (s *Server) app(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, "app", appData{
-		Title: "deliver: " + ref.Name, App: d, Plan: s.plans.get(ref),
+		// The plan of this process's own run when it is the newer (the
+		// reconciler's view), else the one the inventory keeps.
+		Title: "deliver: " + ref.Name, App: d, Plan: newerPlan(s.plans.get(ref), d.Plan),
 		Actions: s.opts.Actions != nil, CSRF: s.csrf(u), Notice: r.URL.Query().Get("done"), Now: time.Now(),
 	})
 }
@@ -446,7 +448,9 @@ func AppPath(ref AppRef) string {
 	return "/apps/" + url.PathEscape(env) + "/" + url.PathEscape(ref.Name)
 }
 
-// planStore keeps the last plan of each app the reconciler ran.
+// planStore keeps the last plan that changed each app the reconciler
+// ran, in memory: the inventory Secret keeps it too, but a page of the
+// reconciler's view shows its own run's at once, unbounded.
 type planStore struct {
 	mu sync.Mutex
 	m  map[AppRef]*PlanView
