@@ -2,6 +2,8 @@ package leaks
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -33,7 +35,9 @@ import (
 // served by a reconciler of the leaks fixture as `deliver reconcile`
 // serves it, to a user whose token may read and act on every app: the
 // page of all apps and its filters, each app's page (objects, the last
-// plan with the masked diff of a Secret rotated in Vault, hook runs and
+// plan with the masked diff of a Secret rotated in Vault, as the
+// reconciler keeps it, as the inventory Secret stores it (unzipped) and
+// as `deliver ui`'s page shows it from there, hook runs and
 // their Pods, history, Events), the event stream read while the runs
 // happen, the static files, the sign-in page, and the error pages (401,
 // 404, a refused action, an action that fails). No page may hold any
@@ -224,6 +228,38 @@ func TestUINoSecretLeaks(t *testing.T) {
 		t.Fatalf("web's page never showed the plan of %s with its Secret", third)
 	}
 
+	// The plan web's run stored in its inventory Secret, unzipped, and the
+	// page of `deliver ui` that shows it: a view without the reconciler's
+	// memory and with a redactor of its own that knows no value from the
+	// render (as `deliver ui` runs), so only what was stored stands
+	// between the rotated value and the page.
+	webInv, err := env.Client().CoreV1().Secrets(inv).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := unzipped(t, webInv.Data["plan.json.gz"])
+	if !strings.Contains(string(stored), third) || !strings.Contains(string(stored), "Secret/"+ns+"/web-credentials") || !strings.Contains(string(stored), secrets.Mask) {
+		t.Errorf("web's stored plan is not the plan of %s with the rotated Secret's masked diff: the scan would prove nothing; canaries masked:\n%s", third, mask.Replace(string(stored)))
+	}
+	keep("inventory Secret "+inv+"/"+apply.InventoryName("web")+" key plan.json.gz, unzipped", stored)
+	localSrc, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: inv, ClusterName: "leaks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	localSrv, err := ui.New(ui.Options{Guard: ui.LocalGuard{}, Source: localSrc, Redactor: secrets.NewRedactor(secrets.RedactorOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	localReq := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+webPath, nil)
+	localReq.RemoteAddr = "127.0.0.1:40000" // the local view serves loopback only
+	localSrv.ServeHTTP(rec, localReq)
+	localPage := rec.Body.Bytes()
+	keep("deliver ui's view GET "+webPath, localPage)
+	if plan := planSection(string(localPage)); !strings.Contains(plan, "from the inventory Secret") || !strings.Contains(plan, "Secret/"+ns+"/web-credentials") {
+		t.Errorf("deliver ui's page of web (HTTP %d) does not show the stored plan with the Secret: the scan would prove nothing; plan, canaries masked:\n%s", rec.Code, mask.Replace(plan))
+	}
+
 	// Another tool quotes a value of app plain's Secret in an Event on
 	// its inventory, which the app's page lists: only the view's own
 	// redactor, which learns the app's Secrets as the page reads them,
@@ -294,6 +330,21 @@ func TestUINoSecretLeaks(t *testing.T) {
 		t.Errorf("leak: %s", h)
 	}
 	t.Logf("scanned %d answers of the view for %d canaries", len(outputs), len(c.all()))
+}
+
+// unzipped is gzipped data unzipped; the test fails when it is not
+// gzip.
+func unzipped(t *testing.T, data []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not gzip (%d bytes): %v", len(data), err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // planSection is the "last plan" section of an app's page.
