@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
@@ -103,8 +106,9 @@ func planOf(t *testing.T, base, app string) string {
 // Secret, saying so; the reconciler's own view shows its run's, from its
 // memory; a restarted reconciler's view shows the plan from before the
 // restart, from the inventory; the next change replaces it in both views,
-// and the newer plan of the reconciler's memory wins on its view. No
-// plan shows the Secret's value.
+// and the newer plan of the reconciler's memory wins on its view. An
+// inventory without the plan key (an older deliver's) shows no plan and
+// the rest of the page. No plan shows the Secret's value.
 func TestStoredPlanView(t *testing.T) {
 	t.Parallel()
 	if env == nil {
@@ -136,6 +140,16 @@ func TestStoredPlanView(t *testing.T) {
 	// db's migration failed: the plan of what its run tried to change.
 	if plan := planOf(t, local, "db"); !strings.Contains(plan, "(failed)") || !strings.Contains(plan, "from the inventory Secret") {
 		t.Errorf("deliver ui's view of db's failed run's plan:\n%s", plan)
+	}
+
+	// db's inventory as an older deliver left it, without the plan key:
+	// the page says no plan is stored and shows the rest.
+	nullPlan := []byte(`{"data":{"plan.json.gz":null}}`)
+	if _, err := env.Client().CoreV1().Secrets(invNS).Patch(context.Background(), apply.InventoryName("db"), types.MergePatchType, nullPlan, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, page := get(t, local, "/apps/_/db"); code != http.StatusOK || !strings.Contains(page, "no plan stored") || !strings.Contains(page, `class="result r-failed">failed</td>`) || strings.Contains(page, `class="problem"`) {
+		t.Errorf("deliver ui's page of db without a stored plan (HTTP %d):\n%s", code, page)
 	}
 
 	// A restart: the new reconciler has made no run that changed web;
