@@ -223,7 +223,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	}
 	// The plan goes in the same write (a plan that changes nothing
 	// leaves the stored one be: see StoredPlan).
-	inv.plan = p.storedPlan(inv.Result, inv.Time, m.opts.Redact)
+	inv.plan = p.Stored(inv.Result, inv.Time, m.opts.Redact)
 	// A run that lost its lock writes nothing more, not even this: the
 	// next run takes the lock over as a killed run's and plans from the
 	// cluster.

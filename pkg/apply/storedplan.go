@@ -87,11 +87,12 @@ const (
 	minCut = 1 << 10
 )
 
-// storedPlan returns what the inventory keeps of p, applied by a run that
+// Stored returns what the inventory keeps of p, applied by a run that
 // ended at at with result; nil when p changes nothing (the plan stored
-// before stays). Each diff is computed only while there is room for it:
+// before stays). The web view keeps the same in memory, so that the
+// reconciler's own page of a run is bounded as the stored one is. Each diff is computed only while there is room for it:
 // a first apply of a thousand objects does not render the diffs it drops.
-func (p *Plan) storedPlan(result string, at time.Time, redact func(string) string) *StoredPlan {
+func (p *Plan) Stored(result string, at time.Time, redact func(string) string) *StoredPlan {
 	if !p.HasChanges() {
 		return nil
 	}

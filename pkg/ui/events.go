@@ -98,14 +98,13 @@ func (s *Server) ReconcilerHook(env, invNS string) func(reconcile.RunEvent) {
 			e.Kind, e.Result, e.Message, e.Duration = EventRunEnded, re.Result, re.Message, re.Duration
 			// A plan that changes nothing leaves the last change's, as
 			// the inventory does (apply.StoredPlan).
-			if re.Plan != nil && re.Plan.HasChanges() {
-				pv := &PlanView{Revision: re.Revision, At: time.Now(), Result: re.Result, Summary: re.Plan.Summary(), From: PlanFromRun}
-				if diffs, err := re.Plan.Diffs(); err == nil {
-					pv.Diffs = diffs
-				} else {
-					pv.Summary += " (diff unavailable: " + err.Error() + ")"
+			// Cut as the stored plan is: a thousand apps' first plans
+			// stay a page each in memory.
+			if re.Plan != nil {
+				if pv := planViewOf(re.Plan.Stored(re.Result, time.Now(), nil), ""); pv != nil {
+					pv.Revision, pv.From = re.Revision, PlanFromRun
+					e.Plan = pv
 				}
-				e.Plan = pv
 			}
 		}
 		s.Publish(e)

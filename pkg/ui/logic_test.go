@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,9 +15,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 	"github.com/deliverhq/deliver/pkg/secrets"
 	"github.com/deliverhq/deliver/pkg/ui"
 )
@@ -281,4 +285,52 @@ func between(s, from, to string) string {
 	_, after, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(after, to)
 	return v
+}
+
+// TestReconcilerHookKeepsPlansBounded: the plan of a run the reconciler
+// reports is kept as the inventory stores it: a first apply of 200
+// ConfigMaps of 2 KB each shows the first diffs, a note of how many more
+// changed, and a page far below the plan's size; a plan that changes
+// nothing leaves the last one.
+func TestReconcilerHookKeepsPlansBounded(t *testing.T) {
+	t.Parallel()
+	ref := ui.AppRef{Name: "web", InventoryNamespace: "deliver-system", InventoryName: apply.InventoryName("web")}
+	src := &fakeSource{rows: []ui.AppRow{{AppRef: ref, Result: "succeeded"}}}
+	srv, err := ui.New(ui.Options{Guard: userGuard{}, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &apply.Plan{App: "web", Revision: "r1"}
+	for i := range 200 {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": fmt.Sprintf("cm-%03d", i), "namespace": "web"},
+			"data":     map[string]any{"blob": strings.Repeat(fmt.Sprintf("line %d\n", i), 256)},
+		}}
+		p.Changes = append(p.Changes, &apply.Change{ID: object.IDOf(u), Type: apply.ChangeCreate, Desired: u})
+	}
+	hook := srv.ReconcilerHook("", "deliver-system")
+	hook(reconcile.RunEvent{App: "web", Revision: "r1", Ended: true, Result: "succeeded", Plan: p})
+	hook(reconcile.RunEvent{App: "web", Revision: "r2", Ended: true, Result: "succeeded", Plan: &apply.Plan{App: "web", Revision: "r2"}})
+
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	req, _ := http.NewRequest(http.MethodGet, hs.URL+"/apps/_/web", nil)
+	req.Header.Set("X-User", "admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	page := string(body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "cm-000") || !strings.Contains(page, "more objects changed") || !strings.Contains(page, "r1") {
+		t.Fatalf("GET /apps/_/web = %d: want r1's plan, its first diffs and a note of the rest:\n%.2000s", resp.StatusCode, page)
+	}
+	if strings.Contains(page, "cm-199") {
+		t.Errorf("the page shows the 200th ConfigMap's diff: the plan kept in memory is not cut")
+	}
+	if len(page) > 4*apply.MaxPlanDiffBytes {
+		t.Errorf("the page of a 200-object plan is %d bytes, want under %d", len(page), 4*apply.MaxPlanDiffBytes)
+	}
 }

@@ -450,7 +450,8 @@ func AppPath(ref AppRef) string {
 
 // planStore keeps the last plan that changed each app the reconciler
 // ran, in memory: the inventory Secret keeps it too, but a page of the
-// reconciler's view shows its own run's at once, unbounded.
+// reconciler's view shows its own run's at once, cut as the stored one
+// is (apply.Plan.Stored).
 type planStore struct {
 	mu sync.Mutex
 	m  map[AppRef]*PlanView
