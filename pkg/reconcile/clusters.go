@@ -788,3 +788,42 @@ func (e envGatherer) Gather() ([]*dto.MetricFamily, error) {
 	}
 	return out, err
 }
+
+// Engines returns the environments' engines, in the order given to
+// NewClusters: for a view of them (pkg/ui), which reads each engine's
+// Status and Target.
+func (c *Clusters) Engines() []*Reconciler {
+	out := make([]*Reconciler, 0, len(c.sups))
+	for _, s := range c.sups {
+		out = append(out, s.r)
+	}
+	return out
+}
+
+// Target returns the cluster this reconciler delivers to and the
+// namespace of its inventories, as of now. A lone Reconciler's never
+// change. An engine of a Clusters gets them from its supervisor: nil and
+// "" until its environment's cluster first answered, and new ones when
+// the environment's kubeconfigSecret or inventoryNamespace changes, so a
+// caller reads them per use rather than once.
+func (r *Reconciler) Target() (*rest.Config, string) {
+	if r.link != nil {
+		r.link.mu.Lock()
+		started := r.link.invNS != ""
+		r.link.mu.Unlock()
+		if !started {
+			return nil, ""
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opts.Target, r.opts.Pipeline.Apply.InventoryNamespace
+}
+
+// StatusLocation returns the cluster and namespace of this reconciler's
+// status and control ConfigMaps, and the name of its status's first page:
+// the reconciler's own cluster (Options.Config), whatever cluster it
+// delivers to.
+func (r *Reconciler) StatusLocation() (cfg *rest.Config, namespace, name string) {
+	return r.opts.Config, r.opts.StatusNamespace, r.opts.StatusName
+}

@@ -92,6 +92,13 @@ type TokenGuardOptions struct {
 	// needs `create` on tokenreviews and subjectaccessreviews (what the
 	// ClusterRole system:auth-delegator grants). Required.
 	Client kubernetes.Interface
+	// Reviewer, when set, returns the client that asks the
+	// SubjectAccessReviews about app, and a name of its cluster (answers
+	// are cached per cluster): the cluster holding app's inventory
+	// Secret, when a view shows the apps of several clusters. Its
+	// identity needs `create` on subjectaccessreviews there. Default:
+	// Client, for every app.
+	Reviewer func(ctx context.Context, app AppRef) (client kubernetes.Interface, cluster string, err error)
 	// Audiences the token must be meant for; the API server checks them.
 	// Default: none, which means the API server's own audiences.
 	Audiences []string
@@ -107,6 +114,7 @@ type TokenGuardOptions struct {
 // TokenGuard is the Guard of the reconciler's view: see VerbRead.
 type TokenGuard struct {
 	client    kubernetes.Interface
+	reviewer  func(ctx context.Context, app AppRef) (kubernetes.Interface, string, error)
 	audiences []string
 
 	tokens  *reviewCache[tokenAnswer]
@@ -135,6 +143,7 @@ func NewTokenGuard(opts TokenGuardOptions) (*TokenGuard, error) {
 	}
 	return &TokenGuard{
 		client:    opts.Client,
+		reviewer:  opts.Reviewer,
 		audiences: slices.Clone(opts.Audiences),
 		tokens:    newReviewCache[tokenAnswer](ttl, size, time.Now),
 		reviews:   newReviewCache[bool](ttl, size, time.Now),
@@ -233,19 +242,27 @@ func (g *TokenGuard) allowed(ctx context.Context, u User, app AppRef, verb strin
 	if app.InventoryNamespace == "" || app.InventoryName == "" {
 		return false, fmt.Errorf("authorise %s on app %s/%s: the app names no inventory Secret", verb, app.Environment, app.Name)
 	}
-	ok, err := g.review(ctx, u, verb, app.InventoryNamespace, "")
+	client, cluster := kubernetes.Interface(g.client), ""
+	if g.reviewer != nil {
+		var err error
+		if client, cluster, err = g.reviewer(ctx, app); err != nil {
+			return false, fmt.Errorf("authorise %s on app %s/%s: %w", verb, app.Environment, app.Name, err)
+		}
+	}
+	ok, err := g.review(ctx, client, cluster, u, verb, app.InventoryNamespace, "")
 	if err != nil || ok {
 		return ok, err
 	}
-	return g.review(ctx, u, verb, app.InventoryNamespace, app.InventoryName)
+	return g.review(ctx, client, cluster, u, verb, app.InventoryNamespace, app.InventoryName)
 }
 
-// review sends one SubjectAccessReview on secrets, or takes the cached
-// answer; concurrent callers asking the same share one request.
-func (g *TokenGuard) review(ctx context.Context, u User, verb, ns, name string) (bool, error) {
+// review sends one SubjectAccessReview on secrets with client, to the
+// cluster named cluster, or takes the cached answer; concurrent callers
+// asking the same share one request.
+func (g *TokenGuard) review(ctx context.Context, client kubernetes.Interface, cluster string, u User, verb, ns, name string) (bool, error) {
 	groups := slices.Clone(u.Groups)
 	slices.Sort(groups)
-	key := strings.Join(append([]string{"sar", verb, ns, name, u.Name}, groups...), "\x00")
+	key := strings.Join(append([]string{"sar", cluster, verb, ns, name, u.Name}, groups...), "\x00")
 	if ok, hit := g.reviews.get(key); hit {
 		return ok, nil
 	}
@@ -257,7 +274,7 @@ func (g *TokenGuard) review(ctx context.Context, u User, verb, ns, name string) 
 				Namespace: ns, Verb: verb, Group: "", Resource: "secrets", Name: name,
 			},
 		}}
-		res, err := g.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		res, err := client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 		if err != nil {
 			what := "secrets in " + ns
 			if name != "" {

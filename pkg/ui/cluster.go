@@ -80,6 +80,13 @@ type ClusterOptions struct {
 	// StatusName is the name of the status ConfigMap's first page.
 	// Default reconcile.StatusConfigMap.
 	StatusName string
+	// StatusConfig and StatusNamespace are where the status and control
+	// ConfigMaps are when not beside the inventories: a reconciler of
+	// several clusters keeps them in its own cluster (see
+	// reconcile.Reconciler.StatusLocation). Defaults: Config and
+	// InventoryNamespace.
+	StatusConfig    *rest.Config
+	StatusNamespace string
 	// Live, when set, returns the reconciler's status from its memory
 	// instead of the status ConfigMap while it leads: the view served by
 	// the reconciler itself sees drift and runs at once. A standby's view
@@ -100,6 +107,9 @@ type ClusterOptions struct {
 type Cluster struct {
 	opts   ClusterOptions
 	kube   kubernetes.Interface
+	// statusKube reads the status and control ConfigMaps (kube unless
+	// ClusterOptions.StatusConfig is another cluster).
+	statusKube kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper meta.RESTMapper
 	meta   metadata.Interface
@@ -114,6 +124,7 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	opts.InventoryNamespace = cmp.Or(opts.InventoryNamespace, "deliver-system")
 	opts.StatusName = cmp.Or(opts.StatusName, reconcile.StatusConfigMap)
 	opts.ClusterName = cmp.Or(opts.ClusterName, opts.Config.Host)
+	opts.StatusNamespace = cmp.Or(opts.StatusNamespace, opts.InventoryNamespace)
 	if opts.LogLines <= 0 {
 		opts.LogLines = 20
 	}
@@ -136,8 +147,14 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ui: client: %w", err)
 	}
+	statusKube := kubernetes.Interface(kube)
+	if opts.StatusConfig != nil && opts.StatusConfig != opts.Config {
+		if statusKube, err = kubernetes.NewForConfig(opts.StatusConfig); err != nil {
+			return nil, fmt.Errorf("ui: client: %w", err)
+		}
+	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
-	return &Cluster{opts: opts, kube: kube, dyn: dyn, mapper: mapper, meta: mc, invMgr: mgr}, nil
+	return &Cluster{opts: opts, kube: kube, statusKube: statusKube, dyn: dyn, mapper: mapper, meta: mc, invMgr: mgr}, nil
 }
 
 // ref is the AppRef of app.
@@ -223,24 +240,24 @@ func (c *Cluster) status(ctx context.Context) (reconcile.Status, error) {
 		}
 	}
 	var st reconcile.Status
-	cm, err := reconcile.ReadStatusNamed(ctx, c.kube, c.opts.InventoryNamespace, c.opts.StatusName)
+	cm, err := reconcile.ReadStatusNamed(ctx, c.statusKube, c.opts.StatusNamespace, c.opts.StatusName)
 	switch {
 	case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
 		return st, nil
 	case err != nil:
-		return st, fmt.Errorf("status %s/%s: %w", c.opts.InventoryNamespace, c.opts.StatusName, err)
+		return st, fmt.Errorf("status %s/%s: %w", c.opts.StatusNamespace, c.opts.StatusName, err)
 	}
 	st.Revision = cm.Annotations[reconcile.AnnotationRevision]
 	st.SourceError = cm.Annotations[reconcile.AnnotationSourceError]
 	for app, data := range cm.Data {
 		var a reconcile.AppStatus
 		if err := json.Unmarshal([]byte(data), &a); err != nil {
-			return st, fmt.Errorf("status %s/%s key %s: %w", c.opts.InventoryNamespace, c.opts.StatusName, app, err)
+			return st, fmt.Errorf("status %s/%s key %s: %w", c.opts.StatusNamespace, c.opts.StatusName, app, err)
 		}
 		a.App = cmp.Or(a.App, app)
 		st.Apps = append(st.Apps, a)
 	}
-	ctl, err := c.kube.CoreV1().ConfigMaps(c.opts.InventoryNamespace).Get(ctx, reconcile.ControlConfigMap, metav1.GetOptions{})
+	ctl, err := c.statusKube.CoreV1().ConfigMaps(c.opts.StatusNamespace).Get(ctx, reconcile.ControlConfigMap, metav1.GetOptions{})
 	if err == nil {
 		st.PausedAll = ctl.Annotations[reconcile.AnnotationSuspend] == "true"
 	}
@@ -561,8 +578,8 @@ func (c *Cluster) events(ctx context.Context, d *AppDetail, ref AppRef) []EventR
 // as `kubectl annotate` would: the leader fetches at once. The reconciler
 // has no request for one app, so every due app runs.
 func (c *Cluster) RequestReconcile(ctx context.Context, _ AppRef) error {
-	ns := c.opts.InventoryNamespace
-	cms := c.kube.CoreV1().ConfigMaps(ns)
+	ns := c.opts.StatusNamespace
+	cms := c.statusKube.CoreV1().ConfigMaps(ns)
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{reconcile.AnnotationRequestedAt: now}}})
 	_, err := cms.Patch(ctx, reconcile.ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "deliver-ui"})

@@ -123,7 +123,10 @@ func (s *Server) Watch(ctx context.Context) {
 		rows, err := s.opts.Source.Apps(ctx)
 		if err != nil {
 			s.opts.Log.Warn("watch apps", "err", err)
-		} else {
+		}
+		if _, err := partialOf(err); err == nil {
+			// An environment that could not be read this time is
+			// compared again when it can.
 			cur := make(map[AppRef]string, len(rows))
 			for _, r := range rows {
 				fp := fingerprint(r)

@@ -248,7 +248,10 @@ type indexData struct {
 	Envs    []string
 	Results []string
 	Healths []string
-	Now     time.Time
+	// Problems name the environments whose apps could not be read
+	// (PartialError); their rows are missing, the others' are shown.
+	Problems []string
+	Now      time.Time
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -257,13 +260,14 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows, err := s.opts.Source.Apps(r.Context())
+	problems, err := partialOf(err)
 	if err != nil {
 		s.fail(w, http.StatusBadGateway, "read apps: "+err.Error())
 		return
 	}
 	rows = s.readable(r.Context(), u, rows)
 	f := ParseFilter(r.URL.Query())
-	d := indexData{Title: "deliver: apps", Filter: f, Apps: f.Apply(rows), Total: len(rows), Now: time.Now()}
+	d := indexData{Title: "deliver: apps", Filter: f, Apps: f.Apply(rows), Total: len(rows), Problems: problems, Now: time.Now()}
 	for _, row := range rows {
 		if !slices.Contains(d.Envs, row.Environment) {
 			d.Envs = append(d.Envs, row.Environment)
@@ -296,7 +300,7 @@ func (s *Server) refOf(w http.ResponseWriter, r *http.Request, u User) (AppRef, 
 		env = ""
 	}
 	rows, err := s.opts.Source.Apps(r.Context())
-	if err != nil {
+	if _, err = partialOf(err); err != nil { // another environment's problem is not this app's
 		s.fail(w, http.StatusBadGateway, "read apps: "+err.Error())
 		return AppRef{}, false
 	}
