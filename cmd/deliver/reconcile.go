@@ -9,17 +9,12 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/deliverhq/deliver/pkg/reconcile"
-	"github.com/deliverhq/deliver/pkg/secrets"
 	"github.com/deliverhq/deliver/pkg/ui"
 )
 
@@ -104,14 +99,17 @@ docs/ui.md and docs/ui-auth.md.`,
 			// same structured log.
 			klog.SetSlogLogger(f.opts.Log)
 			o.Pipeline, o.Config, o.Log = f.opts, cfg, f.opts.Log
+			several := clusters || len(envs.list) > 1
+			if several && len(envs.list) == 0 {
+				return errors.New("--clusters needs the environments to deliver: --env")
+			}
+			if uiAddr != "" {
+				return reconcileWithView(cmd.Context(), ui.ViewOptions{
+					Reconcile: o, Environments: envs.list, Clusters: clusters, Actions: uiActions,
+				}, uiAddr, uiAuth, cmd.OutOrStdout())
+			}
 			// Several clusters (issue #20).
-			if clusters || len(envs.list) > 1 {
-				if uiAddr != "" {
-					return errors.New("--ui-addr serves one environment's view: not with several --env or --clusters yet")
-				}
-				if len(envs.list) == 0 {
-					return errors.New("--clusters needs the environments to deliver: --env")
-				}
+			if several {
 				c, err := reconcile.NewClusters(o, envs.list)
 				if err != nil {
 					return err
@@ -124,18 +122,15 @@ docs/ui.md and docs/ui-auth.md.`,
 				}
 				return err
 			}
-			if uiAddr == "" {
-				r, err := reconcile.New(o)
-				if err != nil {
-					return err
-				}
-				err = r.Run(cmd.Context())
-				if o.Once {
-					printOnceSummary(cmd.OutOrStdout(), r.Status())
-				}
+			r, err := reconcile.New(o)
+			if err != nil {
 				return err
 			}
-			return reconcileWithView(cmd.Context(), o, uiAddr, uiAuth, uiActions, cmd.OutOrStdout())
+			err = r.Run(cmd.Context())
+			if o.Once {
+				printOnceSummary(cmd.OutOrStdout(), r.Status())
+			}
+			return err
 		},
 	}
 	addRunFlags(cmd, f, true)
@@ -224,96 +219,47 @@ const (
 	uiAuthNone = "none"
 )
 
-// viewGuard is the guard of the reconciler's view on addr for --ui-auth
-// auth: a TokenGuard asking the cluster of cfg, or LocalGuard, refused
-// beyond loopback.
-func viewGuard(addr, auth string, cfg *rest.Config) (ui.Guard, error) {
+// viewAuth is the choice of --ui-auth auth for the reconciler's view on
+// addr: none is refused beyond loopback.
+func viewAuth(addr, auth string) (ui.ViewAuth, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--ui-addr %q: %w", addr, err)
+		return 0, fmt.Errorf("--ui-addr %q: %w", addr, err)
 	}
 	switch auth {
 	case uiAuthToken:
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("--ui-auth token: %w", err)
-		}
-		return ui.NewTokenGuard(ui.TokenGuardOptions{Client: cs})
+		return ui.ViewAuthToken, nil
 	case uiAuthNone:
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("--ui-addr %q with --ui-auth none: the view would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081), or check tokens with --ui-auth token", addr)
+			return 0, fmt.Errorf("--ui-addr %q with --ui-auth none: the view would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081), or check tokens with --ui-auth token", addr)
 		}
-		return ui.LocalGuard{}, nil
+		return ui.ViewAuthNone, nil
 	default:
-		return nil, fmt.Errorf("--ui-auth %q: want %s or %s", auth, uiAuthToken, uiAuthNone)
+		return 0, fmt.Errorf("--ui-auth %q: want %s or %s", auth, uiAuthToken, uiAuthNone)
 	}
 }
 
-// reconcileWithView runs the reconciler o and serves its web view on
-// addr, guarded by viewGuard, until ctx is done.
-func reconcileWithView(ctx context.Context, o reconcile.Options, addr, auth string, actions bool, out io.Writer) error {
-	guard, err := viewGuard(addr, auth, o.Config)
+// reconcileWithView runs the reconciler(s) of vo and serves their web
+// view on addr, guarded as --ui-auth auth says, until ctx is done.
+func reconcileWithView(ctx context.Context, vo ui.ViewOptions, addr, auth string, out io.Writer) error {
+	a, err := viewAuth(addr, auth)
 	if err != nil {
 		return err
 	}
-	// The view publishes the runs the reconciler reports; the hook is set
-	// before the reconciler exists, and the view reads its memory after.
-	// One redactor for the runs and the view: what a run saw stays
-	// masked on the pages.
-	if o.Pipeline.Redactor == nil {
-		o.Pipeline.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
-	}
-	var srv *ui.Server
-	var mu sync.Mutex
-	o.OnRun = func(e reconcile.RunEvent) {
-		mu.Lock()
-		s := srv
-		mu.Unlock()
-		if s != nil {
-			s.ReconcilerHook(o.Pipeline.Env, o.Pipeline.Apply.InventoryNamespace)(e)
-		}
-	}
-	r, err := reconcile.New(o)
+	vo.Auth = a
+	v, err := ui.NewReconcilerView(vo)
 	if err != nil {
 		return err
 	}
-	invNS := o.Pipeline.Apply.InventoryNamespace
-	if invNS == "" {
-		invNS = "deliver-system"
-	}
-	src, err := ui.NewCluster(ui.ClusterOptions{
-		Config: o.Config, Environment: o.Pipeline.Env, ClusterName: "in-cluster",
-		InventoryNamespace: invNS, Live: r.Status, Health: r.HealthRules,
-	})
-	if err != nil {
-		return err
-	}
-	so := ui.Options{Guard: guard, Source: src, Redactor: o.Pipeline.Redactor, LocalUser: "deliver reconcile --ui-addr", Log: o.Log}
-	if actions {
-		so.Actions = src
-	}
-	s, err := ui.New(so)
-	if err != nil {
-		return err
-	}
-	mu.Lock()
-	srv = s
-	mu.Unlock()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--ui-addr: %w", err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	gctx, cancel := context.WithCancel(gctx)
-	defer cancel()
-	g.Go(func() error { return s.Serve(gctx, ln) })
-	g.Go(func() error {
-		defer cancel() // --once: the view goes with the reconciler
-		return r.Run(gctx)
-	})
-	err = g.Wait()
-	if o.Once {
-		printOnceSummary(out, r.Status())
+	err = v.Run(ctx, ln)
+	if vo.Reconcile.Once {
+		for _, st := range v.Statuses() {
+			printOnceSummary(out, st)
+		}
 	}
 	return err
 }

@@ -189,6 +189,10 @@ func NewClusters(opts Options, envs []string) (*Clusters, error) {
 		o.StatusName = EnvStatusName(env)
 		o.Listen, o.WebhookSecretFile = "", "" // the Clusters serves them
 		o.LeaderElection.Name = opts.LeaderElection.Name + "." + env
+		if on := opts.OnRun; on != nil {
+			// One hook for every engine: each names its environment.
+			o.OnRun = func(e RunEvent) { e.Env = env; on(e) }
+		}
 		r, err := New(o)
 		if err != nil {
 			return nil, err

@@ -160,6 +160,10 @@ type Options struct {
 
 // RunEvent is a run's start or end, for Options.OnRun.
 type RunEvent struct {
+	// Env is the environment of the engine that ran the app when a
+	// Clusters runs it; "" for a lone Reconciler, whose environment is
+	// its Options.Pipeline.Env.
+	Env string
 	// App is the app; Revision the commit the run delivers.
 	App, Revision string
 	// Reason says why the run started ("revision abc", "drift of 1

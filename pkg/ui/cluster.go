@@ -107,13 +107,14 @@ type ClusterOptions struct {
 type Cluster struct {
 	opts   ClusterOptions
 	kube   kubernetes.Interface
-	// statusKube reads the status and control ConfigMaps (kube unless
-	// ClusterOptions.StatusConfig is another cluster).
-	statusKube kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper meta.RESTMapper
 	meta   metadata.Interface
 	invMgr *apply.Manager
+
+	// statusKube reads the status and control ConfigMaps (kube unless
+	// ClusterOptions.StatusConfig is another cluster).
+	statusKube kubernetes.Interface
 }
 
 // NewCluster returns a Cluster; it does not touch the cluster.
