@@ -265,12 +265,19 @@ func (v *ReconcilerView) Statuses() []reconcile.Status {
 
 // Run runs the reconciler(s) and serves the view on ln, with its live
 // updates, until ctx is done, or until the reconciler returns (with
-// Reconcile.Once): the view goes with it.
+// Reconcile.Once): the view goes with it. With a nil ln it runs the live
+// updates (Server.Watch) only, for a caller that serves Handler itself.
 func (v *ReconcilerView) Run(ctx context.Context, ln net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	gctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	g.Go(func() error { return v.srv.Serve(gctx, ln) })
+	g.Go(func() error {
+		if ln == nil {
+			v.srv.Watch(gctx)
+			return nil
+		}
+		return v.srv.Serve(gctx, ln)
+	})
 	g.Go(func() error {
 		defer cancel()
 		if v.clusters != nil {

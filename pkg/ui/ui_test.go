@@ -85,24 +85,16 @@ func startView(t *testing.T) *view {
 		// Drift is reported, not reverted, so that the pages can show it.
 		DisableSelfHeal: true,
 	}
-	var srv *ui.Server
-	ropts.OnRun = func(e reconcile.RunEvent) { srv.ReconcilerHook("", invNS)(e) }
-	r, err := reconcile.New(ropts)
+	rv, err := ui.NewReconcilerView(ui.ViewOptions{
+		Reconcile: ropts, Guard: ui.LocalGuard{}, Actions: true, ClusterName: "test", PollInterval: 200 * time.Millisecond,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: invNS, ClusterName: "test", Live: r.Status, Health: r.HealthRules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err = ui.New(ui.Options{Guard: ui.LocalGuard{}, Source: src, Actions: src, Redactor: red, PollInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, srv := rv.Reconcilers()[0], rv.Server()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	go srv.Watch(ctx)
+	go func() { defer close(done); _ = rv.Run(ctx, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
 	v.r, v.srv = r, srv
 	v.http = httptest.NewServer(srv)
@@ -291,7 +283,7 @@ func TestReconcilerView(t *testing.T) {
 		_, page := get(t, base, "/?pinned=1")
 		return strings.Contains(page, `data-name="web"`) && strings.Contains(page, "pinned at "+rev[:12]) && !strings.Contains(page, `data-name="db"`)
 	})
-	if _, page := get(t, base, "/apps/_/web"); !strings.Contains(page, "by deliver ui") || !strings.Contains(page, "freeze for the audit") {
+	if _, page := get(t, base, "/apps/_/web"); !strings.Contains(page, "by deliver reconcile --ui-addr") || !strings.Contains(page, "freeze for the audit") {
 		t.Errorf("web page does not show who pinned and why:\n%s", page)
 	}
 

@@ -2,7 +2,6 @@ package browser
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
@@ -58,7 +57,6 @@ type view struct {
 	appNS  string
 	invNS  string
 	red    *secrets.Redactor
-	source *ui.Cluster
 }
 
 func startView(t *testing.T, vo viewOptions) *view {
@@ -78,53 +76,29 @@ func startView(t *testing.T, vo viewOptions) *view {
 		DriftSettle:     200 * time.Millisecond,
 		DisableSelfHeal: vo.NoSelfHeal,
 	}
-	var srv *ui.Server
-	ropts.OnRun = func(e reconcile.RunEvent) { srv.ReconcilerHook("", invNS)(e) }
-	r, err := reconcile.New(ropts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: invNS, ClusterName: "test", Live: r.Status})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var guard ui.Guard = ui.LocalGuard{}
-	var login ui.LoginGuard
+	vopts := ui.ViewOptions{Reconcile: ropts, Guard: ui.LocalGuard{}, Actions: vo.Actions, ClusterName: "test", PollInterval: 200 * time.Millisecond}
 	if vo.Token {
-		g, err := ui.NewTokenGuard(ui.TokenGuardOptions{Client: env.Client()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		guard, login = g, g
+		vopts.Guard = nil // --ui-auth token, as deliver reconcile --ui-addr
 	}
-	uopts := ui.Options{Guard: guard, Source: src, Redactor: red, PollInterval: 200 * time.Millisecond}
-	if vo.Actions {
-		uopts.Actions = src
-	}
-	srv, err = ui.New(uopts)
+	rv, err := ui.NewReconcilerView(vopts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := rv.Reconcilers()[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	go srv.Watch(ctx)
+	go func() { defer close(done); _ = rv.Run(ctx, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	mux := http.NewServeMux()
-	if login != nil {
-		mux.Handle(ui.LoginPath, login.LoginHandler())
-		mux.Handle(ui.LogoutPath, login.LogoutHandler())
-	}
-	mux.Handle("/", srv)
-	hs := httptest.NewServer(mux)
+	// The Server mounts the token guard's sign-in pages itself.
+	hs := httptest.NewServer(rv.Handler())
 	t.Cleanup(func() {
 		// An open page keeps its event stream: end it, or Close waits
 		// for the browser, which the test closes only after.
 		hs.CloseClientConnections()
 		hs.Close()
 	})
-	return &view{r: r, url: hs.URL, appNS: appNS, invNS: invNS, red: red, source: src}
+	return &view{r: r, url: hs.URL, appNS: appNS, invNS: invNS, red: red}
 }
 
 // waitRun waits until the reconciler reports app's run ended with result.

@@ -79,29 +79,13 @@ func TestUINoSecretLeaks(t *testing.T) {
 		RetryMax:    time.Minute,
 		DriftSettle: 200 * time.Millisecond,
 	}
-	var srv *ui.Server
-	ropts.OnRun = func(e reconcile.RunEvent) { srv.ReconcilerHook("", inv)(e) }
-	r, err := reconcile.New(ropts)
+	// --ui-auth token, --ui-actions; the Server mounts the sign-in pages.
+	rv, err := ui.NewReconcilerView(ui.ViewOptions{Reconcile: ropts, Actions: true, ClusterName: "leaks", PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: inv, ClusterName: "leaks", Live: r.Status})
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard, err := ui.NewTokenGuard(ui.TokenGuardOptions{Client: env.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err = ui.New(ui.Options{Guard: guard, Source: src, Actions: src, Redactor: red, PollInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(ui.LoginPath, guard.LoginHandler())
-	mux.Handle(ui.LogoutPath, guard.LogoutHandler())
-	mux.Handle("/", srv)
-	hs := httptest.NewServer(mux)
+	r := rv.Reconcilers()[0]
+	hs := httptest.NewServer(rv.Handler())
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
 
 	// An operator of every app: get and patch on the inventories.
@@ -181,8 +165,7 @@ func TestUINoSecretLeaks(t *testing.T) {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = r.Run(runCtx) }()
-	go srv.Watch(runCtx)
+	go func() { defer close(runDone); _ = rv.Run(runCtx, nil) }()
 	t.Cleanup(func() { stopRun(); <-runDone })
 
 	results := func() map[string]string {
