@@ -52,11 +52,11 @@ type viewOptions struct {
 // wired as `deliver reconcile` wires them: the view reads the
 // reconciler's memory and publishes its runs.
 type view struct {
-	r      *reconcile.Reconciler
-	url    string
-	appNS  string
-	invNS  string
-	red    *secrets.Redactor
+	r     *reconcile.Reconciler
+	url   string
+	appNS string
+	invNS string
+	red   *secrets.Redactor
 }
 
 func startView(t *testing.T, vo viewOptions) *view {
