@@ -40,6 +40,25 @@ type LocalOptions struct {
 	Listening func(url string)
 	// Log receives the server's log. Default: discard.
 	Log *slog.Logger
+	// Environments, when set, are shown together, each read in its own
+	// cluster (Sources); Config, Environment, ClusterName and
+	// InventoryNamespace are then unused. Actions are done as each
+	// cluster's kubeconfig user; pins record the first one's.
+	Environments []LocalEnvironment
+}
+
+// LocalEnvironment is one environment of a local view of several.
+type LocalEnvironment struct {
+	// Name is the environment. Required.
+	Name string
+	// Config is its cluster. Required.
+	Config *rest.Config
+	// ClusterName names the cluster on the pages (its kubeconfig
+	// context).
+	ClusterName string
+	// InventoryNamespace holds its inventories and status. Default
+	// "deliver-system".
+	InventoryNamespace string
 }
 
 // ErrNotLoopbackAddr is returned by ServeLocal for an address other
@@ -60,26 +79,35 @@ func ServeLocal(ctx context.Context, opts LocalOptions) error {
 	if !isLoopback(host) {
 		return fmt.Errorf("ui: address %q: %w", opts.Addr, ErrNotLoopbackAddr)
 	}
-	if opts.Config == nil {
-		return errors.New("ui: a cluster (Config) is required")
+	envs := opts.Environments
+	if len(envs) == 0 {
+		envs = []LocalEnvironment{{Name: opts.Environment, Config: opts.Config, ClusterName: opts.ClusterName, InventoryNamespace: opts.InventoryNamespace}}
 	}
-	co := ClusterOptions{Config: opts.Config, Environment: opts.Environment, ClusterName: opts.ClusterName, InventoryNamespace: opts.InventoryNamespace}
-	src, err := NewCluster(co)
-	if err != nil {
-		return err
+	var src interface {
+		Source
+		Actions
 	}
-	if opts.Environment != "" {
-		// A multi-cluster reconciler keeps each environment's status
-		// under its own name; a single one under the default.
-		if _, err := reconcile.ReadStatusNamed(ctx, src.kube, src.opts.InventoryNamespace, reconcile.EnvStatusName(opts.Environment)); err == nil {
-			src.opts.StatusName = reconcile.EnvStatusName(opts.Environment)
+	var sources []EnvSource
+	for _, e := range envs {
+		c, err := localCluster(ctx, e)
+		if err != nil {
+			return err
 		}
+		src = c
+		sources = append(sources, EnvSource{Environment: e.Name, Source: c, Actions: c})
+	}
+	if len(opts.Environments) > 0 {
+		s, err := NewSources(sources...)
+		if err != nil {
+			return err
+		}
+		src = s
 	}
 	so := Options{Guard: LocalGuard{}, Source: src, Redactor: opts.Redactor, Log: opts.Log}
 	if opts.Actions {
 		so.Actions = src
 		// Pins record the user the API server knows the kubeconfig as.
-		if who, err := pin.Who(ctx, opts.Config); err == nil {
+		if who, err := pin.Who(ctx, envs[0].Config); err == nil {
 			so.LocalUser = who
 		}
 	}
@@ -95,4 +123,26 @@ func ServeLocal(ctx context.Context, opts LocalOptions) error {
 		opts.Listening("http://" + ln.Addr().String() + "/")
 	}
 	return srv.Serve(ctx, ln)
+}
+
+// localCluster is the Cluster of one environment of the local view.
+func localCluster(ctx context.Context, e LocalEnvironment) (*Cluster, error) {
+	if e.Config == nil {
+		if e.Name != "" {
+			return nil, fmt.Errorf("ui: environment %s: a cluster (Config) is required", e.Name)
+		}
+		return nil, errors.New("ui: a cluster (Config) is required")
+	}
+	src, err := NewCluster(ClusterOptions{Config: e.Config, Environment: e.Name, ClusterName: e.ClusterName, InventoryNamespace: e.InventoryNamespace})
+	if err != nil {
+		return nil, err
+	}
+	if e.Name != "" {
+		// A multi-cluster reconciler keeps each environment's status
+		// under its own name; a single one under the default.
+		if _, err := reconcile.ReadStatusNamed(ctx, src.kube, src.opts.InventoryNamespace, reconcile.EnvStatusName(e.Name)); err == nil {
+			src.opts.StatusName = reconcile.EnvStatusName(e.Name)
+		}
+	}
+	return src, nil
 }
