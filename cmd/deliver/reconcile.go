@@ -78,8 +78,10 @@ the plan of each run and live updates as runs start and end), off by
 default: reach it with kubectl port-forward. Users sign in with a token
 that the cluster checks, and see the apps whose inventory Secret they may
 get (--ui-auth token, the default). --ui-actions adds "reconcile now",
-"pin" and "unpin", for users who may patch the inventory Secret. See
-docs/ui.md and docs/ui-auth.md.`,
+"pin" and "unpin", for users who may patch the inventory Secret. With
+several --env or --clusters the view shows every environment, each read in
+the cluster its engine delivers to, whose API server checks who may see
+and act on its apps. See docs/ui.md and docs/ui-auth.md.`,
 		Example: `  deliver reconcile --repo https://git.example.com/team/deploy.git --ref main --env prod \
     --webhook-secret-file /etc/deliver/webhook-secret --listen :8080 --leader-elect
   deliver reconcile --repo https://git.example.com/team/deploy.git --env staging --env prod --listen :8080`,
