@@ -44,23 +44,15 @@ func startReconcilerView(t *testing.T, repoURL, invNS string) *reconcilerView {
 		RetryMax:    time.Minute,
 		DriftSettle: 200 * time.Millisecond,
 	}
-	var srv *ui.Server
-	ropts.OnRun = func(e reconcile.RunEvent) { srv.ReconcilerHook("", invNS)(e) }
-	r, err := reconcile.New(ropts)
+	rv, err := ui.NewReconcilerView(ui.ViewOptions{Reconcile: ropts, Guard: ui.LocalGuard{}, PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: invNS, Live: r.Status})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if srv, err = ui.New(ui.Options{Guard: ui.LocalGuard{}, Source: src, Redactor: red, PollInterval: 200 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
+	r := rv.Reconcilers()[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	hs := httptest.NewServer(srv)
+	go func() { defer close(done); _ = rv.Run(ctx, nil) }()
+	hs := httptest.NewServer(rv.Handler())
 	stop := func() { cancel(); <-done; hs.Close() }
 	t.Cleanup(stop)
 	var once bool
