@@ -29,7 +29,9 @@ import (
 // inventory namespace: both apps with their context as cluster, each app
 // page with its own cluster's objects (only-prod is in prod's alone), and
 // gone, whose context's server does not answer, named at the top of the
-// page instead of a blank page or an error.
+// page instead of a blank page or an error. Then deliver reconcile --env
+// staging --env prod --ui-addr, prod delivered through its
+// kubeconfigSecret, serves one view of both in the same way.
 func TestUIEnvironments(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -68,7 +70,7 @@ func TestUIEnvironments(t *testing.T) {
 	root := t.TempDir()
 	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n"+
-		"environments:\n  staging: {context: staging}\n  prod:\n    context: prod\n    inventoryNamespace: "+prodInv+"\n    apps:\n      web: {path: web-prod}\n  gone: {context: gone}\n")
+		"environments:\n  staging: {context: staging}\n  prod:\n    context: prod\n    kubeconfigSecret: {name: prod-kubeconfig}\n    inventoryNamespace: "+prodInv+"\n    apps:\n      web: {path: web-prod}\n  gone: {context: gone}\n")
 	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: blue}\n")
 	repo.WriteFile("web-prod/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: green}\n")
 	repo.WriteFile("web-prod/only.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: only-prod}\ndata: {here: prod}\n")
@@ -119,5 +121,29 @@ func TestUIEnvironments(t *testing.T) {
 	if code, page := httpGet(base + "apps/staging/web"); code != http.StatusOK || strings.Contains(page, "only-prod") ||
 		!strings.Contains(page, `class="object s-Current" data-id="ConfigMap/`+ns+`/web"`) {
 		t.Errorf("staging's web page (%d) does not show its own cluster's objects alone:\n%s", code, page)
+	}
+
+	// The reconciler of both, in staging's cluster, and its view.
+	prodKubeconfig, err := second.KubeconfigFor("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prod-kubeconfig", Namespace: inv}, Data: map[string][]byte{"value": prodKubeconfig}}
+	if _, err := env.Client().CoreV1().Secrets(inv).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ui.Process.Kill()
+	addr := freeAddr(t)
+	startReconcile(t, "reconcile --env staging --env prod --ui-addr", nil, "--repo", url, "--ref", "main", "--interval", "300ms",
+		"--inventory-namespace", inv, "--cache-dir", filepath.Join(root, "cache-reconcile"),
+		"--env", "staging", "--env", "prod", "--ui-addr", addr, "--ui-auth", "none")
+	eventually(t, 90*time.Second, "both environments on the reconciler's view", func() bool {
+		_, page = httpGet("http://" + addr + "/")
+		return regexp.MustCompile(`data-env="staging"[^>]*>\s*<td>staging</td>\s*<td><a[^>]*>web</a></td>\s*<td>own cluster</td>`).MatchString(page) &&
+			regexp.MustCompile(`data-env="prod"[^>]*>\s*<td>prod</td>\s*<td><a[^>]*>web</a></td>\s*<td>Secret `+regexp.QuoteMeta(inv)+`/prod-kubeconfig`).MatchString(page) &&
+			strings.Count(page, "r-succeeded") == 2
+	})
+	if code, page := httpGet("http://" + addr + "/apps/prod/web"); code != http.StatusOK || !strings.Contains(page, onlyProd) {
+		t.Errorf("the reconciler's page of prod's web (%d) does not show only-prod, current in the second cluster:\n%s", code, page)
 	}
 }
