@@ -349,7 +349,9 @@ func (e *engineSource) Apps(ctx context.Context) ([]AppRow, error) {
 	c, err := e.cluster()
 	var rows []AppRow
 	if err == nil {
-		rows, err = c.Apps(ctx)
+		if rows, err = c.Apps(ctx); err != nil {
+			err = fmt.Errorf("environment %s: %w", e.env, err)
+		}
 	}
 	if err != nil {
 		if st.ClusterError == "" {

@@ -35,7 +35,8 @@ import (
 // cluster and not on a's; and a user whose token the reconciler's cluster
 // authenticates, allowed to get the inventories in the second cluster
 // only, sees b's web and not a's: the SubjectAccessReview is asked of the
-// cluster holding the inventory.
+// cluster holding the inventory. When the second cluster's API server
+// stops, the page still lists a's web and names b's problem.
 func TestReconcilerViewTwoClusters(t *testing.T) {
 	second := testenv.StartSecond(t, false)
 	ctx := context.Background()
@@ -201,4 +202,11 @@ func TestReconcilerViewTwoClusters(t *testing.T) {
 	if code, _ := do(http.MethodGet, "/apps/b/web", viewToken, nil); code != http.StatusOK {
 		t.Errorf("viewer GET /apps/b/web = %d, want 200", code)
 	}
+
+	// The second cluster goes away: a's web stays, b's problem is named.
+	second.StopAPIServer()
+	testenv.Eventually(t, 60*time.Second, time.Second/4, "b's problem named, a's web still listed", func() bool {
+		code, page := do(http.MethodGet, "/", opToken, nil)
+		return code == http.StatusOK && rowRE("a").MatchString(page) && strings.Contains(page, `class="problem">environment b: `)
+	})
 }
