@@ -1,0 +1,243 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
+)
+
+// runCounter counts the runs each app started, and keeps their reasons,
+// through Options.OnRun.
+type runCounter struct {
+	mu      sync.Mutex
+	reasons map[string][]string
+}
+
+func (c *runCounter) onRun(e reconcile.RunEvent) {
+	if e.Ended {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reasons == nil {
+		c.reasons = map[string][]string{}
+	}
+	c.reasons[e.App] = append(c.reasons[e.App], e.Reason)
+}
+
+func (c *runCounter) runs(app string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.reasons[app]...)
+}
+
+// annotateInventory sets (or with value "" removes) an annotation of
+// app's inventory Secret in ns.
+func annotateInventory(t *testing.T, ns, app, key, value string) {
+	t.Helper()
+	v := "null"
+	if value != "" {
+		v = `"` + value + `"`
+	}
+	patch := []byte(`{"metadata":{"annotations":{"` + key + `":` + v + `}}}`)
+	if _, err := env.Client().CoreV1().Secrets(ns).Patch(context.Background(), apply.InventoryName(app), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requestRun requests a run of app with reconcile.RequestRun.
+func requestRun(t *testing.T, inv, app string) string {
+	t.Helper()
+	v, err := reconcile.RequestRun(context.Background(), env.Client(), app, reconcile.RequestOptions{InventoryNamespace: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestRunRequest: a run request on an up-to-date app's inventory Secret
+// runs that app, and no other, exactly once per value; the value served
+// is in its status, in memory and in the status ConfigMap; an unrelated
+// change of the Secret is no request; a suspended app is not run, and
+// its request is served once it is resumed; an app without an inventory
+// cannot be requested.
+func TestRunRequest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}",
+			"- {name: paused, namespace: $NS, manifests: {path: paused}}"),
+		"web/cm.yaml":    configMap("web", map[string]string{"color": "blue"}),
+		"other/cm.yaml":  configMap("other", map[string]string{"a": "b"}),
+		"paused/cm.yaml": configMap("paused", map[string]string{"a": "b"}),
+	})
+	opts := options(t, repo, env.Config)
+	opts.Interval = time.Hour // only the requests fetch
+	var rc runCounter
+	opts.OnRun = rc.onRun
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	r, _ := start(t, opts)
+	waitFor(t, 30*time.Second, "first apply", func() bool {
+		for _, app := range []string{"web", "other", "paused"} {
+			if a := appStatus(r, app); a.Revision != repo.Head() || a.Result != apply.ResultSucceeded {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(rc.runs("web")); n != 1 {
+		t.Fatalf("web ran %d times for its first delivery, want 1: %q", n, rc.runs("web"))
+	}
+
+	// served waits until app's request value is served, and returns the
+	// app's status then.
+	served := func(app, value string) reconcile.AppStatus {
+		t.Helper()
+		var a reconcile.AppStatus
+		waitFor(t, 20*time.Second, app+" request "+value+" served", func() bool {
+			a = appStatus(r, app)
+			return a.LastHandledRequest == value
+		})
+		return a
+	}
+
+	v1 := requestRun(t, inv, "web")
+	if a := served("web", v1); a.Result != apply.ResultSucceeded || a.Revision != repo.Head() {
+		t.Errorf("web after the request: %+v, want succeeded at the head", a)
+	}
+	if got, want := rc.runs("web"), []string{"revision " + repo.Head()[:12], "requested at " + v1}; len(got) != 2 || got[1] != want[1] {
+		t.Errorf("web's runs = %q, want %q", got, want)
+	}
+	// The status ConfigMap says so too, for a client elsewhere.
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err := reconcile.WaitRequest(wctx, env.Client(), "web", v1, reconcile.WaitOptions{StatusNamespace: inv, Poll: 50 * time.Millisecond})
+	if err != nil || st.Result != apply.ResultSucceeded {
+		t.Fatalf("WaitRequest = %+v, %v; want succeeded", st, err)
+	}
+
+	// An unrelated annotation, and a request on another app: when that
+	// one is served, web has not run again (the same value is served
+	// once), and other ran once.
+	annotateInventory(t, inv, "web", "example.com/note", "x")
+	webRun := appStatus(r, "web").LastRun
+	v2 := requestRun(t, inv, "other")
+	served("other", v2)
+	if a := appStatus(r, "web"); len(rc.runs("web")) != 2 || !a.LastRun.Equal(webRun) || a.Result != apply.ResultSucceeded {
+		t.Errorf("web ran again without a new request: runs %q, status %+v", rc.runs("web"), a)
+	}
+	if got := rc.runs("other"); len(got) != 2 || got[1] != "requested at "+v2 {
+		t.Errorf("other's runs = %q, want its first delivery and one for the request", got)
+	}
+
+	// A second value runs web once more.
+	v3 := requestRun(t, inv, "web")
+	served("web", v3)
+	if got := rc.runs("web"); len(got) != 3 || got[2] != "requested at "+v3 {
+		t.Errorf("web's runs = %q, want a third for the second request", got)
+	}
+
+	// Suspended: no run, the request waits; WaitRequest says why.
+	annotateInventory(t, inv, "paused", reconcile.AnnotationSuspend, "true")
+	waitFor(t, 10*time.Second, "paused suspended", func() bool { return appStatus(r, "paused").Suspended })
+	v4 := requestRun(t, inv, "paused")
+	v5 := requestRun(t, inv, "other")
+	served("other", v5)
+	if a := appStatus(r, "paused"); len(rc.runs("paused")) != 1 || a.LastHandledRequest != "" || a.Result != apply.ResultSucceeded {
+		t.Errorf("suspended app: runs %q, status %+v; want no run and its request not served", rc.runs("paused"), a)
+	}
+	wctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := reconcile.WaitRequest(wctx, env.Client(), "paused", v4, reconcile.WaitOptions{StatusNamespace: inv, Poll: 50 * time.Millisecond}); !errors.Is(err, reconcile.ErrSuspended) {
+		t.Errorf("WaitRequest of a suspended app: %v, want ErrSuspended", err)
+	}
+	annotateInventory(t, inv, "paused", reconcile.AnnotationSuspend, "")
+	served("paused", v4)
+	if got := rc.runs("paused"); len(got) != 2 || got[1] != "requested at "+v4 {
+		t.Errorf("paused's runs after the resume = %q, want one for the request", got)
+	}
+
+	// No inventory: nothing to annotate.
+	if _, err := reconcile.RequestRun(ctx, env.Client(), "nosuch", reconcile.RequestOptions{InventoryNamespace: inv}); !errors.Is(err, reconcile.ErrNoInventory) {
+		t.Errorf("RequestRun of an app without inventory: %v, want ErrNoInventory", err)
+	}
+}
+
+// TestRunRequestLeaderHandOver: a request is served by the leader, not
+// the standby; a new leader does not serve it again (the value served is
+// read back from the status ConfigMap), and serves a request made while
+// no replica led.
+func TestRunRequestLeaderHandOver(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "blue"}),
+		"other/cm.yaml": configMap("other", map[string]string{"a": "b"}),
+	})
+	base := options(t, repo, env.Config)
+	base.Interval = time.Hour
+	inv := base.Pipeline.Apply.InventoryNamespace
+	counters := map[string]*runCounter{"replica-a": {}, "replica-b": {}}
+	le := reconcile.LeaderElection{Enabled: true, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
+	var rs [2]replica
+	for i, id := range []string{"replica-a", "replica-b"} {
+		o := base
+		o.LeaderElection = le
+		o.LeaderElection.Identity = id
+		o.OnRun = counters[id].onRun
+		rs[i].Reconciler, rs[i].stop = start(t, o)
+	}
+	var leader, standby replica
+	var lc, sc *runCounter
+	waitFor(t, 30*time.Second, "a leader that delivered both apps", func() bool {
+		for i, id := range []string{"replica-a", "replica-b"} {
+			if rs[i].Status().Leader {
+				leader, standby, lc, sc = rs[i], rs[1-i], counters[id], counters[[]string{"replica-b", "replica-a"}[i]]
+				return appStatus(leader.Reconciler, "web").Result == apply.ResultSucceeded &&
+					appStatus(leader.Reconciler, "other").Result == apply.ResultSucceeded
+			}
+		}
+		return false
+	})
+
+	v1 := requestRun(t, inv, "web")
+	waitFor(t, 20*time.Second, "request served by the leader", func() bool { return appStatus(leader.Reconciler, "web").LastHandledRequest == v1 })
+	// Written to the status ConfigMap before the hand-over.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := reconcile.WaitRequest(ctx, env.Client(), "web", v1, reconcile.WaitOptions{StatusNamespace: inv, Poll: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sc.runs("web")); n != 0 {
+		t.Fatalf("the standby ran web %d times", n)
+	}
+	if got := lc.runs("web"); got[len(got)-1] != "requested at "+v1 {
+		t.Fatalf("leader's runs of web = %q, want the last for the request", got)
+	}
+
+	leader.stop()
+	v2 := requestRun(t, inv, "other") // while no replica may lead yet
+	waitFor(t, 30*time.Second, "the new leader served the request made meanwhile", func() bool {
+		return standby.Status().Leader && appStatus(standby.Reconciler, "other").LastHandledRequest == v2
+	})
+	if got := sc.runs("web"); len(got) != 0 {
+		t.Errorf("the new leader ran web again for a request served before: %q", got)
+	}
+	if a := appStatus(standby.Reconciler, "web"); a.LastHandledRequest != v1 {
+		t.Errorf("the new leader's status of web: %+v, want the request served before", a)
+	}
+}
