@@ -800,7 +800,6 @@ func (r *Reconciler) onceResult() error {
 	return errors.Join(errs...)
 }
 
-
 func short(rev string) string {
 	if len(rev) > 12 {
 		return rev[:12]
