@@ -69,8 +69,22 @@ func (r *Reconciler) served(s *appState) {
 // expects the app at the head of now.
 func (r *Reconciler) inventoryChanged(app string, requested bool) {
 	if requested {
+		// Another environment's app in a shared inventory namespace, or
+		// another shard's: not this engine's to serve.
+		r.mu.Lock()
+		_, ours := r.apps[app]
+		r.mu.Unlock()
+		requested = ours && (r.shards == nil || r.shards.owns(app))
+	}
+	if requested {
 		r.log.Info("run requested", "app", app)
-		r.Trigger()
+		if r.link != nil {
+			// The Clusters' fetch wakes an engine only for a new
+			// commit; this one must fetch in any case.
+			r.link.triggerEngines()
+		} else {
+			r.Trigger()
+		}
 	}
 	notify(r.wake)
 }

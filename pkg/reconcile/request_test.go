@@ -1,7 +1,10 @@
 package reconcile_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -239,5 +242,89 @@ func TestRunRequestLeaderHandOver(t *testing.T) {
 	}
 	if a := appStatus(standby.Reconciler, "web"); a.LastHandledRequest != v1 {
 		t.Errorf("the new leader's status of web: %+v, want the request served before", a)
+	}
+}
+
+// requestRuns counts the runs logged by the replicas with the reason of
+// the request value, per "env/app".
+func requestRuns(rs []*multiReplica, value string) map[string]int {
+	out := map[string]int{}
+	for _, m := range rs {
+		m.log.mu.Lock()
+		sc := bufio.NewScanner(bytes.NewReader(m.log.buf.Bytes()))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var rec struct{ Msg, Env, App, Reason string }
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "run" && rec.Reason == "requested at "+value {
+				out[rec.Env+"/"+rec.App]++
+			}
+		}
+		m.log.mu.Unlock()
+	}
+	return out
+}
+
+// TestRunRequestClustersShards: with several environments and two
+// sharded replicas, each environment's engine watches its own
+// inventories: a request for an app of environment b is served once, by
+// the replica that owns the app, and the value served is in b's status
+// ConfigMap; no other app runs for it.
+func TestRunRequestClustersShards(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	ns := env.Namespace(t)
+	repo := multiEnvRepo(t, ns, n)
+	base := options(t, repo, env.Config)
+	base.Interval = time.Hour
+	base.Sharding = reconcile.Sharding{Enabled: true, Group: "request", LeaseDuration: 3 * time.Second}
+	inv := base.Pipeline.Apply.InventoryNamespace
+	var rs []*multiReplica
+	for _, id := range []string{"replica-x", "replica-y"} {
+		o := base
+		o.Sharding.Identity = id
+		rs = append(rs, startMulti(t, o, id, "a", "b"))
+	}
+	waitFor(t, 60*time.Second, "both replicas shard both environments, every app delivered", func() bool {
+		for _, m := range rs {
+			if len(m.log.members("a")) != 2 || len(m.log.members("b")) != 2 {
+				return false
+			}
+		}
+		return allAtGen(t, ns, n, "1")
+	})
+	// served returns the replica whose status reports app of e served
+	// value.
+	served := func(e, app, value string) *multiReplica {
+		t.Helper()
+		var by *multiReplica
+		waitFor(t, 30*time.Second, e+"/"+app+" request served", func() bool {
+			for _, m := range rs {
+				if envApp(m.c, e, app).LastHandledRequest == value {
+					by = m
+					return true
+				}
+			}
+			return false
+		})
+		return by
+	}
+
+	v1 := requestRun(t, inv, "b-1")
+	by := served("b", "b-1", v1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := reconcile.WaitRequest(ctx, env.Client(), "b-1", v1, reconcile.WaitOptions{StatusNamespace: inv, StatusName: reconcile.EnvStatusName("b"), Poll: 50 * time.Millisecond})
+	if err != nil || st.Result != apply.ResultSucceeded {
+		t.Fatalf("WaitRequest in b's status = %+v, %v; want succeeded", st, err)
+	}
+	// A second request, in a, as a barrier: once it is served, any
+	// second run for the first would have started.
+	v2 := requestRun(t, inv, "a-0")
+	served("a", "a-0", v2)
+	if got := requestRuns(rs, v1); len(got) != 1 || got["b/b-1"] != 1 {
+		t.Errorf("runs for the request of b-1 = %v, want one, of b/b-1 (by %s)", got, by.id)
+	}
+	if got := requestRuns(rs, v2); len(got) != 1 || got["a/a-0"] != 1 {
+		t.Errorf("runs for the request of a-0 = %v, want one, of a/a-0", got)
 	}
 }
