@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
@@ -326,5 +327,46 @@ func TestRunRequestClustersShards(t *testing.T) {
 	}
 	if got := requestRuns(rs, v2); len(got) != 1 || got["a/a-0"] != 1 {
 		t.Errorf("runs for the request of a-0 = %v, want one, of a/a-0", got)
+	}
+}
+
+// TestRunRequestHeldByWindow: a deny window holds a requested run as it
+// holds every run, which the status says; the request is served when
+// the window ends, with no new request.
+func TestRunRequestHeldByWindow(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, "- {name: web, namespace: $NS, manifests: {path: web}}") +
+			"windows:\n- {kind: deny, schedule: \"0 12 * * *\", duration: 2h, apps: [web]}\n",
+		"web/cm.yaml": configMap("web", map[string]string{"color": "blue"}),
+	})
+	fc := testingclock.NewFakeClock(time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC))
+	opts := options(t, repo, env.Config)
+	opts.Clock = fc
+	opts.Interval, opts.Jitter = time.Hour, -1
+	var rc runCounter
+	opts.OnRun = rc.onRun
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	r, _ := start(t, opts)
+	waitFor(t, 30*time.Second, "first delivery", func() bool { return appStatus(r, "web").Result == apply.ResultSucceeded })
+
+	fc.SetTime(time.Date(2026, 6, 1, 12, 30, 0, 0, time.UTC))
+	v := requestRun(t, inv, "web")
+	until := time.Date(2026, 6, 1, 14, 0, 0, 0, time.UTC)
+	waitFor(t, 20*time.Second, "the request held by the window", func() bool {
+		a := appStatus(r, "web")
+		return a.Held != "" && a.HeldUntil.Equal(until)
+	})
+	if a := appStatus(r, "web"); a.LastHandledRequest != "" || len(rc.runs("web")) != 1 {
+		t.Fatalf("request served in a deny window: runs %q, status %+v", rc.runs("web"), a)
+	}
+	fc.SetTime(until)
+	waitFor(t, 20*time.Second, "the request served when the window ended", func() bool {
+		a := appStatus(r, "web")
+		return a.LastHandledRequest == v && a.Held == ""
+	})
+	if got := rc.runs("web"); len(got) != 2 || got[1] != "requested at "+v {
+		t.Errorf("web's runs = %q, want one for the request after the window", got)
 	}
 }
