@@ -73,7 +73,10 @@ func (r *Reconciler) runSharded(ctx context.Context) error {
 		env = r.link.env
 	}
 	r.shards = newShards(r.kube, r.opts.Sharding, env, r.log.With("shard_group", r.opts.Sharding.Group, "identity", r.opts.Sharding.Identity),
-		func() { notify(r.wake) })
+		func() {
+			r.membersChanged.Store(true) // see takeOverRequests
+			notify(r.wake)
+		})
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	started, done := make(chan struct{}), make(chan struct{})
@@ -172,6 +175,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 			r.writeStatus(sctx)
 			cancel()
 		}
+		l.takeOverRequests(ctx)
 		untilStatus, _ := r.statusRetryDue()
 		wait := min(l.schedule(ctx), time.Until(nextFetch), untilStatus)
 		if r.opts.Once && !r.busy() {
@@ -655,12 +659,16 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	s.running = false
 	s.inputs = inputs
 	s.LastRun, s.Duration = now, dur
-	if !interrupted {
+	result := apply.ResultSucceeded
+	delivered := errors.Is(err, apply.ErrDelivered)
+	if !interrupted && !delivered {
+		// A run that applied nothing, since another replica delivered
+		// the revision, served no request: one its previous owner
+		// served is known from the status (takeOverRequests), another
+		// gets a run of its own.
 		r.served(s)
 	}
 	s.serving = ""
-	result := apply.ResultSucceeded
-	delivered := errors.Is(err, apply.ErrDelivered)
 	switch {
 	case interrupted:
 		result = "interrupted"

@@ -437,6 +437,9 @@ type Reconciler struct {
 	// of the last that ended: a run request is served after a fetch that
 	// started once it was seen (request.go).
 	fetchStarts, fetchesDone atomic.Uint64
+	// membersChanged is set when the shard group's members changed:
+	// apps may have moved here with requests served elsewhere.
+	membersChanged atomic.Bool
 	// lastLoop is the Unix nanoseconds of the loop's last pass, for
 	// /healthz.
 	lastLoop atomic.Int64

@@ -63,6 +63,30 @@ func (r *Reconciler) served(s *appState) {
 	r.log.Info("run request served", "app", s.App, "request", s.LastHandledRequest)
 }
 
+// takeOverRequests, after the members of the shard group changed, reads
+// from the status ConfigMap the run requests the other replicas served:
+// an app taken over whose current request its previous owner served is
+// not run for it again. A request the previous owner is still serving is
+// served here too.
+func (l *leaderLoop) takeOverRequests(ctx context.Context) {
+	r := l.r
+	if r.shards == nil || !r.membersChanged.Swap(false) {
+		return
+	}
+	_, handled := r.readPrior(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for app, v := range handled {
+		s := r.apps[app]
+		if s == nil || s.running || s.handled == v {
+			continue
+		}
+		if req := r.invs().get(app).request; req == v {
+			s.handled, s.LastHandledRequest = req, v
+		}
+	}
+}
+
 // inventoryChanged is the inventory watcher's callback: an inventory
 // Secret appeared or went, or its suspension, pin or run request changed.
 // A new run request asks for a fetch first, as a webhook does: the user

@@ -269,7 +269,8 @@ func requestRuns(rs []*multiReplica, value string) map[string]int {
 // sharded replicas, each environment's engine watches its own
 // inventories: a request for an app of environment b is served once, by
 // the replica that owns the app, and the value served is in b's status
-// ConfigMap; no other app runs for it.
+// ConfigMap; no other app runs for it. When that replica stops, the one
+// that takes the app over does not serve the request again.
 func TestRunRequestClustersShards(t *testing.T) {
 	t.Parallel()
 	const n = 3
@@ -327,6 +328,29 @@ func TestRunRequestClustersShards(t *testing.T) {
 	}
 	if got := requestRuns(rs, v2); len(got) != 1 || got["a/a-0"] != 1 {
 		t.Errorf("runs for the request of a-0 = %v, want one, of a/a-0", got)
+	}
+
+	// The replica that served b-1 stops: the other takes its apps over,
+	// reads that b-1's request was served, and does not serve it again.
+	by.stop()
+	rest := rs[0]
+	if rest == by {
+		rest = rs[1]
+	}
+	waitFor(t, 30*time.Second, "the other replica alone in b", func() bool { return len(rest.log.members("b")) == 1 })
+	// A barrier again: a request of every app of b, b-1 aside, served by
+	// the one replica left.
+	for _, app := range []string{"b-0", "b-2"} {
+		v := requestRun(t, inv, app)
+		waitFor(t, 30*time.Second, app+" request served after the take-over", func() bool {
+			return envApp(rest.c, "b", app).LastHandledRequest == v
+		})
+	}
+	if got := requestRuns(rs, v1); len(got) != 1 || got["b/b-1"] != 1 {
+		t.Errorf("runs for the request of b-1 after the take-over = %v, want still one", got)
+	}
+	if a := envApp(rest.c, "b", "b-1"); a.LastHandledRequest != v1 {
+		t.Errorf("b-1 after the take-over: %+v, want the request served by the other replica", a)
 	}
 }
 
