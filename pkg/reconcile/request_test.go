@@ -394,3 +394,52 @@ func TestRunRequestHeldByWindow(t *testing.T) {
 		t.Errorf("web's runs = %q, want one for the request after the window", got)
 	}
 }
+
+// TestRunRequestPinned: a requested run of a pinned app delivers its pin,
+// not the head the request's fetch found.
+func TestRunRequestPinned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	repo := webRepo(t, ns)
+	first := repo.Head()
+	opts := options(t, repo, env.Config)
+	opts.Interval = time.Hour
+	var mu sync.Mutex
+	var runs []reconcile.RunEvent
+	opts.OnRun = func(e reconcile.RunEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !e.Ended {
+			runs = append(runs, e)
+		}
+	}
+	inv := opts.Pipeline.Apply.InventoryNamespace
+	r, _ := start(t, opts)
+	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(r, "web").Revision == first })
+	mgr, err := apply.New(env.Config, apply.Options{InventoryNamespace: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.SetPin(ctx, "web", apply.Pin{Revision: first, By: "test", At: time.Now(), Reason: "hold"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "pin seen", func() bool { p := appStatus(r, "web").Pin; return p != nil && p.Revision == first })
+	repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"color": "green"}))
+	head := repo.CommitAll("green")
+
+	v := requestRun(t, inv, "web")
+	waitFor(t, 20*time.Second, "request served", func() bool { return appStatus(r, "web").LastHandledRequest == v })
+	if got := r.Status().Revision; got != head {
+		t.Errorf("the request did not fetch: revision %s, want %s", got, head)
+	}
+	mu.Lock()
+	last := runs[len(runs)-1]
+	mu.Unlock()
+	if last.Reason != "requested at "+v || last.Revision != first {
+		t.Errorf("the requested run: %+v, want one at the pin %s", last, first)
+	}
+	if got := cmData(t, ns, "web")["color"]; got != "blue" {
+		t.Errorf("color = %s after a requested run of the pinned app, want blue", got)
+	}
+}
