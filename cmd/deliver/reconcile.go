@@ -54,6 +54,10 @@ deliver.dev/suspend=true on an app's inventory Secret pause delivery; the
 same annotation on the ConfigMap deliver-control pauses every app without a
 restart, and changing its annotation deliver.dev/requested-at asks for a
 fetch now (a standby replica that receives a webhook forwards it that way).
+Changing deliver.dev/reconcile-requested-at on an app's inventory Secret
+(deliver reconcile-app, the web view's "reconcile now") asks for a fetch
+and a run of that app even when it is up to date, once per value; the
+value served is the app's lastHandledRequest in its status.
 
 With several --env (repeated or comma-separated), or with --clusters, each
 environment is delivered to its own cluster: the one its kubeconfigSecret

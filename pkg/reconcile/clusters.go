@@ -88,6 +88,10 @@ type Clusters struct {
 	metrics *metrics
 	reach   *prometheus.GaugeVec
 	trigger chan struct{}
+	// forceEngines makes the next fetch wake every engine for a fetch of
+	// its own even when the commit did not move: a run request is served
+	// after a fetch of its engine (request.go).
+	forceEngines atomic.Bool
 	// lastLoop is the Unix nanoseconds of the fetch loop's last pass.
 	lastLoop atomic.Int64
 	sups     []*supervisor
@@ -299,6 +303,9 @@ func (c *Clusters) Run(ctx context.Context) error {
 // the supervisors and engines when anything changed.
 func (c *Clusters) fetch(ctx context.Context, first bool) {
 	po := c.opts.Pipeline
+	// Taken as the fetch starts: a request that comes during it is
+	// served by the next, which its trigger asks for.
+	force := c.forceEngines.Swap(false)
 	start := time.Now()
 	snap, err := source.Fetch(ctx, source.Options{URL: po.Repo, Ref: po.Ref, Auth: po.Auth, CacheDir: po.CacheDir})
 	c.metrics.fetchDuration.Observe(time.Since(start).Seconds())
@@ -309,7 +316,7 @@ func (c *Clusters) fetch(ctx context.Context, first bool) {
 		return
 	}
 	c.mu.Lock()
-	changed := first || (err == nil) != (c.srcErr == nil)
+	changed := first || force || (err == nil) != (c.srcErr == nil)
 	if err != nil {
 		c.metrics.fetchErrors.Inc()
 		c.srcErr = err
@@ -627,6 +634,13 @@ func (l *engineLink) fetch(ctx context.Context, o source.Options) (*source.Snaps
 }
 
 func (l *engineLink) trigger() { l.c.Trigger() }
+
+// triggerEngines asks for a fetch after which every engine fetches too,
+// whether or not the commit moved.
+func (l *engineLink) triggerEngines() {
+	l.c.forceEngines.Store(true)
+	l.c.Trigger()
+}
 
 // describe adds the environment and its cluster to st.
 func (l *engineLink) describe(st *Status) {

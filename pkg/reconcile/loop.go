@@ -73,7 +73,10 @@ func (r *Reconciler) runSharded(ctx context.Context) error {
 		env = r.link.env
 	}
 	r.shards = newShards(r.kube, r.opts.Sharding, env, r.log.With("shard_group", r.opts.Sharding.Group, "identity", r.opts.Sharding.Identity),
-		func() { notify(r.wake) })
+		func() {
+			r.membersChanged.Store(true) // see takeOverRequests
+			notify(r.wake)
+		})
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	started, done := make(chan struct{}), make(chan struct{})
@@ -122,7 +125,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	tr := newTracker(ctx, sess, r.noteDrift)
 	tr.log = r.log
 	defer func() { cancel(); tr.stop() }()
-	iv, err := newInventories(sess, r.opts.Pipeline.Apply.InventoryNamespace, r.inventoryChanged)
+	iv, err := newInventories(sess, r.opts.Pipeline.Apply.InventoryNamespace, r.fetchStarts.Load, r.inventoryChanged)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -144,7 +147,8 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		r.ctl.Store(nil)
 		ctl.stop()
 	}()
-	l := &leaderLoop{r: r, mgr: mgr, tr: tr, notified: r.readNotified(ctx)}
+	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
+	l.notified, l.handled = r.readPrior(ctx)
 	defer func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -171,6 +175,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 			r.writeStatus(sctx)
 			cancel()
 		}
+		l.takeOverRequests(ctx)
 		untilStatus, _ := r.statusRetryDue()
 		wait := min(l.schedule(ctx), time.Until(nextFetch), untilStatus)
 		if r.opts.Once && !r.busy() {
@@ -206,6 +211,10 @@ type leaderLoop struct {
 	// ConfigMap held it when this loop started (notify.go); guarded by
 	// r.mu.
 	notified map[string]*Notified
+	// handled is each app's AppStatus.LastHandledRequest as the status
+	// ConfigMap held it when this loop started (request.go), so that a
+	// new leader serves no request twice.
+	handled map[string]string
 }
 
 // sharedSnap is a snapshot shared by the runs of one commit: its tree is
@@ -243,6 +252,9 @@ func (s *sharedSnap) release() {
 // does not redeliver what is already delivered.
 func (l *leaderLoop) fetch(ctx context.Context) {
 	r := l.r
+	// A run request seen before this point is served after this fetch
+	// (request.go), whatever its outcome.
+	defer r.fetchesDone.Store(r.fetchStarts.Add(1))
 	po := r.opts.Pipeline
 	start := time.Now()
 	snap, err := r.link.fetch(ctx, source.Options{URL: po.Repo, Ref: po.Ref, Auth: po.Auth, CacheDir: po.CacheDir})
@@ -281,7 +293,8 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		r.order = append(r.order, a.Name)
 		s, ok := r.apps[a.Name]
 		if !ok {
-			s = &appState{AppStatus: AppStatus{App: a.Name, Result: ResultPending, Notified: l.notified[a.Name]}}
+			s = &appState{AppStatus: AppStatus{App: a.Name, Result: ResultPending, Notified: l.notified[a.Name],
+				LastHandledRequest: l.handled[a.Name]}, handled: l.handled[a.Name]}
 			r.apps[a.Name] = s
 			added = append(added, a.Name)
 		}
@@ -460,13 +473,18 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 			}
 		}
 		r.notePin(s)
-		if s.Suspended {
-			continue
-		}
 		if r.shards != nil && !r.shards.owns(name) {
 			continue // another replica's
 		}
+		req := r.pendingRequest(s)
+		if s.Suspended {
+			r.requestSuspended(s, req)
+			continue
+		}
 		reason, at := r.due(s, now, l.tr)
+		if reason == "" && req != "" {
+			reason = "requested at " + r.opts.Pipeline.Redactor.Redact(req)
+		}
 		if l.holdByWindow(s, reason) {
 			continue
 		}
@@ -489,6 +507,7 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		}
 		running++
 		s.running, s.Result, s.Message = true, ResultRunning, reason
+		s.serving = req
 		rev := r.target(s)
 		sh := l.cur.acquire()
 		l.runs.Add(1)
@@ -642,6 +661,14 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 	s.LastRun, s.Duration = now, dur
 	result := apply.ResultSucceeded
 	delivered := errors.Is(err, apply.ErrDelivered)
+	if !interrupted && !delivered {
+		// A run that applied nothing, since another replica delivered
+		// the revision, served no request: one its previous owner
+		// served is known from the status (takeOverRequests), another
+		// gets a run of its own.
+		r.served(s)
+	}
+	s.serving = ""
 	switch {
 	case interrupted:
 		result = "interrupted"
@@ -779,12 +806,6 @@ func (r *Reconciler) onceResult() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// inventoryChanged is the inventory watcher's callback: an inventory
-// Secret appeared, went or had its suspend annotation changed.
-func (r *Reconciler) inventoryChanged(string) {
-	notify(r.wake)
 }
 
 func short(rev string) string {

@@ -52,28 +52,37 @@ func (r *Reconciler) notifySecret(ctx context.Context, name, key string) (string
 	return string(v), nil
 }
 
-// readNotified returns the last outcome told of each app, from the
-// status ConfigMap a previous reconciler (or leader) wrote: one read when
-// the loop starts. A status that cannot be read is no reason not to
-// reconcile: the first outcome after the restart is then told again.
-func (r *Reconciler) readNotified(ctx context.Context) map[string]*Notified {
+// readPrior returns the last outcome told of each app and the last run
+// request served for it (request.go), from the status ConfigMap a
+// previous reconciler (or leader) wrote: one read when the loop starts. A
+// status that cannot be read is no reason not to reconcile: the first
+// outcome after the restart is then told again, and a request served
+// before is served once more.
+func (r *Reconciler) readPrior(ctx context.Context) (notified map[string]*Notified, handled map[string]string) {
 	cm, err := ReadStatusNamed(ctx, r.kube, r.opts.StatusNamespace, r.opts.StatusName)
 	if err != nil {
 		if !apierrors.IsNotFound(err) {
 			r.log.Warn("read the notifications told before", "err", err)
 		}
-		return nil
+		return nil, nil
 	}
-	out := map[string]*Notified{}
+	notified, handled = map[string]*Notified{}, map[string]string{}
 	for app, v := range cm.Data {
 		var a struct {
-			Notified *Notified `json:"notified"`
+			Notified           *Notified `json:"notified"`
+			LastHandledRequest string    `json:"lastHandledRequest"`
 		}
-		if json.Unmarshal([]byte(v), &a) == nil && a.Notified != nil {
-			out[app] = a.Notified
+		if json.Unmarshal([]byte(v), &a) != nil {
+			continue
+		}
+		if a.Notified != nil {
+			notified[app] = a.Notified
+		}
+		if a.LastHandledRequest != "" {
+			handled[app] = a.LastHandledRequest
 		}
 	}
-	return out
+	return notified, handled
 }
 
 // runNote is what the notifications of one run need from its start: the

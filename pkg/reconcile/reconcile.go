@@ -345,6 +345,11 @@ type AppStatus struct {
 	// leader does not tell a failure again; it changes only when a
 	// notification is sent, so it adds no write. Nil when none was.
 	Notified *Notified `json:"notified,omitempty"`
+	// LastHandledRequest is the last value of the app's annotation
+	// AnnotationReconcileRequestedAt that a run served: the run that
+	// started after the request was seen has ended, with Result (Flux's
+	// status.lastHandledReconcileAt). Empty when none was.
+	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
 	// UpToDateChecks counts the fetches that found the app up to date,
 	// so no run. Not written to the status ConfigMap, which changes only
 	// when a run ends.
@@ -399,6 +404,11 @@ type appState struct {
 	// telling a new commit that does not change the app.
 	app    config.ResolvedApp
 	inputs *apply.Inputs
+	// serving is the run request the run under way serves; handled the
+	// last one served, as the annotation said (LastHandledRequest is it
+	// redacted), and suspendedRequest one told to wait for a resume
+	// (request.go).
+	serving, handled, suspendedRequest string
 }
 
 // Reconciler keeps the cluster equal to git. Create it with New, run it
@@ -427,6 +437,13 @@ type Reconciler struct {
 
 	leading atomic.Bool
 	ready   atomic.Bool
+	// fetchStarts counts the fetches started, fetchesDone is the number
+	// of the last that ended: a run request is served after a fetch that
+	// started once it was seen (request.go).
+	fetchStarts, fetchesDone atomic.Uint64
+	// membersChanged is set when the shard group's members changed:
+	// apps may have moved here with requests served elsewhere.
+	membersChanged atomic.Bool
 	// lastLoop is the Unix nanoseconds of the loop's last pass, for
 	// /healthz.
 	lastLoop atomic.Int64

@@ -184,6 +184,10 @@ const (
 	statusPageApps   = 400
 	maxStatusMessage = 512
 	maxStatusDrift   = 1024
+	// maxStatusRequest bounds LastHandledRequest: a request's value is
+	// meant to be a time; a longer one is cut, and a new leader may then
+	// serve it once more.
+	maxStatusRequest = 128
 )
 
 // AnnotationStatusPages, on the first page, is the number of pages of the
@@ -232,6 +236,9 @@ func statusEntry(a AppStatus) AppStatus {
 			cut--
 		}
 		a.Message = a.Message[:cut] + "… (cut)"
+	}
+	if len(a.LastHandledRequest) > maxStatusRequest {
+		a.LastHandledRequest = a.LastHandledRequest[:maxStatusRequest]
 	}
 	size := 0
 	for i, id := range a.Drift {

@@ -27,12 +27,39 @@ import (
 // line, also for an app that has no inventory yet.
 const AnnotationSuspend = "deliver.dev/suspend"
 
+// AnnotationReconcileRequestedAt on an app's inventory Secret asks for a
+// run of that app now, as Flux's reconcile.fluxcd.io/requestedAt does
+// for one object: whenever its value changes, the reconciler that
+// delivers the app (the leader, or the shard that owns it) fetches, then
+// runs the app even when nothing is due (reason "requested at VALUE"),
+// once per value, and records the value in AppStatus.LastHandledRequest
+// when that run ends, so that a client can tell it was served. A run
+// that is due anyway serves the request too. The run is what any run is:
+// a pinned app runs at its pin, a change window holds it as it holds
+// every run (served when the window opens), an app waits for its
+// dependencies; a suspended app is not run, and its request is served
+// once it is resumed. The request lives on the Secret and the served
+// value in the status ConfigMap, so a new leader serves a request the
+// old one did not, and no request twice. Use a new value each time, such
+// as the time (RequestRun does):
+//
+//	kubectl -n deliver-system annotate secret deliver-inventory-web --overwrite deliver.dev/reconcile-requested-at="$(date +%s)"
+//
+// An app with no inventory Secret has never been delivered, so it is due
+// anyway: AnnotationRequestedAt on ControlConfigMap makes it run now.
+const AnnotationReconcileRequestedAt = "deliver.dev/reconcile-requested-at"
+
 // invMeta is what the reconciler knows of an inventory Secret without
 // reading its data.
 type invMeta struct {
 	uid       types.UID
 	suspended bool
 	pin       *apply.Pin // see pin.go
+	// request is AnnotationReconcileRequestedAt's value; requestSeen is
+	// the number of fetches started when that value was first seen: the
+	// request is served by a run after a later fetch (request.go).
+	request     string
+	requestSeen uint64
 }
 
 // inventories watches the metadata of the inventory Secrets (label
@@ -43,19 +70,24 @@ type inventories struct {
 	factory  metadatainformer.SharedInformerFactory
 	informer cache.SharedIndexInformer
 	synced   cache.DoneChecker
-	onChange func(app string)
+	// onChange is called when an app's inventory appeared or went, or
+	// its suspension, pin or run request changed; requested is set for
+	// a new run request seen after the initial list.
+	onChange func(app string, requested bool)
+	// fetches returns the number of fetches started so far.
+	fetches func() uint64
 
 	mu   sync.Mutex
 	apps map[string]invMeta
 }
 
-func newInventories(sess *apply.Session, ns string, onChange func(app string)) (*inventories, error) {
+func newInventories(sess *apply.Session, ns string, fetches func() uint64, onChange func(app string, requested bool)) (*inventories, error) {
 	factory := metadatainformer.NewFilteredSharedInformerFactory(sess.Metadata(), 0, ns, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelInventory
 	})
-	iv := &inventories{factory: factory, onChange: onChange, apps: map[string]invMeta{}}
+	iv := &inventories{factory: factory, onChange: onChange, fetches: fetches, apps: map[string]invMeta{}}
 	iv.informer = factory.ForResource(corev1.SchemeGroupVersion.WithResource("secrets")).Informer()
-	set := func(obj any) {
+	set := func(obj any, initial bool) {
 		m, ok := obj.(*metav1.PartialObjectMetadata)
 		if !ok {
 			return
@@ -64,18 +96,26 @@ func newInventories(sess *apply.Session, ns string, onChange func(app string)) (
 		if app == "" {
 			return
 		}
-		meta := invMeta{uid: m.UID, suspended: m.Annotations[AnnotationSuspend] == "true", pin: apply.PinOf(m.Annotations)}
+		meta := invMeta{uid: m.UID, suspended: m.Annotations[AnnotationSuspend] == "true", pin: apply.PinOf(m.Annotations),
+			request: m.Annotations[AnnotationReconcileRequestedAt]}
 		iv.mu.Lock()
 		old, had := iv.apps[app]
+		meta.requestSeen = old.requestSeen
+		requested := meta.request != "" && meta.request != old.request
+		if requested {
+			meta.requestSeen = iv.fetches()
+		}
 		iv.apps[app] = meta
 		iv.mu.Unlock()
-		if !had || old.suspended != meta.suspended || !old.pin.Equal(meta.pin) {
-			iv.onChange(app)
+		if !had || requested || old.suspended != meta.suspended || !old.pin.Equal(meta.pin) {
+			// A request already there when the loop starts is served
+			// after its first fetch, which needs no trigger.
+			iv.onChange(app, requested && !initial)
 		}
 	}
-	reg, err := iv.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := iv.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc:    set,
-		UpdateFunc: func(_, obj any) { set(obj) },
+		UpdateFunc: func(_, obj any) { set(obj, false) },
 		DeleteFunc: func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
@@ -84,7 +124,7 @@ func newInventories(sess *apply.Session, ns string, onChange func(app string)) (
 				iv.mu.Lock()
 				delete(iv.apps, m.Labels[apply.LabelInventory])
 				iv.mu.Unlock()
-				iv.onChange(m.Labels[apply.LabelInventory])
+				iv.onChange(m.Labels[apply.LabelInventory], false)
 			}
 		},
 	})

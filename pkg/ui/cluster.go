@@ -51,11 +51,11 @@ type Source interface {
 }
 
 // Actions are what the guarded buttons do. Nothing of it edits an app's
-// objects: a fetch request on the control ConfigMap, and the pin
-// annotations of the inventory Secret.
+// objects: the run request and pin annotations of the inventory Secret,
+// and a fetch request on the control ConfigMap.
 type Actions interface {
-	// RequestReconcile asks the reconciler for a fetch and the runs it
-	// calls for, at once.
+	// RequestReconcile asks the reconciler for a fetch and a run of app,
+	// at once, even when nothing is due.
 	RequestReconcile(ctx context.Context, app AppRef) error
 	// Pin holds app at its current revision; by and reason are recorded.
 	Pin(ctx context.Context, app AppRef, by, reason string) error
@@ -575,10 +575,33 @@ func (c *Cluster) events(ctx context.Context, d *AppDetail, ref AppRef) []EventR
 	return out
 }
 
-// RequestReconcile sets the control ConfigMap's requested-at annotation,
-// as `kubectl annotate` would: the leader fetches at once. The reconciler
-// has no request for one app, so every due app runs.
-func (c *Cluster) RequestReconcile(ctx context.Context, _ AppRef) error {
+// RequestReconcile sets the run request annotation
+// (reconcile.AnnotationReconcileRequestedAt) of the app's inventory
+// Secret to the time, as `kubectl annotate` would: the reconciler that
+// delivers the app fetches, then runs it, even when it is up to date, and
+// reports the value in the app's status (LastHandledRequest). An app
+// without an inventory Secret was never delivered, so it is due anyway:
+// for it the control ConfigMap's requested-at annotation makes the leader
+// fetch at once, and run it with the other apps that are due.
+func (c *Cluster) RequestReconcile(ctx context.Context, app AppRef) error {
+	ns := cmp.Or(app.InventoryNamespace, c.opts.InventoryNamespace)
+	name := cmp.Or(app.InventoryName, inventoryName(app.Name))
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{reconcile.AnnotationReconcileRequestedAt: now}}})
+	_, err := c.kube.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "deliver-ui"})
+	switch {
+	case apierrors.IsNotFound(err):
+		return c.requestFetch(ctx)
+	case err != nil:
+		return fmt.Errorf("request a run of app %s: Secret/%s/%s: %w", app.Name, ns, name, err)
+	}
+	return nil
+}
+
+// requestFetch sets the control ConfigMap's requested-at annotation (in
+// the reconciler's own cluster, beside its status): the leader fetches
+// at once, and runs every app that is due.
+func (c *Cluster) requestFetch(ctx context.Context) error {
 	ns := c.opts.StatusNamespace
 	cms := c.statusKube.CoreV1().ConfigMaps(ns)
 	now := time.Now().UTC().Format(time.RFC3339Nano)

@@ -1,0 +1,93 @@
+package ui_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
+	"github.com/deliverhq/deliver/pkg/ui"
+)
+
+// TestReconcileNowButton: the "reconcile now" button of an up-to-date
+// app (a POST with the page's CSRF token) sets the run request
+// annotation on its inventory Secret, as deliver-ui, and the reconciler
+// runs that app, not the other, and reports the request served; for an
+// app without an inventory Secret the view asks for a fetch through the
+// control ConfigMap instead.
+func TestReconcileNowButton(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	v := startView(t)
+	base := v.http.URL
+	testenv.Eventually(t, 90*time.Second, time.Second/4, "web delivered and db failed", func() bool {
+		return appStatus(v.r, "web").Result == apply.ResultSucceeded && appStatus(v.r, "db").Result == apply.ResultFailed
+	})
+	webRun, dbRun := appStatus(v.r, "web").LastRun, appStatus(v.r, "db").LastRun
+
+	_, page := get(t, base, "/apps/_/web")
+	csrf := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(page)
+	if csrf == nil {
+		t.Fatalf("web page has no action form:\n%s", page)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/apps/_/web/reconcile", strings.NewReader(url.Values{"csrf": {csrf[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "done: reconcile") {
+		t.Fatalf("reconcile = %d:\n%s", resp.StatusCode, body)
+	}
+
+	secret, err := env.Client().CoreV1().Secrets(v.invNS).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := secret.Annotations[reconcile.AnnotationReconcileRequestedAt]
+	if value == "" {
+		t.Fatalf("the inventory Secret has no %s: %v", reconcile.AnnotationReconcileRequestedAt, secret.Annotations)
+	}
+	var byUI bool
+	for _, f := range secret.ManagedFields {
+		byUI = byUI || (f.Manager == "deliver-ui" && strings.Contains(string(f.FieldsV1.Raw), reconcile.AnnotationReconcileRequestedAt))
+	}
+	if !byUI {
+		t.Errorf("the annotation is not deliver-ui's in managedFields")
+	}
+	testenv.Eventually(t, 30*time.Second, time.Second/4, "web run for the request", func() bool {
+		a := appStatus(v.r, "web")
+		return a.LastHandledRequest == value && a.LastRun.After(webRun) && a.Result == apply.ResultSucceeded
+	})
+	// db failed and waits a minute for its retry (startView): a run now
+	// would be for the request of web.
+	if a := appStatus(v.r, "db"); !a.LastRun.Equal(dbRun) || a.Result != apply.ResultFailed || a.LastHandledRequest != "" {
+		t.Errorf("db ran for web's request: %+v", a)
+	}
+
+	// No inventory Secret: the fetch request of the control ConfigMap.
+	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: v.invNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := ui.AppRef{Name: "nosuch", InventoryNamespace: v.invNS, InventoryName: apply.InventoryName("nosuch")}
+	if err := src.RequestReconcile(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := env.Client().CoreV1().ConfigMaps(v.invNS).Get(ctx, reconcile.ControlConfigMap, metav1.GetOptions{})
+	if err != nil || cm.Annotations[reconcile.AnnotationRequestedAt] == "" {
+		t.Errorf("control ConfigMap after a request for an app without inventory: %v, %v", cm.GetAnnotations(), err)
+	}
+}
