@@ -43,8 +43,11 @@ and in its inventoryNamespace (else --inventory-namespace). An
 environment whose cluster does not answer is named at the top of the page;
 the others' apps are shown.
 
-With --actions the app pages get "reconcile now" (the ConfigMap
-deliver-control's deliver.dev/requested-at, as kubectl annotate does) and
+With --actions the app pages get "reconcile now" (the annotation
+deliver.dev/reconcile-requested-at on the app's inventory Secret, as
+deliver reconcile-app sets it: the reconciler runs that app even when it
+is up to date; for an app never delivered, deliver-control's
+deliver.dev/requested-at, a fetch now) and
 "pin"/"unpin" (at the app's current revision, recorded as the kubeconfig's
 user); nothing edits an app's objects. See docs/ui.md.`,
 		Example: `  deliver ui
