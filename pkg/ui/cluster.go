@@ -204,6 +204,7 @@ func (c *Cluster) Apps(ctx context.Context) ([]AppRow, error) {
 			// reconciler's status learns of an unpin only at its next
 			// look, and a page right after "unpin" showed the pin still.
 			row.Pin = apply.PinOf(s.Annotations)
+			row.Requested = s.Annotations[reconcile.AnnotationReconcileRequestedAt]
 		}
 		if len(unreported) > 0 {
 			read, _ := c.invMgr.ReadInventories(ctx, unreported) // an unreadable one stays unknown
@@ -272,7 +273,7 @@ func (c *Cluster) rowOf(a reconcile.AppStatus) *AppRow {
 		Revision: a.Revision, Result: a.Result, Message: a.Message,
 		Health: healthOf(a.Result, a.Drift), Drift: a.Drift, Pin: a.Pin,
 		Held: a.Held, HeldUntil: a.HeldUntil, Suspended: a.Suspended,
-		LastRun: a.LastRun, Duration: a.Duration,
+		LastRun: a.LastRun, Duration: a.Duration, Served: a.LastHandledRequest,
 	}
 }
 

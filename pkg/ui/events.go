@@ -147,7 +147,7 @@ func (s *Server) Watch(ctx context.Context) {
 
 // fingerprint is what of a row a page shows that may change.
 func fingerprint(r AppRow) string {
-	b, _ := json.Marshal([]any{r.Revision, r.Result, r.Message, r.Drift, r.Pin, r.Held, r.Suspended, r.LastRun})
+	b, _ := json.Marshal([]any{r.Revision, r.Result, r.Message, r.Drift, r.Pin, r.Held, r.Suspended, r.LastRun, r.Requested, r.Served})
 	return string(b)
 }
 

@@ -334,3 +334,28 @@ func TestReconcilerHookKeepsPlansBounded(t *testing.T) {
 		t.Errorf("the page of a 200-object plan is %d bytes, want under %d", len(page), 4*apply.MaxPlanDiffBytes)
 	}
 }
+
+// TestRunRequestShown: the app page tells a run request that waits from
+// one the reconciler served.
+func TestRunRequestShown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ requested, served, want string }{
+		{"", "", `id="request">-<`},
+		{"t2", "t1", `id="request">t2: waiting for the reconciler<`},
+		{"t2", "t2", `id="request">t2: served<`},
+	} {
+		ref := ui.AppRef{Name: "web"}
+		src := &fakeSource{rows: []ui.AppRow{{AppRef: ref, Requested: tc.requested, Served: tc.served}}}
+		srv, err := ui.New(ui.Options{Guard: userGuard{}, Source: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodGet, "/apps/_/web", nil)
+		req.Header.Set("X-User", "admin")
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("requested %q, served %q: the page lacks %s:\n%s", tc.requested, tc.served, tc.want, w.Body.String())
+		}
+	}
+}

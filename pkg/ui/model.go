@@ -70,6 +70,11 @@ type AppRow struct {
 	HeldUntil time.Time
 	// Suspended: no run until resumed.
 	Suspended bool
+	// Requested is the app's last run request ("reconcile now": the
+	// inventory Secret's reconcile.AnnotationReconcileRequestedAt), ""
+	// for none; Served is the last one the reconciler ran
+	// (AppStatus.LastHandledRequest). They differ while a request waits.
+	Requested, Served string
 	// LastRun is when the last run ended; Duration how long it took.
 	LastRun  time.Time
 	Duration time.Duration

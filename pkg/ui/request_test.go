@@ -71,6 +71,11 @@ func TestReconcileNowButton(t *testing.T) {
 		a := appStatus(v.r, "web")
 		return a.LastHandledRequest == value && a.LastRun.After(webRun) && a.Result == apply.ResultSucceeded
 	})
+	// The app page says the request was served (the inventory's value
+	// equals the status's).
+	if _, page := get(t, base, "/apps/_/web"); !strings.Contains(page, `id="request">`+value+`: served<`) {
+		t.Errorf("web's page after the run does not say the request %s was served:\n%s", value, page)
+	}
 	// db failed and waits a minute for its retry (startView): a run now
 	// would be for the request of web.
 	if a := appStatus(v.r, "db"); !a.LastRun.Equal(dbRun) || a.Result != apply.ResultFailed || a.LastHandledRequest != "" {
