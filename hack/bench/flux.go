@@ -175,8 +175,10 @@ func (a *appsBench) measureFlux(ctx context.Context) (fluxSamples, error) {
 	if err := createFluxObjects(ctx, a.dyn, r, fluxNS, a.url(r)); err != nil {
 		return out, err
 	}
-	if err := waitKustomizations(ctx, ks, all, head, appsTimeout(r.N)); err != nil {
-		return out, err
+	if err := waitKustomizations(ctx, ks, all, head, a.fluxTimeout(r.N)); err != nil {
+		// What the controllers' memory came to by then is still a
+		// measure: the report says it with the failure.
+		return out, fmt.Errorf("%w (peak RSS so far: %s)", err, peakRSS(procs))
 	}
 	first := sample{Wall: time.Since(start), CPU: ownCPU() - own, ClusterCPU: processCPU(pids) - cluster}
 	a.logf("bench: Flux delivered %d apps in %s", r.N, first.Wall.Round(time.Millisecond))
@@ -198,14 +200,14 @@ func (a *appsBench) measureFlux(ctx context.Context) (fluxSamples, error) {
 		if _, err := gr.Patch(ctx, "bench", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return out, fmt.Errorf("flux: request a fetch: %w", err)
 		}
-		if err := waitKustomizations(ctx, ks, want, head, appsTimeout(r.N)); err != nil {
+		if err := waitKustomizations(ctx, ks, want, head, a.fluxTimeout(r.N)); err != nil {
 			return out, err
 		}
 		changes = append(changes, sample{Wall: time.Since(start), CPU: ownCPU() - own, ClusterCPU: processCPU(pids) - cluster})
 		// A new revision makes kustomize-controller reconcile every
 		// Kustomization of the GitRepository: the next commit waits,
 		// untimed, until all of them are at this one.
-		if err := waitKustomizations(ctx, ks, all, head, appsTimeout(r.N)); err != nil {
+		if err := waitKustomizations(ctx, ks, all, head, a.fluxTimeout(r.N)); err != nil {
 			return out, err
 		}
 		a.logf("bench: Flux: %d changed apps Ready in %s, all %d at the new revision in %s", len(changed), changes[len(changes)-1].Wall.Round(time.Millisecond), r.N, time.Since(start).Round(time.Millisecond))
@@ -226,6 +228,24 @@ func (a *appsBench) measureFlux(ctx context.Context) (fluxSamples, error) {
 	out.change = measure(label+" (requestedAt to changed Ready)", changes)
 	out.change.ProcessRSSMiB = rss
 	return out, nil
+}
+
+// fluxTimeout bounds each wait for Flux's Kustomizations at n apps:
+// Options.FluxTimeout, or the apps rows' own bound.
+func (a *appsBench) fluxTimeout(n int) time.Duration {
+	if a.opts.FluxTimeout > 0 {
+		return a.opts.FluxTimeout
+	}
+	return appsTimeout(n)
+}
+
+// peakRSS names each controller's VmHWM so far.
+func peakRSS(procs []*longProc) string {
+	parts := make([]string, 0, len(procs))
+	for i, p := range procs {
+		parts = append(parts, fmt.Sprintf("%s %.0f MiB", fluxControllers[i], float64(p.hwm())/1024))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // startFlux starts both controllers with their state in dir and waits

@@ -106,6 +106,9 @@ type Options struct {
 	// kustomize-controller; Flux's published benchmark ran them with 10
 	// and 20 workers (its own defaults are 2 and 4).
 	FluxConcurrent [2]int
+	// FluxTimeout bounds each wait for Flux's Kustomizations. Default:
+	// the apps rows' bound, 2 minutes and 0.6 s per app.
+	FluxTimeout time.Duration
 	// AppsKubectl runs kubectl apply and kubectl wait as the third side of
 	// the apps' first apply (at 1,000 apps over 6 minutes a run, one
 	// request at a time).
@@ -143,6 +146,7 @@ func main() {
 	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
 	flux := flag.Bool("flux", true, "run Flux side by side in the apps rows (binaries from hack/benchbin.sh)")
 	fluxSource := flag.Int("flux-source-concurrent", 10, "source-controller --concurrent (10: as in Flux's published benchmark; Flux's default is 2)")
+	fluxTimeout := flag.Duration("flux-timeout", 0, "bound of each wait for Flux's Kustomizations (0: 2 minutes and 0.6 s per app, as the deliver rows)")
 	fluxKustomize := flag.Int("flux-kustomize-concurrent", 20, "kustomize-controller --concurrent (20: as in Flux's published benchmark; Flux's default is 4)")
 	appsKubectl := flag.Bool("apps-kubectl", true, "run kubectl apply --server-side and kubectl wait as a side of the apps' first apply")
 	controllerQPS := flag.Float64("controller-qps", 0, "kube-controller-manager --kube-api-qps (0: Kubernetes' default, 20)")
@@ -155,6 +159,7 @@ func main() {
 	opts.ControllerQPS, opts.ControllerBurst, opts.Steady = float32(*controllerQPS), *controllerBurst, *steady
 	opts.Baseline = *baseline
 	opts.FluxConcurrent = [2]int{*fluxSource, *fluxKustomize}
+	opts.FluxTimeout = *fluxTimeout
 	opts.LeanWorkers = *leanWorkers
 	for s := range strings.SplitSeq(*rawWorkers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
