@@ -18,9 +18,12 @@
   }
   if (q) q.addEventListener("input", filterRows);
 
-  var pending = false;
+  // An event that lands while a refresh is in flight asks for one more
+  // after it: the page in flight may predate that event (a run's end
+  // right after its start).
+  var pending = false, again = false;
   function refresh() {
-    if (pending) return;
+    if (pending) { again = true; return; }
     pending = true;
     fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
@@ -43,7 +46,10 @@
         if (q) { q.addEventListener("input", filterRows); filterRows(); }
       })
       .catch(function () {})
-      .then(function () { pending = false; });
+      .then(function () {
+        pending = false;
+        if (again) { again = false; refresh(); }
+      });
   }
 
   if (!window.EventSource) { if (live) live.textContent = "no live updates"; return; }
