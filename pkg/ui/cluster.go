@@ -586,17 +586,11 @@ func (c *Cluster) events(ctx context.Context, d *AppDetail, ref AppRef) []EventR
 // fetch at once, and run it with the other apps that are due.
 func (c *Cluster) RequestReconcile(ctx context.Context, app AppRef) error {
 	ns := cmp.Or(app.InventoryNamespace, c.opts.InventoryNamespace)
-	name := cmp.Or(app.InventoryName, inventoryName(app.Name))
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{reconcile.AnnotationReconcileRequestedAt: now}}})
-	_, err := c.kube.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "deliver-ui"})
-	switch {
-	case apierrors.IsNotFound(err):
+	_, err := reconcile.RequestRun(ctx, c.kube, app.Name, reconcile.RequestOptions{InventoryNamespace: ns, FieldManager: "deliver-ui"})
+	if errors.Is(err, reconcile.ErrNoInventory) {
 		return c.requestFetch(ctx)
-	case err != nil:
-		return fmt.Errorf("request a run of app %s: Secret/%s/%s: %w", app.Name, ns, name, err)
 	}
-	return nil
+	return err
 }
 
 // requestFetch sets the control ConfigMap's requested-at annotation (in
