@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +54,8 @@ type Event struct {
 	// Plan is the run's plan (EventRunEnded); kept for the app's page,
 	// not streamed.
 	Plan *PlanView
+
+	seq uint64 // set by the broker
 }
 
 // MarshalJSON is the event's body on the stream: no inventory names, no
@@ -162,7 +166,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	ch, cancel := s.broker.subscribe()
+	// The cursor of the page (its first request) or of the last event
+	// received (the browser's reconnect).
+	after := r.Header.Get("Last-Event-ID")
+	if after == "" {
+		after = r.URL.Query().Get("after")
+	}
+	replay, stale, ch, cancel := s.broker.subscribe(after)
 	defer cancel()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -171,9 +181,37 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// A comment first, so that the client sees the stream open.
 	_, _ = w.Write([]byte(": deliver\n\n"))
+	if stale {
+		_, _ = w.Write([]byte("event: stale\ndata: {}\n\n"))
+	}
 	fl.Flush()
 	// What the user may read is asked once per app per stream.
 	allowed := map[AppRef]bool{}
+	send := func(e Event) bool {
+		may, seen := allowed[e.App]
+		if !seen {
+			var err error
+			may, err = s.guard.MayRead(r.Context(), u, e.App)
+			may = may && err == nil
+			allowed[e.App] = may
+		}
+		if !may {
+			return true
+		}
+		body, err := json.Marshal(e)
+		if err != nil {
+			return true
+		}
+		msg := "id: " + s.broker.cursorOf(e.seq) + "\nevent: app\ndata: " + s.redactor.Redact(string(body)) + "\n\n"
+		_, err = w.Write([]byte(msg))
+		return err == nil
+	}
+	for _, e := range replay {
+		if !send(e) {
+			return
+		}
+	}
+	fl.Flush()
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	for {
@@ -184,22 +222,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(": ping\n\n"))
 			fl.Flush()
 		case e := <-ch:
-			may, seen := allowed[e.App]
-			if !seen {
-				var err error
-				may, err = s.guard.MayRead(r.Context(), u, e.App)
-				may = may && err == nil
-				allowed[e.App] = may
-			}
-			if !may {
-				continue
-			}
-			body, err := json.Marshal(e)
-			if err != nil {
-				continue
-			}
-			msg := "event: app\ndata: " + s.redactor.Redact(string(body)) + "\n\n"
-			if _, err := w.Write([]byte(msg)); err != nil {
+			if !send(e) {
 				return
 			}
 			fl.Flush()
@@ -207,31 +230,91 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// broker fans events out to the open streams.
+// replayLen is how many of the last events the broker keeps for pages
+// that subscribe after they were rendered: at a few hundred bytes each, a
+// bound far above what a page misses in the second it takes to load.
+const replayLen = 512
+
+// broker fans events out to the open streams, and keeps the last
+// replayLen of them, each with a cursor ("epoch.seq"): a page is stamped
+// with the cursor of the moment it began to read its data, and asks for
+// what came after it when it subscribes (or reconnects, with the SSE
+// Last-Event-ID), so an event sent between the render and the
+// subscription is not lost. A cursor the broker cannot serve (another
+// process's, or older than what it keeps) gets one "stale" event: the page
+// reloads its content.
 type broker struct {
-	mu   sync.Mutex
-	subs []chan Event
+	// epoch tells this process's cursors from those of a process before
+	// a restart, whose sequence numbers mean nothing here.
+	epoch string
+	mu    sync.Mutex
+	seq   uint64
+	ring  []Event // the last replayLen events, oldest first
+	subs  []chan Event
 }
 
-func newBroker() *broker { return &broker{} }
+func newBroker() *broker {
+	return &broker{epoch: strconv.FormatInt(time.Now().UnixNano(), 36)}
+}
 
-// subscribe returns a channel of events and the function that ends the
+// cursor is the cursor of the last event sent.
+func (b *broker) cursor() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cursorOf(b.seq)
+}
+
+func (b *broker) cursorOf(seq uint64) string { return b.epoch + "." + strconv.FormatUint(seq, 10) }
+
+// subscribe returns the events after cursor after ("" for none: live
+// events only), whether after could not be served (the page must reload),
+// a channel of the events to come, and the function that ends the
 // subscription.
-func (b *broker) subscribe() (<-chan Event, func()) {
+func (b *broker) subscribe(after string) (replay []Event, stale bool, _ <-chan Event, _ func()) {
 	ch := make(chan Event, 64)
 	b.mu.Lock()
+	if after != "" {
+		replay, stale = b.after(after)
+	}
 	b.subs = append(b.subs, ch)
 	b.mu.Unlock()
-	return ch, func() {
+	return replay, stale, ch, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.subs = slices.DeleteFunc(b.subs, func(c chan Event) bool { return c == ch })
 	}
 }
 
+// after is what subscribe replays; b.mu is held.
+func (b *broker) after(cursor string) ([]Event, bool) {
+	epoch, n, ok := strings.Cut(cursor, ".")
+	seq, err := strconv.ParseUint(n, 10, 64)
+	if !ok || err != nil || epoch != b.epoch || seq > b.seq {
+		return nil, true
+	}
+	if seq == b.seq {
+		return nil, false
+	}
+	// The ring holds seq b.seq-len(ring)+1 .. b.seq.
+	first := b.seq - uint64(len(b.ring)) + 1
+	if seq+1 < first {
+		return nil, true
+	}
+	return slices.Clone(b.ring[seq+1-first:]), false
+}
+
 func (b *broker) publish(e Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.seq++
+	e.seq = b.seq
+	// The plan stays out of the ring: pages read it from the plan store.
+	kept := e
+	kept.Plan = nil
+	if len(b.ring) == replayLen {
+		b.ring = slices.Delete(b.ring, 0, 1)
+	}
+	b.ring = append(b.ring, kept)
 	for _, ch := range b.subs {
 		select {
 		case ch <- e:

@@ -281,6 +281,24 @@ func TestHandlersGuard(t *testing.T) {
 	}
 }
 
+// getAs GETs url as user (userGuard's X-User) and returns the status and
+// the body.
+func getAs(t *testing.T, url, user string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("X-User", user)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
 func between(s, from, to string) string {
 	_, after, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(after, to)
@@ -315,17 +333,9 @@ func TestReconcilerHookKeepsPlansBounded(t *testing.T) {
 
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	req, _ := http.NewRequest(http.MethodGet, hs.URL+"/apps/_/web", nil)
-	req.Header.Set("X-User", "admin")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	page := string(body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "cm-000") || !strings.Contains(page, "more objects changed") || !strings.Contains(page, "r1") {
-		t.Fatalf("GET /apps/_/web = %d: want r1's plan, its first diffs and a note of the rest:\n%.2000s", resp.StatusCode, page)
+	code, page := getAs(t, hs.URL+"/apps/_/web", "admin")
+	if code != http.StatusOK || !strings.Contains(page, "cm-000") || !strings.Contains(page, "more objects changed") || !strings.Contains(page, "r1") {
+		t.Fatalf("GET /apps/_/web = %d: want r1's plan, its first diffs and a note of the rest:\n%.2000s", code, page)
 	}
 	if strings.Contains(page, "cm-199") {
 		t.Errorf("the page shows the 200th ConfigMap's diff: the plan kept in memory is not cut")

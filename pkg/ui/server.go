@@ -252,6 +252,9 @@ type indexData struct {
 	// (PartialError); their rows are missing, the others' are shown.
 	Problems []string
 	Now      time.Time
+	// Events is the event stream's cursor when the page began to read
+	// its data: the page asks for the events after it (broker).
+	Events string
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -259,6 +262,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	events := s.broker.cursor()
 	rows, err := s.opts.Source.Apps(r.Context())
 	problems, err := partialOf(err)
 	if err != nil {
@@ -267,7 +271,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	}
 	rows = s.readable(r.Context(), u, rows)
 	f := ParseFilter(r.URL.Query())
-	d := indexData{Title: "deliver: apps", Filter: f, Apps: f.Apply(rows), Total: len(rows), Problems: problems, Now: time.Now()}
+	d := indexData{Title: "deliver: apps", Filter: f, Apps: f.Apply(rows), Total: len(rows), Problems: problems, Now: time.Now(), Events: events}
 	for _, row := range rows {
 		if !slices.Contains(d.Envs, row.Environment) {
 			d.Envs = append(d.Envs, row.Environment)
@@ -289,6 +293,7 @@ type appData struct {
 	CSRF    string
 	Notice  string
 	Now     time.Time
+	Events  string // as indexData's
 }
 
 // refOf resolves the path's environment and app to the AppRef the source
@@ -324,6 +329,7 @@ func (s *Server) app(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	events := s.broker.cursor()
 	ref, ok := s.refOf(w, r, u)
 	if !ok {
 		return
@@ -341,7 +347,7 @@ func (s *Server) app(w http.ResponseWriter, r *http.Request) {
 		// The plan of this process's own run when it is the newer (the
 		// reconciler's view), else the one the inventory keeps.
 		Title: "deliver: " + ref.Name, App: d, Plan: newerPlan(s.plans.get(ref), d.Plan),
-		Actions: s.opts.Actions != nil, CSRF: s.csrf(u), Notice: r.URL.Query().Get("done"), Now: time.Now(),
+		Actions: s.opts.Actions != nil, CSRF: s.csrf(u), Notice: r.URL.Query().Get("done"), Now: time.Now(), Events: events,
 	})
 }
 

@@ -185,6 +185,39 @@ func TestBrowserDriftAppearsLive(t *testing.T) {
 	screenshot(t, tab, "app-drift")
 }
 
+// (d) "reconcile now" asks the running reconciler for a run of the app:
+// the page it lands on says the request waits, and then, by the live
+// update alone, that it was served. The answer to the click is a new page:
+// the events of a run that ends before that page's stream opens are
+// replayed from the page's cursor, or it would say "waiting" for ever.
+func TestBrowserReconcileNow(t *testing.T) {
+	t.Parallel()
+	tab := newBrowser(t)
+	v := startView(t, viewOptions{Actions: true})
+	v.waitRun(t, "web", apply.ResultSucceeded)
+
+	open(t, tab, appURL(v, "web"))
+	waitDOM(t, tab, "no run request yet", `document.getElementById("request").textContent.trim() === "-"`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#reconcile-now`))); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, "the request, on the page the click led to", `document.getElementById("request").textContent.trim() !== "-"`)
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.deliverTestMark = true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, "the request served, without a reload", `document.getElementById("request").textContent.includes(": served") && window.deliverTestMark === true`)
+	var served string
+	for _, a := range v.r.Status().Apps {
+		if a.App == "web" {
+			served = a.LastHandledRequest
+		}
+	}
+	if served == "" || !strings.Contains(bodyText(t, tab), served+": served") {
+		t.Errorf("the page says %q; the reconciler last handled request %q", bodyText(t, tab), served)
+	}
+	screenshot(t, tab, "app-reconcile-now")
+}
+
 // serviceAccountToken creates the ServiceAccount name in ns, lets it use
 // verbs on Secrets there (none: no Role), and returns a token for it.
 func serviceAccountToken(t *testing.T, ns, name string, verbs ...string) string {

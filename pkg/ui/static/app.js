@@ -53,9 +53,16 @@
   }
 
   if (!window.EventSource) { if (live) live.textContent = "no live updates"; return; }
-  var es = new EventSource("/events");
+  // The page's cursor: the events sent after it began to read its data
+  // come first, so none sent before the stream opened is lost. On a
+  // reconnect the browser sends the last event's id instead.
+  var after = document.body.dataset.events;
+  var es = new EventSource("/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
   es.onopen = function () { if (live) { live.textContent = "● live"; live.className = "live on"; } };
   es.onerror = function () { if (live) { live.textContent = "○ reconnecting"; live.className = "live"; } };
+  // The server could not tell what the page missed (it restarted, or the
+  // page is older than the events it keeps): read the page again.
+  es.addEventListener("stale", function () { refresh(); });
   es.addEventListener("app", function (m) {
     var e;
     try { e = JSON.parse(m.data); } catch (x) { return; }
