@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
@@ -146,29 +147,42 @@ func (r *Reconciler) requestFetch() {
 		// is not a second request.
 		r.ctl.Load().forwarding(value)
 	}
-	if err := r.annotateControl(ctx, AnnotationRequestedAt, value); err != nil {
+	if err := annotateControl(ctx, r.kube, r.opts.StatusNamespace, fieldManager, AnnotationRequestedAt, value); err != nil {
 		r.log.Warn("forward webhook to the leader", "err", err)
 		return
 	}
 	r.log.Info("webhook forwarded to the leader")
 }
 
-// annotateControl sets one annotation of ControlConfigMap, creating it.
-func (r *Reconciler) annotateControl(ctx context.Context, key, value string) error {
-	ns := r.opts.StatusNamespace
-	cms := r.kube.CoreV1().ConfigMaps(ns)
+// RequestFetch asks the reconciler whose control ConfigMap is in ns for
+// a fetch now, as a push webhook does: it sets AnnotationRequestedAt on
+// ControlConfigMap (creating it), written as fieldManager; the leader
+// fetches at once and runs every app that is due. deliver ui's "reconcile
+// now" uses it for an app that has no inventory yet (RequestRun's
+// ErrNoInventory).
+func RequestFetch(ctx context.Context, kc kubernetes.Interface, ns, fieldManager string) error {
+	if err := annotateControl(ctx, kc, ns, fieldManager, AnnotationRequestedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("request fetch: %w", err)
+	}
+	return nil
+}
+
+// annotateControl sets one annotation of ControlConfigMap in ns, creating
+// it.
+func annotateControl(ctx context.Context, kc kubernetes.Interface, ns, manager, key, value string) error {
+	cms := kc.CoreV1().ConfigMaps(ns)
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: value}}})
 	if err != nil {
 		return err
 	}
-	_, err = cms.Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	_, err = cms.Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: manager})
 	if apierrors.IsNotFound(err) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ControlConfigMap, Namespace: ns,
 			Annotations: map[string]string{key: value},
 			Labels:      map[string]string{"app.kubernetes.io/managed-by": "deliver"}}}
-		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: fieldManager})
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: manager})
 		if apierrors.IsAlreadyExists(err) { // created by another replica meanwhile
-			_, err = cms.Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+			_, err = cms.Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: manager})
 		}
 	}
 	if err != nil {

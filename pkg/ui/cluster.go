@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -166,7 +165,13 @@ func (c *Cluster) ref(app string) AppRef {
 // Apps merges the reconciler's status with the inventory Secrets'
 // metadata (suspend and pin annotations): the apps of either.
 func (c *Cluster) Apps(ctx context.Context) ([]AppRow, error) {
-	st, err := c.status(ctx)
+	return c.apps(ctx, nil)
+}
+
+// apps is Apps with the live status live already read (nil: read it),
+// so that a caller that needs it too reads the status once per page.
+func (c *Cluster) apps(ctx context.Context, live *reconcile.Status) ([]AppRow, error) {
+	st, err := c.status(ctx, live)
 	if err != nil {
 		return nil, err
 	}
@@ -231,15 +236,18 @@ func (c *Cluster) Apps(ctx context.Context) ([]AppRow, error) {
 	return out, nil
 }
 
-// status is the reconciler's status: live, or from its ConfigMap (empty
-// when no reconciler wrote one).
-func (c *Cluster) status(ctx context.Context) (reconcile.Status, error) {
-	if c.opts.Live != nil {
-		// A standby replica knows nothing of the runs: the leader's
-		// ConfigMap does.
-		if st := c.opts.Live(); st.Leader {
-			return st, nil
-		}
+// status is the reconciler's status: live (the one given, else
+// Options.Live's), or from its ConfigMap (empty when no reconciler wrote
+// one).
+func (c *Cluster) status(ctx context.Context, live *reconcile.Status) (reconcile.Status, error) {
+	if live == nil && c.opts.Live != nil {
+		st := c.opts.Live()
+		live = &st
+	}
+	// A standby replica knows nothing of the runs: the leader's
+	// ConfigMap does.
+	if live != nil && live.Leader {
+		return *live, nil
 	}
 	var st reconcile.Status
 	cm, err := reconcile.ReadStatusNamed(ctx, c.statusKube, c.opts.StatusNamespace, c.opts.StatusName)
@@ -588,28 +596,9 @@ func (c *Cluster) RequestReconcile(ctx context.Context, app AppRef) error {
 	ns := cmp.Or(app.InventoryNamespace, c.opts.InventoryNamespace)
 	_, err := reconcile.RequestRun(ctx, c.kube, app.Name, reconcile.RequestOptions{InventoryNamespace: ns, FieldManager: "deliver-ui"})
 	if errors.Is(err, reconcile.ErrNoInventory) {
-		return c.requestFetch(ctx)
+		return reconcile.RequestFetch(ctx, c.statusKube, c.opts.StatusNamespace, "deliver-ui")
 	}
 	return err
-}
-
-// requestFetch sets the control ConfigMap's requested-at annotation (in
-// the reconciler's own cluster, beside its status): the leader fetches
-// at once, and runs every app that is due.
-func (c *Cluster) requestFetch(ctx context.Context) error {
-	ns := c.opts.StatusNamespace
-	cms := c.statusKube.CoreV1().ConfigMaps(ns)
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{reconcile.AnnotationRequestedAt: now}}})
-	_, err := cms.Patch(ctx, reconcile.ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "deliver-ui"})
-	if apierrors.IsNotFound(err) {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: reconcile.ControlConfigMap, Namespace: ns, Annotations: map[string]string{reconcile.AnnotationRequestedAt: now}}}
-		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: "deliver-ui"})
-	}
-	if err != nil {
-		return fmt.Errorf("request reconcile: %s/%s: %w", ns, reconcile.ControlConfigMap, err)
-	}
-	return nil
 }
 
 // Pin holds the app at the revision its inventory records as last

@@ -349,7 +349,7 @@ func (e *engineSource) Apps(ctx context.Context) ([]AppRow, error) {
 	c, err := e.cluster()
 	var rows []AppRow
 	if err == nil {
-		if rows, err = c.Apps(ctx); err != nil {
+		if rows, err = c.apps(ctx, &st); err != nil {
 			err = fmt.Errorf("environment %s: %w", e.env, err)
 		}
 	}
