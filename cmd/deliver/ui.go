@@ -94,6 +94,12 @@ func uiCluster(g *globals, kubeContext string) (*rest.Config, string, error) {
 	if c := g.kube.Context; c != nil && *c != "" {
 		kubeContext = *c
 	}
+	return contextCluster(g, kubeContext)
+}
+
+// contextCluster returns the cluster of kubeconfig context kubeContext
+// ("": the current one, or --context) and its name.
+func contextCluster(g *globals, kubeContext string) (*rest.Config, string, error) {
 	loader := g.kube.ToRawKubeConfigLoader()
 	raw, err := loader.RawConfig()
 	if err != nil {

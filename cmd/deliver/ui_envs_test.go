@@ -19,6 +19,8 @@ import (
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestUIEnvironments: deliver ui --env staging --env prod --env gone
@@ -145,5 +147,30 @@ func TestUIEnvironments(t *testing.T) {
 	})
 	if code, page := httpGet("http://" + addr + "/apps/prod/web"); code != http.StatusOK || !strings.Contains(page, onlyProd) {
 		t.Errorf("the reconciler's page of prod's web (%d) does not show only-prod, current in the second cluster:\n%s", code, page)
+	}
+
+	// reconcile-app of prod's web: the request on its inventory in the
+	// second cluster (--context prod), the wait on the reconciler's
+	// status of prod in staging's cluster (--status-context).
+	out, code := run(t, "reconcile-app", "web", "--kubeconfig", kubeconfig, "--context", "prod", "--inventory-namespace", prodInv,
+		"--env", "prod", "--status-context", "staging", "--status-namespace", inv, "--wait", "--timeout", "60s")
+	if code != 0 || !strings.Contains(out, "app web: succeeded at ") {
+		t.Errorf("reconcile-app --env prod --status-context staging --wait: exit %d:\n%s", code, out)
+	}
+	requested := func() string {
+		s, err := second.Client().CoreV1().Secrets(prodInv).Get(ctx, apply.InventoryName("web"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Annotations[reconcile.AnnotationReconcileRequestedAt]
+	}
+	before := requested()
+	out, code = run(t, "reconcile-app", "web", "--kubeconfig", kubeconfig, "--context", "prod", "--inventory-namespace", prodInv,
+		"--env", "prod", "--status-context", "nosuch", "--wait")
+	if code != 1 || !strings.Contains(out, `--status-context nosuch: context "nosuch" not found`) {
+		t.Errorf("reconcile-app --status-context nosuch: exit %d, want 1 naming the context:\n%s", code, out)
+	}
+	if after := requested(); after != before {
+		t.Errorf("reconcile-app with a wrong --status-context requested a run (%q, was %q)", after, before)
 	}
 }
