@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,8 +36,9 @@ import (
 // cluster and not on a's; and a user whose token the reconciler's cluster
 // authenticates, allowed to get the inventories in the second cluster
 // only, sees b's web and not a's: the SubjectAccessReview is asked of the
-// cluster holding the inventory. When the second cluster's API server
-// stops, the page still lists a's web and names b's problem.
+// cluster holding the inventory. A standby replica's view shows the same
+// apps and objects. When the second cluster's API server stops, the page
+// still lists a's web and names b's problem.
 func TestReconcilerViewTwoClusters(t *testing.T) {
 	second := testenv.StartSecond(t, false)
 	ctx := context.Background()
@@ -71,22 +73,31 @@ func TestReconcilerViewTwoClusters(t *testing.T) {
 	repo.CommitAll("first")
 	repoURL := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
 
-	rv, err := ui.NewReconcilerView(ui.ViewOptions{
-		Reconcile: reconcile.Options{
-			Pipeline: pipeline.Options{Repo: repoURL, Ref: "main", CacheDir: filepath.Join(root, "cache"), Apply: apply.Options{InventoryNamespace: inv}},
-			Config:   env.Config, Interval: 300 * time.Millisecond, RetryBase: time.Second, RetryMax: 5 * time.Second,
-		},
-		Environments: []string{"a", "b", "c"}, Auth: ui.ViewAuthToken, Actions: true, PollInterval: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
+	// startView starts a replica (leader election on, as in the
+	// Deployment) and its view; the returned func stops both.
+	startView := func(replica string) (*ui.ReconcilerView, *httptest.Server, func()) {
+		t.Helper()
+		rv, err := ui.NewReconcilerView(ui.ViewOptions{
+			Reconcile: reconcile.Options{
+				Pipeline: pipeline.Options{Repo: repoURL, Ref: "main", CacheDir: filepath.Join(root, "cache-"+replica), Apply: apply.Options{InventoryNamespace: inv}},
+				Config:   env.Config, Interval: 300 * time.Millisecond, RetryBase: time.Second, RetryMax: 5 * time.Second,
+				LeaderElection: reconcile.LeaderElection{Enabled: true, Identity: replica},
+			},
+			Environments: []string{"a", "b", "c"}, Auth: ui.ViewAuthToken, Actions: true, PollInterval: 200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(rv.Handler())
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = rv.Run(runCtx, nil) }()
+		var once sync.Once
+		end := func() { once.Do(func() { hs.CloseClientConnections(); hs.Close(); stop(); <-done }) }
+		t.Cleanup(end)
+		return rv, hs, end
 	}
-	hs := httptest.NewServer(rv.Handler())
-	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = rv.Run(runCtx, nil) }()
-	t.Cleanup(func() { stop(); <-done })
+	rv, hs, _ := startView("leader")
 
 	// operator may get and patch the inventories in both clusters; viewer
 	// may get them in the second only. Both are ServiceAccounts of the
@@ -108,7 +119,7 @@ func TestReconcilerViewTwoClusters(t *testing.T) {
 	second.WaitAllowed(t, viewer, "get", "secrets", inv, true)
 	opToken, viewToken := token("operator"), token("viewer")
 
-	do := func(method, path, tok string, form url.Values) (int, string) {
+	doOn := func(hs *httptest.Server, method, path, tok string, form url.Values) (int, string) {
 		t.Helper()
 		var body io.Reader
 		if form != nil {
@@ -130,6 +141,10 @@ func TestReconcilerViewTwoClusters(t *testing.T) {
 		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
+	}
+	do := func(method, path, tok string, form url.Values) (int, string) {
+		t.Helper()
+		return doOn(hs, method, path, tok, form)
 	}
 	delivered := func(kc kubernetes.Interface, color string) bool {
 		cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -167,6 +182,31 @@ func TestReconcilerViewTwoClusters(t *testing.T) {
 	if code, pageC := do(http.MethodGet, "/apps/c/web", opToken, nil); code != http.StatusNotFound {
 		t.Errorf("GET /apps/c/web = %d (c's inventories cannot be checked, so a token user may not see it):\n%s", code, pageC)
 	}
+
+	// A standby replica's view: its engines run no app (the leader's
+	// hold each environment's Lease), so it reads the apps from the
+	// status ConfigMaps the leader writes, and each app's objects in the
+	// environment's own cluster, as the leader's view does.
+	standby, shs, stopStandby := startView("standby")
+	testenv.Eventually(t, 60*time.Second, time.Second/4, "both environments' web succeeded on the standby's page", func() bool {
+		code, page := doOn(shs, http.MethodGet, "/", opToken, nil)
+		return code == http.StatusOK && rowRE("a").MatchString(page) && rowRE("b").MatchString(page) &&
+			strings.Count(page, `r-succeeded`) >= 2 && strings.Contains(page, `class="problem">environment c: `)
+	})
+	if code, page := doOn(shs, http.MethodGet, "/apps/b/web", opToken, nil); code != http.StatusOK || !onlyB.MatchString(page) {
+		t.Errorf("the standby's page of b's web (%d) does not show only-b as current in the second cluster:\n%s", code, page)
+	}
+	for i, st := range standby.Statuses() {
+		if st.Leader {
+			t.Errorf("the standby leads environment %d: the test meant it to stand by", i)
+		}
+	}
+	for i, st := range rv.Statuses()[:2] {
+		if !st.Leader {
+			t.Errorf("the first replica does not lead environment %d", i)
+		}
+	}
+	stopStandby()
 
 	// Pin b's web through the view: the second cluster's inventory.
 	csrf := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(pageB)
