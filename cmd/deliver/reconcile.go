@@ -28,6 +28,8 @@ func newReconcileCmd(g *globals) *cobra.Command {
 		uiAddr    string
 		uiAuth    string
 		uiActions bool
+		// Runtime profiles (pprof.go).
+		pprofAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "reconcile",
@@ -104,6 +106,11 @@ and act on its apps. See docs/ui.md and docs/ui-auth.md.`,
 			// client-go's leader election logs through klog: into the
 			// same structured log.
 			klog.SetSlogLogger(f.opts.Log)
+			if pprofAddr != "" {
+				if err := servePprof(cmd.Context(), pprofAddr, f.opts.Log); err != nil {
+					return err
+				}
+			}
 			o.Pipeline, o.Config, o.Log = f.opts, cfg, f.opts.Log
 			several := clusters || len(envs.list) > 1
 			if several && len(envs.list) == 0 {
@@ -166,6 +173,7 @@ and act on its apps. See docs/ui.md and docs/ui-auth.md.`,
 	fl.BoolVar(&o.SuspendAll, "suspend-all", false, "pause every app: fetch, watch and report, but deliver nothing")
 	fl.BoolVar(&o.DisableEvents, "no-events", false, "record no Kubernetes Events on the apps' inventory Secrets")
 	fl.BoolVar(&o.Once, "once", false, "fetch once, deliver what is due, wait for it and exit (non-zero when an app failed)")
+	fl.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/heap, /debug/pprof/profile?seconds=30, ...) on this loopback address, such as 127.0.0.1:6060")
 	fl.StringVar(&uiAddr, "ui-addr", "", "serve the web view on this loopback address, such as 127.0.0.1:8081 (reach it with kubectl port-forward; see docs/ui.md)")
 	fl.BoolVar(&uiActions, "ui-actions", false, "add the web view's buttons reconcile now, pin and unpin")
 	fl.StringVar(&uiAuth, "ui-auth", uiAuthToken, "who may use the web view: token (a bearer token or the sign-in page, checked with a TokenReview, each app with a SubjectAccessReview on its inventory Secret; see docs/ui-auth.md) or none (whoever reaches a loopback address)")
