@@ -10,6 +10,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"time"
+
+	"github.com/deliverhq/deliver/pkg/ui"
 )
 
 // servePprof serves the process's runtime profiles on the loopback
@@ -27,7 +29,7 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--pprof-addr %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !ui.IsLoopback(host) {
 		return fmt.Errorf("--pprof-addr %q: profiles have no auth: bind them to loopback (127.0.0.1:6060) and reach them with kubectl port-forward", addr)
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -244,7 +244,7 @@ func viewAuth(addr, auth string) (ui.ViewAuth, error) {
 	case uiAuthToken:
 		return ui.ViewAuthToken, nil
 	case uiAuthNone:
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if !ui.IsLoopback(host) {
 			return 0, fmt.Errorf("--ui-addr %q with --ui-auth none: the view would show every app to whoever reaches the port: bind it to loopback (127.0.0.1:8081), or check tokens with --ui-auth token", addr)
 		}
 		return ui.ViewAuthNone, nil

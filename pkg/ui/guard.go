@@ -83,14 +83,14 @@ func (LocalGuard) Identify(r *http.Request) (User, error) {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if !isLoopback(host) {
+	if !IsLoopback(host) {
 		return User{}, fmt.Errorf("identify %s: %w", r.RemoteAddr, ErrNotLoopback)
 	}
 	h := r.Host
 	if hh, _, err := net.SplitHostPort(h); err == nil {
 		h = hh
 	}
-	if !isLoopback(h) {
+	if !IsLoopback(h) {
 		// A browser sends the name it resolved; anything but a loopback
 		// name means a page elsewhere made the browser call us.
 		return User{}, fmt.Errorf("identify host %q: %w", r.Host, ErrNotLoopback)
@@ -106,7 +106,7 @@ func (LocalGuard) MayAct(context.Context, User, AppRef, Action) (bool, error) { 
 
 // isLoopback reports whether host (an IP or a name, without port) is the
 // loopback interface.
-func isLoopback(host string) bool {
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

@@ -76,7 +76,7 @@ func ServeLocal(ctx context.Context, opts LocalOptions) error {
 	if err != nil {
 		return fmt.Errorf("ui: address %q: %w", opts.Addr, err)
 	}
-	if !isLoopback(host) {
+	if !IsLoopback(host) {
 		return fmt.Errorf("ui: address %q: %w", opts.Addr, ErrNotLoopbackAddr)
 	}
 	envs := opts.Environments
