@@ -193,10 +193,20 @@ func TestClustersLeaderElection(t *testing.T) {
 		}
 		return nil, nil
 	}
+	// Every app's run logged as ended too: its objects are in the
+	// cluster before its run ends (the wait, the inventory's last write).
+	runs := func() []string {
+		var out []string
+		for _, m := range rs {
+			out = append(out, m.log.succeeded()...)
+		}
+		slices.Sort(out)
+		return out
+	}
 	waitFor(t, 60*time.Second, "one leader per environment and every app delivered", func() bool {
 		la, _ := leaderOf("a")
 		lb, _ := leaderOf("b")
-		return la != nil && lb != nil && allAtGen(t, ns, n, "1")
+		return la != nil && lb != nil && allAtGen(t, ns, n, "1") && len(runs()) >= 2*n
 	})
 	// One Lease per environment, each held by that environment's leader.
 	for _, e := range []string{"a", "b"} {
@@ -219,13 +229,8 @@ func TestClustersLeaderElection(t *testing.T) {
 		t.Logf("environment %s: leader %s", e, leader.id)
 	}
 	// Each app of each environment delivered once, by its leader.
-	var runs []string
-	for _, m := range rs {
-		runs = append(runs, m.log.succeeded()...)
-	}
-	slices.Sort(runs)
-	if len(runs) != 2*n || len(slices.Compact(slices.Clone(runs))) != 2*n {
-		t.Errorf("runs %v, want each of the %d apps once", runs, 2*n)
+	if got := runs(); len(got) != 2*n || len(slices.Compact(slices.Clone(got))) != 2*n {
+		t.Errorf("runs %v, want each of the %d apps once", got, 2*n)
 	}
 
 	leader, standby := leaderOf("a")
