@@ -70,26 +70,35 @@ func TestTuneGCHandsOverAfterFirstCollection(t *testing.T) {
 	}
 }
 
-// TestTuneGCLeavesEnvironmentAndReconciler: GOGC or GOMEMLIMIT in the
-// environment, or the reconciler, keep Go's settings.
-func TestTuneGCLeavesEnvironmentAndReconciler(t *testing.T) {
+// TestTuneGCEnvironmentAndReconciler: GOGC or GOMEMLIMIT in the
+// environment keep Go's settings, for every command; without them the
+// reconciler (not --once) runs at reconcilerGCPercent, with no limit.
+func TestTuneGCEnvironmentAndReconciler(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		env  [2]string
+		want int // GOGC after tuneGC; 123 is what the test set
 	}{
-		{[]string{"render"}, [2]string{"GOGC", "150"}},
-		{[]string{"apply"}, [2]string{"GOMEMLIMIT", "1GiB"}},
-		{[]string{"reconcile"}, [2]string{"GOGC", ""}},
+		{[]string{"render"}, [2]string{"GOGC", "150"}, 123},
+		{[]string{"apply"}, [2]string{"GOMEMLIMIT", "1GiB"}, 123},
+		{[]string{"reconcile"}, [2]string{"GOGC", "80"}, 123},
+		{[]string{"reconcile"}, [2]string{"GOGC", ""}, reconcilerGCPercent},
 	} {
+		t.Setenv("GOGC", "")
+		t.Setenv("GOMEMLIMIT", "")
 		t.Setenv(tc.env[0], tc.env[1])
 		before := debug.SetGCPercent(123)
+		beforeLimit := debug.SetMemoryLimit(-1)
 		cmd, _, err := newRootCmd().Find(tc.args)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tuneGC(cmd)
-		if p := debug.SetGCPercent(before); p != 123 {
-			t.Errorf("%v with %s=%q: GOGC set to %d", tc.args, tc.env[0], tc.env[1], p)
+		if p := debug.SetGCPercent(before); p != tc.want {
+			t.Errorf("%v with %s=%q: GOGC %d, want %d", tc.args, tc.env[0], tc.env[1], p, tc.want)
+		}
+		if l := debug.SetMemoryLimit(beforeLimit); l != beforeLimit {
+			t.Errorf("%v with %s=%q: memory limit set to %d", tc.args, tc.env[0], tc.env[1], l)
 		}
 	}
 }
