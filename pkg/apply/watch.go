@@ -405,9 +405,17 @@ func (wt *waiter) live(id object.ID) (*unstructured.Unstructured, bool) {
 // floor: the cache holds that version or a later one, or the synced
 // watch has seen events past it, so an absent object was deleted since.
 // A version that is not the usual integer is trusted (see olderRV).
+//
+// A cached object older than the floor is never judged, even when the
+// watch has seen past the floor: the reflector's LastSyncResourceVersion
+// runs ahead of the informer's store (a DeltaFIFO sits between them), so
+// the store may still hold the version before the write (a Deployment
+// that deliver scaled to 0, ready with 0 replicas). The write's own event,
+// or a delete, reaches the store later and marks the object for another
+// look.
 func atFloor(cached *unstructured.Unstructured, floor string, synced bool, lastSync string) bool {
-	if cached != nil && !olderRV(cached.GetResourceVersion(), floor) {
-		return true
+	if cached != nil {
+		return !olderRV(cached.GetResourceVersion(), floor)
 	}
 	return synced && !olderRV(lastSync, floor)
 }

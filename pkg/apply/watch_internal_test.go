@@ -148,7 +148,11 @@ func TestAtFloor(t *testing.T) {
 		{"absent, watch not synced", nil, "7", false, "", false},
 		{"absent, watch behind", nil, "7", true, "6", false},
 		{"absent, watch past the floor: deleted", nil, "7", true, "8", true},
-		{"cached older, watch past the floor", obj("5"), "7", true, "8", true},
+		// The reflector's last version runs ahead of the store: the
+		// store may not hold the write yet (TestStrategyAnnotationPerWorkload
+		// once saw a recreated Deployment judged ready at its scaled-down
+		// version).
+		{"cached older, watch past the floor: store behind", obj("5"), "7", true, "8", false},
 		{"versions not integers: trusted", obj("a"), "b", false, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
