@@ -68,6 +68,9 @@ type Change struct {
 	// handover are the live values of ignored fields handed over before
 	// the apply (see keepIgnored); nil for most changes.
 	handover []keptField
+	// listed says the plan found the object in the cluster, not being
+	// deleted (see settled).
+	listed bool
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -299,6 +302,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 			return
 		}
 		lm, exists := live[c.ID]
+		c.listed = exists && lm.DeletionTimestamp == nil
 		if !exists {
 			c.Type = ChangeCreate
 			if !validateNew {

@@ -83,6 +83,10 @@ type run struct {
 	// rolloutFailed says the wait found the new version failing (not
 	// merely cut short by a stop): the rollback's trigger.
 	rolloutFailed bool
+	// settled are the objects of stateless kinds (see settledAt) that the
+	// run wrote or found, not being deleted: ready without a watch.
+	// Guarded by mu.
+	settled map[object.ID]bool
 }
 
 // walk runs the stages in order until one fails or the run is stopped,
@@ -220,15 +224,23 @@ func (r *run) waitSize() int {
 func stageWait(ctx context.Context, r *run) error {
 	objs := r.p.desiredObjects()
 	floors := make(map[object.ID]string, len(objs))
+	watched := make([]*object.Object, 0, len(objs))
 	r.mu.Lock()
 	for _, o := range objs {
+		if _, ruled := r.m.opts.Health.Check(o.GroupVersionKind()); r.settled[o.ID()] && !ruled {
+			continue
+		}
+		watched = append(watched, o)
 		if e, ok := r.entries[o.ID()]; ok && e.ResourceVersion != "" {
 			floors[o.ID()] = e.ResourceVersion
 		}
 	}
 	r.mu.Unlock()
 	verdicts := map[object.ID]health.Verdict{}
-	err := r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false, func(id object.ID, v health.Verdict) { verdicts[id] = v })
+	var err error
+	if len(watched) > 0 {
+		err = r.m.waitFor(ctx, watched, floors, r.m.opts.Timeout, false, func(id object.ID, v health.Verdict) { verdicts[id] = v })
+	}
 	for _, o := range objs {
 		if v, ok := verdicts[o.ID()]; ok {
 			r.rep.Health = append(r.rep.Health, HealthResult{ID: o.ID(), Status: v.Status, Field: v.Field, Expr: v.Expr, Message: r.m.opts.Redact(v.Message)})
@@ -275,6 +287,12 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	}
 	e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
 	old, hadOld := r.entries[c.ID]
+	if settled(c, live) {
+		if r.settled == nil {
+			r.settled = map[object.ID]bool{}
+		}
+		r.settled[c.ID] = true
+	}
 	if live != nil {
 		e.ResourceVersion, e.Generation = live.GetResourceVersion(), live.GetGeneration()
 	} else if c.Live != nil {

@@ -87,6 +87,7 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		if owner, _ := otherOwner(lm, opts.App, opts.env()); !ok || lm.GetLabels()[LabelApp] != opts.App || owner != "" {
 			return nil, nil
 		}
+		c.listed = lm.DeletionTimestamp == nil
 		e := applied[i]
 		if lm.ResourceVersion != e.ResourceVersion && (e.Generation == 0 || lm.Generation != e.Generation) && !m.onlyIgnoredChanged(ctx, c, e) {
 			return nil, nil

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/deliverhq/deliver/pkg/health"
@@ -226,4 +227,57 @@ func (m *Manager) lastEvents(ctx context.Context, id object.ID, uid string, n in
 		out = append(out, e.Type+" "+e.Reason+": "+e.Message)
 	}
 	return strings.Join(out, "; ")
+}
+
+// settled reports whether the object of c is ready, for kstatus, at the
+// version the run knows and every later one: it is of a kind whose
+// readiness no controller's later write decides (settledKind), and it is
+// not being deleted, by what the run's write answered (written, nil when
+// it wrote nothing), else what its plan read. Such an object's wait needs
+// no watch (see stageWait): the version the run wrote or found is as good
+// as any later one, which is all a watch would show. With many small apps
+// most objects are of these kinds, and watching them held a copy of each
+// in memory (of a Secret, its values) and cost a LIST and a WATCH per kind
+// and namespace.
+func settled(c *Change, written metav1.Object) bool {
+	if !settledKind(c.ID.GroupKind()) {
+		return false
+	}
+	switch {
+	case written != nil:
+		return written.GetDeletionTimestamp() == nil
+	case c.Live != nil:
+		return c.Live.GetDeletionTimestamp() == nil
+	default:
+		return c.listed
+	}
+}
+
+// settledKind reports whether kstatus calls every version of an object of
+// kind gk Current that is not being deleted (then Terminating): ConfigMap
+// and Secret (kstatus' alwaysReady); ServiceAccount and RBAC's kinds,
+// which have no status; Ingress and NetworkPolicy, whose status has no
+// conditions; Service, which kstatus calls Current unless it is a
+// LoadBalancer without a cluster IP, and the write that creates a Service
+// allocates its cluster IP. A health rule for the kind overrides this
+// (stageWait checks).
+func settledKind(gk schema.GroupKind) bool {
+	switch gk.Group {
+	case "":
+		switch gk.Kind {
+		case "ConfigMap", "Secret", "ServiceAccount", "Service":
+			return true
+		}
+	case "rbac.authorization.k8s.io":
+		switch gk.Kind {
+		case "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+			return true
+		}
+	case "networking.k8s.io":
+		switch gk.Kind {
+		case "Ingress", "NetworkPolicy":
+			return true
+		}
+	}
+	return false
 }

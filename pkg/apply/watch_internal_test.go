@@ -162,3 +162,49 @@ func TestAtFloor(t *testing.T) {
 		})
 	}
 }
+
+// TestSettled: the objects whose wait needs no watch: of the kinds whose
+// readiness no controller decides, and known not to be deleted (kstatus
+// says Terminating) by the run's write, else the plan's read.
+func TestSettled(t *testing.T) {
+	now := metav1.Now()
+	alive, deleting := &metav1.PartialObjectMetadata{}, &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}
+	liveDeleting := &unstructured.Unstructured{Object: map[string]any{}}
+	liveDeleting.SetDeletionTimestamp(&now)
+	cm := schema.GroupKind{Kind: "ConfigMap"}
+	tests := []struct {
+		name    string
+		gk      schema.GroupKind
+		written metav1.Object
+		live    *unstructured.Unstructured
+		listed  bool
+		want    bool
+	}{
+		{name: "ConfigMap written", gk: cm, written: alive, want: true},
+		{name: "Secret written", gk: schema.GroupKind{Kind: "Secret"}, written: alive, want: true},
+		{name: "ServiceAccount written", gk: schema.GroupKind{Kind: "ServiceAccount"}, written: alive, want: true},
+		{name: "Service written", gk: schema.GroupKind{Kind: "Service"}, written: alive, want: true},
+		{name: "ClusterRoleBinding written", gk: schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}, written: alive, want: true},
+		{name: "Ingress written", gk: schema.GroupKind{Group: "networking.k8s.io", Kind: "Ingress"}, written: alive, want: true},
+		{name: "written while being deleted", gk: cm, written: deleting, listed: true, want: false},
+		{name: "unchanged, read whole", gk: cm, live: &unstructured.Unstructured{Object: map[string]any{}}, want: true},
+		{name: "unchanged, read whole while being deleted", gk: cm, live: liveDeleting, listed: true, want: false},
+		{name: "unchanged, listed", gk: cm, listed: true, want: true},
+		{name: "neither written nor listed", gk: cm, want: false},
+		{name: "Deployment", gk: schema.GroupKind{Group: "apps", Kind: "Deployment"}, written: alive, want: false},
+		{name: "Job", gk: schema.GroupKind{Group: "batch", Kind: "Job"}, written: alive, want: false},
+		{name: "PersistentVolumeClaim", gk: schema.GroupKind{Kind: "PersistentVolumeClaim"}, written: alive, want: false},
+		{name: "Pod", gk: schema.GroupKind{Kind: "Pod"}, written: alive, want: false},
+		{name: "PodDisruptionBudget", gk: schema.GroupKind{Group: "policy", Kind: "PodDisruptionBudget"}, written: alive, want: false},
+		{name: "HorizontalPodAutoscaler", gk: schema.GroupKind{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"}, written: alive, want: false},
+		{name: "CustomResourceDefinition", gk: schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}, written: alive, want: false},
+		// A custom kind named like a built-in one is not that kind.
+		{name: "custom ConfigMap", gk: schema.GroupKind{Group: "example.com", Kind: "ConfigMap"}, written: alive, want: false},
+	}
+	for _, tt := range tests {
+		c := &Change{ID: object.ID{Group: tt.gk.Group, Kind: tt.gk.Kind, Name: "x"}, Live: tt.live, listed: tt.listed}
+		if got := settled(c, tt.written); got != tt.want {
+			t.Errorf("%s: settled = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -480,4 +482,124 @@ func TestApplyWaitNeedsNoList(t *testing.T) {
 			t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
 		}
 	}
+}
+
+// statelessApp is an app of the kinds whose readiness no controller
+// decides (see settledAt), and a Deployment, whose readiness its
+// controller does.
+const statelessApp = `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: NS}
+data: {ready: "yes"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: NS}
+stringData: {token: not-a-secret}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: NS}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: web, namespace: NS}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: web, namespace: NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: web}
+subjects: [{kind: ServiceAccount, name: web, namespace: NS}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: NS}
+spec:
+  rules: [{host: web.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]
+` + "---" + deployment
+
+// TestApplyWaitWatchesOnlyWhatControllersDecide: the wait of an Apply
+// watches the Deployment, whose readiness its controller writes, and
+// none of the app's ConfigMaps, Secrets, ServiceAccounts, Services,
+// Roles, RoleBindings and Ingresses, which are ready at the version the
+// apply wrote or found (and stay so): no watch of theirs, on the first
+// apply (creates) or the second (the Deployment updated, the others
+// unchanged). A health rule for one of
+// those kinds puts it back under watch, judged by the rule.
+func TestApplyWaitWatchesOnlyWhatControllersDecide(t *testing.T) {
+	if env == nil {
+		t.Skip("testenv: no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	stateless := []string{"configmaps", "secrets", "serviceaccounts", "services", "roles", "rolebindings", "ingresses"}
+	t.Run("kstatus", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		count, dcount := &requestCount{resources: stateless}, &requestCount{resources: []string{"deployments"}}
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return count.wrap(dcount.wrap(rt)) }
+		m, err := apply.New(cfg, apply.Options{Timeout: 2 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { apply.StopIdleWatches(m) })
+		for i, image := range []string{"registry.example/web:1.0", "registry.example/web:2.0"} {
+			set := objects(t, ns, strings.Replace(statelessApp, "registry.example/web:1.0", image, 1))
+			list0, _, _ := count.snapshot()
+			if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns, Wait: true}); err != nil {
+				t.Fatal(err)
+			}
+			// The plan lists each kind once (what is live); the wait
+			// adds nothing. (The GETs are of the inventory, a Secret.)
+			list, watch, _ := count.snapshot()
+			if watch != 0 || list-list0 > len(stateless) {
+				t.Errorf("apply %d: %d lists and %d watches of %v; want no watch and at most one list per kind", i+1, list-list0, watch, stateless)
+			}
+			d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != image {
+				t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
+			}
+		}
+		if _, w, _ := dcount.snapshot(); w == 0 {
+			t.Errorf("the Deployment was not watched (%s)", dcount)
+		}
+	})
+	t.Run("health rule", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		rules, err := health.Compile("healthChecks", []health.Check{{
+			APIVersion: "v1", Kind: "ConfigMap", Current: "has(self.data) && 'ready' in self.data",
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, count := countingManager(t, apply.Options{Timeout: 2 * time.Minute, Health: rules}, "configmaps")
+		rep, err := m.Apply(ctx, objects(t, ns, statelessApp), apply.PlanOptions{App: ns, Wait: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if list, watch, _ := count.snapshot(); list+watch == 0 {
+			t.Errorf("a ConfigMap under a health rule was not watched (%s)", count)
+		}
+		var judged bool
+		for _, h := range rep.Health {
+			judged = judged || (h.ID.Kind == "ConfigMap" && h.Status == status.CurrentStatus && h.Field == health.FieldCurrent)
+		}
+		if !judged {
+			t.Errorf("no Current verdict of the rule on the ConfigMap in the report: %+v", rep.Health)
+		}
+	})
 }
