@@ -3,7 +3,10 @@ package reconcile
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/apply"
 )
 
 // managedMeta returns metadata whose managedFields give deliver's apply the
@@ -69,10 +72,15 @@ func TestOwnedFingerprint(t *testing.T) {
 	}
 }
 
-// TestTrack: the transform drops managedFields, keeps the fingerprint, and
-// returns an object it already transformed as is.
+// TestTrack: the transform keeps what drift reads (name, namespace, uid,
+// versions, deletion, the app label, the fingerprint) and nothing else,
+// and returns an object it already transformed as is.
 func TestTrack(t *testing.T) {
-	m := managedMeta(map[string]string{"tier": "web"}, nil, `{"f:metadata":{"f:labels":{"f:tier":{}}}}`)
+	m := managedMeta(map[string]string{"tier": "web", apply.LabelApp: "shop"}, map[string]string{"note": "x"}, `{"f:metadata":{"f:labels":{"f:tier":{}}}}`)
+	now := metav1.Now()
+	m.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+	m.Name, m.Namespace, m.UID, m.ResourceVersion, m.Generation, m.DeletionTimestamp = "web", "prod", "u1", "42", 3, &now
+	m.OwnerReferences = []metav1.OwnerReference{{Name: "owner"}}
 	want := ownedFingerprint(m)
 	obj, err := track(m)
 	if err != nil {
@@ -82,8 +90,12 @@ func TestTrack(t *testing.T) {
 	if !ok {
 		t.Fatalf("track returned %T, want *trackedMeta", obj)
 	}
-	if tm.ManagedFields != nil || tm.owned != want {
-		t.Errorf("tracked: managedFields %v, fingerprint %x; want none and %x", tm.ManagedFields, tm.owned, want)
+	kept := metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: "web", Namespace: "prod", UID: "u1", ResourceVersion: "42", Generation: 3, DeletionTimestamp: &now,
+		Labels: map[string]string{apply.LabelApp: "shop"},
+	}}
+	if diff := cmp.Diff(kept, *tm.PartialObjectMetadata); diff != "" || tm.owned != want {
+		t.Errorf("tracked: fingerprint %x, want %x; metadata (-want +got):\n%s", tm.owned, want, diff)
 	}
 	again, err := track(tm)
 	if err != nil || again != tm {

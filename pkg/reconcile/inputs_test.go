@@ -165,12 +165,23 @@ func TestNewRevisionRunsOnlyChangedApps(t *testing.T) {
 		t.Errorf("metrics lack %s", want)
 	}
 
-	// An edit of an object of an app that was never run again.
+	// An edit of an object of an app that was never run again. The stop
+	// waits for the end of the run that reverts it: a run stopped after
+	// its apply is not done (prune, the inventory's last write), and the
+	// next process runs the app again, rightly.
+	edited := time.Now()
 	_, err := env.Client().CoreV1().ConfigMaps(ns).Patch(context.Background(), "p05", types.MergePatchType, []byte(`{"data":{"v":"edited"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "drift of a skipped app reverted", func() bool { return cmData(t, ns, "p05")["v"] == "one" })
+	waitFor(t, 20*time.Second, "drift of a skipped app reverted", func() bool {
+		for _, a := range r.Status().Apps {
+			if a.App == "p05" {
+				return a.Result == "succeeded" && a.LastRun.After(edited) && cmData(t, ns, "p05")["v"] == "one"
+			}
+		}
+		return false
+	})
 	stop()
 
 	// reconcile --once, by a new process: the inventories tell it what
