@@ -39,7 +39,11 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	wt, err := m.objects.watcher.watch(objs, floors)
+	var rules *health.Rules
+	if !finish {
+		rules = m.opts.Health
+	}
+	wt, err := m.objects.watcher.watch(objs, floors, rules)
 	if err != nil {
 		return err
 	}
@@ -53,10 +57,6 @@ func (m *Manager) waitFor(parent context.Context, objs []*object.Object, floors 
 	pending := map[object.ID]bool{}
 	for _, o := range objs {
 		pending[o.ID()] = true
-	}
-	var rules *health.Rules
-	if !finish {
-		rules = m.opts.Health
 	}
 	judge := func(ctx context.Context, id object.ID) (status.Status, string, string, error) {
 		st, msg, uid, v, err := wt.status(ctx, id, finish, rules)

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
+	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
@@ -42,11 +44,11 @@ func TestStatusWatcherRefCount(t *testing.T) {
 		}
 		return &object.Object{Unstructured: u}
 	}
-	a, err := w.watch([]*object.Object{widget("ns1", "a", true), widget("ns2", "a", true)}, nil)
+	a, err := w.watch([]*object.Object{widget("ns1", "a", true), widget("ns2", "a", true)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := w.watch([]*object.Object{widget("ns1", "b", true), widget("ns1", "c", false)}, nil)
+	b, err := w.watch([]*object.Object{widget("ns1", "b", true), widget("ns1", "c", false)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 		t.Fatalf("after one waiter left: watches = %d, refs = %d; want 3 (ns2 idle) and 2", n, refs)
 	}
 	reused := w.watches[watchKey{gvr: gvr, namespace: "ns2", labelled: true}]
-	c, err := w.watch([]*object.Object{widget("ns2", "z", true)}, nil)
+	c, err := w.watch([]*object.Object{widget("ns2", "z", true)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 	if n := w.count(); n != 0 {
 		t.Fatalf("stopIdle left %d watches", n)
 	}
-	d, err := w.watch([]*object.Object{widget("ns3", "d", true)}, nil)
+	d, err := w.watch([]*object.Object{widget("ns3", "d", true)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func TestStatusWatcherRefCount(t *testing.T) {
 	}
 	if _, err := w.watch([]*object.Object{{Unstructured: &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": map[string]any{"name": "g", "namespace": "ns1"},
-	}}}}, nil); err == nil || w.count() != 0 {
+	}}}}, nil, nil); err == nil || w.count() != 0 {
 		t.Errorf("a kind the mapper does not know: err = %v, watches = %d; want an error and none", err, w.count())
 	}
 }
@@ -206,5 +208,225 @@ func TestSettled(t *testing.T) {
 		if got := settled(c, tt.written); got != tt.want {
 			t.Errorf("%s: settled = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestSlimSameVerdict is a differential test of slim against kstatus (and
+// deliver's Job and hook Pod rules): over a corpus generated from the
+// fields status.Compute and the controllers write, of every kind kstatus
+// has a rule for and of a custom kind, the verdict and message on the
+// slim object are those on the whole one. And slim does cut: no pod
+// template, no data, no annotations are left.
+func TestSlimSameVerdict(t *testing.T) {
+	rng := rand.New(rand.NewPCG(18, 2026))
+	pick := func(vs ...any) any { return vs[rng.IntN(len(vs))] }
+	// set puts v at path unless v is nil (the field left out).
+	set := func(obj map[string]any, v any, path ...string) {
+		if v == nil {
+			return
+		}
+		_ = unstructured.SetNestedField(obj, runtime.DeepCopyJSONValue(v), path...)
+	}
+	count := func() any { return pick(nil, int64(0), int64(1), int64(2), int64(3)) }
+	conditions := func(types ...[3]string) any {
+		var out []any
+		for _, c := range types {
+			if rng.IntN(2) == 0 {
+				out = append(out, map[string]any{"type": c[0], "status": c[1], "reason": c[2], "message": c[0] + " is " + c[1]})
+			}
+		}
+		if out == nil {
+			return nil
+		}
+		return out
+	}
+	generic := [][3]string{{"Ready", "True", "Done"}, {"Ready", "False", "Waiting"}, {"Reconciling", "True", "Working"}, {"Stalled", "True", "Stuck"}}
+	template := map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
+		"spec": map[string]any{"containers": []any{map[string]any{"name": "web", "image": "registry.example/web:1.0", "env": []any{map[string]any{"name": "A", "value": "b"}}}}}}
+	kinds := []struct {
+		apiVersion, kind string
+		fill             func(obj map[string]any)
+	}{
+		{"apps/v1", "Deployment", func(o map[string]any) {
+			set(o, count(), "spec", "replicas")
+			set(o, pick(nil, int64(600)), "spec", "progressDeadlineSeconds")
+			set(o, pick(nil, true), "spec", "paused")
+			set(o, template, "spec", "template")
+			set(o, pick(nil, map[string]any{"type": "Recreate"}), "spec", "strategy")
+			for _, f := range []string{"replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"} {
+				set(o, count(), "status", f)
+			}
+			set(o, conditions([3]string{"Progressing", "True", "NewReplicaSetAvailable"}, [3]string{"Progressing", "False", "ProgressDeadlineExceeded"},
+				[3]string{"Available", "True", "MinimumReplicasAvailable"}, [3]string{"Available", "False", "MinimumReplicasUnavailable"}, generic[2]), "status", "conditions")
+		}},
+		{"apps/v1", "StatefulSet", func(o map[string]any) {
+			set(o, count(), "spec", "replicas")
+			set(o, pick(nil, map[string]any{"type": "OnDelete"}, map[string]any{"type": "RollingUpdate"},
+				map[string]any{"type": "RollingUpdate", "rollingUpdate": map[string]any{"partition": pick(int64(0), int64(1), int64(2))}}), "spec", "updateStrategy")
+			set(o, template, "spec", "template")
+			set(o, pick(nil, []any{map[string]any{"metadata": map[string]any{"name": "data"}}}), "spec", "volumeClaimTemplates")
+			for _, f := range []string{"replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas"} {
+				set(o, count(), "status", f)
+			}
+			set(o, pick(nil, "web-a", "web-b"), "status", "currentRevision")
+			set(o, pick(nil, "web-a", "web-b"), "status", "updateRevision")
+		}},
+		{"apps/v1", "DaemonSet", func(o map[string]any) {
+			set(o, template, "spec", "template")
+			for _, f := range []string{"desiredNumberScheduled", "currentNumberScheduled", "updatedNumberScheduled", "numberAvailable", "numberReady", "numberMisscheduled"} {
+				set(o, count(), "status", f)
+			}
+		}},
+		{"apps/v1", "ReplicaSet", func(o map[string]any) {
+			set(o, count(), "spec", "replicas")
+			set(o, template, "spec", "template")
+			for _, f := range []string{"replicas", "readyReplicas", "availableReplicas", "fullyLabeledReplicas"} {
+				set(o, count(), "status", f)
+			}
+			set(o, conditions([3]string{"ReplicaFailure", "True", "FailedCreate"}), "status", "conditions")
+		}},
+		{"batch/v1", "Job", func(o map[string]any) {
+			set(o, count(), "spec", "parallelism")
+			set(o, count(), "spec", "completions")
+			set(o, template, "spec", "template")
+			for _, f := range []string{"active", "succeeded", "failed"} {
+				set(o, count(), "status", f)
+			}
+			set(o, pick(nil, "2026-12-06T10:00:00Z"), "status", "startTime")
+			set(o, conditions([3]string{"Complete", "True", "Completed"}, [3]string{"Failed", "True", "BackoffLimitExceeded"}, [3]string{"Suspended", "True", "Suspended"}), "status", "conditions")
+		}},
+		{"v1", "Pod", func(o map[string]any) {
+			set(o, template["spec"], "spec")
+			set(o, pick(nil, "Never", "OnFailure", "Always"), "spec", "restartPolicy")
+			set(o, pick(nil, "Pending", "Running", "Succeeded", "Failed", "Unknown"), "status", "phase")
+			set(o, conditions([3]string{"Ready", "True", ""}, [3]string{"Ready", "False", "ContainersNotReady"}, [3]string{"PodScheduled", "False", "Unschedulable"}), "status", "conditions")
+			set(o, pick(nil, []any{map[string]any{"name": "web", "state": map[string]any{"waiting": map[string]any{"reason": "CrashLoopBackOff"}}}},
+				[]any{map[string]any{"name": "web", "state": map[string]any{"running": map[string]any{}}, "ready": true}}), "status", "containerStatuses")
+		}},
+		{"v1", "Service", func(o map[string]any) {
+			set(o, pick(nil, "ClusterIP", "LoadBalancer", "NodePort", "ExternalName"), "spec", "type")
+			set(o, pick(nil, "", "10.0.0.1", "None"), "spec", "clusterIP")
+			set(o, []any{map[string]any{"port": int64(80)}}, "spec", "ports")
+			set(o, pick(nil, []any{map[string]any{"ip": "192.0.2.1"}}), "status", "loadBalancer", "ingress")
+		}},
+		{"v1", "PersistentVolumeClaim", func(o map[string]any) {
+			set(o, map[string]any{"requests": map[string]any{"storage": "1Gi"}}, "spec", "resources")
+			set(o, pick(nil, "Pending", "Bound", "Lost"), "status", "phase")
+		}},
+		{"policy/v1", "PodDisruptionBudget", func(o map[string]any) {
+			set(o, pick(nil, int64(1), "50%"), "spec", "minAvailable")
+			for _, f := range []string{"currentHealthy", "desiredHealthy", "expectedPods", "disruptionsAllowed"} {
+				set(o, count(), "status", f)
+			}
+			set(o, conditions([3]string{"DisruptionAllowed", "True", "SufficientPods"}), "status", "conditions")
+		}},
+		{"apiextensions.k8s.io/v1", "CustomResourceDefinition", func(o map[string]any) {
+			set(o, map[string]any{"kind": "Widget", "plural": "widgets"}, "spec", "names")
+			set(o, conditions([3]string{"Established", "True", "InitialNamesAccepted"}, [3]string{"Established", "False", "Installing"},
+				[3]string{"NamesAccepted", "False", "MultipleNameConflict"}), "status", "conditions")
+		}},
+		{"batch/v1", "CronJob", func(o map[string]any) { set(o, "*/5 * * * *", "spec", "schedule") }},
+		{"v1", "ConfigMap", func(o map[string]any) { set(o, map[string]any{"a": "b"}, "data") }},
+		{"v1", "Secret", func(o map[string]any) { set(o, map[string]any{"token": "c2VjcmV0"}, "data") }},
+		{"example.com/v1", "Widget", func(o map[string]any) {
+			set(o, map[string]any{"size": int64(3), "replicas": int64(2)}, "spec")
+			set(o, pick(nil, "Ready", "Progressing"), "status", "phase")
+			set(o, conditions(generic...), "status", "conditions")
+		}},
+	}
+	cut := map[string]bool{}
+	for i := range 4000 {
+		k := kinds[i%len(kinds)]
+		obj := map[string]any{"apiVersion": k.apiVersion, "kind": k.kind, "metadata": map[string]any{
+			"name": "o", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+			"labels":        map[string]any{LabelApp: "shop", "tier": "web"},
+			"annotations":   map[string]any{"note": "x"},
+			"managedFields": []any{map[string]any{"manager": "deliver", "operation": "Apply"}},
+		}}
+		set(obj, pick(nil, int64(1), int64(2), int64(3)), "metadata", "generation")
+		set(obj, pick(nil, nil, nil, "2026-12-06T10:00:00Z"), "metadata", "deletionTimestamp")
+		set(obj, pick(nil, int64(1), int64(2), int64(3)), "status", "observedGeneration")
+		k.fill(obj)
+		whole := &unstructured.Unstructured{Object: obj}
+		slimmed := whole.DeepCopy()
+		slim(slimmed)
+		for _, finish := range []bool{false, true} {
+			ws, wm, werr := liveStatus(whole.DeepCopy(), finish)
+			ss, sm, serr := liveStatus(slimmed.DeepCopy(), finish)
+			if ws != ss || wm != sm || (werr == nil) != (serr == nil) {
+				t.Fatalf("%s (finish %v): whole %s %q %v, slim %s %q %v\nwhole: %v\nslim: %v", k.kind, finish, ws, wm, werr, ss, sm, serr, obj, slimmed.Object)
+			}
+		}
+		if _, ok, _ := unstructured.NestedFieldNoCopy(slimmed.Object, "spec", "template"); ok {
+			t.Fatalf("%s: slim kept the pod template", k.kind)
+		}
+		if _, ok := slimmed.Object["data"]; ok {
+			t.Fatalf("%s: slim kept the data", k.kind)
+		}
+		if slimmed.GetAnnotations() != nil || slimmed.GetManagedFields() != nil || slimmed.GetLabels()[LabelApp] != "shop" || slimmed.GetLabels()["tier"] != "" {
+			t.Fatalf("%s: slim metadata %v", k.kind, slimmed.Object["metadata"])
+		}
+		st, _, _ := liveStatus(whole, false)
+		cut[string(st)] = true
+	}
+	// The corpus reaches every verdict kstatus gives.
+	for _, st := range []status.Status{status.CurrentStatus, status.InProgressStatus, status.FailedStatus, status.TerminatingStatus} {
+		if !cut[string(st)] {
+			t.Errorf("no object of the corpus is %s", st)
+		}
+	}
+}
+
+// TestStatusWatcherWholeForRules: a wait on a kind a health rule covers
+// gets a watch of its own that caches whole objects, for the rule's
+// expressions; the other waits' watch of the same kind caches slim ones.
+func TestStatusWatcherWholeForRules(t *testing.T) {
+	gvr := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	gvk := schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(gvk, meta.RESTScopeNamespace)
+	live := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "example.com/v1", "kind": "Widget",
+		"metadata": map[string]any{"name": "w", "namespace": "ns1", "labels": map[string]any{LabelApp: "a"}, "annotations": map[string]any{"note": "x"}},
+		"spec":     map[string]any{"size": int64(3)},
+		"status":   map[string]any{"phase": "Ready"},
+	}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "WidgetList"}, live)
+	w := newStatusWatcher(dyn, mapper)
+	t.Cleanup(w.stopIdle)
+	rules, err := health.Compile("healthChecks", []health.Check{{APIVersion: "example.com/v1", Kind: "Widget", Current: "self.spec.size == 3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &object.Object{Unstructured: live.DeepCopy()}
+	cachedBy := func(rules *health.Rules) *unstructured.Unstructured {
+		t.Helper()
+		wt, err := w.watch([]*object.Object{obj}, nil, rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wt.stop()
+		var cached *unstructured.Unstructured
+		err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			cached, _ = wt.live(obj.ID())
+			return cached != nil, nil
+		})
+		if err != nil {
+			t.Fatal("the watch never held the widget")
+		}
+		return cached
+	}
+	slimmed, whole := cachedBy(nil), cachedBy(rules)
+	if w.count() != 2 {
+		t.Errorf("%d watches, want 2: the rule's whole one and the slim one", w.count())
+	}
+	if _, ok := slimmed.Object["spec"].(map[string]any)["size"]; ok || slimmed.GetAnnotations() != nil {
+		t.Errorf("the slim watch cached %v", slimmed.Object)
+	}
+	if size, _, _ := unstructured.NestedInt64(whole.Object, "spec", "size"); size != 3 || whole.GetAnnotations()["note"] != "x" {
+		t.Errorf("the rule's watch cached %v, want the whole widget", whole.Object)
+	}
+	if v, ok := rules.Evaluate(context.Background(), whole); !ok || v.Status != status.CurrentStatus {
+		t.Errorf("the rule on the cached widget: %+v, want Current", v)
 	}
 }
