@@ -20,12 +20,13 @@ const oneShotGCPercent = 200
 
 // reconcilerGCPercent is the collector's target for the reconciler, which
 // lives for months and is sized by its memory: its live heap is small
-// (about 70 MB at its peak while delivering 1,000 new apps, from heap
+// (about 50 MB at its peak while delivering 1,000 new apps, from heap
 // profiles), and at Go's default of 100 its RSS followed the heap goal of
 // twice that. 50 measured 184 MiB against 220-225 MiB for that first
-// delivery, for a fifth to a quarter more of the reconciler's own CPU
-// during it and the same wall time (the control plane sets the pace); idle,
-// it collects rarely either way (docs/performance.md).
+// delivery (with the larger heap of then), for a fifth to a quarter more
+// of the reconciler's own CPU during it and the same wall time (the
+// control plane sets the pace); idle, it collects rarely either way
+// (docs/performance.md).
 const reconcilerGCPercent = 50
 
 // oneShotHeapBudget is how much a one-shot command may allocate before its
