@@ -83,8 +83,8 @@ type run struct {
 	// rolloutFailed says the wait found the new version failing (not
 	// merely cut short by a stop): the rollback's trigger.
 	rolloutFailed bool
-	// settled are the objects of stateless kinds (see settledAt) that the
-	// run wrote or found, not being deleted: ready without a watch.
+	// settled are the objects the run wrote or found whose readiness no
+	// controller decides (see settled): ready without a watch.
 	// Guarded by mu.
 	settled map[object.ID]bool
 }

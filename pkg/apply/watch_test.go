@@ -474,13 +474,20 @@ func TestApplyWaitNeedsNoList(t *testing.T) {
 		if list-list0 != 1 || watch-watch0 > 1 {
 			t.Errorf("apply %d sent %d lists and %d watches of Deployments; want 1 list and at most 1 watch", i+1, list-list0, watch-watch0)
 		}
-		d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != image {
-			t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
-		}
+		wantRolledOut(t, ns, i, image)
+	}
+}
+
+// wantRolledOut fails t unless the Deployment web in ns has rolled out
+// image to its 2 replicas, as apply i (from 0) should have waited for.
+func wantRolledOut(t *testing.T, ns string, i int, image string) {
+	t.Helper()
+	d, err := env.Client().AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != image {
+		t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
 	}
 }
 
@@ -565,13 +572,7 @@ func TestApplyWaitWatchesOnlyWhatControllersDecide(t *testing.T) {
 			if watch != 0 || list-list0 > len(stateless) {
 				t.Errorf("apply %d: %d lists and %d watches of %v; want no watch and at most one list per kind", i+1, list-list0, watch, stateless)
 			}
-			d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Status.ObservedGeneration != d.Generation || d.Status.UpdatedReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != image {
-				t.Errorf("apply %d returned before the rollout of %s: generation %d, status %+v", i+1, image, d.Generation, d.Status)
-			}
+			wantRolledOut(t, ns, i, image)
 		}
 		if _, w, _ := dcount.snapshot(); w == 0 {
 			t.Errorf("the Deployment was not watched (%s)", dcount)

@@ -65,8 +65,8 @@ type tracker struct {
 }
 
 // trackedMeta is what the informers keep of an object: the parts of its
-// metadata drift reads (see track), and a fingerprint of the labels and annotations
-// deliver owns in them. A kubectl label or annotate of a value deliver set
+// metadata drift reads (see track), and a fingerprint of the labels and
+// annotations deliver owns in them. A kubectl label or annotate of a value deliver set
 // moves neither the generation nor deliver's manifest, but it takes the
 // key from deliver's managedFields entry (or changes its value), and so
 // the fingerprint; status updates, a controller's annotations and labels
