@@ -221,3 +221,44 @@ func TestSharedMapperResetDuringDiscovery(t *testing.T) {
 		t.Errorf("%d discoveries, want 2", n)
 	}
 }
+
+// countingMapper counts RESTMapping calls.
+type countingMapper struct {
+	meta.RESTMapper
+	calls atomic.Int64
+}
+
+func (c *countingMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
+	c.calls.Add(1)
+	return c.RESTMapper.RESTMapping(gk, versions...)
+}
+
+// TestMapperSnapshotRemembers: a snapshot asks its mapper once per kind
+// and versions, answers as it did (errors included), and gives each
+// caller a copy that the caller may change.
+func TestMapperSnapshotRemembers(t *testing.T) {
+	t.Parallel()
+	base := meta.NewDefaultRESTMapper(nil)
+	base.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
+	cm := &countingMapper{RESTMapper: base}
+	s := &mapperSnapshot{RESTMapper: cm}
+	for i := range 3 {
+		m, err := s.RESTMapping(configMapGK, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Resource.Resource != "configmaps" || m.Scope.Name() != meta.RESTScopeNameNamespace {
+			t.Fatalf("lookup %d: %+v", i, m)
+		}
+		m.Resource.Resource = "changed by a caller"
+		if _, err := s.RESTMapping(widgetGK); !meta.IsNoMatchError(err) {
+			t.Fatalf("lookup %d of Widget: %v, want no match", i, err)
+		}
+	}
+	if _, err := s.RESTMapping(configMapGK, "v2", "v1"); err != nil { // other versions: asked anew
+		t.Fatal(err)
+	}
+	if n := cm.calls.Load(); n != 3 {
+		t.Errorf("%d lookups reached the mapper, want 3 (ConfigMap v1, Widget, ConfigMap v2 or v1)", n)
+	}
+}

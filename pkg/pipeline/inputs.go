@@ -56,8 +56,10 @@ const inputsFormat = "deliver-inputs/2"
 
 // appDigest returns the digest of app a's inputs in snap, reading the
 // paths recorded by a render, with the given versions of its Vault
-// secrets.
-func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths []string, vault []apply.VaultVersion) (string, error) {
+// secrets. A file the render read whole counts by the blob id it recorded
+// while reading (render.Reads.Sum: the bytes it used, and no second read
+// of every file); sums is nil before a render.
+func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths []string, vault []apply.VaultVersion, sums *render.Reads) (string, error) {
 	h := sha256.New()
 	cfg, err := json.Marshal(struct {
 		Format, Version, Commit, KubeVersion string
@@ -69,9 +71,12 @@ func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths
 	h.Write(cfg)
 	h.Write([]byte{0})
 	for _, p := range paths {
-		sum, err := snap.InputHash(p)
-		if err != nil {
-			return "", fmt.Errorf("inputs of app %s: %w", a.Name, err)
+		sum, ok := sums.Sum(p)
+		if !ok {
+			var err error
+			if sum, err = snap.InputHash(p); err != nil {
+				return "", fmt.Errorf("inputs of app %s: %w", a.Name, err)
+			}
 		}
 		fmt.Fprintf(h, "%s\x00%s\n", p, sum)
 	}
@@ -102,7 +107,7 @@ func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *
 		}
 		cur = append(cur, apply.VaultVersion{Path: v.Path, Version: n})
 	}
-	d, err := appDigest(opts, snap, a, in.Paths, cur)
+	d, err := appDigest(opts, snap, a, in.Paths, cur, nil)
 	return err == nil && d == in.Digest
 }
 
@@ -161,7 +166,7 @@ func recordInputs(opts *Options, snap *source.Snapshot, sec *runSecrets, apps []
 			continue
 		}
 		paths := ar.reads.Paths()
-		d, err := appDigest(opts, snap, ar.app, paths, vault)
+		d, err := appDigest(opts, snap, ar.app, paths, vault, ar.reads)
 		if err != nil {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "err", err)
 			continue

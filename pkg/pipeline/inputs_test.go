@@ -45,7 +45,7 @@ func TestAppDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer snap.Close()
-		return appDigest(&o, snap, a, paths, nil)
+		return appDigest(&o, snap, a, paths, nil, nil)
 	}
 	with := func(change func(map[string]string)) map[string]string {
 		m := map[string]string{}
@@ -121,7 +121,7 @@ func TestAppDigest(t *testing.T) {
 		}
 		defer snap.Close()
 		d := func(vault ...apply.VaultVersion) string {
-			got, err := appDigest(&Options{}, snap, app, paths, vault)
+			got, err := appDigest(&Options{}, snap, app, paths, vault, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

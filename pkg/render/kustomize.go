@@ -627,6 +627,9 @@ func (c *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r == c.root {
+		c.rec.addContent(filepath.ToSlash(rel), data)
+	}
 	return data, nil
 }
 
