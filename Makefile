@@ -13,7 +13,7 @@ LDFLAGS := -X github.com/deliverhq/deliver/internal/version.Version=$(VERSION) \
 # another, but for the few that call t.Parallel.
 GOTEST_FLAGS ?= -p 1 -count=1 -timeout 25m
 
-.PHONY: all build testbin test test-unit fuzz vulncheck demo bench bench-fastpaths clean
+.PHONY: all build testbin test test-unit fuzz vulncheck demo bench clean
 
 all: build
 
@@ -61,7 +61,6 @@ fuzz:
 	go test -short -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -short -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 	go test -short -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
-	go test -short -run '^$$' -fuzz '^FuzzYAMLBody$$' -fuzztime $(FUZZ_TIME) ./pkg/apply
 
 # Unit tests only: no control plane, no binaries needed.
 test-unit:
@@ -77,13 +76,6 @@ demo: testbin build
 bench: testbin build
 	$(if $(findstring -flux=false,$(BENCH_FLAGS)),,hack/benchbin.sh all)
 	go run ./hack/bench -deliver bin/deliver $(BENCH_FLAGS)
-
-# What the hand-written YAML paths (pkg/render/fastyaml.go, pkg/apply/body.go)
-# buy end to end: deliver against the same deliver built without them (tag
-# deliver_nofast), side by side in the same rounds (rows [baseline]).
-bench-fastpaths: testbin build
-	CGO_ENABLED=0 go build -trimpath -tags deliver_nofast -ldflags "$(LDFLAGS)" -o bin/deliver-nofast ./cmd/deliver
-	go run ./hack/bench -deliver bin/deliver -baseline bin/deliver-nofast -rows render,apply,diff -sizes 100,1000 -runs 5 -profile=false $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .cache

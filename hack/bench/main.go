@@ -93,9 +93,9 @@ type Options struct {
 	// rows, one side each. Default 16 and 32 (deliver defaults to 48).
 	RawWorkers []int
 	// LeanWorkers, when above zero, adds a floor row of the raw client
-	// sending its applies in deliver's form (block YAML,
-	// fieldValidation=Ignore), which costs the API server less than the
-	// plain form of the other floor rows. Default 32.
+	// sending its applies in deliver's form (JSON, fieldValidation=Ignore),
+	// which costs the API server less than the plain form of the other
+	// floor rows (the default validation, Warn). Default 32.
 	LeanWorkers int
 	// Apps are the sizes of the apps rows, in apps of 4 objects each.
 	Apps []int
@@ -140,7 +140,7 @@ func main() {
 	deliverArgs := flag.String("deliver-args", "", "space-separated flags added to every deliver apply, diff and reconcile (recorded in the results)")
 	baseline := flag.String("baseline", "", "another deliver binary to measure in the same rounds (rows marked [baseline])")
 	rawWorkers := flag.String("raw-workers", "16,32", "comma-separated concurrencies of the raw client, one floor row each")
-	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (YAML, fieldValidation=Ignore); 0: no such row")
+	leanWorkers := flag.Int("lean-workers", 32, "concurrency of the raw client sending applies in deliver's form (JSON, fieldValidation=Ignore); 0: no such row")
 	profileRepeat := flag.Int("profile-repeat", 1, "run the profiled step this many times, for more samples (times are per run)")
 	rows := flag.String("rows", "", "comma-separated groups of rows to run: render, apply, diff, change, reconcile, apps, steady, shards (default all)")
 	apps := flag.String("apps", "", "comma-separated sizes of the apps rows, in apps of 4 objects (default 100,1000; -quick 100)")
@@ -786,7 +786,7 @@ func (b *bench) clusterRows(ctx context.Context, n int) error {
 		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers)", w), ds, measure(fmt.Sprintf("raw client, %d workers, no QPS limit", w), got[2+i]))
 	}
 	if w := b.opts.LeanWorkers; w > 0 {
-		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers, deliver's form)", w), ds, measure(fmt.Sprintf("raw client, %d workers, YAML, fieldValidation=Ignore", w), got[2+len(b.opts.RawWorkers)]))
+		b.report.add(n, fmt.Sprintf("first apply (floor, %d workers, deliver's form)", w), ds, measure(fmt.Sprintf("raw client, %d workers, JSON, fieldValidation=Ignore", w), got[2+len(b.opts.RawWorkers)]))
 	}
 	if b.baseline != "" {
 		b.report.add(n, "first apply [baseline]", measure("baseline apply", got[len(got)-1]), kubectl)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,8 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/deliverhq/deliver/pkg/apply"
 )
 
 // sample is one timed run of a tool.
@@ -207,8 +206,7 @@ func pollHWM(pid int) int64 {
 // rawApply is the floor of a first apply: one server-side apply per object
 // from workers goroutines, no process start, discovery, planning, ordering
 // or inventory. Its field manager is its own, as a tool's would be. lean
-// sends the applies as deliver does, as block YAML with
-// fieldValidation=Ignore.
+// sends the applies as deliver does, as JSON with fieldValidation=Ignore.
 func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unstructured, workers int, lean bool) error {
 	resources := map[string]kind{}
 	for _, k := range kinds {
@@ -250,7 +248,7 @@ func rawApply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.U
 
 // leanApply is one apply of rawApply's lean form.
 func leanApply(ctx context.Context, ri dynamic.ResourceInterface, o *unstructured.Unstructured) error {
-	body, err := apply.PatchBody(o.Object)
+	body, err := json.Marshal(o.Object)
 	if err != nil {
 		return err
 	}

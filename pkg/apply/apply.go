@@ -2,7 +2,6 @@ package apply
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -451,27 +450,13 @@ func (m *Manager) applyPatch(ctx context.Context, c *Change, opts metav1.ApplyOp
 	return m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
 }
 
-// patch returns the body of the desired object's server-side apply (see
-// PatchBody), reusing the JSON of the digest when it falls back to JSON.
+// patch returns the body of the desired object's server-side apply: its
+// JSON, reusing that of the digest.
 func (c *Change) patch() ([]byte, error) {
-	if data, ok := yamlBody(c.Desired.Object); ok {
-		return data, nil
-	}
 	if c.body != nil {
 		return c.body, nil
 	}
 	return c.Desired.MarshalJSON()
-}
-
-// PatchBody returns the body deliver sends for a server-side apply of obj:
-// block YAML, which the API server parses faster than JSON (see body.go),
-// or JSON for an object the YAML writer does not handle. Send it with
-// types.ApplyPatchType; the API server decodes both the same way.
-func PatchBody(obj map[string]any) ([]byte, error) {
-	if data, ok := yamlBody(obj); ok {
-		return data, nil
-	}
-	return json.Marshal(obj)
 }
 
 // patchOptions are the PatchOptions of a server-side apply.

@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -438,8 +439,8 @@ spec:
 }
 
 // TestApplyRequestForm checks the form of deliver's applies that the first
-// apply's speed depends on: block YAML bodies and fieldValidation=Ignore,
-// for the dry runs and the writes alike.
+// apply's speed depends on: JSON bodies and fieldValidation=Ignore, for the
+// dry runs and the writes alike.
 func TestApplyRequestForm(t *testing.T) {
 	ns := env.Namespace(t)
 	var (
@@ -459,10 +460,10 @@ func TestApplyRequestForm(t *testing.T) {
 				_, _ = io.Copy(&b, body)
 				mu.Lock()
 				bodyN++
-				seen = append(seen, fmt.Sprintf("%s %s fieldValidation=%s dryRun=%s yaml=%t",
+				seen = append(seen, fmt.Sprintf("%s %s fieldValidation=%s dryRun=%s json=%t",
 					req.Header.Get("Content-Type"), req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:],
 					req.URL.Query().Get("fieldValidation"), req.URL.Query().Get("dryRun"),
-					strings.HasPrefix(b.String(), `"apiVersion": `)))
+					strings.HasPrefix(b.String(), "{") && json.Valid([]byte(b.String()))))
 				mu.Unlock()
 			}
 			return rt.RoundTrip(req)
@@ -481,9 +482,9 @@ func TestApplyRequestForm(t *testing.T) {
 	want := []string{
 		// The first revision is written without a dry run; the second is
 		// dry-run, then written.
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= yaml=true",
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun=All yaml=true",
-		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= yaml=true",
+		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= json=true",
+		"application/apply-patch+yaml form fieldValidation=Ignore dryRun=All json=true",
+		"application/apply-patch+yaml form fieldValidation=Ignore dryRun= json=true",
 	}
 	mu.Lock()
 	defer mu.Unlock()

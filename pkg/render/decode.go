@@ -21,11 +21,6 @@ import (
 // unusual keys, very deep nesting) goes through sigs.k8s.io/yaml itself, so
 // results and error messages are always that function's.
 func unmarshalObject(raw []byte) (map[string]any, error) {
-	if fastPaths {
-		if m, ok := tryFastYAML(raw); ok {
-			return m, nil
-		}
-	}
 	var y any
 	if err := yamlv2.Unmarshal(raw, &y); err == nil {
 		switch v := y.(type) {

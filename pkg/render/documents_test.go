@@ -9,9 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// fastCases are documents written the way manifests are: fastYAML must
-// take each of them (or it saves nothing) and agree with yaml.v2.
-var fastCases = []string{
+// manifestCases are documents written the way manifests are.
+var manifestCases = []string{
 	"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-00000\n  namespace: bench\n  labels: {app.kubernetes.io/name: cm-00000, app.kubernetes.io/part-of: bench}\ndata:\n  index: \"0\"\n  payload: xxxx\n",
 	"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: app\n        image: registry.example/bench/app:1.0.0\n        ports: [{containerPort: 8080}]\n        env: [{name: INDEX, value: \"0\"}]\n        resources: {requests: {cpu: 10m, memory: 16Mi}}\n",
 	"apiVersion: v1\nkind: Service\nmetadata:\n  name: svc # a comment\n  annotations:\n    example.com/quoted: 'it''s'\n    example.com/double: \"a \\\"b\\\" \\\\ c\\n\"\nspec:\n  ports:\n    - port: 80\n      targetPort: http\n      protocol: TCP\n  selector:\n    app: web\n\n# trailing comment\n",
@@ -22,22 +21,21 @@ var fastCases = []string{
 	"a:\n- b: 1\n  c:\n  - d\n- e\n",
 }
 
-func TestFastYAMLTakesManifests(t *testing.T) {
-	for i, c := range fastCases {
+// TestUnmarshalObjectManifests: manifests as they are written, with and
+// without their last newline, give what sigs.k8s.io/yaml gives.
+func TestUnmarshalObjectManifests(t *testing.T) {
+	for i, c := range manifestCases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			for _, doc := range []string{c, strings.TrimSuffix(c, "\n")} {
 				checkUnmarshalObject(t, []byte(doc))
-				if _, ok := fastYAML([]byte(doc)); !ok && !strings.Contains(c, "- - y") {
-					t.Errorf("fastYAML left this document to yaml.v2:\n%s", doc)
-				}
 			}
 		})
 	}
 }
 
-// fastEdgeCases are near the subset's edges: each must give what yaml.v2
-// gives, through the fast path or not.
-var fastEdgeCases = []string{
+// edgeCases are near the edges of what unmarshalObject converts itself:
+// each must give what sigs.k8s.io/yaml gives.
+var edgeCases = []string{
 	"a: b\n  c\n", "a: 'b\n  c'\n", "a: \"b\n  c\"\n", "a: b: c\n", "a: b:\n", "a: b #c\n", "a: b#c\n", "a:b\n",
 	"a:#c\n", "a: |\n", "a: |\nb: 1\n", "a: |+\n  x\n\n", "a: |2\n   x\n", "a: >\n  x\n  y\n", "a: |\n  x\n   y\n z\n",
 	"a: |\n    x\n  y\n", "a: |\n  \n   \n  x\n", "a: |\n  x\n   \n", "a: |\n  x\n  #c\n# c\nb: 1\n", "a: |-\n  x\n\n\nb: 1\n",
@@ -89,14 +87,15 @@ var openCases = []string{
 	"a:\n- b", "a:\n  - |\n    x", "# c\na: b\n# c", "a: b\n\n",
 }
 
-func TestFastYAMLEdges(t *testing.T) {
-	for i, c := range slices.Concat(fastEdgeCases, openCases, longKeyCases, deepCases) {
+// TestUnmarshalObjectEdges: the same for edgeCases and the cases below.
+func TestUnmarshalObjectEdges(t *testing.T) {
+	for i, c := range slices.Concat(edgeCases, openCases, longKeyCases, deepCases) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkUnmarshalObject(t, []byte(c)) })
 	}
 }
 
 func BenchmarkUnmarshalObject(b *testing.B) {
-	for i, c := range fastCases[:2] {
+	for i, c := range manifestCases[:2] {
 		b.Run(fmt.Sprint(i), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -125,7 +124,7 @@ func checkReadDocuments(t *testing.T, data []byte) {
 }
 
 func TestReadDocumentsMatchesYAMLReader(t *testing.T) {
-	for _, c := range append(documentCases, fastCases...) {
+	for _, c := range append(documentCases, manifestCases...) {
 		checkReadDocuments(t, []byte(c))
 	}
 }
