@@ -1,15 +1,15 @@
 package render
 
 import (
-	"crypto/sha1" //nolint:gosec // git's blob ids, compared, not trusted for security
 	"encoding/hex"
 	"hash"
 	"io"
 	"io/fs"
 	"path"
 	"slices"
-	"strconv"
 	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // Kinds of read a Reads records, the prefix of each of its paths.
@@ -65,19 +65,15 @@ func (r *Reads) addContent(p string, data []byte) {
 	r.addSum(p, hex.EncodeToString(h.Sum(nil)))
 }
 
-// addSum records a read of the whole content of file p, whose git blob id
-// is sum.
+// addSum records sum, the git blob id of the whole content of file p,
+// whose read its caller has recorded with Add.
 func (r *Reads) addSum(p, sum string) {
 	p = ReadFile + cleanRead(p)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.paths == nil {
-		r.paths = map[string]bool{}
-	}
 	if r.sums == nil {
 		r.sums = map[string]string{}
 	}
-	r.paths[p] = true
 	r.sums[p] = sum
 }
 
@@ -107,11 +103,10 @@ func cleanRead(p string) string {
 	return p
 }
 
-// newBlobHash starts the git blob id of a content of size bytes.
+// newBlobHash starts the git blob id (go-git's, as source.Snapshot's
+// InputHash computes it) of a content of size bytes.
 func newBlobHash(size int64) hash.Hash {
-	h := sha1.New() //nolint:gosec // see import
-	h.Write([]byte("blob " + strconv.FormatInt(size, 10) + "\x00"))
-	return h
+	return plumbing.NewHasher(plumbing.BlobObject, size).Hash
 }
 
 // Uncertain records that the render depended on something the paths do

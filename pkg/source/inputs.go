@@ -1,7 +1,6 @@
 package source
 
 import (
-	"crypto/sha1" //nolint:gosec // git's object ids, compared, not trusted for security
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,9 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // Hashes of InputHash for what is not a file's content.
@@ -116,8 +116,7 @@ func blobHash(fsys fs.FS, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := sha1.New() //nolint:gosec // see import
-	h.Write([]byte("blob " + strconv.FormatInt(fi.Size(), 10) + "\x00"))
+	h := plumbing.NewHasher(plumbing.BlobObject, fi.Size())
 	// A buffer the size of the file (most are a few KiB), and f behind a
 	// plain io.Reader: io.Copy would take os.File's WriteTo, which
 	// allocates 32 KiB per file, 32 MiB to allocate and clear for 1,000
@@ -130,7 +129,7 @@ func blobHash(fsys fs.FS, p string) (string, error) {
 	if n != fi.Size() {
 		return "", fmt.Errorf("%s changed while read", p)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return h.Sum().String(), nil
 }
 
 // listingHash hashes the names and types of the entries of folder p.
