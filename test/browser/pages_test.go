@@ -84,6 +84,44 @@ func pageHTML(t *testing.T, tab context.Context) string {
 	return s
 }
 
+// fill sets the value of the form field sel selects and clicks the
+// element click selects (none when ""), in one evaluation in the page.
+// chromedp's SetValue and Click resolve a node id first and act on it
+// after: a live update that replaces the node in between fails them with
+// "Could not find node with given id". A selector is resolved when it is
+// used instead, and a field or button not (yet) on the page is waited for
+// like any other condition.
+func fill(t *testing.T, tab context.Context, sel, value, click string) {
+	t.Helper()
+	script := `(() => {
+		const f = ` + js(sel) + ` === "" ? null : document.querySelector(` + js(sel) + `);
+		const b = ` + js(click) + ` === "" ? null : document.querySelector(` + js(click) + `);
+		if ((` + js(sel) + ` !== "" && !f) || (` + js(click) + ` !== "" && !b)) return false;
+		if (f) f.value = ` + js(value) + `;
+		if (b) b.click();
+		return true;
+	})()`
+	done := false
+	_, ok := testenv.Until(domTimeout, 100*time.Millisecond, func() bool {
+		v, err := chromedp.Run(tab, chromedp.Evaluate[bool](script))
+		if err != nil {
+			t.Fatalf("fill %q, click %q: %v", sel, click, err)
+		}
+		done = v
+		return v
+	})
+	if !ok || !done {
+		screenshot(t, tab, "failed-"+strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
+		t.Fatalf("the page never had %q and %q to fill and click", sel, click)
+	}
+}
+
+// click clicks the element sel selects; see fill.
+func click(t *testing.T, tab context.Context, sel string) {
+	t.Helper()
+	fill(t, tab, "", "", sel)
+}
+
 func appURL(v *view, app string) string {
 	return v.url + ui.AppPath(ui.AppRef{Name: app})
 }
@@ -162,9 +200,7 @@ func TestBrowserDriftAppearsLive(t *testing.T) {
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.deliverTestMark = true`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(tab, chromedp.SetValue(chromedp.CSS(`#pin-reason`), "typed before the update")); err != nil {
-		t.Fatal(err)
-	}
+	fill(t, tab, `#pin-reason`, "typed before the update", "")
 
 	kubectl, err := testenv.Binary("kubectl")
 	if err != nil {
@@ -198,9 +234,7 @@ func TestBrowserReconcileNow(t *testing.T) {
 
 	open(t, tab, appURL(v, "web"))
 	waitDOM(t, tab, "no run request yet", `document.getElementById("request").textContent.trim() === "-"`)
-	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#reconcile-now`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, tab, `#reconcile-now`)
 	waitDOM(t, tab, "the request, on the page the click led to", `document.getElementById("request").textContent.trim() !== "-"`)
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.deliverTestMark = true`)); err != nil {
 		t.Fatal(err)
@@ -240,13 +274,7 @@ func serviceAccountToken(t *testing.T, ns, name string, verbs ...string) string 
 func signIn(t *testing.T, tab context.Context, v *view, token string) {
 	t.Helper()
 	open(t, tab, v.url+ui.LoginPath)
-	err := chromedp.Do(tab,
-		chromedp.SetValue(chromedp.CSS(`#login textarea[name=token]`), token),
-		chromedp.Click(chromedp.CSS(`#login button[type=submit]`)),
-	)
-	if err != nil {
-		t.Fatalf("sign in: %v", err)
-	}
+	fill(t, tab, `#login textarea[name=token]`, token, `#login button[type=submit]`)
 }
 
 func pinOf(t *testing.T, v *view, app string) *apply.Pin {
@@ -274,13 +302,7 @@ func TestBrowserPinAndUnpin(t *testing.T) {
 		waitDOM(t, tab, "the apps, signed in", `!!document.querySelector("#apps tr.app[data-name=web]")`)
 		open(t, tab, appURL(v, "web"))
 		waitDOM(t, tab, "web not pinned", `document.querySelector("dd#pin").textContent.trim() === "not pinned"`)
-		err := chromedp.Do(tab,
-			chromedp.SetValue(chromedp.CSS(`#pin-reason`), "frozen by the browser test"),
-			chromedp.Click(chromedp.CSS(`#actions form[action$="/pin"] button`)),
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fill(t, tab, `#pin-reason`, "frozen by the browser test", `#actions form[action$="/pin"] button`)
 		waitDOM(t, tab, "web pinned", `document.querySelector("dd#pin") !== null && document.querySelector("dd#pin").textContent.includes("frozen by the browser test")`)
 		screenshot(t, tab, "app-pinned")
 		p := pinOf(t, v, "web")
@@ -290,9 +312,7 @@ func TestBrowserPinAndUnpin(t *testing.T) {
 		if want := "system:serviceaccount:" + v.invNS + ":operator"; p.By != want || p.Reason != "frozen by the browser test" {
 			t.Errorf("pin by %q reason %q; want by %q and the reason typed", p.By, p.Reason, want)
 		}
-		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#actions form[action$="/unpin"] button`))); err != nil {
-			t.Fatal(err)
-		}
+		click(t, tab, `#actions form[action$="/unpin"] button`)
 		waitDOM(t, tab, "web unpinned", `document.querySelector("dd#pin") !== null && document.querySelector("dd#pin").textContent.trim() === "not pinned"`)
 		if p := pinOf(t, v, "web"); p != nil {
 			t.Errorf("the page says not pinned, the inventory still holds %+v", p)
@@ -303,13 +323,7 @@ func TestBrowserPinAndUnpin(t *testing.T) {
 		signIn(t, tab, v, viewer)
 		waitDOM(t, tab, "the apps, signed in", `!!document.querySelector("#apps tr.app[data-name=web]")`)
 		open(t, tab, appURL(v, "web"))
-		err := chromedp.Do(tab,
-			chromedp.SetValue(chromedp.CSS(`#pin-reason`), "not allowed"),
-			chromedp.Click(chromedp.CSS(`#actions form[action$="/pin"] button`)),
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fill(t, tab, `#pin-reason`, "not allowed", `#actions form[action$="/pin"] button`)
 		waitDOM(t, tab, "the refusal", `document.body.innerText.includes("forbidden")`)
 		if p := pinOf(t, v, "web"); p != nil {
 			t.Errorf("a viewer's pin was written: %+v", p)
