@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -189,8 +190,13 @@ type kustScan struct {
 	secretFiles []string
 }
 
+// isRemoteFile reports whether kustomize loads p over HTTP. Its loader
+// decides with url.Parse, which reads the scheme in any case (HTTPS://
+// too); a prefix test here would let such a file past the refusal. (The
+// loader's IsRemoteFile is internal to kustomize.)
 func isRemoteFile(p string) bool {
-	return strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://")
+	u, err := url.Parse(p)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
 }
 
 func (s *kustScan) dir(dir string) error {
@@ -293,12 +299,13 @@ func kvFiles(kv types.KvPairSources) []string {
 // inside the repository (or remote and allowed), and scans it when it is a
 // folder.
 func (s *kustScan) ref(dir, name, e string, mayBeDir bool) error {
-	if strings.HasPrefix(e, "file:") {
-		// kustomize clones a file:// URL with git: a local repository
-		// anywhere on the machine, outside the snapshot.
+	if lower := strings.ToLower(e); strings.HasPrefix(strings.TrimPrefix(lower, "git::"), "file:") {
+		// kustomize clones a file:// URL with git (git::file:// too, in
+		// any case): a local repository anywhere on the machine, outside
+		// the snapshot.
 		return fmt.Errorf("%s: %s: local git URLs are not allowed", name, e)
 	}
-	if isRemoteFile(e) || strings.Contains(e, "://") || strings.HasPrefix(e, "git@") {
+	if isRemoteFile(e) || strings.Contains(e, "://") || strings.HasPrefix(e, "git@") || strings.HasPrefix(strings.ToLower(e), "git::") {
 		if !s.allowRemote {
 			return fmt.Errorf("%s: %s: remote bases are disabled", name, e)
 		}

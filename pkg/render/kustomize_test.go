@@ -142,6 +142,39 @@ func TestKustomizeErrors(t *testing.T) {
 			wantErr: "https://example.com/p.yaml: remote files are disabled",
 		},
 		{
+			// kustomize's loader reads the scheme in any case.
+			name:    "remote patch, scheme in capitals",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\npatches:\n- path: HTTPS://example.invalid/p.yaml\n", "o/cm.yaml": cm},
+			wantErr: "HTTPS://example.invalid/p.yaml: remote files are disabled",
+		},
+		{
+			name:    "remote CRD file, scheme in mixed case",
+			files:   map[string]string{"o/kustomization.yaml": "resources: [cm.yaml]\ncrds: [Http://example.invalid/crd.yaml]\n", "o/cm.yaml": cm},
+			wantErr: "Http://example.invalid/crd.yaml: remote files are disabled",
+		},
+		{
+			name:    "remote configMapGenerator file, scheme in capitals",
+			files:   map[string]string{"o/kustomization.yaml": "configMapGenerator:\n- name: c\n  files: [HTTP://example.invalid/f.txt]\n"},
+			wantErr: "HTTP://example.invalid/f.txt: remote files are disabled",
+		},
+		{
+			name:        "local git URL in capitals, remote allowed",
+			files:       map[string]string{"o/kustomization.yaml": "resources:\n- FILE:///tmp/repo\n"},
+			allowRemote: true,
+			wantErr:     "FILE:///tmp/repo: local git URLs are not allowed",
+		},
+		{
+			name:        "git::file URL, remote allowed",
+			files:       map[string]string{"o/kustomization.yaml": "resources:\n- git::file:///tmp/repo//base\n"},
+			allowRemote: true,
+			wantErr:     "git::file:///tmp/repo//base: local git URLs are not allowed",
+		},
+		{
+			name:    "git:: remote base",
+			files:   map[string]string{"o/kustomization.yaml": "resources:\n- git::example.invalid/org/repo//base\n"},
+			wantErr: "remote bases are disabled",
+		},
+		{
 			name:    "remote in a nested base",
 			files:   map[string]string{"o/kustomization.yaml": "resources: [../b]\n", "b/kustomization.yaml": "resources:\n- https://example.com/x.yaml\n"},
 			wantErr: "b/kustomization.yaml: https://example.com/x.yaml: remote bases are disabled",
