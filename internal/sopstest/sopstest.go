@@ -13,7 +13,9 @@ import (
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
+	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/stores/dotenv"
+	"github.com/getsops/sops/v3/stores/ini"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 )
@@ -33,9 +35,10 @@ type store interface {
 	EmitEncryptedFile(sops.Tree) ([]byte, error)
 }
 
-// Encrypt encrypts plain, a YAML, JSON or dotenv document chosen by the
-// extension of name, for the age recipients. Like sops' default, keys
-// ending in _unencrypted stay in clear.
+// Encrypt encrypts plain, a YAML, JSON, dotenv or INI document chosen by
+// the extension of name, or any other file as sops encrypts a binary file,
+// for the age recipients. Like sops' default, keys ending in _unencrypted
+// stay in clear.
 func Encrypt(name string, plain []byte, recipients ...string) ([]byte, error) {
 	var st store
 	switch filepath.Ext(name) {
@@ -45,8 +48,10 @@ func Encrypt(name string, plain []byte, recipients ...string) ([]byte, error) {
 		st = &sopsjson.Store{}
 	case ".env":
 		st = &dotenv.Store{}
+	case ".ini":
+		st = ini.NewStore(&config.INIStoreConfig{})
 	default:
-		return nil, fmt.Errorf("%s: unsupported format", name)
+		st = sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{})
 	}
 	branches, err := st.LoadPlainFile(plain)
 	if err != nil {

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -301,18 +303,35 @@ func readRootFile(fsys fs.FS, name string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// IsSOPS reports whether data looks like a SOPS-encrypted file: YAML with a
-// top-level sops: key, JSON with a "sops" key, or a dotenv/INI file with
-// sops_ metadata lines.
+// IsSOPS reports whether data looks like a SOPS-encrypted file, in any of
+// the formats sops writes: YAML with a top-level sops: key, JSON (also
+// binary files, which sops writes as JSON) with a top-level "sops" object,
+// however indented, dotenv with sops_ metadata lines, INI with a [sops]
+// section. It decides from the metadata's shape without loading the file
+// in sops' stores (secrets.IsEncrypted does): the render does not link the
+// SOPS engine, which comes in through KustomizeOptions.Decrypt.
+// TestIsSOPSMatchesSOPS compares the two on files sops encrypted.
 func IsSOPS(data []byte) bool {
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+		var doc map[string]json.RawMessage
+		if json.Unmarshal(trimmed, &doc) == nil {
+			var meta map[string]json.RawMessage
+			return json.Unmarshal(doc["sops"], &meta) == nil && meta["mac"] != nil
+		}
+	}
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimRight(line, "\r")
 		switch {
 		case bytes.HasPrefix(line, []byte("sops:")),
-			bytes.HasPrefix(line, []byte("sops_")),
-			bytes.HasPrefix(bytes.TrimSpace(line), []byte(`"sops":`)) && bytes.Contains(data, []byte(`"mac"`)):
+			dotenvMeta.Match(line),
+			bytes.Equal(bytes.TrimSpace(line), []byte("[sops]")):
 			return true
 		}
 	}
 	return false
 }
+
+// dotenvMeta matches a line of the metadata sops writes into a dotenv
+// file (sops_mac=..., sops_age__list_0__map_recipient=...), not a YAML key
+// that happens to start with sops_.
+var dotenvMeta = regexp.MustCompile(`^sops_[A-Za-z0-9_]+=`)

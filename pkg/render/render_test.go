@@ -17,8 +17,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/object"
+	"github.com/deliverhq/deliver/pkg/secrets"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -259,4 +261,55 @@ func splitDocs(s string) []string {
 	}
 	slices.Sort(docs)
 	return docs
+}
+
+// TestIsSOPSMatchesSOPS: IsSOPS, which decides without sops' stores,
+// agrees with secrets.IsEncrypted, which loads the file in them, on files
+// sops encrypted in every format it writes (YAML, JSON indented and
+// minified, dotenv, INI, a binary file) and on their plaintexts, some of
+// which mention sops.
+func TestIsSOPSMatchesSOPS(t *testing.T) {
+	t.Parallel()
+	_, recipient, err := sopstest.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := map[string]string{
+		"s.yaml":     "password: hunter2\nsops_note: plain\nlist: [a, b]\n",
+		"s.json":     "{\"password\": \"hunter2\", \"nested\": {\"sops\": \"plain\"}}\n",
+		"s.env":      "PASSWORD=hunter2\nSOPS=plain\n",
+		"s.ini":      "[db]\npassword = hunter2\n[sopsy]\nk = v\n",
+		"tls.crt":    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+		"flow.yaml":  "{a: b, c: {sops: plain}}\n",
+		"mention.md": "sops is a tool; see sops:\n",
+	}
+	for name, text := range plain {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cases := map[string][]byte{"plain": []byte(text)}
+			if name != "flow.yaml" && name != "mention.md" {
+				enc, err := sopstest.Encrypt(name, []byte(text), recipient)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cases["encrypted"] = enc
+				if enc[0] == '{' {
+					var min bytes.Buffer
+					if err := json.Compact(&min, enc); err != nil {
+						t.Fatal(err)
+					}
+					cases["encrypted, minified"] = min.Bytes()
+				}
+			}
+			for what, data := range cases {
+				want := secrets.IsEncrypted(name, data, secrets.FormatAuto)
+				if got := IsSOPS(data); got != want {
+					t.Errorf("%s: IsSOPS = %v, secrets.IsEncrypted = %v:\n%s", what, got, want, data)
+				}
+				if what != "plain" && !want {
+					t.Errorf("%s: sops does not load what it encrypted", what)
+				}
+			}
+		})
+	}
 }
