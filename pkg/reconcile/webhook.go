@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // maxWebhookBody bounds a push event; GitHub caps its payloads at 25 MB,
@@ -184,11 +186,19 @@ func isPush(event string) bool {
 	return false
 }
 
-// follows reports whether a pushed ref is the one the reconciler follows.
-// With no ref configured (the remote's HEAD) any push may move it.
+// follows reports whether a pushed ref is the one the reconciler follows:
+// the configured ref expanded by git's rules (go-git's RefRevParseRules, as
+// the fetch resolves it: main, heads/main and refs/heads/main all follow
+// refs/heads/main). With no ref configured (the remote's HEAD) any push
+// may move it.
 func (h *webhook) follows(ref string) bool {
 	if h.ref == "" || ref == "" {
 		return true
 	}
-	return ref == h.ref || ref == "refs/heads/"+h.ref || ref == "refs/tags/"+h.ref
+	for _, rule := range plumbing.RefRevParseRules {
+		if ref == fmt.Sprintf(rule, h.ref) {
+			return true
+		}
+	}
+	return false
 }

@@ -111,3 +111,30 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookFollows: a push wakes the reconciler when its ref is the one
+// followed, however the ref is written in the options (git's expansion
+// rules), and not for another branch or tag.
+func TestWebhookFollows(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		followed, pushed string
+		want             bool
+	}{
+		{"", "refs/heads/anything", true},
+		{"main", "refs/heads/main", true},
+		{"heads/main", "refs/heads/main", true},
+		{"refs/heads/main", "refs/heads/main", true},
+		{"v1.2.0", "refs/tags/v1.2.0", true},
+		{"tags/v1.2.0", "refs/tags/v1.2.0", true},
+		{"main", "refs/heads/main-2", false},
+		{"main", "refs/heads/feature/main", false},
+		{"heads/main", "refs/heads/other", false},
+		{"v1.2.0", "refs/heads/v1.2.1", false},
+	} {
+		h := &webhook{ref: tt.followed}
+		if got := h.follows(tt.pushed); got != tt.want {
+			t.Errorf("following %q, a push of %q wakes: %v, want %v", tt.followed, tt.pushed, got, tt.want)
+		}
+	}
+}
