@@ -2,15 +2,9 @@ package config
 
 import (
 	"fmt"
-	"regexp"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
-
-// dnsSubdomain is a Kubernetes object name: a Secret's name or a
-// namespace's must match it to be found at all.
-var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-// secretKey is what a Secret's data key may be.
-var secretKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 
 // checkKubeconfigSecret checks environment env's kubeconfigSecret at parse
 // time, so that a typo fails deliver diff on a laptop rather than the
@@ -23,19 +17,19 @@ func checkKubeconfigSecret(env string, ref *KubeconfigSecretRef) []error {
 	var errs []error
 	// The reconciler names the environment's status ConfigMap after it
 	// (deliver-status.<env>), so the name must fit in an object name.
-	if !dnsLabel.MatchString(env) || len(env) > 48 {
+	if len(validation.IsDNS1123Label(env)) > 0 || len(env) > 48 {
 		errs = append(errs, fmt.Errorf("environments.%s: a name must be a DNS label of at most 48 characters to have a kubeconfigSecret", env))
 	}
 	switch {
 	case ref.Name == "":
 		errs = append(errs, fmt.Errorf("%s.name is required", where))
-	case len(ref.Name) > 253 || !dnsSubdomain.MatchString(ref.Name):
+	case len(validation.IsDNS1123Subdomain(ref.Name)) > 0:
 		errs = append(errs, fmt.Errorf("%s.name %q is not a valid Secret name", where, ref.Name))
 	}
-	if ref.Key != "" && (len(ref.Key) > 253 || !secretKey.MatchString(ref.Key)) {
+	if ref.Key != "" && len(validation.IsConfigMapKey(ref.Key)) > 0 {
 		errs = append(errs, fmt.Errorf("%s.key %q is not a valid Secret key", where, ref.Key))
 	}
-	if ref.Namespace != "" && (len(ref.Namespace) > 63 || !dnsLabel.MatchString(ref.Namespace)) {
+	if ref.Namespace != "" && len(validation.IsDNS1123Label(ref.Namespace)) > 0 {
 		errs = append(errs, fmt.Errorf("%s.namespace %q is not a valid namespace", where, ref.Namespace))
 	}
 	return errs

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -308,8 +307,6 @@ func cleanYAMLError(err error) error {
 	return err
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // Validate checks what the YAML decoder cannot: versions, names, one
 // source per app, known strategies, dependsOn and environment references,
 // and dependency cycles.
@@ -337,7 +334,7 @@ func (c *Config) Validate() error {
 	for i, a := range c.Apps {
 		where := fmt.Sprintf("apps[%d] (%s)", i, a.Name)
 		errs = append(errs, checkIgnore(fmt.Sprintf("app %q", a.Name), a.IgnoreDifferences)...)
-		if !dnsLabel.MatchString(a.Name) || len(a.Name) > 50 {
+		if len(validation.IsDNS1123Label(a.Name)) > 0 || len(a.Name) > 50 {
 			errs = append(errs, fmt.Errorf("%s: name must be a DNS label of at most 50 characters", where))
 		}
 		if names[a.Name] {
@@ -394,7 +391,7 @@ func (c *Config) Validate() error {
 	for _, name := range envNames {
 		// Several clusters (issue #20).
 		errs = append(errs, checkKubeconfigSecret(name, c.Environments[name].KubeconfigSecret)...)
-		if ns := c.Environments[name].InventoryNamespace; ns != "" && (len(ns) > 63 || !dnsLabel.MatchString(ns)) {
+		if ns := c.Environments[name].InventoryNamespace; ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
 			errs = append(errs, fmt.Errorf("environments.%s.inventoryNamespace %q is not a valid namespace", name, ns))
 		}
 		for app, o := range c.Environments[name].Apps {

@@ -1,12 +1,18 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+
+	"github.com/deliverhq/deliver/pkg/secrets"
 )
 
 func TestReviewCacheExpiresAndEvicts(t *testing.T) {
@@ -32,9 +38,12 @@ func TestReviewCacheExpiresAndEvicts(t *testing.T) {
 	if n := c.len(); n != 2 {
 		t.Errorf("len = %d, want the bound 2", n)
 	}
-	now = now.Add(10 * time.Second)
+	now = now.Add(10*time.Second + time.Nanosecond)
 	if _, ok := c.get("a"); ok {
-		t.Errorf("a still served at its TTL")
+		t.Errorf("a still served after its TTL")
+	}
+	if n := c.len(); n != 0 {
+		t.Errorf("len = %d after the TTL, want 0", n)
 	}
 
 	off := newReviewCache[bool](-1, 10, time.Now)
@@ -97,5 +106,47 @@ func TestNewTokenGuardNeedsClient(t *testing.T) {
 	t.Parallel()
 	if _, err := NewTokenGuard(TokenGuardOptions{}); err == nil {
 		t.Fatal("NewTokenGuard without a client: no error")
+	}
+}
+
+// TestTokenGuardDefaults: the review cache docs/ui-auth.md documents, 10 s
+// and 10,000 entries, for tokens and for access reviews alike.
+func TestTokenGuardDefaults(t *testing.T) {
+	t.Parallel()
+	g, err := NewTokenGuard(TokenGuardOptions{Client: fake.NewClientset()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.tokens.ttl != 10*time.Second || g.tokens.max != 10000 || g.reviews.ttl != 10*time.Second || g.reviews.max != 10000 {
+		t.Errorf("caches: tokens %v/%d, reviews %v/%d; want 10s/10000", g.tokens.ttl, g.tokens.max, g.reviews.ttl, g.reviews.max)
+	}
+}
+
+// nullSource is a Source without apps.
+type nullSource struct{}
+
+func (nullSource) Apps(context.Context) ([]AppRow, error) { return nil, nil }
+func (nullSource) App(context.Context, AppRef, *secrets.Redactor) (*AppDetail, error) {
+	return nil, ErrNotFound
+}
+
+// TestViewDefaults: the defaults docs/ui.md documents: the pages refresh
+// every 2 s, and an app's page shows the last 20 lines of a hook Pod's
+// log and its last 20 Events. NewCluster does not touch the cluster.
+func TestViewDefaults(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{Guard: LocalGuard{}, Source: nullSource{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.opts.PollInterval != 2*time.Second {
+		t.Errorf("PollInterval = %v, want 2s", s.opts.PollInterval)
+	}
+	c, err := NewCluster(ClusterOptions{Config: &rest.Config{Host: "https://cluster.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.opts.LogLines != 20 || c.opts.Events != 20 || c.opts.InventoryNamespace != "deliver-system" {
+		t.Errorf("LogLines %d, Events %d, InventoryNamespace %q; want 20, 20, deliver-system", c.opts.LogLines, c.opts.Events, c.opts.InventoryNamespace)
 	}
 }
