@@ -11,7 +11,12 @@ import (
 // every object of the stages before it was applied.
 type Stage int
 
-// The stages, in apply order (the order Flux's ssa package and Helm use).
+// The stages, in apply order: the order of Flux's ssa package, which users
+// of Flux know (definitions, cluster-wide objects, namespaced config,
+// workloads, the rest, webhooks last). Helm's install order (releaseutil
+// InstallOrder) differs in places: it puts NetworkPolicy and
+// PodDisruptionBudget before the workloads, which here are in StageRest,
+// after them, as in Flux.
 const (
 	StageDefinitions Stage = iota // CRDs, Namespaces
 	StageCluster                  // cluster RBAC, classes, quotas
