@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -101,6 +102,12 @@ func TestDeployManifests(t *testing.T) {
 		{"watch", "", "secrets", "shop", true},
 		{"update", "coordination.k8s.io", "leases", "deliver-system", true},
 		{"create", "", "events", "deliver-system", true},
+		// The web view's token guard (docs/ui-auth.md) and the restart
+		// digest key's Secret (docs/restart.md).
+		{"create", "authentication.k8s.io", "tokenreviews", "", true},
+		{"create", "authorization.k8s.io", "subjectaccessreviews", "", true},
+		{"get", "", "secrets", "deliver-system", true},
+		{"create", "", "secrets", "deliver-system", true},
 		{"update", "coordination.k8s.io", "leases", "shop", false},
 		{"create", "rbac.authorization.k8s.io", "clusterroles", "", false},
 		{"delete", "", "nodes", "", false},
@@ -129,4 +136,32 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDockerfile: the image is distroless and static (no shell, no git,
+// helm or kubectl), runs as non-root, and keeps its cache and temporary
+// files under /tmp, the one writable mount of deploy/deployment.yaml.
+// Docker is not on the test machines: this reads the Dockerfile's final
+// stage.
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	final := text[strings.LastIndex(text, "\nFROM "):]
+	for _, want := range []string{
+		"\nFROM gcr.io/distroless/static-debian12:nonroot\n",
+		"\nUSER nonroot:nonroot\n",
+		"XDG_CACHE_HOME=/tmp/cache",
+		"TMPDIR=/tmp",
+	} {
+		if !strings.Contains(final, want) {
+			t.Errorf("the final stage lacks %q:\n%s", strings.TrimSpace(want), final)
+		}
+	}
+	if !strings.Contains(text, "CGO_ENABLED=0 go build") {
+		t.Error("the binary is not built static (CGO_ENABLED=0): distroless/static has no libc")
+	}
 }

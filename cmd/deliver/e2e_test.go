@@ -7,9 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -61,6 +63,14 @@ func TestExamplePlain(t *testing.T) {
 	out, code := run(t, diffArgs...)
 	if code != 2 || !strings.Contains(out, "4 to create, 0 to change, 0 to delete, 0 unchanged") {
 		t.Errorf("diff before apply: exit %d, want 2 and 4 to create:\n%s", code, out)
+	}
+	// apply --dry-run is diff: the same plan and exit code, nothing written.
+	out, code = run(t, append(slices.Clone(args), "--dry-run")...)
+	if code != 2 || !strings.Contains(out, "4 to create, 0 to change, 0 to delete, 0 unchanged") {
+		t.Errorf("apply --dry-run: exit %d, want 2 and 4 to create:\n%s", code, out)
+	}
+	if _, err := env.Client().AppsV1().Deployments("demo").Get(context.Background(), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Deployment demo/web after apply --dry-run: %v, want not found", err)
 	}
 	out, code = run(t, append(args, "-v")...)
 	if code != 0 {

@@ -137,4 +137,40 @@ func TestExamplePin(t *testing.T) {
 	if c, _, _ := release(); c != "1.0" {
 		t.Errorf("release %s after the refused apply, want 1.0 still", c)
 	}
+
+	// Still pinned: a commit that brings web's files back to what the
+	// rollback delivered (1.0) and adds another app. The apply finds web
+	// unchanged (its inputs those its inventory records, its objects as
+	// left), writes nothing of it and passes; the other app is delivered.
+	repo.Git("checkout", good, "--", "web/")
+	repo.WriteFile("deliver.yaml", readFile(t, filepath.Join(repo.Dir, "deliver.yaml"))+"  - name: other\n    namespace: pin-demo\n    manifests: {path: other}\n")
+	repo.WriteFile("other/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {k: v}\n")
+	repo.CommitAll("web back to 1.0, another app")
+	out = deliver(0, "apply", "--timeout", "1m")
+	has(out, unchangedNote, "ConfigMap/"+ns+"/other created")
+	if strings.Contains(out, "Deployment/"+ns+"/web configured") || strings.Contains(out, "pinned to") {
+		t.Errorf("the unchanged pinned app was written or refused:\n%s", out)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{}); err != nil {
+		t.Errorf("the other app of the run: %v", err)
+	}
+
+	// unpin finds the app through deliver.yaml's environment even when the
+	// app is no longer in it.
+	repo.WriteFile("deliver.yaml", strings.Replace(readFile(t, filepath.Join(repo.Dir, "deliver.yaml")), "  - name: web\n    namespace: pin-demo\n    manifests: {path: web}\n", "", 1))
+	repo.CommitAll("web leaves deliver.yaml")
+	has(deliver(0, "unpin", "web"), "unpinned app web (was pinned to "+bad[:12]+")")
+	if p := pinOf(t, inv, "web"); p != nil {
+		t.Errorf("pin after unpin of an app gone from deliver.yaml: %+v", p)
+	}
+}
+
+// pinOf returns the pin on app's inventory Secret in inv, nil without one.
+func pinOf(t *testing.T, inv, app string) *apply.Pin {
+	t.Helper()
+	s, err := env.Client().CoreV1().Secrets(inv).Get(context.Background(), apply.InventoryName(app), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apply.PinOf(s.Annotations)
 }

@@ -9,7 +9,8 @@ import (
 
 // MaxHistory is how many successful revisions an app's inventory keeps in
 // Inventory.History: room to roll back several times in a row, at about
-// 150 bytes each, so the inventory Secret stays far below its 1 MiB.
+// 250 bytes each (TestHistoryEntrySize), so the inventory Secret stays
+// far below its 1 MiB.
 const MaxHistory = 10
 
 // HistoryEntry is a revision an app was delivered at successfully.

@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -170,5 +171,30 @@ func TestPinAnnotations(t *testing.T) {
 	}
 	if old, err = m.ClearPin(ctx, "never-delivered"); err != nil || old != nil {
 		t.Fatalf("ClearPin of an app without inventory = %+v, %v; want nil, nil", old, err)
+	}
+}
+
+// TestHistoryEntrySize: an entry of a reconciler's run (a full commit id,
+// an input digest, a duration and a Pod name) is about 250 bytes of the
+// inventory, as docs/pin.md says, so MaxHistory entries stay a few KiB of
+// the Secret's 1 MiB.
+func TestHistoryEntrySize(t *testing.T) {
+	t.Parallel()
+	e := apply.HistoryEntry{
+		Revision: strings.Repeat("a", 40),
+		Time:     time.Date(2026, 12, 6, 20, 0, 0, 123456789, time.UTC),
+		Digest:   "sha256:" + strings.Repeat("0", 64),
+		Duration: 12345678901 * time.Nanosecond,
+		By:       "deliver-reconcile-7d9f8b6c5-x2x4z",
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(data); n < 200 || n > 300 {
+		t.Errorf("an entry is %d bytes, not about 250: %s", n, data)
+	}
+	if n := apply.MaxHistory * 300; n > 4<<10 {
+		t.Errorf("a full history is up to %d bytes, more than a few KiB", n)
 	}
 }

@@ -307,6 +307,12 @@ func TestIgnoreErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want one naming the object, its file and %q", tc.name, err, tc.want)
 		}
 	}
+	// A rule for a kind the cluster does not serve is no error: its CRD
+	// may come later.
+	unserved := []apply.IgnoreRule{{Group: "widgets.example.com", Kind: "Widget", JSONPointers: []string{"/spec/size"}}}
+	if _, err := m.Plan(ctx, objects(t, ns, sizeCM("blue", "")), apply.PlanOptions{App: ns, Ignore: unserved}); err != nil {
+		t.Errorf("a rule for a kind the cluster does not serve: %v", err)
+	}
 }
 
 // TestIgnoredFieldIsNoDriftForTheFastPath: a write of only an ignored

@@ -177,34 +177,52 @@ func TestConflictWithAnotherManager(t *testing.T) {
 	}
 }
 
+// TestImmutableFieldNeedsRecreate: a change to an immutable field fails
+// naming the object, and each of the three ways to allow it deletes and
+// re-creates the object: deliver's annotation, Flux's, and the Recreate
+// option (--recreate).
 func TestImmutableFieldNeedsRecreate(t *testing.T) {
-	ns := env.Namespace(t)
-	ctx := context.Background()
-	m := newManager(t, apply.Options{})
-	opts := apply.PlanOptions{App: ns}
-	v1 := strings.ReplaceAll(job, "LABELS", "{app: migrate}")
-	if _, err := m.Apply(ctx, objects(t, ns, v1), opts); err != nil {
-		t.Fatal(err)
-	}
-	v2 := strings.ReplaceAll(v1, "app:1.0", "app:2.0")
-	_, err := m.Apply(ctx, objects(t, ns, v2), opts)
-	if !errors.Is(err, apply.ErrImmutable) || !strings.Contains(err.Error(), "Job/"+ns+"/migrate") {
-		t.Fatalf("error = %v, want ErrImmutable naming the Job", err)
-	}
-	annotated := strings.Replace(v2, "metadata: {name: migrate, namespace: NS}", "metadata: {name: migrate, namespace: NS, annotations: {deliver.dev/recreate: \"true\"}}", 1)
-	rep, err := m.Apply(ctx, objects(t, ns, annotated), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Results[0].Action != apply.Recreated {
-		t.Errorf("action = %s, want recreated", rep.Results[0].Action)
-	}
-	j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img := j.Spec.Template.Spec.Containers[0].Image; img != "registry.example/app:2.0" {
-		t.Errorf("image = %s after recreate", img)
+	for _, tt := range []struct {
+		name, annotation string
+		opts             apply.Options
+	}{
+		{"deliver.dev/recreate", `deliver.dev/recreate: "true"`, apply.Options{}},
+		{"kustomize.toolkit.fluxcd.io/force", `kustomize.toolkit.fluxcd.io/force: Enabled`, apply.Options{}},
+		{"Options.Recreate", "", apply.Options{Recreate: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := env.Namespace(t)
+			ctx := context.Background()
+			m := newManager(t, apply.Options{})
+			opts := apply.PlanOptions{App: ns}
+			v1 := strings.ReplaceAll(job, "LABELS", "{app: migrate}")
+			if _, err := m.Apply(ctx, objects(t, ns, v1), opts); err != nil {
+				t.Fatal(err)
+			}
+			v2 := strings.ReplaceAll(v1, "app:1.0", "app:2.0")
+			_, err := m.Apply(ctx, objects(t, ns, v2), opts)
+			if !errors.Is(err, apply.ErrImmutable) || !strings.Contains(err.Error(), "Job/"+ns+"/migrate") {
+				t.Fatalf("error = %v, want ErrImmutable naming the Job", err)
+			}
+			allowed := v2
+			if tt.annotation != "" {
+				allowed = strings.Replace(v2, "metadata: {name: migrate, namespace: NS}", "metadata: {name: migrate, namespace: NS, annotations: {"+tt.annotation+"}}", 1)
+			}
+			rep, err := newManager(t, tt.opts).Apply(ctx, objects(t, ns, allowed), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Results[0].Action != apply.Recreated {
+				t.Errorf("action = %s, want recreated", rep.Results[0].Action)
+			}
+			j, err := env.Client().BatchV1().Jobs(ns).Get(ctx, "migrate", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img := j.Spec.Template.Spec.Containers[0].Image; img != "registry.example/app:2.0" {
+				t.Errorf("image = %s after recreate", img)
+			}
+		})
 	}
 }
 
@@ -366,13 +384,25 @@ func TestFailedStageKeepsInventory(t *testing.T) {
 	}
 }
 
+// TestPruneOnlyWhatDeliverOwns: an object that left git is not pruned
+// when another manager took it over (its ownership label removed), nor
+// when it opted out of pruning with deliver's annotation, Flux's or
+// Helm's.
 func TestPruneOnlyWhatDeliverOwns(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
 	m := newManager(t, apply.Options{})
 	opts := apply.PlanOptions{App: ns}
-	keep := strings.Replace(cms("keep=1"), "name: keep,", "name: keep, annotations: {deliver.dev/prune: disabled},", 1)
-	if _, err := m.Apply(ctx, objects(t, ns, cms("a=1", "taken=1")+"\n---\n"+keep), opts); err != nil {
+	kept := map[string]string{
+		"keep":      "deliver.dev/prune: disabled",
+		"keep-flux": "kustomize.toolkit.fluxcd.io/prune: disabled",
+		"keep-helm": "helm.sh/resource-policy: keep",
+	}
+	docs := cms("a=1", "taken=1")
+	for name, ann := range kept {
+		docs += "\n---\n" + strings.Replace(cms(name+"=1"), "name: "+name+",", "name: "+name+", annotations: {"+ann+"},", 1)
+	}
+	if _, err := m.Apply(ctx, objects(t, ns, docs), opts); err != nil {
 		t.Fatal(err)
 	}
 	// Someone else takes "taken" over: the ownership label goes.
@@ -387,7 +417,7 @@ func TestPruneOnlyWhatDeliverOwns(t *testing.T) {
 	if rep.Count(apply.Deleted) != 0 {
 		t.Errorf("deleted %d objects, want none: %+v", rep.Count(apply.Deleted), rep.Results)
 	}
-	for _, n := range []string{"taken", "keep"} {
+	for _, n := range []string{"taken", "keep", "keep-flux", "keep-helm"} {
 		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, n, metav1.GetOptions{}); err != nil {
 			t.Errorf("%s: %v", n, err)
 		}

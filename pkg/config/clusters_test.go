@@ -49,6 +49,16 @@ func TestKubeconfigSecret(t *testing.T) {
 			wantErr: []string{"environments.Prod_EU: a name must be a DNS label"},
 		},
 		{
+			// deliver-status.<env> stays a valid object name.
+			name:    "environment name of 49 characters",
+			envs:    "  prod: {context: prod}\n  " + strings.Repeat("e", 49) + ":\n    kubeconfigSecret: {name: k}\n",
+			wantErr: []string{"environments." + strings.Repeat("e", 49) + ": a name must be a DNS label of at most 48 characters"},
+		},
+		{
+			name: "environment name of 48 characters",
+			envs: "  prod: {context: prod}\n  " + strings.Repeat("e", 48) + ":\n    kubeconfigSecret: {name: k}\n",
+		},
+		{
 			name:    "unknown field",
 			envs:    "  prod:\n    kubeconfigSecret: {name: k, context: x}\n",
 			wantErr: []string{"field context not found"},

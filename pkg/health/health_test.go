@@ -204,3 +204,29 @@ func TestCheckAndLen(t *testing.T) {
 		t.Errorf("nil rules decided")
 	}
 }
+
+// TestCancelledEvaluation: a cancelled run interrupts a CEL evaluation
+// (cel-go checks the context every 100 comprehension steps); the same
+// check with a live context succeeds.
+func TestCancelledEvaluation(t *testing.T) {
+	t.Parallel()
+	rules, err := health.Compile("", []health.Check{{APIVersion: "example.com/v1", Kind: "Widget",
+		Current: "self.spec.items.all(a, a >= 0)"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := make([]any, 1000)
+	for i := range items {
+		items[i] = int64(i)
+	}
+	u := widget(t, "")
+	u.Object["spec"] = map[string]any{"items": items}
+	if v, ok := rules.Evaluate(context.Background(), u); !ok || v.Err != nil {
+		t.Fatalf("live context: verdict %s (%v), want no error", v.Status, v.Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if v, _ := rules.Evaluate(ctx, u); v.Err == nil || !strings.Contains(v.Err.Error(), "interrupted") {
+		t.Errorf("cancelled context: verdict %s (%v), want the evaluation interrupted", v.Status, v.Err)
+	}
+}

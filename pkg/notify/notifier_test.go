@@ -567,3 +567,35 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("webhook without a template: %v", pp)
 	}
 }
+
+// TestRotatedTokenUsedAtOnce: the credential is read at each send, so a
+// token rotated in its Secret is used by the next notification, without a
+// restart.
+func TestRotatedTokenUsedAtOnce(t *testing.T) {
+	t.Parallel()
+	gh := newEndpoint(t, http.StatusCreated, http.StatusCreated)
+	var mu sync.Mutex
+	token := "ghp-before-rotation"
+	n := notify.New(notify.Options{Secrets: func(context.Context, string, string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return token, nil
+	}})
+	providers := []config.Notification{{Name: "gh", Type: config.GitHub, Address: gh.URL, Repository: "acme/deploy", SecretRef: &config.SecretKeyRef{Name: "gh"}}}
+	n.Notify(providers, failure)
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, "the first notification", func() bool { return len(gh.Requests()) == 1 })
+	mu.Lock()
+	token = "ghp-after-rotation"
+	mu.Unlock()
+	n.Notify(providers, success)
+	closeNotifier(t, n)
+	reqs := gh.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	for i, want := range []string{"Bearer ghp-before-rotation", "Bearer ghp-after-rotation"} {
+		if got := reqs[i].Header.Get("Authorization"); got != want {
+			t.Errorf("request %d: Authorization %q, want %q", i, got, want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
@@ -79,5 +81,56 @@ func TestServiceAccountNameInPipeline(t *testing.T) {
 				t.Errorf("%s: app plain: %s", name, a.Error)
 			}
 		}
+	}
+}
+
+// TestNormalizeRepoURL: the repository an inventory records is one name
+// for every URL that reaches it (scheme, credentials, port, ".git" and a
+// trailing slash dropped, the host lower-cased), never holds a credential,
+// and is "" for a path on this machine.
+func TestNormalizeRepoURL(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"https://github.com/org/repo.git", "github.com/org/repo"},
+		{"https://github.com/org/repo", "github.com/org/repo"},
+		{"https://github.com/org/repo/", "github.com/org/repo"},
+		{"https://GitHub.com/org/repo.git", "github.com/org/repo"},
+		{"https://user:p%40ss@github.com:443/org/repo.git", "github.com/org/repo"},
+		{"https://user:p@ss@github.com/org/repo.git", "github.com/org/repo"},
+		{"http://git.example:8080/org/repo", "git.example/org/repo"},
+		{"ssh://git@github.com:22/org/repo.git", "github.com/org/repo"},
+		{"git@github.com:org/repo.git", "github.com/org/repo"},
+		{"github.com:org/repo", "github.com/org/repo"},
+		{"https://[::1]:8443/org/repo.git", "[::1]/org/repo"},
+		{"https://git.example", "git.example"},
+		{"file:///srv/git/repo.git", ""},
+		{"/srv/git/repo", ""},
+		{"./repo", ""},
+		{`C:\repos\app`, ""},
+		{"  ", ""},
+	} {
+		if got := normalizeRepoURL(tt.in); got != tt.want {
+			t.Errorf("normalizeRepoURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestOriginURL: a local checkout is recorded by its origin remote,
+// normalised; without one, "".
+func TestOriginURL(t *testing.T) {
+	t.Parallel()
+	repo := gitserver.NewRepo(t, t.TempDir())
+	r, err := git.PlainOpen(repo.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := originURL(r); got != "" {
+		t.Errorf("no origin: %q, want \"\"", got)
+	}
+	if _, err := r.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{"https://token:secret@Git.Example/team/deploy.git"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := originURL(r); got != "git.example/team/deploy" {
+		t.Errorf("origin: %q, want git.example/team/deploy", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/health"
+	"github.com/deliverhq/deliver/pkg/render"
 	"github.com/deliverhq/deliver/pkg/source"
 )
 
@@ -146,6 +147,93 @@ func TestAppDigest(t *testing.T) {
 			t.Errorf("a path with .. was not hashed inside the snapshot: digests equal after its file changed")
 		}
 	})
+}
+
+// TestDigestIgnoresWhereAndWhen: what says where or when an app is
+// delivered, or who hears of it (an environment's kubeconfigSecret,
+// notifications, change windows), is not part of its input digest: adding
+// them does not make every app render again. What it delivers is: the
+// app's values.
+func TestDigestIgnoresWhereAndWhen(t *testing.T) {
+	t.Parallel()
+	const base = `apiVersion: deliver.dev/v1alpha1
+kind: Config
+environments:
+  prod:
+    context: prod
+apps:
+- {name: web, namespace: shop, helm: {chart: charts/web, values: {replicas: 2}}}
+`
+	digest := func(t *testing.T, yaml string, o Options) string {
+		t.Helper()
+		c, err := config.Parse("deliver.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.ForEnvironment("prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := appDigest(&o, nil, r.Apps[0], nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	want := digest(t, base, Options{})
+	for _, tt := range []struct {
+		name, yaml string
+		same       bool
+	}{
+		{"kubeconfigSecret", strings.Replace(base, "    context: prod\n", "    context: prod\n    kubeconfigSecret: {name: prod-kubeconfig}\n", 1), true},
+		{"notifications", base + "notifications:\n- {name: hook, type: webhook, address: https://audit.example/deliver}\n", true},
+		{"windows", base + "windows:\n- {kind: deny, schedule: \"0 18 * * 5\", duration: 60h}\n", true},
+		{"values", strings.Replace(base, "replicas: 2", "replicas: 3", 1), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := digest(t, tt.yaml, Options{}); (got == want) != tt.same {
+				t.Errorf("digest %s, base %s: same = %v, want %v", got, want, got == want, tt.same)
+			}
+		})
+	}
+}
+
+// TestUncertainInputsNotRecorded: an app whose render depended on what
+// its recorded paths cannot see (a chart at a version range, a remote
+// file, a secret of a backend without versions: render.Reads.Uncertain)
+// records no inputs after a successful apply, so that the next run renders
+// it; the app next to it, whose reads cover its render, records them.
+func TestUncertainInputsNotRecorded(t *testing.T) {
+	t.Parallel()
+	repo := gitserver.NewRepo(t, t.TempDir())
+	repo.WriteFile("a/cm.yaml", "kind: ConfigMap\n")
+	repo.WriteFile("b/cm.yaml", "kind: ConfigMap\n")
+	repo.CommitAll("first")
+	snap, err := source.Fetch(context.Background(), source.Options{URL: repo.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if snap.Dirty() {
+		t.Fatal("the snapshot of a clean checkout is dirty: nothing would be recorded")
+	}
+	certain, uncertain := &render.Reads{}, &render.Reads{}
+	certain.Add(render.ReadFile, "a/cm.yaml")
+	uncertain.Add(render.ReadFile, "b/cm.yaml")
+	uncertain.Uncertain(`chart app from https://charts.example at a version that is not exact ("~1")`)
+	apps := []*AppResult{
+		{Name: "a", app: config.ResolvedApp{App: config.App{Name: "a"}}, reads: certain},
+		{Name: "b", app: config.ResolvedApp{App: config.App{Name: "b"}}, reads: uncertain},
+	}
+	opts := Options{}
+	opts.defaults()
+	recordInputs(&opts, snap, nil, apps)
+	if apps[0].inputs == nil || !slices.Equal(apps[0].inputs.Paths, []string{"f:a/cm.yaml"}) {
+		t.Errorf("app a: inputs %+v, want its one read recorded", apps[0].inputs)
+	}
+	if apps[1].inputs != nil {
+		t.Errorf("app b, uncertain: inputs %+v recorded, want none", apps[1].inputs)
+	}
 }
 
 // inputsRepo is a repository of seven apps: two of plain manifests, two

@@ -213,6 +213,15 @@ func TestClustersTwoControlPlanes(t *testing.T) {
 	if _, err := kc2.CoreV1().ConfigMaps(inv).Get(ctx, reconcile.EnvStatusName("b"), metav1.GetOptions{}); err == nil {
 		t.Errorf("status of b written in cluster 2, want it in the reconciler's cluster only")
 	}
+	// Each environment's Events in its own target cluster, next to the
+	// inventory Secret they are about (recorded asynchronously: waited
+	// for).
+	for name, kc := range map[string]kubernetes.Interface{"cluster 1": kc1, "cluster 2": kc2} {
+		waitFor(t, 30*time.Second, name+": an Applied Event on web's inventory", func() bool {
+			list, err := kc.CoreV1().Events(inv).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + apply.InventoryName("web") + ",reason=" + reconcile.ReasonApplied})
+			return err == nil && len(list.Items) > 0
+		})
+	}
 	for _, e := range []string{"a", "b"} {
 		cm, err := reconcile.ReadStatusNamed(ctx, kc1, inv, reconcile.EnvStatusName(e))
 		if err != nil {

@@ -297,18 +297,29 @@ func TestHelmChartRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := chartRepo(t, "")
-	for _, version := range []string{"0.1.0", "~0.1", ""} {
-		t.Run("version "+version, func(t *testing.T) {
+	// A version that is not exact may name another release tomorrow: the
+	// render says its reads do not cover it, so that the app is rendered
+	// every time instead of planned from its inventory.
+	for _, tt := range []struct {
+		version   string
+		uncertain bool
+	}{{"0.1.0", false}, {"v0.1.0", false}, {"~0.1", true}, {">=0.1.0", true}, {"", true}} {
+		t.Run("version "+tt.version, func(t *testing.T) {
 			opts := appChart()
-			opts.Chart, opts.Repository, opts.Version = "app", srv.URL+"/charts", version
+			opts.Chart, opts.Repository, opts.Version = "app", srv.URL+"/charts", tt.version
 			opts.Username, opts.Password = "user", "pass"
 			opts.HTTPClient = srv.Client()
+			opts.Reads = &Reads{}
 			got, err := Helm(ctx, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(string(dumpSet(t, local)), string(dumpSet(t, got))); diff != "" {
 				t.Errorf("chart from repository differs from local chart (-want +got):\n%s", diff)
+			}
+			why := opts.Reads.UncertainReason()
+			if tt.uncertain != (why != "") || (tt.uncertain && !strings.Contains(why, "not exact")) {
+				t.Errorf("uncertain reason %q; want one saying the version is not exact: %v", why, tt.uncertain)
 			}
 		})
 	}

@@ -397,6 +397,31 @@ func TestTokenGuardLoginSetsCookie(t *testing.T) {
 		return res
 	}
 
+	t.Run("secure over TLS", func(t *testing.T) {
+		tlsSrv := httptest.NewTLSServer(mux)
+		defer tlsSrv.Close()
+		client := tlsSrv.Client()
+		client.CheckRedirect = noRedirect.CheckRedirect
+		req, err := http.NewRequest(http.MethodPost, tlsSrv.URL+ui.LoginPath, strings.NewReader(url.Values{"token": {token}}.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		var c *http.Cookie
+		for _, rc := range res.Cookies() {
+			if rc.Name == ui.CookieName {
+				c = rc
+			}
+		}
+		if res.StatusCode != http.StatusSeeOther || c == nil || !c.Secure || !c.HttpOnly {
+			t.Errorf("over TLS: status %d, cookie %+v; want 303 and a Secure, HttpOnly cookie", res.StatusCode, c)
+		}
+	})
 	t.Run("valid token", func(t *testing.T) {
 		res := post(t, token, srv.URL)
 		if res.StatusCode != http.StatusSeeOther {
@@ -411,8 +436,8 @@ func TestTokenGuardLoginSetsCookie(t *testing.T) {
 		if c == nil {
 			t.Fatalf("no %s cookie set", ui.CookieName)
 		}
-		if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
-			t.Errorf("cookie HttpOnly=%v SameSite=%v Path=%q; want HttpOnly, Strict, /", c.HttpOnly, c.SameSite, c.Path)
+		if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure {
+			t.Errorf("cookie HttpOnly=%v SameSite=%v Path=%q Secure=%v; want HttpOnly, Strict, /, not Secure over plain HTTP", c.HttpOnly, c.SameSite, c.Path, c.Secure)
 		}
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
 		req.AddCookie(c)

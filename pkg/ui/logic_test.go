@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -366,6 +367,47 @@ func TestRunRequestShown(t *testing.T) {
 		srv.ServeHTTP(w, req)
 		if !strings.Contains(w.Body.String(), tc.want) {
 			t.Errorf("requested %q, served %q: the page lacks %s:\n%s", tc.requested, tc.served, tc.want, w.Body.String())
+		}
+	}
+}
+
+// TestSecurityHeaders: every page of the view forbids loading anything
+// from another origin, framing and content sniffing, and the pages
+// themselves name nothing from elsewhere (no script, style, image, link
+// or form target with a scheme or host of its own).
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{rows: []ui.AppRow{{AppRef: ui.AppRef{Name: "web"}, Result: "succeeded"}}}
+	srv, err := ui.New(ui.Options{Guard: userGuard{}, Source: src, Actions: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	elsewhere := regexp.MustCompile(`(?i)(src|href|action)\s*=\s*["']?\s*([a-z][a-z0-9+.-]*:|//)`)
+	for _, p := range []string{"/", "/apps/_/web", "/nope"} {
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+p, nil)
+		req.Header.Set("X-User", "alice")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for h, want := range map[string]string{
+			"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+			"X-Frame-Options":         "DENY",
+			"X-Content-Type-Options":  "nosniff",
+			"Referrer-Policy":         "same-origin",
+		} {
+			if got := resp.Header.Get(h); got != want {
+				t.Errorf("GET %s: %s = %q, want %q", p, h, got, want)
+			}
+		}
+		for _, m := range elsewhere.FindAllString(string(body), -1) {
+			if !strings.Contains(m, "data:") {
+				t.Errorf("GET %s: the page names something elsewhere: %s", p, m)
+			}
 		}
 	}
 }
