@@ -363,6 +363,11 @@ func (m *Manager) applyChange(ctx context.Context, c *Change) (Result, metav1.Ob
 			return fail(fmt.Errorf("hand ignored fields over: %w", err))
 		}
 	}
+	if c.toRecreate && c.Type != ChangeCreate {
+		if err := m.switchToRecreate(wctx, c); err != nil {
+			return fail(fmt.Errorf("switch the strategy to Recreate: %w", m.denied(err, "patch", c.ID.String())))
+		}
+	}
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager}
 	live, err := m.send(wctx, c, opts)
 	if apierrors.IsConflict(err) {

@@ -35,6 +35,10 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 	if getErr != nil {
 		return m.denied(getErr, "get", c.ID.String())
 	}
+	if err != nil && rollingUpdateForbidden(err, c, live) {
+		merged, err = m.dryRunToRecreate(ctx, c, live)
+		c.toRecreate = err == nil
+	}
 	if err != nil {
 		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {
 			c.Live, c.Type, c.Recreate = live, ChangeUpdate, true

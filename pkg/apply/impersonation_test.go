@@ -105,7 +105,7 @@ func TestServiceAccountDelivers(t *testing.T) {
 		t.Fatalf("the Deployment was written by a run its ServiceAccount may not make: %v", err)
 	}
 
-	env.Grant(t, ns, ns, "deployer", writeAll, "secrets", "deployments", "jobs", "pods", "events", "replicasets")
+	env.Grant(t, ns, ns, "deployer", writeAll, "secrets", "deployments", "deployments/scale", "jobs", "pods", "events", "replicasets")
 	log.take()
 	rep, err := m.Apply(ctx, withHooks(objects(t, ns, set("app:1"))), opts)
 	if err != nil {
@@ -114,23 +114,56 @@ func TestServiceAccountDelivers(t *testing.T) {
 	if got := actions(rep)["Deployment/"+ns+"/web"]; got != apply.Created {
 		t.Errorf("Deployment: %v, want Created", got)
 	}
-	var watched, hook bool
-	for _, r := range log.take() {
-		switch {
-		case strings.Contains(r, "/namespaces/"+ns+"/"):
-			if !strings.HasPrefix(r, fmt.Sprintf("%q ", user)) {
-				t.Errorf("a request about the app's objects not as its ServiceAccount: %s", r)
-			}
-			watched = watched || strings.Contains(r, "/deployments?") && strings.Contains(r, "watch=true")
-			hook = hook || !strings.Contains(r, " GET ") && strings.Contains(r, "/apis/batch/v1/namespaces/"+ns+"/jobs")
-		case strings.Contains(r, "/namespaces/"+inv+"/"):
-			if !strings.HasPrefix(r, `"" `) {
-				t.Errorf("a request about the inventory or lock as a ServiceAccount: %s", r)
+	// checkLog checks that every request of a run about the app's
+	// namespace was made as its ServiceAccount, and every one about the
+	// inventory's as deliver; it returns the app's requests.
+	checkLog := func(t *testing.T) []string {
+		t.Helper()
+		var own []string
+		for _, r := range log.take() {
+			switch {
+			case strings.Contains(r, "/namespaces/"+ns+"/"):
+				if !strings.HasPrefix(r, fmt.Sprintf("%q ", user)) {
+					t.Errorf("a request about the app's objects not as its ServiceAccount: %s", r)
+				}
+				own = append(own, r)
+			case strings.Contains(r, "/namespaces/"+inv+"/"):
+				if !strings.HasPrefix(r, `"" `) {
+					t.Errorf("a request about the inventory or lock as a ServiceAccount: %s", r)
+				}
 			}
 		}
+		return own
 	}
-	if !watched || !hook {
-		t.Errorf("no watch of the Deployments (%v) or no hook Job written (%v) as the ServiceAccount", watched, hook)
+	var watched, hook, hpa bool
+	for _, r := range checkLog(t) {
+		watched = watched || strings.Contains(r, "/deployments?") && strings.Contains(r, "watch=true")
+		hook = hook || !strings.Contains(r, " GET ") && strings.Contains(r, "/apis/batch/v1/namespaces/"+ns+"/jobs")
+		// The lookup of autoscalers, which this ServiceAccount may not
+		// list: refused, and spec.replicas is then delivered as in git.
+		hpa = hpa || strings.Contains(r, "/horizontalpodautoscalers")
+	}
+	if !watched || !hook || !hpa {
+		t.Errorf("no watch of the Deployments (%v), no hook Job written (%v) or no lookup of HorizontalPodAutoscalers (%v) as the ServiceAccount", watched, hook, hpa)
+	}
+	if d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("Deployment replicas after an autoscaler lookup the ServiceAccount may not make: %v, want 2 as in git", err)
+	}
+
+	// The recreate strategy: the scale to zero through the scale
+	// subresource, the wait for the old Pods and the new version, all as
+	// the ServiceAccount.
+	rep, err = m.Apply(ctx, withHooks(objects(t, ns, set("app:1r"))), apply.PlanOptions{App: ns, Wait: true, Strategy: apply.Recreate})
+	if err != nil {
+		t.Fatalf("recreate: %v", err)
+	}
+	var scaled, pods bool
+	for _, r := range checkLog(t) {
+		scaled = scaled || strings.Contains(r, " PATCH ") && strings.Contains(r, "/deployments/web/scale")
+		pods = pods || strings.Contains(r, "/pods")
+	}
+	if !scaled || !pods {
+		t.Errorf("recreate: no scale to zero (%v) or no read of the old Pods (%v) as the ServiceAccount", scaled, pods)
 	}
 
 	// The binding is what let it: without it, a change fails and is not
@@ -147,7 +180,7 @@ func TestServiceAccountDelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img := d.Spec.Template.Spec.Containers[0].Image; img != "app:1" {
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "app:1r" {
 		t.Errorf("image %s written by a run its ServiceAccount may not make", img)
 	}
 }

@@ -68,6 +68,10 @@ type Change struct {
 	// handover are the live values of ignored fields handed over before
 	// the apply (see keepIgnored); nil for most changes.
 	handover []keptField
+	// toRecreate says the apply turns a Deployment whose live strategy
+	// has rollingUpdate settings into a Recreate one (see
+	// switchToRecreate).
+	toRecreate bool
 	// listed says the plan found the object in the cluster, not being
 	// deleted (see settled).
 	listed bool

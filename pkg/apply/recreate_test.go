@@ -482,3 +482,69 @@ func autoscalerAdded(t *testing.T, ns, autoscaler, kind string) []string {
 
 // autoscalerImage is the image of the web Deployment of autoscalerAdded.
 const autoscalerImage = "registry.example/web:1.0"
+
+// TestSwitchToRecreate: a running Deployment delivered with the rolling
+// strategy (the server defaulted its rollingUpdate settings, which no
+// manager owns) switches to Recreate, by the app's strategy or by git, in
+// a plan that says so and an apply that succeeds: the strategy is
+// Recreate without rollingUpdate, and no manager but deliver keeps a
+// claim on it, so that switching back to rolling makes it RollingUpdate
+// again.
+func TestSwitchToRecreate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		strategy apply.Strategy
+		manifest string
+	}{
+		{"the app's strategy", apply.Recreate, strings.Replace(deployment, "web:1.0", "web:2.0", 1)},
+		{"git's strategy type", apply.Rolling, strings.Replace(strings.Replace(deployment, "web:1.0", "web:2.0", 1), "  replicas: 2\n", "  replicas: 2\n  strategy: {type: Recreate}\n", 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ns := env.Namespace(t)
+			ctx := context.Background()
+			m := newManager(t, apply.Options{})
+			if _, err := m.Apply(ctx, objects(t, ns, deployment), apply.PlanOptions{App: ns}); err != nil {
+				t.Fatal(err)
+			}
+			strategy := func() (string, bool, []string) {
+				t.Helper()
+				d, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var managers []string
+				for _, f := range d.ManagedFields {
+					managers = append(managers, f.Manager)
+				}
+				return string(d.Spec.Strategy.Type), d.Spec.Strategy.RollingUpdate != nil, managers
+			}
+			if typ, ru, _ := strategy(); typ != "RollingUpdate" || !ru {
+				t.Fatalf("before: strategy %s %v, want the defaulted RollingUpdate", typ, ru)
+			}
+			opts := apply.PlanOptions{App: ns, Strategy: tc.strategy}
+			p, err := m.Plan(ctx, objects(t, ns, tc.manifest), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := p.Changes[0]; c.Type != apply.ChangeUpdate || !strings.Contains(c.Note, "strategy becomes Recreate") {
+				t.Errorf("plan: %s %q, want an update saying the strategy becomes Recreate", c.Type, c.Note)
+			}
+			if _, err := m.Execute(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			typ, ru, managers := strategy()
+			if typ != "Recreate" || ru || slices.Contains(managers, "deliver-strategy") {
+				t.Errorf("after: strategy %s %v, managers %v; want Recreate alone, and no deliver-strategy", typ, ru, managers)
+			}
+			// Back to rolling: git and the app say nothing of a strategy.
+			if _, err := m.Apply(ctx, objects(t, ns, deployment), apply.PlanOptions{App: ns}); err != nil {
+				t.Fatal(err)
+			}
+			if typ, _, _ := strategy(); typ != "RollingUpdate" {
+				t.Errorf("back to rolling: strategy %s, want RollingUpdate", typ)
+			}
+		})
+	}
+}

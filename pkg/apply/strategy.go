@@ -2,9 +2,12 @@ package apply
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -235,4 +238,84 @@ func (m *Manager) restore(ctx context.Context, p *Plan, scaled []Scaled, rep *Re
 
 func runtimeConvert(in map[string]any, out any) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(in, out)
+}
+
+// strategyManager owns a Deployment's strategy for the moment it switches
+// to Recreate (switchToRecreate); it owns nothing afterwards.
+const strategyManager = "deliver-strategy"
+
+// rollingUpdateForbidden reports the API server's refusal of a Deployment
+// whose strategy becomes Recreate while its live rollingUpdate settings
+// stay. Those settings are the server's defaults, which no field manager
+// owns, so a server-side apply that leaves them out does not remove them
+// and the result is invalid (kubernetes/kubernetes#24198). It happens
+// when an app switches to the recreate strategy, and when git switches a
+// Deployment's strategy type to Recreate.
+func rollingUpdateForbidden(err error, c *Change, live *unstructured.Unstructured) bool {
+	if !apierrors.IsInvalid(err) || live == nil || c.ID.GroupKind().String() != "Deployment.apps" {
+		return false
+	}
+	if t, _, _ := unstructured.NestedString(c.Desired.Object, "spec", "strategy", "type"); t != "Recreate" {
+		return false
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(live.Object, "spec", "strategy", "rollingUpdate"); !found {
+		return false
+	}
+	return strings.Contains(err.Error(), "spec.strategy.rollingUpdate")
+}
+
+// dryRunToRecreate predicts the apply of a Deployment that switches to
+// Recreate (rollingUpdateForbidden): the server dry-runs it with the live
+// strategy, which it accepts, and the desired strategy replaces that in
+// the answer, as switchToRecreate and the apply will make it.
+func (m *Manager) dryRunToRecreate(ctx context.Context, c *Change, live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	u := c.Desired.DeepCopy()
+	liveStrategy, _, _ := unstructured.NestedMap(live.Object, "spec", "strategy")
+	if err := unstructured.SetNestedMap(u.Object, liveStrategy, "spec", "strategy"); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return nil, err
+	}
+	merged, err := m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(metav1.ApplyOptions{
+		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
+	}))
+	if err != nil {
+		return nil, err
+	}
+	want, _, _ := unstructured.NestedMap(c.Desired.Object, "spec", "strategy")
+	if err := unstructured.SetNestedMap(merged.Object, want, "spec", "strategy"); err != nil {
+		return nil, err
+	}
+	c.Note = "the strategy becomes Recreate: its rollingUpdate settings, which the server defaulted, are removed first"
+	return merged, nil
+}
+
+// switchToRecreate makes a Deployment's strategy Recreate without its
+// rollingUpdate settings, before the apply that sets the strategy (see
+// rollingUpdateForbidden): a JSON patch, which can remove a field nobody
+// owns, under strategyManager, guarded by the live strategy's type; then
+// that manager's entry is removed from managedFields, so that it keeps no
+// claim on the type (an app switching back to rolling later would
+// otherwise leave the Deployment Recreate: a field that another manager
+// owns survives an apply that leaves it out). Neither request changes the
+// Pod template: nothing rolls until the apply.
+func (m *Manager) switchToRecreate(ctx context.Context, c *Change) error {
+	patch := []byte(`[{"op":"test","path":"/spec/strategy/type","value":"RollingUpdate"},` +
+		`{"op":"remove","path":"/spec/strategy/rollingUpdate"},` +
+		`{"op":"replace","path":"/spec/strategy/type","value":"Recreate"}]`)
+	u, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: strategyManager})
+	if err != nil {
+		return err
+	}
+	for i, f := range u.GetManagedFields() {
+		if f.Manager != strategyManager || f.Operation != metav1.ManagedFieldsOperationUpdate {
+			continue
+		}
+		drop := fmt.Sprintf(`[{"op":"test","path":"/metadata/managedFields/%d/manager","value":%q},{"op":"remove","path":"/metadata/managedFields/%d"}]`, i, strategyManager, i)
+		_, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, []byte(drop), metav1.PatchOptions{})
+		return err
+	}
+	return nil
 }
