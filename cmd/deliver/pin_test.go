@@ -8,10 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
+	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 )
 
@@ -173,4 +177,70 @@ func pinOf(t *testing.T, inv, app string) *apply.Pin {
 		t.Fatal(err)
 	}
 	return apply.PinOf(s.Annotations)
+}
+
+// TestRollbackApplyFailsKeepsPin: a rollback whose apply fails (here a
+// ResourceQuota refuses the ConfigMap the older revision had and the
+// newer one pruned) exits 1 saying the app is pinned but the apply
+// failed; the pin stays on the inventory, so that the reconciler retries
+// that revision instead of delivering the newer one.
+func TestRollbackApplyFailsKeepsPin(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	cm := func(name, release string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {release: \"" + release + "\"}\n"
+	}
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n")
+	repo.WriteFile("web/config.yaml", cm("web-config", "1.0"))
+	repo.WriteFile("web/legacy.yaml", cm("web-legacy", "1.0"))
+	good := repo.CommitAll("release 1.0")
+	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
+	source := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
+	deliver := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, code := run(t, append(args, source...)...)
+		if code != wantCode {
+			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return out
+	}
+	deliver(0, "apply", "--timeout", "1m")
+	repo.WriteFile("web/config.yaml", cm("web-config", "1.1"))
+	if err := os.Remove(filepath.Join(repo.Dir, "web/legacy.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	repo.CommitAll("release 1.1")
+	deliver(0, "apply", "--timeout", "1m")
+
+	// Room for the ConfigMaps there are, none for the one the rollback
+	// brings back.
+	cms, err := env.Client().CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "configmaps"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/configmaps": *resource.NewQuantity(int64(len(cms.Items)), resource.DecimalSI)}}}
+	if _, err := env.Client().CoreV1().ResourceQuotas(ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, "the quota's usage counted", func() bool {
+		q, err := env.Client().CoreV1().ResourceQuotas(ns).Get(ctx, "configmaps", metav1.GetOptions{})
+		return err == nil && q.Status.Used != nil
+	})
+
+	out := deliver(1, "rollback", "web", "--reason", "1.1 is broken", "--timeout", "1m")
+	for _, want := range []string{"rollback app web to " + good[:12] + ": pinned, but the apply failed", "ConfigMap/" + ns + "/web-legacy", "exceeded quota"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rollback output lacks %q:\n%s", want, out)
+		}
+	}
+	if p := pinOf(t, inv, "web"); p == nil || p.Revision != good || p.Reason != "1.1 is broken" {
+		t.Errorf("pin after the failed rollback: %+v, want it at %s", p, good)
+	}
 }
