@@ -30,3 +30,25 @@ func TestFlagDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileEnvList: deliver reconcile's --env takes several
+// environments, repeated or comma-separated, each once, in order; the
+// pipeline's one environment is the first (docs/clusters.md).
+func TestReconcileEnvList(t *testing.T) {
+	t.Parallel()
+	root := newRootCmd()
+	c, _, err := root.Find([]string{"reconcile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ParseFlags([]string{"--env", "prod,staging", "--env", " edge ", "--env", "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	l, ok := c.Flag("env").Value.(*envList)
+	if !ok {
+		t.Fatalf("--env is a %T, want an envList", c.Flag("env").Value)
+	}
+	if got := l.String(); got != "prod,staging,edge" || *l.dst != "prod" {
+		t.Errorf("environments %q, first %q; want prod,staging,edge and prod", got, *l.dst)
+	}
+}
