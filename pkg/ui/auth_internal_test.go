@@ -2,6 +2,8 @@ package ui
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/deliverhq/deliver/pkg/secrets"
 )
@@ -148,5 +153,43 @@ func TestViewDefaults(t *testing.T) {
 	}
 	if c.opts.LogLines != 20 || c.opts.Events != 20 || c.opts.InventoryNamespace != "deliver-system" {
 		t.Errorf("LogLines %d, Events %d, InventoryNamespace %q; want 20, 20, deliver-system", c.opts.LogLines, c.opts.Events, c.opts.InventoryNamespace)
+	}
+}
+
+// TestTokensCachedByDigest: the review cache is keyed by the token's
+// SHA-256: the token itself is in no key, and a second request with it is
+// answered from the cache.
+func TestTokensCachedByDigest(t *testing.T) {
+	t.Parallel()
+	const token = "eyJhbGciOi.token-canary-4f1d.sig"
+	kc := fake.NewClientset()
+	reviews := 0
+	kc.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		reviews++
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		tr.Status = authenticationv1.TokenReviewStatus{Authenticated: tr.Spec.Token == token, User: authenticationv1.UserInfo{Username: "alice"}}
+		return true, tr, nil
+	})
+	g, err := NewTokenGuard(TokenGuardOptions{Client: kc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if u, err := g.authenticate(context.Background(), token); err != nil || u.Name != "alice" {
+			t.Fatalf("authenticate: %+v, %v", u, err)
+		}
+	}
+	if reviews != 1 {
+		t.Errorf("%d TokenReviews for two requests with one token, want 1", reviews)
+	}
+	sum := sha256.Sum256([]byte(token))
+	keys := g.tokens.lru.Keys()
+	if len(keys) != 1 || keys[0] != "token\x00"+hex.EncodeToString(sum[:]) {
+		t.Errorf("cache keys %q, want the token's SHA-256 alone", keys)
+	}
+	for _, k := range keys {
+		if strings.Contains(k.(string), "token-canary") {
+			t.Errorf("the token is in a cache key: %q", k)
+		}
 	}
 }
