@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,6 +167,10 @@ func TestRunRequest(t *testing.T) {
 	if _, err := reconcile.WaitRequest(wctx, env.Client(), "paused", v4, reconcile.WaitOptions{StatusNamespace: inv, Poll: 50 * time.Millisecond}); !errors.Is(err, reconcile.ErrSuspended) {
 		t.Errorf("WaitRequest of a suspended app: %v, want ErrSuspended", err)
 	}
+	waitFor(t, 20*time.Second, "a RequestSuspended Event on paused's inventory", func() bool {
+		list, err := env.Client().CoreV1().Events(inv).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + apply.InventoryName("paused") + ",reason=" + reconcile.ReasonRequestSuspended})
+		return err == nil && len(list.Items) == 1 && strings.Contains(list.Items[0].Message, v4)
+	})
 	annotateInventory(t, inv, "paused", reconcile.AnnotationSuspend, "")
 	served("paused", v4)
 	if got := rc.runs("paused"); len(got) != 2 || got[1] != "requested at "+v4 {
