@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -309,13 +310,25 @@ func (m *Manager) switchToRecreate(ctx context.Context, c *Change) error {
 	if err != nil {
 		return err
 	}
-	for i, f := range u.GetManagedFields() {
-		if f.Manager != strategyManager || f.Operation != metav1.ManagedFieldsOperationUpdate {
-			continue
+	// The entry is removed by its index, guarded by a test of its manager:
+	// a controller's write in between (the Deployment's status) can move
+	// it, and then the object is read again and the removal retried.
+	first := true
+	return retry.OnError(retry.DefaultBackoff, apierrors.IsInvalid, func() error {
+		if !first {
+			if u, err = m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
-		drop := fmt.Sprintf(`[{"op":"test","path":"/metadata/managedFields/%d/manager","value":%q},{"op":"remove","path":"/metadata/managedFields/%d"}]`, i, strategyManager, i)
-		_, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, []byte(drop), metav1.PatchOptions{})
-		return err
-	}
-	return nil
+		first = false
+		for i, f := range u.GetManagedFields() {
+			if f.Manager != strategyManager || f.Operation != metav1.ManagedFieldsOperationUpdate {
+				continue
+			}
+			drop := fmt.Sprintf(`[{"op":"test","path":"/metadata/managedFields/%d/manager","value":%q},{"op":"remove","path":"/metadata/managedFields/%d"}]`, i, strategyManager, i)
+			_, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, []byte(drop), metav1.PatchOptions{})
+			return err
+		}
+		return nil
+	})
 }
