@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -305,23 +305,23 @@ func planStages(cs []*Change) [][]*Change {
 }
 
 // forEach calls fn for 0..n-1 with at most Concurrency calls at once.
+// Stopping (ctx done), what was started finishes and nothing new starts:
+// a call that got its turn after the stop returns at once.
 func (m *Manager) forEach(ctx context.Context, n int, fn func(i int)) {
-	sem := make(chan struct{}, m.opts.Concurrency)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
+	var g errgroup.Group
+	g.SetLimit(m.opts.Concurrency)
+	for i := range n {
 		if ctx.Err() != nil {
-			// Stopping: what was started finishes, nothing new starts.
-			<-sem
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			fn(i)
-		}()
+		g.Go(func() error {
+			if ctx.Err() == nil {
+				fn(i)
+			}
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // applyChange sends one object. Conflicts with other field managers are

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -515,26 +515,18 @@ func (c *gvrCache) gvrFor(gk schema.GroupKind, version string) (schema.GroupVers
 	return r.gvr, r.namespaced, r.err
 }
 
-// parallel calls fn for 0..n-1 on GOMAXPROCS goroutines: for CPU work,
+// parallel calls fn for 0..n-1, GOMAXPROCS calls at once: for CPU work,
 // where forEach bounds requests in flight.
 func parallel(n int, fn func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range n {
+		g.Go(func() error {
 			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 func crdKinds(objs []*object.Object) map[schema.GroupKind]bool {

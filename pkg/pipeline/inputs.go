@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/deliverhq/deliver/internal/version"
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
@@ -116,31 +118,29 @@ func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *
 // left them, and marks them Unchanged: they are not rendered. Any doubt
 // (an error included) leaves an app to be rendered.
 func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, ident *apply.Identity, apps []*AppResult) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, opts.Parallel)
+	var g errgroup.Group
+	g.SetLimit(opts.Parallel)
 	for _, ar := range apps {
 		if ar.mgr == nil {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			same := func(in *apply.Inputs) bool {
 				return sameInputs(ctx, opts, snap, sec.resolver, ar.app, in)
 			}
 			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident}, same)
 			if err != nil {
 				opts.Log.Debug("render: no unchanged plan", "app", ar.Name, "err", opts.Redactor.Error(err))
-				return
+				return nil // any doubt renders the app
 			}
 			if p != nil {
 				ar.Plan, ar.Unchanged = p, true
 				opts.Log.Info("inputs unchanged: not rendered", "app", ar.Name, "objects", len(p.Changes))
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // recordInputs computes, after rendering, the inputs an apply records for

@@ -13,12 +13,12 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -372,8 +372,8 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	}
 
 	for _, level := range cfg.Levels() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, opts.Parallel)
+		var g errgroup.Group
+		g.SetLimit(opts.Parallel)
 		for _, a := range level {
 			ar := byName[a.Name]
 			if dep := failedDependency(a, byName); dep != "" {
@@ -383,10 +383,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 				traceSkipped(ctx, &opts, ar)
 				continue
 			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
+			g.Go(func() error {
 				start := time.Now()
 				ar.err = deliverApp(ctx, opts, snap.Commit, ident, ar, m)
 				ar.Duration = time.Since(start)
@@ -394,9 +391,10 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 					ar.err = opts.Redactor.Error(fmt.Errorf("app %s: %w", a.Name, ar.err))
 					ar.Error = ar.err.Error()
 				}
-			}()
+				return nil // each app's error is its own: the others go on
+			})
 		}
-		wg.Wait()
+		_ = g.Wait()
 	}
 	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
@@ -156,19 +157,18 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 	defer func() { endSpan(span, opts.Redactor, err) }()
 	var (
 		r    render.Renderer
-		wg   sync.WaitGroup
+		g    errgroup.Group
 		mu   sync.Mutex
 		errs []error
 	)
-	sem := make(chan struct{}, opts.Parallel)
+	// Every app's error is collected, not only the first: the group's
+	// functions return none.
+	g.SetLimit(opts.Parallel)
 	for _, ar := range apps {
 		if ar.Unchanged {
 			continue // planned from its inventory: nothing to render
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
 			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
 			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault)
@@ -181,12 +181,13 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("app %s: %w", ar.Name, err))
-				return
+				return nil
 			}
 			ar.Set = set
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
