@@ -144,7 +144,9 @@ func jsonString(s string) string {
 // and returns the results and errors by index. After an error the items
 // not started yet are skipped (their error is errSkipped); they all come
 // after the failed one, so the first error in index order is the one a
-// sequential loop would have stopped at.
+// sequential loop would have stopped at. Written by hand for that: an
+// errgroup with a limit starts every item in turn whatever failed, and
+// its Wait gives one error, not the one of the lowest index.
 func decodeAll[T any](n int, decode func(i int) (T, error)) ([]T, []error) {
 	out := make([]T, n)
 	errs := make([]error, n)
