@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -301,7 +300,7 @@ func (g *TokenGuard) LoginHandler() http.Handler {
 		case http.MethodGet, http.MethodHead:
 			g.renderLogin(w, http.StatusOK, "")
 		case http.MethodPost:
-			if !postedFromHere(r) {
+			if !sameOrigin(r) {
 				http.Error(w, "sign-in refused: the form was sent from another site", http.StatusForbidden)
 				return
 			}
@@ -356,17 +355,6 @@ func (g *TokenGuard) LogoutHandler() http.Handler {
 	})
 }
 
-// postedFromHere reports whether a form POST came from a page of this server.
-// Browsers send Origin on every POST; a request without it is not from a
-// browser's cross-site form, so it is let through.
-func postedFromHere(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
-}
 
 func (g *TokenGuard) renderLogin(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -470,6 +470,23 @@ func TestTokenGuardLoginSetsCookie(t *testing.T) {
 			}
 		})
 	}
+	// A browser that sends no Origin still says where the form was:
+	// Sec-Fetch-Site (what net/http's CrossOriginProtection reads first).
+	for site, want := range map[string]int{"cross-site": http.StatusForbidden, "same-site": http.StatusForbidden, "same-origin": http.StatusSeeOther} {
+		t.Run("Sec-Fetch-Site "+site, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+ui.LoginPath, strings.NewReader(url.Values{"token": {token}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Sec-Fetch-Site", site)
+			res, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != want {
+				t.Errorf("status %d, want %d", res.StatusCode, want)
+			}
+		})
+	}
 	t.Run("logout", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+ui.LogoutPath, nil)
 		res, err := noRedirect.Do(req)

@@ -376,18 +376,13 @@ func (s *Server) csrf(u User) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// sameOrigin reports whether r comes from a page of this server: its
-// Origin (or, without one, Sec-Fetch-Site) says so.
+// sameOrigin reports whether r comes from a page of this server, as
+// net/http's CrossOriginProtection decides: Sec-Fetch-Site same-origin (or
+// none: typed by the user), else an Origin whose host is the request's; a
+// request with neither header is not from a browser's cross-site form. The
+// sign-in form (TokenGuard) is checked the same way.
 func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" {
-		ou, err := url.Parse(o)
-		return err == nil && ou.Host == r.Host
-	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin":
-		return true
-	}
-	return false
+	return http.NewCrossOriginProtection().Check(r) == nil
 }
 
 // act performs a guarded action and sends the browser back to the app's
