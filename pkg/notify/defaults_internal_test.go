@@ -26,3 +26,27 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestRepoPath: the GitHub or GitLab repository of a commit status is the
+// path of the followed repository's URL, whichever form it has, without
+// .git; a URL without one (a folder on this machine) asks for it to be set.
+func TestRepoPath(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ url, want string }{
+		{"https://github.com/acme/deploy.git", "acme/deploy"},
+		{"https://github.com/acme/deploy", "acme/deploy"},
+		{"https://user:token@github.com/acme/deploy/", "acme/deploy"},
+		{"https://gitlab.example.com/group/sub/deploy.git", "group/sub/deploy"},
+		{"ssh://git@github.com:22/acme/deploy.git", "acme/deploy"},
+		{"git@github.com:acme/deploy.git", "acme/deploy"},
+		{"git@gitlab.example.com:group/sub/deploy", "group/sub/deploy"},
+		{"/srv/git/deploy", ""},
+		{"file:///srv/git/deploy.git", ""},
+		{"https://github.com/", ""},
+	} {
+		got, err := repoPath(tt.url)
+		if got != tt.want || (tt.want == "") != (err != nil) {
+			t.Errorf("repoPath(%q) = %q, %v; want %q", tt.url, got, err, tt.want)
+		}
+	}
+}

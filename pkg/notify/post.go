@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deliverhq/deliver/internal/version"
@@ -170,16 +171,13 @@ func statusContext(e Event) string {
 // scp-like (git@host:path) URLs. The URL is never quoted in the error: it
 // may hold a password.
 func repoPath(repoURL string) (string, error) {
-	s := repoURL
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
-		s = u.Path
-	} else if at := strings.Index(s, "@"); at >= 0 && strings.Contains(s[at:], ":") {
-		s = s[at+1:]
-		s = s[strings.Index(s, ":")+1:]
-	} else {
+	// go-git's endpoint parser, as the fetch reads the URL: scp-like
+	// (git@host:path) and URLs alike.
+	ep, err := transport.NewEndpoint(repoURL)
+	if err != nil || ep.Protocol == "file" || ep.Host == "" {
 		return "", errors.New("repository: cannot derive it from the followed repository's URL; set it")
 	}
-	s = strings.TrimSuffix(strings.Trim(s, "/"), ".git")
+	s := strings.TrimSuffix(strings.Trim(ep.Path, "/"), ".git")
 	if s == "" {
 		return "", errors.New("repository: the followed repository's URL has no path; set it")
 	}
