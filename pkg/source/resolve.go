@@ -34,8 +34,9 @@ type want struct {
 }
 
 // resolveRef resolves ref against advertised refs the way git rev-parse
-// does: refs/<ref>, then refs/tags/<ref>, then refs/heads/<ref>, and only
-// then a (possibly abbreviated) commit SHA. Empty ref means HEAD.
+// does: <ref>, refs/<ref>, then refs/tags/<ref>, then refs/heads/<ref>
+// (plumbing.RefRevParseRules), and only then a (possibly abbreviated)
+// commit SHA. Empty ref means HEAD.
 func resolveRef(ref string, refs []*plumbing.Reference) (want, error) {
 	named := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
 	peeled := make(map[plumbing.ReferenceName]plumbing.Hash)
@@ -62,12 +63,10 @@ func resolveRef(ref string, refs []*plumbing.Reference) (want, error) {
 		return want{kind: byName, name: plumbing.HEAD, hash: head.Hash()}, nil
 	}
 
-	candidates := []string{"refs/" + ref, "refs/tags/" + ref, "refs/heads/" + ref}
-	if strings.HasPrefix(ref, "refs/") {
-		candidates = []string{ref}
-	}
-	for _, c := range candidates {
-		if r := named[plumbing.ReferenceName(c)]; r != nil && r.Type() == plumbing.HashReference {
+	// git's expansion rules, as go-git keeps them (and the webhook
+	// matches pushes with).
+	for _, rule := range plumbing.RefRevParseRules {
+		if r := named[plumbing.ReferenceName(fmt.Sprintf(rule, ref))]; r != nil && r.Type() == plumbing.HashReference {
 			return want{kind: byName, name: r.Name(), hash: r.Hash()}, nil
 		}
 	}
