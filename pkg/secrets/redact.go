@@ -115,7 +115,10 @@ func (r *Redactor) forms(dst []string, v string) []string {
 }
 
 // htmlEscaper escapes text as html/template does in text and quoted
-// attribute values.
+// attribute values. html/template's escaper is not exported, and
+// template.HTMLEscapeString (text/template's) leaves '+' alone and writes
+// NUL as it is: a copy of the table, which TestHTMLEscaperMatchesTemplate
+// compares with html/template itself.
 var htmlEscaper = strings.NewReplacer("\x00", "\uFFFD", `"`, "&#34;", "&", "&amp;", "'", "&#39;", "+", "&#43;", "<", "&lt;", ">", "&gt;")
 
 // Len returns how many forms of values are registered.

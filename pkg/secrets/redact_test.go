@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
 	"log/slog"
 	"strings"
 	"testing"
@@ -130,5 +131,30 @@ func BenchmarkRedact(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		_ = r.Redact(line)
+	}
+}
+
+// TestHTMLEscaperMatchesTemplate: htmlEscaper writes a value as
+// html/template does in a page's text and in a quoted attribute, for
+// every ASCII character and some beyond, so that the view's pages are
+// redacted whatever a secret holds.
+func TestHTMLEscaperMatchesTemplate(t *testing.T) {
+	t.Parallel()
+	var values []string
+	for c := range 128 {
+		values = append(values, "a"+string(rune(c))+"b")
+	}
+	values = append(values, "pässwörd+1", "<script>x</script>", `"q"&'s'`, "\u2028\u2029", "日本")
+	tmpl := htmltemplate.Must(htmltemplate.New("").Parse(`<p>{{.}}</p><p title="{{.}}"></p>`))
+	for _, v := range values {
+		var b strings.Builder
+		if err := tmpl.Execute(&b, v); err != nil {
+			t.Fatal(err)
+		}
+		want := b.String()
+		got := "<p>" + htmlEscaper.Replace(v) + "</p><p title=\"" + htmlEscaper.Replace(v) + "\"></p>"
+		if got != want {
+			t.Errorf("%q: htmlEscaper gives %q, html/template %q", v, got, want)
+		}
 	}
 }
