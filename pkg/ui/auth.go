@@ -355,7 +355,6 @@ func (g *TokenGuard) LogoutHandler() http.Handler {
 	})
 }
 
-
 func (g *TokenGuard) renderLogin(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
