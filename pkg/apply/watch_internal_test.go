@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -428,5 +429,52 @@ func TestStatusWatcherWholeForRules(t *testing.T) {
 	}
 	if v, ok := rules.Evaluate(context.Background(), whole); !ok || v.Status != status.CurrentStatus {
 		t.Errorf("the rule on the cached widget: %+v, want Current", v)
+	}
+}
+
+// TestSettledKindsAreCurrent: for every kind settledKind names, kstatus
+// itself calls the object Current in the shapes a write leaves it in
+// (new, at a later generation, with the status the kind's controllers
+// write), and Terminating once it is being deleted, which settled checks
+// apart: what settledKind predicts is kstatus' verdict.
+func TestSettledKindsAreCurrent(t *testing.T) {
+	t.Parallel()
+	objs := map[string]string{
+		"ConfigMap":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: n, generation: 3}\ndata: {k: v}\n",
+		"Secret":         "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: n}\ntype: Opaque\n",
+		"ServiceAccount": "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x, namespace: n}\n",
+		"Service":        "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: n}\nspec: {type: ClusterIP, clusterIP: 10.0.0.1, ports: [{port: 80}]}\n",
+		"Service, LoadBalancer with its cluster IP": "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: n}\nspec: {type: LoadBalancer, clusterIP: 10.0.0.1, ports: [{port: 80}]}\nstatus: {loadBalancer: {}}\n",
+		"Service, headless":                         "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: n}\nspec: {clusterIP: None, ports: [{port: 80}]}\n",
+		"Role":                                      "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: x, namespace: n}\nrules: []\n",
+		"RoleBinding":                               "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: x, namespace: n}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: x}\n",
+		"ClusterRole":                               "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x, generation: 2}\nrules: []\n",
+		"ClusterRoleBinding":                        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: x}\n",
+		"Ingress":                                   "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x, namespace: n, generation: 4}\nspec: {rules: [{host: a.example}]}\n",
+		"Ingress, load balancer assigned":           "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x, namespace: n, generation: 4}\nspec: {rules: [{host: a.example}]}\nstatus: {loadBalancer: {ingress: [{ip: 10.0.0.2}]}}\n",
+		"NetworkPolicy":                             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: n, generation: 2}\nspec: {podSelector: {}}\n",
+	}
+	for name, doc := range objs {
+		data, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !settledKind(u.GroupVersionKind().GroupKind()) {
+			t.Errorf("%s: settledKind says no; this test lists it as settled", name)
+			continue
+		}
+		res, err := status.Compute(u)
+		if err != nil || res.Status != status.CurrentStatus {
+			t.Errorf("%s: kstatus says %v (%v), settledKind predicts Current", name, res, err)
+		}
+		now := metav1.Now()
+		u.SetDeletionTimestamp(&now)
+		if res, err := status.Compute(u); err != nil || res.Status != status.TerminatingStatus {
+			t.Errorf("%s, being deleted: kstatus says %v (%v), settled predicts not settled (Terminating)", name, res, err)
+		}
 	}
 }
