@@ -2,9 +2,15 @@ package object
 
 import (
 	"encoding/json"
+	"maps"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/go-openapi/jsonpointer"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -99,5 +105,107 @@ func TestRemoveAndSet(t *testing.T) {
 	}
 	if v, ok := GetAt(m, Path{"status", "x"}); !ok || v != 1.0 {
 		t.Errorf("GetAt(status.x) = %v, %v", v, ok)
+	}
+}
+
+// leadingZero matches a pointer with a token of digits that starts with 0.
+var leadingZero = regexp.MustCompile(`/0[0-9]+(/|$)`)
+
+// TestPointerMatchesJSONPointer: without its "*" extension, a pointer
+// reaches what go-openapi/jsonpointer (kube-openapi's) resolves, on
+// random objects and random pointers made of their keys, list indices,
+// escapes and tokens that lead nowhere ("-", a missing key), but for one
+// difference: jsonpointer reads an index with leading zeros ("01"), which
+// RFC 6901 does not allow.
+func TestPointerMatchesJSONPointer(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	keys := []string{"a", "b", "a/b", "c~d", "0", "01", "-", "spec", "~1", "x y"}
+	var gen func(depth int) any
+	gen = func(depth int) any {
+		switch n := rng.IntN(6); {
+		case depth > 3 || n == 0:
+			return "v" + strconv.Itoa(rng.IntN(10))
+		case n == 1:
+			return float64(rng.IntN(5))
+		case n <= 3:
+			m := map[string]any{}
+			for range rng.IntN(4) + 1 {
+				m[keys[rng.IntN(len(keys))]] = gen(depth + 1)
+			}
+			return m
+		default:
+			l := make([]any, rng.IntN(4))
+			for i := range l {
+				l[i] = gen(depth + 1)
+			}
+			return l
+		}
+	}
+	escape := strings.NewReplacer("~", "~0", "/", "~1")
+	tokens := append(slices.Clone(keys), "1", "2", "3", "00", "nope")
+	checked := 0
+	for range 3000 {
+		obj, ok := gen(0).(map[string]any)
+		if !ok {
+			continue
+		}
+		// Mostly down the keys and indices obj has, sometimes astray.
+		var b strings.Builder
+		var cur any = obj
+		for range rng.IntN(4) + 1 {
+			tok := tokens[rng.IntN(len(tokens))]
+			switch c := cur.(type) {
+			case map[string]any:
+				if len(c) > 0 && rng.IntN(5) > 0 {
+					ks := slices.Sorted(maps.Keys(c))
+					tok = ks[rng.IntN(len(ks))]
+				}
+				cur = c[tok]
+			case []any:
+				if len(c) > 0 && rng.IntN(5) > 0 {
+					tok = strconv.Itoa(rng.IntN(len(c)))
+				}
+				if j, err := strconv.Atoi(tok); err == nil && j >= 0 && j < len(c) && tok == strconv.Itoa(j) {
+					cur = c[j]
+				} else {
+					cur = nil
+				}
+			default:
+				cur = nil
+			}
+			b.WriteString("/" + escape.Replace(tok))
+		}
+		ptr := b.String()
+		p, err := ParsePointer(ptr)
+		if err != nil {
+			t.Fatalf("ParsePointer(%q): %v", ptr, err)
+		}
+		jp, err := jsonpointer.New(ptr)
+		if err != nil {
+			t.Fatalf("jsonpointer.New(%q): %v", ptr, err)
+		}
+		want, _, jerr := jp.Get(obj)
+		paths := p.Paths(obj)
+		if jerr == nil && len(paths) == 0 && leadingZero.MatchString(ptr) {
+			// jsonpointer reads "01" as list index 1; RFC 6901 allows
+			// no leading zeros in an index, and deliver follows it.
+			continue
+		}
+		switch {
+		case jerr != nil && len(paths) != 0:
+			t.Errorf("%s in %v: reaches %v; jsonpointer: %v", ptr, obj, paths, jerr)
+		case jerr == nil && len(paths) != 1:
+			t.Errorf("%s in %v: reaches %v; jsonpointer: %v", ptr, obj, paths, want)
+		case jerr == nil:
+			got, _ := GetAt(obj, paths[0])
+			if !cmp.Equal(got, want) {
+				t.Errorf("%s in %v: %v; jsonpointer: %v", ptr, obj, got, want)
+			}
+			checked++
+		}
+	}
+	if checked < 100 {
+		t.Errorf("only %d pointers reached a value: the generator tests little", checked)
 	}
 }
