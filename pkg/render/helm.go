@@ -688,8 +688,8 @@ func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
 	if err != nil {
 		return nil, fmt.Errorf("helm: chart %s: %w", where, err)
 	}
-	var idx repoIndex
-	if err := yaml.Unmarshal(data, &idx); err != nil {
+	idx, err := parseRepoIndex(data)
+	if err != nil {
 		return nil, fmt.Errorf("helm: chart %s: parse %s: %w", where, idxURL, err)
 	}
 	cv, err := idx.get(opts.Chart, opts.Version)

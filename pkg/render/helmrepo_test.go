@@ -1,6 +1,9 @@
 package render
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,7 +19,7 @@ func TestRepoIndexPicksWhatHelmPicks(t *testing.T) {
 	helms := repo.NewIndexFile()
 	helms.Entries["empty"] = repo.ChartVersions{}
 	for _, v := range versions {
-		ours.Entries["app"] = append(ours.Entries["app"], &repoChart{Version: v, URLs: []string{"app-" + v + ".tgz"}})
+		ours.Entries["app"] = append(ours.Entries["app"], &repoChart{Metadata: &chart.Metadata{Name: "app", Version: v}, URLs: []string{"app-" + v + ".tgz"}})
 		helms.Entries["app"] = append(helms.Entries["app"], &repo.ChartVersion{Metadata: &chart.Metadata{Name: "app", Version: v}})
 	}
 	helms.SortEntries()
@@ -49,6 +52,66 @@ func TestRepoIndexPicksWhatHelmPicks(t *testing.T) {
 			}
 			if got.Version != want.Version {
 				t.Errorf("picked %s, helm picks %s", got.Version, want.Version)
+			}
+		})
+	}
+}
+
+// TestRepoIndexLoadsWhatHelmLoads: parseRepoIndex keeps the entries
+// helm's repo.LoadIndexFile keeps (it validates each with
+// chart.Metadata.Validate), refuses what it refuses, and get then picks
+// what helm's Get picks, on index files with entries helm leaves out.
+func TestRepoIndexLoadsWhatHelmLoads(t *testing.T) {
+	t.Parallel()
+	entry := func(fields string) string { return "  - {" + fields + ", urls: [x.tgz]}\n" }
+	valid := entry("apiVersion: v2, name: app, version: 1.2.3") +
+		entry("apiVersion: v2, name: app, version: 1.10.0") +
+		entry("name: app, version: 0.9.0") + // apiVersion defaults to v1
+		entry("apiVersion: v2, name: app, version: 2.0.0-rc.1")
+	for _, tt := range []struct{ name, index string }{
+		{"valid", "apiVersion: v1\nentries:\n  app:\n" + valid},
+		{"version not semver", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v2, name: app, version: latest")},
+		{"a higher version with a bad name", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v2, name: ../app, version: 9.0.0")},
+		{"a higher version without a name", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v2, version: 9.0.0")},
+		{"a higher version of an unknown type", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v2, name: app, version: 9.0.0, type: plugin")},
+		{"a higher version of an unknown apiVersion", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v9, name: app, version: 9.0.0")},
+		{"a library chart", "apiVersion: v1\nentries:\n  app:\n" + valid + entry("apiVersion: v2, name: app, version: 9.0.0, type: library")},
+		{"an empty entry", "apiVersion: v1\nentries:\n  app:\n" + valid + "  - null\n"},
+		{"no apiVersion", "entries:\n  app:\n" + valid},
+		{"empty", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join(t.TempDir(), "index.yaml")
+			if err := os.WriteFile(file, []byte(tt.index), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			helms, herr := repo.LoadIndexFile(file)
+			ours, err := parseRepoIndex([]byte(tt.index))
+			if (herr != nil) != (err != nil) {
+				t.Fatalf("error %v; helm's %v", err, herr)
+			}
+			if herr != nil {
+				return
+			}
+			var want, got []string
+			for _, cv := range helms.Entries["app"] {
+				want = append(want, cv.Version)
+			}
+			for _, cv := range ours.Entries["app"] {
+				got = append(got, cv.Version)
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("versions kept (-helm +deliver):\n%s", diff)
+			}
+			for _, q := range []string{"", "*", "1.2.3", "^1", "latest", "9.0.0", ">=2.0.0-0"} {
+				hcv, herr := helms.Get("app", q)
+				cv, err := ours.get("app", q)
+				if (herr != nil) != (err != nil) || (herr == nil && hcv.Version != cv.Version) {
+					t.Errorf("get %q: %v %v; helm: %v %v", q, cv, err, hcv, herr)
+				}
 			}
 		})
 	}
