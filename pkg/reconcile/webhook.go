@@ -153,7 +153,9 @@ func (h *webhook) validHMAC(sigHex string, body []byte) bool {
 
 // remember records the keys (empty delivery IDs aside) and reports
 // whether none was seen before. The oldest are forgotten past
-// seenCapacity.
+// seenCapacity: a fixed ring and a set, by hand because an LRU cache
+// (k8s.io/utils/lru) would keep a replayed key young, and a replay must
+// not extend how long its delivery is remembered.
 func (h *webhook) remember(keys ...string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
