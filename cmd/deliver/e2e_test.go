@@ -40,6 +40,18 @@ func run(t *testing.T, args ...string) (string, int) {
 	return out.String(), code
 }
 
+// runExpect runs deliver with args and then common (flags every call of
+// a test shares), fails the test unless it exits wantCode, and returns
+// its combined output.
+func runExpect(t *testing.T, wantCode int, args []string, common ...string) string {
+	t.Helper()
+	out, code := run(t, append(slices.Clone(args), common...)...)
+	if code != wantCode {
+		t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+	}
+	return out
+}
+
 func TestVersion(t *testing.T) {
 	out, code := run(t, "version")
 	if code != 0 {

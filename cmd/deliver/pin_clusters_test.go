@@ -49,12 +49,7 @@ func TestPinVerbsFollowTheEnvironment(t *testing.T) {
 	url := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{}).RepoURL("deploy")
 	deliver := func(wantCode int, args ...string) string {
 		t.Helper()
-		args = append(args, "--kubeconfig", kubeconfig, "--inventory-namespace", inv)
-		out, code := run(t, args...)
-		if code != wantCode {
-			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return out
+		return runExpect(t, wantCode, args, "--kubeconfig", kubeconfig, "--inventory-namespace", inv)
 	}
 	source := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache")}
 	pinOf := func(kc kubernetes.Interface) *apply.Pin {

@@ -44,11 +44,7 @@ func TestExamplePin(t *testing.T) {
 	source := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
 	deliver := func(wantCode int, args ...string) string {
 		t.Helper()
-		out, code := run(t, append(args, source...)...)
-		if code != wantCode {
-			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return out
+		return runExpect(t, wantCode, args, source...)
 	}
 	has := func(out string, want ...string) {
 		t.Helper()
@@ -204,11 +200,7 @@ func TestRollbackApplyFailsKeepsPin(t *testing.T) {
 	source := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
 	deliver := func(wantCode int, args ...string) string {
 		t.Helper()
-		out, code := run(t, append(args, source...)...)
-		if code != wantCode {
-			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return out
+		return runExpect(t, wantCode, args, source...)
 	}
 	deliver(0, "apply", "--timeout", "1m")
 	repo.WriteFile("web/config.yaml", cm("web-config", "1.1"))

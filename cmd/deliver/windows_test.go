@@ -183,11 +183,7 @@ func TestRollbackWindows(t *testing.T) {
 	base := []string{"--repo", url, "--cache-dir", filepath.Join(root, "cache"), "--kubeconfig", env.Kubeconfig, "--inventory-namespace", inv}
 	deliver := func(wantCode int, args ...string) string {
 		t.Helper()
-		out, code := run(t, append(args, base...)...)
-		if code != wantCode {
-			t.Fatalf("deliver %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return out
+		return runExpect(t, wantCode, args, base...)
 	}
 	state := func() (string, *apply.Pin) {
 		t.Helper()
