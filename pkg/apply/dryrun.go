@@ -36,8 +36,10 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 		return m.denied(getErr, "get", c.ID.String())
 	}
 	if err != nil && rollingUpdateForbidden(err, c, live) {
-		merged, err = m.dryRunToRecreate(ctx, c, live)
-		c.toRecreate = err == nil
+		if merged, err = m.dryRunToRecreate(ctx, c, live); err == nil {
+			c.toRecreate = true
+			c.Note = "the strategy becomes Recreate: its rollingUpdate settings, which the server defaulted, are removed first"
+		}
 	}
 	if err != nil {
 		if isImmutable(err) && (m.opts.Recreate || recreateAllowed(c.Desired.GetAnnotations())) {

@@ -289,7 +289,6 @@ func (m *Manager) dryRunToRecreate(ctx context.Context, c *Change, live *unstruc
 	if err := unstructured.SetNestedMap(merged.Object, want, "spec", "strategy"); err != nil {
 		return nil, err
 	}
-	c.Note = "the strategy becomes Recreate: its rollingUpdate settings, which the server defaulted, are removed first"
 	return merged, nil
 }
 
@@ -306,21 +305,17 @@ func (m *Manager) switchToRecreate(ctx context.Context, c *Change) error {
 	patch := []byte(`[{"op":"test","path":"/spec/strategy/type","value":"RollingUpdate"},` +
 		`{"op":"remove","path":"/spec/strategy/rollingUpdate"},` +
 		`{"op":"replace","path":"/spec/strategy/type","value":"Recreate"}]`)
-	u, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: strategyManager})
-	if err != nil {
+	if _, err := m.client(c).Patch(ctx, c.ID.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: strategyManager}); err != nil {
 		return err
 	}
 	// The entry is removed by its index, guarded by a test of its manager:
 	// a controller's write in between (the Deployment's status) can move
 	// it, and then the object is read again and the removal retried.
-	first := true
 	return retry.OnError(retry.DefaultBackoff, apierrors.IsInvalid, func() error {
-		if !first {
-			if u, err = m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}); err != nil {
-				return err
-			}
+		u, err := m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-		first = false
 		for i, f := range u.GetManagedFields() {
 			if f.Manager != strategyManager || f.Operation != metav1.ManagedFieldsOperationUpdate {
 				continue

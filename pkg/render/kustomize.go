@@ -299,13 +299,14 @@ func kvFiles(kv types.KvPairSources) []string {
 // inside the repository (or remote and allowed), and scans it when it is a
 // folder.
 func (s *kustScan) ref(dir, name, e string, mayBeDir bool) error {
-	if lower := strings.ToLower(e); strings.HasPrefix(strings.TrimPrefix(lower, "git::"), "file:") {
+	lower := strings.ToLower(e)
+	if strings.HasPrefix(strings.TrimPrefix(lower, "git::"), "file:") {
 		// kustomize clones a file:// URL with git (git::file:// too, in
 		// any case): a local repository anywhere on the machine, outside
 		// the snapshot.
 		return fmt.Errorf("%s: %s: local git URLs are not allowed", name, e)
 	}
-	if isRemoteFile(e) || strings.Contains(e, "://") || strings.HasPrefix(e, "git@") || strings.HasPrefix(strings.ToLower(e), "git::") {
+	if isRemoteFile(e) || strings.Contains(e, "://") || strings.HasPrefix(e, "git@") || strings.HasPrefix(lower, "git::") {
 		if !s.allowRemote {
 			return fmt.Errorf("%s: %s: remote bases are disabled", name, e)
 		}
