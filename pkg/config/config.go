@@ -170,7 +170,7 @@ type Helm struct {
 	// ValuesFiles. Vault refs (ref+vault://...) in any values are resolved.
 	SecretValuesFiles []string `yaml:"secretValuesFiles,omitempty" json:"secretValuesFiles,omitempty"`
 	// Values are inline values, merged after the files.
-	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
+	Values Values `yaml:"values,omitempty" json:"values,omitempty"`
 	// Set are --set style overrides, applied last.
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
 	// IncludeCRDs renders the chart's crds/ folder, as --include-crds.
@@ -243,7 +243,7 @@ type Override struct {
 	ValuesFiles       []string `yaml:"valuesFiles,omitempty" json:"valuesFiles,omitempty"`
 	SecretValuesFiles []string `yaml:"secretValuesFiles,omitempty" json:"secretValuesFiles,omitempty"`
 	// Values are merged over the app's inline values.
-	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
+	Values Values `yaml:"values,omitempty" json:"values,omitempty"`
 	// Set are added after the app's.
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
 	// Strategy replaces the app's strategy.

@@ -61,7 +61,8 @@ func TestParseAndEnvironment(t *testing.T) {
 	if diff := cmp.Diff([]string{"values.yaml", "values-prod.yaml"}, web.Helm.ValuesFiles); diff != "" {
 		t.Errorf("values files (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]any{"image": map[string]any{"tag": "2.0"}, "replicas": 2}, web.Helm.Values); diff != "" {
+	// Numbers are floats, as Helm reads them from a values file.
+	if diff := cmp.Diff(Values{"image": map[string]any{"tag": "2.0"}, "replicas": 2.0}, web.Helm.Values); diff != "" {
 		t.Errorf("values (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"web-prod"}, web.AllowedNamespaces); diff != "" {

@@ -9,6 +9,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("apiVersion: deliver.dev/v1alpha1\nkind: Config\napps: []\n"))
 	f.Add([]byte("apps: [{name: a, dependsOn: [a]}]"))
 	f.Add([]byte("a: &a [*a]"))
+	f.Add([]byte("apiVersion: deliver.dev/v1alpha1\nkind: Config\napps: [{name: a, namespace: x, helm: {chart: c, values: &v {a: *v, b: yes, c: !!binary aGk=}}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("deliver.yaml", data)
 		if err != nil {
