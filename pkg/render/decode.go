@@ -2,6 +2,7 @@ package render
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"strconv"
@@ -9,19 +10,24 @@ import (
 	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 )
 
-// unmarshalObject parses one YAML document into the map that
-// sigs.k8s.io/yaml.Unmarshal(raw, &m) gives for a map[string]any m, without
-// its round trip through JSON: the same YAML 1.1 parser (go.yaml.in/yaml/v2),
-// then the values as JSON would have turned them (numbers float64, keys and
-// invalid UTF-8 as json.Marshal writes them). Whatever this fast path does
-// not handle the same way for sure (an error, a document that is not a map,
-// unusual keys, very deep nesting) goes through sigs.k8s.io/yaml itself, so
-// results and error messages are always that function's. Kept by
-// measurement: with MarshalYAML, 9-15% of a Helm chart's render end to
-// end against the library calls (docs/performance.md).
+// unmarshalObject parses one YAML document into the object kubectl (and
+// Helm's kube client) would build of it: sigs.k8s.io/yaml's conversion to
+// JSON, then apimachinery's JSON decoding, which keeps integers as int64
+// (sigs.k8s.io/yaml.Unmarshal into a map would make every number a
+// float64, and change an integer above 2^53). This fast path does it
+// without the round trip through JSON: the same YAML 1.1 parser
+// (go.yaml.in/yaml/v2), then the values as the JSON would have turned
+// them (numbers as decodeJSON reads their JSON text, keys and invalid
+// UTF-8 as json.Marshal writes them). Whatever it does not handle the same
+// way for sure (an error, a document that is not a map, unusual keys, very
+// deep nesting) goes through the libraries themselves, so results and
+// error messages are always theirs. Kept by measurement: with MarshalYAML,
+// 9-15% of a Helm chart's render end to end against the library calls
+// (docs/performance.md).
 func unmarshalObject(raw []byte) (map[string]any, error) {
 	var y any
 	if err := yamlv2.Unmarshal(raw, &y); err == nil {
@@ -34,11 +40,41 @@ func unmarshalObject(raw []byte) (map[string]any, error) {
 			}
 		}
 	}
+	// As sigs.k8s.io/yaml.Unmarshal, with apimachinery's JSON decoding.
+	doc, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("error converting YAML to JSON: %w", err)
+	}
+	m, err := decodeJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("error unmarshaling JSON: %w", err)
+	}
+	return m, nil
+}
+
+// decodeJSON decodes a JSON object as kubectl's decoder (the unstructured
+// JSON scheme) does: integers that fit become int64, other numbers
+// float64.
+func decodeJSON(doc []byte) (map[string]any, error) {
 	var m map[string]any
-	if err := yaml.Unmarshal(raw, &m); err != nil {
+	if err := utiljson.Unmarshal(doc, &m); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// jsonNumber is the number decodeJSON reads from the JSON text
+// json.Marshal writes for f: an integral f below 1e21 is written as the
+// digits of its shortest representation padded with zeros
+// (-9223372036854776000 for -2^63), an int64 when they fit.
+func jsonNumber(f float64) any {
+	if f != math.Trunc(f) || math.Abs(f) >= 1e21 {
+		return f
+	}
+	if i, err := strconv.ParseInt(strconv.FormatFloat(f, 'f', -1, 64), 10, 64); err == nil {
+		return i
+	}
+	return f
 }
 
 // maxFastDepth bounds the nesting the fast path converts; deeper documents
@@ -91,16 +127,19 @@ func jsonValue(v any, depth int) (any, bool) {
 	case string:
 		return jsonString(v), true
 	case int:
-		return float64(v), true
+		return int64(v), true
 	case int64:
-		return float64(v), true
+		return v, true
 	case uint64:
+		if v <= math.MaxInt64 {
+			return int64(v), true
+		}
 		return float64(v), true
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, false // json.Marshal refuses them
 		}
-		return v, true
+		return jsonNumber(v), true
 	case map[any]any:
 		m, ok := jsonMap(v, depth)
 		return m, ok

@@ -186,8 +186,8 @@ func (g *yamlGen) sequence(indent, depth int) {
 	}
 }
 
-// TestUnmarshalObjectRandomDocuments compares unmarshalObject and
-// sigs.k8s.io/yaml on generated documents.
+// TestUnmarshalObjectRandomDocuments compares unmarshalObject with
+// kubectl's reading (kubectlUnmarshal) on generated documents.
 func TestUnmarshalObjectRandomDocuments(t *testing.T) {
 	n := 10000
 	if testing.Short() {

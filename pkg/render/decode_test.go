@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	yamlv2 "go.yaml.in/yaml/v2"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 )
 
 // decodeCases are documents whose decoding must not differ from
-// sigs.k8s.io/yaml.Unmarshal's: YAML 1.1 scalars, numbers at the edges of
+// kubectlUnmarshal's: YAML 1.1 scalars, numbers at the edges of
 // float64, keys of every type, invalid UTF-8, merge keys, anchors, deep
 // nesting, and documents that are not maps.
 var decodeCases = []string{
@@ -22,6 +23,9 @@ var decodeCases = []string{
 	"a: yes\nb: no\nc: on\nd: off\ne: y\nf: n\ng: true\nh: ~\ni: null\nj: Null\nk: NULL\nl: ''\n",
 	"a: 1\nb: -1\nc: 0x1F\nd: 0o17\ne: 017\nf: 1_000\ng: 1e3\nh: 1.5\ni: -0\nj: -0.0\nk: .5\nl: 190:20:30\n",
 	"a: 9007199254740993\nb: 18446744073709551615\nc: -9223372036854775808\nd: 123456789012345678901234567890\ne: 1e308\nf: 4.9e-324\n",
+	// Floats with integral values: JSON writes their shortest digits
+	// padded with zeros, an int64 for kubectl where they fit.
+	"a: 4.611686018427387904e18\nb: -9223372036854775809\nc: 1e21\nd: 9.3e18\ne: 1e20\nf: -1.0\ng: 2.0e0\n",
 	"a: .inf\n",
 	"a: -.Inf\n",
 	"a: .nan\n",
@@ -54,9 +58,26 @@ var decodeCases = []string{
 	"a: " + strings.Repeat("{b: ", 1100) + "1" + strings.Repeat("}", 1100) + "\n",
 }
 
-// TestUnmarshalObjectMatchesSigsYAML: unmarshalObject gives the same map,
-// or the same error, as sigs.k8s.io/yaml.Unmarshal.
-func TestUnmarshalObjectMatchesSigsYAML(t *testing.T) {
+// kubectlUnmarshal reads a YAML document as kubectl builds an object of
+// it: sigs.k8s.io/yaml's conversion to JSON, then the unstructured JSON
+// scheme's decoding (apimachinery's json: integers that fit are int64).
+// Its errors are worded as sigs.k8s.io/yaml.Unmarshal's.
+func kubectlUnmarshal(raw []byte) (map[string]any, error) {
+	doc, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("error converting YAML to JSON: %w", err)
+	}
+	var m map[string]any
+	if err := utiljson.Unmarshal(doc, &m); err != nil {
+		return nil, fmt.Errorf("error unmarshaling JSON: %w", err)
+	}
+	return m, nil
+}
+
+// TestUnmarshalObjectMatchesKubectl: unmarshalObject gives the same map,
+// or the same error, as kubectlUnmarshal; its errors are also those of
+// sigs.k8s.io/yaml.Unmarshal.
+func TestUnmarshalObjectMatchesKubectl(t *testing.T) {
 	for i, c := range decodeCases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkUnmarshalObject(t, []byte(c)) })
 	}
@@ -64,11 +85,14 @@ func TestUnmarshalObjectMatchesSigsYAML(t *testing.T) {
 
 func checkUnmarshalObject(t *testing.T, raw []byte) {
 	t.Helper()
-	var want map[string]any
-	wantErr := yaml.Unmarshal(raw, &want)
+	want, wantErr := kubectlUnmarshal(raw)
 	got, err := unmarshalObject(raw)
 	if (err != nil) != (wantErr != nil) || (err != nil && err.Error() != wantErr.Error()) {
 		t.Fatalf("%q: error %v, want %v", raw, err, wantErr)
+	}
+	var sigs map[string]any
+	if sigsErr := yaml.Unmarshal(raw, &sigs); (err != nil) != (sigsErr != nil) {
+		t.Fatalf("%q: error %v, sigs.k8s.io/yaml.Unmarshal's %v", raw, err, sigsErr)
 	}
 	if wantErr != nil {
 		return
@@ -83,8 +107,7 @@ func checkUnmarshalObject(t *testing.T, raw []byte) {
 		// sigs.k8s.io/yaml keeps one of two colliding keys at random (map
 		// order): the result must be one it gives, on some call.
 		for range 200 {
-			var again map[string]any
-			if yaml.Unmarshal(raw, &again) == nil && same(again) {
+			if again, err := kubectlUnmarshal(raw); err == nil && same(again) {
 				return
 			}
 		}

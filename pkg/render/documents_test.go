@@ -22,7 +22,7 @@ var manifestCases = []string{
 }
 
 // TestUnmarshalObjectManifests: manifests as they are written, with and
-// without their last newline, give what sigs.k8s.io/yaml gives.
+// without their last newline, give what kubectl's reading (kubectlUnmarshal) gives.
 func TestUnmarshalObjectManifests(t *testing.T) {
 	for i, c := range manifestCases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -34,7 +34,7 @@ func TestUnmarshalObjectManifests(t *testing.T) {
 }
 
 // edgeCases are near the edges of what unmarshalObject converts itself:
-// each must give what sigs.k8s.io/yaml gives.
+// each must give what kubectl's reading (kubectlUnmarshal) gives.
 var edgeCases = []string{
 	"a: b\n  c\n", "a: 'b\n  c'\n", "a: \"b\n  c\"\n", "a: b: c\n", "a: b:\n", "a: b #c\n", "a: b#c\n", "a:b\n",
 	"a:#c\n", "a: |\n", "a: |\nb: 1\n", "a: |+\n  x\n\n", "a: |2\n   x\n", "a: >\n  x\n  y\n", "a: |\n  x\n   y\n z\n",

@@ -3,7 +3,6 @@ package render
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -78,8 +77,8 @@ func (r *Renderer) Kustomize(ctx context.Context, opts KustomizeOptions) (*objec
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: encode: %w", originString(origin), built[i].CurId(), err)
 		}
-		var m map[string]any
-		if err := json.Unmarshal(doc, &m); err != nil {
+		m, err := decodeJSON(doc)
+		if err != nil {
 			return nil, fmt.Errorf("%s: parse: %w", originString(origin), err)
 		}
 		return objectsOf(origin, m)

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -110,8 +109,8 @@ func (r *Renderer) postRender(opts HelmOptions, docs []helmDoc) ([]postRendered,
 		if err != nil {
 			return nil, fmt.Errorf("helm: app %s: postRenderers: %s: encode: %w", opts.App, res.CurId(), err)
 		}
-		var m map[string]any
-		if err := json.Unmarshal(doc, &m); err != nil {
+		m, err := decodeJSON(doc)
+		if err != nil {
 			return nil, fmt.Errorf("helm: app %s: postRenderers: %s: parse: %w", opts.App, res.CurId(), err)
 		}
 		out[i] = postRendered{origin: builtOrigin(opts, origins, res, i), m: m}

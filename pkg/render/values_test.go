@@ -71,3 +71,41 @@ func TestHelmValuesMergeAsHelm(t *testing.T) {
 		t.Errorf("only %d of %d merged", merged, len(texts)/3)
 	}
 }
+
+// TestDecodeValuesAsKubectl reads manifests whose fields hold generated
+// values (YAML 1.1 words, numbers in every notation, dates, tags,
+// anchors and merge keys, block scalars) with deliver's decoder and with
+// kubectl's, in a custom resource's spec and, as a document of its own,
+// with each value file as the object's top level beside its kind.
+func TestDecodeValuesAsKubectl(t *testing.T) {
+	compared, refused := 0, 0
+	for i, text := range corpus.ValuesFiles(17, 300) {
+		docs := []string{
+			"apiVersion: example.org/v1\nkind: Thing\nmetadata:\n  name: t\nspec:\n" + corpus.Nested(2, text),
+			"apiVersion: example.org/v1\nkind: Thing\nmetadata:\n  name: t\n" + text,
+		}
+		for j, doc := range docs {
+			want, kerr := kubectlDecode(doc)
+			objs, err := Decode("values.yaml", []byte(doc))
+			if kerr != nil || err != nil {
+				if kerr == nil {
+					t.Errorf("case %d.%d: deliver refused what kubectl reads: %v\n%s", i, j, err, doc)
+				}
+				refused++
+				continue
+			}
+			var got []string
+			for _, o := range objs {
+				got = append(got, canonicalJSON(t, o.Object))
+			}
+			compared++
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("case %d.%d: objects (-kubectl +deliver):\n%s\n%s", i, j, diff, doc)
+			}
+		}
+	}
+	t.Logf("%d documents read alike, %d refused by kubectl", compared, refused)
+	if compared < 600*7/10 {
+		t.Errorf("only %d of 600 documents read", compared)
+	}
+}
