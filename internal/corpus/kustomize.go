@@ -129,8 +129,35 @@ func randomKustomizations(seed uint64, n int) []Kustomization {
 	return out
 }
 
-// Kustomizations is the whole kustomize corpus: the hand-picked shapes and
-// 60 random kustomizations.
+// valueKustomizations are n kustomizations of one custom resource whose
+// spec is a generated values file (ValuesFiles: YAML 1.1 words, every
+// number notation, dates, tags, anchors, block scalars), some in an
+// overlay that patches it or only renames it, and a ConfigMap of the
+// same text as data where it is one of strings.
+func valueKustomizations(seed uint64, n int) []Kustomization {
+	var out []Kustomization
+	for i, text := range ValuesFiles(seed, n) {
+		dir := fmt.Sprintf("v%d", i)
+		files := map[string]string{
+			dir + "/base/kustomization.yaml": "resources:\n- thing.yaml\n",
+			dir + "/base/thing.yaml":         "apiVersion: example.org/v1\nkind: Thing\nmetadata:\n  name: t\nspec:\n" + Nested(2, text),
+		}
+		path := dir + "/base"
+		switch i % 3 {
+		case 1:
+			path = dir + "/overlay"
+			files[path+"/kustomization.yaml"] = "resources:\n- ../base\nnamePrefix: o-\ncommonLabels: {tier: \"1\"}\n"
+		case 2:
+			path = dir + "/overlay"
+			files[path+"/kustomization.yaml"] = "resources:\n- ../base\npatches:\n- patch: |\n    apiVersion: example.org/v1\n    kind: Thing\n    metadata: {name: t}\n    spec:\n      added: yes\n      n: 0755\n"
+		}
+		out = append(out, Kustomization{Name: dir, Path: path, Files: files})
+	}
+	return out
+}
+
+// Kustomizations is the whole kustomize corpus: the hand-picked shapes,
+// 60 random kustomizations and 60 of generated values.
 func Kustomizations() []Kustomization {
-	return slices.Concat(kustShapes(), randomKustomizations(23, 60))
+	return slices.Concat(kustShapes(), randomKustomizations(23, 60), valueKustomizations(29, 60))
 }
