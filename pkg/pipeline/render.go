@@ -267,7 +267,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	}
 	switch {
 	case a.Helm != nil:
-		noteRefs(reads, vault, a.Helm.Values)
+		noteRefs(reads, vault, map[string]any(a.Helm.Values)) // the map, not config.Values, for noteRefs' type switch
 		values, err := sec.resolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
 		if err != nil {
 			return nil, err
