@@ -22,6 +22,10 @@ type Chart struct {
 	// Files are the chart's files, by slash-separated path relative to
 	// the chart.
 	Files map[string]string
+	// Refused says helm refuses the chart (a values schema it breaks, a
+	// kubeVersion, fail or required, ...): a test checks that it does,
+	// and that deliver refuses it too.
+	Refused bool
 }
 
 // BlockIndicators are the block scalar headers a document can end with.
@@ -266,10 +270,10 @@ func randomCharts(seed uint64, n int) []Chart {
 	return charts
 }
 
-// Charts is the whole Helm corpus: the block scalar, scalar end and shape
-// charts, and 200 random ones.
+// Charts is the whole Helm corpus: the block scalar, scalar end, shape,
+// dependency and refused charts, and 200 random ones.
 func Charts() []Chart {
-	return slices.Concat(blockScalarCharts(), scalarEndCharts(), shapeCharts(), randomCharts(17, 200))
+	return checkUnique(slices.Concat(blockScalarCharts(), scalarEndCharts(), shapeCharts(), dependencyCharts(), refusedCharts(), randomCharts(17, 200)))
 }
 
 // Document is one plain YAML file of the corpus.
