@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the pinned binaries of the local test control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok), Vault, and the
-# helm and kustomize CLIs (oracles for pkg/render) from the Go module proxy into
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok), Vault, the
+# helm and kustomize CLIs (oracles for pkg/render) and the sops CLI (oracle
+# for pkg/secrets) from the Go module proxy into
 # a cache folder, skipping whatever is already there.
 # Nothing can be downloaded as a prebuilt binary on our machines, so everything
 # is compiled from source. A second call returns in well under a second.
 #
-# Usage: hack/testbin.sh [all|kube|etcd|kwok|vault|helm|kustomize]...
+# Usage: hack/testbin.sh [all|kube|etcd|kwok|vault|helm|kustomize|sops]...
 # The folder is $DELIVER_TESTBIN (default: <repo>/.testbin, gitignored).
 set -euo pipefail
 
@@ -16,6 +17,7 @@ KWOK_VERSION=v0.7.0
 VAULT_VERSION=v1.21.0  # v1.21.x later than .0 need an unpublished in-tree sdk
 HELM_VERSION=v3.22.0   # same as helm.sh/helm/v3 in go.mod
 KUSTOMIZE_VERSION=v5.8.1  # the CLI release built on sigs.k8s.io/kustomize/api v0.21.1 in go.mod
+SOPS_VERSION=v3.13.3   # same as github.com/getsops/sops/v3 in go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/build.sh
@@ -152,12 +154,26 @@ kustomize() {
   mark kustomize "$KUSTOMIZE_VERSION"
 }
 
+sops() {
+  built sops "$SOPS_VERSION" && return 0
+  log "building sops $SOPS_VERSION"
+  local d=$work/sops-$SOPS_VERSION
+  mkdir -p "$d"
+  (
+    cd "$d"
+    export GOFLAGS=-mod=mod
+    wrapper_module sops 1.25 "github.com/getsops/sops/v3@$SOPS_VERSION"
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/sops" github.com/getsops/sops/v3/cmd/sops
+  )
+  mark sops "$SOPS_VERSION"
+}
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) etcd; kwok; kube; vault; helm; kustomize ;;
-    kube|etcd|kwok|vault|helm|kustomize) "$t" ;;
+    all) etcd; kwok; kube; vault; helm; kustomize; sops ;;
+    kube|etcd|kwok|vault|helm|kustomize|sops) "$t" ;;
     *) echo "testbin: unknown target $t" >&2; exit 2 ;;
   esac
 done

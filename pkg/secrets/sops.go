@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
+	"github.com/getsops/sops/v3/cmd/sops/formats"
 	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/hcvault"
 	"github.com/getsops/sops/v3/keyservice"
@@ -57,17 +57,19 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("sops format %q: %w (want yaml, json, dotenv, ini or binary)", s, ErrUnknownFormat)
 }
 
-// FormatForPath returns the format SOPS uses for a file name: yaml for .yaml
-// and .yml, json for .json, dotenv for .env, ini for .ini, binary otherwise.
+// FormatForPath returns the format the sops CLI picks for a file name
+// (its formats.FormatForPath, whose suffixes are case-sensitive: a
+// secret.YAML is a binary file to sops): yaml for .yaml and .yml, json for
+// .json, dotenv for .env, ini for .ini, binary otherwise.
 func FormatForPath(path string) Format {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".yaml", ".yml":
+	switch formats.FormatForPath(path) {
+	case formats.Yaml:
 		return FormatYAML
-	case ".json":
+	case formats.Json:
 		return FormatJSON
-	case ".env":
+	case formats.Dotenv:
 		return FormatDotenv
-	case ".ini":
+	case formats.Ini:
 		return FormatINI
 	}
 	return FormatBinary
@@ -75,17 +77,21 @@ func FormatForPath(path string) Format {
 
 // store returns the SOPS store for a resolved format.
 func (f Format) store() (sops.Store, error) {
+	// The CLI's defaults (config.NewStoresConfig): JSON is written
+	// indented with tabs, as `sops -d` prints it, not on one line per
+	// value as a zero JSONStoreConfig writes it.
+	c := config.NewStoresConfig()
 	switch f {
 	case FormatYAML:
-		return sopsyaml.NewStore(&config.YAMLStoreConfig{}), nil
+		return sopsyaml.NewStore(&c.YAML), nil
 	case FormatJSON:
-		return sopsjson.NewStore(&config.JSONStoreConfig{}), nil
+		return sopsjson.NewStore(&c.JSON), nil
 	case FormatDotenv:
-		return dotenv.NewStore(&config.DotenvStoreConfig{}), nil
+		return dotenv.NewStore(&c.Dotenv), nil
 	case FormatINI:
-		return ini.NewStore(&config.INIStoreConfig{}), nil
+		return ini.NewStore(&c.INI), nil
 	case FormatBinary:
-		return sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{}), nil
+		return sopsjson.NewBinaryStore(&c.JSONBinary), nil
 	}
 	return nil, fmt.Errorf("sops format %q: %w", string(f), ErrUnknownFormat)
 }
