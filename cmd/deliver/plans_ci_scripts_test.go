@@ -28,6 +28,7 @@ type ciScriptCase struct {
 	empty    bool   // the stub deliver prints nothing
 	wantExit int    // the script's exit code, or anyFailure
 	wantPost bool   // ci/post-plan.sh ran on what deliver printed
+	postFail bool   // the stub post-plan.sh fails (a refused token)
 }
 
 // readCIFile parses examples/app/ci/NAME.
@@ -86,6 +87,7 @@ exit "$CI_STUB_EXIT"
 `
 	ciStubPost = `#!/bin/sh
 printf 'posted:%s\n' "$(cat "$1")" >> "$CI_STUB_LOG"
+[ -z "$CI_STUB_POST_FAILS" ] || exit 3
 `
 	ciStubApk = `#!/bin/sh
 printf 'apk: %s\n' "$*" >> "$CI_STUB_LOG"
@@ -130,6 +132,9 @@ func (s *ciStubs) run(t *testing.T, c ciScriptCase, body string, argv, env []str
 	}, env...)
 	if c.empty {
 		cmd.Env = append(cmd.Env, "CI_STUB_EMPTY=1")
+	}
+	if c.postFail {
+		cmd.Env = append(cmd.Env, "CI_STUB_POST_FAILS=1")
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -190,9 +195,10 @@ func (c ciScriptCase) check(t *testing.T, code int, out string, log []string, bo
 
 // TestPlanCIScripts runs the plan scripts of the GitHub Actions workflow
 // and of the Cloud Build file of examples/app, as the CI would, with a
-// stub deliver and a stub post-plan.sh: the check fails only when diff
-// exits 1; what diff printed is posted, also then, before the script
-// ends; nothing is posted when diff printed nothing. Cloud Build's apply
+// stub deliver and a stub post-plan.sh: the check fails when diff exits 1
+// or the plan cannot be posted, not for changes (exit 2); what diff
+// printed is posted, also after an error, before the script ends; nothing
+// is posted when diff printed nothing. Cloud Build's apply
 // mode runs apply, exits with its code, and posts nothing.
 func TestPlanCIScripts(t *testing.T) {
 	t.Parallel()
@@ -202,6 +208,7 @@ func TestPlanCIScripts(t *testing.T) {
 		{name: "error after printing", mode: "diff", exit: 1, wantExit: anyFailure, wantPost: true},
 		{name: "error printing nothing", mode: "diff", exit: 1, empty: true, wantExit: anyFailure},
 		{name: "nothing printed", mode: "diff", exit: 0, empty: true, wantExit: 0},
+		{name: "changes, posting fails", mode: "diff", exit: 2, wantExit: anyFailure, wantPost: true, postFail: true},
 	}
 	applyCases := []ciScriptCase{
 		{name: "apply", mode: "apply", exit: 0, wantExit: 0},
