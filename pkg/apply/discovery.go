@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/clock"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // aggregatedList is the kind of an aggregated discovery document.
@@ -118,8 +120,9 @@ const discoveryMaxAge = time.Minute
 //   - a lookup maps with a snapshot of discovery taken whole: a Reset by
 //     one app (after it created CRDs) never leaves another app's lookup in
 //     flight looking at a cache that is half emptied;
-//   - one discovery is in flight at a time: the lookups of every app that
-//     need it wait for that one instead of each sending its own;
+//   - one discovery is in flight at a time (a singleflight group): the
+//     lookups of every app that need it wait for that one instead of each
+//     sending its own;
 //   - when a discovery after a Reset fails, lookups go on with the
 //     snapshot of before (kinds do not vanish because the API server had a
 //     hiccup), and the next lookup tries again;
@@ -135,11 +138,14 @@ type sharedMapper struct {
 	missAge time.Duration
 	maxAge  time.Duration
 
-	mu       sync.Mutex
-	cur      *mapperSnapshot // nil until the first discovery
-	resets   uint64          // Reset calls: a discovery started before the last one is stale
-	fresh    uint64          // the value of resets when cur's discovery started
-	inflight *discoveryCall
+	// flight joins the lookups that need a discovery to the one in
+	// flight.
+	flight singleflight.Group
+
+	mu     sync.Mutex
+	cur    *mapperSnapshot // nil until the first discovery
+	resets uint64          // Reset calls: a discovery started before the last one is stale
+	fresh  uint64          // the value of resets when cur's discovery started
 }
 
 // mapperSnapshot is the RESTMapper of one discovery.
@@ -189,14 +195,6 @@ func (s *mapperSnapshot) RESTMapping(gk schema.GroupKind, versions ...string) (*
 	return &c, a.err
 }
 
-// discoveryCall is a discovery in flight, which the lookups that need it
-// wait for.
-type discoveryCall struct {
-	done chan struct{}
-	snap *mapperSnapshot
-	err  error
-}
-
 var _ meta.ResettableRESTMapper = (*sharedMapper)(nil)
 
 func newSharedMapper(disc discovery.DiscoveryInterface, clk clock.PassiveClock) *sharedMapper {
@@ -238,31 +236,26 @@ func (s *sharedMapper) discover(seen *mapperSnapshot) (*mapperSnapshot, error) {
 		s.mu.Unlock()
 		return cur, nil
 	}
-	call := s.inflight
-	if call == nil {
-		call = &discoveryCall{done: make(chan struct{})}
-		s.inflight = call
+	s.mu.Unlock()
+	v, err, _ := s.flight.Do("", func() (any, error) {
+		s.mu.Lock()
 		resets := s.resets
 		s.mu.Unlock()
 		start := s.clock.Now()
 		groups, err := restmapper.GetAPIGroupResources(s.disc)
-		if err == nil {
-			call.snap = &mapperSnapshot{RESTMapper: restmapper.NewDiscoveryRESTMapper(groups), at: start}
-		} else {
-			call.err = err
+		if err != nil {
+			return nil, err
 		}
+		snap := &mapperSnapshot{RESTMapper: restmapper.NewDiscoveryRESTMapper(groups), at: start}
 		s.mu.Lock()
-		if err == nil {
-			s.cur, s.fresh = call.snap, resets
-		}
-		s.inflight = nil
+		s.cur, s.fresh = snap, resets
 		s.mu.Unlock()
-		close(call.done)
-	} else {
-		s.mu.Unlock()
-		<-call.done
+		return snap, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return call.snap, call.err
+	return v.(*mapperSnapshot), nil
 }
 
 // lookup runs f on the current snapshot and, when it finds no match in a
