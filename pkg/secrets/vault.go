@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -326,6 +325,9 @@ func classify(err error) error {
 			return err
 		}
 	}
+	if errors.Is(err, api.ErrSecretNotFound) {
+		return ErrNotFound // the KV v2 client's: no secret, or no metadata
+	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		msg := strings.Join(re.Errors, "; ")
@@ -384,33 +386,42 @@ func (v *Vault) ReadKVVersion(ctx context.Context, p string) (map[string]any, in
 	if err != nil {
 		return nil, 0, err
 	}
-	read := p
+	var (
+		data    map[string]any
+		version int
+	)
 	if m.kv2() {
-		read = m.path + "data/" + m.rel(p)
-	}
-	var sec *api.Secret
-	err = v.do(ctx, func() error {
-		var err error
-		sec, err = v.client.Logical().ReadWithContext(ctx, read)
-		return err
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	if sec == nil || sec.Data == nil {
-		return nil, 0, ErrNotFound
-	}
-	data, version := sec.Data, 0
-	if m.kv2() {
-		d, ok := sec.Data["data"].(map[string]any)
-		if !ok {
+		var sec *api.KVSecret
+		err = v.do(ctx, func() error {
+			var err error
+			sec, err = v.kv2(m).Get(ctx, m.rel(p))
+			return err
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		if sec.Data == nil {
 			// Deleted or destroyed version.
 			return nil, 0, ErrNotFound
 		}
-		data = d
-		if md, ok := sec.Data["metadata"].(map[string]any); ok {
-			version = intOf(md["version"])
+		data = sec.Data
+		if sec.VersionMetadata != nil {
+			version = sec.VersionMetadata.Version
 		}
+	} else {
+		var sec *api.Secret
+		err = v.do(ctx, func() error {
+			var err error
+			sec, err = v.client.Logical().ReadWithContext(ctx, p)
+			return err
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		if sec == nil || sec.Data == nil {
+			return nil, 0, ErrNotFound
+		}
+		data = sec.Data
 	}
 	v.register(data)
 	if v.ttl > 0 {
@@ -438,51 +449,28 @@ func (v *Vault) KVVersion(ctx context.Context, p string) (int, error) {
 	if !m.kv2() {
 		return 0, ErrNotVersioned
 	}
-	var sec *api.Secret
+	var md *api.KVMetadata
 	err = v.do(ctx, func() error {
 		var err error
-		sec, err = v.client.Logical().ReadWithContext(ctx, m.path+"metadata/"+m.rel(p))
+		md, err = v.kv2(m).GetMetadata(ctx, m.rel(p))
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	if sec == nil || sec.Data == nil {
-		return 0, ErrNotFound
-	}
-	cur := intOf(sec.Data["current_version"])
+	cur := md.CurrentVersion
 	if cur <= 0 {
 		return 0, ErrNotFound
 	}
-	if vs, ok := sec.Data["versions"].(map[string]any); ok {
-		if e, ok := vs[strconv.Itoa(cur)].(map[string]any); ok {
-			if d, _ := e["destroyed"].(bool); d {
-				return 0, ErrNotFound
-			}
-			if t, _ := e["deletion_time"].(string); t != "" {
-				return 0, ErrNotFound
-			}
-		}
+	if e, ok := md.Versions[strconv.Itoa(cur)]; ok && (e.Destroyed || !e.DeletionTime.IsZero()) {
+		return 0, ErrNotFound
 	}
 	return cur, nil
 }
 
-// intOf returns a version number of a Vault answer (a json.Number), or 0.
-func intOf(v any) int {
-	switch x := v.(type) {
-	case json.Number:
-		n, err := x.Int64()
-		if err == nil {
-			return int(n)
-		}
-	case float64:
-		return int(x)
-	case int:
-		return x
-	case int64:
-		return int(x)
-	}
-	return 0
+// kv2 is the vault API's KV v2 client of mount m.
+func (v *Vault) kv2(m mountInfo) *api.KVv2 {
+	return v.client.KVv2(strings.TrimSuffix(m.path, "/"))
 }
 
 // register gives every value of a secret to the redactor.

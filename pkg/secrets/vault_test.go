@@ -566,4 +566,10 @@ func TestVaultKVVersions(t *testing.T) {
 			}
 		})
 	}
+	// Reading them: not found, like a secret that never existed.
+	for _, p := range []string{"secret/" + deleted, "secret/data/" + deleted, "secret/nope-" + f.app} {
+		if _, _, err := v.ReadKVVersion(ctx, p); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ReadKVVersion(%s): %v, want %v", p, err, ErrNotFound)
+		}
+	}
 }
