@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -114,7 +116,7 @@ func (m *Manager) ignoreChange(ctx context.Context, c *Change, rules []IgnoreRul
 			return fmt.Errorf("read for the caBundle rule: %w", err)
 		default:
 			c.Live = u
-			if othersOwn(u, m.opts.FieldManager, "f:caBundle") {
+			if othersOwn(u, m.opts.FieldManager, "caBundle") {
 				raw = append(raw, field)
 			}
 		}
@@ -163,26 +165,24 @@ func setsField(obj map[string]any, pointer string) bool {
 }
 
 // othersOwn reports whether a field manager other than deliver's (and its
-// hand-over manager) owns a field named field ("f:caBundle") anywhere in u.
+// hand-over manager) owns a field named field ("caBundle") anywhere in u,
+// its managedFields read by structured-merge-diff's fieldpath.
 func othersOwn(u *unstructured.Unstructured, manager, field string) bool {
 	for _, mf := range u.GetManagedFields() {
 		if mf.Manager == manager || mf.Manager == handoverManager || mf.FieldsV1 == nil {
 			continue
 		}
-		var fields map[string]any
-		if json.Unmarshal(mf.FieldsV1.Raw, &fields) == nil && hasKey(fields, field) {
-			return true
+		var set fieldpath.Set
+		if set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)) != nil {
+			continue
 		}
-	}
-	return false
-}
-
-func hasKey(m map[string]any, key string) bool {
-	for k, v := range m {
-		if k == key {
-			return true
-		}
-		if sub, ok := v.(map[string]any); ok && hasKey(sub, key) {
+		// Iterate, not All: All's iterator does not stop when the loop
+		// does (structured-merge-diff v6.4.2 panics then).
+		found := false
+		set.Iterate(func(p fieldpath.Path) {
+			found = found || slices.ContainsFunc(p, func(pe fieldpath.PathElement) bool { return pe.FieldName != nil && *pe.FieldName == field })
+		})
+		if found {
 			return true
 		}
 	}

@@ -1,14 +1,13 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -102,31 +102,29 @@ func track(obj any) (any, error) {
 }
 
 // ownedFingerprint hashes the keys and live values of the labels and
-// annotations that deliver's apply owns in m.
+// annotations that deliver's apply owns in m, its managedFields read by
+// structured-merge-diff's fieldpath.
 func ownedFingerprint(m *metav1.PartialObjectMetadata) uint64 {
 	var labels, annotations []string
+	field := func(name string) fieldpath.PathElement { return fieldpath.PathElement{FieldName: &name} }
 	for _, mf := range m.ManagedFields {
 		if mf.Manager != apply.DefaultFieldManager || mf.Operation != metav1.ManagedFieldsOperationApply || mf.Subresource != "" || mf.FieldsV1 == nil {
 			continue
 		}
-		var f struct {
-			Metadata struct {
-				Labels      map[string]json.RawMessage `json:"f:labels"`
-				Annotations map[string]json.RawMessage `json:"f:annotations"`
-			} `json:"f:metadata"`
-		}
-		if json.Unmarshal(mf.FieldsV1.Raw, &f) != nil {
+		var set fieldpath.Set
+		if set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)) != nil {
 			continue
 		}
-		for k := range f.Metadata.Labels {
-			if key, ok := strings.CutPrefix(k, "f:"); ok {
-				labels = append(labels, key)
-			}
-		}
-		for k := range f.Metadata.Annotations {
-			if key, ok := strings.CutPrefix(k, "f:"); ok {
-				annotations = append(annotations, key)
-			}
+		md := set.WithPrefix(field("metadata"))
+		for _, f := range []struct {
+			name string
+			keys *[]string
+		}{{"labels", &labels}, {"annotations", &annotations}} {
+			md.WithPrefix(field(f.name)).Members.Iterate(func(pe fieldpath.PathElement) {
+				if pe.FieldName != nil {
+					*f.keys = append(*f.keys, *pe.FieldName)
+				}
+			})
 		}
 	}
 	slices.Sort(labels)
