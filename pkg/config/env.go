@@ -150,7 +150,11 @@ func applyOverride(a App, o Override) App {
 	return a
 }
 
-// mergeMaps merges b over a recursively, as Helm merges values.
+// mergeMaps merges b over a recursively, as Helm's CLI merges two values
+// files (-f a -f b). It is not chartutil.MergeTables, which writes into
+// its arguments and logs the values it cannot merge (a secret value
+// among them) with the standard logger. TestInlineValuesReadAsHelm
+// compares it with Helm's merge (values.Options.MergeValues).
 func mergeMaps(a, b map[string]any) map[string]any {
 	out := make(map[string]any, len(a)+len(b))
 	for k, v := range a {

@@ -879,7 +879,11 @@ func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]a
 }
 
 // mergeValues merges b into a like helm's -f: maps key by key, anything
-// else replaced.
+// else replaced. Helm's own is unexported (pkg/cli/values), and
+// chartutil.MergeTables writes into its arguments and logs values it
+// cannot merge; TestHelmValuesMergeAsHelm compares this one with Helm's
+// CLI merge. config's mergeMaps is the same merge, for an environment's
+// values over an app's, before they reach here.
 func mergeValues(a, b map[string]any) map[string]any {
 	out := make(map[string]any, len(a))
 	for k, v := range a {
