@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -209,3 +210,15 @@ func (m *Manager) RESTMapper() meta.RESTMapper { return m.mapper }
 
 // Session returns the session the manager applies through.
 func (m *Manager) Session() *Session { return m.s }
+
+// Reader returns the RESTMapper and the dynamic client the app's objects
+// are read with: as its ServiceAccount when it has one. A Helm chart's
+// lookups go through them (render.Lookup), so that a chart sees what its
+// app may see, as Flux's helm-controller looks up as the HelmRelease's
+// ServiceAccount.
+func (m *Manager) Reader() (meta.RESTMapper, dynamic.Interface, error) {
+	if m.err != nil {
+		return nil, nil, m.err
+	}
+	return m.mapper, m.objects.dyn, nil
+}

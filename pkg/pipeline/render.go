@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/object"
 	"github.com/deliverhq/deliver/pkg/render"
@@ -171,7 +172,7 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		g.Go(func() error {
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
 			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
-			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault)
+			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault, sec.lookup(ar.mgr))
 			if err == nil && ar.app.RestartOnConfigChange {
 				err = stampConfig(set, ar.app.Namespace, key)
 			}
@@ -257,7 +258,26 @@ func checkOwners(apps []*AppResult, scope scopeFunc) error {
 	return errors.Join(errs...)
 }
 
-func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs) (*object.Set, error) {
+// lookup serves the Helm lookups of an app whose run reads the cluster
+// (diff, apply: mgr is set), as its identity, registering the values of
+// the Secrets it returns; nil for render, whose lookups find nothing, as
+// in helm template.
+func (s *runSecrets) lookup(mgr *apply.Manager) *render.Lookup {
+	if mgr == nil {
+		return nil
+	}
+	mapper, dyn, err := mgr.Reader()
+	if err != nil {
+		return nil // the app's requests fail with it, when it plans
+	}
+	return &render.Lookup{Mapper: mapper, Client: dyn, Seen: func(u *unstructured.Unstructured) {
+		if gvk := u.GroupVersionKind(); gvk.Group == "" && gvk.Kind == "Secret" {
+			s.red.AddSecret(u)
+		}
+	}}
+}
+
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs, lookup *render.Lookup) (*object.Set, error) {
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
 		Decrypt: sec.decrypt, Reads: reads,
@@ -277,6 +297,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
 			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
 			PostRenderers: postRenderers(a.Helm.PostRenderers),
+			Lookup:        lookup,
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
 			ResolveValues: func(ctx context.Context, name string, values map[string]any) (map[string]any, error) {

@@ -122,6 +122,11 @@ type HelmOptions struct {
 	IncludeCRDs bool
 	// Decrypt decrypts SecretValuesFiles. Required when there are any.
 	Decrypt DecryptFunc
+	// Lookup, when set, serves the chart's lookup function from the
+	// cluster, as `helm install` does; a chart that looks anything up
+	// marks Reads uncertain (the cluster is an input of its render). Nil:
+	// lookups find nothing, as in `helm template`.
+	Lookup *Lookup
 	// ResolveValues, when set, replaces the secret references (such as
 	// ref+vault://...) in the content of each values file, and of each
 	// secret values file after decryption, before it is merged: a template
@@ -266,7 +271,8 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 
 // runHelm is the one call into helm's engine: what an install in
 // client-side dry run does (`helm template`), with the capabilities given
-// rather than helm's defaults. A panic in helm or in a template function
+// rather than helm's defaults, and with opts.Lookup the lookups of an
+// install. A panic in helm or in a template function
 // becomes an error.
 //
 // It calls the engine itself instead of action.Install, because the
@@ -299,8 +305,15 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var e engine.Engine
-	files, err := e.Render(ch, values)
+	var files map[string]string
+	if opts.Lookup != nil {
+		files, err = engine.RenderWithClientProvider(ch, values, clientProvider{l: opts.Lookup, read: func() {
+			opts.Reads.Uncertain("a chart that looks up objects in the cluster")
+		}})
+	} else {
+		var e engine.Engine
+		files, err = e.Render(ch, values)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Mask replaces a secret value in redacted text. It is the same whatever the
@@ -86,6 +88,25 @@ func (r *Redactor) Add(values ...string) {
 	}
 	if added {
 		r.replacer = nil
+	}
+}
+
+// AddSecret registers the values of u, a Secret: its data, decoded, and
+// its stringData. The caller tells a Secret (the items of a list may come
+// without their kind).
+func (r *Redactor) AddSecret(u *unstructured.Unstructured) {
+	if r == nil || u == nil {
+		return
+	}
+	data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+	for _, v := range data {
+		if b, err := base64.StdEncoding.DecodeString(v); err == nil {
+			r.Add(string(b))
+		}
+	}
+	sdata, _, _ := unstructured.NestedStringMap(u.Object, "stringData")
+	for _, v := range sdata {
+		r.Add(v)
 	}
 }
 

@@ -3,7 +3,6 @@ package ui
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,7 +373,7 @@ func (c *Cluster) objects(ctx context.Context, d *AppDetail, inv *apply.Inventor
 				n.Status, n.Reason = status.NotFoundStatus, "not in the cluster"
 			default:
 				if id.Group == "" && id.Kind == "Secret" {
-					registerSecret(red, u)
+					red.AddSecret(u)
 				}
 				n.Status, n.Reason, n.By = judge(ctx, u, rules)
 			}
@@ -382,21 +381,6 @@ func (c *Cluster) objects(ctx context.Context, d *AppDetail, inv *apply.Inventor
 		}
 	}
 	return out
-}
-
-// registerSecret adds the values of a live Secret to red: whatever shows
-// them later on the page (a Job's log) is masked.
-func registerSecret(red *secrets.Redactor, u *unstructured.Unstructured) {
-	data, _, _ := unstructured.NestedStringMap(u.Object, "data")
-	for _, v := range data {
-		if b, err := base64.StdEncoding.DecodeString(v); err == nil {
-			red.Add(string(b))
-		}
-	}
-	sdata, _, _ := unstructured.NestedStringMap(u.Object, "stringData")
-	for _, v := range sdata {
-		red.Add(v)
-	}
 }
 
 // judge is the health of a live object: its CEL check's verdict when the
