@@ -18,6 +18,8 @@ import (
 	sopsage "github.com/getsops/sops/v3/age"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 	vault "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/sopstest"
@@ -42,6 +44,7 @@ type canaries struct {
 	webhookWrong  canary // a wrong GitLab webhook token an attacker sends
 	vaultToken    canary // Vault's root token
 	ageKey        canary // the age identity that decrypts the SOPS files
+	helmLookup    canary // a live Secret's value a chart's lookup reads and copies into a ConfigMap
 }
 
 func newCanaries() *canaries {
@@ -59,12 +62,33 @@ func newCanaries() *canaries {
 		gitPassword:   newCanary("git-password"),
 		webhookSecret: newCanary("webhook-secret"),
 		webhookWrong:  newCanary("webhook-wrong-token"),
+		helmLookup:    newCanary(helmLookupCanary),
 	}
 }
 
 func (c *canaries) all() []canary {
 	return []canary{c.sopsManifest, c.sopsValues, c.vaultValues, c.vaultRotated, c.vaultManifest, c.sopsEnv,
-		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey}
+		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey, c.helmLookup}
+}
+
+// The helmLookup canary's way in: a Secret of the apps' namespace that
+// deliver does not deliver (the test creates it, as another tool or a
+// person would), which app web's chart reads with lookup and copies into
+// its ConfigMap web-upstream. The cluster holds the value there, where
+// the user put it; everything else may show it masked only.
+const (
+	helmLookupCanary = "helm-lookup"
+	lookupSecret     = "upstream-token"
+	lookupConfigMap  = "web-upstream"
+)
+
+// createLookupSecret creates, in ns, the Secret app web's chart looks up.
+func createLookupSecret(t *testing.T, ns string, c *canaries) {
+	t.Helper()
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: lookupSecret, Namespace: ns}, Data: map[string][]byte{"token": []byte(c.helmLookup.Value)}}
+	if _, err := env.Client().CoreV1().Secrets(ns).Create(context.Background(), sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // encryptManifest encrypts a Secret manifest in place the way
@@ -143,9 +167,11 @@ const (
 
 // writeRepo writes the first commit's files: three apps that deliver
 // (plain manifests, a Helm chart, a kustomize overlay), and reject.yaml,
-// a deliver.yaml whose one app the apiserver rejects.
+// a deliver.yaml whose one app the apiserver rejects; and creates in ns
+// the Secret the Helm chart looks up (createLookupSecret).
 func writeRepo(t *testing.T, repo *gitserver.Repo, ns, recipient string, c *canaries) {
 	t.Helper()
+	createLookupSecret(t, ns, c)
 	files := map[string]string{
 		"deliver.yaml": config(plainApp, webApp, workerApp) + failhookEnv,
 		"reject.yaml":  config(rejectApp),
@@ -162,7 +188,9 @@ func writeRepo(t *testing.T, repo *gitserver.Repo, ns, recipient string, c *cana
 		"plain/config.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain-settings}\ndata: {mode: production}\n",
 
 		// web: a chart with a Secret from SOPS values and Vault, a
-		// Deployment and a pre-install migration Job reading the Secret.
+		// Deployment and a pre-install migration Job reading the Secret,
+		// and a ConfigMap copying a value of a live Secret it looks up
+		// (none in deliver render, as in helm template).
 		"charts/web/Chart.yaml":  "apiVersion: v2\nname: web\nversion: 0.1.0\n",
 		"charts/web/values.yaml": "image: registry.example/web:1.0.0\ndbPassword: \"\"\napiKey: none\nmigrationLabels: {}\n",
 		"charts/web/templates/secret.yaml": `apiVersion: v1
@@ -186,7 +214,15 @@ spec:
       containers:
         - name: web
           image: {{ .Values.image }}
-          envFrom: [{secretRef: {name: {{ .Release.Name }}-credentials}}]
+          envFrom: [{secretRef: {name: {{ .Release.Name }}-credentials}}, {configMapRef: {name: {{ .Release.Name }}-upstream}}]
+`,
+		"charts/web/templates/upstream.yaml": `{{- $upstream := lookup "v1" "Secret" .Release.Namespace "` + lookupSecret + `" }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-upstream
+data:
+  UPSTREAM_TOKEN: {{ if $upstream }}{{ index $upstream.data "token" | b64dec | quote }}{{ else }}""{{ end }}
 `,
 		"charts/web/templates/migrate.yaml": `apiVersion: batch/v1
 kind: Job

@@ -117,11 +117,13 @@ func TestNoSecretLeaks(t *testing.T) {
 		// on it.
 		{name: "render with post-renderers", args: []string{"render", "--config", "postrender.yaml"}, want: []string{"postrendered: \"yes\"", "team: leaks", "'***'"}},
 		{name: "render with a failing post-renderer", args: []string{"render", "--config", "postrender-fail.yaml"}, code: 1, want: []string{"postRenderers[0].kustomize.patches[1]"}},
+		// The ConfigMap copying the Secret web's chart looks up: its
+		// value shows masked.
 		{name: "diff", args: []string{"diff"}, code: 2, want: []string{id("Secret", "plain-sops") + " create", id("Secret", "web-credentials") + " create", "will run: first run",
-			id("Secret", "plain-sops") + " will be ready when health check current"}},
+			id("Secret", "plain-sops") + " will be ready when health check current", id("ConfigMap", lookupConfigMap) + " create", "UPSTREAM_TOKEN: ***"}},
 		{name: "diff -o json", args: []string{"diff", "-o", "json"}, code: 2, want: []string{`"changes": true`}},
-		{name: "apply", args: []string{"apply", "-v"}, want: []string{"hook " + id("Job", "web-migrate") + " (pre-apply) hook-ran", id("Secret", "plain-sops") + " created",
-			id("Secret", "plain-sops") + " health Current: health check current"}},
+		{name: "apply", args: []string{"apply", "-v", "--diff"}, want: []string{"hook " + id("Job", "web-migrate") + " (pre-apply) hook-ran", id("Secret", "plain-sops") + " created",
+			id("Secret", "plain-sops") + " health Current: health check current", "UPSTREAM_TOKEN: ***"}},
 		{name: "diff after apply", args: []string{"diff"}, want: []string{"0 to create, 0 to change, 0 to delete"}},
 		{
 			name:   "diff of a secret rotated in Vault",
@@ -305,9 +307,14 @@ func TestNoSecretLeaks(t *testing.T) {
 	t.Run("objects", func(t *testing.T) {
 		objs, appSecrets := clusterObjects(t, ns, c.vaultWorkload.Name)
 		t.Logf("%d objects scanned", len(objs))
-		workloadSeen, keySeen := false, false
+		workloadSeen, keySeen, lookupSeen := false, false, false
 		for _, o := range objs {
 			hits := sc.scan(o.where, o.data)
+			if o.where == "ConfigMap "+ns+"/"+lookupConfigMap {
+				for _, h := range hits {
+					lookupSeen = lookupSeen || h.Canary == c.helmLookup.Name
+				}
+			}
 			if o.where == "Secret "+inv+"/"+apply.DigestKeyName {
 				for _, h := range hits {
 					keySeen = keySeen || h.Canary == digestKeyCanary
@@ -322,6 +329,9 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 		if !keySeen {
 			t.Errorf("Secret %s/%s: the digest key not found in its data: the scanner misses it", inv, apply.DigestKeyName)
+		}
+		if !lookupSeen {
+			t.Errorf("ConfigMap %s/%s: canary %s not found in its data: the chart's lookup did not read the Secret %s through deliver, or the scanner misses it", ns, lookupConfigMap, c.helmLookup.Name, lookupSecret)
 		}
 		if !workloadSeen {
 			t.Errorf("Deployment %s/worker: canary %s not found in its env: the value did not go through deliver, or the scanner misses it", ns, c.vaultWorkload.Name)
@@ -522,7 +532,10 @@ var workloadKinds = []string{"Deployment", "ReplicaSet", "Pod"}
 // (name to JSON data) for the scanner's live self-check. Their metadata
 // (labels, annotations, managed fields) is scanned like everything else.
 // The workloads of ns may hold the canary workloadCanary in their spec,
-// where the user put it; their metadata may not.
+// where the user put it; their metadata may not. So with the Secret the
+// fixture's chart looks up (the test's own: its metadata only) and the
+// ConfigMap the chart copies its value into (the canary helmLookup may be
+// in its data, not in its metadata).
 func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, appSecrets map[string][]byte) {
 	t.Helper()
 	ctx := context.Background()
@@ -590,6 +603,14 @@ func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, app
 					meta, _ := json.Marshal(u.Object["metadata"])
 					objs = append(objs, output{where: where + " (metadata)", data: meta},
 						output{where: where, data: b, except: []string{workloadCanary}})
+					continue
+				}
+				if gv.Group == "" && u.GetNamespace() == ns && (res.Name == "secrets" && u.GetName() == lookupSecret || res.Name == "configmaps" && u.GetName() == lookupConfigMap) {
+					meta, _ := json.Marshal(stripSecretData(&u))
+					objs = append(objs, output{where: where + " (metadata)", data: meta})
+					if res.Name == "configmaps" {
+						objs = append(objs, output{where: where, data: b, except: []string{helmLookupCanary}})
+					}
 					continue
 				}
 				objs = append(objs, output{where: where, data: b})

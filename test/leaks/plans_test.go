@@ -38,7 +38,7 @@ func TestPlanNoSecretLeaks(t *testing.T) {
 
 	md := []string{"diff", "-o", "markdown"}
 	r.run("diff -o markdown", 2, []string{plan.Marker, code("Secret", "plain-sops") + " create", code("Secret", "web-credentials") + " create",
-		"`Job/" + ns + "/web-migrate`", "'***'"}, md...)
+		"`Job/" + ns + "/web-migrate`", "'***'", code("ConfigMap", lookupConfigMap) + " create", "UPSTREAM_TOKEN: ***"}, md...)
 	r.run("apply", 0, nil, "apply")
 	// The canaries went through deliver, and the scanner finds them where
 	// they belong: it would in a body.
