@@ -112,6 +112,7 @@ func (f *runFlags) prepare(cmd *cobra.Command, g *globals) error {
 		return fmt.Errorf("unknown log format %q (want text or json)", f.logFormat)
 	}
 	f.opts.Log = slog.New(f.opts.Redactor.Handler(h))
+	routeLibraryLogs(f.opts.Log)
 	// Progress: a line per app and step with the elapsed time on a
 	// terminal; structured log lines otherwise (with -v).
 	start := time.Now()
