@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -32,20 +31,16 @@ func TestServiceAccountNameInPipeline(t *testing.T) {
 	env.Grant(t, ns, ns, "deployer", []string{"get", "list", "watch", "create", "patch", "update", "delete"}, "configmaps")
 	nobody := env.ServiceAccount(t, ns, "nobody")
 
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	config := func(sa string) string {
 		return fmt.Sprintf("apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n"+
 			"- {name: tenant, namespace: %[1]s, manifests: {path: tenant}, serviceAccountName: %[2]s}\n"+
 			"- {name: plain, namespace: %[1]s, manifests: {path: plain}}\n", ns, sa)
 	}
-	repo.WriteFile("deliver.yaml", config("deployer"))
-	repo.WriteFile("tenant/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tenant}\ndata: {v: one}\n")
-	repo.WriteFile("plain/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {v: one}\n")
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
-	opts := clusterOptions("", inv)
-	opts.Repo, opts.Ref, opts.CacheDir = srv.RepoURL("deploy"), "main", filepath.Join(root, "cache")
+	repo, opts := servedRepo(t, inv, map[string]string{
+		"deliver.yaml":   config("deployer"),
+		"tenant/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tenant}\ndata: {v: one}\n",
+		"plain/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {v: one}\n",
+	})
 
 	res, err := Apply(ctx, opts)
 	if err == nil {

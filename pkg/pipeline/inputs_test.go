@@ -241,8 +241,6 @@ func TestUncertainInputsNotRecorded(t *testing.T) {
 // overlays of one shared base and one of another base.
 func inputsRepo(t *testing.T, ns string) (*gitserver.Repo, Options) {
 	t.Helper()
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	files := map[string]string{
 		"deliver.yaml": "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n" +
 			"- {name: p1, namespace: NS, manifests: {path: plain/p1}}\n" +
@@ -269,7 +267,20 @@ func inputsRepo(t *testing.T, ns string) (*gitserver.Repo, Options) {
 		"README.md":                       "apps\n",
 	}
 	for name, content := range files {
-		repo.WriteFile(name, strings.ReplaceAll(content, "NS", ns))
+		files[name] = strings.ReplaceAll(content, "NS", ns)
+	}
+	return servedRepo(t, ns, files)
+}
+
+// servedRepo commits files to a new repository served by a local git
+// server over HTTP, and returns it with the options of a run against the
+// test cluster that follows its main branch, the inventories in ns.
+func servedRepo(t *testing.T, ns string, files map[string]string) (*gitserver.Repo, Options) {
+	t.Helper()
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
+	for name, content := range files {
+		repo.WriteFile(name, content)
 	}
 	repo.CommitAll("first")
 	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})

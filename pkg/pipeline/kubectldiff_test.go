@@ -30,7 +30,6 @@ import (
 // name, each written as a YAML or JSON document.
 type diffWorld struct {
 	r    *rand.Rand
-	ns   string
 	objs map[string]map[string]any
 	json map[string]bool // written as a JSON document
 	next int
@@ -263,7 +262,7 @@ func TestDiffMatchesKubectlDiff(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "deliver.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w := &diffWorld{r: rand.New(rand.NewPCG(5, 8)), ns: ns, objs: map[string]map[string]any{}, json: map[string]bool{}}
+	w := &diffWorld{r: rand.New(rand.NewPCG(5, 8)), objs: map[string]map[string]any{}, json: map[string]bool{}}
 	for range 25 {
 		w.add()
 	}

@@ -2,14 +2,12 @@ package pipeline
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/pkg/secrets"
 )
 
@@ -28,9 +26,7 @@ func TestHelmLookupSeesCluster(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
-	for name, content := range map[string]string{
+	repo, opts := servedRepo(t, ns, map[string]string{
 		"deliver.yaml":          "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- name: db\n  namespace: " + ns + "\n  wait: false\n  helm: {chart: charts/db}\n",
 		"charts/db/Chart.yaml":  "apiVersion: v2\nname: db\nversion: 0.1.0\n",
 		"charts/db/values.yaml": "copy: false\n",
@@ -40,13 +36,7 @@ func TestHelmLookupSeesCluster(t *testing.T) {
 {{- end -}}`,
 		"charts/db/templates/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{ include \"db.password\" . | quote }}\n",
 		"charts/db/templates/cm.yaml":     "{{- if .Values.copy }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: copy\ndata:\n  password: {{ include \"db.password\" . | quote }}\n{{- end }}\n",
-	} {
-		repo.WriteFile(name, content)
-	}
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
-	opts := clusterOptions("", ns)
-	opts.Repo, opts.Ref, opts.CacheDir = srv.RepoURL("deploy"), "main", filepath.Join(root, "cache")
+	})
 	password := func() string {
 		t.Helper()
 		s, err := env.Client().CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{})

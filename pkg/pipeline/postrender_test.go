@@ -2,13 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/deliverhq/deliver/internal/gitserver"
 )
 
 // TestPostRenderersApplied: against a real git server and control plane, a
@@ -25,8 +22,6 @@ func TestPostRenderersApplied(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	config := func(replicas string) string {
 		return strings.ReplaceAll(strings.ReplaceAll(`apiVersion: deliver.dev/v1alpha1
 kind: Config
@@ -61,13 +56,7 @@ apps:
 			"  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: {{ .Values.image }}\n" +
 			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  color: blue\n",
 	}
-	for name, content := range files {
-		repo.WriteFile(name, content)
-	}
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
-	opts := clusterOptions("", ns)
-	opts.Repo, opts.Ref, opts.CacheDir = srv.RepoURL("deploy"), "main", filepath.Join(root, "cache")
+	repo, opts := servedRepo(t, ns, files)
 
 	run := func(what string, do func(context.Context, Options) (*Result, error), want []string) *Result {
 		t.Helper()

@@ -3,13 +3,11 @@ package pipeline
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/restart"
 )
@@ -37,14 +35,13 @@ func TestRestartInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	config := func(setting string) string {
 		return "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: " + ns + ", manifests: {path: web}" + setting + "}\n"
 	}
-	repo.WriteFile("deliver.yaml", config(""))
-	repo.WriteFile("web/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n")
-	repo.WriteFile("web/deployment.yaml", `apiVersion: apps/v1
+	repo, opts := servedRepo(t, ns, map[string]string{
+		"deliver.yaml":    config(""),
+		"web/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n",
+		"web/deployment.yaml": `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
@@ -53,12 +50,9 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       containers: [{name: web, image: registry.example/web:1, envFrom: [{secretRef: {name: web}}]}]
-`)
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
+`,
+	})
 	logs := &lockedBuffer{}
-	opts := clusterOptions("", ns)
-	opts.Repo, opts.Ref, opts.CacheDir = srv.RepoURL("deploy"), "main", filepath.Join(root, "cache")
 	opts.Secrets.Getenv = func(k string) string {
 		return map[string]string{"VAULT_ADDR": tv.Addr, "VAULT_TOKEN": tv.Token}[k]
 	}

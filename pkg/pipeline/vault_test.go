@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
 )
@@ -71,8 +69,6 @@ func TestVaultVersionInInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	root := t.TempDir()
-	repo := gitserver.NewRepo(t, filepath.Join(root, "deploy"))
 	files := map[string]string{
 		"deliver.yaml": "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n" +
 			"- {name: web, namespace: NS, manifests: {path: plain/web}}\n" +
@@ -88,13 +84,10 @@ func TestVaultVersionInInputs(t *testing.T) {
 		"README.md": "apps\n",
 	}
 	for name, content := range files {
-		repo.WriteFile(name, strings.ReplaceAll(content, "NS", ns))
+		files[name] = strings.ReplaceAll(content, "NS", ns)
 	}
-	repo.CommitAll("first")
-	srv := gitserver.NewHTTP(t, root, gitserver.HTTPOptions{})
+	repo, opts := servedRepo(t, ns, files)
 	logs := &lockedBuffer{}
-	opts := clusterOptions("", ns)
-	opts.Repo, opts.Ref, opts.CacheDir = srv.RepoURL("deploy"), "main", filepath.Join(root, "cache")
 	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	withToken := func(token string) Options {
 		o := opts

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -191,13 +192,7 @@ func TestDecryptMatchesSOPSCLI(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := NewResolver(ResolverOptions{SOPS: s, Root: cli.dir})
-			for _, k := range slices.Sorted(func(yield func(string) bool) {
-				for k := range data {
-					if !yield(k) {
-						return
-					}
-				}
-			}) {
+			for _, k := range slices.Sorted(maps.Keys(data)) {
 				// A ref names keys without spaces, slashes or tildes; a
 				// null embeds as "" (sops prints null).
 				v := data[k]
