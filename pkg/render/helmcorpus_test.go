@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -213,10 +211,7 @@ func TestHelmCorpusTemplate(t *testing.T) {
 	for _, c := range charts {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(helm, "template", "rel", "charts/"+c.Name, "--namespace", "ns", "--include-crds")
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "HOME="+root, "HELM_CONFIG_HOME="+root, "HELM_CACHE_HOME="+root, "HELM_DATA_HOME="+root)
-			want, herr := cmd.Output()
+			want, herr := cliOutput(t, root, helm, "template", "rel", "charts/"+c.Name, "--namespace", "ns", "--include-crds")
 			got, err := helmTemplate(context.Background(), corpusOptions(root, c))
 			if c.Refused && herr == nil {
 				t.Fatalf("helm template does not refuse the chart the corpus says it refuses")

@@ -1,10 +1,7 @@
 package render
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -122,14 +119,7 @@ func TestKustomizeCorpusCLI(t *testing.T) {
 	tally.check(t, len(cases))
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			cmd := exec.Command(kustomize, "build", c.Path)
-			cmd.Dir = filepath.Join(root, c.Name)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, kerr := cmd.Output()
-			if kerr != nil {
-				kerr = fmt.Errorf("%w: %s", kerr, stderr.String())
-			}
+			out, kerr := cliOutput(t, filepath.Join(root, c.Name), kustomize, "build", c.Path)
 			got, err := deliverKustomize(t, &r, root, c)
 			tally.compare(t, out, kerr, got, err)
 		})

@@ -17,8 +17,19 @@ import (
 	"github.com/deliverhq/deliver/pkg/object"
 )
 
-// runCLI runs a CLI with a private HOME and helm folders, returning stdout.
+// runCLI runs a CLI with a private HOME and helm folders, returning stdout;
+// a failure fails the test.
 func runCLI(t testing.TB, dir, bin string, args ...string) []byte {
+	t.Helper()
+	out, err := cliOutput(t, dir, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// cliOutput is runCLI that returns the CLI's failure, with its stderr.
+func cliOutput(t testing.TB, dir, bin string, args ...string) ([]byte, error) {
 	t.Helper()
 	home := t.TempDir()
 	cmd := exec.Command(bin, args...)
@@ -27,9 +38,9 @@ func runCLI(t testing.TB, dir, bin string, args ...string) []byte {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %v: %v\n%s", filepath.Base(bin), args, err, stderr.String())
+		return nil, fmt.Errorf("%s %v: %w\n%s", filepath.Base(bin), args, err, stderr.String())
 	}
-	return stdout.Bytes()
+	return stdout.Bytes(), nil
 }
 
 // decryptedCopy copies the test repository to a temporary folder with the
