@@ -14,6 +14,7 @@ import (
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/pipeline"
+	"github.com/deliverhq/deliver/pkg/render"
 	"github.com/deliverhq/deliver/pkg/secrets"
 	"github.com/deliverhq/deliver/pkg/source"
 )
@@ -61,7 +62,12 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, cluster bool) {
 	fl.StringVar(&f.vault.secretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret ID")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log progress to stderr")
-	fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see when rendering offline")
+	if !cluster {
+		// A run against a cluster renders charts with its version and
+		// API versions, as helm upgrade does; offline, as helm template.
+		fl.StringVar(&f.opts.KubeVersion, "kube-version", "", "Kubernetes version Helm charts see in .Capabilities.KubeVersion (default "+render.DefaultKubeVersion+")")
+		fl.StringSliceVarP(&f.opts.APIVersions, "api-versions", "a", nil, "API versions Helm charts see in .Capabilities.APIVersions besides the built-in ones (group/version or group/version/Kind), as helm template --api-versions")
+	}
 	if cluster {
 		fl.IntVar(&f.opts.Apply.Concurrency, "concurrency", 48, "requests in flight inside one stage")
 		fl.IntVar(&f.opts.Parallel, "parallel", 16, "apps delivered at once (dependsOn order is kept); the requests in flight are bounded for all apps together")

@@ -152,6 +152,10 @@ type sharedMapper struct {
 type mapperSnapshot struct {
 	meta.RESTMapper
 	at time.Time // when its discovery started
+	// groups are what the discovery found, the RESTMapper's source and
+	// that of Capabilities.
+	groups []*restmapper.APIGroupResources
+	capsState
 
 	// The answers of RESTMapping, which every stage asks for every
 	// object: client-go's discovery mapper goes through each group's
@@ -246,7 +250,7 @@ func (s *sharedMapper) discover(seen *mapperSnapshot) (*mapperSnapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		snap := &mapperSnapshot{RESTMapper: restmapper.NewDiscoveryRESTMapper(groups), at: start}
+		snap := &mapperSnapshot{RESTMapper: restmapper.NewDiscoveryRESTMapper(groups), at: start, groups: groups}
 		s.mu.Lock()
 		s.cur, s.fresh = snap, resets
 		s.mu.Unlock()

@@ -22,8 +22,9 @@ import (
 
 // An app's inputs are what its desired objects are made from: its
 // resolved configuration (values, set, environment overrides, namespace,
-// strategy...), deliver's own version, the Kubernetes version charts see,
-// and the content of every path its render read in the repository (files,
+// strategy...), deliver's own version, the parts of the cluster a Helm
+// chart consulted (.Capabilities: the server's version, its API versions;
+// see clusterCaps), and the content of every path its render read in the repository (files,
 // folder listings, existence checks: render.Reads), SOPS files included
 // (their encrypted content). A successful apply records their digest and
 // paths in the app's inventory. The next run recomputes the digest from
@@ -53,15 +54,17 @@ import (
 
 // inputsFormat names what the digest covers; changing it makes every
 // recorded digest differ, so that nothing recorded before is trusted.
-// 2: Vault secret versions.
-const inputsFormat = "deliver-inputs/2"
+// 2: Vault secret versions. 3: the parts of the cluster's capabilities a
+// chart consulted (render.ReadCluster).
+const inputsFormat = "deliver-inputs/3"
 
 // appDigest returns the digest of app a's inputs in snap, reading the
 // paths recorded by a render, with the given versions of its Vault
-// secrets. A file the render read whole counts by the blob id it recorded
+// secrets and the capabilities of the cluster (caps) for the parts a chart
+// consulted (render.ReadCluster paths). A file the render read whole counts by the blob id it recorded
 // while reading (render.Reads.Sum: the bytes it used, and no second read
 // of every file); sums is nil before a render.
-func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths []string, vault []apply.VaultVersion, sums *render.Reads) (string, error) {
+func appDigest(ctx context.Context, opts *Options, snap *source.Snapshot, caps *clusterCaps, a config.ResolvedApp, paths []string, vault []apply.VaultVersion, sums *render.Reads) (string, error) {
 	h := sha256.New()
 	cfg, err := json.Marshal(struct {
 		Format, Version, Commit, KubeVersion string
@@ -73,6 +76,14 @@ func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths
 	h.Write(cfg)
 	h.Write([]byte{0})
 	for _, p := range paths {
+		if part, ok := strings.CutPrefix(p, render.ReadCluster); ok {
+			v, err := caps.part(ctx, part)
+			if err != nil {
+				return "", fmt.Errorf("inputs of app %s: %w", a.Name, err)
+			}
+			fmt.Fprintf(h, "%s\x00%s\n", p, v)
+			continue
+		}
 		sum, ok := sums.Sum(p)
 		if !ok {
 			var err error
@@ -90,10 +101,11 @@ func appDigest(opts *Options, snap *source.Snapshot, a config.ResolvedApp, paths
 
 // sameInputs reports whether in are the inputs of app a in snap: the
 // digest of the recorded paths, hashed in snap, and of the current
-// versions of the recorded Vault secrets, read through res, is the
-// recorded one. A version that cannot be read is a change, and so is any
-// Vault secret when res is nil.
-func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *secrets.Resolver, a config.ResolvedApp, in *apply.Inputs) bool {
+// versions of the recorded Vault secrets, read through res, and of the
+// parts of the cluster's capabilities (caps) a chart consulted is the
+// recorded one. A version or capabilities that cannot be read are a
+// change, and so is any Vault secret when res is nil.
+func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *secrets.Resolver, caps *clusterCaps, a config.ResolvedApp, in *apply.Inputs) bool {
 	var cur []apply.VaultVersion
 	for _, v := range in.Vault {
 		if res == nil {
@@ -109,7 +121,10 @@ func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *
 		}
 		cur = append(cur, apply.VaultVersion{Path: v.Path, Version: n})
 	}
-	d, err := appDigest(opts, snap, a, in.Paths, cur, nil)
+	d, err := appDigest(ctx, opts, snap, caps, a, in.Paths, cur, nil)
+	if err != nil {
+		opts.Log.Debug("inputs: rendering", "app", a.Name, "err", opts.Redactor.Error(err))
+	}
 	return err == nil && d == in.Digest
 }
 
@@ -117,7 +132,7 @@ func sameInputs(ctx context.Context, opts *Options, snap *source.Snapshot, res *
 // those of their last successful run and whose objects are as deliver
 // left them, and marks them Unchanged: they are not rendered. Any doubt
 // (an error included) leaves an app to be rendered.
-func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, ident *apply.Identity, apps []*AppResult) {
+func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, caps *clusterCaps, ident *apply.Identity, apps []*AppResult) {
 	var g errgroup.Group
 	g.SetLimit(opts.Parallel)
 	for _, ar := range apps {
@@ -126,7 +141,7 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, se
 		}
 		g.Go(func() error {
 			same := func(in *apply.Inputs) bool {
-				return sameInputs(ctx, opts, snap, sec.resolver, ar.app, in)
+				return sameInputs(ctx, opts, snap, sec.resolver, caps, ar.app, in)
 			}
 			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident}, same)
 			if err != nil {
@@ -145,10 +160,11 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, se
 
 // recordInputs computes, after rendering, the inputs an apply records for
 // each rendered app, with the version of each Vault secret its refs were
-// resolved from (sec); none for an app whose render depended on something
-// outside the repository that has no version, or for a dirty working tree
-// (it may change before the next run reads it again).
-func recordInputs(opts *Options, snap *source.Snapshot, sec *runSecrets, apps []*AppResult) {
+// resolved from (sec) and the cluster its charts saw (caps); none for an
+// app whose render depended on something outside the repository that has
+// no version, or for a dirty working tree (it may change before the next
+// run reads it again).
+func recordInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, caps *clusterCaps, apps []*AppResult) {
 	if snap.Local && snap.Dirty() {
 		return
 	}
@@ -166,7 +182,7 @@ func recordInputs(opts *Options, snap *source.Snapshot, sec *runSecrets, apps []
 			continue
 		}
 		paths := ar.reads.Paths()
-		d, err := appDigest(opts, snap, ar.app, paths, vault, ar.reads)
+		d, err := appDigest(ctx, opts, snap, caps, ar.app, paths, vault, ar.reads)
 		if err != nil {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "err", err)
 			continue
@@ -280,6 +296,7 @@ func unchangedReport(p *apply.Plan) *apply.Report {
 type InputsCheck struct {
 	snap *source.Snapshot
 	opts Options
+	caps *clusterCaps
 
 	once  sync.Once
 	vault *secrets.Vault
@@ -287,10 +304,12 @@ type InputsCheck struct {
 }
 
 // NewInputsCheck returns a check of inputs against snap, for apps of
-// opts (its Secrets settings say where Vault is).
+// opts (its Secrets settings say where Vault is, its Session the cluster
+// whose capabilities Helm apps see; without one, a Helm app that
+// recorded the cluster's is a change).
 func NewInputsCheck(snap *source.Snapshot, opts Options) *InputsCheck {
 	opts.defaults()
-	return &InputsCheck{snap: snap, opts: opts}
+	return &InputsCheck{snap: snap, opts: opts, caps: newClusterCaps(opts.Session)}
 }
 
 // Unchanged reports whether in are the inputs of app a. Nil inputs, a
@@ -310,7 +329,7 @@ func (c *InputsCheck) Unchanged(ctx context.Context, a config.ResolvedApp, in *a
 			c.res = secrets.NewResolver(secrets.ResolverOptions{Vault: v, Redactor: c.opts.Redactor})
 		})
 	}
-	return sameInputs(ctx, &c.opts, c.snap, c.res, a, in)
+	return sameInputs(ctx, &c.opts, c.snap, c.res, c.caps, a, in)
 }
 
 // Close stops renewing the token of the Vault login the check made, if

@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -37,7 +38,7 @@ func TestAppDigest(t *testing.T) {
 	paths := []string{"d:app/templates", "f:app/values.yaml", "s:app/kustomization.yml"}
 	app := config.ResolvedApp{App: config.App{Name: "web", Namespace: "prod", Helm: &config.Helm{Chart: "app", Values: map[string]any{"replicas": 2}}}, Strategy: "rolling", Prune: true}
 
-	digest := func(t *testing.T, files map[string]string, a config.ResolvedApp, o Options, paths []string) (string, error) {
+	snapshot := func(t *testing.T, files map[string]string) *source.Snapshot {
 		t.Helper()
 		dir := t.TempDir()
 		testenv.WriteFiles(t, dir, files)
@@ -45,8 +46,12 @@ func TestAppDigest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer snap.Close()
-		return appDigest(&o, snap, a, paths, nil, nil)
+		t.Cleanup(func() { snap.Close() })
+		return snap
+	}
+	digest := func(t *testing.T, files map[string]string, a config.ResolvedApp, o Options, paths []string) (string, error) {
+		t.Helper()
+		return appDigest(context.Background(), &o, snapshot(t, files), nil, a, paths, nil, nil)
 	}
 	with := func(change func(map[string]string)) map[string]string {
 		m := map[string]string{}
@@ -114,15 +119,9 @@ func TestAppDigest(t *testing.T) {
 	// A Vault secret counts by its path and version.
 	t.Run("vault versions", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		testenv.WriteFiles(t, dir, base)
-		snap, err := source.Fetch(context.Background(), source.Options{URL: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer snap.Close()
+		snap := snapshot(t, base)
 		d := func(vault ...apply.VaultVersion) string {
-			got, err := appDigest(&Options{}, snap, app, paths, vault, nil)
+			got, err := appDigest(context.Background(), &Options{}, snap, nil, app, paths, vault, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +135,57 @@ func TestAppDigest(t *testing.T) {
 			if d(v1) == d(other...) {
 				t.Errorf("digest with %v = digest with %v", []apply.VaultVersion{v1}, other)
 			}
+		}
+	})
+	// The parts of the cluster a chart consulted count by what the
+	// cluster serves for them; the parts it did not consult do not count.
+	t.Run("cluster capabilities", func(t *testing.T) {
+		t.Parallel()
+		snap := snapshot(t, base)
+		caps := func(git, minor, api string) *clusterCaps {
+			c := &clusterCaps{}
+			c.once.Do(func() {
+				c.caps = &apply.Capabilities{Version: version.Info{GitVersion: git, Major: "1", Minor: minor}, APIDigest: api}
+			})
+			return c
+		}
+		d := func(c *clusterCaps, parts ...string) string {
+			t.Helper()
+			got, err := appDigest(context.Background(), &Options{}, snap, c, app, append(slices.Clone(paths), parts...), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		kv, av := render.ReadCluster+render.CapKubeVersion, render.ReadCluster+render.CapAPIVersions
+		c1 := caps("v1.30.1", "30", "sha256:a")
+		for _, tt := range []struct {
+			name  string
+			other *clusterCaps
+			parts []string
+			same  bool
+		}{
+			{"nothing consulted, new version and API", caps("v1.31.0", "31", "sha256:b"), nil, true},
+			{"version consulted, same", caps("v1.30.1", "30", "sha256:a"), []string{kv}, true},
+			{"version consulted, new version", caps("v1.31.0", "31", "sha256:a"), []string{kv}, false},
+			{"version consulted, new minor string (28+)", caps("v1.30.1", "30+", "sha256:a"), []string{kv}, false},
+			{"version consulted, new API", caps("v1.30.1", "30", "sha256:b"), []string{kv}, true},
+			{"API consulted, new API", caps("v1.30.1", "30", "sha256:b"), []string{av}, false},
+			{"API consulted, new version", caps("v1.31.0", "31", "sha256:a"), []string{av}, true},
+			{"both consulted, new API", caps("v1.30.1", "30", "sha256:b"), []string{av, kv}, false},
+		} {
+			if got := d(c1, tt.parts...) == d(tt.other, tt.parts...); got != tt.same {
+				t.Errorf("%s: same digest = %v, want %v", tt.name, got, tt.same)
+			}
+		}
+		// Consulting is itself an input: the same cluster, another part.
+		if d(c1) == d(c1, kv) || d(c1, kv) == d(c1, av) {
+			t.Error("the parts consulted do not count")
+		}
+		// Without the cluster's capabilities, a chart that consulted them
+		// cannot be digested (the app is rendered).
+		if _, err := appDigest(context.Background(), &Options{}, snap, nil, app, []string{kv}, nil, nil); err == nil {
+			t.Error("digest of a consulted part without a cluster: no error")
 		}
 	})
 	// A recorded ".." is cleaned into the snapshot, never read outside it.
@@ -174,7 +224,7 @@ apps:
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := appDigest(&o, nil, r.Apps[0], nil, nil, nil)
+		d, err := appDigest(context.Background(), &o, nil, nil, r.Apps[0], nil, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +277,7 @@ func TestUncertainInputsNotRecorded(t *testing.T) {
 	}
 	opts := Options{}
 	opts.defaults()
-	recordInputs(&opts, snap, nil, apps)
+	recordInputs(context.Background(), &opts, snap, nil, nil, apps)
 	if apps[0].inputs == nil || !slices.Equal(apps[0].inputs.Paths, []string{"f:a/cm.yaml"}) {
 		t.Errorf("app a: inputs %+v, want its one read recorded", apps[0].inputs)
 	}
@@ -306,15 +356,23 @@ func rendered(res *Result) []string {
 // the apps want (sorted).
 func runRendering(t *testing.T, what string, do func(context.Context, Options) (*Result, error), o Options, want []string) *Result {
 	t.Helper()
+	res := mustRun(t, what, do, o)
+	if got := rendered(res); !slices.Equal(got, want) {
+		t.Errorf("%s: rendered %v, want %v", what, got, want)
+	}
+	return res
+}
+
+// mustRun runs do (Render, Diff or Apply) with o and fails the test on an
+// error of the run or of one of its apps.
+func mustRun(t *testing.T, what string, do func(context.Context, Options) (*Result, error), o Options) *Result {
+	t.Helper()
 	res, err := do(context.Background(), o)
 	if err == nil {
 		err = res.Err()
 	}
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
-	}
-	if got := rendered(res); !slices.Equal(got, want) {
-		t.Errorf("%s: rendered %v, want %v", what, got, want)
 	}
 	return res
 }

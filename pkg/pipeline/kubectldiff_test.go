@@ -268,16 +268,7 @@ func TestDiffMatchesKubectlDiff(t *testing.T) {
 	}
 	w.write(t, dir)
 	opts := clusterOptions(dir, ns)
-	applyAll := func(what string) {
-		t.Helper()
-		res, err := Apply(ctx, opts)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: apply: %v", what, err)
-		}
-	}
+	applyAll := func(what string) { t.Helper(); mustRun(t, what+": apply", Apply, opts) }
 	applyAll("first")
 	dyn, err := dynamic.NewForConfig(env.Config)
 	if err != nil {

@@ -45,31 +45,20 @@ func TestHelmLookupSeesCluster(t *testing.T) {
 		}
 		return string(s.Data["password"])
 	}
-	run := func(what string, do func(context.Context, Options) (*Result, error), o Options) *Result {
-		t.Helper()
-		res, err := do(ctx, o)
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return res
-	}
-	run("first apply", Apply, opts)
+	mustRun(t, "first apply", Apply, opts)
 	first := password()
 	if len(first) != 24 {
 		t.Fatalf("password %q, want 24 generated characters", first)
 	}
 
-	res := run("diff", Diff, opts)
+	res := mustRun(t, "diff", Diff, opts)
 	if res.Apps[0].Unchanged {
 		t.Error("the app was planned from its inventory: a chart that looks up the cluster must render")
 	}
 	if res.HasChanges() {
 		t.Errorf("diff after the apply shows changes: the lookup did not find the password")
 	}
-	run("second apply", Apply, opts)
+	mustRun(t, "second apply", Apply, opts)
 	if got := password(); got != first {
 		t.Errorf("the second apply changed the password (%d characters): the lookup did not find it", len(got))
 	}
@@ -81,7 +70,7 @@ func TestHelmLookupSeesCluster(t *testing.T) {
 	red := secrets.NewRedactor(secrets.RedactorOptions{})
 	o := opts
 	o.Redactor = red
-	res = run("diff with the copy", Diff, o)
+	res = mustRun(t, "diff with the copy", Diff, o)
 	diffs, err := res.Apps[0].Plan.Diffs()
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +88,7 @@ func TestHelmLookupSeesCluster(t *testing.T) {
 
 	// Offline render: no cluster, no lookup, a new password each time.
 	ro := Options{Repo: opts.Repo, Ref: "main", CacheDir: opts.CacheDir, Secrets: SecretsOptions{Getenv: func(string) string { return "" }}}
-	res = run("render", Render, ro)
+	res = mustRun(t, "render", Render, ro)
 	for _, obj := range res.Apps[0].Set.Objects {
 		if obj.GetKind() == "Secret" {
 			if p, _, _ := unstructured.NestedString(obj.Object, "stringData", "password"); p == first {

@@ -100,9 +100,16 @@ type Options struct {
 	// MaxInFlight) bounds the load on the API server whatever the number
 	// of apps, so this only bounds the renders and plans under way.
 	Parallel int
-	// KubeVersion is the cluster version Helm charts see when rendering
-	// offline. Default: the version of the cluster, or Helm's default.
+	// KubeVersion is the Kubernetes version Helm charts see when rendering
+	// offline (Render), as `helm template --kube-version`. Default
+	// render.DefaultKubeVersion. Diff and Apply render for the cluster
+	// instead: charts see its version and API versions, as with `helm
+	// upgrade` (see clusterCaps).
 	KubeVersion string
+	// APIVersions are added to what Helm charts see in
+	// .Capabilities.APIVersions when rendering offline (Render), as `helm
+	// template --api-versions`; Diff and Apply see the cluster's.
+	APIVersions []string
 
 	// Change windows (docs/windows.md).
 	// IgnoreWindows lets Apply deliver apps that a change window of
@@ -353,12 +360,13 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			}
 		}
 	}
+	caps := newClusterCaps(sess) // nil for render: offline, as helm template
 	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
-		planUnchanged(ctx, &opts, snap, sec, ident, res.Apps)
+		planUnchanged(ctx, &opts, snap, sec, caps, ident, res.Apps)
 	}
-	err = renderAll(ctx, opts, snap.Dir, sec, newDigestKey(ctx, &opts, res.Apps, m), res.Apps)
+	err = renderAll(ctx, opts, snap.Dir, sec, caps, newDigestKey(ctx, &opts, res.Apps, m), res.Apps)
 	if err == nil && m == modeApply {
-		recordInputs(&opts, snap, sec, res.Apps)
+		recordInputs(ctx, &opts, snap, sec, caps, res.Apps)
 	}
 	// The working tree's status was checked while rendering.
 	res.Dirty = snap.Dirty()

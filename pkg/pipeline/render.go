@@ -153,7 +153,7 @@ func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, er
 // renderAll renders the apps in parallel (the Renderer serialises
 // kustomize itself), resolves secrets in what they produced and refuses
 // objects that two apps claim.
-func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, key *digestKey, apps []*AppResult) (err error) {
+func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, caps *clusterCaps, key *digestKey, apps []*AppResult) (err error) {
 	ctx, span := startSpan(ctx, &opts, "render", attribute.Int(attrAppCount, len(apps)))
 	defer func() { endSpan(span, opts.Redactor, err) }()
 	var (
@@ -172,7 +172,7 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		g.Go(func() error {
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
 			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
-			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault, sec.lookup(ar.mgr))
+			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault, caps, sec.lookup(ar.mgr))
 			if err == nil && ar.app.RestartOnConfigChange {
 				err = stampConfig(set, ar.app.Namespace, key)
 			}
@@ -277,7 +277,7 @@ func (s *runSecrets) lookup(mgr *apply.Manager) *render.Lookup {
 	}}
 }
 
-func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs, lookup *render.Lookup) (*object.Set, error) {
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs, caps *clusterCaps, lookup *render.Lookup) (*object.Set, error) {
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
 		Decrypt: sec.decrypt, Reads: reads,
@@ -292,12 +292,17 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		if err != nil {
 			return nil, err
 		}
+		cluster, err := caps.helm(ctx)
+		if err != nil {
+			return nil, err
+		}
 		h := &render.HelmOptions{
 			ReleaseName: cmp.Or(a.Helm.ReleaseName, a.Name),
 			ValuesFiles: a.Helm.ValuesFiles, SecretValuesFiles: a.Helm.SecretValuesFiles,
-			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion,
-			PostRenderers: postRenderers(a.Helm.PostRenderers),
-			Lookup:        lookup,
+			Values: values, Set: a.Helm.Set, IncludeCRDs: a.Helm.IncludeCRDs, KubeVersion: opts.KubeVersion, Cluster: cluster,
+			ExtraAPIVersions: opts.APIVersions,
+			PostRenderers:    postRenderers(a.Helm.PostRenderers),
+			Lookup:           lookup,
 			// Refs in values files are resolved before the templates
 			// see them (a b64enc of a ref would not be resolvable later).
 			ResolveValues: func(ctx context.Context, name string, values map[string]any) (map[string]any, error) {

@@ -21,16 +21,20 @@ import (
 )
 
 // manyAppsRepo is a repository of 20 apps in ns: p00..p14 of plain
-// manifests, h1 and h2 Helm releases of one local chart with a values file
-// each, k1 and k2 kustomize overlays of the base bases/shared, k3 one of
+// manifests, h1 and h2 Helm releases of one local chart (which reads the
+// cluster's .Capabilities) with a values file each, k1 and k2 kustomize overlays of the base bases/shared, k3 one of
 // bases/other.
 func manyAppsRepo(t *testing.T, ns string) *gitRepo {
 	t.Helper()
 	apps := []string{}
 	files := map[string]string{
-		"charts/demo/Chart.yaml":          "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
-		"charts/demo/values.yaml":         "color: blue\n",
-		"charts/demo/templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}}\ndata: {color: {{ .Values.color | quote }}}\n",
+		"charts/demo/Chart.yaml":  "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+		"charts/demo/values.yaml": "color: blue\n",
+		// The chart consults the cluster, as many public charts do: the
+		// capabilities are read from the reconciler's session for the
+		// skip as for the runs.
+		"charts/demo/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}}\ndata: {color: {{ .Values.color | quote }}, " +
+			"minor: {{ .Capabilities.KubeVersion.Minor | quote }}, pdb: {{ .Capabilities.APIVersions.Has \"policy/v1/PodDisruptionBudget\" | quote }}}\n",
 		"values/h1.yaml":                  "color: red\n",
 		"values/h2.yaml":                  "color: red\n",
 		"bases/shared/kustomization.yaml": "resources: [cm.yaml]\n",

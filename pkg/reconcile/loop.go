@@ -382,7 +382,11 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 	// requests need.
 	var same []candidate
 	if len(cands) > 0 {
-		check := pipeline.NewInputsCheck(sh.snap, r.opts.Pipeline)
+		// The session's discovery tells what a Helm chart sees of the
+		// cluster, as in the runs.
+		po := r.opts.Pipeline
+		po.Session = l.mgr.Session()
+		check := pipeline.NewInputsCheck(sh.snap, po)
 		for _, c := range cands {
 			if check.Unchanged(ctx, c.app, c.inputs) {
 				same = append(same, c)

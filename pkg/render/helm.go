@@ -17,7 +17,6 @@ import (
 	"os"
 	"path"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -116,6 +115,11 @@ type HelmOptions struct {
 	// ExtraAPIVersions are added to the API versions, like
 	// `helm template --api-versions`.
 	ExtraAPIVersions []string
+	// Cluster, when set, is the target cluster: the chart's .Capabilities
+	// are its version and API versions as `helm install` and `helm
+	// upgrade` read them, in place of KubeVersion and APIVersions (with
+	// ExtraAPIVersions added). Nil: offline, as `helm template`.
+	Cluster *Cluster
 	// IncludeCRDs renders the CRDs of the chart's crds/ folders (and its
 	// subcharts') first, like `helm template --include-crds`. Without it they
 	// are left out, as `helm template` does.
@@ -255,7 +259,7 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps, err := helmCapabilities(opts)
+	caps, err := helmCapabilities(ch, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -293,8 +297,11 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
 		return nil, err
 	}
-	if v := ch.Metadata.KubeVersion; v != "" && !chartutil.IsCompatibleRange(v, caps.KubeVersion.String()) {
-		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", v, caps.KubeVersion.String())
+	if v := ch.Metadata.KubeVersion; v != "" {
+		opts.Reads.Add(ReadCluster, CapKubeVersion)
+		if !chartutil.IsCompatibleRange(v, caps.KubeVersion.String()) {
+			return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", v, caps.KubeVersion.String())
+		}
 	}
 	values, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
 		Name: opts.ReleaseName, Namespace: opts.Namespace, Revision: 1, IsInstall: true,
@@ -302,6 +309,7 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	if err != nil {
 		return nil, err
 	}
+	values["Capabilities"] = &capsView{caps: caps, reads: opts.Reads}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -932,30 +940,4 @@ func copyValue(v any) any {
 		return s
 	}
 	return v
-}
-
-// helmCapabilities builds .Capabilities from the options.
-func helmCapabilities(opts HelmOptions) (*chartutil.Capabilities, error) {
-	caps := chartutil.DefaultCapabilities.Copy()
-	kv, err := chartutil.ParseKubeVersion(cmp.Or(opts.KubeVersion, DefaultKubeVersion))
-	if err != nil {
-		return nil, fmt.Errorf("helm: kube version %q: %w", opts.KubeVersion, err)
-	}
-	caps.KubeVersion = *kv
-	if opts.APIVersions != nil {
-		caps.APIVersions = slices.Clone(chartutil.VersionSet(opts.APIVersions))
-	} else {
-		caps.APIVersions = slices.Clone(caps.APIVersions)
-	}
-	caps.APIVersions = append(caps.APIVersions, opts.ExtraAPIVersions...)
-	// The library reports "v3.22"; the CLI of that module version reports
-	// the full version.
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "helm.sh/helm/v3" && d.Replace == nil && strings.HasPrefix(d.Version, "v3.") {
-				caps.HelmVersion.Version = d.Version
-			}
-		}
-	}
-	return caps, nil
 }

@@ -109,7 +109,10 @@ func TestHelmValuesNotMutated(t *testing.T) {
 	}
 }
 
-func TestHelmCapabilitiesFromCluster(t *testing.T) {
+// TestHelmCapabilitiesOffline: offline (no Cluster), a chart sees the
+// kube version and the API versions the options give, as helm template
+// --kube-version --api-versions.
+func TestHelmCapabilitiesOffline(t *testing.T) {
 	opts := appChartDefaults()
 	opts.KubeVersion = "1.29.4"
 	opts.APIVersions = []string{"v1", "monitoring.coreos.com/v1"} // a cluster without apps/v1

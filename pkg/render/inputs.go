@@ -22,6 +22,20 @@ const (
 	// ReadStat: only whether the path exists and is a folder mattered
 	// ("s:path").
 	ReadStat = "s:"
+	// ReadCluster: a Helm chart consulted this part of the cluster's
+	// .Capabilities (HelmOptions.Cluster): "c:kube-version" or
+	// "c:api-versions". Not a path of the repository: the digest of the
+	// app's inputs covers what the cluster serves for it.
+	ReadCluster = "c:"
+)
+
+// The parts of a cluster's capabilities a render records as ReadCluster.
+const (
+	// CapKubeVersion is .Capabilities.KubeVersion, and Chart.yaml's
+	// kubeVersion constraint, checked against it.
+	CapKubeVersion = "kube-version"
+	// CapAPIVersions is .Capabilities.APIVersions.
+	CapAPIVersions = "api-versions"
 )
 
 // Reads records what renders read from the repository snapshot: every path

@@ -71,7 +71,7 @@ func TestReadsCoverRender(t *testing.T) {
 				t.Errorf("uncertain: %s", why)
 			}
 			checkSums(t, root, reads, tt.name == "plain")
-			kinds := map[string]map[string]bool{ReadFile: {}, ReadDir: {}, ReadStat: {}}
+			kinds := map[string]map[string]bool{ReadFile: {}, ReadDir: {}, ReadStat: {}, ReadCluster: {}}
 			for _, p := range reads.Paths() {
 				kinds[p[:2]][p[2:]] = true
 			}

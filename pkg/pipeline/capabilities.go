@@ -1,0 +1,84 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/render"
+)
+
+// clusterCaps is what the Helm charts of one run (or one InputsCheck) see
+// of the cluster as .Capabilities, as `helm install` and `helm upgrade`
+// would: the API server's version and the API versions its discovery
+// serves, CRDs included. A chart that renders a ServiceMonitor only where
+// monitoring.coreos.com/v1 is served, or picks an Ingress apiVersion by
+// the server's version, renders as on the cluster it goes to. They are
+// read once, from the session's discovery, when the first Helm app asks;
+// a render (nil clusterCaps) sees Helm's offline defaults, as `helm
+// template`.
+//
+// The parts a chart consulted are inputs of its app (render.ReadCluster,
+// appDigest): a CRD installed or removed renders again the Helm apps whose
+// charts asked for API versions, a new server version those that asked
+// for it.
+type clusterCaps struct {
+	sess *apply.Session
+
+	once sync.Once
+	caps *apply.Capabilities
+	err  error
+}
+
+// newClusterCaps returns the capabilities of sess; nil when there is no
+// session (render).
+func newClusterCaps(sess *apply.Session) *clusterCaps {
+	if sess == nil {
+		return nil
+	}
+	return &clusterCaps{sess: sess}
+}
+
+func (c *clusterCaps) get(ctx context.Context) (*apply.Capabilities, error) {
+	c.once.Do(func() {
+		c.caps, c.err = c.sess.Capabilities(ctx)
+		if c.err != nil {
+			c.err = fmt.Errorf("cluster capabilities: %w", c.err)
+		}
+	})
+	return c.caps, c.err
+}
+
+// helm returns the cluster Helm renders for; nil without a session.
+func (c *clusterCaps) helm(ctx context.Context) (*render.Cluster, error) {
+	if c == nil {
+		return nil, nil
+	}
+	caps, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &render.Cluster{Version: caps.Version, Groups: caps.Groups, Resources: caps.Resources}, nil
+}
+
+// part returns what app a's inputs hold of one part of the cluster
+// (render.ReadCluster: the path is the part), for appDigest: the server's
+// version as a chart sees it, or the digest of its API versions.
+func (c *clusterCaps) part(ctx context.Context, name string) (string, error) {
+	if c == nil {
+		return "", fmt.Errorf("cluster capabilities: %s: no cluster", name)
+	}
+	caps, err := c.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	switch name {
+	case render.CapKubeVersion:
+		v := caps.Version
+		return v.GitVersion + " " + v.Major + " " + v.Minor, nil
+	case render.CapAPIVersions:
+		return caps.APIDigest, nil
+	}
+	return "", fmt.Errorf("cluster capabilities: unknown part %q", name)
+}
