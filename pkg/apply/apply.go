@@ -452,6 +452,11 @@ func (m *Manager) applyPatch(ctx context.Context, c *Change, opts metav1.ApplyOp
 	if err != nil {
 		return nil, err
 	}
+	return m.applyBody(ctx, c, data, opts)
+}
+
+// applyBody sends data as the server-side apply of c's object.
+func (m *Manager) applyBody(ctx context.Context, c *Change, data []byte, opts metav1.ApplyOptions) (*unstructured.Unstructured, error) {
 	return m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(opts))
 }
 

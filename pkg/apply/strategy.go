@@ -279,9 +279,9 @@ func (m *Manager) dryRunToRecreate(ctx context.Context, c *Change, live *unstruc
 	if err != nil {
 		return nil, err
 	}
-	merged, err := m.client(c).Patch(ctx, c.ID.Name, types.ApplyPatchType, data, patchOptions(metav1.ApplyOptions{
+	merged, err := m.applyBody(ctx, c, data, metav1.ApplyOptions{
 		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
-	}))
+	})
 	if err != nil {
 		return nil, err
 	}

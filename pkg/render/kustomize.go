@@ -73,13 +73,9 @@ func (r *Renderer) Kustomize(ctx context.Context, opts KustomizeOptions) (*objec
 	// on every core, outside kustomizeMu.
 	return collect(decodeAll(len(built), func(i int) ([]*object.Object, error) {
 		origin := object.Origin{App: opts.App, File: file, Doc: i}
-		doc, err := resourceJSON(built[i])
+		m, err := resourceObject(built[i])
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: encode: %w", originString(origin), built[i].CurId(), err)
-		}
-		m, err := decodeJSON(doc)
-		if err != nil {
-			return nil, fmt.Errorf("%s: parse: %w", originString(origin), err)
+			return nil, fmt.Errorf("%s: %w", originString(origin), err)
 		}
 		return objectsOf(origin, m)
 	}))
@@ -179,6 +175,21 @@ func resourceJSON(res *resource.Resource) (doc []byte, err error) {
 	return res.MarshalJSON()
 }
 
+// resourceObject returns a built resource as deliver's decoder reads the
+// CLI's output of it (resourceJSON, then decodeJSON); errors name the
+// resource.
+func resourceObject(res *resource.Resource) (map[string]any, error) {
+	doc, err := resourceJSON(res)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode: %w", res.CurId(), err)
+	}
+	m, err := decodeJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse: %w", res.CurId(), err)
+	}
+	return m, nil
+}
+
 // kustScan walks the kustomizations reachable from an overlay before the
 // build, to refuse remote references (unless allowed) and to find the files
 // of secretGenerators.
@@ -254,28 +265,39 @@ func (s *kustScan) dir(dir string) error {
 		files = append(files, kvFiles(g.KvPairSources)...)
 	}
 	for _, f := range files {
-		if isRemoteFile(f) && !s.allowRemote {
-			return fmt.Errorf("%s: %s: remote files are disabled", name, f)
-		}
-		if isRemoteFile(f) {
-			s.fsys.rec.Uncertain("remote file " + f)
+		if _, err := s.remote(name, f); err != nil {
+			return err
 		}
 	}
 	for _, g := range k.SecretGenerator {
 		for _, f := range kvFiles(g.KvPairSources) {
-			if isRemoteFile(f) {
-				if !s.allowRemote {
-					return fmt.Errorf("%s: %s: remote files are disabled", name, f)
-				}
-				s.fsys.rec.Uncertain("remote file " + f)
-				continue
-			}
-			if err := s.secret(dir, name, f); err != nil {
+			remote, err := s.remote(name, f)
+			if err != nil {
 				return err
+			}
+			if !remote {
+				if err := s.secret(dir, name, f); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// remote reports whether file f of kustomization file name is one
+// kustomize fetches over HTTP: refused unless remote references are
+// allowed, and then a read the snapshot cannot vouch for (Reads
+// uncertain).
+func (s *kustScan) remote(name, f string) (bool, error) {
+	if !isRemoteFile(f) {
+		return false, nil
+	}
+	if !s.allowRemote {
+		return true, fmt.Errorf("%s: %s: remote files are disabled", name, f)
+	}
+	s.fsys.rec.Uncertain("remote file " + f)
+	return true, nil
 }
 
 // kvFiles returns the paths of a generator's files and env files.

@@ -105,13 +105,9 @@ func (r *Renderer) postRender(opts HelmOptions, docs []helmDoc) ([]postRendered,
 	}
 	out := make([]postRendered, len(built))
 	for i, res := range built {
-		doc, err := resourceJSON(res)
+		m, err := resourceObject(res)
 		if err != nil {
-			return nil, fmt.Errorf("helm: app %s: postRenderers: %s: encode: %w", opts.App, res.CurId(), err)
-		}
-		m, err := decodeJSON(doc)
-		if err != nil {
-			return nil, fmt.Errorf("helm: app %s: postRenderers: %s: parse: %w", opts.App, res.CurId(), err)
+			return nil, fmt.Errorf("helm: app %s: postRenderers: %w", opts.App, err)
 		}
 		out[i] = postRendered{origin: builtOrigin(opts, origins, res, i), m: m}
 	}
