@@ -79,10 +79,36 @@ func hookLabel(id object.ID) string {
 	return hex.EncodeToString(sum[:10])
 }
 
+// HookDeliveries says in which deliveries of its app a phase of a hook
+// runs, for Helm's hooks: Helm runs its install hooks only when it
+// installs a release and its upgrade hooks only when it upgrades one, and
+// a chart's one-time setup (a pre-install Secret of generated tokens, a
+// post-install Job that creates the first admin) relies on that.
+type HookDeliveries int
+
+// The closed set of HookDeliveries.
+const (
+	// EveryDelivery: deliver's own hooks, Argo CD's, and Helm's that name
+	// both the install and the upgrade event of a phase.
+	EveryDelivery HookDeliveries = iota
+	// FirstDelivery: helm.sh/hook pre-install or post-install without its
+	// upgrade counterpart; only while the app has never been delivered
+	// successfully (Helm's install).
+	FirstDelivery
+	// LaterDeliveries: helm.sh/hook pre-upgrade or post-upgrade without its
+	// install counterpart; only once the app has been delivered
+	// successfully (Helm's upgrade).
+	LaterDeliveries
+)
+
 // Hook is a parsed hook object.
 type Hook struct {
 	*object.Object
+	// Phases are the phases it runs in; Deliveries, when set for a phase,
+	// restricts it to some deliveries of the app (a plan keeps in Phases
+	// only those of its delivery).
 	Phases         []HookPhase
+	Deliveries     map[HookPhase]HookDeliveries
 	Weight         int
 	DeletePolicies []HookDeletePolicy
 	// Always runs the hook on every apply.
@@ -140,17 +166,38 @@ func ParseHook(o *object.Object) (h *Hook, ok bool, err error) {
 		}
 	case ann[helmHook] != "":
 		weightKey, policyKey = helmHookWeight, helmHookDeletePolicy
+		// Per phase, whether the install and the upgrade event name it.
+		install, upgrade := map[HookPhase]bool{}, map[HookPhase]bool{}
 		for _, v := range splitList(ann[helmHook]) {
 			switch v {
-			case "pre-install", "pre-upgrade":
-				h.Phases = appendPhase(h.Phases, PreApply)
-			case "post-install", "post-upgrade":
-				h.Phases = appendPhase(h.Phases, PostApply)
+			case "pre-install":
+				install[PreApply] = true
+			case "pre-upgrade":
+				upgrade[PreApply] = true
+			case "post-install":
+				install[PostApply] = true
+			case "post-upgrade":
+				upgrade[PostApply] = true
 			case "test", "test-success", "test-failure", "pre-delete", "post-delete", "pre-rollback", "post-rollback":
 				// Helm runs these on `helm test`, uninstall and rollback,
 				// none of which deliver does.
 			default:
 				return fail("unknown hook %q in %s", v, helmHook)
+			}
+		}
+		for _, p := range []HookPhase{PreApply, PostApply} {
+			switch {
+			case install[p] && upgrade[p]:
+				h.Phases = append(h.Phases, p)
+			case install[p] || upgrade[p]:
+				h.Phases = append(h.Phases, p)
+				if h.Deliveries == nil {
+					h.Deliveries = map[HookPhase]HookDeliveries{}
+				}
+				h.Deliveries[p] = FirstDelivery
+				if upgrade[p] {
+					h.Deliveries[p] = LaterDeliveries
+				}
 			}
 		}
 	case ann[argoHook] != "":
@@ -210,6 +257,39 @@ func ParseHook(o *object.Object) (h *Hook, ok bool, err error) {
 		h.Timeout = d
 	}
 	return h, true, nil
+}
+
+// forDelivery keeps in h.Phases the phases that run in this delivery of
+// the app: its first successful one (first), or a later one. It returns
+// why it dropped any, for the plan's reason when none is left.
+func (h *Hook) forDelivery(first bool) (why string) {
+	var kept []HookPhase
+	for _, p := range h.Phases {
+		switch h.Deliveries[p] {
+		case FirstDelivery:
+			if !first {
+				why = "runs only in the app's first delivery (" + helmHook + ": " + helmEvent(p, "install") + ", as Helm runs it only on install)"
+				continue
+			}
+		case LaterDeliveries:
+			if first {
+				why = "runs only once the app has been delivered (" + helmHook + ": " + helmEvent(p, "upgrade") + ", as Helm runs it only on upgrade)"
+				continue
+			}
+		}
+		kept = append(kept, p)
+	}
+	h.Phases = kept
+	return why
+}
+
+// helmEvent names Helm's hook event of phase p (pre-apply, post-apply) on
+// install or upgrade.
+func helmEvent(p HookPhase, event string) string {
+	if p == PreApply {
+		return "pre-" + event
+	}
+	return "post-" + event
 }
 
 func appendPhase(ps []HookPhase, p HookPhase) []HookPhase {

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,17 @@ func TestParseHook(t *testing.T) {
 		{
 			name: "helm post-upgrade",
 			ann:  map[string]string{helmHook: "post-upgrade"},
-			want: &Hook{Phases: []HookPhase{PostApply}},
+			want: &Hook{Phases: []HookPhase{PostApply}, Deliveries: map[HookPhase]HookDeliveries{PostApply: LaterDeliveries}},
+		},
+		{
+			name: "helm pre-install",
+			ann:  map[string]string{helmHook: "pre-install"},
+			want: &Hook{Phases: []HookPhase{PreApply}, Deliveries: map[HookPhase]HookDeliveries{PreApply: FirstDelivery}},
+		},
+		{
+			name: "helm post-install,pre-upgrade,post-upgrade",
+			ann:  map[string]string{helmHook: "post-upgrade, pre-upgrade,post-install"},
+			want: &Hook{Phases: []HookPhase{PreApply, PostApply}, Deliveries: map[HookPhase]HookDeliveries{PreApply: LaterDeliveries}},
 		},
 		{name: "helm test hook is not run", ann: map[string]string{helmHook: "test"}, skip: true},
 		{
@@ -178,6 +189,47 @@ func TestGenerateNameHookIdentity(t *testing.T) {
 	} {
 		if hookLabel(other) == label {
 			t.Errorf("hookLabel(%+v) = hookLabel(%+v)", other, id)
+		}
+	}
+}
+
+// TestHookForDelivery: Helm's install hooks run only in an app's first
+// delivery and its upgrade hooks only in the later ones, phase by phase;
+// deliver's and Argo CD's hooks in every delivery.
+func TestHookForDelivery(t *testing.T) {
+	for _, tt := range []struct {
+		ann         map[string]string
+		first, next []HookPhase
+	}{
+		{map[string]string{helmHook: "pre-install"}, []HookPhase{PreApply}, nil},
+		{map[string]string{helmHook: "pre-upgrade"}, nil, []HookPhase{PreApply}},
+		{map[string]string{helmHook: "pre-install,pre-upgrade"}, []HookPhase{PreApply}, []HookPhase{PreApply}},
+		{map[string]string{helmHook: "pre-install,post-upgrade"}, []HookPhase{PreApply}, []HookPhase{PostApply}},
+		{map[string]string{helmHook: "post-install,pre-upgrade,post-upgrade"}, []HookPhase{PostApply}, []HookPhase{PreApply, PostApply}},
+		{map[string]string{argoHook: "PreSync,SyncFail"}, []HookPhase{PreApply, OnFailure}, []HookPhase{PreApply, OnFailure}},
+		{map[string]string{AnnotationHook: "post-apply"}, []HookPhase{PostApply}, []HookPhase{PostApply}},
+	} {
+		for _, first := range []bool{true, false} {
+			u := &unstructured.Unstructured{}
+			u.SetKind("Job")
+			u.SetName("h")
+			u.SetAnnotations(tt.ann)
+			h, ok, err := ParseHook(&object.Object{Unstructured: u})
+			if err != nil || !ok {
+				t.Fatalf("%v: ParseHook = %v, %v", tt.ann, ok, err)
+			}
+			parsed := len(h.Phases)
+			why := h.forDelivery(first)
+			want := tt.next
+			if first {
+				want = tt.first
+			}
+			if !slices.Equal(h.Phases, want) {
+				t.Errorf("%v, first delivery %v: phases %v, want %v", tt.ann, first, h.Phases, want)
+			}
+			if (why != "") != (len(h.Phases) < parsed) {
+				t.Errorf("%v, first delivery %v: reason %q, phases dropped: %v", tt.ann, first, why, len(h.Phases) < parsed)
+			}
 		}
 	}
 }

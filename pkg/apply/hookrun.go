@@ -68,6 +68,7 @@ func (m *Manager) planHooks(p *Plan, set *object.Set, opts PlanOptions) error {
 	for _, r := range p.inventory.Hooks {
 		last[r.ID] = r
 	}
+	first := !p.inventory.delivered()
 	var errs []error
 	for _, o := range set.Hooks {
 		h, ok, err := ParseHook(o)
@@ -95,9 +96,13 @@ func (m *Manager) planHooks(p *Plan, set *object.Set, opts PlanOptions) error {
 		h.Object = &object.Object{Unstructured: c.Desired, Origin: o.Origin}
 		digest := hookDigest(c, config)
 		c.digest = digest
+		hadPhases := len(h.Phases) > 0
+		notNow := h.forDelivery(first)
 		r := &HookRun{ID: c.ID, Origin: o.Origin, Phases: h.Phases, Weight: h.Weight, hook: h, change: c}
 		prev, seen := last[c.ID]
 		switch {
+		case hadPhases && len(h.Phases) == 0:
+			r.Reason = notNow
 		case !h.Has(PreApply) && !h.Has(PostApply):
 			r.Reason = reasonOnFailure
 		case h.Always:

@@ -304,7 +304,14 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 	return nil
 }
 
-// entries indexes an inventory by object ID.
+// delivered reports whether the app was ever delivered successfully (its
+// history, or the result of an inventory from before histories): what
+// makes a delivery Helm's upgrade rather than its install, for hooks.
+func (inv *Inventory) delivered() bool {
+	return len(inv.History) > 0 || inv.Result == ResultSucceeded
+}
+
+// index indexes an inventory by object ID.
 func (inv *Inventory) index() map[object.ID]Entry {
 	out := make(map[object.ID]Entry, len(inv.Entries))
 	for _, e := range inv.Entries {

@@ -187,7 +187,7 @@ func TestHelmCapabilitiesAsHelmInstall(t *testing.T) {
 	// install will, which creates it first.
 	res := diff("diff before any CRD")
 	gotOwn := rendered(res, "own")
-	if got, want := rendered(res, "caps"), helmObjects(t, helmNS, "template", "caps", filepath.Join(chartDir, "charts/caps"), "--validate"); !cmp.Equal(want, got) {
+	if got, want := rendered(res, "caps"), helmObjects(t, env.Kubeconfig, helmNS, "template", "caps", filepath.Join(chartDir, "charts/caps"), "--validate"); !cmp.Equal(want, got) {
 		t.Errorf("caps, no CRD (-helm template --validate +deliver diff):\n%s", cmp.Diff(want, got))
 	}
 	if _, ok := gotOwn["Widget/own"]; !ok {
@@ -219,7 +219,7 @@ func TestHelmCapabilitiesAsHelmInstall(t *testing.T) {
 	kubectlApply(t, capsCRD(gadgets, "Gadget", "gadgets"))
 	waitServed(t, gadgets+"/v1")
 	res = diff("diff after the gadget CRD")
-	if got, want := rendered(res, "caps"), helmObjects(t, helmNS, "template", "caps", filepath.Join(chartDir, "charts/caps"), "--validate"); !cmp.Equal(want, got) {
+	if got, want := rendered(res, "caps"), helmObjects(t, env.Kubeconfig, helmNS, "template", "caps", filepath.Join(chartDir, "charts/caps"), "--validate"); !cmp.Equal(want, got) {
 		t.Errorf("caps, CRD installed (-helm template --validate +deliver diff):\n%s", cmp.Diff(want, got))
 	}
 	var gadget bool
@@ -247,7 +247,7 @@ func TestHelmCapabilitiesAsHelmInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, own+"/v1")
-	if want := helmObjects(t, helmNS, "install", "own", filepath.Join(chartDir, "charts/own")); !cmp.Equal(want, gotOwn) {
+	if want := helmObjects(t, env.Kubeconfig, helmNS, "install", "own", filepath.Join(chartDir, "charts/own")); !cmp.Equal(want, gotOwn) {
 		t.Errorf("own, its CRD absent (-helm install +deliver diff):\n%s", cmp.Diff(want, gotOwn))
 	}
 
@@ -260,10 +260,11 @@ func TestHelmCapabilitiesAsHelmInstall(t *testing.T) {
 	}
 }
 
-// helmObjects runs the helm CLI (template or install) of chart as release
-// name into ns against the test control plane and returns its objects as
-// rendered() does; for install, those of `helm get manifest`.
-func helmObjects(t *testing.T, ns, verb, name, chart string, args ...string) map[string]string {
+// helmObjects runs the helm CLI (template, install or upgrade) of chart as
+// release name into ns against the control plane of kubeconfig and returns
+// its objects as rendered() does; for install and upgrade, those of `helm
+// get manifest`.
+func helmObjects(t *testing.T, kubeconfig, ns, verb, name, chart string, args ...string) map[string]string {
 	t.Helper()
 	helm, err := testenv.Binary("helm")
 	if err != nil {
@@ -272,7 +273,7 @@ func helmObjects(t *testing.T, ns, verb, name, chart string, args ...string) map
 	home := t.TempDir()
 	run := func(args ...string) []byte {
 		t.Helper()
-		cmd := exec.Command(helm, append([]string{"--kubeconfig", env.Kubeconfig, "-n", ns}, args...)...)
+		cmd := exec.Command(helm, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)...)
 		cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home, "HELM_CACHE_HOME="+home, "HELM_DATA_HOME="+home)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -283,7 +284,7 @@ func helmObjects(t *testing.T, ns, verb, name, chart string, args ...string) map
 		return out
 	}
 	out := run(append([]string{verb, name, chart}, args...)...)
-	if verb == "install" {
+	if verb == "install" || verb == "upgrade" {
 		out = run("get", "manifest", name)
 	}
 	objs := map[string]string{}
