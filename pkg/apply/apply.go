@@ -268,11 +268,13 @@ func splitStages(stages [][]*Change) (config, rest [][]*Change) {
 	return config, rest
 }
 
-// desiredObjects returns the objects the plan applies, for Wait.
+// desiredObjects returns the objects the plan applies, for Wait: not
+// those an apply policy leaves alone, which may be someone else's to make
+// ready, or not exist (Ignore).
 func (p *Plan) desiredObjects() []*object.Object {
 	var out []*object.Object
 	for _, c := range p.Changes {
-		if c.Type != ChangeDelete {
+		if c.Type != ChangeDelete && !(c.Type == ChangeUnchanged && c.policy != ApplyAlways) {
 			out = append(out, &object.Object{Unstructured: c.Desired, Origin: c.Origin})
 		}
 	}

@@ -161,6 +161,13 @@ type Entry struct {
 	// besides an autoscaler's replicas: Spec is then the IgnoredDigest of
 	// the object without them, so that a write of only them is no drift.
 	Ignore []string `json:"ignore,omitempty"`
+	// Policy is the object's apply policy when it leaves the object
+	// alone once it exists ("IfNotPresent"), always ("Ignore") or while
+	// reconciling it is disabled ("Disabled": AnnotationReconcile): no
+	// version is recorded then, no change to it is drift, and an
+	// unchanged plan checks only that an IfNotPresent object exists and
+	// that a disabled one still has the annotation in the cluster.
+	Policy string `json:"policy,omitempty"`
 }
 
 // Inventory results.
@@ -307,6 +314,11 @@ func (m *Manager) writeInventory(ctx context.Context, inv *Inventory) error {
 // delivered reports whether the app was ever delivered successfully (its
 // history, or the result of an inventory from before histories): what
 // makes a delivery Helm's upgrade rather than its install, for hooks.
+// Unlike firstRevision, which counts a first run that failed after
+// writing as running (to validate before writing), a retry of a failed
+// first delivery is still an install: its install hooks may not have
+// run, and an install hook that never runs leaves the app without its
+// one-time setup.
 func (inv *Inventory) delivered() bool {
 	return len(inv.History) > 0 || inv.Result == ResultSucceeded
 }

@@ -1,5 +1,10 @@
 package apply
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Labels and annotations deliver reads and writes on objects.
 const (
 	// LabelApp marks an object as owned by a deliver app. Prune deletes only
@@ -33,11 +38,98 @@ const (
 	// kustomize.toolkit.fluxcd.io/force: Enabled is honoured too.
 	AnnotationRecreate = "deliver.dev/recreate"
 	fluxForce          = "kustomize.toolkit.fluxcd.io/force"
+
+	// AnnotationApplyPolicy is Flux's per-object apply policy, honoured
+	// as Flux does (see ApplyPolicy): Override (the default) or Merge,
+	// IfNotPresent, Ignore.
+	AnnotationApplyPolicy = "kustomize.toolkit.fluxcd.io/ssa"
+	// AnnotationReconcile set to "disabled", on the object in git or on
+	// the object in the cluster (a hot fix someone is trying), makes
+	// deliver leave the object alone: not applied, not pruned, no drift,
+	// until the annotation is gone. Flux's
+	// kustomize.toolkit.fluxcd.io/reconcile: disabled works too.
+	AnnotationReconcile = "deliver.dev/reconcile"
+	fluxReconcile       = "kustomize.toolkit.fluxcd.io/reconcile"
+	// argoSyncOptions lists Argo CD's per-object sync options
+	// (Prune=false, Replace=true, ...), comma-separated.
+	argoSyncOptions = "argocd.argoproj.io/sync-options"
 )
 
-// pruneDisabled reports whether annotations opt an object out of pruning.
+// pruneDisabled reports whether annotations opt an object out of pruning:
+// deliver's, Flux's and Helm's annotations, and Argo CD's Prune=false sync
+// option.
 func pruneDisabled(ann map[string]string) bool {
-	return ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep"
+	if ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep" || reconcileDisabled(ann) {
+		return true
+	}
+	for _, o := range strings.Split(ann[argoSyncOptions], ",") {
+		if strings.EqualFold(strings.TrimSpace(o), "Prune=false") {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcileDisabled reports whether annotations pause deliver for the
+// object (AnnotationReconcile).
+func reconcileDisabled(ann map[string]string) bool {
+	return ann[AnnotationReconcile] == "disabled" || ann[fluxReconcile] == "disabled"
+}
+
+// ApplyPolicy is how an object of git is applied: Flux's
+// kustomize.toolkit.fluxcd.io/ssa policies, which users migrating from
+// Flux bring in their manifests.
+type ApplyPolicy int
+
+// The closed set of apply policies.
+const (
+	// ApplyAlways applies the object on every change: Flux's Override, the
+	// default, and its Merge (which differs from Override only in Flux's
+	// removal of fields kubectl's client-side apply left, which deliver
+	// does not do for any object).
+	ApplyAlways ApplyPolicy = iota
+	// ApplyIfNotPresent creates the object when it is missing and leaves
+	// it as it is once it exists (a Secret or a webhook configuration that
+	// another controller fills in): no apply, no drift revert.
+	ApplyIfNotPresent
+	// ApplyNever leaves the object alone although it is in git (Flux's
+	// Ignore): never applied nor pruned.
+	ApplyNever
+	// ApplyPaused leaves the object alone while AnnotationReconcile says
+	// so, on the object in git or in the cluster: an unchanged plan then
+	// checks that the object in the cluster still has it.
+	ApplyPaused
+)
+
+// String names the policy as the annotation does; "" for ApplyAlways.
+func (p ApplyPolicy) String() string {
+	switch p {
+	case ApplyIfNotPresent:
+		return "IfNotPresent"
+	case ApplyNever:
+		return "Ignore"
+	case ApplyPaused:
+		return "Disabled"
+	}
+	return ""
+}
+
+// applyPolicyOf reads AnnotationApplyPolicy, case-insensitively as Flux,
+// and AnnotationReconcile.
+func applyPolicyOf(ann map[string]string) (ApplyPolicy, error) {
+	if reconcileDisabled(ann) {
+		return ApplyPaused, nil
+	}
+	switch v := ann[AnnotationApplyPolicy]; strings.ToLower(v) {
+	case "", "override", "merge":
+		return ApplyAlways, nil
+	case "ifnotpresent":
+		return ApplyIfNotPresent, nil
+	case "ignore":
+		return ApplyNever, nil
+	default:
+		return ApplyAlways, fmt.Errorf("%s: unknown policy %q (want Override, Merge, IfNotPresent or Ignore)", AnnotationApplyPolicy, v)
+	}
 }
 
 // adoptRequested reports whether annotations ask to take the object over

@@ -75,6 +75,8 @@ type Change struct {
 	// listed says the plan found the object in the cluster, not being
 	// deleted (see settled).
 	listed bool
+	// policy is the object's apply policy (AnnotationApplyPolicy).
+	policy ApplyPolicy
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -302,11 +304,19 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	var mu sync.Mutex
 	m.forEach(ctx, len(p.Changes), func(i int) {
 		c := p.Changes[i]
+		lm, exists := live[c.ID]
+		c.listed = exists && lm.DeletionTimestamp == nil
+		if exists && reconcileDisabled(lm.GetAnnotations()) {
+			c.policy = ApplyPaused
+		}
+		if c.policy == ApplyNever || c.policy == ApplyPaused || (c.policy == ApplyIfNotPresent && exists) {
+			// Left as it is (and not tracked for drift: see record).
+			c.Type, c.Note = ChangeUnchanged, policyNote(c.policy)
+			return
+		}
 		if c.Type == ChangeCreate { // kind not served yet
 			return
 		}
-		lm, exists := live[c.ID]
-		c.listed = exists && lm.DeletionTimestamp == nil
 		if !exists {
 			c.Type = ChangeCreate
 			if !validateNew {
@@ -373,6 +383,17 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	return p, nil
 }
 
+// policyNote says why the plan leaves an object of git alone.
+func policyNote(p ApplyPolicy) string {
+	switch p {
+	case ApplyNever:
+		return AnnotationApplyPolicy + ": " + p.String() + ": not applied"
+	case ApplyPaused:
+		return AnnotationReconcile + ": disabled: left as it is"
+	}
+	return AnnotationApplyPolicy + ": " + p.String() + ": exists, left as it is"
+}
+
 // healthPlan lists the objects the plan creates or changes whose
 // readiness a rule of rules decides.
 func healthPlan(p *Plan, rules *health.Rules) []HealthCheckNote {
@@ -430,6 +451,11 @@ func (m *Manager) desiredWith(o *object.Object, opts PlanOptions, pendingCRDs ma
 	if err := checkStrategy(u); err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
 	}
+	policy, err := applyPolicyOf(u.GetAnnotations())
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
+	}
+	c.policy = policy
 	if strategyOf(u, opts.Strategy) == Recreate && gvk.GroupKind().String() == "Deployment.apps" {
 		// Old and new Pods never run side by side in a recreate.
 		_ = unstructured.SetNestedMap(u.Object, map[string]any{"type": "Recreate"}, "spec", "strategy")

@@ -306,6 +306,15 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	} else {
 		e.Digest = "" // verify with a dry run next time
 	}
+	if c.policy != ApplyAlways {
+		// An object its apply policy leaves alone once it exists: no
+		// version recorded, so no change to it is drift (the reconciler's
+		// tracker skips entries without one), and the next plan decides
+		// by the policy again.
+		e.ResourceVersion, e.Generation, e.Policy = "", 0, c.policy.String()
+		r.entries[c.ID] = e
+		return
+	}
 	if tracksSpec(c) {
 		if len(c.ignore) > 0 {
 			e.Ignore = ignoredPointers(c)

@@ -64,7 +64,10 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 	mappings := &gvrCache{m: m}
 	applied := make([]Entry, 0, len(inv.Entries)) // by change
 	for _, e := range inv.Entries {
-		if e.ResourceVersion == "" {
+		if e.Policy == ApplyNever.String() {
+			continue // in git, and left alone wherever it is
+		}
+		if e.ResourceVersion == "" && e.Policy == "" {
 			return nil, nil // never confirmed applied
 		}
 		gvr, namespaced, err := mappings.gvrFor(e.GroupKind(), e.Version)
@@ -89,6 +92,15 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		}
 		c.listed = lm.DeletionTimestamp == nil
 		e := applied[i]
+		switch e.Policy {
+		case ApplyIfNotPresent.String():
+			continue // it exists, whatever it holds now
+		case ApplyPaused.String():
+			if !reconcileDisabled(lm.GetAnnotations()) {
+				return nil, nil // resumed in the cluster: plan it anew
+			}
+			continue
+		}
 		if lm.ResourceVersion != e.ResourceVersion && (e.Generation == 0 || lm.Generation != e.Generation) && !m.onlyIgnoredChanged(ctx, c, e) {
 			return nil, nil
 		}
