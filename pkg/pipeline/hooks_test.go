@@ -33,7 +33,8 @@ func hooksChart() map[string]string {
 	files := map[string]string{
 		"charts/hooks/Chart.yaml":        "apiVersion: v2\nname: hooks\nversion: 0.1.0\n",
 		"charts/hooks/values.yaml":       "version: \"1\"\n",
-		"charts/hooks/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: main}\ndata: {version: {{ .Values.version | quote }}}\n",
+		"charts/hooks/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: main}\n" +
+			"data: {version: {{ .Values.version | quote }}, release: \"{{ .Release.IsInstall }}/{{ .Release.IsUpgrade }}/{{ .Release.Revision }}\"}\n",
 		"charts/hooks/templates/token.yaml": `apiVersion: v1
 kind: Secret
 metadata:
@@ -70,7 +71,8 @@ spec:
 // the later ones only (Helm's upgrade), hooks that name both in each (and
 // deliver's own rule on top: only when changed). A pre-install Secret of
 // a generated token keeps its token through the next delivery, as through
-// helm upgrade; the plan says why a hook does not run.
+// helm upgrade; the plan says why a hook does not run. Templates render
+// as on install in every delivery (.Release.IsInstall), as helm template.
 func TestHelmHooksAsHelmInstallUpgrade(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -118,6 +120,14 @@ func TestHelmHooksAsHelmInstallUpgrade(t *testing.T) {
 		reasons[h.ID.Name] = h.Reason
 	}
 	deliverUpgrade := ran(mustRun(t, "second apply", Apply, next))
+	// deliver keeps no Helm release: templates render as on install.
+	main, err := c.Client().CoreV1().ConfigMaps(ns).Get(ctx, "main", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := main.Data["release"]; got != "true/false/1" {
+		t.Errorf("second delivery: .Release IsInstall/IsUpgrade/Revision = %s, want true/false/1 (as helm template)", got)
+	}
 	if got := token(ns); got != firstToken {
 		t.Errorf("the second delivery replaced the pre-install token (%d characters): a one-time setup ran again", len(got))
 	}
