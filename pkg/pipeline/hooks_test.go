@@ -31,8 +31,8 @@ var helmHookEvents = map[string]string{
 // token (a one-time setup that must not run again).
 func hooksChart() map[string]string {
 	files := map[string]string{
-		"charts/hooks/Chart.yaml":        "apiVersion: v2\nname: hooks\nversion: 0.1.0\n",
-		"charts/hooks/values.yaml":       "version: \"1\"\n",
+		"charts/hooks/Chart.yaml":  "apiVersion: v2\nname: hooks\nversion: 0.1.0\n",
+		"charts/hooks/values.yaml": "version: \"1\"\n",
 		"charts/hooks/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: main}\n" +
 			"data: {version: {{ .Values.version | quote }}, release: \"{{ .Release.IsInstall }}/{{ .Release.IsUpgrade }}/{{ .Release.Revision }}\"}\n",
 		"charts/hooks/templates/token.yaml": `apiVersion: v1
