@@ -59,15 +59,8 @@ const (
 // deliver's, Flux's and Helm's annotations, and Argo CD's Prune=false sync
 // option.
 func pruneDisabled(ann map[string]string) bool {
-	if ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep" || reconcileDisabled(ann) {
-		return true
-	}
-	for _, o := range strings.Split(ann[argoSyncOptions], ",") {
-		if strings.EqualFold(strings.TrimSpace(o), "Prune=false") {
-			return true
-		}
-	}
-	return false
+	return ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep" ||
+		reconcileDisabled(ann) || argoSyncOption(ann, "Prune=false")
 }
 
 // reconcileDisabled reports whether annotations pause deliver for the
@@ -136,7 +129,22 @@ func applyPolicyOf(ann map[string]string) (ApplyPolicy, error) {
 // from another app.
 func adoptRequested(ann map[string]string) bool { return ann[AnnotationAdopt] == "true" }
 
-// recreateAllowed reports whether annotations allow delete and re-create.
+// recreateAllowed reports whether annotations allow delete and re-create:
+// deliver's, Flux's force, and Argo CD's Force=true with Replace=true
+// (its delete and re-create; Replace alone is a replace, which server-side
+// apply makes needless).
 func recreateAllowed(ann map[string]string) bool {
-	return ann[AnnotationRecreate] == "true" || ann[fluxForce] == "Enabled"
+	return ann[AnnotationRecreate] == "true" || ann[fluxForce] == "Enabled" ||
+		(argoSyncOption(ann, "Force=true") && argoSyncOption(ann, "Replace=true"))
+}
+
+// argoSyncOption reports whether Argo CD's sync options annotation lists
+// option.
+func argoSyncOption(ann map[string]string, option string) bool {
+	for _, o := range strings.Split(ann[argoSyncOptions], ",") {
+		if strings.EqualFold(strings.TrimSpace(o), option) {
+			return true
+		}
+	}
+	return false
 }
