@@ -34,9 +34,9 @@ type want struct {
 }
 
 // resolveRef resolves ref against advertised refs the way git rev-parse
-// does: <ref>, refs/<ref>, then refs/tags/<ref>, then refs/heads/<ref>
-// (plumbing.RefRevParseRules), and only then a (possibly abbreviated)
-// commit SHA. Empty ref means HEAD.
+// does: a full SHA as itself; else <ref>, refs/<ref>, then
+// refs/tags/<ref>, then refs/heads/<ref> (plumbing.RefRevParseRules), and
+// only then an abbreviated commit SHA. Empty ref means HEAD.
 func resolveRef(ref string, refs []*plumbing.Reference) (want, error) {
 	named := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
 	peeled := make(map[plumbing.ReferenceName]plumbing.Hash)
@@ -63,9 +63,16 @@ func resolveRef(ref string, refs []*plumbing.Reference) (want, error) {
 		return want{kind: byName, name: plumbing.HEAD, hash: head.Hash()}, nil
 	}
 
+	// A full SHA names its object before any ref of that name, as in
+	// git rev-parse (which only warns that the ref name is ambiguous).
+	// Shorter hex strings are refs first.
+	full := len(ref) == 40 && isHex(ref)
 	// git's expansion rules, as go-git keeps them (and the webhook
 	// matches pushes with).
 	for _, rule := range plumbing.RefRevParseRules {
+		if full {
+			break
+		}
 		if r := named[plumbing.ReferenceName(fmt.Sprintf(rule, ref))]; r != nil && r.Type() == plumbing.HashReference {
 			return want{kind: byName, name: r.Name(), hash: r.Hash()}, nil
 		}
