@@ -115,58 +115,27 @@ MOD
   mark vault "$VAULT_VERSION"
 }
 
-helm() {
-  built helm "$HELM_VERSION" && return 0
-  log "building helm $HELM_VERSION"
-  local d=$work/helm-$HELM_VERSION
-  mkdir -p "$d"
-  (
-    cd "$d"
-    export GOFLAGS=-mod=mod
-    wrapper_module helm 1.25 "helm.sh/helm/v3@$HELM_VERSION"
-    # The ldflags of helm's own Makefile for a release: its version, and the
-    # default .Capabilities.KubeVersion taken from its k8s.io/client-go minor.
-    local cg major minor
-    cg=$(go list -m -f '{{.Version}}' k8s.io/client-go)
-    cg=${cg#v}
-    major=$(( ${cg%%.*} + 1 ))
-    minor=${cg#*.}
-    minor=${minor%%.*}
-    local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-    ld="$ld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
-    ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm
-  )
-  mark helm "$HELM_VERSION"
+# helm_ldflags are the -X flags of helm's own Makefile for a release: its
+# version, and the default .Capabilities.KubeVersion taken from its
+# k8s.io/client-go minor.
+helm_ldflags() {
+  local cg major minor
+  cg=$(go list -m -f '{{.Version}}' k8s.io/client-go)
+  cg=${cg#v}
+  major=$(( ${cg%%.*} + 1 ))
+  minor=${cg#*.}
+  minor=${minor%%.*}
+  printf '%s' "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  printf ' %s' "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  printf ' %s' "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 }
 
-kustomize() {
-  built kustomize "$KUSTOMIZE_VERSION" && return 0
-  log "building kustomize $KUSTOMIZE_VERSION"
-  local d=$work/kustomize-$KUSTOMIZE_VERSION
-  mkdir -p "$d"
-  (
-    cd "$d"
-    export GOFLAGS=-mod=mod
-    wrapper_module kustomize 1.25 "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" -o "$out/kustomize" sigs.k8s.io/kustomize/kustomize/v5
-  )
-  mark kustomize "$KUSTOMIZE_VERSION"
-}
+# kustomize_ldflags stamp the version `kustomize version` prints.
+kustomize_ldflags() { printf '%s' "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION"; }
 
-sops() {
-  built sops "$SOPS_VERSION" && return 0
-  log "building sops $SOPS_VERSION"
-  local d=$work/sops-$SOPS_VERSION
-  mkdir -p "$d"
-  (
-    cd "$d"
-    export GOFLAGS=-mod=mod
-    wrapper_module sops 1.25 "github.com/getsops/sops/v3@$SOPS_VERSION"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/sops" github.com/getsops/sops/v3/cmd/sops
-  )
-  mark sops "$SOPS_VERSION"
-}
+helm() { go_command helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm helm_ldflags; }
+kustomize() { go_command kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 sigs.k8s.io/kustomize/kustomize/v5 kustomize_ldflags; }
+sops() { go_command sops "$SOPS_VERSION" github.com/getsops/sops/v3 github.com/getsops/sops/v3/cmd/sops; }
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)

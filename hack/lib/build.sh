@@ -36,3 +36,28 @@ wrapper_module() {
   printf 'module deliver.local/%sbuild\n\ngo %s\n' "$1" "$2" >go.mod
   go get "$3" >/dev/null 2>&1
 }
+
+# go_command NAME VERSION MODULE PACKAGE [LDFLAGS_FN] builds the command
+# PACKAGE of MODULE at VERSION into $out/NAME, static (CGO off) and
+# trimmed, from its wrapper module, and stamps it; nothing when it is
+# built already. LDFLAGS_FN, when given, is a function run inside the
+# wrapper module (where `go list -m` sees MODULE's dependencies) that
+# prints the -X flags to add to "-s -w".
+go_command() {
+  local name=$1 version=$2 module=$3 pkg=$4 ldfn=${5:-}
+  built "$name" "$version" && return 0
+  log "building $name $version"
+  local d=$work/$name-$version
+  mkdir -p "$d"
+  (
+    cd "$d"
+    export GOFLAGS=-mod=mod
+    wrapper_module "$name" 1.25 "$module@$version"
+    local ld="-s -w"
+    if [ -n "$ldfn" ]; then
+      ld="$ld $("$ldfn")"
+    fi
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/$name" "$pkg"
+  )
+  mark "$name" "$version"
+}
