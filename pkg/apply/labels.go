@@ -2,6 +2,7 @@ package apply
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,13 @@ const (
 	// kustomize.toolkit.fluxcd.io/reconcile: disabled works too.
 	AnnotationReconcile = "deliver.dev/reconcile"
 	fluxReconcile       = "kustomize.toolkit.fluxcd.io/reconcile"
+	// AnnotationWave orders the objects that are not config (workloads,
+	// custom resources, everything of the workloads stage) in waves: an
+	// integer, default 0, lower waves first, each ready before the next
+	// starts. Argo CD's argocd.argoproj.io/sync-wave works too; config
+	// kinds (Namespaces, CRDs, ServiceAccounts, ConfigMaps, Secrets,
+	// Services...) are applied first whatever their wave.
+	AnnotationWave = "deliver.dev/wave"
 	// argoSyncOptions lists Argo CD's per-object sync options
 	// (Prune=false, Replace=true, ...), comma-separated.
 	argoSyncOptions = "argocd.argoproj.io/sync-options"
@@ -61,6 +69,24 @@ const (
 func pruneDisabled(ann map[string]string) bool {
 	return ann[AnnotationPrune] == "disabled" || ann[fluxPrune] == "disabled" || ann[helmResourcePolicy] == "keep" ||
 		reconcileDisabled(ann) || argoSyncOption(ann, "Prune=false")
+}
+
+// waveOf reads an object's sync wave: AnnotationWave, else Argo CD's.
+func waveOf(ann map[string]string) (int, error) {
+	key := AnnotationWave
+	v, ok := ann[key]
+	if !ok {
+		key = argoSyncWave
+		v = ann[key]
+	}
+	if strings.TrimSpace(v) == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is not an integer", key, v)
+	}
+	return n, nil
 }
 
 // reconcileDisabled reports whether annotations pause deliver for the

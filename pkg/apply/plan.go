@@ -77,6 +77,11 @@ type Change struct {
 	listed bool
 	// policy is the object's apply policy (AnnotationApplyPolicy).
 	policy ApplyPolicy
+	// wave is the object's sync wave (AnnotationWave, or Argo CD's
+	// sync-wave on an object that is no hook): the workloads stage
+	// applies lower waves first and waits until they are ready before
+	// the next. Default 0.
+	wave int
 }
 
 // Plan is the difference between the desired set and the cluster.
@@ -456,6 +461,9 @@ func (m *Manager) desiredWith(o *object.Object, opts PlanOptions, pendingCRDs ma
 		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
 	}
 	c.policy = policy
+	if c.wave, err = waveOf(u.GetAnnotations()); err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", object.IDOf(u), o.Origin, err)
+	}
 	if strategyOf(u, opts.Strategy) == Recreate && gvk.GroupKind().String() == "Deployment.apps" {
 		// Old and new Pods never run side by side in a recreate.
 		_ = unstructured.SetNestedMap(u.Object, map[string]any{"type": "Recreate"}, "spec", "strategy")

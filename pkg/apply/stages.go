@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -173,20 +174,116 @@ func stagePreApplyHooks(ctx context.Context, r *run) error {
 	return r.m.runHooks(ctx, r.p, PreApply, r.rep, r.hooksDone)
 }
 
-// stageWorkloads applies the workloads and everything else, then gives
-// the workloads a recreate scaled down their replicas back.
+// stageWorkloads applies the workloads and everything else, wave by wave
+// (see Change.wave), then gives the workloads a recreate scaled down
+// their replicas back. Between two waves it waits until the objects of
+// the first are ready, as Argo CD does between sync waves, whether or not
+// the app waits at the end.
 func stageWorkloads(ctx context.Context, r *run) error {
-	if err := r.applyStages(ctx, r.workloads); err != nil {
-		return err
+	waves := byWave(r.workloads)
+	for i, w := range waves {
+		if err := r.applyStages(ctx, w.stages); err != nil {
+			return err
+		}
+		if err := r.restoreScaled(ctx, w.ids()); err != nil {
+			return err
+		}
+		if i == len(waves)-1 {
+			break
+		}
+		if err := r.waitWave(ctx, w); err != nil {
+			// As a failed rollout: the app's rollback, if any, applies.
+			r.rolloutFailed = ctx.Err() == nil
+			return fmt.Errorf("sync wave %d: %w", w.wave, err)
+		}
 	}
+	// The new version is applied: what was scaled down and is no
+	// workload of it any more has nothing to get back.
+	r.scaled = nil
+	return nil
+}
+
+// wave is the objects of one sync wave, grouped by stage in apply order.
+type wave struct {
+	wave   int
+	stages [][]*Change
+}
+
+// ids returns the objects of the wave.
+func (w wave) ids() map[object.ID]bool {
+	out := map[object.ID]bool{}
+	for _, s := range w.stages {
+		for _, c := range s {
+			out[c.ID] = true
+		}
+	}
+	return out
+}
+
+// byWave splits stages by the objects' waves, lowest first; one wave when
+// no object names one.
+func byWave(stages [][]*Change) []wave {
+	var waves []wave
+	for _, s := range stages {
+		byW := map[int][]*Change{}
+		for _, c := range s {
+			byW[c.wave] = append(byW[c.wave], c)
+		}
+		for n, cs := range byW {
+			i := slices.IndexFunc(waves, func(w wave) bool { return w.wave == n })
+			if i < 0 {
+				waves = append(waves, wave{wave: n})
+				i = len(waves) - 1
+			}
+			waves[i].stages = append(waves[i].stages, cs)
+		}
+	}
+	slices.SortFunc(waves, func(a, b wave) int { return a.wave - b.wave })
+	if len(waves) == 0 {
+		waves = []wave{{}}
+	}
+	return waves
+}
+
+// waitWave waits until the objects of w are ready (those an apply policy
+// leaves alone excepted).
+func (r *run) waitWave(ctx context.Context, w wave) error {
+	var objs []*object.Object
+	floors := map[object.ID]string{}
+	r.mu.Lock()
+	for _, s := range w.stages {
+		for _, c := range s {
+			if c.Type == ChangeUnchanged && c.policy != ApplyAlways {
+				continue
+			}
+			objs = append(objs, &object.Object{Unstructured: c.Desired, Origin: c.Origin})
+			if e, ok := r.entries[c.ID]; ok && e.ResourceVersion != "" {
+				floors[c.ID] = e.ResourceVersion
+			}
+		}
+	}
+	r.mu.Unlock()
+	if len(objs) == 0 {
+		return nil
+	}
+	return r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false, func(object.ID, health.Verdict) {})
+}
+
+// restoreScaled gives the workloads among ids that a recreate scaled down
+// their replicas back, once the new version is applied.
+func (r *run) restoreScaled(ctx context.Context, ids map[object.ID]bool) error {
 	if len(r.scaled) == 0 {
 		return nil
 	}
-	// The new version is applied. Workloads whose desired object sets
-	// no replica count (or an autoscaler's: see leaveReplicas) get the
-	// old count back, and so do those stopped for a migration only,
-	// which the apply did not send.
+	// Workloads whose desired object sets no replica count (or an
+	// autoscaler's: see leaveReplicas) get the old count back, and so do
+	// those stopped for a migration only, which the apply did not send.
+	var left []Scaled
 	for _, s := range r.scaled {
+		if !ids[s.ID] {
+			left = append(left, s)
+			continue
+		}
 		c := r.byID[s.ID]
 		if c == nil || (!replicasLeft(c) && c.Type != ChangeUnchanged) {
 			continue
@@ -202,7 +299,7 @@ func stageWorkloads(ctx context.Context, r *run) error {
 			}
 		}
 	}
-	r.scaled = nil
+	r.scaled = left
 	return nil
 }
 
