@@ -58,6 +58,11 @@ func TestParseHook(t *testing.T) {
 			want: &Hook{Phases: []HookPhase{PreApply}, Weight: 3, DeletePolicies: []HookDeletePolicy{HookSucceeded}},
 		},
 		{
+			name: "argo PostSync, HookFailed",
+			ann:  map[string]string{argoHook: "PostSync", argoHookDeletePolicy: "HookFailed"},
+			want: &Hook{Phases: []HookPhase{PostApply}, DeletePolicies: []HookDeletePolicy{HookFailed}},
+		},
+		{
 			name: "argo SyncFail",
 			ann:  map[string]string{argoHook: "SyncFail"},
 			want: &Hook{Phases: []HookPhase{OnFailure}},

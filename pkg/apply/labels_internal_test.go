@@ -21,6 +21,8 @@ func TestAnnotationsOfOtherTools(t *testing.T) {
 		{ann: map[string]string{argoSyncOptions: "Replace=true"}, recreate: false},
 		{ann: map[string]string{argoSyncOptions: "Force=true,Replace=true"}, recreate: true},
 		{ann: map[string]string{fluxForce: "Enabled"}, recreate: true},
+		// Sync options deliver needs nothing for: they change nothing.
+		{ann: map[string]string{argoSyncOptions: "ServerSideApply=true,Replace=true,PruneLast=true,Validate=false,SkipDryRunOnMissingResource=true"}},
 		{ann: map[string]string{AnnotationRecreate: "true"}, recreate: true},
 		{ann: map[string]string{AnnotationApplyPolicy: "Merge"}, policy: ApplyAlways},
 		{ann: map[string]string{AnnotationApplyPolicy: "override"}, policy: ApplyAlways},
