@@ -104,21 +104,22 @@ type HelmOptions struct {
 	Set []string
 	// SetString are helm --set-string expressions, applied after Set.
 	SetString []string
-	// KubeVersion is .Capabilities.KubeVersion: the target cluster's
-	// version, or a flag offline. Default DefaultKubeVersion.
+	// KubeVersion is .Capabilities.KubeVersion offline (no Cluster), as
+	// `helm template --kube-version`. Default DefaultKubeVersion.
 	KubeVersion string
 	// APIVersions, when not nil, is the complete .Capabilities.APIVersions
-	// (group/version and group/version/Kind entries), as discovered from
-	// the target cluster. Nil means helm's default set: the API versions
-	// built into deliver's Kubernetes client.
+	// offline (group/version and group/version/Kind entries). Nil means
+	// helm's default set: the API versions built into deliver's
+	// Kubernetes client.
 	APIVersions []string
-	// ExtraAPIVersions are added to the API versions, like
+	// ExtraAPIVersions are added to the API versions offline, like
 	// `helm template --api-versions`.
 	ExtraAPIVersions []string
 	// Cluster, when set, is the target cluster: the chart's .Capabilities
 	// are its version and API versions as `helm install` and `helm
-	// upgrade` read them, in place of KubeVersion and APIVersions (with
-	// ExtraAPIVersions added). Nil: offline, as `helm template`.
+	// upgrade` read them, and KubeVersion, APIVersions and
+	// ExtraAPIVersions are not used (helm install ignores
+	// --api-versions). Nil: offline, as `helm template`.
 	Cluster *Cluster
 	// IncludeCRDs renders the CRDs of the chart's crds/ folders (and its
 	// subcharts') first, like `helm template --include-crds`. Without it they
