@@ -29,6 +29,12 @@ type clusterCaps struct {
 	once sync.Once
 	caps *apply.Capabilities
 	err  error
+
+	// helmOnce makes cluster, what every Helm app of the run renders
+	// for, once.
+	helmOnce sync.Once
+	cluster  *render.Cluster
+	helmErr  error
 }
 
 // newClusterCaps returns the capabilities of sess; nil when there is no
@@ -55,11 +61,13 @@ func (c *clusterCaps) helm(ctx context.Context) (*render.Cluster, error) {
 	if c == nil {
 		return nil, nil
 	}
-	caps, err := c.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &render.Cluster{Version: caps.Version, Groups: caps.Groups, Resources: caps.Resources}, nil
+	c.helmOnce.Do(func() {
+		var caps *apply.Capabilities
+		if caps, c.helmErr = c.get(ctx); c.helmErr == nil {
+			c.cluster, c.helmErr = render.NewCluster(caps.Version, caps.Groups, caps.Resources)
+		}
+	})
+	return c.cluster, c.helmErr
 }
 
 // part returns what app a's inputs hold of one part of the cluster

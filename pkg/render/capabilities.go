@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
@@ -18,39 +17,44 @@ import (
 )
 
 // Cluster is the target cluster as `helm install` reads it for a chart's
-// .Capabilities: the API server's version and its discovery.
+// .Capabilities, made once (NewCluster) for every chart rendered for it.
 type Cluster struct {
-	// Version is the API server's /version.
-	Version version.Info
-	// Groups and Resources are discovery's answer
-	// (discovery.ServerGroupsAndResources).
-	Groups    []*metav1.APIGroup
-	Resources []*metav1.APIResourceList
+	kube        chartutil.KubeVersion
+	apiVersions []string // sorted
+}
+
+// NewCluster returns the cluster of the API server's version and its
+// discovery's answer (discovery.ServerGroupsAndResources), as Helm's
+// install builds .Capabilities from them
+// (action.Configuration.getCapabilities).
+func NewCluster(v version.Info, groups []*metav1.APIGroup, resources []*metav1.APIResourceList) (*Cluster, error) {
+	set, err := action.GetVersionSet(servedDiscovery{groups: groups, resources: resources})
+	if err != nil {
+		return nil, fmt.Errorf("helm: api versions: %w", err)
+	}
+	return &Cluster{
+		// Helm takes the server's strings as they are: a Minor of "28+"
+		// (EKS, GKE) or a GitVersion of "v1.28.3-gke.1286000" reach
+		// the chart unchanged.
+		kube: chartutil.KubeVersion{Version: v.GitVersion, Major: v.Major, Minor: v.Minor},
+		// Helm's set comes out of a map, in random order; sorted, a
+		// chart that prints it renders the same every time.
+		apiVersions: slices.Sorted(slices.Values(set)),
+	}, nil
 }
 
 // helmCapabilities builds a chart's .Capabilities from the options: the
 // cluster's when opts.Cluster is set, as Helm's install builds them
 // (action.Configuration.getCapabilities), else the offline ones of `helm
 // template` with opts.KubeVersion and opts.APIVersions.
-func helmCapabilities(ch *chart.Chart, opts HelmOptions) (*chartutil.Capabilities, error) {
+func helmCapabilities(crds []helmDoc, opts HelmOptions) (*chartutil.Capabilities, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
 	if c := opts.Cluster; c != nil {
-		// Helm takes the server's strings as they are: a Minor of "28+"
-		// (EKS, GKE) or a GitVersion of "v1.28.3-gke.1286000" reach
-		// the chart unchanged.
-		caps.KubeVersion = chartutil.KubeVersion{Version: c.Version.GitVersion, Major: c.Version.Major, Minor: c.Version.Minor}
-		set, err := action.GetVersionSet(servedDiscovery{groups: c.Groups, resources: c.Resources})
-		if err != nil {
-			return nil, fmt.Errorf("helm: api versions: %w", err)
-		}
-		// Helm's set comes out of a map, in random order; sorted, a
-		// chart that prints it renders the same every time.
-		caps.APIVersions = slices.Sorted(slices.Values(set))
-		if opts.IncludeCRDs {
-			// helm install creates the chart's crds/ before it reads the
-			// cluster, so their kinds are in the set the templates see.
-			caps.APIVersions = append(caps.APIVersions, crdAPIVersions(ch)...)
-		}
+		caps.KubeVersion = c.kube
+		// helm install creates the chart's crds/ (crds: with
+		// IncludeCRDs) before it reads the cluster, so their kinds are
+		// in the set the templates see.
+		caps.APIVersions = append(slices.Clone(c.apiVersions), crdAPIVersions(crds)...)
 	} else {
 		kv, err := chartutil.ParseKubeVersion(cmp.Or(opts.KubeVersion, DefaultKubeVersion))
 		if err != nil {
@@ -96,19 +100,15 @@ func (d servedDiscovery) ServerGroupsAndResources() ([]*metav1.APIGroup, []*meta
 }
 
 // crdAPIVersions returns what discovery serves for the CRDs of the chart's
-// crds/ folders (and its subcharts') once created: group/version and
-// group/version/Kind for each served version, and the Scale kind of a
-// scale subresource, as discovery lists it. A document that is not an
-// apiextensions.k8s.io/v1 CRD adds nothing (helm install would fail on it
-// or create something else).
-func crdAPIVersions(ch *chart.Chart) []string {
+// crds/ folders (and its subcharts': crds, as parsed) once created:
+// group/version and group/version/Kind for each served version, and the
+// Scale kind of a scale subresource, as discovery lists it. A document
+// that is not an apiextensions.k8s.io/v1 CRD adds nothing (helm install
+// would fail on it or create something else).
+func crdAPIVersions(crds []helmDoc) []string {
 	var out []string
-	for _, crd := range ch.CRDObjects() {
-		docs, err := splitParse(crd.File.Data)
-		if err != nil {
-			continue // the render reports it
-		}
-		for _, d := range docs {
+	for _, crd := range crds {
+		for _, d := range crd.parsed {
 			if d["apiVersion"] != "apiextensions.k8s.io/v1" || d["kind"] != "CustomResourceDefinition" {
 				continue
 			}

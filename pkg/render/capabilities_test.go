@@ -143,7 +143,10 @@ func TestHelmClusterCapabilitiesAsHelm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cluster := &Cluster{Version: v, Groups: groups, Resources: res}
+			cluster, err := NewCluster(v, groups, res)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, tt := range []struct {
 				chart string
 				reads []string

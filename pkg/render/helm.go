@@ -260,14 +260,21 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps, err := helmCapabilities(ch, opts)
+	var crds []helmDoc
+	if opts.IncludeCRDs {
+		// Parsed once: for the capabilities and as the first documents.
+		if crds, err = chartCRDs(ch); err != nil {
+			return nil, fmt.Errorf("helm: render chart %s: %w", opts.Chart, err)
+		}
+	}
+	caps, err := helmCapabilities(crds, opts)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("helm: %w", err)
 	}
-	docs, err := runHelm(ctx, ch, vals, caps, opts)
+	docs, err := runHelm(ctx, ch, vals, caps, crds, opts)
 	if err != nil {
 		return nil, fmt.Errorf("helm: render chart %s: %w", opts.Chart, err)
 	}
@@ -286,7 +293,7 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 // and deliver parses each one anyway: it parses once, on every core, and
 // sorts and tells hooks apart from what it parsed, as SortManifests does.
 // The tests compare the result with the helm CLI's, byte for byte.
-func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *chartutil.Capabilities, opts HelmOptions) (docs []helmDoc, err error) {
+func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *chartutil.Capabilities, crds []helmDoc, opts HelmOptions) (docs []helmDoc, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			docs, err = nil, fmt.Errorf("panic: %v", r)
@@ -330,18 +337,23 @@ func runHelm(ctx context.Context, ch *chart.Chart, vals map[string]any, caps *ch
 	if err != nil {
 		return nil, err
 	}
-	if opts.IncludeCRDs {
-		var crds []helmDoc
-		for _, crd := range ch.CRDObjects() {
-			d := helmDoc{source: crd.Filename, content: string(crd.File.Data)}
-			if d.parsed, err = splitParse(crd.File.Data); err != nil {
-				return nil, fmt.Errorf("YAML parse error on %s: %w", crd.Filename, err)
-			}
-			crds = append(crds, d)
+	return slices.Concat(crds, manifests, hooks), nil
+}
+
+// chartCRDs parses the CRDs of the chart's crds/ folders (and its
+// subcharts'), each file whole, as `helm template --include-crds` prints
+// them.
+func chartCRDs(ch *chart.Chart) ([]helmDoc, error) {
+	var crds []helmDoc
+	for _, crd := range ch.CRDObjects() {
+		d := helmDoc{source: crd.Filename, content: string(crd.File.Data)}
+		var err error
+		if d.parsed, err = splitParse(crd.File.Data); err != nil {
+			return nil, fmt.Errorf("YAML parse error on %s: %w", crd.Filename, err)
 		}
-		manifests = append(crds, manifests...)
+		crds = append(crds, d)
 	}
-	return append(manifests, hooks...), nil
+	return crds, nil
 }
 
 // sortRendered parses the rendered documents (once each, on every core)
