@@ -271,9 +271,13 @@ func splitStages(stages [][]*Change) (config, rest [][]*Change) {
 // desiredObjects returns the objects the plan applies, for Wait: not
 // those an apply policy leaves alone, which may be someone else's to make
 // ready, or not exist (Ignore).
-func (p *Plan) desiredObjects() []*object.Object {
+func (p *Plan) desiredObjects() []*object.Object { return waitable(p.Changes) }
+
+// waitable returns the objects of cs a wait waits for: not deletes, not
+// those an apply policy leaves alone.
+func waitable(cs []*Change) []*object.Object {
 	var out []*object.Object
-	for _, c := range p.Changes {
+	for _, c := range cs {
 		if c.Type != ChangeDelete && !(c.Type == ChangeUnchanged && c.policy != ApplyAlways) {
 			out = append(out, &object.Object{Unstructured: c.Desired, Origin: c.Origin})
 		}

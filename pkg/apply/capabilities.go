@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/restmapper"
 )
 
@@ -50,26 +51,13 @@ func (s *Session) Capabilities(ctx context.Context) (*Capabilities, error) {
 // capabilities returns the snapshot's capabilities, asking disc for the
 // server's version the first time; a failed ask is tried again by the
 // next call.
-func (s *mapperSnapshot) capabilities(ctx context.Context, disc any) (*Capabilities, error) {
+func (s *mapperSnapshot) capabilities(ctx context.Context, disc discovery.DiscoveryInterface) (*Capabilities, error) {
 	s.capsMu.Lock()
 	defer s.capsMu.Unlock()
 	if s.caps != nil {
 		return s.caps, nil
 	}
-	var (
-		v   *version.Info
-		err error
-	)
-	switch d := disc.(type) {
-	case interface {
-		ServerVersionWithContext(context.Context) (*version.Info, error)
-	}:
-		v, err = d.ServerVersionWithContext(ctx)
-	case interface{ ServerVersion() (*version.Info, error) }:
-		v, err = d.ServerVersion()
-	default:
-		err = fmt.Errorf("no server version in %T", disc)
-	}
+	v, err := discovery.ToServerVersionInterfaceWithContext(disc).ServerVersionWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("server version: %w", err)
 	}

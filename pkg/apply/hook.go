@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -224,11 +223,9 @@ func ParseHook(o *object.Object) (h *Hook, ok bool, err error) {
 		return nil, false, nil
 	}
 	if w := ann[weightKey]; w != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(w))
-		if err != nil {
-			return fail("%s: %q is not an integer", weightKey, w)
+		if h.Weight, err = annotationInt(weightKey, w); err != nil {
+			return fail("%v", err)
 		}
-		h.Weight = n
 	}
 	for _, v := range splitList(ann[policyKey]) {
 		switch v {

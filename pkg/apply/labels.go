@@ -82,6 +82,12 @@ func waveOf(ann map[string]string) (int, error) {
 	if strings.TrimSpace(v) == "" {
 		return 0, nil
 	}
+	return annotationInt(key, v)
+}
+
+// annotationInt reads the integer value v of annotation key (a wave, a
+// hook's weight), spaces around it allowed.
+func annotationInt(key, v string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
 		return 0, fmt.Errorf("%s: %q is not an integer", key, v)

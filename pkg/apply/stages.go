@@ -191,7 +191,7 @@ func stageWorkloads(ctx context.Context, r *run) error {
 		if i == len(waves)-1 {
 			break
 		}
-		if err := r.waitWave(ctx, w); err != nil {
+		if err := r.waitReady(ctx, waitable(slices.Concat(w.stages...)), nil); err != nil {
 			// As a failed rollout: the app's rollback, if any, applies.
 			r.rolloutFailed = ctx.Err() == nil
 			return fmt.Errorf("sync wave %d: %w", w.wave, err)
@@ -245,28 +245,30 @@ func byWave(stages [][]*Change) []wave {
 	return waves
 }
 
-// waitWave waits until the objects of w are ready (those an apply policy
-// leaves alone excepted).
-func (r *run) waitWave(ctx context.Context, w wave) error {
-	var objs []*object.Object
-	floors := map[object.ID]string{}
+// waitReady waits until objs are ready (kstatus, or the app's health
+// checks), reporting each verdict to onVerdict. Objects the run saw
+// settled, of kinds no health check judges, are not waited for. The
+// resourceVersions the run recorded (the applies' answers, the plan's
+// lists for objects left alone) tell the wait which cached versions are
+// older than the run's writes, so it needs no list of its own.
+func (r *run) waitReady(ctx context.Context, objs []*object.Object, onVerdict func(object.ID, health.Verdict)) error {
+	floors := make(map[object.ID]string, len(objs))
+	watched := make([]*object.Object, 0, len(objs))
 	r.mu.Lock()
-	for _, s := range w.stages {
-		for _, c := range s {
-			if c.Type == ChangeUnchanged && c.policy != ApplyAlways {
-				continue
-			}
-			objs = append(objs, &object.Object{Unstructured: c.Desired, Origin: c.Origin})
-			if e, ok := r.entries[c.ID]; ok && e.ResourceVersion != "" {
-				floors[c.ID] = e.ResourceVersion
-			}
+	for _, o := range objs {
+		if _, ruled := r.m.opts.Health.Check(o.GroupVersionKind()); r.settled[o.ID()] && !ruled {
+			continue
+		}
+		watched = append(watched, o)
+		if e, ok := r.entries[o.ID()]; ok && e.ResourceVersion != "" {
+			floors[o.ID()] = e.ResourceVersion
 		}
 	}
 	r.mu.Unlock()
-	if len(objs) == 0 {
+	if len(watched) == 0 {
 		return nil
 	}
-	return r.m.waitFor(ctx, objs, floors, r.m.opts.Timeout, false, func(object.ID, health.Verdict) {})
+	return r.m.waitFor(ctx, watched, floors, r.m.opts.Timeout, false, onVerdict)
 }
 
 // restoreScaled gives the workloads among ids that a recreate scaled down
@@ -313,31 +315,12 @@ func (r *run) waitSize() int {
 	return len(r.p.desiredObjects())
 }
 
-// stageWait waits until the objects applied are ready (kstatus, or the
-// app's health checks), and reports the health checks' verdicts. The
-// resourceVersions the run recorded (the applies' answers, the plan's
-// lists for objects left alone) tell the wait which cached versions are
-// older than the run's writes, so it needs no list of its own.
+// stageWait waits until the objects applied are ready (waitReady), and
+// reports the health checks' verdicts.
 func stageWait(ctx context.Context, r *run) error {
 	objs := r.p.desiredObjects()
-	floors := make(map[object.ID]string, len(objs))
-	watched := make([]*object.Object, 0, len(objs))
-	r.mu.Lock()
-	for _, o := range objs {
-		if _, ruled := r.m.opts.Health.Check(o.GroupVersionKind()); r.settled[o.ID()] && !ruled {
-			continue
-		}
-		watched = append(watched, o)
-		if e, ok := r.entries[o.ID()]; ok && e.ResourceVersion != "" {
-			floors[o.ID()] = e.ResourceVersion
-		}
-	}
-	r.mu.Unlock()
 	verdicts := map[object.ID]health.Verdict{}
-	var err error
-	if len(watched) > 0 {
-		err = r.m.waitFor(ctx, watched, floors, r.m.opts.Timeout, false, func(id object.ID, v health.Verdict) { verdicts[id] = v })
-	}
+	err := r.waitReady(ctx, objs, func(id object.ID, v health.Verdict) { verdicts[id] = v })
 	for _, o := range objs {
 		if v, ok := verdicts[o.ID()]; ok {
 			r.rep.Health = append(r.rep.Health, HealthResult{ID: o.ID(), Status: v.Status, Field: v.Field, Expr: v.Expr, Message: r.m.opts.Redact(v.Message)})
