@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -59,11 +60,16 @@ spec:
 // reconciler and its inventory namespace.
 func startWeb(t *testing.T, ns, app string, cm map[string]string, deployment string) (*reconcile.Reconciler, string) {
 	t.Helper()
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml":        deliverYAML(ns, app),
-		"web/cm.yaml":         configMap("web", cm),
-		"web/deployment.yaml": deployment,
-	})
+	return startWebFiles(t, ns, app, map[string]string{"web/cm.yaml": configMap("web", cm), "web/deployment.yaml": deployment})
+}
+
+// startWebFiles is startWeb with the app's files given whole (besides
+// deliver.yaml).
+func startWebFiles(t *testing.T, ns, app string, files map[string]string) (*reconcile.Reconciler, string) {
+	t.Helper()
+	files = maps.Clone(files)
+	files["deliver.yaml"] = deliverYAML(ns, app)
+	repo := newGitRepo(t, files)
 	opts := options(t, repo, env.Config)
 	r, _ := start(t, opts)
 	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(r, "web").Revision == repo.Head() })

@@ -20,16 +20,11 @@ import (
 func TestApplyPolicyIsNoDrift(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	repo := newGitRepo(t, map[string]string{
-		"deliver.yaml":        deliverYAML(ns, "- {name: web, namespace: $NS, wait: false, manifests: {path: web}}"),
+	r, inv := startWebFiles(t, ns, "- {name: web, namespace: $NS, wait: false, manifests: {path: web}}", map[string]string{
 		"web/cm.yaml":         configMap("web", map[string]string{"color": "blue"}),
 		"web/seed.yaml":       "apiVersion: v1\nkind: Secret\nmetadata:\n  name: seed\n  annotations: {kustomize.toolkit.fluxcd.io/ssa: IfNotPresent}\nstringData: {token: placeholder}\n",
 		"web/deployment.yaml": webDeployment("  replicas: 1\n"),
 	})
-	opts := options(t, repo, env.Config)
-	r, _ := start(t, opts)
-	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(r, "web").Revision == repo.Head() })
-	inv := opts.Pipeline.Apply.InventoryNamespace
 
 	cs := env.Client()
 	if _, err := cs.CoreV1().Secrets(ns).Patch(ctx, "seed", types.MergePatchType, []byte(`{"stringData":{"token":"issued"}}`), metav1.PatchOptions{FieldManager: "cert-manager"}); err != nil {
