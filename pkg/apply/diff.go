@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -204,7 +205,7 @@ func (p *Plan) Diffs() ([]ObjectDiff, error) {
 // maskedDiff is the change's unified diff with Secret values masked and
 // every line through the manager's Redact: what every format prints.
 func (p *Plan) maskedDiff(c *Change, context int) (string, error) {
-	text, err := c.unifiedDiff(context)
+	text, err := c.unifiedDiff(context, p.redact)
 	if err != nil {
 		return "", fmt.Errorf("%s: diff: %w", c.ID, err)
 	}
@@ -214,8 +215,10 @@ func (p *Plan) maskedDiff(c *Change, context int) (string, error) {
 	return p.redact(text), nil
 }
 
-// unifiedDiff renders the masked before and after of the change.
-func (c *Change) unifiedDiff(context int) (string, error) {
+// unifiedDiff renders the masked before and after of the change; with
+// redact, also the fields of any kind whose value in git holds a secret
+// (see maskSecretFields).
+func (c *Change) unifiedDiff(context int, redact func(string) string) (string, error) {
 	var before, after *unstructured.Unstructured
 	switch c.Type {
 	case ChangeCreate:
@@ -229,6 +232,7 @@ func (c *Change) unifiedDiff(context int) (string, error) {
 		}
 	}
 	before, after = maskSecrets(before, after)
+	before, after = maskSecretFields(before, after, redact)
 	a, err := toYAML(before)
 	if err != nil {
 		return "", err
@@ -311,6 +315,84 @@ func maskSecrets(before, after *unstructured.Unstructured) (*unstructured.Unstru
 		return u
 	}
 	return masked(before, bv, av, maskBefore), masked(after, av, bv, maskAfter)
+}
+
+// maskSecretFields returns copies of the two versions of an object of any
+// kind where the fields whose value in git (after) holds a secret value
+// (redact changes it) and differs from the live one are masked in both,
+// telling only that the field changed. The text redaction masks the new
+// value anyway; the live value of such a field is the previous secret
+// (rotated in Vault, in a SOPS file or in a Secret a lookup or a
+// post-build substitution read), which the redactor of this run does not
+// know. A secret in a field that left git cannot be told, and is not
+// masked.
+func maskSecretFields(before, after *unstructured.Unstructured, redact func(string) string) (*unstructured.Unstructured, *unstructured.Unstructured) {
+	if before == nil || after == nil || redact == nil {
+		return before, after // a create or a delete: no value replaced
+	}
+	before, after = before.DeepCopy(), after.DeepCopy()
+	maskFields(before.Object, after.Object, redact)
+	return before, after
+}
+
+// maskFields masks, in place, the string leaves of after that redact
+// changes and that differ from the value at the same place in before,
+// in both.
+func maskFields(before, after any, redact func(string) string) {
+	for _, sl := range slots(before, after) {
+		s, ok := sl.after.(string)
+		switch {
+		case !ok:
+			maskFields(sl.before, sl.after, redact)
+		case sl.inBefore && redact(s) != s && !reflect.DeepEqual(sl.after, sl.before):
+			sl.set(maskAfter, maskBefore)
+		}
+		// Otherwise the text redaction masks a secret in after, and an
+		// equal value in before alike.
+	}
+}
+
+// slot is a field or item of a map or list of after, with the value at
+// the same place in before.
+type slot struct {
+	after, before any
+	inBefore      bool
+	// set replaces the value in after, and the one in before if any.
+	set func(after, before any)
+}
+
+// slots lists the children of after (a map or a list; none otherwise).
+func slots(before, after any) []slot {
+	var out []slot
+	switch a := after.(type) {
+	case map[string]any:
+		b, _ := before.(map[string]any)
+		for k, av := range a {
+			bv, in := b[k]
+			out = append(out, slot{av, bv, in, func(x, y any) {
+				a[k] = x
+				if in {
+					b[k] = y
+				}
+			}})
+		}
+	case []any:
+		b, _ := before.([]any)
+		for i, av := range a {
+			in := i < len(b)
+			var bv any
+			if in {
+				bv = b[i]
+			}
+			out = append(out, slot{av, bv, in, func(x, y any) {
+				a[i] = x
+				if in {
+					b[i] = y
+				}
+			}})
+		}
+	}
+	return out
 }
 
 // jsonChange is the machine form of a change.
