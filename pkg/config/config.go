@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -152,6 +153,10 @@ type App struct {
 	// defaults' rule for the same apiVersion and kind. After
 	// ForEnvironment they are the merged list.
 	HealthChecks []health.Check `yaml:"healthChecks,omitempty" json:"healthChecks,omitempty"`
+
+	// PostBuild substitutes ${var} in the objects of a kustomize or
+	// manifests app, as Flux's spec.postBuild (docs/postbuild.md).
+	PostBuild *PostBuild `yaml:"postBuild,omitempty" json:"postBuild,omitempty"`
 }
 
 // Helm renders a chart.
@@ -250,6 +255,10 @@ type Override struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Substitute are post-build variables merged over the app's
+	// postBuild.substitute in this environment (a cluster's name, its
+	// region): the app's own file stays the same for every cluster.
+	Substitute map[string]string `yaml:"substitute,omitempty" json:"substitute,omitempty"`
 
 	// Per-app identity (see docs/identity.md).
 	// ServiceAccountName replaces the app's ServiceAccount in this
@@ -360,6 +369,7 @@ func (c *Config) Validate() error {
 		if a.Helm != nil {
 			errs = append(errs, validatePostRenderers(where, a.Helm.PostRenderers)...)
 		}
+		errs = append(errs, validatePostBuild(where, a)...)
 		if a.Kustomize != nil && a.Kustomize.Path == "" {
 			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))
 		}
@@ -403,6 +413,10 @@ func (c *Config) Validate() error {
 			}
 			if err := checkServiceAccount("environments."+name+".apps."+app, o.ServiceAccountName); err != nil {
 				errs = append(errs, err)
+			}
+			errs = append(errs, checkVarNames("environments."+name+".apps."+app+".substitute", o.Substitute)...)
+			if i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == app }); i >= 0 && c.Apps[i].Helm != nil && len(o.Substitute) > 0 {
+				errs = append(errs, fmt.Errorf("environments.%s.apps.%s.substitute: post-build variables apply to kustomize and manifests apps; a Helm chart takes values", name, app))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -138,6 +139,18 @@ func applyOverride(a App, o Override) App {
 			m.Path = o.Path
 			a.Manifests = &m
 		}
+	}
+	if len(o.Substitute) > 0 {
+		pb := PostBuild{}
+		if a.PostBuild != nil {
+			pb = *a.PostBuild
+		}
+		pb.Substitute = maps.Clone(pb.Substitute)
+		if pb.Substitute == nil {
+			pb.Substitute = map[string]string{}
+		}
+		maps.Copy(pb.Substitute, o.Substitute)
+		a.PostBuild = &pb
 	}
 	if a.Helm != nil {
 		h := *a.Helm

@@ -103,6 +103,9 @@ func TestAppDigest(t *testing.T) {
 			a.HealthChecks = []health.Check{{APIVersion: "example.com/v1", Kind: "Widget", Current: "self.status.ready == true"}}
 		}), Options{}, false},
 		{"kube version", base, app, Options{KubeVersion: "v1.30.0"}, false},
+		{"post-build variable", base, withApp(func(a *config.ResolvedApp) {
+			a.PostBuild = &config.PostBuild{Substitute: map[string]string{"cluster_name": "prod"}}
+		}), Options{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

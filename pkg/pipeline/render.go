@@ -321,24 +321,23 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 	case a.Manifests != nil:
 		ro.Sources = []render.Source{{Plain: &render.PlainOptions{Path: a.Manifests.Path}}}
 	}
-	set, err := r.Render(ctx, ro)
+	// Secret manifests encrypted in place with SOPS are decrypted before
+	// the post-build substitution, as Flux does.
+	ro.DecryptObject = func(ctx context.Context, o *object.Object) (*unstructured.Unstructured, error) {
+		objs, err := decryptInPlace(ctx, sec, root, o, a.Manifests != nil)
+		if err != nil || len(objs) != 1 {
+			return o.Unstructured, err
+		}
+		return objs[0], nil
+	}
+	pb, err := postBuild(ctx, a, lookup, sec, reads)
 	if err != nil {
 		return nil, err
 	}
-	// Secret manifests encrypted in place with SOPS.
-	for _, list := range []*[]*object.Object{&set.Objects, &set.Hooks} {
-		for i, o := range *list {
-			if _, ok := o.Object["sops"]; !ok {
-				continue
-			}
-			objs, err := decryptInPlace(ctx, sec, root, o, a.Manifests != nil)
-			if err != nil {
-				return nil, err
-			}
-			if len(objs) == 1 {
-				(*list)[i] = &object.Object{Unstructured: objs[0], Origin: o.Origin}
-			}
-		}
+	ro.PostBuild = pb
+	set, err := r.Render(ctx, ro)
+	if err != nil {
+		return nil, err
 	}
 	var all []*unstructured.Unstructured
 	for _, o := range append(append([]*object.Object(nil), set.Objects...), set.Hooks...) {

@@ -59,6 +59,14 @@ type Options struct {
 	// Reads, when set, records every path the sources read from Root
 	// (see Reads); copied into every source that has none.
 	Reads *Reads
+	// DecryptObject, when set, decrypts an object the sources produced
+	// encrypted in place with SOPS (a top-level sops key): it returns
+	// the object in clear, which replaces it. Without it such objects are
+	// left as they are (secrets.CheckDecrypted refuses them later).
+	DecryptObject func(ctx context.Context, o *object.Object) (*unstructured.Unstructured, error)
+	// PostBuild, when set, substitutes variables in the objects after
+	// they are decrypted, as Flux does after its build and decryption.
+	PostBuild *PostBuild
 }
 
 // Renderer renders apps. The zero value is ready to use and must not be
@@ -119,6 +127,14 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 		out.Objects = append(out.Objects, set.Objects...)
 		out.Hooks = append(out.Hooks, set.Hooks...)
 	}
+	if err := decryptObjects(ctx, out, opts.DecryptObject); err != nil {
+		return nil, err
+	}
+	if opts.PostBuild != nil {
+		if err := opts.PostBuild.substitute(out); err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
+	}
 	if err := Validate(out, opts.Namespace, opts.AllowedNamespaces); err != nil {
 		return nil, err
 	}
@@ -144,6 +160,27 @@ func Validate(set *object.Set, namespace string, allowed []string) error {
 				return fmt.Errorf("%s: %s: duplicate object, first defined in %s", originString(o.Origin), object.HookID(o.Unstructured), originString(prev))
 			}
 			seen[id] = o.Origin
+		}
+	}
+	return nil
+}
+
+// decryptObjects replaces the objects of set that are encrypted in place
+// with SOPS by what decrypt returns; with a nil decrypt it does nothing.
+func decryptObjects(ctx context.Context, set *object.Set, decrypt func(context.Context, *object.Object) (*unstructured.Unstructured, error)) error {
+	if decrypt == nil {
+		return nil
+	}
+	for _, list := range [][]*object.Object{set.Objects, set.Hooks} {
+		for i, o := range list {
+			if _, ok := o.Object["sops"]; !ok {
+				continue
+			}
+			u, err := decrypt(ctx, o)
+			if err != nil {
+				return err
+			}
+			list[i] = &object.Object{Unstructured: u, Origin: o.Origin}
 		}
 	}
 	return nil

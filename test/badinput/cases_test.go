@@ -29,6 +29,8 @@ const (
 	sopsApp      = "- {name: app, namespace: $NS, helm: {chart: charts/app, secretValuesFiles: [secrets/app.enc.yaml]}}"
 	vaultApp     = `- {name: app, namespace: $NS, helm: {chart: charts/app, values: {password: "ref+vault://secret/data/badinput/app#/password"}}}`
 	kustomizeApp = "- {name: app, namespace: $NS, kustomize: {path: k}}"
+	// postBuildApp is the overlay under k/ with a post-build variable.
+	postBuildApp = "- {name: app, namespace: $NS, kustomize: {path: k}, postBuild: {substitute: {region: eu}}}"
 )
 
 // cm is a ConfigMap manifest.
@@ -402,6 +404,34 @@ func cases() []badCase {
 			name:  "kustomize remote base",
 			files: map[string]string{"deliver.yaml": config(kustomizeApp), "k/kustomization.yaml": "resources: [cm.yaml, \"https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0\"]\n", "k/cm.yaml": cm("a")},
 			want:  []string{"k/kustomization.yaml", "https://github.com/kubernetes-sigs/kustomize"},
+		},
+
+		// ---- post-build variables (docs/postbuild.md) ----
+		{
+			name:  "post-build variable not set",
+			files: map[string]string{"deliver.yaml": config(postBuildApp), "k/kustomization.yaml": "resources: [cm.yaml]\n", "k/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: \"${region}-${zone}\"}\n"},
+			want:  []string{"k#0", "ConfigMap/a", `variable not set (strict mode): "zone"`},
+		},
+		{
+			name:  "post-build expression not closed",
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, manifests: {path: m}, postBuild: {substitute: {region: eu}}}"), "m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: \"${region\"}\n"},
+			want:  []string{"m/cm.yaml#0", "ConfigMap/a", "missing closing brace"},
+		},
+		{
+			name:  "post-build variable name",
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, manifests: {path: m}, postBuild: {substitute: {my-region: eu}}}"), "m/cm.yaml": cm("a")},
+			want:  []string{"deliver.yaml", `variable name "my-region" is invalid`},
+		},
+		{
+			name:  "post-build value breaks the YAML",
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, manifests: {path: m}, postBuild: {substitute: {region: \"a: b\"}}}"), "m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  k: ${region}\n"},
+			want:  []string{"m/cm.yaml#0", "ConfigMap/a", "not valid YAML"},
+		},
+		{
+			name:  "post-build reference missing",
+			cmd:   "diff",
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, manifests: {path: m}, postBuild: {substituteFrom: [{kind: ConfigMap, name: absent}]}}"), "m/cm.yaml": cm("a")},
+			want:  []string{"apps.app.postBuild.substituteFrom[0]", "ConfigMap/$NS/absent", "not found"},
 		},
 
 		// ---- SOPS ----

@@ -20,6 +20,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deliverhq/deliver/internal/gitserver"
 	"github.com/deliverhq/deliver/internal/sopstest"
@@ -44,7 +45,8 @@ type canaries struct {
 	webhookWrong  canary // a wrong GitLab webhook token an attacker sends
 	vaultToken    canary // Vault's root token
 	ageKey        canary // the age identity that decrypts the SOPS files
-	helmLookup    canary // a live Secret's value a chart's lookup reads and copies into a ConfigMap
+	helmLookup    canary // a live Secret's value a chart's lookup reads and copies into a ConfigMap (and a post-build substitution into another)
+	lookupRotated canary // that Secret's value after a rotation
 }
 
 func newCanaries() *canaries {
@@ -63,23 +65,29 @@ func newCanaries() *canaries {
 		webhookSecret: newCanary("webhook-secret"),
 		webhookWrong:  newCanary("webhook-wrong-token"),
 		helmLookup:    newCanary(helmLookupCanary),
+		lookupRotated: newCanary(lookupRotatedCanary),
 	}
 }
 
 func (c *canaries) all() []canary {
 	return []canary{c.sopsManifest, c.sopsValues, c.vaultValues, c.vaultRotated, c.vaultManifest, c.sopsEnv,
-		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey, c.helmLookup}
+		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey, c.helmLookup, c.lookupRotated}
 }
 
 // The helmLookup canary's way in: a Secret of the apps' namespace that
 // deliver does not deliver (the test creates it, as another tool or a
 // person would), which app web's chart reads with lookup and copies into
-// its ConfigMap web-upstream. The cluster holds the value there, where
-// the user put it; everything else may show it masked only.
+// its ConfigMap web-upstream, and app worker's post-build substitution
+// (substituteFrom) into its ConfigMap worker-upstream. The cluster holds
+// the value there, where the user put it; everything else may show it
+// masked only, also after the Secret is rotated (lookupRotated), when the
+// live ConfigMaps hold a value this run's redactor never saw.
 const (
-	helmLookupCanary = "helm-lookup"
-	lookupSecret     = "upstream-token"
-	lookupConfigMap  = "web-upstream"
+	helmLookupCanary    = "helm-lookup"
+	lookupRotatedCanary = "helm-lookup-rotated"
+	lookupSecret        = "upstream-token"
+	lookupConfigMap     = "web-upstream"
+	postBuildConfigMap  = "worker-upstream"
 )
 
 // createLookupSecret creates, in ns, the Secret app web's chart looks up.
@@ -87,6 +95,16 @@ func createLookupSecret(t *testing.T, ns string, c *canaries) {
 	t.Helper()
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: lookupSecret, Namespace: ns}, Data: map[string][]byte{"token": []byte(c.helmLookup.Value)}}
 	if _, err := env.Client().CoreV1().Secrets(ns).Create(context.Background(), sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rotateLookupSecret gives the Secret createLookupSecret made the
+// lookupRotated canary.
+func rotateLookupSecret(t *testing.T, ns string, c *canaries) {
+	t.Helper()
+	patch := []byte(`{"data":{"token":"` + base64.StdEncoding.EncodeToString([]byte(c.lookupRotated.Value)) + `"}}`)
+	if _, err := env.Client().CoreV1().Secrets(ns).Patch(context.Background(), lookupSecret, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -153,7 +171,7 @@ const secretHealthCheck = `{apiVersion: v1, kind: Secret, current: "self.?data.o
 const (
 	plainApp  = `- {name: plain, namespace: $NS, manifests: {path: plain}}`
 	webApp    = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}}}`
-	workerApp = `- {name: worker, namespace: $NS, kustomize: {path: worker}}`
+	workerApp = `- {name: worker, namespace: $NS, kustomize: {path: worker}, postBuild: {substituteFrom: [{kind: Secret, name: ` + lookupSecret + `}]}}`
 	rejectApp = `- {name: reject, namespace: $NS, manifests: {path: reject}}`
 	hookApp   = `- {name: hookfail, namespace: $NS, manifests: {path: hookfail}}`
 	// webPostRender* are app web with helm.postRenderers (issue 19):
@@ -252,11 +270,12 @@ spec:
 		// a value from Vault written in the Deployment itself.
 		"worker/kustomization.yaml": `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: [deployment.yaml]
+resources: [deployment.yaml, upstream.yaml]
 secretGenerator:
   - name: worker-env
     envs: [worker.enc.env]
 `,
+		"worker/upstream.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + postBuildConfigMap + "}\ndata:\n  UPSTREAM_TOKEN: ${token}\n",
 		"worker/worker.enc.env": encrypt(t, "worker.enc.env", "QUEUE_PASSWORD="+c.sopsEnv.Value+"\n", recipient),
 		"worker/deployment.yaml": `apiVersion: apps/v1
 kind: Deployment

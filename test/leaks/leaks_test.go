@@ -126,6 +126,15 @@ func TestNoSecretLeaks(t *testing.T) {
 			id("Secret", "plain-sops") + " health Current: health check current", "UPSTREAM_TOKEN: ***"}},
 		{name: "diff after apply", args: []string{"diff"}, want: []string{"0 to create, 0 to change, 0 to delete"}},
 		{
+			// The ConfigMaps a lookup and a post-build substitution
+			// copied the Secret's value into: their live value is the
+			// old one, which this run's redactor never saw.
+			name:   "diff of the upstream Secret rotated",
+			before: func() { rotateLookupSecret(t, ns, c) },
+			args:   []string{"diff"}, code: 2,
+			want: []string{id("ConfigMap", lookupConfigMap) + " update", id("ConfigMap", postBuildConfigMap) + " update", "UPSTREAM_TOKEN: '*** (before)'", "UPSTREAM_TOKEN: '*** (after)'"},
+		},
+		{
 			name:   "diff of a secret rotated in Vault",
 			before: func() { putVault("leaks/web", "apiKey", c.vaultRotated.Value) },
 			args:   []string{"diff"}, code: 2,
@@ -307,12 +316,18 @@ func TestNoSecretLeaks(t *testing.T) {
 	t.Run("objects", func(t *testing.T) {
 		objs, appSecrets := clusterObjects(t, ns, c.vaultWorkload.Name)
 		t.Logf("%d objects scanned", len(objs))
-		workloadSeen, keySeen, lookupSeen := false, false, false
+		workloadSeen, keySeen, lookupSeen, postBuildSeen := false, false, false, false
 		for _, o := range objs {
 			hits := sc.scan(o.where, o.data)
+			// Rotated by then: the value after the rotation.
 			if o.where == "ConfigMap "+ns+"/"+lookupConfigMap {
 				for _, h := range hits {
-					lookupSeen = lookupSeen || h.Canary == c.helmLookup.Name
+					lookupSeen = lookupSeen || h.Canary == c.lookupRotated.Name
+				}
+			}
+			if o.where == "ConfigMap "+ns+"/"+postBuildConfigMap {
+				for _, h := range hits {
+					postBuildSeen = postBuildSeen || h.Canary == c.lookupRotated.Name
 				}
 			}
 			if o.where == "Secret "+inv+"/"+apply.DigestKeyName {
@@ -331,7 +346,10 @@ func TestNoSecretLeaks(t *testing.T) {
 			t.Errorf("Secret %s/%s: the digest key not found in its data: the scanner misses it", inv, apply.DigestKeyName)
 		}
 		if !lookupSeen {
-			t.Errorf("ConfigMap %s/%s: canary %s not found in its data: the chart's lookup did not read the Secret %s through deliver, or the scanner misses it", ns, lookupConfigMap, c.helmLookup.Name, lookupSecret)
+			t.Errorf("ConfigMap %s/%s: canary %s not found in its data: the chart's lookup did not read the Secret %s through deliver, or the scanner misses it", ns, lookupConfigMap, c.lookupRotated.Name, lookupSecret)
+		}
+		if !postBuildSeen {
+			t.Errorf("ConfigMap %s/%s: canary %s not found in its data: the post-build substitution did not read the Secret %s through deliver, or the scanner misses it", ns, postBuildConfigMap, c.lookupRotated.Name, lookupSecret)
 		}
 		if !workloadSeen {
 			t.Errorf("Deployment %s/worker: canary %s not found in its env: the value did not go through deliver, or the scanner misses it", ns, c.vaultWorkload.Name)
@@ -605,11 +623,11 @@ func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, app
 						output{where: where, data: b, except: []string{workloadCanary}})
 					continue
 				}
-				if gv.Group == "" && u.GetNamespace() == ns && (res.Name == "secrets" && u.GetName() == lookupSecret || res.Name == "configmaps" && u.GetName() == lookupConfigMap) {
+				if gv.Group == "" && u.GetNamespace() == ns && (res.Name == "secrets" && u.GetName() == lookupSecret || res.Name == "configmaps" && (u.GetName() == lookupConfigMap || u.GetName() == postBuildConfigMap)) {
 					meta, _ := json.Marshal(stripSecretData(&u))
 					objs = append(objs, output{where: where + " (metadata)", data: meta})
 					if res.Name == "configmaps" {
-						objs = append(objs, output{where: where, data: b, except: []string{helmLookupCanary}})
+						objs = append(objs, output{where: where, data: b, except: []string{helmLookupCanary, lookupRotatedCanary}})
 					}
 					continue
 				}

@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/render"
+)
+
+// postBuild makes the render's post-build substitution of app a: the
+// variables of its substituteFrom ConfigMaps and Secrets, read through
+// cluster (the app's identity) in order, then its substitute over them,
+// as Flux's kustomize-controller merges them. Without a cluster (deliver
+// render) the references are left out and undefined variables are not
+// errors, since they may be defined there. Values read from Secrets are
+// given to the redactor before any template sees them; reading the
+// cluster makes the app's inputs uncertain (reads), so that it is
+// rendered again on every run, as Flux reads them on every reconcile.
+func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup, sec *runSecrets, reads *render.Reads) (*render.PostBuild, error) {
+	pb := a.PostBuild
+	if pb == nil {
+		return nil, nil
+	}
+	out := &render.PostBuild{
+		Vars:   map[string]string{},
+		Strict: pb.IsStrict(),
+		Always: pb.SubstituteStrategy == config.SubstituteAlways,
+	}
+	if len(pb.SubstituteFrom) > 0 {
+		if cluster == nil {
+			out.Strict = false
+		} else {
+			reads.Uncertain("postBuild.substituteFrom reads ConfigMaps and Secrets of the cluster")
+		}
+	}
+	for i, ref := range pb.SubstituteFrom {
+		if cluster == nil {
+			break
+		}
+		where := fmt.Sprintf("deliver.yaml: apps.%s.postBuild.substituteFrom[%d]", a.Name, i)
+		vars, err := readVars(ctx, cluster.Client, ref, a.Namespace, sec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		maps.Copy(out.Vars, vars)
+	}
+	maps.Copy(out.Vars, pb.Substitute)
+	return out, nil
+}
+
+// readVars reads the data of one ConfigMap or Secret as variables.
+func readVars(ctx context.Context, client dynamic.Interface, ref config.SubstituteReference, namespace string, sec *runSecrets) (map[string]string, error) {
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	if ref.Kind == "Secret" {
+		gvr.Resource = "secrets"
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = namespace
+	}
+	id := fmt.Sprintf("%s/%s/%s", ref.Kind, ns, ref.Name)
+	u, err := client.Resource(gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && ref.Optional {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	data, _, err := unstructured.NestedStringMap(u.Object, "data")
+	if err != nil {
+		return nil, fmt.Errorf("%s: data: %w", id, err)
+	}
+	vars := make(map[string]string, len(data))
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		if !render.ValidVarName(k) {
+			return nil, fmt.Errorf("%s: key %q is not a valid variable name (letters, digits and _, not first a digit)", id, k)
+		}
+		v := data[k]
+		if ref.Kind == "Secret" {
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: key %q: not base64", id, k)
+			}
+			v = string(b)
+			// Registered as it is and as substituted (Flux drops
+			// newlines from values).
+			sec.red.Add(v)
+			sec.red.Add(strings.ReplaceAll(v, "\n", ""))
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
