@@ -52,8 +52,10 @@ type KustomizeOptions struct {
 }
 
 // Kustomize builds a kustomization like `kustomize build` with its default
-// flags: builtin plugins only (no exec or container KRM functions, no helm
-// inflation), legacy output order. Hooks (see object.IsHook) go to
+// flags: builtin plugins only (no exec or container KRM functions), legacy
+// output order; and like `kustomize build --enable-helm` where a
+// kustomization has helmCharts, which deliver's own Helm engine inflates
+// (inflateHelmCharts: the helm binary is never run). Hooks (see object.IsHook) go to
 // Set.Hooks. Each object's origin is Path and its index in the build output.
 // Builds are serialised on r because kustomize keeps global state.
 func (r *Renderer) Kustomize(ctx context.Context, opts KustomizeOptions) (*object.Set, error) {
@@ -117,6 +119,9 @@ func (r *Renderer) kustomizeBuild(ctx context.Context, opts KustomizeOptions) ([
 			return nil, fmt.Errorf("kustomize: %s: decrypt %s: %w", opts.Path, f, err)
 		}
 		fsys.overlay[fsys.abs(f)] = plain
+	}
+	if err := inflateHelmCharts(ctx, fsys, sc.helm, opts); err != nil {
+		return nil, fmt.Errorf("kustomize: %s: %w", opts.Path, err)
 	}
 	r.kustomizeMu.Lock()
 	defer r.kustomizeMu.Unlock()
@@ -198,6 +203,7 @@ type kustScan struct {
 	allowRemote bool
 	seen        map[string]bool
 	secretFiles []string
+	helm        []kustHelm // kustomizations with helmCharts
 }
 
 // isRemoteFile reports whether kustomize loads p over HTTP. Its loader
@@ -236,6 +242,9 @@ func (s *kustScan) dir(dir string) error {
 		return nil // kustomize reports it, in its own words
 	}
 	k.FixKustomization()
+	if len(k.HelmCharts) > 0 {
+		s.helm = append(s.helm, kustHelm{dir: dir, file: name, k: k})
+	}
 	// Entries kustomize may load as a folder (a kustomization) or a remote
 	// base.
 	for _, list := range [][]string{k.Resources, k.Bases, k.Components, k.Generators, k.Transformers, k.Validators} {

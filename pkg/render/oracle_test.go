@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -104,18 +103,7 @@ func helmTemplate(ctx context.Context, opts HelmOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var manifest, hooks strings.Builder
-	for _, d := range docs {
-		w := &manifest
-		if d.hook {
-			w = &hooks
-		}
-		fmt.Fprintf(w, "---\n# Source: %s\n%s\n", d.source, d.content)
-	}
-	var b bytes.Buffer
-	fmt.Fprintln(&b, strings.TrimSpace(manifest.String()))
-	b.WriteString(hooks.String())
-	return b.Bytes(), nil
+	return templateText(docs, false, false), nil
 }
 
 func TestHelmOracle(t *testing.T) {

@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+// TestKustomizeHelmChartsDelivered: a kustomize app whose kustomization
+// inflates a chart of the repository with helmCharts, as Argo CD's
+// --enable-helm builds do, is delivered on a real control plane: the
+// chart's objects land in the release namespace (the kustomization's
+// namespace leaves them alone, as kustomize does), the chart's
+// pre-install hook runs as a hook, a second diff plans the app from its
+// inventory, and a change of the chart's values file (a read of the
+// render) is a change.
+func TestKustomizeHelmChartsDelivered(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, other := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	repo, opts := servedRepo(t, ns, map[string]string{
+		"deliver.yaml": "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: " + ns + ", wait: false, allowedNamespaces: [" + ns + ", " + other + "], kustomize: {path: app}}\n",
+		"app/kustomization.yaml": "namespace: " + ns + "\nresources: [own.yaml]\nhelmCharts:\n- {name: web, releaseName: shop, namespace: " + other +
+			", valuesInline: {level: debug}}\n",
+		"app/own.yaml":                       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: own}\ndata: {a: b}\n",
+		"app/charts/web/Chart.yaml":          "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+		"app/charts/web/values.yaml":         "level: info\ncolor: blue\n",
+		"app/charts/web/templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}, namespace: {{ .Release.Namespace }}}\ndata: {level: {{ .Values.level }}, color: {{ .Values.color }}}\n",
+		"app/charts/web/templates/hook.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first-install\n  namespace: {{ .Release.Namespace }}\n  annotations: {helm.sh/hook: pre-install}\ndata: {at: install}\n",
+	})
+	res := mustRun(t, "apply", Apply, opts)
+	ran := false
+	for _, r := range res.Apps[0].Report.Results {
+		ran = ran || r.Action == apply.HookRan && r.ID.Name == "first-install"
+	}
+	if !ran {
+		t.Errorf("report %+v: want the chart's pre-install hook run", res.Apps[0].Report.Results)
+	}
+	core := env.Client().CoreV1()
+	cm, err := core.ConfigMaps(other).Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the chart's ConfigMap is not in the release namespace: %v", err)
+	}
+	if cm.Data["level"] != "debug" || cm.Data["color"] != "blue" {
+		t.Errorf("chart ConfigMap data %v: want level debug (valuesInline) and color blue (values.yaml)", cm.Data)
+	}
+	if _, err := core.ConfigMaps(other).Get(ctx, "first-install", metav1.GetOptions{}); err != nil {
+		t.Errorf("the pre-install hook did not run: %v", err)
+	}
+	if _, err := core.ConfigMaps(ns).Get(ctx, "own", metav1.GetOptions{}); err != nil {
+		t.Errorf("the kustomization's own ConfigMap: %v", err)
+	}
+	res = mustRun(t, "diff", Diff, opts)
+	if res.HasChanges() || !res.Apps[0].Unchanged {
+		t.Errorf("diff after the apply: changes %v, unchanged %v; want none, planned from the inventory", res.HasChanges(), res.Apps[0].Unchanged)
+	}
+	repo.WriteFile("app/charts/web/values.yaml", "level: info\ncolor: green\n")
+	repo.CommitAll("green")
+	res = mustRun(t, "diff of the chart's new values", Diff, opts)
+	if !res.HasChanges() || res.Apps[0].Unchanged {
+		t.Errorf("a change of the chart's values.yaml is no change (unchanged %v)", res.Apps[0].Unchanged)
+	}
+}
