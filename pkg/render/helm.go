@@ -151,6 +151,9 @@ type HelmOptions struct {
 	// from Repository at a version that is not exact (a constraint, which
 	// a new release of the chart may match) marks it uncertain.
 	Reads *Reads
+
+	// loaded, when set, is the chart, fetched already from Repository.
+	loaded *chart.Chart
 }
 
 // exactVersion matches a chart version that names one release (semver
@@ -241,13 +244,12 @@ func helmDocs(ctx context.Context, opts HelmOptions) ([]helmDoc, error) {
 	defer root.Close()
 	fsys := recording(root.FS(), opts.Reads)
 
-	var ch *chart.Chart
-	if opts.Repository != "" {
-		if !exactVersion.MatchString(opts.Version) {
-			opts.Reads.Uncertain(fmt.Sprintf("chart %s from %s at a version that is not exact (%q)", opts.Chart, opts.Repository, opts.Version))
-		}
+	ch := opts.loaded
+	switch {
+	case ch != nil:
+	case opts.Repository != "":
 		ch, err = fetchChart(ctx, opts)
-	} else {
+	default:
 		ch, err = loadLocalChart(fsys, opts.Chart)
 	}
 	if err != nil {
@@ -705,6 +707,9 @@ func walkChart(fsys fs.FS, top, dir string, rules *ignore.Rules, files *[]*loade
 // fetchChart downloads a chart from a chart repository or OCI registry into
 // memory.
 func fetchChart(ctx context.Context, opts HelmOptions) (*chart.Chart, error) {
+	if !exactVersion.MatchString(opts.Version) {
+		opts.Reads.Uncertain(fmt.Sprintf("chart %s from %s at a version that is not exact (%q)", opts.Chart, opts.Repository, opts.Version))
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = http.DefaultClient

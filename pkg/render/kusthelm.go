@@ -41,7 +41,9 @@ const helmChartsFile = ".deliver-helm-charts.yaml"
 // alone); the output becomes a resource file of the kustomization in the
 // build's overlay, and the kustomization, rewritten there without
 // helmCharts, lists it last among its resources. The charts must be in the
-// repository (chartHome): deliver does not pull them.
+// repository (chartHome) or in their repo (a chart repository, or an
+// oci:// registry), which deliver fetches into memory as it fetches a Helm
+// app's chart.
 // TestKustomizeHelmChartsAsCLI compares the result with `kustomize build
 // --enable-helm` over a generated corpus.
 func inflateHelmCharts(ctx context.Context, fsys *confinedFS, found []kustHelm, opts KustomizeOptions) error {
@@ -100,22 +102,48 @@ func inflateChart(ctx context.Context, fsys *confinedFS, kh kustHelm, hc types.H
 		chartHome = path.Join(chartHome, hc.Name+"-"+hc.Version)
 	}
 	chart := path.Join(chartHome, hc.Name)
+	ho := HelmOptions{
+		Root: opts.Root, App: opts.App, Chart: chart,
+		ReleaseName: hc.ReleaseName, Namespace: hc.Namespace,
+		KubeVersion: hc.KubeVersion, ExtraAPIVersions: hc.ApiVersions, IncludeCRDs: hc.IncludeCRDs,
+		MaxFileSize: opts.MaxFileSize, Reads: opts.Reads,
+	}
+	// The chart's values.yaml, the values file unless another is named.
+	chartValuesFile := func() ([]byte, error) {
+		p := path.Join(chart, "values.yaml")
+		data, err := fsys.ReadFile(fsys.abs(p))
+		if err != nil {
+			return nil, fmt.Errorf("values file %s: %w", p, err)
+		}
+		return data, nil
+	}
 	if !fsys.IsDir(fsys.abs(chart)) {
+		// Not vendored: pulled from its repository, as `helm pull`
+		// would, into memory.
 		if hc.Repo == "" {
 			return nil, fmt.Errorf("no repo specified for pull, no chart found at %s", chart)
 		}
-		return nil, fmt.Errorf("chart not found at %s: deliver renders helmCharts from charts in the repository and does not pull them from %s; `helm pull --untar --untardir %s %s --repo %s --version %s` puts it there", chart, hc.Repo, chartHome, hc.Name, hc.Repo, hc.Version)
+		ho.Repository, ho.Chart, ho.Version, ho.HTTPClient = hc.Repo, hc.Name, hc.Version, opts.HTTPClient
+		ch, err := fetchChart(ctx, ho)
+		if err != nil {
+			return nil, err
+		}
+		ho.loaded = ch
+		chartValuesFile = func() ([]byte, error) {
+			for _, f := range ch.Raw {
+				if f.Name == "values.yaml" {
+					return f.Data, nil
+				}
+			}
+			return nil, fmt.Errorf("chart %s %s from %s has no values.yaml", hc.Name, hc.Version, hc.Repo)
+		}
 	}
-	values, err := chartValues(fsys, kh.dir, chart, hc)
+	values, err := chartValues(fsys, kh.dir, hc, chartValuesFile)
 	if err != nil {
 		return nil, err
 	}
-	docs, err := helmDocs(ctx, HelmOptions{
-		Root: opts.Root, App: opts.App, Chart: chart,
-		ReleaseName: hc.ReleaseName, Namespace: hc.Namespace, Values: values,
-		KubeVersion: hc.KubeVersion, ExtraAPIVersions: hc.ApiVersions, IncludeCRDs: hc.IncludeCRDs,
-		MaxFileSize: opts.MaxFileSize, Reads: opts.Reads,
-	})
+	ho.Values = values
+	docs, err := helmDocs(ctx, ho)
 	if err != nil {
 		return nil, err
 	}
@@ -161,18 +189,12 @@ func isTestHook(d helmDoc) bool {
 }
 
 // chartValues makes the values kustomize gives `helm template` for hc:
-// its values file (valuesFile, default the chart's values.yaml), or that
+// its values file (valuesFile, default the chart's values.yaml, which
+// chartValuesFile reads), or that
 // file merged with valuesInline as valuesMerge says (by kyaml, as
 // kustomize does), then additionalValuesFiles, each read as helm reads a
 // -f file.
-func chartValues(fsys *confinedFS, dir, chart string, hc types.HelmChart) (map[string]any, error) {
-	file := path.Join(chart, "values.yaml")
-	if hc.ValuesFile != "" {
-		if isRemoteFile(hc.ValuesFile) || filepath.IsAbs(hc.ValuesFile) {
-			return nil, fmt.Errorf("valuesFile %s: only files of the repository are allowed", hc.ValuesFile)
-		}
-		file = path.Join(dir, filepath.ToSlash(hc.ValuesFile))
-	}
+func chartValues(fsys *confinedFS, dir string, hc types.HelmChart, chartValuesFile func() ([]byte, error)) (map[string]any, error) {
 	read := func(p string) ([]byte, error) {
 		data, err := fsys.ReadFile(fsys.abs(p))
 		if err != nil {
@@ -180,13 +202,20 @@ func chartValues(fsys *confinedFS, dir, chart string, hc types.HelmChart) (map[s
 		}
 		return data, nil
 	}
+	valuesFile := chartValuesFile
+	if hc.ValuesFile != "" {
+		if isRemoteFile(hc.ValuesFile) || filepath.IsAbs(hc.ValuesFile) {
+			return nil, fmt.Errorf("valuesFile %s: only files of the repository are allowed", hc.ValuesFile)
+		}
+		valuesFile = func() ([]byte, error) { return read(path.Join(dir, filepath.ToSlash(hc.ValuesFile))) }
+	}
 	// The file is read unless valuesInline replaces it.
 	var data []byte
 	merge := cmp.Or(hc.ValuesMerge, "override")
 	switch {
 	case len(hc.ValuesInline) == 0, merge == "override", merge == "merge":
 		var err error
-		if data, err = read(file); err != nil {
+		if data, err = valuesFile(); err != nil {
 			return nil, err
 		}
 	case merge != "replace":

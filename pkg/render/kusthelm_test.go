@@ -1,14 +1,23 @@
 package render
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/repo"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/deliverhq/deliver/internal/corpus"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -162,11 +171,12 @@ func TestKustomizeHelmCharts(t *testing.T) {
 			}
 		}
 	})
+	repoURL := kustHelmRepo(t, nil).URL
 	tests := []struct{ name, kustomization, want string }{
 		{"no release name", "helmCharts:\n- {name: web}\n", "kustomize: o: o/kustomization.yaml: helmCharts[0] (web): releaseName is required"},
 		{"name template", "helmCharts:\n- {name: web, releaseName: a, nameTemplate: x}\n", "helmCharts[0] (web): nameTemplate is not supported"},
 		{"no chart", "helmCharts:\n- {name: api, releaseName: a}\n", "helmCharts[0] (api): no repo specified for pull, no chart found at o/charts/api"},
-		{"remote chart", "helmCharts:\n- {name: api, releaseName: a, repo: https://charts.example, version: 1.2.3}\n", "chart not found at o/charts/api-1.2.3/api: deliver renders helmCharts from charts in the repository and does not pull them"},
+		{"chart not in its repository", "helmCharts:\n- {name: api, releaseName: a, repo: " + repoURL + ", version: 1.2.3}\n", "helmCharts[0] (api): helm: chart " + repoURL + " api@1.2.3: "},
 		{"remote values", "helmCharts:\n- {name: web, releaseName: a, valuesFile: https://example.com/v.yaml}\n", "valuesFile https://example.com/v.yaml: only files of the repository are allowed"},
 		{"values merge", "helmCharts:\n- {name: web, releaseName: a, valuesInline: {a: 1}, valuesMerge: mix}\n", "valuesMerge must be one of [merge override replace]"},
 		{"chart home climbs out", "helmGlobals: {chartHome: ../../..}\nhelmCharts:\n- {name: web, releaseName: a}\n", "helmCharts[0] (web): chartHome ../../..: path escapes the repository root"},
@@ -195,4 +205,119 @@ func names(objs []*object.Object) []string {
 		out = append(out, o.GetKind()+"/"+o.GetName())
 	}
 	return out
+}
+
+// kustHelmRepo serves charts, packaged, from an index.yaml like a chart
+// repository (no credentials, as kustomize's helm pull uses none).
+func kustHelmRepo(t *testing.T, charts []corpus.Chart) *httptest.Server {
+	t.Helper()
+	idx := repo.NewIndexFile()
+	files := map[string][]byte{}
+	for _, c := range charts {
+		src := filepath.Join(t.TempDir(), c.Name)
+		if err := corpus.WriteTree(src, c.Files); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := loader.Load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tgz, err := chartutil.Save(ch, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(tgz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if err := idx.MustAdd(ch.Metadata, filepath.Base(tgz), "", hex.EncodeToString(sum[:])); err != nil {
+			t.Fatal(err)
+		}
+		files["/"+filepath.Base(tgz)] = data
+	}
+	index, err := sigsyaml.Marshal(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["/index.yaml"] = index
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestKustomizeHelmChartsRemoteAsCLI: charts that are not in the
+// repository come from their repo, as `kustomize build --enable-helm`
+// pulls them with `helm pull`: every tenth chart of the Helm corpus that
+// helm loads, served by a chart repository, with the corpus' options.
+// deliver renders first, then the CLI, which pulls into the folder.
+func TestKustomizeHelmChartsRemoteAsCLI(t *testing.T) {
+	kustomize, helm := testbin(t, "kustomize"), testbin(t, "helm")
+	var charts []corpus.Chart
+	for i, c := range corpus.Charts() {
+		if i%10 != 1 || c.Refused {
+			continue
+		}
+		if _, err := loader.LoadFiles(bufferedFiles(c.Files)); err != nil {
+			continue // helm cannot package it either
+		}
+		charts = append(charts, c)
+	}
+	srv := kustHelmRepo(t, charts)
+	root := t.TempDir()
+	r := rand.New(rand.NewPCG(5, 13))
+	var rd Renderer
+	var tally corpusTally
+	tally.check(t, len(charts))
+	for _, c := range charts {
+		dir := filepath.Join(root, c.Name)
+		writeKustHelmCase(t, r, dir, c)
+		// The chart is not in the folder: only in the repository.
+		kust, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "charts")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "vendor")); err != nil {
+			t.Fatal(err)
+		}
+		version := chartVersion(t, c)
+		k := strings.Replace(string(kust), "  releaseName: rel\n", "  releaseName: rel\n  repo: "+srv.URL+"\n  version: "+version+"\n", 1)
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			got, err := deliverKustomize(t, &rd, root, corpus.Kustomization{Name: c.Name, Path: "."})
+			out, kerr := cliOutput(t, dir, kustomize, "build", "--enable-helm", "--helm-command", helm, ".")
+			tally.compare(t, out, kerr, got, err)
+		})
+	}
+}
+
+// bufferedFiles are a chart's files as helm's loader takes them.
+func bufferedFiles(files map[string]string) []*loader.BufferedFile {
+	var out []*loader.BufferedFile
+	for name, data := range files {
+		out = append(out, &loader.BufferedFile{Name: name, Data: []byte(data)})
+	}
+	return out
+}
+
+// chartVersion is the version in a corpus chart's Chart.yaml.
+func chartVersion(t *testing.T, c corpus.Chart) string {
+	t.Helper()
+	var meta struct{ Version string }
+	if err := sigsyaml.Unmarshal([]byte(c.Files["Chart.yaml"]), &meta); err != nil {
+		t.Fatal(err)
+	}
+	return meta.Version
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path"
@@ -49,6 +50,11 @@ type KustomizeOptions struct {
 	// Reads, when set, records every path the build reads from Root; a
 	// remote base or file (AllowRemote) marks it uncertain.
 	Reads *Reads
+	// HTTPClient fetches the helmCharts that are not in the repository
+	// from their repo, as a Helm app's chart is fetched (without
+	// credentials: kustomize's helm pull has none either). Default
+	// http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 // Kustomize builds a kustomization like `kustomize build` with its default

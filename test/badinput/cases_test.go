@@ -395,11 +395,11 @@ func cases() []badCase {
 			check: func(t *testing.T, c *caseEnv) { mustNotExist(t, filepath.Join(c.out, "pwned")) },
 		},
 		{
-			// helmCharts of a chart not in the repository: deliver does
-			// not pull it (kustomize would exec helm pull).
-			name:  "kustomize helm inflation",
+			// helmCharts of a chart not in the repository, from a
+			// repository that cannot be reached.
+			name:  "kustomize helmCharts repository unreachable",
 			files: map[string]string{"deliver.yaml": config(kustomizeApp), "k/kustomization.yaml": "resources: [cm.yaml]\nhelmCharts:\n- {name: app, releaseName: app, repo: \"https://charts.example\", version: 1.0.0}\n", "k/cm.yaml": cm("a")},
-			want:  []string{"k/kustomization.yaml: helmCharts[0] (app)", "chart not found at k/charts/app-1.0.0/app"},
+			want:  []string{"k/kustomization.yaml: helmCharts[0] (app)", "https://charts.example"},
 		},
 		{
 			name:  "kustomize remote base",
