@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 )
@@ -14,9 +17,11 @@ import (
 // --enable-helm builds do, is delivered on a real control plane: the
 // chart's objects land in the release namespace (the kustomization's
 // namespace leaves them alone, as kustomize does), the chart's
-// pre-install hook runs as a hook, a second diff plans the app from its
-// inventory, and a change of the chart's values file (a read of the
-// render) is a change.
+// pre-install hook runs as a hook, the chart sees the cluster's API
+// versions (a CRD installed there), as Argo CD's builds pass them and as a
+// Helm app sees them, where an offline render sees helm's defaults, a
+// second diff plans the app from its inventory, and a change of the
+// chart's values file (a read of the render) is a change.
 func TestKustomizeHelmChartsDelivered(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -24,6 +29,17 @@ func TestKustomizeHelmChartsDelivered(t *testing.T) {
 	t.Parallel()
 	ns, other := env.Namespace(t), env.Namespace(t)
 	ctx := context.Background()
+	group := "widgets." + ns + ".caps.deliver.dev"
+	kubectlApply(t, capsCRD(group, "Widget", "widgets"))
+	waitServed(t, group+"/v1")
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+		_ = dyn.Resource(crds).Delete(context.Background(), "widgets."+group, metav1.DeleteOptions{})
+	})
 	repo, opts := servedRepo(t, ns, map[string]string{
 		"deliver.yaml": "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: " + ns + ", wait: false, allowedNamespaces: [" + ns + ", " + other + "], kustomize: {path: app}}\n",
 		"app/kustomization.yaml": "namespace: " + ns + "\nresources: [own.yaml]\nhelmCharts:\n- {name: web, releaseName: shop, namespace: " + other +
@@ -31,7 +47,7 @@ func TestKustomizeHelmChartsDelivered(t *testing.T) {
 		"app/own.yaml":                       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: own}\ndata: {a: b}\n",
 		"app/charts/web/Chart.yaml":          "apiVersion: v2\nname: web\nversion: 0.1.0\n",
 		"app/charts/web/values.yaml":         "level: info\ncolor: blue\n",
-		"app/charts/web/templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}, namespace: {{ .Release.Namespace }}}\ndata: {level: {{ .Values.level }}, color: {{ .Values.color }}}\n",
+		"app/charts/web/templates/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}, namespace: {{ .Release.Namespace }}}\ndata: {level: {{ .Values.level }}, color: {{ .Values.color }}, widgets: {{ .Capabilities.APIVersions.Has \"" + group + "/v1/Widget\" | quote }}}\n",
 		"app/charts/web/templates/hook.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first-install\n  namespace: {{ .Release.Namespace }}\n  annotations: {helm.sh/hook: pre-install}\ndata: {at: install}\n",
 	})
 	res := mustRun(t, "apply", Apply, opts)
@@ -47,8 +63,16 @@ func TestKustomizeHelmChartsDelivered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the chart's ConfigMap is not in the release namespace: %v", err)
 	}
-	if cm.Data["level"] != "debug" || cm.Data["color"] != "blue" {
-		t.Errorf("chart ConfigMap data %v: want level debug (valuesInline) and color blue (values.yaml)", cm.Data)
+	if cm.Data["level"] != "debug" || cm.Data["color"] != "blue" || cm.Data["widgets"] != "true" {
+		t.Errorf("chart ConfigMap data %v: want level debug (valuesInline), color blue (values.yaml), widgets true (the cluster's CRD)", cm.Data)
+	}
+	ro := Options{Repo: opts.Repo, Ref: "main", CacheDir: opts.CacheDir, Secrets: SecretsOptions{Getenv: func(string) string { return "" }}}
+	for _, o := range mustRun(t, "render", Render, ro).Apps[0].Set.Objects {
+		if o.GetName() == "shop" {
+			if got, _, _ := unstructured.NestedString(o.Object, "data", "widgets"); got != "false" {
+				t.Errorf("offline render: widgets %q, want false (helm's default API versions)", got)
+			}
+		}
 	}
 	if _, err := core.ConfigMaps(other).Get(ctx, "first-install", metav1.GetOptions{}); err != nil {
 		t.Errorf("the pre-install hook did not run: %v", err)

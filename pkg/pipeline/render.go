@@ -317,7 +317,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		}
 		ro.Sources = []render.Source{{Helm: h}}
 	case a.Kustomize != nil:
-		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{Path: a.Kustomize.Path}}}
+		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{Path: a.Kustomize.Path, HelmCluster: caps.helm}}}
 	case a.Manifests != nil:
 		ro.Sources = []render.Source{{Plain: &render.PlainOptions{Path: a.Manifests.Path}}}
 	}

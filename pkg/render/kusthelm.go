@@ -108,6 +108,12 @@ func inflateChart(ctx context.Context, fsys *confinedFS, kh kustHelm, hc types.H
 		KubeVersion: hc.KubeVersion, ExtraAPIVersions: hc.ApiVersions, IncludeCRDs: hc.IncludeCRDs,
 		MaxFileSize: opts.MaxFileSize, Reads: opts.Reads,
 	}
+	if opts.HelmCluster != nil {
+		var err error
+		if ho.Cluster, err = opts.HelmCluster(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// The chart's values.yaml, the values file unless another is named.
 	chartValuesFile := func() ([]byte, error) {
 		p := path.Join(chart, "values.yaml")

@@ -50,6 +50,14 @@ type KustomizeOptions struct {
 	// Reads, when set, records every path the build reads from Root; a
 	// remote base or file (AllowRemote) marks it uncertain.
 	Reads *Reads
+	// HelmCluster, when set, returns the cluster the helmCharts render
+	// for: their .Capabilities are its version and API versions, as
+	// `kustomize build --enable-helm --helm-kube-version V
+	// --helm-api-versions ...` gives them (what Argo CD passes for the
+	// destination cluster), and as a Helm app renders for it; a chart's own
+	// kubeVersion and apiVersions are then not used. Called only when a
+	// kustomization has helmCharts. Nil: offline, as `kustomize build`.
+	HelmCluster func(context.Context) (*Cluster, error)
 	// HTTPClient fetches the helmCharts that are not in the repository
 	// from their repo, as a Helm app's chart is fetched (without
 	// credentials: kustomize's helm pull has none either). Default
