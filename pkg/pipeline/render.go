@@ -317,7 +317,9 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		}
 		ro.Sources = []render.Source{{Helm: h}}
 	case a.Kustomize != nil:
-		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{Path: a.Kustomize.Path, HelmCluster: caps.helm}}}
+		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{
+			Path: a.Kustomize.Path, HelmCluster: caps.helm, HelmKubeVersion: opts.KubeVersion, HelmAPIVersions: opts.APIVersions,
+		}}}
 	case a.Manifests != nil:
 		ro.Sources = []render.Source{{Plain: &render.PlainOptions{Path: a.Manifests.Path}}}
 	}

@@ -108,6 +108,12 @@ func inflateChart(ctx context.Context, fsys *confinedFS, kh kustHelm, hc types.H
 		KubeVersion: hc.KubeVersion, ExtraAPIVersions: hc.ApiVersions, IncludeCRDs: hc.IncludeCRDs,
 		MaxFileSize: opts.MaxFileSize, Reads: opts.Reads,
 	}
+	if opts.HelmKubeVersion != "" {
+		ho.KubeVersion = opts.HelmKubeVersion
+	}
+	if len(opts.HelmAPIVersions) > 0 {
+		ho.ExtraAPIVersions = opts.HelmAPIVersions
+	}
 	if opts.HelmCluster != nil {
 		var err error
 		if ho.Cluster, err = opts.HelmCluster(ctx); err != nil {

@@ -58,6 +58,12 @@ type KustomizeOptions struct {
 	// kubeVersion and apiVersions are then not used. Called only when a
 	// kustomization has helmCharts. Nil: offline, as `kustomize build`.
 	HelmCluster func(context.Context) (*Cluster, error)
+	// HelmKubeVersion and HelmAPIVersions, when set, replace every
+	// chart's kubeVersion and apiVersions offline, as `kustomize build
+	// --helm-kube-version --helm-api-versions` (deliver render's
+	// --kube-version and --api-versions).
+	HelmKubeVersion string
+	HelmAPIVersions []string
 	// HTTPClient fetches the helmCharts that are not in the repository
 	// from their repo, as a Helm app's chart is fetched (without
 	// credentials: kustomize's helm pull has none either). Default
