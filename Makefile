@@ -59,6 +59,7 @@ fuzz:
 	go test -short -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -short -run '^$$' -fuzz '^FuzzUnmarshalObject$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -short -run '^$$' -fuzz '^FuzzReadDocuments$$' -fuzztime $(FUZZ_TIME) ./pkg/render
+	go test -short -run '^$$' -fuzz '^FuzzSubstitute$$' -fuzztime $(FUZZ_TIME) ./pkg/render
 	go test -short -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 	go test -short -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZ_TIME) ./pkg/secrets
 
