@@ -3,9 +3,15 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/render"
 )
 
@@ -68,6 +74,44 @@ func (c *clusterCaps) helm(ctx context.Context) (*render.Cluster, error) {
 		}
 	})
 	return c.cluster, c.helmErr
+}
+
+// objectVersion returns the version of the object obj
+// ("Kind/namespace/name", a ConfigMap or Secret a post-build of app a
+// read: render.ReadObject) as the render records it: its uid and
+// resourceVersion, or absent. Only its metadata is read, as app a's
+// identity, as the post-build read it.
+func (c *clusterCaps) objectVersion(ctx context.Context, a config.ResolvedApp, obj string) (string, error) {
+	if c == nil {
+		return "", fmt.Errorf("object %s: no cluster", obj)
+	}
+	kind, rest, _ := strings.Cut(obj, "/")
+	ns, name, _ := strings.Cut(rest, "/")
+	gvr := schema.GroupVersionResource{Version: "v1"}
+	switch kind {
+	case "ConfigMap":
+		gvr.Resource = "configmaps"
+	case "Secret":
+		gvr.Resource = "secrets"
+	default:
+		return "", fmt.Errorf("object %s: unknown kind", obj)
+	}
+	user := ""
+	if a.ServiceAccountName != "" {
+		user = apply.ServiceAccountUser(a.Namespace, a.ServiceAccountName)
+	}
+	meta, _, err := c.sess.ReadersAs(user)
+	if err != nil {
+		return "", err
+	}
+	m, err := meta.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return render.ObjectAbsent, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("object %s: %w", obj, err)
+	}
+	return render.ObjectVersion(string(m.GetUID()), m.GetResourceVersion()), nil
 }
 
 // part returns what app a's inputs hold of one part of the cluster

@@ -24,7 +24,9 @@ import (
 // resolved configuration (values, set, environment overrides, namespace,
 // strategy...), deliver's own version, the parts of the cluster a Helm
 // chart consulted (.Capabilities: the server's version, its API versions;
-// see clusterCaps), and the content of every path its render read in the repository (files,
+// see clusterCaps), the versions of the ConfigMaps and Secrets a post-build
+// read its variables from (uid and resourceVersion, from their metadata:
+// never their data), and the content of every path its render read in the repository (files,
 // folder listings, existence checks: render.Reads), SOPS files included
 // (their encrypted content). A successful apply records their digest and
 // paths in the app's inventory. The next run recomputes the digest from
@@ -55,8 +57,9 @@ import (
 // inputsFormat names what the digest covers; changing it makes every
 // recorded digest differ, so that nothing recorded before is trusted.
 // 2: Vault secret versions. 3: the parts of the cluster's capabilities a
-// chart consulted (render.ReadCluster).
-const inputsFormat = "deliver-inputs/3"
+// chart consulted (render.ReadCluster). 4: the versions of the objects a
+// post-build read (render.ReadObject).
+const inputsFormat = "deliver-inputs/4"
 
 // appDigest returns the digest of app a's inputs in snap, reading the
 // paths recorded by a render, with the given versions of its Vault
@@ -76,6 +79,17 @@ func appDigest(ctx context.Context, opts *Options, snap *source.Snapshot, caps *
 	h.Write(cfg)
 	h.Write([]byte{0})
 	for _, p := range paths {
+		if obj, ok := strings.CutPrefix(p, render.ReadObject); ok {
+			v, ok := sums.Sum(p) // the version the render read
+			if !ok {
+				var err error
+				if v, err = caps.objectVersion(ctx, a, obj); err != nil {
+					return "", fmt.Errorf("inputs of app %s: %w", a.Name, err)
+				}
+			}
+			fmt.Fprintf(h, "%s\x00%s\n", p, v)
+			continue
+		}
 		if part, ok := strings.CutPrefix(p, render.ReadCluster); ok {
 			v, err := caps.part(ctx, part)
 			if err != nil {

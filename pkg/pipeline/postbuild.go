@@ -24,9 +24,11 @@ import (
 // as Flux's kustomize-controller merges them. Without a cluster (deliver
 // render) the references are left out and undefined variables are not
 // errors, since they may be defined there. Values read from Secrets are
-// given to the redactor before any template sees them; reading the
-// cluster makes the app's inputs uncertain (reads), so that it is
-// rendered again on every run, as Flux reads them on every reconcile.
+// given to the redactor before any template sees them. Each object read
+// is an input of the app by the version read (render.Reads.AddObject: its
+// uid and resourceVersion, or absent), never by its data: a later run
+// renders the app again when one of them changed, and plans it from its
+// inventory otherwise.
 func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup, sec *runSecrets, reads *render.Reads) (*render.PostBuild, error) {
 	pb := a.PostBuild
 	if pb == nil {
@@ -37,19 +39,15 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 		Strict: pb.IsStrict(),
 		Always: pb.SubstituteStrategy == config.SubstituteAlways,
 	}
-	if len(pb.SubstituteFrom) > 0 {
-		if cluster == nil {
-			out.Strict = false
-		} else {
-			reads.Uncertain("postBuild.substituteFrom reads ConfigMaps and Secrets of the cluster")
-		}
+	if len(pb.SubstituteFrom) > 0 && cluster == nil {
+		out.Strict = false
 	}
 	for i, ref := range pb.SubstituteFrom {
 		if cluster == nil {
 			break
 		}
 		where := fmt.Sprintf("deliver.yaml: apps.%s.postBuild.substituteFrom[%d]", a.Name, i)
-		vars, err := readVars(ctx, cluster.Client, ref, a.Namespace, sec)
+		vars, err := readVars(ctx, cluster.Client, ref, a.Namespace, sec, reads)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -60,7 +58,7 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 }
 
 // readVars reads the data of one ConfigMap or Secret as variables.
-func readVars(ctx context.Context, client dynamic.Interface, ref config.SubstituteReference, namespace string, sec *runSecrets) (map[string]string, error) {
+func readVars(ctx context.Context, client dynamic.Interface, ref config.SubstituteReference, namespace string, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 	if ref.Kind == "Secret" {
 		gvr.Resource = "secrets"
@@ -72,11 +70,13 @@ func readVars(ctx context.Context, client dynamic.Interface, ref config.Substitu
 	id := fmt.Sprintf("%s/%s/%s", ref.Kind, ns, ref.Name)
 	u, err := client.Resource(gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) && ref.Optional {
+		reads.AddObject(id, render.ObjectAbsent)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
+	reads.AddObject(id, render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
 	data, _, err := unstructured.NestedStringMap(u.Object, "data")
 	if err != nil {
 		return nil, fmt.Errorf("%s: data: %w", id, err)

@@ -27,6 +27,10 @@ const (
 	// "c:api-versions". Not a path of the repository: the digest of the
 	// app's inputs covers what the cluster serves for it.
 	ReadCluster = "c:"
+	// ReadObject: an object of the cluster was read for the render (a
+	// ConfigMap or Secret of a post-build's substituteFrom):
+	// "o:Kind/namespace/name". Its sum is the version read (AddObject).
+	ReadObject = "o:"
 )
 
 // The parts of a cluster's capabilities a render records as ReadCluster.
@@ -66,6 +70,31 @@ func (r *Reads) Add(kind, p string) {
 	}
 	r.paths[kind+p] = true
 }
+
+// AddObject records that the render read the object p of the cluster
+// (Kind/namespace/name) at version: its uid and resourceVersion, or
+// "absent" when it did not exist. The version is what the read returned,
+// so that a change made after the read is a change of the inputs.
+func (r *Reads) AddObject(p, version string) {
+	if r == nil {
+		return
+	}
+	r.Add(ReadObject, p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sums == nil {
+		r.sums = map[string]string{}
+	}
+	r.sums[ReadObject+cleanRead(p)] = version
+}
+
+// ObjectVersion is the version AddObject records for an object read with
+// the given uid and resourceVersion.
+func ObjectVersion(uid, resourceVersion string) string { return uid + "/" + resourceVersion }
+
+// ObjectAbsent is the version AddObject records for an object that did
+// not exist.
+const ObjectAbsent = "absent"
 
 // addContent records a read of the whole content of file p: a ReadFile
 // read, with the git blob id of data, so that the caller hashing the
