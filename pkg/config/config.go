@@ -191,6 +191,21 @@ type Helm struct {
 type Kustomize struct {
 	// Path is the overlay folder in the repository.
 	Path string `yaml:"path" json:"path"`
+
+	// What a Flux Kustomization adds to the overlay's kustomization
+	// before the build, with the same meaning (docs/migrating.md):
+	// TargetNamespace replaces its namespace, NamePrefix and NameSuffix
+	// its own, Patches and Components are added after its own, Images
+	// are merged with its own by name.
+	TargetNamespace string           `yaml:"targetNamespace,omitempty" json:"targetNamespace,omitempty"`
+	NamePrefix      string           `yaml:"namePrefix,omitempty" json:"namePrefix,omitempty"`
+	NameSuffix      string           `yaml:"nameSuffix,omitempty" json:"nameSuffix,omitempty"`
+	Patches         []KustomizePatch `yaml:"patches,omitempty" json:"patches,omitempty"`
+	Images          []KustomizeImage `yaml:"images,omitempty" json:"images,omitempty"`
+	Components      []string         `yaml:"components,omitempty" json:"components,omitempty"`
+	// IgnoreMissingComponents leaves out the Components that do not
+	// exist.
+	IgnoreMissingComponents bool `yaml:"ignoreMissingComponents,omitempty" json:"ignoreMissingComponents,omitempty"`
 }
 
 // Manifests reads plain YAML or JSON manifests.
@@ -370,6 +385,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, validatePostRenderers(where, a.Helm.PostRenderers)...)
 		}
 		errs = append(errs, validatePostBuild(where, a)...)
+		errs = append(errs, validateKustomize(where, a.Kustomize)...)
 		if a.Kustomize != nil && a.Kustomize.Path == "" {
 			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))
 		}

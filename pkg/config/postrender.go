@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -95,11 +96,8 @@ func validatePostRenderers(where string, prs []PostRenderer) []error {
 			}
 		}
 		for j, im := range k.Images {
-			if im.Name == "" {
-				errs = append(errs, fmt.Errorf("%s.images[%d]: name is required", at, j))
-			}
-			if im.NewName == "" && im.NewTag == "" && im.Digest == "" {
-				errs = append(errs, fmt.Errorf("%s.images[%d]: set newName, newTag or digest", at, j))
+			if err := checkImage(im); err != nil {
+				errs = append(errs, fmt.Errorf("%s.images[%d]: %w", at, j, err))
 			}
 		}
 		for _, key := range slices.Sorted(maps.Keys(k.CommonLabels)) {
@@ -115,6 +113,17 @@ func validatePostRenderers(where string, prs []PostRenderer) []error {
 	return errs
 }
 
+// checkImage checks one image replacement.
+func checkImage(im KustomizeImage) error {
+	if im.Name == "" {
+		return fmt.Errorf("name is required")
+	}
+	if im.NewName == "" && im.NewTag == "" && im.Digest == "" {
+		return fmt.Errorf("set newName, newTag or digest")
+	}
+	return nil
+}
+
 // checkPatch checks one patch and its target.
 func checkPatch(p KustomizePatch) error {
 	if strings.TrimSpace(p.Patch) == "" {
@@ -123,6 +132,11 @@ func checkPatch(p KustomizePatch) error {
 	var doc any
 	if err := yaml.Unmarshal([]byte(p.Patch), &doc); err != nil {
 		return fmt.Errorf("patch: not YAML or JSON: %w", cleanYAMLError(err))
+	}
+	// kustomize reads a patch that starts with [ as JSON, not YAML
+	// (jsonPatchFromBytes): [{op: add, ...}] is refused there.
+	if t := strings.TrimSpace(p.Patch); strings.HasPrefix(t, "[") && !json.Valid([]byte(t)) {
+		return fmt.Errorf("patch: a JSON 6902 patch that starts with [ must be JSON (kustomize reads it as JSON): quote its keys and strings, or write it as a YAML list")
 	}
 	switch d := doc.(type) {
 	case []any:

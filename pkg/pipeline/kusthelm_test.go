@@ -91,3 +91,52 @@ func TestKustomizeHelmChartsDelivered(t *testing.T) {
 		t.Errorf("a change of the chart's values.yaml is no change (unchanged %v)", res.Apps[0].Unchanged)
 	}
 }
+
+// TestKustomizeFluxFields: a kustomize app with the fields a Flux
+// Kustomization adds to its path (targetNamespace, namePrefix, patches,
+// images, a component) is delivered on a real control plane with them;
+// a change of one of them alone is a change of the app's inputs.
+func TestKustomizeFluxFields(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, target := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	app := func(tag string) string {
+		return "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- name: web\n  namespace: " + ns + "\n  wait: false\n  allowedNamespaces: ['*']\n" +
+			"  kustomize:\n    path: app\n    targetNamespace: " + target + "\n    namePrefix: fx-\n    components: [../tls, ../absent]\n    ignoreMissingComponents: true\n" +
+			"    images: [{name: nginx, newTag: '" + tag + "'}]\n" +
+			"    patches: [{target: {kind: Deployment}, patch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 3}]'}]\n"
+	}
+	repo, opts := servedRepo(t, ns, map[string]string{
+		"deliver.yaml":           app("1.29"),
+		"app/kustomization.yaml": "resources: [web.yaml]\nimages: [{name: nginx, newName: mirror.example/nginx}]\n",
+		"app/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n" +
+			"  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n",
+		"tls/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [tls.yaml]\n",
+		"tls/tls.yaml":           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tls}\ndata: {enabled: \"true\"}\n",
+	})
+	mustRun(t, "apply", Apply, opts)
+	d, err := env.Client().AppsV1().Deployments(target).Get(ctx, "fx-web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Deployment fx-web in the target namespace: %v", err)
+	}
+	if got := d.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nginx:1.29" {
+		t.Errorf("image %s, want the kustomization's newName with the app's newTag", got)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("replicas %v, want 3 (the app's patch)", d.Spec.Replicas)
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(target).Get(ctx, "fx-tls", metav1.GetOptions{}); err != nil {
+		t.Errorf("the component's ConfigMap: %v", err)
+	}
+	if res := mustRun(t, "diff", Diff, opts); res.HasChanges() || !res.Apps[0].Unchanged {
+		t.Errorf("diff after the apply: changes %v, unchanged %v", res.HasChanges(), res.Apps[0].Unchanged)
+	}
+	repo.WriteFile("deliver.yaml", app("1.30"))
+	repo.CommitAll("new tag")
+	if res := mustRun(t, "diff of a new tag", Diff, opts); !res.HasChanges() || res.Apps[0].Unchanged {
+		t.Errorf("a new image tag in deliver.yaml is no change (unchanged %v)", res.Apps[0].Unchanged)
+	}
+}

@@ -318,7 +318,8 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		ro.Sources = []render.Source{{Helm: h}}
 	case a.Kustomize != nil:
 		ro.Sources = []render.Source{{Kustomize: &render.KustomizeOptions{
-			Path: a.Kustomize.Path, HelmCluster: caps.helm, HelmKubeVersion: opts.KubeVersion, HelmAPIVersions: opts.APIVersions,
+			Path: a.Kustomize.Path, Additions: kustomizeAdditions(a.Kustomize),
+			HelmCluster: caps.helm, HelmKubeVersion: opts.KubeVersion, HelmAPIVersions: opts.APIVersions,
 		}}}
 	case a.Manifests != nil:
 		ro.Sources = []render.Source{{Plain: &render.PlainOptions{Path: a.Manifests.Path}}}

@@ -50,6 +50,9 @@ type KustomizeOptions struct {
 	// Reads, when set, records every path the build reads from Root; a
 	// remote base or file (AllowRemote) marks it uncertain.
 	Reads *Reads
+	// Additions, when set, are added to the kustomization of Path before
+	// the build, as a Flux Kustomization adds its fields.
+	Additions *KustomizeAdditions
 	// HelmCluster, when set, returns the cluster the helmCharts render
 	// for: their .Capabilities are its version and API versions, as
 	// `kustomize build --enable-helm --helm-kube-version V
@@ -119,6 +122,11 @@ func (r *Renderer) kustomizeBuild(ctx context.Context, opts KustomizeOptions) ([
 	}
 	defer fsys.close()
 	fsys.rec = opts.Reads
+	if opts.Additions != nil {
+		if err := addToKustomization(fsys, rel, opts.Additions); err != nil {
+			return nil, fmt.Errorf("kustomize: %w", err)
+		}
+	}
 	sc := &kustScan{fsys: fsys, allowRemote: opts.AllowRemote, seen: map[string]bool{}}
 	if err := sc.dir(rel); err != nil {
 		return nil, fmt.Errorf("kustomize: %s: %w", opts.Path, err)
