@@ -157,6 +157,17 @@ type App struct {
 	// PostBuild substitutes ${var} in the objects of a kustomize or
 	// manifests app, as Flux's spec.postBuild (docs/postbuild.md).
 	PostBuild *PostBuild `yaml:"postBuild,omitempty" json:"postBuild,omitempty"`
+	// CommonMetadata are labels and annotations set on every object of a
+	// kustomize or manifests app after the post-build (replacing those of
+	// the same key; selectors and templates untouched), as Flux's
+	// spec.commonMetadata.
+	CommonMetadata *CommonMetadata `yaml:"commonMetadata,omitempty" json:"commonMetadata,omitempty"`
+}
+
+// CommonMetadata are labels and annotations for every object of an app.
+type CommonMetadata struct {
+	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty" json:"annotations,omitempty"`
 }
 
 // Helm renders a chart.
@@ -386,6 +397,7 @@ func (c *Config) Validate() error {
 		}
 		errs = append(errs, validatePostBuild(where, a)...)
 		errs = append(errs, validateKustomize(where, a.Kustomize)...)
+		errs = append(errs, validateCommonMetadata(where, a)...)
 		if a.Kustomize != nil && a.Kustomize.Path == "" {
 			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))
 		}

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -49,4 +51,37 @@ func localRelative(p string) bool {
 		}
 	}
 	return p != "" && !path.IsAbs(p) && !path.IsAbs(strings.TrimPrefix(lower, "file://"))
+}
+
+// validateCommonMetadata checks an app's commonMetadata: kustomize and
+// manifests apps only (Flux's Kustomization), keys and values Kubernetes
+// takes, and none of deliver's own keys, which tell whose an object is.
+func validateCommonMetadata(where string, a App) []error {
+	m := a.CommonMetadata
+	if m == nil {
+		return nil
+	}
+	var errs []error
+	if a.Helm != nil {
+		errs = append(errs, fmt.Errorf("%s: commonMetadata applies to kustomize and manifests apps", where))
+	}
+	for _, f := range []struct {
+		name string
+		kv   map[string]string
+	}{{"labels", m.Labels}, {"annotations", m.Annotations}} {
+		for _, k := range slices.Sorted(maps.Keys(f.kv)) {
+			if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+				errs = append(errs, fmt.Errorf("%s: commonMetadata.%s: key %q: %s", where, f.name, k, strings.Join(msgs, "; ")))
+			}
+			if strings.HasPrefix(k, "deliver.dev/") {
+				errs = append(errs, fmt.Errorf("%s: commonMetadata.%s: key %q: deliver.dev/ keys are deliver's own", where, f.name, k))
+			}
+			if f.name == "labels" {
+				if msgs := validation.IsValidLabelValue(f.kv[k]); len(msgs) > 0 {
+					errs = append(errs, fmt.Errorf("%s: commonMetadata.labels.%s: value %q: %s", where, k, f.kv[k], strings.Join(msgs, "; ")))
+				}
+			}
+		}
+	}
+	return errs
 }

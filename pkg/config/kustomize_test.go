@@ -27,3 +27,19 @@ func TestKustomizeFieldsInvalid(t *testing.T) {
 		t.Errorf("valid fields refused: %v", err)
 	}
 }
+
+func TestCommonMetadataInvalid(t *testing.T) {
+	for _, tt := range []struct{ name, app, want string }{
+		{"helm", "  helm: {chart: c}\n  commonMetadata: {labels: {a: b}}\n", "apps[0] (web): commonMetadata applies to kustomize and manifests apps"},
+		{"label value", "  manifests: {path: m}\n  commonMetadata: {labels: {a: 'b c'}}\n", `commonMetadata.labels.a: value "b c"`},
+		{"key", "  manifests: {path: m}\n  commonMetadata: {annotations: {'a b': c}}\n", `commonMetadata.annotations: key "a b"`},
+		{"deliver's own", "  manifests: {path: m}\n  commonMetadata: {labels: {deliver.dev/app: other}}\n", `commonMetadata.labels: key "deliver.dev/app": deliver.dev/ keys are deliver's own`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("deliver.yaml", []byte("apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- name: web\n  namespace: web\n"+tt.app))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -94,7 +94,8 @@ func TestKustomizeHelmChartsDelivered(t *testing.T) {
 
 // TestKustomizeFluxFields: a kustomize app with the fields a Flux
 // Kustomization adds to its path (targetNamespace, namePrefix, patches,
-// images, a component) is delivered on a real control plane with them;
+// images, a component) and its commonMetadata is delivered on a real
+// control plane with them;
 // a change of one of them alone is a change of the app's inputs.
 func TestKustomizeFluxFields(t *testing.T) {
 	if env == nil {
@@ -105,6 +106,7 @@ func TestKustomizeFluxFields(t *testing.T) {
 	ctx := context.Background()
 	app := func(tag string) string {
 		return "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- name: web\n  namespace: " + ns + "\n  wait: false\n  allowedNamespaces: ['*']\n" +
+			"  commonMetadata: {labels: {team: shop}, annotations: {owner: sre}}\n" +
 			"  kustomize:\n    path: app\n    targetNamespace: " + target + "\n    namePrefix: fx-\n    components: [../tls, ../absent]\n    ignoreMissingComponents: true\n" +
 			"    images: [{name: nginx, newTag: '" + tag + "'}]\n" +
 			"    patches: [{target: {kind: Deployment}, patch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 3}]'}]\n"
@@ -127,6 +129,9 @@ func TestKustomizeFluxFields(t *testing.T) {
 	}
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 		t.Errorf("replicas %v, want 3 (the app's patch)", d.Spec.Replicas)
+	}
+	if d.Labels["team"] != "shop" || d.Annotations["owner"] != "sre" || len(d.Spec.Selector.MatchLabels) != 1 {
+		t.Errorf("labels %v, annotations %v, selector %v: want commonMetadata on the object only", d.Labels, d.Annotations, d.Spec.Selector.MatchLabels)
 	}
 	if _, err := env.Client().CoreV1().ConfigMaps(target).Get(ctx, "fx-tls", metav1.GetOptions{}); err != nil {
 		t.Errorf("the component's ConfigMap: %v", err)

@@ -338,6 +338,9 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		return nil, err
 	}
 	ro.PostBuild = pb
+	if m := a.CommonMetadata; m != nil {
+		ro.CommonLabels, ro.CommonAnnotations = m.Labels, m.Annotations
+	}
 	set, err := r.Render(ctx, ro)
 	if err != nil {
 		return nil, err

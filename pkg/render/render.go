@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -67,6 +68,10 @@ type Options struct {
 	// PostBuild, when set, substitutes variables in the objects after
 	// they are decrypted, as Flux does after its build and decryption.
 	PostBuild *PostBuild
+	// CommonLabels and CommonAnnotations are set on every object and
+	// hook after the post-build, replacing those of the same key (Flux's
+	// commonMetadata: metadata only, no selector or template).
+	CommonLabels, CommonAnnotations map[string]string
 }
 
 // Renderer renders apps. The zero value is ready to use and must not be
@@ -135,6 +140,7 @@ func (r *Renderer) Render(ctx context.Context, opts Options) (*object.Set, error
 			return nil, fmt.Errorf("render: %w", err)
 		}
 	}
+	setCommonMetadata(out, opts.CommonLabels, opts.CommonAnnotations)
 	if err := Validate(out, opts.Namespace, opts.AllowedNamespaces); err != nil {
 		return nil, err
 	}
@@ -184,6 +190,34 @@ func decryptObjects(ctx context.Context, set *object.Set, decrypt func(context.C
 		}
 	}
 	return nil
+}
+
+// setCommonMetadata sets labels and annotations on every object and hook
+// of set, as Flux's ssa SetCommonMetadata does.
+func setCommonMetadata(set *object.Set, labels, annotations map[string]string) {
+	if len(labels) == 0 && len(annotations) == 0 {
+		return
+	}
+	for _, list := range [][]*object.Object{set.Objects, set.Hooks} {
+		for _, o := range list {
+			if len(labels) > 0 {
+				l := o.GetLabels()
+				if l == nil {
+					l = map[string]string{}
+				}
+				maps.Copy(l, labels)
+				o.SetLabels(l)
+			}
+			if len(annotations) > 0 {
+				a := o.GetAnnotations()
+				if a == nil {
+					a = map[string]string{}
+				}
+				maps.Copy(a, annotations)
+				o.SetAnnotations(a)
+			}
+		}
+	}
 }
 
 // add puts o in the set's hooks or objects.

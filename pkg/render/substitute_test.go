@@ -434,3 +434,50 @@ func FuzzSubstitute(f *testing.F) {
 		}
 	})
 }
+
+// TestCommonMetadata: labels and annotations land on every object and
+// hook, replacing those of the same key, and nowhere else (a selector, a
+// pod template), after the post-build (its ${var} are not substituted),
+// as Flux's commonMetadata.
+func TestCommonMetadata(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "m.yaml"), []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {team: old, app: web}}
+spec:
+  selector: {matchLabels: {app: web}}
+  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: "i:${tag}"}]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, annotations: {deliver.dev/hook: pre-apply}}
+spec: {template: {spec: {restartPolicy: Never, containers: [{name: m, image: i}]}}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var r Renderer
+	set, err := r.Render(context.Background(), Options{
+		Root: root, App: "web", Namespace: "web", Sources: []Source{{Plain: &PlainOptions{Path: "m.yaml"}}},
+		PostBuild:    &PostBuild{Vars: map[string]string{"tag": "1"}},
+		CommonLabels: map[string]string{"team": "shop", "env": "${tag}"}, CommonAnnotations: map[string]string{"owner": "sre"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, hook := set.Objects[0], set.Hooks[0]
+	if diff := cmp.Diff(map[string]string{"team": "shop", "app": "web", "env": "${tag}"}, d.GetLabels()); diff != "" {
+		t.Errorf("Deployment labels (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"owner": "sre"}, d.GetAnnotations()); diff != "" {
+		t.Errorf("Deployment annotations (-want +got):\n%s", diff)
+	}
+	sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
+	tmpl, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "labels")
+	if len(sel) != 1 || len(tmpl) != 1 {
+		t.Errorf("selector %v, template labels %v: want them untouched", sel, tmpl)
+	}
+	if hook.GetLabels()["team"] != "shop" || hook.GetAnnotations()["owner"] != "sre" || hook.GetAnnotations()["deliver.dev/hook"] != "pre-apply" {
+		t.Errorf("hook metadata: labels %v, annotations %v", hook.GetLabels(), hook.GetAnnotations())
+	}
+}
