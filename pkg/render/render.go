@@ -198,23 +198,20 @@ func setCommonMetadata(set *object.Set, labels, annotations map[string]string) {
 	if len(labels) == 0 && len(annotations) == 0 {
 		return
 	}
+	merged := func(cur, add map[string]string) map[string]string {
+		if cur == nil {
+			cur = map[string]string{}
+		}
+		maps.Copy(cur, add)
+		return cur
+	}
 	for _, list := range [][]*object.Object{set.Objects, set.Hooks} {
 		for _, o := range list {
 			if len(labels) > 0 {
-				l := o.GetLabels()
-				if l == nil {
-					l = map[string]string{}
-				}
-				maps.Copy(l, labels)
-				o.SetLabels(l)
+				o.SetLabels(merged(o.GetLabels(), labels))
 			}
 			if len(annotations) > 0 {
-				a := o.GetAnnotations()
-				if a == nil {
-					a = map[string]string{}
-				}
-				maps.Copy(a, annotations)
-				o.SetAnnotations(a)
+				o.SetAnnotations(merged(o.GetAnnotations(), annotations))
 			}
 		}
 	}
