@@ -199,9 +199,6 @@ func NewManager(s *Session, opts Options) *Manager {
 // impersonated is the user the app's object requests impersonate; "" for
 // deliver's own identity.
 func (m *Manager) impersonated() string {
-	if m.opts.ServiceAccountName == "" {
-		return ""
-	}
 	return ServiceAccountUser(m.opts.DefaultNamespace, m.opts.ServiceAccountName)
 }
 

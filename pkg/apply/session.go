@@ -181,8 +181,12 @@ func newClients(cfg *rest.Config, user string, mapper meta.RESTMapper) (*clients
 }
 
 // ServiceAccountUser is the user name of the ServiceAccount name in
-// namespace, the one deliver impersonates for it.
+// namespace, the one deliver impersonates for it; "" (deliver's own
+// identity, as clientsAs and ReadersAs take it) for an app without one.
 func ServiceAccountUser(namespace, name string) string {
+	if name == "" {
+		return ""
+	}
 	return "system:serviceaccount:" + namespace + ":" + name
 }
 

@@ -3,12 +3,10 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/config"
@@ -85,26 +83,15 @@ func (c *clusterCaps) objectVersion(ctx context.Context, a config.ResolvedApp, o
 	if c == nil {
 		return "", fmt.Errorf("object %s: no cluster", obj)
 	}
-	kind, rest, _ := strings.Cut(obj, "/")
-	ns, name, _ := strings.Cut(rest, "/")
-	gvr := schema.GroupVersionResource{Version: "v1"}
-	switch kind {
-	case "ConfigMap":
-		gvr.Resource = "configmaps"
-	case "Secret":
-		gvr.Resource = "secrets"
-	default:
-		return "", fmt.Errorf("object %s: unknown kind", obj)
-	}
-	user := ""
-	if a.ServiceAccountName != "" {
-		user = apply.ServiceAccountUser(a.Namespace, a.ServiceAccountName)
-	}
-	meta, _, err := c.sess.ReadersAs(user)
+	o, err := parseVarsObject(obj)
 	if err != nil {
 		return "", err
 	}
-	m, err := meta.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	meta, _, err := c.sess.ReadersAs(apply.ServiceAccountUser(a.Namespace, a.ServiceAccountName))
+	if err != nil {
+		return "", err
+	}
+	m, err := meta.Resource(o.resource()).Namespace(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return render.ObjectAbsent, nil
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -57,18 +58,36 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 	return out, nil
 }
 
+// varsObject is a ConfigMap or Secret a post-build reads variables from,
+// written Kind/namespace/name in messages and in the render's reads
+// (render.ReadObject), which the digest of the app's inputs parses back.
+type varsObject struct{ kind, namespace, name string }
+
+func (o varsObject) String() string { return o.kind + "/" + o.namespace + "/" + o.name }
+
+// resource is the object's API resource.
+func (o varsObject) resource() schema.GroupVersionResource {
+	if o.kind == "Secret" {
+		return schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	}
+	return schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+}
+
+// parseVarsObject reads what varsObject.String wrote.
+func parseVarsObject(s string) (varsObject, error) {
+	kind, rest, _ := strings.Cut(s, "/")
+	ns, name, _ := strings.Cut(rest, "/")
+	if kind != "ConfigMap" && kind != "Secret" || ns == "" || name == "" {
+		return varsObject{}, fmt.Errorf("object %s: not a ConfigMap or Secret", s)
+	}
+	return varsObject{kind, ns, name}, nil
+}
+
 // readVars reads the data of one ConfigMap or Secret as variables.
 func readVars(ctx context.Context, client dynamic.Interface, ref config.SubstituteReference, namespace string, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
-	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-	if ref.Kind == "Secret" {
-		gvr.Resource = "secrets"
-	}
-	ns := ref.Namespace
-	if ns == "" {
-		ns = namespace
-	}
-	id := fmt.Sprintf("%s/%s/%s", ref.Kind, ns, ref.Name)
-	u, err := client.Resource(gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, namespace), ref.Name}
+	id := obj.String()
+	u, err := client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) && ref.Optional {
 		reads.AddObject(id, render.ObjectAbsent)
 		return nil, nil

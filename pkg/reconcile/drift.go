@@ -592,7 +592,7 @@ func (r *Reconciler) userOf(app string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.apps[app]
-	if s == nil || s.app.ServiceAccountName == "" {
+	if s == nil {
 		return ""
 	}
 	return apply.ServiceAccountUser(s.app.Namespace, s.app.ServiceAccountName)

@@ -379,7 +379,7 @@ func sortRendered(rendered []helmDoc) (manifests, hooks []helmDoc, err error) {
 		case !isHook:
 			manifests = append(manifests, d)
 		case knownHookEvents(events):
-			d.hook = true
+			d.hook, d.events = true, events
 			hooks = append(hooks, d)
 		default:
 			// helm skips a hook with an unknown event ("info: skipping
@@ -399,6 +399,7 @@ type helmDoc struct {
 	parsed  []map[string]any // one per YAML document; nil for an empty one
 	kind    string
 	hook    bool
+	events  string // a hook's helm.sh/hook annotation
 }
 
 // splitRendered splits the rendered templates into documents as

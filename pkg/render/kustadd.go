@@ -1,12 +1,10 @@
 package render
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"path"
+	"slices"
 
-	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/yaml"
 )
@@ -36,17 +34,9 @@ type KustomizeAdditions struct {
 // folder rel (relative to the root) with the additions: kustomize then
 // builds that one instead of the file.
 func addToKustomization(fsys *confinedFS, rel string, add *KustomizeAdditions) error {
-	var data []byte
-	var file string
-	for _, n := range konfig.RecognizedKustomizationFileNames() {
-		d, err := fsys.ReadFile(fsys.abs(path.Join(rel, n)))
-		if err == nil {
-			data, file = d, path.Join(rel, n)
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+	data, file, err := fsys.readKustomization(rel)
+	if err != nil {
+		return err
 	}
 	if file == "" {
 		return fmt.Errorf("%s: no kustomization to add the app's kustomize fields to", rel)
@@ -75,13 +65,7 @@ func addToKustomization(fsys *confinedFS, rel string, add *KustomizeAdditions) e
 		k.Components = append(k.Components, c)
 	}
 	for _, im := range add.Images {
-		i := -1
-		for j := range k.Images {
-			if k.Images[j].Name == im.Name {
-				i = j
-				break
-			}
-		}
+		i := slices.IndexFunc(k.Images, func(known types.Image) bool { return known.Name == im.Name })
 		if i < 0 {
 			k.Images = append(k.Images, types.Image{Name: im.Name, NewName: im.NewName, NewTag: im.NewTag, Digest: im.Digest})
 			continue

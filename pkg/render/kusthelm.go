@@ -187,14 +187,9 @@ func templateText(docs []helmDoc, noHooks, skipTests bool) []byte {
 
 // isTestHook reports whether a hook runs on `helm test`.
 func isTestHook(d helmDoc) bool {
-	for _, m := range d.parsed {
-		md, _ := m["metadata"].(map[string]any)
-		ann, _ := md["annotations"].(map[string]any)
-		events, _ := ann[helmHookAnnotation].(string)
-		for _, e := range strings.Split(events, ",") {
-			if strings.TrimSpace(e) == "test" {
-				return true
-			}
+	for _, e := range strings.Split(d.events, ",") {
+		if strings.TrimSpace(e) == "test" {
+			return true
 		}
 	}
 	return false

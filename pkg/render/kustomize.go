@@ -248,19 +248,9 @@ func (s *kustScan) dir(dir string) error {
 		return nil
 	}
 	s.seen[dir] = true
-	var (
-		data []byte
-		name string
-	)
-	for _, n := range konfig.RecognizedKustomizationFileNames() {
-		d, err := s.fsys.ReadFile(s.fsys.abs(path.Join(dir, n)))
-		if err == nil {
-			data, name = d, path.Join(dir, n)
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+	data, name, err := s.fsys.readKustomization(dir)
+	if err != nil {
+		return err
 	}
 	if name == "" {
 		return nil // not a kustomization: kustomize reports it
@@ -320,6 +310,23 @@ func (s *kustScan) dir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// readKustomization returns the kustomization file of folder dir
+// (relative to the root) and its path, under the first name kustomize
+// recognises that exists there (in the overlay too); no name when there
+// is none.
+func (c *confinedFS) readKustomization(dir string) ([]byte, string, error) {
+	for _, n := range konfig.RecognizedKustomizationFileNames() {
+		d, err := c.ReadFile(c.abs(path.Join(dir, n)))
+		if err == nil {
+			return d, path.Join(dir, n), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, "", err
+		}
+	}
+	return nil, "", nil
 }
 
 // remote reports whether file f of kustomization file name is one
