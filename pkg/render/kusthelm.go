@@ -185,10 +185,12 @@ func templateText(docs []helmDoc, noHooks, skipTests bool) []byte {
 	return b.Bytes()
 }
 
-// isTestHook reports whether a hook runs on `helm test`.
+// isTestHook reports whether a hook runs on `helm test`: an event helm
+// reads as test (trimmed, in any case, and Helm 2's test-success).
 func isTestHook(d helmDoc) bool {
 	for _, e := range strings.Split(d.events, ",") {
-		if strings.TrimSpace(e) == "test" {
+		switch strings.ToLower(strings.TrimSpace(e)) {
+		case "test", "test-success":
 			return true
 		}
 	}

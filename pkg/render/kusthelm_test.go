@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/deliverhq/deliver/internal/corpus"
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -320,4 +322,44 @@ func chartVersion(t *testing.T, c corpus.Chart) string {
 		t.Fatal(err)
 	}
 	return meta.Version
+}
+
+// TestKustomizeHelmChartsSkipTestsAsCLI: skipTests leaves out every hook
+// helm counts as a test (test, Helm 2's test-success, in any case and
+// among other events), and keeps the others, as `kustomize build
+// --enable-helm` with the helm binary does.
+func TestKustomizeHelmChartsSkipTestsAsCLI(t *testing.T) {
+	kustomize, helm := testbin(t, "kustomize"), testbin(t, "helm")
+	root := t.TempDir()
+	files := map[string]string{
+		"k/kustomization.yaml":   "helmCharts:\n- {name: c, releaseName: rel, skipTests: true}\n",
+		"k/charts/c/Chart.yaml":  "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+		"k/charts/c/values.yaml": "{}\n",
+	}
+	for i, events := range []string{"test", "test-success", " Test ", "pre-install,test", "post-install", "pre-upgrade, post-upgrade"} {
+		files[fmt.Sprintf("k/charts/c/templates/h%d.yaml", i)] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: h%d\n  annotations: {helm.sh/hook: %q}\n", i, events)
+	}
+	if err := corpus.WriteTree(root, files); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cliOutput(t, filepath.Join(root, "k"), kustomize, "build", "--enable-helm", "--helm-command", helm, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := kubectlDecode(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	var r Renderer
+	got, err := deliverKustomize(t, &r, root, corpus.Kustomization{Name: ".", Path: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("objects (-want kustomize +got deliver):\n%s", diff)
+	}
+	if len(got) != 2 {
+		t.Errorf("%d objects, want the two hooks that are not tests", len(got))
+	}
 }
