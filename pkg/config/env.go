@@ -205,6 +205,38 @@ func firstDuration(a, b Duration, def time.Duration) time.Duration {
 	return def
 }
 
+// Dependencies returns the apps of r that app name depends on, directly
+// or through others of r, in r's order. An app that is not in r (left out
+// by a selection) ends its chain: its own dependencies are not known.
+func (r *Resolved) Dependencies(name string) []string {
+	byName := make(map[string]*ResolvedApp, len(r.Apps))
+	for i := range r.Apps {
+		byName[r.Apps[i].Name] = &r.Apps[i]
+	}
+	seen := map[string]bool{}
+	var walk func(string)
+	walk = func(n string) {
+		a, ok := byName[n]
+		if !ok {
+			return
+		}
+		for _, d := range a.DependsOn {
+			if _, ok := byName[d]; ok && !seen[d] {
+				seen[d] = true
+				walk(d)
+			}
+		}
+	}
+	walk(name)
+	var out []string
+	for _, a := range r.Apps {
+		if seen[a.Name] {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
 // Levels groups apps by dependency depth: every app's dependencies are in
 // earlier levels, so the apps of one level can be delivered in parallel.
 // Validate has ruled out cycles.

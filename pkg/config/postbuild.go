@@ -105,3 +105,11 @@ func checkVarNames(where string, vars map[string]string) []error {
 	}
 	return errs
 }
+
+// ReadsClusterVars reports whether the app's post-build reads variables
+// from objects of the cluster (substituteFrom): objects an app it depends
+// on may deliver, so that a run renders it after those apps and a new
+// revision that changes them changes it too (docs/postbuild.md).
+func (a *App) ReadsClusterVars() bool {
+	return a.PostBuild != nil && len(a.PostBuild.SubstituteFrom) > 0
+}

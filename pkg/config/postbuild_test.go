@@ -106,3 +106,42 @@ func TestPostBuildStrict(t *testing.T) {
 		}
 	}
 }
+
+func TestDependencies(t *testing.T) {
+	t.Parallel()
+	app := func(name string, deps ...string) ResolvedApp {
+		return ResolvedApp{App: App{Name: name, DependsOn: deps}}
+	}
+	r := &Resolved{Apps: []ResolvedApp{
+		app("web", "api"), app("api", "db", "vars"), app("db", "vars"), app("vars"), app("solo"),
+		// left out by a selection: "gone" ends the chain of "edge".
+		app("edge", "gone"),
+	}}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"web", []string{"api", "db", "vars"}}, // transitive, in r's order, once each
+		{"api", []string{"db", "vars"}},
+		{"vars", nil},
+		{"solo", nil},
+		{"edge", nil},
+		{"unknown", nil},
+	} {
+		if diff := cmp.Diff(tc.want, r.Dependencies(tc.name)); diff != "" {
+			t.Errorf("Dependencies(%s) (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	var a App
+	if a.ReadsClusterVars() {
+		t.Error("an app without a post-build reads cluster variables")
+	}
+	a.PostBuild = &PostBuild{Substitute: map[string]string{"x": "1"}}
+	if a.ReadsClusterVars() {
+		t.Error("substitute alone reads cluster variables")
+	}
+	a.PostBuild.SubstituteFrom = []SubstituteReference{{Kind: "ConfigMap", Name: "vars"}}
+	if !a.ReadsClusterVars() {
+		t.Error("substituteFrom does not read cluster variables")
+	}
+}

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/version"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -164,45 +166,84 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, se
 			}
 			if p != nil {
 				ar.Plan, ar.Unchanged = p, true
-				opts.Log.Info("inputs unchanged: not rendered", "app", ar.Name, "objects", len(p.Changes))
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
+	for _, ar := range apps {
+		if ar.Unchanged {
+			opts.Log.Info("inputs unchanged: not rendered", "app", ar.Name, "objects", len(ar.Plan.Changes))
+		}
+	}
 }
 
 // recordInputs computes, after rendering, the inputs an apply records for
-// each rendered app, with the version of each Vault secret its refs were
-// resolved from (sec) and the cluster its charts saw (caps); none for an
-// app whose render depended on something outside the repository that has
-// no version, or for a dirty working tree (it may change before the next
-// run reads it again).
+// each rendered app (appInputs); an app whose post-build took variables
+// from a dependency's render gets them from runInputs once that
+// dependency is applied.
 func recordInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, caps *clusterCaps, apps []*AppResult) {
-	if snap.Local && snap.Dirty() {
+	for _, ar := range apps {
+		if len(ar.runVars) == 0 {
+			ar.inputs = appInputs(ctx, opts, snap, sec, caps, ar)
+		}
+	}
+}
+
+// appInputs are the inputs of rendered app ar, with the version of each
+// Vault secret its refs were resolved from (sec) and the cluster its
+// charts saw (caps); none for an app planned from its inventory, one whose
+// render depended on something outside the repository that has no
+// version, or for a dirty working tree (it may change before the next run
+// reads it again).
+func appInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, caps *clusterCaps, ar *AppResult) *apply.Inputs {
+	if snap.Local && snap.Dirty() || ar.Unchanged || ar.reads == nil {
+		return nil
+	}
+	if why := ar.reads.UncertainReason(); why != "" {
+		opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", why)
+		return nil
+	}
+	vault, ok := vaultVersions(sec, ar.vault.paths())
+	if !ok {
+		opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", "a vault secret without versions (not kv v2)")
+		return nil
+	}
+	paths := ar.reads.Paths()
+	d, err := appDigest(ctx, opts, snap, caps, ar.app, paths, vault, ar.reads)
+	if err != nil {
+		opts.Log.Debug("inputs not recorded", "app", ar.Name, "err", err)
+		return nil
+	}
+	return &apply.Inputs{Digest: d, Paths: paths, Vault: vault}
+}
+
+// runInputs records, before app ar is applied and after its dependencies
+// were, the inputs of an app whose post-build took variables from objects
+// its dependencies rendered (ar.runVars): each object is read now, as the
+// app's identity, and counts by the version read, as if the post-build had
+// read it, when its variables are those the render used. Otherwise (an
+// object another writer changed, or gave more keys) no inputs are
+// recorded, and the next run renders the app.
+func runInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *runSecrets, caps *clusterCaps, ar *AppResult) {
+	lookup := sec.lookup(ar.mgr)
+	if lookup == nil || ar.reads == nil {
 		return
 	}
-	for _, ar := range apps {
-		if ar.Unchanged || ar.reads == nil {
-			continue
+	for _, rv := range ar.runVars {
+		u, err := lookup.Client.Resource(rv.obj.resource()).Namespace(rv.obj.namespace).Get(ctx, rv.obj.name, metav1.GetOptions{})
+		var vars map[string]string
+		if err == nil {
+			vars, err = objectVars(rv.obj, u, sec)
 		}
-		if why := ar.reads.UncertainReason(); why != "" {
-			opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", why)
-			continue
+		if err != nil || !maps.Equal(vars, rv.vars) {
+			opts.Log.Debug("inputs not recorded", "app", ar.Name, "object", rv.obj.String(),
+				"reason", "not as app "+rv.app+" rendered it", "err", opts.Redactor.Error(err))
+			return
 		}
-		vault, ok := vaultVersions(sec, ar.vault.paths())
-		if !ok {
-			opts.Log.Debug("inputs not recorded", "app", ar.Name, "reason", "a vault secret without versions (not kv v2)")
-			continue
-		}
-		paths := ar.reads.Paths()
-		d, err := appDigest(ctx, opts, snap, caps, ar.app, paths, vault, ar.reads)
-		if err != nil {
-			opts.Log.Debug("inputs not recorded", "app", ar.Name, "err", err)
-			continue
-		}
-		ar.inputs = &apply.Inputs{Digest: d, Paths: paths, Vault: vault}
+		ar.reads.AddObject(rv.obj.String(), render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
 	}
+	ar.inputs = appInputs(ctx, opts, snap, sec, caps, ar)
 }
 
 // vaultVersions returns the versions of the Vault secrets at paths whose

@@ -178,6 +178,11 @@ type AppResult struct {
 	reads     *render.Reads // what its render read
 	vault     *vaultRefs    // the Vault secrets its refs name
 	inputs    *apply.Inputs // recorded by a successful apply
+	// deps are the apps of the run it depends on, directly or not.
+	deps []*AppResult
+	// runVars are the post-build variables it took from the renders of
+	// deps (postBuild): its inputs are recorded once they are applied.
+	runVars []runVars
 
 	// Change windows (docs/windows.md).
 	// Held says which window holds the app and until when: Apply refused
@@ -328,6 +333,11 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		res.Apps = append(res.Apps, ar)
 		byName[a.Name] = ar
 	}
+	for _, ar := range res.Apps {
+		for _, d := range cfg.Dependencies(ar.Name) {
+			ar.deps = append(ar.deps, byName[d])
+		}
+	}
 	if err := checkWindows(&opts, cfg, res.Apps, m); err != nil {
 		return nil, err
 	}
@@ -393,6 +403,10 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			}
 			g.Go(func() error {
 				start := time.Now()
+				if m == modeApply && len(ar.runVars) > 0 {
+					// Its dependencies are applied now.
+					runInputs(ctx, &opts, snap, sec, caps, ar)
+				}
 				ar.err = deliverApp(ctx, opts, snap.Commit, ident, ar, m)
 				ar.Duration = time.Since(start)
 				if ar.err != nil {

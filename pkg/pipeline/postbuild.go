@@ -30,7 +30,14 @@ import (
 // uid and resourceVersion, or absent), never by its data: a later run
 // renders the app again when one of them changed, and plans it from its
 // inventory otherwise.
-func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup, sec *runSecrets, reads *render.Reads) (*render.PostBuild, error) {
+//
+// An object that an app a depends on renders in the same run is taken
+// from that render (deps), not from the cluster: it is what the cluster
+// will hold when a is applied, after its dependencies, as Flux builds a
+// Kustomization once its dependencies are ready. Such objects are noted
+// in *fromRun; their versions are recorded once the dependencies are
+// applied (runInputs).
+func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup, deps depObjects, sec *runSecrets, reads *render.Reads, fromRun *[]runVars) (*render.PostBuild, error) {
 	pb := a.PostBuild
 	if pb == nil {
 		return nil, nil
@@ -48,7 +55,20 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 			break
 		}
 		where := fmt.Sprintf("deliver.yaml: apps.%s.postBuild.substituteFrom[%d]", a.Name, i)
-		vars, err := readVars(ctx, cluster.Client, ref, a.Namespace, sec, reads)
+		obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, a.Namespace), ref.Name}
+		u, dep, err := deps.find(ctx, obj)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", where, obj, err)
+		}
+		var vars map[string]string
+		if u != nil {
+			vars, err = objectVars(obj, u, sec)
+			if err == nil {
+				*fromRun = append(*fromRun, runVars{obj: obj, app: dep, vars: vars})
+			}
+		} else {
+			vars, err = readVars(ctx, cluster.Client, obj, ref.Optional, sec, reads)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -56,6 +76,48 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 	}
 	maps.Copy(out.Vars, pb.Substitute)
 	return out, nil
+}
+
+// runVars are the variables a post-build took from a ConfigMap or Secret
+// that app, a dependency, rendered in the same run.
+type runVars struct {
+	obj  varsObject
+	app  string
+	vars map[string]string
+}
+
+// depObjects finds the ConfigMaps and Secrets that the dependencies of an
+// app render in the run: it waits for their renders (they started first:
+// renderAll starts apps in dependency order) and returns the object and
+// the app that renders it, nil when none does. The zero value finds none.
+type depObjects struct {
+	deps []*AppResult
+	// rendered is closed when an app's render is over (or skipped), its
+	// Set then set or its render failed.
+	rendered map[*AppResult]chan struct{}
+}
+
+func (d depObjects) find(ctx context.Context, obj varsObject) (*unstructured.Unstructured, string, error) {
+	for _, dep := range d.deps {
+		select {
+		case <-d.rendered[dep]:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+		if dep.Set == nil {
+			if dep.Unchanged {
+				continue // as deliver left it: the cluster holds its objects
+			}
+			return nil, "", fmt.Errorf("app %s, a dependency, did not render", dep.Name)
+		}
+		for _, o := range dep.Set.Objects {
+			gvk := o.GroupVersionKind()
+			if gvk.Group == "" && gvk.Kind == obj.kind && o.GetName() == obj.name && cmp.Or(o.GetNamespace(), dep.Namespace) == obj.namespace {
+				return o.Unstructured, dep.Name, nil
+			}
+		}
+	}
+	return nil, "", nil
 }
 
 // varsObject is a ConfigMap or Secret a post-build reads variables from,
@@ -83,12 +145,13 @@ func parseVarsObject(s string) (varsObject, error) {
 	return varsObject{kind, ns, name}, nil
 }
 
-// readVars reads the data of one ConfigMap or Secret as variables.
-func readVars(ctx context.Context, client dynamic.Interface, ref config.SubstituteReference, namespace string, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
-	obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, namespace), ref.Name}
+// readVars reads the data of one ConfigMap or Secret of the cluster as
+// variables, recording the version read; none when it does not exist and
+// is optional.
+func readVars(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
 	id := obj.String()
 	u, err := client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) && ref.Optional {
+	if apierrors.IsNotFound(err) && optional {
 		reads.AddObject(id, render.ObjectAbsent)
 		return nil, nil
 	}
@@ -96,28 +159,47 @@ func readVars(ctx context.Context, client dynamic.Interface, ref config.Substitu
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
 	reads.AddObject(id, render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
+	return objectVars(obj, u, sec)
+}
+
+// objectVars are the data of a ConfigMap or Secret as variables: as the
+// API server stores them, so a Secret's stringData (in a rendered one)
+// wins over its data. Secret values go to the redactor.
+func objectVars(obj varsObject, u *unstructured.Unstructured, sec *runSecrets) (map[string]string, error) {
+	id := obj.String()
 	data, _, err := unstructured.NestedStringMap(u.Object, "data")
 	if err != nil {
 		return nil, fmt.Errorf("%s: data: %w", id, err)
 	}
 	vars := make(map[string]string, len(data))
 	for _, k := range slices.Sorted(maps.Keys(data)) {
-		if !render.ValidVarName(k) {
-			return nil, fmt.Errorf("%s: key %q is not a valid variable name (letters, digits and _, not first a digit)", id, k)
-		}
 		v := data[k]
-		if ref.Kind == "Secret" {
+		if obj.kind == "Secret" {
 			b, err := base64.StdEncoding.DecodeString(v)
 			if err != nil {
 				return nil, fmt.Errorf("%s: key %q: not base64", id, k)
 			}
 			v = string(b)
-			// Registered as it is and as substituted (Flux drops
-			// newlines from values).
-			sec.red.Add(v)
-			sec.red.Add(strings.ReplaceAll(v, "\n", ""))
 		}
 		vars[k] = v
+	}
+	if obj.kind == "Secret" {
+		str, _, err := unstructured.NestedStringMap(u.Object, "stringData")
+		if err != nil {
+			return nil, fmt.Errorf("%s: stringData: %w", id, err)
+		}
+		maps.Copy(vars, str)
+	}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		if !render.ValidVarName(k) {
+			return nil, fmt.Errorf("%s: key %q is not a valid variable name (letters, digits and _, not first a digit)", id, k)
+		}
+		if obj.kind == "Secret" {
+			// Registered as it is and as substituted (Flux drops
+			// newlines from values).
+			sec.red.Add(vars[k])
+			sec.red.Add(strings.ReplaceAll(vars[k], "\n", ""))
+		}
 	}
 	return vars, nil
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,4 +313,133 @@ func TestPostBuildReadsAsTheApp(t *testing.T) {
 	if cm, err := core.ConfigMaps(ns).Get(ctx, "tenant", metav1.GetOptions{}); err != nil || cm.Data["color"] != "blue" {
 		t.Errorf("tenant ConfigMap after the refused run: %v, %v; want color blue", cm.Data, err)
 	}
+}
+
+// TestPostBuildFromDependency: a post-build's ConfigMap and Secret that an
+// app it depends on delivers (Flux's cluster-vars in an infrastructure
+// Kustomization) are taken from that app's render in the same run, as
+// they will be when the app is applied after it: the first diff and apply
+// need no earlier run, a commit that changes a variable re-renders and
+// applies its readers (directly or through another app) in that one run,
+// and their inputs are recorded once the dependency is applied, so that
+// the next run renders nothing, nor when the dependency renders them as
+// the cluster holds them. A dependency that does not render fails
+// its readers, naming it, and nothing is written; a dependency planned
+// from its inventory leaves the objects to the cluster.
+func TestPostBuildFromDependency(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	const token = "canary-dep-token-51aa"
+	vars := func(color string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cluster-vars}\ndata: {color: " + color + ", size: large}\n" +
+			"---\napiVersion: v1\nkind: Secret\nmetadata: {name: cluster-secrets}\ndata: {user: YWRtaW4=}\nstringData: {token: " + token + "}\n"
+	}
+	repo, opts := servedRepo(t, inv, map[string]string{
+		"deliver.yaml": `apiVersion: deliver.dev/v1alpha1
+kind: Config
+defaults: {wait: false}
+apps:
+- name: web
+  namespace: ` + ns + `
+  dependsOn: [vars]
+  manifests: {path: web}
+  postBuild:
+    substituteFrom:
+    - {kind: ConfigMap, name: cluster-vars}
+    - {kind: Secret, name: cluster-secrets}
+- name: edge
+  namespace: ` + ns + `
+  dependsOn: [web]
+  manifests: {path: edge}
+  postBuild:
+    substituteFrom: [{kind: ConfigMap, name: cluster-vars}]
+- name: vars
+  namespace: ` + ns + `
+  manifests: {path: vars}
+`,
+		"vars/vars.yaml": vars("blue"),
+		"web/cm.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {color: \"${color}\", size: \"${size}\", login: \"${user}:${token}\"}\n",
+		"edge/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: edge}\ndata: {color: \"${color}\"}\n",
+	})
+	core := env.Client().CoreV1()
+	check := func(when, color string) {
+		t.Helper()
+		for name, want := range map[string]map[string]string{
+			"web":  {"color": color, "size": "large", "login": "admin:" + token},
+			"edge": {"color": color},
+		} {
+			cm, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if !maps.Equal(cm.Data, want) {
+				t.Errorf("%s: ConfigMap %s = %v, want %v", when, name, cm.Data, want)
+			}
+		}
+	}
+
+	// Nothing delivered yet: the diff reads the variables from vars'
+	// render, not from a cluster that has none.
+	res := mustRun(t, "first diff", Diff, opts)
+	if got := planned(t, res, "web"); !strings.Contains(got, "color: blue") || strings.Contains(got, token) {
+		t.Errorf("first diff of web, want color blue and the token masked:\n%s", got)
+	}
+	mustRun(t, "first apply", Apply, opts)
+	check("first apply", "blue")
+	runRendering(t, "diff after the apply", Diff, opts, nil)
+
+	// A new color in git: vars, and both readers, in one run.
+	repo.WriteFile("vars/vars.yaml", vars("green"))
+	repo.CommitAll("green")
+	res = runRendering(t, "diff of green", Diff, opts, []string{"edge", "vars", "web"})
+	if got := planned(t, res, "edge"); !strings.Contains(got, "color: green") {
+		t.Errorf("diff of edge after the commit, want color green:\n%s", got)
+	}
+	runRendering(t, "apply of green", Apply, opts, []string{"edge", "vars", "web"})
+	check("apply of green", "green")
+	runRendering(t, "diff after green", Diff, opts, nil)
+
+	// Only web changes: vars is planned from its inventory and web reads
+	// its objects from the cluster.
+	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, labels: {tier: front}}\ndata: {color: \"${color}\", size: \"${size}\", login: \"${user}:${token}\"}\n")
+	repo.CommitAll("web label")
+	runRendering(t, "apply of web's label", Apply, opts, []string{"web"})
+	check("apply of web's label", "green")
+	runRendering(t, "diff after web's label", Diff, opts, nil)
+
+	// vars renders, but its cluster-vars and cluster-secrets hold what
+	// the cluster holds (stringData as the API server stores it): their
+	// readers stay planned from their inventories.
+	repo.WriteFile("vars/more.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unrelated}\ndata: {a: b}\n")
+	repo.CommitAll("unrelated")
+	runRendering(t, "apply of an unrelated object", Apply, opts, []string{"vars"})
+
+	// vars does not render: its readers fail naming it; nothing written.
+	repo.WriteFile("vars/vars.yaml", vars("red")+"---\nkind: [\n")
+	repo.CommitAll("broken vars")
+	runFails(t, opts, "app web: deliver.yaml: apps.web.postBuild.substituteFrom[0]: ConfigMap/"+ns+"/cluster-vars: app vars, a dependency, did not render")
+	check("the refused run", "green")
+}
+
+// planned is the diff text of app name's plan in res.
+func planned(t *testing.T, res *Result, name string) string {
+	t.Helper()
+	var text strings.Builder
+	for _, a := range res.Apps {
+		if a.Name != name || a.Plan == nil {
+			continue
+		}
+		diffs, err := a.Plan.Diffs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range diffs {
+			text.WriteString(d.Text)
+		}
+	}
+	return text.String()
 }

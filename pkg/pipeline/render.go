@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
@@ -152,7 +155,9 @@ func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, er
 
 // renderAll renders the apps in parallel (the Renderer serialises
 // kustomize itself), resolves secrets in what they produced and refuses
-// objects that two apps claim.
+// objects that two apps claim. An app whose post-build reads variables
+// from the cluster waits for the renders of the apps it depends on, and
+// takes a ConfigMap or Secret one of them renders from there (postBuild).
 func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, caps *clusterCaps, key *digestKey, apps []*AppResult) (err error) {
 	ctx, span := startSpan(ctx, &opts, "render", attribute.Int(attrAppCount, len(apps)))
 	defer func() { endSpan(span, opts.Redactor, err) }()
@@ -162,17 +167,40 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		mu   sync.Mutex
 		errs []error
 	)
+	rendered := make(map[*AppResult]chan struct{}, len(apps))
+	for _, ar := range apps {
+		rendered[ar] = make(chan struct{})
+	}
+	// Started in dependency order (an app's dependencies, transitive,
+	// are more than any of theirs), so that an app waiting for its
+	// dependencies' renders holds its slot of the group only after
+	// every one of them has taken theirs: the waits cannot deadlock.
+	order := slices.Clone(apps)
+	slices.SortStableFunc(order, func(a, b *AppResult) int { return cmp.Compare(len(a.deps), len(b.deps)) })
 	// Every app's error is collected, not only the first: the group's
 	// functions return none.
 	g.SetLimit(opts.Parallel)
-	for _, ar := range apps {
-		if ar.Unchanged {
+	for _, ar := range order {
+		// An unchanged app that reads variables from the cluster waits
+		// for its dependencies (whether they render is known once they
+		// are done): one may change what it reads.
+		if ar.Unchanged && !(ar.app.ReadsClusterVars() && len(ar.deps) > 0) {
+			close(rendered[ar])
 			continue // planned from its inventory: nothing to render
 		}
 		g.Go(func() error {
+			defer close(rendered[ar])
+			var deps depObjects
+			if ar.app.ReadsClusterVars() {
+				deps = depObjects{deps: ar.deps, rendered: rendered}
+			}
+			if ar.Unchanged && !depsChange(ctx, &opts, sec, ar, deps) {
+				return nil
+			}
+			ar.Plan, ar.Unchanged = nil, false
 			actx, span := startSpan(ctx, &opts, "render", appAttributes(ar)...)
 			ar.reads, ar.vault = &render.Reads{}, &vaultRefs{}
-			set, err := renderApp(actx, &r, opts, root, sec, ar.app, ar.reads, ar.vault, caps, sec.lookup(ar.mgr))
+			set, err := renderApp(actx, &r, opts, root, sec, ar, caps, deps)
 			if err == nil && ar.app.RestartOnConfigChange {
 				err = stampConfig(set, ar.app.Namespace, key)
 			}
@@ -193,6 +221,41 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 		return errors.Join(errs...)
 	}
 	return checkOwners(apps, runScope(apps))
+}
+
+// depsChange reports whether app ar, found unchanged, must render
+// because a dependency that renders in this run changes a ConfigMap or
+// Secret its post-build reads: the dependency renders it with other data
+// than the cluster holds (its version, in ar's inputs, is still the one
+// before the dependency is applied). Flux builds such a Kustomization
+// after its dependencies, on the same revision. Any doubt renders.
+func depsChange(ctx context.Context, opts *Options, sec *runSecrets, ar *AppResult, deps depObjects) bool {
+	lookup := sec.lookup(ar.mgr)
+	for _, ref := range ar.app.PostBuild.SubstituteFrom {
+		obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, ar.app.Namespace), ref.Name}
+		u, dep, err := deps.find(ctx, obj)
+		if err != nil {
+			opts.Log.Info("inputs unchanged, but a dependency did not render: rendering", "app", ar.Name, "object", obj.String())
+			return true
+		}
+		if u == nil {
+			continue // no dependency renders it: the cluster's, as recorded
+		}
+		want, err := objectVars(obj, u, sec)
+		var live *unstructured.Unstructured
+		if err == nil && lookup != nil {
+			live, err = lookup.Client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
+		}
+		var have map[string]string
+		if err == nil && live != nil {
+			have, err = objectVars(obj, live, sec)
+		}
+		if err != nil || live == nil || !maps.Equal(want, have) {
+			opts.Log.Info("inputs unchanged, but a dependency changes what the post-build reads: rendering", "app", ar.Name, "dependency", dep, "object", obj.String())
+			return true
+		}
+	}
+	return false
 }
 
 // runScope is how the cross-app check tells cluster-scoped kinds: from the
@@ -277,7 +340,11 @@ func (s *runSecrets) lookup(mgr *apply.Manager) *render.Lookup {
 	}}
 }
 
-func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, a config.ResolvedApp, reads *render.Reads, vault *vaultRefs, caps *clusterCaps, lookup *render.Lookup) (*object.Set, error) {
+// renderApp renders app ar: its source, SOPS Secrets decrypted in place,
+// its post-build (reading the cluster through the app's identity, and the
+// objects of deps), then the secret refs in what it produced.
+func renderApp(ctx context.Context, r *render.Renderer, opts Options, root string, sec *runSecrets, ar *AppResult, caps *clusterCaps, deps depObjects) (*object.Set, error) {
+	a, reads, vault, lookup := ar.app, ar.reads, ar.vault, sec.lookup(ar.mgr)
 	ro := render.Options{
 		Root: root, App: a.Name, Namespace: a.Namespace,
 		Decrypt: sec.decrypt, Reads: reads,
@@ -333,7 +400,7 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		}
 		return objs[0], nil
 	}
-	pb, err := postBuild(ctx, a, lookup, sec, reads)
+	pb, err := postBuild(ctx, a, lookup, deps, sec, reads, &ar.runVars)
 	if err != nil {
 		return nil, err
 	}

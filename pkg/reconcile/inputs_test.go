@@ -65,9 +65,15 @@ func manyAppsRepo(t *testing.T, ns string) *gitRepo {
 // does not happen in time.
 func ranSince(t *testing.T, r *reconcile.Reconciler, head string, since time.Time) []string {
 	t.Helper()
+	return ranSinceOf(t, r, 20, head, since)
+}
+
+// ranSinceOf is ranSince for a repository of n apps.
+func ranSinceOf(t *testing.T, r *reconcile.Reconciler, n int, head string, since time.Time) []string {
+	t.Helper()
 	waitFor(t, 60*time.Second, "every app at "+head[:12], func() bool {
 		st := r.Status()
-		if len(st.Apps) != 20 {
+		if len(st.Apps) != n {
 			return false
 		}
 		for _, a := range st.Apps {
@@ -298,5 +304,59 @@ func TestNewRevisionSkipsVaultApp(t *testing.T) {
 	}
 	if secret() != canary2 {
 		t.Error("the new secret version's value was not applied")
+	}
+}
+
+// TestNewRevisionRunsPostBuildReaders: an app whose post-build reads a
+// ConfigMap that an app it depends on delivers (Flux's cluster-vars) runs
+// in the revision that changes that ConfigMap, after it, though none of
+// its own files changed; a revision in which the dependency runs without
+// changing the ConfigMap leaves it unchanged, without a run, once its
+// inputs are checked again after the dependency; an app that does not
+// depend on it is skipped at once.
+func TestNewRevisionRunsPostBuildReaders(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	vars := func(color string) string { return configMap("cluster-vars", map[string]string{"color": color}) }
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, dependsOn: [vars], manifests: {path: web}, postBuild: {substituteFrom: [{kind: ConfigMap, name: cluster-vars}]}}",
+			"- {name: vars, namespace: $NS, manifests: {path: vars}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"vars/cm.yaml":  vars("blue"),
+		"web/cm.yaml":   configMap("web", map[string]string{"color": "${color}"}),
+		"other/cm.yaml": configMap("other", map[string]string{"v": "one"}),
+	})
+	r, _ := start(t, options(t, repo, env.Config))
+	if ran := ranSinceOf(t, r, 3, repo.Head(), time.Time{}); len(ran) != 3 {
+		t.Fatalf("first revision ran %v, want all 3 apps", ran)
+	}
+	if got := cmData(t, ns, "web")["color"]; got != "blue" {
+		t.Fatalf("web color %q, want blue", got)
+	}
+	for _, st := range []struct {
+		name, file, content string
+		want                []string
+		color               string
+	}{
+		{"a new color", "vars/cm.yaml", vars("green"), []string{"vars", "web"}, "green"},
+		{"another object of vars", "vars/more.yaml", configMap("more", map[string]string{"a": "b"}), []string{"vars"}, "green"},
+		{"no app's file", "README.md", "docs\n", nil, "green"},
+	} {
+		repo.WriteFile(st.file, st.content)
+		before := time.Now()
+		head := repo.CommitAll(st.name)
+		r.Trigger()
+		if ran := ranSinceOf(t, r, 3, head, before); !slices.Equal(ran, st.want) {
+			t.Errorf("%s: ran %v, want %v", st.name, ran, st.want)
+		}
+		if got := cmData(t, ns, "web")["color"]; got != st.color {
+			t.Errorf("%s: web color %q, want %q", st.name, got, st.color)
+		}
+		for _, a := range r.Status().Apps {
+			if !slices.Contains(st.want, a.App) && !strings.HasPrefix(a.Message, "unchanged") {
+				t.Errorf("%s: app %s not run, message %q, want unchanged", st.name, a.App, a.Message)
+			}
+		}
 	}
 }

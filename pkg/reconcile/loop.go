@@ -396,6 +396,10 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	skipped := map[string]bool{}
+	for _, c := range same {
+		skipped[c.name] = true
+	}
 	for _, c := range same {
 		s := r.apps[c.name]
 		// Skipped if anything moved meanwhile: a run started, another
@@ -403,10 +407,83 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 		if s == nil || s.running || r.head != head || s.Revision != c.rev || s.inputs != c.inputs || len(s.drift) > 0 {
 			continue
 		}
-		s.Revision, s.Message = head, "unchanged: inputs as of "+short(c.rev)
-		r.metrics.unchanged.WithLabelValues(c.name).Inc()
-		r.log.Info("unchanged", "app", c.name, "revision", short(head), "reason", "unchanged")
+		if dep := l.runningDependency(sh.config, c.app, head, skipped); dep != "" {
+			// dep may change the ConfigMaps and Secrets its post-build
+			// reads: it runs after dep, and checks its inputs then.
+			s.recheckInputs = true
+			r.log.Info("inputs unchanged, checked again after a dependency", "app", c.name, "dependency", dep, "revision", short(head))
+			continue
+		}
+		r.markUnchanged(s, head, c.rev)
 	}
+}
+
+// markUnchanged marks s, whose inputs at head are those of its last
+// successful run at rev, delivered at head without a run. Called with
+// r.mu held.
+func (r *Reconciler) markUnchanged(s *appState, head, rev string) {
+	s.Revision, s.Message = head, "unchanged: inputs as of "+short(rev)
+	r.metrics.unchanged.WithLabelValues(s.App).Inc()
+	r.log.Info("unchanged", "app", s.App, "revision", short(head), "reason", "unchanged")
+}
+
+// runningDependency returns an app that app a depends on (directly or
+// not) and that runs at head, when a's post-build reads variables from
+// the cluster (which that app may deliver): neither skipped as unchanged
+// nor delivered at head already. "" otherwise. Called with r.mu held.
+func (l *leaderLoop) runningDependency(cfg *config.Resolved, a config.ResolvedApp, head string, skipped map[string]bool) string {
+	if !a.ReadsClusterVars() || cfg == nil {
+		return ""
+	}
+	for _, d := range cfg.Dependencies(a.Name) {
+		ds, ok := l.r.apps[d]
+		if ok && !skipped[d] && ds.Revision != head {
+			return d
+		}
+	}
+	return ""
+}
+
+// recheck checks again, in the run that its dependencies' delivery at
+// rev allowed, the inputs of an app marked recheckInputs: unchanged (the
+// ConfigMaps and Secrets its post-build reads are as they were), it is
+// marked delivered at rev without a run, as skipUnchanged does, and
+// recheck reports true.
+func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *sharedSnap) bool {
+	r := l.r
+	r.mu.Lock()
+	s := r.apps[name]
+	if s == nil || !s.recheckInputs {
+		r.mu.Unlock()
+		return false
+	}
+	s.recheckInputs = false
+	app, inputs, prev, requested := s.app, s.inputs, s.Revision, s.serving != ""
+	r.mu.Unlock()
+	if !strings.HasPrefix(reason, "revision ") || requested || inputs == nil || rev != sh.snap.Commit {
+		return false // a request, or anything but a new revision, runs
+	}
+	po := r.opts.Pipeline
+	po.Session = l.mgr.Session()
+	check := pipeline.NewInputsCheck(sh.snap, po)
+	same := check.Unchanged(ctx, app, inputs)
+	check.Close()
+	if !same {
+		return false
+	}
+	r.mu.Lock()
+	if s := r.apps[name]; s != nil && s.inputs == inputs && len(s.drift) == 0 {
+		s.running, s.serving = false, ""
+		s.Result = apply.ResultSucceeded
+		r.markUnchanged(s, rev, prev)
+	} else {
+		r.mu.Unlock()
+		return false
+	}
+	r.mu.Unlock()
+	r.writeStatus(ctx)
+	notify(r.wake)
+	return true
 }
 
 func (l *leaderLoop) sourceFailed(ctx context.Context, msg string) {
@@ -603,6 +680,9 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	// not, as the inventory says under the app's lock.
 	po.UnlessDelivered = r.shards != nil && strings.HasPrefix(reason, "revision ")
 	po.Session = l.mgr.Session()
+	if l.recheck(ctx, name, rev, reason, sh) {
+		return
+	}
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
 	note := r.notifyStart(name, rev, sh.config)

@@ -393,6 +393,11 @@ type appState struct {
 	AppStatus
 	dependsOn []string
 	running   bool
+	// recheckInputs: its inputs were unchanged at the head's fetch, but
+	// its post-build reads ConfigMaps or Secrets and an app it depends
+	// on runs at the head, which may change them: its run checks its
+	// inputs again once that app is delivered (leaderLoop.recheck).
+	recheckInputs bool
 	// failedRev is the commit of the last failed run: a new commit is
 	// tried at once, the same one only after the backoff.
 	failedRev string
