@@ -202,12 +202,17 @@ type Helm struct {
 type Kustomize struct {
 	// Path is the overlay folder in the repository.
 	Path string `yaml:"path" json:"path"`
+	// What a Flux Kustomization adds to the overlay (docs/migrating.md).
+	KustomizeFields `yaml:",inline"`
+}
 
-	// What a Flux Kustomization adds to the overlay's kustomization
-	// before the build, with the same meaning (docs/migrating.md):
-	// TargetNamespace replaces its namespace, NamePrefix and NameSuffix
-	// its own, Patches and Components are added after its own, Images
-	// are merged with its own by name.
+// KustomizeFields are what a Flux Kustomization adds to the overlay's
+// kustomization before the build, with the same meaning
+// (docs/migrating.md): TargetNamespace replaces its namespace, NamePrefix
+// and NameSuffix its own, Patches and Components are added after its own,
+// Images are merged with its own by name. An environment's (Override)
+// are merged over the app's (see Merge).
+type KustomizeFields struct {
 	TargetNamespace string           `yaml:"targetNamespace,omitempty" json:"targetNamespace,omitempty"`
 	NamePrefix      string           `yaml:"namePrefix,omitempty" json:"namePrefix,omitempty"`
 	NameSuffix      string           `yaml:"nameSuffix,omitempty" json:"nameSuffix,omitempty"`
@@ -290,6 +295,14 @@ type Override struct {
 	// ServiceAccountName replaces the app's ServiceAccount in this
 	// environment.
 	ServiceAccountName string `yaml:"serviceAccountName,omitempty" json:"serviceAccountName,omitempty"`
+
+	// Kustomize are Flux Kustomization fields of a kustomize app for
+	// this environment, merged over the app's (KustomizeFields.Merge):
+	// a cluster's image tags, patches, target namespace, components.
+	Kustomize *KustomizeFields `yaml:"kustomize,omitempty" json:"kustomize,omitempty"`
+	// CommonMetadata's labels and annotations are merged over the app's
+	// in this environment.
+	CommonMetadata *CommonMetadata `yaml:"commonMetadata,omitempty" json:"commonMetadata,omitempty"`
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
@@ -396,7 +409,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, validatePostRenderers(where, a.Helm.PostRenderers)...)
 		}
 		errs = append(errs, validatePostBuild(where, a)...)
-		errs = append(errs, validateKustomize(where, a.Kustomize)...)
+		if a.Kustomize != nil {
+			errs = append(errs, validateKustomize(where, &a.Kustomize.KustomizeFields)...)
+		}
 		errs = append(errs, validateCommonMetadata(where, a)...)
 		if a.Kustomize != nil && a.Kustomize.Path == "" {
 			errs = append(errs, fmt.Errorf("%s: kustomize.path is required", where))
@@ -443,8 +458,17 @@ func (c *Config) Validate() error {
 				errs = append(errs, err)
 			}
 			errs = append(errs, checkVarNames("environments."+name+".apps."+app+".substitute", o.Substitute)...)
-			if i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == app }); i >= 0 && c.Apps[i].Helm != nil && len(o.Substitute) > 0 {
-				errs = append(errs, fmt.Errorf("environments.%s.apps.%s.substitute: post-build variables apply to kustomize and manifests apps; a Helm chart takes values", name, app))
+			where := "environments." + name + ".apps." + app
+			if i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == app }); i >= 0 {
+				a := c.Apps[i]
+				if a.Helm != nil && len(o.Substitute) > 0 {
+					errs = append(errs, fmt.Errorf("%s.substitute: post-build variables apply to kustomize and manifests apps; a Helm chart takes values", where))
+				}
+				if o.Kustomize != nil && a.Kustomize == nil {
+					errs = append(errs, fmt.Errorf("%s.kustomize: applies to kustomize apps; app %s is not one", where, app))
+				}
+				errs = append(errs, validateKustomize(where, o.Kustomize)...)
+				errs = append(errs, validateCommonMetadata(where, App{Helm: a.Helm, CommonMetadata: o.CommonMetadata})...)
 			}
 		}
 	}

@@ -39,6 +39,10 @@ environments:
         namespace: web-prod
         valuesFiles: [values-prod.yaml]
         values: {image: {tag: "2.0"}}
+        strategy: rolling
+        secretValuesFiles: [secrets-prod.enc.yaml]
+        set: [replicas=3]
+        serviceAccountName: deployer
       worker: {path: overlays/prod}
   dev:
     apps:
@@ -55,11 +59,17 @@ func TestParseAndEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := r.Apps[1]
-	if r.Context != "prod-cluster" || web.Namespace != "web-prod" || web.Strategy != "recreate" || web.WaitTimeout != 2*time.Minute || !web.Prune || !web.Wait {
+	if r.Context != "prod-cluster" || web.Namespace != "web-prod" || web.Strategy != "rolling" || web.ServiceAccountName != "deployer" || web.WaitTimeout != 2*time.Minute || !web.Prune || !web.Wait {
 		t.Errorf("resolved web = %+v (context %q)", web, r.Context)
 	}
 	if diff := cmp.Diff([]string{"values.yaml", "values-prod.yaml"}, web.Helm.ValuesFiles); diff != "" {
 		t.Errorf("values files (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"secrets.enc.yaml", "secrets-prod.enc.yaml"}, web.Helm.SecretValuesFiles); diff != "" {
+		t.Errorf("secret values files (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"replicas=3"}, web.Helm.Set); diff != "" {
+		t.Errorf("set (-want +got):\n%s", diff)
 	}
 	// Numbers are floats, as Helm reads them from a values file.
 	if diff := cmp.Diff(Values{"image": map[string]any{"tag": "2.0"}, "replicas": 2.0}, web.Helm.Values); diff != "" {

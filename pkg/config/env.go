@@ -140,6 +140,14 @@ func applyOverride(a App, o Override) App {
 			a.Manifests = &m
 		}
 	}
+	if o.Kustomize != nil && a.Kustomize != nil {
+		k := *a.Kustomize
+		k.KustomizeFields = k.Merge(*o.Kustomize)
+		a.Kustomize = &k
+	}
+	if o.CommonMetadata != nil {
+		a.CommonMetadata = a.CommonMetadata.Merge(o.CommonMetadata)
+	}
 	if len(o.Substitute) > 0 {
 		pb := PostBuild{}
 		if a.PostBuild != nil {

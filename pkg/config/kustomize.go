@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"path"
@@ -14,7 +15,7 @@ import (
 // build would refuse in the fields deliver adds to an overlay: patches
 // that are not patches, images without a change, components that are
 // not local relative paths, a namespace Kubernetes refuses.
-func validateKustomize(where string, k *Kustomize) []error {
+func validateKustomize(where string, k *KustomizeFields) []error {
 	if k == nil {
 		return nil
 	}
@@ -84,4 +85,58 @@ func validateCommonMetadata(where string, a App) []error {
 		}
 	}
 	return errs
+}
+
+// Merge returns o (an environment's fields) merged over k (the app's):
+// a name, prefix, suffix or namespace o sets replaces k's; o's patches
+// and components come after k's; o's image of a name replaces k's of that
+// name, a new name is added; IgnoreMissingComponents is set if either
+// sets it. Neither is changed.
+func (k KustomizeFields) Merge(o KustomizeFields) KustomizeFields {
+	out := k
+	out.TargetNamespace = cmp.Or(o.TargetNamespace, k.TargetNamespace)
+	out.NamePrefix = cmp.Or(o.NamePrefix, k.NamePrefix)
+	out.NameSuffix = cmp.Or(o.NameSuffix, k.NameSuffix)
+	out.Patches = slices.Concat(k.Patches, o.Patches)
+	out.Components = slices.Concat(k.Components, o.Components)
+	out.IgnoreMissingComponents = k.IgnoreMissingComponents || o.IgnoreMissingComponents
+	out.Images = slices.Clone(k.Images)
+	for _, im := range o.Images {
+		if i := slices.IndexFunc(out.Images, func(known KustomizeImage) bool { return known.Name == im.Name }); i >= 0 {
+			out.Images[i] = im
+		} else {
+			out.Images = append(out.Images, im)
+		}
+	}
+	return out
+}
+
+// Merge returns o's labels and annotations merged over m's; nil when
+// both are. Neither is changed.
+func (m *CommonMetadata) Merge(o *CommonMetadata) *CommonMetadata {
+	if m == nil && o == nil {
+		return nil
+	}
+	out := &CommonMetadata{}
+	for _, c := range []*CommonMetadata{m, o} {
+		if c == nil {
+			continue
+		}
+		if len(c.Labels) > 0 {
+			out.Labels = mergeStrings(out.Labels, c.Labels)
+		}
+		if len(c.Annotations) > 0 {
+			out.Annotations = mergeStrings(out.Annotations, c.Annotations)
+		}
+	}
+	return out
+}
+
+func mergeStrings(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	if out == nil {
+		out = make(map[string]string, len(b))
+	}
+	maps.Copy(out, b)
+	return out
 }

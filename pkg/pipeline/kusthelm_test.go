@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -109,7 +110,10 @@ func TestKustomizeFluxFields(t *testing.T) {
 			"  commonMetadata: {labels: {team: shop}, annotations: {owner: sre}}\n" +
 			"  kustomize:\n    path: app\n    targetNamespace: " + target + "\n    namePrefix: fx-\n    components: [../tls, ../absent]\n    ignoreMissingComponents: true\n" +
 			"    images: [{name: nginx, newTag: '" + tag + "'}]\n" +
-			"    patches: [{target: {kind: Deployment}, patch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 3}]'}]\n"
+			"    patches: [{target: {kind: Deployment}, patch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 3}]'}]\n" +
+			"environments:\n  prod:\n    apps:\n      web:\n        commonMetadata: {labels: {cluster: prod}}\n" +
+			"        kustomize:\n          images: [{name: nginx, newTag: '1.31'}]\n" +
+			"          patches: [{target: {kind: Deployment}, patch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 4}]'}]\n"
 	}
 	repo, opts := servedRepo(t, ns, map[string]string{
 		"deliver.yaml":           app("1.29"),
@@ -143,5 +147,32 @@ func TestKustomizeFluxFields(t *testing.T) {
 	repo.CommitAll("new tag")
 	if res := mustRun(t, "diff of a new tag", Diff, opts); !res.HasChanges() || res.Apps[0].Unchanged {
 		t.Errorf("a new image tag in deliver.yaml is no change (unchanged %v)", res.Apps[0].Unchanged)
+	}
+
+	// The environment's image tag, patch and label, over the app's (a
+	// render: the cluster's app is this run's environment's, and another
+	// environment's run is refused).
+	res := mustRun(t, "render prod", Render, Options{Repo: opts.Repo, Ref: "main", CacheDir: opts.CacheDir, Env: "prod",
+		Secrets: SecretsOptions{Getenv: func(string) string { return "" }}})
+	var got *unstructured.Unstructured
+	for _, o := range res.Apps[0].Set.Objects {
+		if o.GetKind() == "Deployment" {
+			got = o.Unstructured
+		}
+	}
+	if got == nil {
+		t.Fatal("render prod: no Deployment")
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(got.Object, d); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nginx:1.31" {
+		t.Errorf("prod image %s, want the environment's newTag", got)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 4 {
+		t.Errorf("prod replicas %v, want 4 (the environment's patch, after the app's)", d.Spec.Replicas)
+	}
+	if d.Labels["team"] != "shop" || d.Labels["cluster"] != "prod" {
+		t.Errorf("prod labels %v, want the app's and the environment's", d.Labels)
 	}
 }
