@@ -280,10 +280,7 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	snap := opts.Snapshot
 	if snap == nil {
 		fctx, fspan := startSpan(ctx, &opts, "fetch")
-		snap, err = source.Fetch(fctx, source.Options{
-			URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
-			CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
-		})
+		snap, err = source.Fetch(fctx, fetchOptions(&opts))
 		endSpan(fspan, opts.Redactor, err)
 		if err != nil {
 			return nil, err
@@ -315,15 +312,8 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 
 	// Render everything first: bad input anywhere means nothing is applied.
 	sess := opts.Session
-	if m != modeRender && sess == nil {
-		if opts.Kube == nil {
-			return nil, errors.New("no cluster configured")
-		}
-		restCfg, err := opts.Kube(cfg.Context)
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig: %w", err)
-		}
-		if sess, err = apply.NewSession(restCfg, apply.SessionOptions{}); err != nil {
+	if m != modeRender {
+		if sess, err = session(&opts, cfg.Context); err != nil {
 			return nil, err
 		}
 	}
@@ -419,6 +409,30 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		_ = g.Wait()
 	}
 	return res, nil
+}
+
+// fetchOptions are the source options of a run that fetches its source.
+func fetchOptions(opts *Options) source.Options {
+	return source.Options{
+		URL: cmp.Or(opts.Repo, opts.Path), Ref: opts.Ref, Auth: opts.Auth,
+		CacheDir: opts.CacheDir, RequireClean: opts.RequireClean,
+	}
+}
+
+// session is the cluster session of a run: Options.Session, or one made
+// from Options.Kube for the kubeconfig context kubeContext.
+func session(opts *Options, kubeContext string) (*apply.Session, error) {
+	if opts.Session != nil {
+		return opts.Session, nil
+	}
+	if opts.Kube == nil {
+		return nil, errors.New("no cluster configured")
+	}
+	restCfg, err := opts.Kube(kubeContext)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return apply.NewSession(restCfg, apply.SessionOptions{})
 }
 
 func failedDependency(a config.ResolvedApp, byName map[string]*AppResult) string {

@@ -364,7 +364,7 @@ func (r *runner) run(step string, wantCode int, want []string, args ...string) s
 	switch args[0] {
 	case "render":
 		full = append(full, r.common...)
-	case "diff", "apply":
+	case "diff", "apply", "delete":
 		full = append(append(full, r.common...), r.cluster...)
 		if args[0] == "apply" {
 			full = append(full, "--timeout", "30s")

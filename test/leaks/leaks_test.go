@@ -258,9 +258,18 @@ func TestNoSecretLeaks(t *testing.T) {
 	rec.stop()
 	r.run("status after the reconciler", 0, []string{"reject", "hookfail"}, "status")
 	r.run("status -o json after the reconciler", 0, []string{`"reconciler"`}, "status", "-o", "json")
+
+	// 3. Apps that left deliver.yaml: delete names their objects (the
+	// ConfigMaps of web and worker hold the looked-up Secret's value,
+	// which git does not name); one is removed after the scan of the
+	// objects below.
+	repo.WriteFile("deliver.yaml", config(strings.ReplaceAll(plainApp, "$NS", ns), strings.ReplaceAll(rejectApp, "$NS", ns)))
+	repo.CommitAll("web, worker and hookfail leave")
+	r.run("delete --dry-run", 2, []string{"== app web", id("ConfigMap", lookupConfigMap) + ": to delete", "== app worker", id("ConfigMap", postBuildConfigMap) + ": to delete"}, "delete", "--dry-run")
+	r.run("delete --dry-run -o json", 2, []string{`"delete": [`}, "delete", "--dry-run", "-o", "json")
 	t.Logf("deliver runs took %s", time.Since(start).Round(time.Millisecond))
 
-	// 3. The scan. The key of the config digests joins the canaries: it
+	// 4. The scan. The key of the config digests joins the canaries: it
 	// may be in its own Secret only.
 	keySecret, err := cs.CoreV1().Secrets(inv).Get(ctx, apply.DigestKeyName, metav1.GetOptions{})
 	if err != nil {
@@ -377,6 +386,16 @@ func TestNoSecretLeaks(t *testing.T) {
 					t.Errorf("Secret %s/%s: canary %s not found in its data: the value did not go through deliver, or the scanner misses it", ns, name, cn)
 				}
 			}
+		}
+	})
+	// The removal of an app, after the objects were scanned (its Secret
+	// is one of those checked above): its output is scanned as every
+	// command's.
+	t.Run("delete output", func(t *testing.T) {
+		n := len(r.outputs)
+		r.run("delete hookfail", 0, []string{id("Secret", "hookfail-creds") + " deleted", "inventory deleted"}, "delete", "hookfail", "-v")
+		for _, o := range r.outputs[n:] {
+			report(t, sc.scan(o.where, o.data))
 		}
 	})
 	t.Run("files left behind", func(t *testing.T) {

@@ -1,0 +1,143 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+// TestRemoveApps: apps that left deliver.yaml are removed from a real
+// control plane only by Remove. Its plan lists them (those this identity
+// delivered, by their inventories) and writes nothing; Remove of a named
+// app prunes its objects (the one marked prune: disabled stays) and
+// deletes its inventory; without names it removes the other one. An app
+// deliver.yaml still lists, an app of another identity (a run of -f) and
+// an app without an inventory are refused, naming them, and keep their
+// objects.
+func TestRemoveApps(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	cm := func(name, extra string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + extra + "}\ndata: {a: b}\n"
+	}
+	config := func(apps ...string) string {
+		out := "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {wait: false}\napps:\n"
+		for _, a := range apps {
+			out += "- {name: " + a + ", namespace: " + ns + ", manifests: {path: " + a + "}}\n"
+		}
+		return out
+	}
+	repo, opts := servedRepo(t, inv, map[string]string{
+		"deliver.yaml":  config("web", "api", "gone"),
+		"web/cm.yaml":   cm("web", ""),
+		"web/keep.yaml": cm("web-keep", ", annotations: {kustomize.toolkit.fluxcd.io/prune: disabled}"),
+		"web/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: web}}\n" +
+			"  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: registry.example/web:1}]}\n",
+		"api/cm.yaml":     cm("api", ""),
+		"gone/cm.yaml":    cm("gone", ""),
+		"foreign/cm.yaml": cm("foreign", ""),
+	})
+	mustRun(t, "apply", Apply, opts)
+	foreign := opts
+	foreign.Manifests, foreign.App, foreign.Namespace = "foreign", "foreign", ns
+	mustRun(t, "apply -f foreign", Apply, foreign)
+	repo.WriteFile("deliver.yaml", config("api"))
+	repo.CommitAll("web and gone leave")
+
+	core := env.Client().CoreV1()
+	exists := func(name string) bool {
+		t.Helper()
+		_, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	inventory := func(app string) bool {
+		t.Helper()
+		_, err := core.Secrets(inv).Get(ctx, apply.InventoryName(app), metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	names := func(res *Result) []string {
+		var out []string
+		for _, a := range res.Apps {
+			out = append(out, a.Name)
+		}
+		return out
+	}
+
+	// The plan: the two apps that left, web's three objects to delete.
+	res := mustRun(t, "plan", PlanRemove, opts)
+	if got := names(res); !slices.Equal(got, []string{"gone", "web"}) {
+		t.Fatalf("plan removes %v, want [gone web] (not api, listed; not foreign, another identity's)", got)
+	}
+	if got := planned(t, res, "web"); !strings.Contains(got, "ConfigMap/"+ns+"/web") || !strings.Contains(got, "Deployment/"+ns+"/web") {
+		t.Errorf("web's plan does not delete its objects:\n%s", got)
+	}
+	if !exists("web") || !inventory("web") {
+		t.Fatal("the plan wrote")
+	}
+
+	// Refused: listed, another identity's, never delivered here.
+	for _, tc := range []struct{ app, want string }{
+		{"api", "remove app api: deliver.yaml lists it"},
+		{"foreign", "remove app foreign: "},
+		{"nosuch", "remove app nosuch: nosuch: inventory namespace " + inv + ": no inventory"},
+	} {
+		o := opts
+		o.Apps = []string{tc.app}
+		res, err := Remove(ctx, o)
+		if err == nil {
+			err = res.Err()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("remove %s: %v, want an error containing %q", tc.app, err, tc.want)
+		}
+		if tc.app == "foreign" && !errors.As(err, new(*apply.IdentityError)) {
+			t.Errorf("remove foreign: %v, want an identity error", err)
+		}
+	}
+	if !exists("api") || !exists("foreign") || !inventory("foreign") {
+		t.Fatal("a refused removal deleted objects")
+	}
+
+	// web by name: its objects but the one marked to stay, its inventory.
+	o := opts
+	o.Apps = []string{"web"}
+	res = mustRun(t, "remove web", Remove, o)
+	if rep := res.Apps[0].Report; rep == nil || rep.Count(apply.Deleted) != 2 {
+		t.Errorf("remove web: report %v, want 2 deleted", rep)
+	}
+	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("web's Deployment after the removal: %v", err)
+	}
+	if exists("web") || !exists("web-keep") || inventory("web") {
+		t.Errorf("after removing web: ConfigMap web %v (want gone), web-keep %v (want kept), inventory %v (want gone)", exists("web"), exists("web-keep"), inventory("web"))
+	}
+
+	// Without names: gone only, now.
+	res = mustRun(t, "remove the rest", Remove, opts)
+	if got := names(res); !slices.Equal(got, []string{"gone"}) {
+		t.Errorf("removed %v, want [gone]", got)
+	}
+	if exists("gone") || inventory("gone") || !exists("api") || !exists("foreign") {
+		t.Error("removing the apps that left deleted the wrong objects")
+	}
+	if res := mustRun(t, "plan after", PlanRemove, opts); len(res.Apps) != 0 {
+		t.Errorf("after the removals the plan still removes %v", names(res))
+	}
+}
