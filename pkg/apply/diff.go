@@ -233,6 +233,7 @@ func (c *Change) unifiedDiff(context int, redact func(string) string) (string, e
 	}
 	before, after = maskSecrets(before, after)
 	before, after = maskSecretFields(before, after, redact)
+	before = maskLeftSecrets(before, after, c.leftSecrets)
 	a, err := toYAML(before)
 	if err != nil {
 		return "", err
@@ -324,8 +325,8 @@ func maskSecrets(before, after *unstructured.Unstructured) (*unstructured.Unstru
 // value anyway; the live value of such a field is the previous secret
 // (rotated in Vault, in a SOPS file or in a Secret a lookup or a
 // post-build substitution read), which the redactor of this run does not
-// know. A secret in a field that left git cannot be told, and is not
-// masked.
+// know. A secret in a field that left git is masked by the places the
+// inventory recorded (maskLeftSecrets).
 func maskSecretFields(before, after *unstructured.Unstructured, redact func(string) string) (*unstructured.Unstructured, *unstructured.Unstructured) {
 	if before == nil || after == nil || redact == nil {
 		return before, after // a create or a delete: no value replaced

@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/pkg/object"
 )
 
 // TestMaskSecretFields: in an object of any kind, a field whose value in
@@ -77,5 +79,60 @@ func TestMaskSecretFields(t *testing.T) {
 				t.Errorf("the live object given was changed (-was +is):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestLeftSecrets: the inventory records where secrets were (places, list
+// items as "*", not in a Secret, which is masked whole), and a diff masks
+// the live value there unless git holds the same value now.
+func TestLeftSecrets(t *testing.T) {
+	t.Parallel()
+	redact := func(s string) string { return strings.ReplaceAll(s, "s3cret", "***") }
+	container := func(name, value string) any {
+		return map[string]any{"env": []any{map[string]any{"name": name, "value": value}}}
+	}
+	applied := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "a"},
+		"data": map[string]any{"dsn": "pg://u:s3cret@db", "a/b": "s3cret", "plain": "x"},
+		"spec": map[string]any{"containers": []any{container("A", "s3cret"), container("B", "plain")}},
+	}}
+	pointers := secretPointers(applied, redact)
+	if diff := cmp.Diff([]string{"/data/a~1b", "/data/dsn", "/spec/containers/*/env/*/value"}, pointers); diff != "" {
+		t.Errorf("secretPointers (-want +got):\n%s", diff)
+	}
+	secret := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"a": "s3cret"}}}
+	if p := secretPointers(secret, redact); p != nil {
+		t.Errorf("a Secret records %v, want none: it is masked whole", p)
+	}
+	fieldLeft := applied.DeepCopy()
+	unstructured.RemoveNestedField(fieldLeft.Object, "data", "dsn")
+	unstructured.RemoveNestedField(fieldLeft.Object, "data", "a/b")
+	for _, tc := range []struct {
+		name  string
+		after *unstructured.Unstructured
+		want  map[string]any // pointer -> the value before shows
+	}{
+		{"deleted", nil, map[string]any{"/data/dsn": maskBefore, "/data/a~1b": maskBefore, "/data/plain": "x",
+			"/spec/containers/0/env/0/value": maskBefore, "/spec/containers/1/env/0/value": maskBefore}},
+		{"fields left git", fieldLeft, map[string]any{"/data/dsn": maskBefore, "/data/a~1b": maskBefore, "/data/plain": "x",
+			"/spec/containers/0/env/0/value": "s3cret", "/spec/containers/1/env/0/value": "plain"}},
+		{"the same in git", applied, map[string]any{"/data/dsn": "pg://u:s3cret@db", "/spec/containers/0/env/0/value": "s3cret"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := maskLeftSecrets(applied, tc.after, pointers)
+			for ptr, want := range tc.want {
+				p, err := object.ParsePointer(ptr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := object.GetAt(before.Object, p.Paths(before.Object)[0])
+				if got != want {
+					t.Errorf("%s = %v, want %v", ptr, got, want)
+				}
+			}
+		})
+	}
+	if v, _, _ := unstructured.NestedString(applied.Object, "data", "dsn"); v != "pg://u:s3cret@db" {
+		t.Errorf("maskLeftSecrets changed its argument: dsn %q", v)
 	}
 }

@@ -168,6 +168,12 @@ type Entry struct {
 	// unchanged plan checks only that an IfNotPresent object exists and
 	// that a disabled one still has the annotation in the cluster.
 	Policy string `json:"policy,omitempty"`
+	// Secrets are the places (JSON pointers, list items as "*") of the
+	// fields whose value held a secret value when deliver last applied
+	// the object: never the values. A diff masks the live value there
+	// once git no longer has it (a field removed, an object pruned or
+	// removed with its app), since the redactor then knows it no more.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // Inventory results.

@@ -72,6 +72,10 @@ type Change struct {
 	// has rollingUpdate settings into a Recreate one (see
 	// switchToRecreate).
 	toRecreate bool
+	// leftSecrets are the places of secret values when deliver last
+	// applied the object (Entry.Secrets), masked in the diff where git no
+	// longer has the live value (maskLeftSecrets).
+	leftSecrets []string
 	// listed says the plan found the object in the cluster, not being
 	// deleted (see settled).
 	listed bool
@@ -264,7 +268,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		if !namespaced {
 			e.Namespace = ""
 		}
-		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version})
+		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version, leftSecrets: e.Secrets})
 	}
 
 	// The autoscalers, whose targets' replicas deliver leaves alone, are
@@ -288,6 +292,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	}
 	p.checkOwnership(live)
 	entries := inv.index()
+	for _, c := range p.Changes {
+		c.leftSecrets = entries[c.ID].Secrets
+	}
 	// Namespaces this run creates: their objects cannot be dry-run yet.
 	newNamespaces := map[string]bool{}
 	for _, c := range p.Changes {

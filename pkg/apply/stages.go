@@ -367,6 +367,11 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	}
 	e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
 	old, hadOld := r.entries[c.ID]
+	if c.Desired != nil {
+		e.Secrets = secretPointers(c.Desired, r.m.opts.Redact)
+	} else if hadOld {
+		e.Secrets = old.Secrets
+	}
 	if settled(c, live) {
 		if r.settled == nil {
 			r.settled = map[object.ID]bool{}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -139,5 +140,63 @@ func TestRemoveApps(t *testing.T) {
 	}
 	if res := mustRun(t, "plan after", PlanRemove, opts); len(res.Apps) != 0 {
 		t.Errorf("after the removals the plan still removes %v", names(res))
+	}
+}
+
+// TestSecretsThatLeftGitMasked: a ConfigMap field held a Secret's value
+// (a post-build substitution) when deliver applied it; once git no longer
+// names the secret (the post-build and the field gone, so no run knows the
+// value), the diff of the field's removal, of the object's prune and of
+// the app's removal mask the live value at the places the inventory
+// recorded, in every item of a list, and show the rest.
+func TestSecretsThatLeftGitMasked(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	const token = "canary-left-git-7c1d"
+	if _, err := env.Client().CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "upstream"}, Data: map[string][]byte{"token": []byte(token)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	config := func(postBuild string) string {
+		return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {wait: false}\napps:\n- {name: web, namespace: " + ns + ", manifests: {path: web}" + postBuild + "}\n"
+	}
+	withToken := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {plain: shown-value, token: \"${token}\", dsn: \"postgres://app:${token}@db\"}\n"
+	repo, opts := servedRepo(t, inv, map[string]string{
+		"deliver.yaml": config(", postBuild: {substituteFrom: [{kind: Secret, name: upstream}]}"),
+		"web/cm.yaml":  withToken,
+		"web/job.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: job}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n" +
+			"      - {name: a, image: busybox, env: [{name: TOKEN, value: \"${token}\"}, {name: MODE, value: fast}]}\n" +
+			"      - {name: b, image: busybox, env: [{name: TOKEN, value: \"t=${token}\"}]}\n",
+	})
+	mustRun(t, "apply", Apply, opts)
+
+	// The post-build and the token's field leave git; the Job leaves it.
+	repo.WriteFile("deliver.yaml", config(""))
+	repo.WriteFile("web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {plain: shown-value}\n")
+	repo.Git("rm", "-q", "web/job.yaml")
+	repo.CommitAll("the token leaves git")
+	res := mustRun(t, "diff", Diff, opts)
+	text := planned(t, res, "web")
+	if strings.Contains(text, "canary-left-git") {
+		t.Errorf("the diff shows a secret that left git:\n%s", text)
+	}
+	for _, want := range []string{"token: '*** (before)'", "dsn: '*** (before)'", "value: '*** (before)'", "name: MODE", "shown-value", "Job/" + ns + "/job"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the diff lacks %q:\n%s", want, text)
+		}
+	}
+
+	// The whole app leaves: its removal's plan masks the same places.
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: other, namespace: "+ns+", manifests: {path: other}}\n")
+	repo.WriteFile("other/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {a: b}\n")
+	repo.CommitAll("web leaves")
+	res = mustRun(t, "plan the removal", PlanRemove, opts)
+	if text := planned(t, res, "web"); strings.Contains(text, "canary-left-git") || !strings.Contains(text, "token: '*** (before)'") || !strings.Contains(text, "shown-value") {
+		t.Errorf("the removal's plan, want the token masked and the rest shown:\n%s", text)
 	}
 }
