@@ -214,7 +214,7 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 				fmt.Fprintf(w, "=== environment %s at %s\n", res.Environment, res.Revision)
 			}
 			for _, a := range res.Apps {
-				fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+				fmt.Fprintf(w, "== app %s (%s)\n", a.Name, appWhere(a))
 				if a.Unchanged {
 					fmt.Fprintln(w, unchangedNote)
 				}
@@ -335,7 +335,7 @@ then prune of what left git. A failing app stops the apps that depend on it.
 						a.Plan = a.Report.Plan
 						continue
 					}
-					fmt.Fprintf(w, "== app %s (namespace %s)\n", a.Name, a.Namespace)
+					fmt.Fprintf(w, "== app %s (%s)\n", a.Name, appWhere(a))
 					if err := a.Report.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
 						return err
 					}
@@ -369,6 +369,15 @@ func printHeld(w io.Writer, held, consequence string) {
 	}
 }
 
+// appWhere says where an app is: its namespace, or that it left
+// deliver.yaml (pruneApps removes it).
+func appWhere(a *pipeline.AppResult) string {
+	if a.Removed {
+		return "left deliver.yaml: pruneApps removes it"
+	}
+	return "namespace " + a.Namespace
+}
+
 // unchangedNote says why an app was not rendered.
 const unchangedNote = "inputs unchanged since the last successful apply and objects as it left them: not rendered (--force-render renders)"
 
@@ -378,7 +387,7 @@ func printResult(w io.Writer, res *pipeline.Result) {
 		rev += " (dirty)"
 	}
 	for _, a := range res.Apps {
-		fmt.Fprintf(w, "== app %s (namespace %s) at %s\n", a.Name, a.Namespace, rev)
+		fmt.Fprintf(w, "== app %s (%s) at %s\n", a.Name, appWhere(a), rev)
 		if a.Unchanged {
 			fmt.Fprintln(w, unchangedNote)
 		}

@@ -23,9 +23,10 @@ opt out; an object another app took over is kept), its hooks' kept runs
 deleted, then its inventory: history and pin included. Named apps only,
 or with no APP every app whose inventory records this environment of this
 deliver.yaml of this repository. An app deliver.yaml still lists, or that
-another environment or repository delivers, is refused. No apply and no
-reconciler deletes an app: leaving deliver.yaml leaves its objects in
-place until this is run (docs/migrating.md).
+another environment or repository delivers, is refused. Unless
+deliver.yaml sets pruneApps: true (then apply and the reconciler remove
+them), leaving deliver.yaml leaves an app's objects in place until this
+is run.
 
 --dry-run names the objects that would be deleted and writes nothing.
 Objects are named, never shown: what they hold in the cluster may be

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,29 +142,21 @@ func (m *Manager) withoutAbsent(ctx context.Context, missing []string, out map[s
 	return exist
 }
 
-// ListInventories returns every inventory of the inventory namespace, by
-// app: the Secrets that carry LabelInventory and the name of their app's
-// inventory. One list, data included; meant for the rare commands that
-// look at every app (deliver delete), not for runs.
-func (m *Manager) ListInventories(ctx context.Context) (map[string]*Inventory, error) {
-	list, err := m.kube.CoreV1().Secrets(m.opts.InventoryNamespace).List(ctx, metav1.ListOptions{LabelSelector: LabelInventory})
+// InventoryApps returns the apps that have an inventory in the inventory
+// namespace: the Secrets that carry LabelInventory and the name of their
+// app's inventory, read with one metadata-only list, sorted.
+func (m *Manager) InventoryApps(ctx context.Context) ([]string, error) {
+	list, err := m.meta.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(m.opts.InventoryNamespace).
+		List(ctx, metav1.ListOptions{LabelSelector: LabelInventory})
 	if err != nil {
 		return nil, fmt.Errorf("inventories in %s: list: %w", m.opts.InventoryNamespace, err)
 	}
-	out := make(map[string]*Inventory, len(list.Items))
-	var errs []error
-	for i := range list.Items {
-		s := &list.Items[i]
-		app := s.Labels[LabelInventory]
-		if s.Name != InventoryName(app) {
-			continue
+	var out []string
+	for _, s := range list.Items {
+		if app := s.Labels[LabelInventory]; s.Name == InventoryName(app) {
+			out = append(out, app)
 		}
-		inv, err := inventoryOf(s)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out[app] = inv
 	}
-	return out, errors.Join(errs...)
+	slices.Sort(out)
+	return out, nil
 }

@@ -48,6 +48,14 @@ type Config struct {
 	// Notifications (issue 20, notify): commit statuses and messages the
 	// reconciler sends after each delivery (docs/notify.md).
 	Notifications []Notification `yaml:"notifications,omitempty" json:"notifications,omitempty"`
+	// PruneApps removes the apps that leave deliver.yaml, as Flux prunes
+	// a Kustomization removed from git: deliver apply (of every app) and
+	// the reconciler delete their objects and inventories as deliver
+	// delete does, and deliver diff shows it. Only apps this environment
+	// of this deliver.yaml of this repository delivered, by the identity
+	// their inventories record. Default false: an app that leaves keeps
+	// its objects until deliver delete.
+	PruneApps bool `yaml:"pruneApps,omitempty" json:"pruneApps,omitempty"`
 }
 
 // Defaults are settings shared by all apps.

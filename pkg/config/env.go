@@ -37,6 +37,8 @@ type Resolved struct {
 	// InventoryNamespace is the environment's inventory namespace; ""
 	// for the run's (--inventory-namespace).
 	InventoryNamespace string
+	// PruneApps is Config.PruneApps.
+	PruneApps bool
 }
 
 // ResolvedApp is an app with every setting decided.
@@ -71,7 +73,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			return nil, fmt.Errorf("unknown environment %q (deliver.yaml defines: %s)", name, strings.Join(known, ", "))
 		}
 	}
-	r := &Resolved{Environment: name, Context: env.Context, KubeconfigSecret: env.KubeconfigSecret, InventoryNamespace: env.InventoryNamespace}
+	r := &Resolved{Environment: name, Context: env.Context, KubeconfigSecret: env.KubeconfigSecret, InventoryNamespace: env.InventoryNamespace, PruneApps: c.PruneApps}
 	// Change windows (docs/windows.md).
 	var err error
 	if r.Windows, err = c.compileWindows(); err != nil {

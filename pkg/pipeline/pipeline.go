@@ -120,6 +120,12 @@ type Options struct {
 	// Now is the time the windows are checked at. Default time.Now.
 	Now func() time.Time
 
+	// RemoveOnly, when set, limits the apps that left deliver.yaml which
+	// Remove (with no Apps) and a run with config.PruneApps remove to
+	// those it returns true for: a sharded reconciler's own. Default:
+	// all.
+	RemoveOnly func(app string) bool
+
 	// Secrets configures SOPS keys and Vault.
 	Secrets SecretsOptions
 	// Redactor masks every secret value in output; one is made if nil.
@@ -166,6 +172,10 @@ type AppResult struct {
 	Report    *apply.Report `json:"report,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Skipped   string        `json:"skipped,omitempty"`
+	// Removed reports an app that left deliver.yaml, removed from the
+	// cluster (Remove, or a run with config.PruneApps) or, in a diff,
+	// planned to be: its Plan deletes its objects.
+	Removed bool `json:"removed,omitempty"`
 	// Unchanged reports an app whose inputs were those of its last
 	// successful run and whose objects were as deliver left them: it
 	// was planned from its inventory, not rendered.
@@ -407,6 +417,20 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			})
 		}
 		_ = g.Wait()
+	}
+	if cfg.PruneApps && len(opts.Apps) == 0 && opts.Manifests == "" && res.Err() == nil {
+		// Apps that left deliver.yaml go once every listed app was
+		// delivered (planned, in a diff): an object one of them moved
+		// to a listed app has been taken over by then, and is kept.
+		mgr := apply.NewManager(sess, removeManagerOptions(&opts))
+		names, err := orphans(ctx, mgr, ident, listedApps(cfg), opts.RemoveOnly)
+		switch {
+		case errors.Is(err, errUnknownRepository):
+			opts.Log.Warn("pruneApps: apps that left deliver.yaml are not removed", "reason", err)
+		case err != nil:
+			return res, fmt.Errorf("pruneApps: %w", err)
+		}
+		res.Apps = append(res.Apps, removeApps(ctx, &opts, mgr, snap.Commit, ident, names, m)...)
 	}
 	return res, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
 	"github.com/deliverhq/deliver/pkg/source"
 )
 
@@ -20,8 +21,8 @@ import (
 // ownership label, the opt-outs, an object another app took over is
 // kept), then its inventory is deleted. An app deliver.yaml still lists is
 // refused: the next run would deliver it again; remove it from git first.
-// Removing apps is a decision: no run of Apply or the reconciler deletes
-// an app, only this.
+// Without config.PruneApps removing apps is a decision: no run of Apply
+// or the reconciler deletes an app, only this.
 func Remove(ctx context.Context, opts Options) (*Result, error) {
 	return remove(ctx, opts, modeApply)
 }
@@ -56,10 +57,7 @@ func remove(ctx context.Context, opts Options, m mode) (res *Result, err error) 
 	if err != nil {
 		return nil, err
 	}
-	listed := map[string]bool{}
-	for _, a := range cfg.Apps {
-		listed[a.Name] = true
-	}
+	listed := listedApps(cfg)
 	for _, n := range names {
 		if listed[n] {
 			return nil, fmt.Errorf("remove app %s: %s lists it at %.12s: remove it there first, or the next run delivers it again", n, opts.ConfigFile, snap.Commit)
@@ -72,21 +70,27 @@ func remove(ctx context.Context, opts Options, m mode) (res *Result, err error) 
 	if err != nil {
 		return nil, err
 	}
-	ao := opts.Apply
-	ao.Redact = opts.Redactor.Redact
-	mgr := apply.NewManager(sess, ao)
+	mgr := apply.NewManager(sess, removeManagerOptions(&opts))
 	ident := runIdentity(snap, opts, cfg.Environment)
 	if len(names) == 0 {
-		if names, err = orphans(ctx, mgr, ident, listed); err != nil {
-			return nil, err
+		if names, err = orphans(ctx, mgr, ident, listed, opts.RemoveOnly); err != nil {
+			return nil, fmt.Errorf("remove: %w", err)
 		}
 	}
 	res = &Result{Revision: snap.Commit, Environment: cfg.Environment}
+	res.Apps = removeApps(ctx, &opts, mgr, snap.Commit, ident, names, m)
+	return res, nil
+}
+
+// removeApps removes the apps names (plans their removal in diff mode) in
+// order, each an AppResult marked Removed with its own error.
+func removeApps(ctx context.Context, opts *Options, mgr *apply.Manager, revision string, ident *apply.Identity, names []string, m mode) []*AppResult {
+	out := make([]*AppResult, 0, len(names))
 	for _, name := range names {
-		ar := &AppResult{Name: name}
-		res.Apps = append(res.Apps, ar)
+		ar := &AppResult{Name: name, Removed: true}
+		out = append(out, ar)
 		start := time.Now()
-		po := apply.PlanOptions{App: name, Revision: snap.Commit, Identity: ident}
+		po := apply.PlanOptions{App: name, Revision: revision, Identity: ident}
 		if m == modeApply {
 			ar.Report, ar.err = mgr.Remove(ctx, po)
 			if ar.Report != nil {
@@ -104,27 +108,58 @@ func remove(ctx context.Context, opts Options, m mode) (res *Result, err error) 
 			ar.Error = ar.err.Error()
 		}
 	}
-	return res, nil
+	return out
 }
 
+// errUnknownRepository: the run's repository is not known, so the apps
+// it delivered cannot be told from others'.
+var errUnknownRepository = errors.New("the repository is not known (a checkout without an origin remote): name the apps to remove")
+
 // orphans are the apps of the inventory namespace that ident delivered,
-// by the identity their inventory records, and that are not listed: apps
-// that left this deliver.yaml. Only a complete identity counts: a run
-// from a checkout without a known repository finds none.
-func orphans(ctx context.Context, mgr *apply.Manager, ident *apply.Identity, listed map[string]bool) ([]string, error) {
+// by the identity their inventory records, that are not listed and that
+// keep passes (nil: all): apps that left this deliver.yaml. The names come
+// from one metadata list; only the inventories of apps not listed are
+// read. Only a complete identity counts: a run from a checkout without a
+// known repository finds none.
+func orphans(ctx context.Context, mgr *apply.Manager, ident *apply.Identity, listed map[string]bool, keep func(string) bool) ([]string, error) {
 	if ident.Repository == "" {
-		return nil, errors.New("remove: the repository is not known (a checkout without an origin remote): name the apps to remove")
+		return nil, errUnknownRepository
 	}
-	invs, err := mgr.ListInventories(ctx)
+	apps, err := mgr.InventoryApps(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for app, inv := range invs {
-		if !listed[app] && inv.Identity != nil && *inv.Identity == *ident {
+	var errs []error
+	for _, app := range apps {
+		if listed[app] || keep != nil && !keep(app) {
+			continue
+		}
+		inv, err := mgr.ReadInventory(ctx, app)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if inv.Identity != nil && *inv.Identity == *ident {
 			out = append(out, app)
 		}
 	}
-	slices.Sort(out)
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// listedApps are the names of the apps cfg lists.
+func listedApps(cfg *config.Resolved) map[string]bool {
+	listed := make(map[string]bool, len(cfg.Apps))
+	for _, a := range cfg.Apps {
+		listed[a.Name] = true
+	}
+	return listed
+}
+
+// removeManagerOptions are the apply options of the removal of apps: the
+// run's, with its redaction.
+func removeManagerOptions(opts *Options) apply.Options {
+	ao := opts.Apply
+	ao.Redact = opts.Redactor.Redact
+	return ao
 }

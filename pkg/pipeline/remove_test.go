@@ -59,19 +59,17 @@ func TestRemoveApps(t *testing.T) {
 	core := env.Client().CoreV1()
 	exists := func(name string) bool {
 		t.Helper()
-		_, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		return err == nil
+		return found(t, func() error {
+			_, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
 	}
 	inventory := func(app string) bool {
 		t.Helper()
-		_, err := core.Secrets(inv).Get(ctx, apply.InventoryName(app), metav1.GetOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		return err == nil
+		return found(t, func() error {
+			_, err := core.Secrets(inv).Get(ctx, apply.InventoryName(app), metav1.GetOptions{})
+			return err
+		})
 	}
 	names := func(res *Result) []string {
 		var out []string
@@ -199,4 +197,92 @@ func TestSecretsThatLeftGitMasked(t *testing.T) {
 	if text := planned(t, res, "web"); strings.Contains(text, "canary-left-git") || !strings.Contains(text, "token: '*** (before)'") || !strings.Contains(text, "shown-value") {
 		t.Errorf("the removal's plan, want the token masked and the rest shown:\n%s", text)
 	}
+}
+
+// TestPruneApps: with pruneApps, a diff plans the removal of the apps
+// that left deliver.yaml (this identity's) and an apply removes them,
+// after the listed apps were delivered, and only when every one was: a
+// listed app that fails holds the removal back.
+func TestPruneApps(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	config := func(apps ...string) string {
+		out := "apiVersion: deliver.dev/v1alpha1\nkind: Config\npruneApps: true\ndefaults: {wait: false}\napps:\n"
+		for _, a := range apps {
+			out += "- {name: " + a + ", namespace: " + ns + ", manifests: {path: " + a + "}}\n"
+		}
+		return out
+	}
+	cm := func(name, data string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {a: " + data + "}\n"
+	}
+	repo, opts := servedRepo(t, inv, map[string]string{
+		"deliver.yaml": config("web", "api", "old"),
+		"web/cm.yaml":  cm("web", "b"),
+		"api/cm.yaml":  cm("api", "b"),
+		"old/cm.yaml":  cm("old", "b"),
+	})
+	mustRun(t, "apply", Apply, opts)
+	exists := func(name string) bool {
+		t.Helper()
+		return found(t, func() error {
+			_, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+			return err
+		})
+	}
+	removed := func(res *Result) []string {
+		var out []string
+		for _, a := range res.Apps {
+			if a.Removed {
+				out = append(out, a.Name)
+			}
+		}
+		return out
+	}
+
+	// old leaves, and web fails: nothing is removed, nor planned.
+	repo.WriteFile("deliver.yaml", config("web", "api"))
+	repo.WriteFile("web/cm.yaml", cm("web", "1"))
+	repo.CommitAll("old leaves, web breaks")
+	if res, err := Apply(context.Background(), opts); err != nil || res.Err() == nil || len(removed(res)) > 0 {
+		t.Fatalf("apply with web failing: %v, removed %v; want web's failure and no removal", err, removed(res))
+	}
+	if !exists("old") {
+		t.Fatal("old was removed while web failed")
+	}
+
+	// web mended: the diff plans old's removal, the apply makes it.
+	repo.WriteFile("web/cm.yaml", cm("web", "c"))
+	repo.CommitAll("web mended")
+	res := mustRun(t, "diff", Diff, opts)
+	if got := removed(res); !slices.Equal(got, []string{"old"}) || !strings.Contains(planned(t, res, "old"), "ConfigMap/"+ns+"/old") || !res.HasChanges() {
+		t.Errorf("diff: removed %v, want old's removal planned:\n%s", got, planned(t, res, "old"))
+	}
+	if !exists("old") {
+		t.Fatal("the diff removed old")
+	}
+	res = mustRun(t, "apply", Apply, opts)
+	if got := removed(res); !slices.Equal(got, []string{"old"}) {
+		t.Errorf("apply removed %v, want [old]", got)
+	}
+	if exists("old") || !exists("web") || !exists("api") {
+		t.Errorf("after the apply: old %v (want gone), web %v, api %v", exists("old"), exists("web"), exists("api"))
+	}
+	if res := mustRun(t, "diff after", Diff, opts); len(removed(res)) > 0 || res.HasChanges() {
+		t.Errorf("diff after the removal: removed %v, changes %v", removed(res), res.HasChanges())
+	}
+}
+
+// found reports whether get found its object: false when it is not found,
+// and the test fails on any other error.
+func found(t *testing.T, get func() error) bool {
+	t.Helper()
+	err := get()
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
 }

@@ -335,8 +335,12 @@ func (r row) String() string {
 	if len(r.hooks) > 0 {
 		hooks = strings.Join(r.hooks, "<br>")
 	}
+	ns := "–" // an app that left deliver.yaml has none
+	if r.namespace != "" {
+		ns = code(r.namespace)
+	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-		code(r.name), code(r.namespace), num(r.create), num(r.change), num(r.delete), num(r.unchanged),
+		code(r.name), ns, num(r.create), num(r.change), num(r.delete), num(r.unchanged),
 		hooks, num(r.recreate), num(r.conflicts), r.result)
 }
 
@@ -351,6 +355,8 @@ func appRow(a *pipeline.AppResult) (row, []apply.ObjectDiff, error) {
 		r.result = "failed"
 	case a.Unchanged:
 		r.result = "unchanged (not rendered)"
+	case a.Removed:
+		r.result = "left deliver.yaml: apply removes it"
 	case p != nil && (p.HasChanges() || runsHooks(p)):
 		r.result = "changes"
 	default:

@@ -158,6 +158,17 @@ func TestMarkdown(t *testing.T) {
 			err: errors.New("environment prod: app web: render: values.yaml: token " + canaryError + ": ```not a fence```"),
 		},
 		{
+			// pruneApps: an app that left deliver.yaml, its removal
+			// planned.
+			name: "removed-app",
+			results: []*pipeline.Result{{Revision: rev, Environment: "staging", Apps: []*pipeline.AppResult{
+				{Name: "api", Namespace: "api", Plan: unchangedPlan("api")},
+				{Name: "old", Removed: true, Plan: &apply.Plan{App: "old", Changes: []*apply.Change{
+					{ID: id("ConfigMap", "old", "settings"), Type: apply.ChangeDelete, Live: obj("ConfigMap", "old", "settings", map[string]any{"data": map[string]any{"level": "info"}})},
+				}}},
+			}}},
+		},
+		{
 			name: "no-changes",
 			results: []*pipeline.Result{{Revision: rev, Apps: []*pipeline.AppResult{
 				{Name: "default", Namespace: "default", Plan: unchangedPlan("default")},

@@ -178,8 +178,8 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		l.takeOverRequests(ctx)
 		untilStatus, _ := r.statusRetryDue()
 		wait := min(l.schedule(ctx), time.Until(nextFetch), untilStatus)
-		if r.opts.Once && !r.busy() {
-			return r.onceResult()
+		if r.opts.Once && !r.busy() && !l.pruneBusy() {
+			return errors.Join(r.onceResult(), l.pruneErr())
 		}
 		timer := time.NewTimer(max(wait, 0))
 		select {
@@ -215,6 +215,9 @@ type leaderLoop struct {
 	// ConfigMap held it when this loop started (request.go), so that a
 	// new leader serves no request twice.
 	handled map[string]string
+	// prune is the removal of the apps that left deliver.yaml
+	// (prune.go); guarded by r.mu.
+	prune appPruning
 }
 
 // sharedSnap is a snapshot shared by the runs of one commit: its tree is
@@ -279,6 +282,12 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	r.mu.Lock()
 	moved := r.head != snap.Commit
 	r.head, r.sourceErr = snap.Commit, ""
+	if moved {
+		l.prune.due, l.prune.failures, l.prune.notBefore = "", 0, time.Time{}
+		if cfg.PruneApps {
+			l.prune.due = snap.Commit
+		}
+	}
 	if l.cur == nil || l.cur.snap.Commit != snap.Commit {
 		l.cur.release()
 		l.cur = newSharedSnap(snap, cfg)
@@ -303,7 +312,8 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	}
 	for name, s := range r.apps {
 		// An app that left deliver.yaml is forgotten, its objects left in
-		// place: deleting a whole app is a decision for a person.
+		// place: deleting a whole app is a decision for a person
+		// (deliver delete), or for deliver.yaml's pruneApps (prune.go).
 		if !seen[name] && !s.running {
 			delete(r.apps, name)
 			l.tr.setInventory(name, "", nil)
@@ -597,6 +607,9 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 			defer sh.release()
 			l.run(ctx, name, rev, reason, sh)
 		}()
+	}
+	if at := l.schedulePrune(ctx, now); !at.IsZero() {
+		later(at)
 	}
 	return next
 }

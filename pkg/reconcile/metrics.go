@@ -26,6 +26,7 @@ type metrics struct {
 	drift         *prometheus.CounterVec
 	upToDate      *prometheus.CounterVec
 	unchanged     *prometheus.CounterVec
+	removed       *prometheus.CounterVec
 	fetchDuration prometheus.Histogram
 	fetchErrors   prometheus.Counter
 	leader        prometheus.Gauge
@@ -64,6 +65,9 @@ func newMetrics() *metrics {
 		unchanged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deliver_reconcile_unchanged_total", Help: "New revisions in which an app's inputs (files read, config, deliver's version) were those of its last successful run: no render, no run.",
 		}, []string{"app"}),
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deliver_reconcile_removed_total", Help: "Apps removed from the cluster, their objects and inventory, after they left deliver.yaml (pruneApps).",
+		}, []string{"app"}),
 		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "deliver_git_fetch_duration_seconds", Help: "Duration of a git fetch of the followed ref.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
@@ -75,7 +79,7 @@ func newMetrics() *metrics {
 			Name: "deliver_reconcile_leader", Help: "1 while this replica is the one reconciling.",
 		}),
 	}
-	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate, m.unchanged,
+	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate, m.unchanged, m.removed,
 		m.fetchDuration, m.fetchErrors, m.leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

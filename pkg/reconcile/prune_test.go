@@ -1,0 +1,68 @@
+package reconcile_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+// TestPruneAppsReconciled: with pruneApps the reconciler removes an app
+// that left deliver.yaml (its objects, then its inventory) once the apps
+// still listed are delivered at the new commit, and forgets it; the other
+// apps keep their objects, and the removal is counted. (Without pruneApps
+// an app that leaves keeps its objects: cmd/deliver TestDeleteCommand.)
+func TestPruneAppsReconciled(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	config := func(apps ...string) string {
+		return strings.Replace(deliverYAML(ns, apps...), "apps:\n", "pruneApps: true\napps:\n", 1)
+	}
+	web := "- {name: web, namespace: $NS, manifests: {path: web}}"
+	old := "- {name: old, namespace: $NS, manifests: {path: old}}"
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": config(web, old),
+		"web/cm.yaml":  configMap("web", map[string]string{"v": "one"}),
+		"old/cm.yaml":  configMap("old", map[string]string{"v": "one"}),
+	})
+	opts := options(t, repo, env.Config)
+	r, _ := start(t, opts)
+	waitFor(t, 30*time.Second, "both apps delivered", func() bool {
+		return appStatus(r, "web").Revision == repo.Head() && appStatus(r, "old").Revision == repo.Head()
+	})
+
+	repo.WriteFile("deliver.yaml", config(web))
+	repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"v": "two"}))
+	head := repo.CommitAll("old leaves")
+	r.Trigger()
+	ctx := context.Background()
+	inventory := func() error {
+		_, err := env.Client().CoreV1().Secrets(opts.Pipeline.Apply.InventoryNamespace).Get(ctx, apply.InventoryName("old"), metav1.GetOptions{})
+		return err
+	}
+	waitFor(t, 30*time.Second, "old removed", func() bool {
+		_, err := env.Client().CoreV1().ConfigMaps(ns).Get(ctx, "old", metav1.GetOptions{})
+		return apierrors.IsNotFound(err) && apierrors.IsNotFound(inventory())
+	})
+	if appStatus(r, "web").Revision != head || cmData(t, ns, "web")["v"] != "two" {
+		t.Error("old was removed before web was delivered at the new commit")
+	}
+	for _, a := range r.Status().Apps {
+		if a.App == "old" {
+			t.Errorf("the removed app is still in the status: %+v", a)
+		}
+	}
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	if want := `deliver_reconcile_removed_total{app="old"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
