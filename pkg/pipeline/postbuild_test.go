@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deliverhq/deliver/internal/sopstest"
 	"github.com/deliverhq/deliver/pkg/secrets"
@@ -323,7 +324,9 @@ func TestPostBuildReadsAsTheApp(t *testing.T) {
 // applies its readers (directly or through another app) in that one run,
 // and their inputs are recorded once the dependency is applied, so that
 // the next run renders nothing, nor when the dependency renders them as
-// the cluster holds them. A dependency that does not render fails
+// the cluster holds them; a key another writer added to the live object
+// is not seen, and leaves the readers without recorded inputs. A
+// dependency that does not render fails
 // its readers, naming it, and nothing is written; a dependency planned
 // from its inventory leaves the objects to the cluster.
 func TestPostBuildFromDependency(t *testing.T) {
@@ -418,11 +421,24 @@ apps:
 	repo.CommitAll("unrelated")
 	runRendering(t, "apply of an unrelated object", Apply, opts, []string{"vars"})
 
+	// Another writer gave the live cluster-vars a key git does not: the
+	// readers see git's keys, and record no inputs (the live object is
+	// not what they substituted), so the next run renders them again.
+	if _, err := core.ConfigMaps(ns).Patch(ctx, "cluster-vars", types.MergePatchType, []byte(`{"data":{"extra":"by-hand"}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	repo.WriteFile("vars/vars.yaml", vars("yellow"))
+	repo.CommitAll("yellow")
+	runRendering(t, "apply of yellow", Apply, opts, []string{"edge", "vars", "web"})
+	check("apply of yellow", "yellow")
+	runRendering(t, "diff after yellow", Diff, opts, []string{"edge", "web"})
+
 	// vars does not render: its readers fail naming it; nothing written.
 	repo.WriteFile("vars/vars.yaml", vars("red")+"---\nkind: [\n")
 	repo.CommitAll("broken vars")
 	runFails(t, opts, "app web: deliver.yaml: apps.web.postBuild.substituteFrom[0]: ConfigMap/"+ns+"/cluster-vars: app vars, a dependency, did not render")
-	check("the refused run", "green")
+	check("the refused run", "yellow")
 }
 
 // planned is the diff text of app name's plan in res.
