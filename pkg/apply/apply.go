@@ -46,15 +46,23 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 		// nothing can have changed it since.
 		read = &lockedInventory{inv: inv, version: version, at: time.Now()}
 	}
+	rep, err := m.planAndExecute(ctx, set, opts, lock, read)
+	return rep, lock.result(err)
+}
+
+// planAndExecute plans set and executes the plan under lock, from the
+// inventory read under it (nil: the plan reads it); the report carries
+// the plan.
+func (m *Manager) planAndExecute(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock, read *lockedInventory) (*Report, error) {
 	p, err := m.plan(ctx, set, opts, lock, read)
 	if err != nil {
-		return nil, lock.result(err)
+		return nil, err
 	}
 	rep, err := m.execute(ctx, p)
 	if rep != nil {
 		rep.Plan = p
 	}
-	return rep, lock.result(err)
+	return rep, err
 }
 
 // lockedInventory is an app's inventory as read under the app's lock,

@@ -51,14 +51,7 @@ func (m *Manager) Remove(ctx context.Context, opts PlanOptions) (*Report, error)
 	if version == "" {
 		return nil, fmt.Errorf("%s: %w", opts.App, m.noInventory())
 	}
-	p, err := m.plan(ctx, &object.Set{}, removeOptions(opts), lock, &lockedInventory{inv: inv, version: version, at: time.Now()})
-	if err != nil {
-		return nil, lock.result(err)
-	}
-	rep, err := m.execute(ctx, p)
-	if rep != nil {
-		rep.Plan = p
-	}
+	rep, err := m.planAndExecute(ctx, &object.Set{}, removeOptions(opts), lock, &lockedInventory{inv: inv, version: version, at: time.Now()})
 	if err == nil && rep.Count(Failed) == 0 {
 		err = m.deleteInventory(ctx, opts.App)
 	}

@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/version"
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -231,11 +230,7 @@ func runInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *r
 		return
 	}
 	for _, rv := range ar.runVars {
-		u, err := lookup.Client.Resource(rv.obj.resource()).Namespace(rv.obj.namespace).Get(ctx, rv.obj.name, metav1.GetOptions{})
-		var vars map[string]string
-		if err == nil {
-			vars, err = objectVars(rv.obj, u, sec)
-		}
+		u, vars, err := liveVars(ctx, lookup.Client, rv.obj, sec)
 		if err != nil || !maps.Equal(vars, rv.vars) {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "object", rv.obj.String(),
 				"reason", "not as app "+rv.app+" rendered it", "err", opts.Redactor.Error(err))

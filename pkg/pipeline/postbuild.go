@@ -55,7 +55,7 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 			break
 		}
 		where := fmt.Sprintf("deliver.yaml: apps.%s.postBuild.substituteFrom[%d]", a.Name, i)
-		obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, a.Namespace), ref.Name}
+		obj := refObject(ref, a.Namespace)
 		u, dep, err := deps.find(ctx, obj)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", where, obj, err)
@@ -127,6 +127,11 @@ type varsObject struct{ kind, namespace, name string }
 
 func (o varsObject) String() string { return o.kind + "/" + o.namespace + "/" + o.name }
 
+// refObject is the object ref names, in namespace unless it names one.
+func refObject(ref config.SubstituteReference, namespace string) varsObject {
+	return varsObject{ref.Kind, cmp.Or(ref.Namespace, namespace), ref.Name}
+}
+
 // resource is the object's API resource.
 func (o varsObject) resource() schema.GroupVersionResource {
 	if o.kind == "Secret" {
@@ -149,17 +154,28 @@ func parseVarsObject(s string) (varsObject, error) {
 // variables, recording the version read; none when it does not exist and
 // is optional.
 func readVars(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
-	id := obj.String()
-	u, err := client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
+	u, vars, err := liveVars(ctx, client, obj, sec)
 	if apierrors.IsNotFound(err) && optional {
-		reads.AddObject(id, render.ObjectAbsent)
+		reads.AddObject(obj.String(), render.ObjectAbsent)
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", id, err)
+		return nil, err
 	}
-	reads.AddObject(id, render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
-	return objectVars(obj, u, sec)
+	reads.AddObject(obj.String(), render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
+	return vars, nil
+}
+
+// liveVars reads obj from the cluster through client and returns it with
+// its data as variables (objectVars). A failed read's error names the
+// object and wraps the API's.
+func liveVars(ctx context.Context, client dynamic.Interface, obj varsObject, sec *runSecrets) (*unstructured.Unstructured, map[string]string, error) {
+	u, err := client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", obj, err)
+	}
+	vars, err := objectVars(obj, u, sec)
+	return u, vars, err
 }
 
 // objectVars are the data of a ConfigMap or Secret as variables: as the

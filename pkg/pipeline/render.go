@@ -17,7 +17,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
@@ -232,7 +231,7 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 func depsChange(ctx context.Context, opts *Options, sec *runSecrets, ar *AppResult, deps depObjects) bool {
 	lookup := sec.lookup(ar.mgr)
 	for _, ref := range ar.app.PostBuild.SubstituteFrom {
-		obj := varsObject{ref.Kind, cmp.Or(ref.Namespace, ar.app.Namespace), ref.Name}
+		obj := refObject(ref, ar.app.Namespace)
 		u, dep, err := deps.find(ctx, obj)
 		if err != nil {
 			opts.Log.Info("inputs unchanged, but a dependency did not render: rendering", "app", ar.Name, "object", obj.String())
@@ -242,15 +241,11 @@ func depsChange(ctx context.Context, opts *Options, sec *runSecrets, ar *AppResu
 			continue // no dependency renders it: the cluster's, as recorded
 		}
 		want, err := objectVars(obj, u, sec)
-		var live *unstructured.Unstructured
-		if err == nil && lookup != nil {
-			live, err = lookup.Client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
-		}
 		var have map[string]string
-		if err == nil && live != nil {
-			have, err = objectVars(obj, live, sec)
+		if err == nil && lookup != nil {
+			_, have, err = liveVars(ctx, lookup.Client, obj, sec)
 		}
-		if err != nil || live == nil || !maps.Equal(want, have) {
+		if err != nil || lookup == nil || !maps.Equal(want, have) {
 			opts.Log.Info("inputs unchanged, but a dependency changes what the post-build reads: rendering", "app", ar.Name, "dependency", dep, "object", obj.String())
 			return true
 		}
