@@ -283,7 +283,9 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	moved := r.head != snap.Commit
 	r.head, r.sourceErr = snap.Commit, ""
 	if moved {
-		l.prune.due, l.prune.failures, l.prune.notBefore = "", 0, time.Time{}
+		// A pass of an earlier head is over: its failure is not this
+		// head's (reconcile --once reports pruneErr).
+		l.prune.due, l.prune.failures, l.prune.notBefore, l.prune.err = "", 0, time.Time{}, nil
 		if cfg.PruneApps {
 			l.prune.due = snap.Commit
 		}
@@ -392,17 +394,13 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 	// requests need.
 	var same []candidate
 	if len(cands) > 0 {
-		// The session's discovery tells what a Helm chart sees of the
-		// cluster, as in the runs.
-		po := r.opts.Pipeline
-		po.Session = l.mgr.Session()
-		check := pipeline.NewInputsCheck(sh.snap, po)
-		for _, c := range cands {
-			if check.Unchanged(ctx, c.app, c.inputs) {
-				same = append(same, c)
+		l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
+			for _, c := range cands {
+				if check.Unchanged(ctx, c.app, c.inputs) {
+					same = append(same, c)
+				}
 			}
-		}
-		check.Close()
+		})
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -473,11 +471,10 @@ func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *
 	if !strings.HasPrefix(reason, "revision ") || requested || inputs == nil || rev != sh.snap.Commit {
 		return false // a request, or anything but a new revision, runs
 	}
-	po := r.opts.Pipeline
-	po.Session = l.mgr.Session()
-	check := pipeline.NewInputsCheck(sh.snap, po)
-	same := check.Unchanged(ctx, app, inputs)
-	check.Close()
+	same := false
+	l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
+		same = check.Unchanged(ctx, app, inputs)
+	})
 	if !same {
 		return false
 	}
@@ -494,6 +491,18 @@ func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *
 	r.writeStatus(ctx)
 	notify(r.wake)
 	return true
+}
+
+// inputsCheck calls f with a check of inputs against sh's revision,
+// closed after f: the hashes of its files are computed once for every
+// app f checks. The session's discovery tells what a Helm chart sees of
+// the cluster, as in the runs.
+func (l *leaderLoop) inputsCheck(sh *sharedSnap, f func(*pipeline.InputsCheck)) {
+	po := l.r.opts.Pipeline
+	po.Session = l.mgr.Session()
+	check := pipeline.NewInputsCheck(sh.snap, po)
+	defer check.Close()
+	f(check)
 }
 
 func (l *leaderLoop) sourceFailed(ctx context.Context, msg string) {
@@ -673,6 +682,9 @@ func (r *Reconciler) blockedBy(s *appState) string {
 // run delivers one app at rev and records the outcome.
 func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *sharedSnap) {
 	r := l.r
+	if l.recheck(ctx, name, rev, reason, sh) {
+		return
+	}
 	po := r.opts.Pipeline
 	po.Ref = rev
 	po.Snapshot = sh.snap
@@ -693,9 +705,6 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	// not, as the inventory says under the app's lock.
 	po.UnlessDelivered = r.shards != nil && strings.HasPrefix(reason, "revision ")
 	po.Session = l.mgr.Session()
-	if l.recheck(ctx, name, rev, reason, sh) {
-		return
-	}
 	log := r.log.With("app", name, "revision", short(rev))
 	log.Info("run", "reason", reason)
 	note := r.notifyStart(name, rev, sh.config)
