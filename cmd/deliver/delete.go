@@ -20,7 +20,11 @@ func newDeleteCmd(g *globals) *cobra.Command {
 lists: each app's objects are pruned as objects that left git are (the
 deliver.dev/prune, Flux and Helm keep annotations and Argo CD's Prune=false
 opt out; an object another app took over is kept), its hooks' kept runs
-deleted, then its inventory: history and pin included. Named apps only,
+deleted, then its inventory: history and pin included. The app's
+deletionPolicy, as its last run recorded it, decides as in Flux: MirrorPrune
+(the default) deletes the objects of an app that prunes and leaves those of
+an app with prune: false, Delete deletes, WaitForTermination deletes and
+waits until they are gone, Orphan leaves them. Named apps only,
 or with no APP every app whose inventory records this environment of this
 deliver.yaml of this repository. An app deliver.yaml still lists, or that
 another environment or repository delivers, is refused. Unless
@@ -59,6 +63,9 @@ secret values that git, and so deliver's masking, no longer knows.` + exitCodesH
 						if c.Type == apply.ChangeDelete {
 							ra.Delete = append(ra.Delete, c.ID.String())
 						}
+					}
+					for _, id := range a.Plan.Orphaned {
+						ra.Orphan = append(ra.Orphan, id.String())
 					}
 					changes = changes || len(ra.Delete) > 0
 				}
@@ -103,8 +110,11 @@ type removal struct {
 }
 
 type removedApp struct {
-	Name    string         `json:"name"`
-	Delete  []string       `json:"delete,omitempty"`
+	Name   string   `json:"name"`
+	Delete []string `json:"delete,omitempty"`
+	// Orphan are the objects the removal leaves in the cluster
+	// (deletionPolicy Orphan, or MirrorPrune of an app without prune).
+	Orphan  []string       `json:"orphan,omitempty"`
 	Results []apply.Result `json:"results,omitempty"`
 	Summary string         `json:"summary,omitempty"`
 	Error   string         `json:"error,omitempty"`
@@ -118,6 +128,9 @@ func printRemoval(w io.Writer, r removal) {
 		fmt.Fprintf(w, "== app %s at %s\n", a.Name, r.Revision)
 		for _, id := range a.Delete {
 			fmt.Fprintf(w, "%s: to delete\n", id)
+		}
+		for _, id := range a.Orphan {
+			fmt.Fprintf(w, "%s: stays in the cluster (deletionPolicy %s)\n", id, apply.DeletionOrphan)
 		}
 		printReport(w, &apply.Report{Results: a.Results})
 		if a.Summary != "" {

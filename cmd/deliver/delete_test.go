@@ -16,7 +16,9 @@ import (
 // objects through apply; delete --dry-run lists it with its deletions and
 // exits 2, naming the objects and never showing what they hold (which may
 // be secret values git no longer names); delete of an app still listed exits 1 naming it; delete
-// removes the app's objects and inventory; a second delete finds nothing.
+// removes the app's objects and inventory, and leaves the objects of an
+// app with prune: false (deletionPolicy MirrorPrune) while deleting its
+// inventory; a second delete finds nothing.
 func TestDeleteCommand(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -24,14 +26,16 @@ func TestDeleteCommand(t *testing.T) {
 	t.Parallel()
 	ns, inv := env.Namespace(t), env.Namespace(t)
 	repo, url, _ := webRepo(t, ns)
-	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n- {name: api, namespace: "+ns+", manifests: {path: api}}\n")
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n- {name: api, namespace: "+ns+", manifests: {path: api}}\n"+
+		"- {name: keep, namespace: "+ns+", manifests: {path: keep}, prune: false}\n")
 	repo.WriteFile("api/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {token: body-not-shown-5e2}\n")
-	repo.CommitAll("api")
+	repo.WriteFile("keep/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\ndata: {a: b}\n")
+	repo.CommitAll("api and keep")
 	common := []string{"--kubeconfig", env.Kubeconfig, "--repo", url, "--cache-dir", t.TempDir(), "--inventory-namespace", inv}
 	runExpect(t, 0, []string{"apply", "--wait=false"}, common...)
 
 	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: web, namespace: "+ns+", manifests: {path: web}}\n")
-	repo.CommitAll("api leaves")
+	repo.CommitAll("api and keep leave")
 	runExpect(t, 0, []string{"apply", "--wait=false"}, common...)
 	if color(ns) != "blue" || !apiExists(t, ns) {
 		t.Fatal("apply removed the app that left deliver.yaml")
@@ -39,6 +43,9 @@ func TestDeleteCommand(t *testing.T) {
 	out := runExpect(t, 2, []string{"delete", "--dry-run"}, common...)
 	if !strings.Contains(out, "== app api") || !strings.Contains(out, "ConfigMap/"+ns+"/api: to delete") || strings.Contains(out, "== app web") || strings.Contains(out, "body-not-shown") {
 		t.Errorf("delete --dry-run, want api's ConfigMap named (not its data) and not web:\n%s", out)
+	}
+	if !strings.Contains(out, "ConfigMap/"+ns+"/keep: stays in the cluster (deletionPolicy Orphan)") {
+		t.Errorf("delete --dry-run, want keep's ConfigMap to stay (prune: false, so MirrorPrune orphans):\n%s", out)
 	}
 	if !apiExists(t, ns) {
 		t.Fatal("delete --dry-run deleted")
@@ -50,8 +57,14 @@ func TestDeleteCommand(t *testing.T) {
 	if !strings.Contains(out, ", 1 deleted, 0 failed; inventory deleted") || strings.Contains(out, "body-not-shown") {
 		t.Errorf("delete: want api removed:\n%s", out)
 	}
+	if !strings.Contains(out, ", 0 failed, 1 left in the cluster (deletionPolicy Orphan); inventory deleted") {
+		t.Errorf("delete: want keep's inventory deleted and its ConfigMap left:\n%s", out)
+	}
 	if apiExists(t, ns) || color(ns) != "blue" {
 		t.Error("delete removed the wrong objects")
+	}
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Get(context.Background(), "keep", metav1.GetOptions{}); err != nil {
+		t.Errorf("keep's ConfigMap after delete: %v, want it left", err)
 	}
 	if _, err := env.Client().CoreV1().Secrets(inv).Get(context.Background(), apply.InventoryName("api"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("api's inventory after delete: %v", err)

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -148,11 +148,14 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err := p.pinRefusal(); err != nil {
 		return nil, err
 	}
-	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index()}
+	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index(), placed: map[object.ID]bool{}}
 	added := false
 	for _, c := range p.Changes {
 		if _, ok := r.entries[c.ID]; !ok && c.Type != ChangeDelete {
-			r.entries[c.ID] = Entry{ID: c.ID, Version: c.version}
+			// The places of its secrets from the start: a run killed
+			// after creating it leaves them for the next run's diff.
+			r.entries[c.ID] = Entry{ID: c.ID, Version: c.version, Secrets: secretPointers(c.Desired, m.opts.Redact)}
+			r.placed[c.ID] = true
 			added = true
 		}
 	}
@@ -163,7 +166,8 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 		r.rep.AdoptedFrom = &p.AdoptedIdentity.Recorded
 	}
 	p.releaseKept(r.rep, r.entries)
-	inv.Entries = entryList(r.entries)
+	inv.Entries, inv.SecretPlaces = entryList(r.entries), r.secretPlaces()
+	inv.DeletionPolicy = cmp.Or(p.opts.DeletionPolicy, p.inventory.DeletionPolicy)
 	// A recreate records the replica counts before it scales anything; a
 	// count left by an interrupted run is the older, true one.
 	scaled := append([]Scaled(nil), p.inventory.ScaledDown...)
@@ -208,6 +212,7 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	err := r.walk(ctx, runStages)
 
 	inv.Entries, inv.Time, inv.ScaledDown = entryList(r.entries), time.Now().UTC(), r.scaled
+	inv.SecretPlaces = r.secretPlaces()
 	if err == nil {
 		// What a later failed rollout rolls back to. A failed run keeps
 		// the earlier objects: its own may be the reason it failed.
@@ -555,13 +560,7 @@ func (m *Manager) deleteAndWait(ctx context.Context, c *Change) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
-	return wait.PollUntilContextCancel(ctx, m.opts.PollInterval/2, true, func(ctx context.Context) (bool, error) {
-		_, err := ri.Get(ctx, c.ID.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		return false, err
-	})
+	return m.waitGone(ctx, c, m.opts.PollInterval/2)
 }
 
 // Step names a step of Execute, for progress reports.

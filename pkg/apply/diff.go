@@ -73,6 +73,9 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 		}
 		fmt.Fprintf(w, "hook %s (%s, weight %d) %s: %s\n", h.ID, joinPhases(h.Phases), h.Weight, verb, h.Reason)
 	}
+	for _, id := range p.Orphaned {
+		fmt.Fprintf(w, "%s stays in the cluster (deletionPolicy %s)\n", id, DeletionOrphan)
+	}
 	for _, id := range p.removedHooks() {
 		fmt.Fprintf(w, "hook %s left git: its last run will be deleted\n", id)
 	}
@@ -234,6 +237,9 @@ func (c *Change) unifiedDiff(context int, redact func(string) string) (string, e
 	before, after = maskSecrets(before, after)
 	before, after = maskSecretFields(before, after, redact)
 	before = maskLeftSecrets(before, after, c.leftSecrets)
+	if c.unknownSecrets {
+		before = maskUnknownSecrets(before, after)
+	}
 	a, err := toYAML(before)
 	if err != nil {
 		return "", err
@@ -426,12 +432,13 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		Order     []string     `json:"order,omitempty"`
 		Conflicts []OtherApp   `json:"conflicts,omitempty"`
 		Kept      []OtherApp   `json:"kept,omitempty"`
+		Orphaned  []object.ID  `json:"orphaned,omitempty"`
 
 		IdentityConflict *IdentityConflict `json:"identityConflict,omitempty"`
 		AdoptedIdentity  *IdentityConflict `json:"adoptedIdentity,omitempty"`
 		HealthChecks     []HealthCheckNote `json:"healthChecks,omitempty"`
 	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order(),
-		Conflicts: p.Conflicts, Kept: p.Kept, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity, HealthChecks: p.HealthChecks}
+		Conflicts: p.Conflicts, Kept: p.Kept, Orphaned: p.Orphaned, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity, HealthChecks: p.HealthChecks}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

@@ -136,3 +136,56 @@ func TestLeftSecrets(t *testing.T) {
 		t.Errorf("maskLeftSecrets changed its argument: dsn %q", v)
 	}
 }
+
+// TestMaskUnknownSecrets: against an inventory that recorded no places,
+// every live string value that git does not hold at the same place is
+// masked, in maps and lists, but the object's identity; a value git
+// holds unchanged shows; the argument is not changed.
+func TestMaskUnknownSecrets(t *testing.T) {
+	t.Parallel()
+	live := func() *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "a", "namespace": "ns", "labels": map[string]any{"team": "x"}},
+			"data":     map[string]any{"token": "s3cret", "plain": "p", "n": int64(3)},
+			"list":     []any{"s3cret", "kept"},
+		}}
+	}
+	after := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "a", "namespace": "ns", "labels": map[string]any{"team": "x"}},
+		"data":     map[string]any{"plain": "p"},
+		"list":     []any{"other", "kept"},
+	}}
+	for _, tc := range []struct {
+		name  string
+		after *unstructured.Unstructured
+		want  map[string]any
+	}{
+		{"deleted", nil, map[string]any{"/apiVersion": "v1", "/kind": "ConfigMap", "/metadata/name": "a", "/metadata/namespace": "ns",
+			"/metadata/labels/team": maskBefore, "/data/token": maskBefore, "/data/plain": maskBefore, "/data/n": int64(3),
+			"/list/0": maskBefore, "/list/1": maskBefore}},
+		{"changed", after, map[string]any{"/metadata/name": "a", "/metadata/labels/team": "x", "/data/token": maskBefore,
+			"/data/plain": "p", "/list/0": maskBefore, "/list/1": "kept"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := live()
+			got := maskUnknownSecrets(in, tc.after)
+			for ptr, want := range tc.want {
+				p, err := object.ParsePointer(ptr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v, _ := object.GetAt(got.Object, p.Paths(got.Object)[0]); v != want {
+					t.Errorf("%s = %v, want %v", ptr, v, want)
+				}
+			}
+			if diff := cmp.Diff(live().Object, in.Object); diff != "" {
+				t.Errorf("maskUnknownSecrets changed its argument (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if maskUnknownSecrets(nil, after) != nil {
+		t.Error("a create's before is not nil")
+	}
+}

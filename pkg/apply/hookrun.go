@@ -413,6 +413,9 @@ func (p *Plan) runs(phase HookPhase) bool { return len(p.hooksToRun(phase)) > 0 
 // removedHooks lists the hooks with a recorded run that are no longer in
 // the set; a successful apply deletes their last run (pruneHooks).
 func (p *Plan) removedHooks() []object.ID {
+	if p.orphaning {
+		return nil // a removal that leaves everything, hooks' runs too
+	}
 	planned := map[object.ID]bool{}
 	for _, h := range p.Hooks {
 		planned[h.ID] = true

@@ -68,6 +68,18 @@ type Inventory struct {
 	// at successfully, oldest first (see history.go): what a rollback
 	// goes back to. A failed run adds none.
 	History []HistoryEntry `json:"history,omitempty"`
+	// SecretPlaces says every entry's Secrets were recorded: false in the
+	// inventories of a deliver before it recorded them, whose entries name
+	// no places, and after a run that kept such an entry unrecorded. A
+	// diff against such an entry cannot tell which live values were
+	// secrets, and masks every live value git does not hold now
+	// (maskUnknownSecrets) until a run records them.
+	SecretPlaces bool `json:"secretPlaces,omitempty"`
+	// DeletionPolicy is what removing the app does with its objects
+	// (PlanOptions.DeletionPolicy of the last run that set one); ""
+	// in the inventories of older versions, which removes them
+	// (DeletionDelete).
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// Pin is the app's pin, read from the inventory Secret's annotations
 	// (see pin.go), not from its data; nil when the app is not pinned.
 	Pin *Pin `json:"-"`

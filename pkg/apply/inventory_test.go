@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -105,5 +106,88 @@ func TestReadInventoriesMissingAndUnlabelled(t *testing.T) {
 	}
 	if len(gets) != 1 || !strings.HasSuffix(gets[0], "/"+apply.InventoryName("unlabelled")) {
 		t.Errorf("GETs of inventories %q, want only the unlabelled one", gets)
+	}
+}
+
+// TestInventoryWithoutSecretPlaces: against an inventory of a deliver
+// that recorded no places of secrets, a diff of an object pruned or of a
+// field that left git shows no live value git does not hold now (any
+// could be a secret no redactor knows any more); the next run records
+// the places, and the diffs after it show the values that were no
+// secret.
+func TestInventoryWithoutSecretPlaces(t *testing.T) {
+	ctx := context.Background()
+	ns, invNS := env.Namespace(t), env.Namespace(t)
+	const canary = "canary-unplaced-41be"
+	// m's runs know the secret (git names it); later's do not (it left).
+	m := newManager(t, apply.Options{InventoryNamespace: invNS, Redact: func(s string) string { return strings.ReplaceAll(s, canary, "***") }})
+	later := newManager(t, apply.Options{InventoryNamespace: invNS, Redact: func(s string) string { return s }})
+	opts := apply.PlanOptions{App: ns}
+	cm := func(name, data string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + ", namespace: NS}\ndata: {" + data + "}\n"
+	}
+	if _, err := m.Apply(ctx, objects(t, ns, cm("web", "token: "+canary+", plain: shown-web")+"\n---\n"+cm("gone", "token: "+canary+", plain: shown-gone")), opts); err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier deliver wrote: no places, no flag.
+	inv, err := m.ReadInventory(ctx, ns)
+	if err != nil || !inv.SecretPlaces {
+		t.Fatalf("inventory after a run: SecretPlaces %v, %v; want true", inv != nil && inv.SecretPlaces, err)
+	}
+	inv.SecretPlaces = false
+	for i := range inv.Entries {
+		inv.Entries[i].Secrets = nil
+	}
+	plain, err := json.Marshal(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := env.Client().CoreV1().Secrets(invNS).Get(ctx, apply.InventoryName(ns), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data = map[string][]byte{"inventory.json": plain}
+	if _, err := env.Client().CoreV1().Secrets(invNS).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The token leaves web, and gone leaves git.
+	next := objects(t, ns, cm("web", "plain: shown-web"))
+	diff := func() string {
+		t.Helper()
+		p, err := later.Plan(ctx, next, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		if err := p.WriteDiff(&b, apply.DiffOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	text := diff()
+	if strings.Contains(text, canary) {
+		t.Errorf("a diff against an inventory without places shows a secret that left git:\n%s", text)
+	}
+	for _, want := range []string{"ConfigMap/" + ns + "/gone", "token: '*** (before)'", "plain: shown-web"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the diff lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "shown-gone") {
+		t.Errorf("the pruned object's values show, though nothing tells they were no secret:\n%s", text)
+	}
+
+	// A run with the token back records the places; the diff then shows
+	// the pruned object's plain value, and masks only its token.
+	if _, err := m.Apply(ctx, objects(t, ns, cm("web", "token: "+canary+", plain: shown-web")+"\n---\n"+cm("gone", "token: "+canary+", plain: shown-gone")), opts); err != nil {
+		t.Fatal(err)
+	}
+	if inv, err := m.ReadInventory(ctx, ns); err != nil || !inv.SecretPlaces {
+		t.Fatalf("inventory after the next run: SecretPlaces %v, %v; want true", inv != nil && inv.SecretPlaces, err)
+	}
+	text = diff()
+	if strings.Contains(text, canary) || !strings.Contains(text, "shown-gone") || !strings.Contains(text, "token: '*** (before)'") {
+		t.Errorf("the diff once places are recorded: want the token masked and shown-gone shown:\n%s", text)
 	}
 }

@@ -76,6 +76,10 @@ type Change struct {
 	// applied the object (Entry.Secrets), masked in the diff where git no
 	// longer has the live value (maskLeftSecrets).
 	leftSecrets []string
+	// unknownSecrets says the inventory lists the object but not the
+	// places of its secrets (Inventory.SecretPlaces): the diff masks
+	// every live value git does not hold now (maskUnknownSecrets).
+	unknownSecrets bool
 	// listed says the plan found the object in the cluster, not being
 	// deleted (see settled).
 	listed bool
@@ -112,6 +116,13 @@ type Plan struct {
 	// Kept are objects that left git and that another app owns now: not
 	// deleted, and dropped from the inventory.
 	Kept []OtherApp `json:"kept,omitempty"`
+	// Orphaned are the objects a removal (PlanRemove, Remove) leaves in
+	// the cluster because the app's inventory records DeletionOrphan;
+	// none in any other plan.
+	Orphaned []object.ID `json:"orphaned,omitempty"`
+	// orphaning says the plan is a removal under DeletionOrphan: nothing
+	// is deleted, hooks' kept runs neither.
+	orphaning bool
 	// IdentityConflict is set when the app's inventory records another
 	// identity than PlanOptions.Identity (see identity.go): Execute
 	// refuses the plan.
@@ -160,6 +171,13 @@ type PlanOptions struct {
 	// NoPrune keeps objects that left git in the cluster (and in the
 	// inventory, so a later run with prune on still deletes them).
 	NoPrune bool
+	// DeletionPolicy is what removing the app later does with its
+	// objects (Remove), recorded in the inventory by Execute. Default:
+	// what the inventory recorded, else DeletionDelete.
+	DeletionPolicy DeletionPolicy
+	// waitTermination makes the prune wait until each object it deletes
+	// is gone (Remove under DeletionWaitForTermination).
+	waitTermination bool
 	// UnlessDelivered makes Apply, once it holds the app's lock, return
 	// ErrDelivered without planning or writing when the inventory records
 	// a successful run of Revision. The reconciler's shards set it for a
@@ -268,7 +286,7 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		if !namespaced {
 			e.Namespace = ""
 		}
-		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version, leftSecrets: e.Secrets})
+		deletes = append(deletes, &Change{ID: e.ID, Type: ChangeDelete, stage: StageOf(e.ID), gvr: gvr, version: e.Version, leftSecrets: e.Secrets, unknownSecrets: !inv.SecretPlaces})
 	}
 
 	// The autoscalers, whose targets' replicas deliver leaves alone, are
@@ -293,7 +311,8 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 	p.checkOwnership(live)
 	entries := inv.index()
 	for _, c := range p.Changes {
-		c.leftSecrets = entries[c.ID].Secrets
+		e, listed := entries[c.ID]
+		c.leftSecrets, c.unknownSecrets = e.Secrets, listed && !inv.SecretPlaces
 	}
 	// Namespaces this run creates: their objects cannot be dry-run yet.
 	newNamespaces := map[string]bool{}

@@ -29,8 +29,11 @@ const (
 	// Kept is an object that left git but was not deleted, because
 	// another app owns it now (Result.Owner): it is dropped from this
 	// app's inventory instead.
-	Kept   Action = "kept"
-	Failed Action = "failed"
+	Kept Action = "kept"
+	// Orphaned is an object its app's removal left in the cluster, as
+	// the app's DeletionPolicy (Orphan) says.
+	Orphaned Action = "orphaned"
+	Failed   Action = "failed"
 )
 
 // Result is the outcome for one object.
@@ -104,6 +107,9 @@ func (r *Report) Summary() string {
 	}
 	if n := r.Count(RolledBack); n > 0 {
 		s += fmt.Sprintf(", %d rolled back", n)
+	}
+	if n := r.Count(Orphaned); n > 0 {
+		s += fmt.Sprintf(", %d left in the cluster (deletionPolicy %s)", n, DeletionOrphan)
 	}
 	return s
 }

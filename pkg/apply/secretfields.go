@@ -27,24 +27,11 @@ func secretPointers(u *unstructured.Unstructured, redact func(string) string) []
 		return nil
 	}
 	set := map[string]bool{}
-	var walk func(v any, path object.Path)
-	walk = func(v any, path object.Path) {
-		switch t := v.(type) {
-		case map[string]any:
-			for k, item := range t {
-				walk(item, append(path, k))
-			}
-		case []any:
-			for _, item := range t {
-				walk(item, append(path, "*"))
-			}
-		case string:
-			if len(path) > 0 && redact(t) != t {
-				set[path.String()] = true
-			}
+	stringLeaves(u.Object, nil, true, func(path object.Path, s string) {
+		if len(path) > 0 && redact(s) != s {
+			set[path.String()] = true
 		}
-	}
-	walk(u.Object, nil)
+	})
 	if len(set) == 0 {
 		return nil
 	}
@@ -88,4 +75,63 @@ func maskLeftSecrets(before, after *unstructured.Unstructured, pointers []string
 		return before
 	}
 	return out
+}
+
+// maskUnknownSecrets returns before (the live object) with every string
+// value masked that after (nil for a delete) does not hold at the same
+// place, but the object's identity: the inventory of an earlier deliver
+// does not say which of them were secrets, and any could be one git no
+// longer names. Until a run records the places (Inventory.SecretPlaces),
+// a diff shows where the object changes, not what it held.
+func maskUnknownSecrets(before, after *unstructured.Unstructured) *unstructured.Unstructured {
+	if before == nil {
+		return nil
+	}
+	out := before.DeepCopy()
+	stringLeaves(before.Object, nil, false, func(path object.Path, s string) {
+		if identityField(path) {
+			return
+		}
+		if after != nil {
+			if av, ok := object.GetAt(after.Object, path); ok && av == s {
+				return
+			}
+		}
+		object.SetAt(out.Object, path, maskBefore)
+	})
+	return out
+}
+
+// stringLeaves calls fn with each string leaf of v and its path under
+// path, a list item's path element being its index, or "*" with
+// wildcard. fn must not keep the path: it is reused.
+func stringLeaves(v any, path object.Path, wildcard bool, fn func(object.Path, string)) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, item := range t {
+			stringLeaves(item, append(path, k), wildcard, fn)
+		}
+	case []any:
+		for i, item := range t {
+			var e any = i
+			if wildcard {
+				e = "*"
+			}
+			stringLeaves(item, append(path, e), wildcard, fn)
+		}
+	case string:
+		fn(path, t)
+	}
+}
+
+// identityField reports whether path is apiVersion, kind, or the
+// object's name or namespace: what names the object, never a secret.
+func identityField(path object.Path) bool {
+	switch len(path) {
+	case 1:
+		return path[0] == "apiVersion" || path[0] == "kind"
+	case 2:
+		return path[0] == "metadata" && (path[1] == "name" || path[1] == "namespace")
+	}
+	return false
 }

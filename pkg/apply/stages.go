@@ -72,7 +72,10 @@ type run struct {
 	// once.
 	mu      sync.Mutex
 	entries map[object.ID]Entry
-	byID    map[object.ID]*Change
+	// placed are the entries whose Secrets this run recorded from the
+	// desired object (see Inventory.SecretPlaces). Guarded by mu.
+	placed map[object.ID]bool
+	byID   map[object.ID]*Change
 	// scaled are the replica counts a recreate scaled down (or an
 	// interrupted run left scaled down), restored on failure; nil once
 	// the new version has them back.
@@ -340,6 +343,7 @@ func stagePostApplyHooks(ctx context.Context, r *run) error {
 // stagePrune deletes what left git, and the runs of hooks that did.
 func stagePrune(ctx context.Context, r *run) error {
 	var errs []error
+	var terminating []*Change
 	for _, c := range r.p.Changes {
 		if c.Type != ChangeDelete {
 			continue
@@ -350,9 +354,39 @@ func stagePrune(ctx context.Context, r *run) error {
 			errs = append(errs, fmt.Errorf("%s: prune: %s", res.ID, res.Error))
 			continue
 		}
+		if res.Action == Deleted && r.p.opts.waitTermination {
+			terminating = append(terminating, c)
+			continue
+		}
 		delete(r.entries, c.ID)
 	}
+	errs = append(errs, r.waitTermination(ctx, terminating))
 	errs = append(errs, r.m.pruneHooks(ctx, r.p, r.rep, r.hooksDone))
+	return errors.Join(errs...)
+}
+
+// waitTermination waits, for a removal under WaitForTermination, until
+// each object it deleted is gone (its finalizers ran), all at once within
+// one timeout. An object not gone in time stays in the inventory, so the
+// next removal waits for it again.
+func (r *run) waitTermination(ctx context.Context, cs []*Change) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.m.opts.Timeout)
+	defer cancel()
+	waitErrs := make([]error, len(cs))
+	r.m.forEach(ctx, len(cs), func(i int) {
+		waitErrs[i] = r.m.waitGone(ctx, cs[i], r.m.opts.PollInterval)
+	})
+	var errs []error
+	for i, c := range cs {
+		if waitErrs[i] != nil {
+			errs = append(errs, fmt.Errorf("%s: wait for termination (deletionPolicy %s): %w", c.ID, DeletionWaitForTermination, waitErrs[i]))
+			continue
+		}
+		delete(r.entries, c.ID)
+	}
 	return errors.Join(errs...)
 }
 
@@ -369,6 +403,7 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	old, hadOld := r.entries[c.ID]
 	if c.Desired != nil {
 		e.Secrets = secretPointers(c.Desired, r.m.opts.Redact)
+		r.placed[c.ID] = true
 	} else if hadOld {
 		e.Secrets = old.Secrets
 	}
@@ -475,4 +510,19 @@ func (r *run) applyStages(ctx context.Context, stages [][]*Change) error {
 		}
 	}
 	return nil
+}
+
+// secretPlaces reports whether every entry's Secrets are recorded: the
+// inventory read had them all, or this run recorded each entry it keeps.
+// Called with no stage running.
+func (r *run) secretPlaces() bool {
+	if r.p.inventory.SecretPlaces {
+		return true
+	}
+	for id := range r.entries {
+		if !r.placed[id] {
+			return false
+		}
+	}
+	return true
 }

@@ -64,6 +64,13 @@ type Defaults struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	// Prune deletes objects that left git. Default true.
 	Prune *bool `yaml:"prune,omitempty" json:"prune,omitempty"`
+	// DeletionPolicy is what removing an app (deliver delete,
+	// pruneApps) does with its objects, as Flux's: MirrorPrune (default)
+	// deletes them when the app prunes and leaves them when it does
+	// not, Delete deletes them, WaitForTermination deletes them and
+	// waits until they are gone, Orphan leaves them. Each run records
+	// it in the app's inventory (docs/delete.md).
+	DeletionPolicy string `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
 	// Wait waits for readiness after apply. Default true.
 	Wait *bool `yaml:"wait,omitempty" json:"wait,omitempty"`
 	// WaitTimeout bounds the wait. Default 5m.
@@ -131,11 +138,13 @@ type App struct {
 	Kustomize *Kustomize `yaml:"kustomize,omitempty" json:"kustomize,omitempty"`
 	Manifests *Manifests `yaml:"manifests,omitempty" json:"manifests,omitempty"`
 	// Strategy, Prune, Wait, WaitTimeout and HookTimeout override Defaults.
-	Strategy    string   `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
-	Prune       *bool    `yaml:"prune,omitempty" json:"prune,omitempty"`
-	Wait        *bool    `yaml:"wait,omitempty" json:"wait,omitempty"`
-	WaitTimeout Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
-	HookTimeout Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
+	Prune    *bool  `yaml:"prune,omitempty" json:"prune,omitempty"`
+	Wait     *bool  `yaml:"wait,omitempty" json:"wait,omitempty"`
+	// DeletionPolicy overrides Defaults.DeletionPolicy.
+	DeletionPolicy string   `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
+	WaitTimeout    Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
+	HookTimeout    Duration `yaml:"hookTimeout,omitempty" json:"hookTimeout,omitempty"`
 	// RollbackOnFailure overrides Defaults.RollbackOnFailure.
 	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 	// DependsOn names apps that must be delivered first.
@@ -292,6 +301,8 @@ type Override struct {
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
 	// Strategy replaces the app's strategy.
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
+	// DeletionPolicy replaces the app's deletionPolicy.
+	DeletionPolicy string `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	// Substitute are post-build variables merged over the app's
@@ -377,6 +388,9 @@ func (c *Config) Validate() error {
 	if err := checkStrategy("defaults", c.Defaults.Strategy); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkDeletionPolicy("defaults", c.Defaults.DeletionPolicy); err != nil {
+		errs = append(errs, err)
+	}
 	if err := checkServiceAccount("defaults", c.Defaults.ServiceAccountName); err != nil {
 		errs = append(errs, err)
 	}
@@ -430,6 +444,9 @@ func (c *Config) Validate() error {
 		if err := checkStrategy(where, a.Strategy); err != nil {
 			errs = append(errs, err)
 		}
+		if err := checkDeletionPolicy(where, a.DeletionPolicy); err != nil {
+			errs = append(errs, err)
+		}
 		if err := checkServiceAccount(where, a.ServiceAccountName); err != nil {
 			errs = append(errs, err)
 		}
@@ -460,6 +477,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("environments.%s.apps: unknown app %q", name, app))
 			}
 			if err := checkStrategy("environments."+name+".apps."+app, o.Strategy); err != nil {
+				errs = append(errs, err)
+			}
+			if err := checkDeletionPolicy("environments."+name+".apps."+app, o.DeletionPolicy); err != nil {
 				errs = append(errs, err)
 			}
 			if err := checkServiceAccount("environments."+name+".apps."+app, o.ServiceAccountName); err != nil {
@@ -520,6 +540,15 @@ func checkStrategy(where, s string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: unknown strategy %q (want rolling or recreate)", where, s)
+}
+
+// checkDeletionPolicy checks a deletionPolicy: Flux's four values.
+func checkDeletionPolicy(where, s string) error {
+	switch s {
+	case "", "MirrorPrune", "Delete", "WaitForTermination", "Orphan":
+		return nil
+	}
+	return fmt.Errorf("%s: unknown deletionPolicy %q (want MirrorPrune, Delete, WaitForTermination or Orphan)", where, s)
 }
 
 // checkServiceAccount checks a serviceAccountName: a ServiceAccount's

@@ -208,3 +208,50 @@ func TestRestartOnConfigChange(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletionPolicy: deletionPolicy resolves app over defaults, an
+// environment's over the app's, MirrorPrune when unset; an unknown value
+// is an error naming where it is.
+func TestDeletionPolicy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, defaults, app, env, want, wantErr string
+	}{
+		{name: "unset", want: "MirrorPrune"},
+		{name: "defaults", defaults: "defaults: {deletionPolicy: Orphan}\n", want: "Orphan"},
+		{name: "app over defaults", defaults: "defaults: {deletionPolicy: Orphan}\n", app: ", deletionPolicy: Delete", want: "Delete"},
+		{name: "environment over app", app: ", deletionPolicy: Delete", env: "WaitForTermination", want: "WaitForTermination"},
+		{name: "unknown in app", app: ", deletionPolicy: Keep", wantErr: `apps[0] (web): unknown deletionPolicy "Keep" (want MirrorPrune, Delete, WaitForTermination or Orphan)`},
+		{name: "unknown in defaults", defaults: "defaults: {deletionPolicy: delete}\n", wantErr: `defaults: unknown deletionPolicy "delete"`},
+		{name: "unknown in environment", env: "Never", wantErr: `environments.prod.apps.web: unknown deletionPolicy "Never"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc := "apiVersion: deliver.dev/v1alpha1\nkind: Config\n" + tt.defaults +
+				"apps:\n- {name: web, namespace: web, manifests: {path: web}" + tt.app + "}\n"
+			envName := ""
+			if tt.env != "" {
+				doc += "environments:\n  prod:\n    apps:\n      web: {deletionPolicy: " + tt.env + "}\n"
+				envName = "prod"
+			}
+			c, err := Parse("deliver.yaml", []byte(doc))
+			var r *Resolved
+			if err == nil {
+				r, err = c.ForEnvironment(envName)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Apps[0].DeletionPolicy; got != tt.want {
+				t.Errorf("deletionPolicy = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -44,11 +44,14 @@ type Resolved struct {
 // ResolvedApp is an app with every setting decided.
 type ResolvedApp struct {
 	App
-	Strategy    string
-	Prune       bool
-	Wait        bool
-	WaitTimeout time.Duration
-	HookTimeout time.Duration
+	Strategy string
+	Prune    bool
+	// DeletionPolicy is MirrorPrune (the default), Delete,
+	// WaitForTermination or Orphan.
+	DeletionPolicy string
+	Wait           bool
+	WaitTimeout    time.Duration
+	HookTimeout    time.Duration
 	// RollbackOnFailure restores the previous workloads after a rollout
 	// that did not become ready.
 	RollbackOnFailure bool
@@ -95,6 +98,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			App:               a,
 			Strategy:          cmp.Or(a.Strategy, c.Defaults.Strategy, "rolling"),
 			Prune:             firstBool(a.Prune, c.Defaults.Prune, true),
+			DeletionPolicy:    cmp.Or(a.DeletionPolicy, c.Defaults.DeletionPolicy, "MirrorPrune"),
 			Wait:              firstBool(a.Wait, c.Defaults.Wait, true),
 			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
 			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
@@ -126,6 +130,9 @@ func applyOverride(a App, o Override) App {
 	}
 	if o.Strategy != "" {
 		a.Strategy = o.Strategy
+	}
+	if o.DeletionPolicy != "" {
+		a.DeletionPolicy = o.DeletionPolicy
 	}
 	if o.ServiceAccountName != "" {
 		a.ServiceAccountName = o.ServiceAccountName

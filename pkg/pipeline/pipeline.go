@@ -495,9 +495,13 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 	if err != nil {
 		return err
 	}
+	deletion, err := apply.ParseDeletionPolicy(ar.app.DeletionPolicy, ar.app.Prune)
+	if err != nil {
+		return err
+	}
 	po := apply.PlanOptions{
 		App: ar.Name, Revision: revision, FullDryRun: opts.FullDryRun, Strategy: strategy, Wait: wait,
-		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, UnlessDelivered: opts.UnlessDelivered,
+		RollbackOnFailure: rollback && wait, NoPrune: !ar.app.Prune, DeletionPolicy: deletion, UnlessDelivered: opts.UnlessDelivered,
 		Identity: ident,
 		Inputs:   ar.inputs,
 		Ignore:   ignoreRules(ar.app.IgnoreDifferences),

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -285,4 +286,91 @@ func found(t *testing.T, get func() error) bool {
 		t.Fatal(err)
 	}
 	return err == nil
+}
+
+// TestRemoveDeletionPolicy: the deletionPolicy each run records decides
+// what removing the app does, as Flux's: MirrorPrune (the default) of an
+// app with prune: false leaves its objects (Orphan), of a pruning app
+// deletes them; Orphan leaves them whatever prune says; the plan and the
+// report name the objects left. The inventory goes in every case.
+func TestRemoveDeletionPolicy(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ns, inv := env.Namespace(t), env.Namespace(t)
+	ctx := context.Background()
+	apps := map[string]string{
+		"mirror-keep":  "prune: false",
+		"mirror-prune": "prune: true",
+		"orphan":       "deletionPolicy: Orphan",
+		"deleted":      "prune: false, deletionPolicy: Delete",
+	}
+	files := map[string]string{"deliver.yaml": "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {wait: false}\napps:\n"}
+	for _, name := range slices.Sorted(maps.Keys(apps)) {
+		files["deliver.yaml"] += "- {name: " + name + ", namespace: " + ns + ", manifests: {path: " + name + "}, " + apps[name] + "}\n"
+		files[name+"/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {a: b}\n"
+	}
+	files["stays/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stays}\ndata: {a: b}\n"
+	repo, opts := servedRepo(t, inv, files)
+	mustRun(t, "apply", Apply, opts)
+	mgr, err := apply.New(env.Config, apply.Options{InventoryNamespace: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range apps {
+		i, err := mgr.ReadInventory(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]apply.DeletionPolicy{"mirror-keep": apply.DeletionOrphan, "mirror-prune": apply.DeletionDelete, "orphan": apply.DeletionOrphan, "deleted": apply.DeletionDelete}[name]
+		if i.DeletionPolicy != want {
+			t.Errorf("inventory of %s records deletionPolicy %q, want %q", name, i.DeletionPolicy, want)
+		}
+	}
+	repo.WriteFile("deliver.yaml", "apiVersion: deliver.dev/v1alpha1\nkind: Config\napps:\n- {name: stays, namespace: "+ns+", manifests: {path: stays}}\n")
+	repo.CommitAll("every app leaves but stays")
+
+	res := mustRun(t, "plan", PlanRemove, opts)
+	orphans := map[string][]apply.Result{}
+	for _, a := range res.Apps {
+		if a.Plan == nil {
+			t.Fatalf("no plan for %s", a.Name)
+		}
+		var text strings.Builder
+		if err := a.Plan.WriteDiff(&text, apply.DiffOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		orphaned := len(a.Plan.Orphaned) == 1
+		if orphaned != (a.Name == "mirror-keep" || a.Name == "orphan") || orphaned == strings.Contains(text.String(), "ConfigMap/"+ns+"/"+a.Name+" delete") {
+			t.Errorf("plan of %s: orphaned %v:\n%s", a.Name, a.Plan.Orphaned, text.String())
+		}
+		if orphaned && !strings.Contains(text.String(), "ConfigMap/"+ns+"/"+a.Name+" stays in the cluster (deletionPolicy Orphan)") {
+			t.Errorf("plan of %s does not say what stays:\n%s", a.Name, text.String())
+		}
+	}
+	res = mustRun(t, "remove", Remove, opts)
+	for _, a := range res.Apps {
+		if a.Report != nil {
+			for _, r := range a.Report.Results {
+				if r.Action == apply.Orphaned {
+					orphans[a.Name] = append(orphans[a.Name], r)
+				}
+			}
+		}
+	}
+	core := env.Client().CoreV1()
+	for name := range apps {
+		keep := name == "mirror-keep" || name == "orphan"
+		exists := found(t, func() error { _, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); return err })
+		if exists != keep || (len(orphans[name]) == 1) != keep {
+			t.Errorf("after removing %s: ConfigMap exists %v, orphaned results %v; want kept %v", name, exists, orphans[name], keep)
+		}
+		if found(t, func() error {
+			_, err := core.Secrets(inv).Get(ctx, apply.InventoryName(name), metav1.GetOptions{})
+			return err
+		}) {
+			t.Errorf("the inventory of %s is still there", name)
+		}
+	}
 }
