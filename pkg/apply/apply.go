@@ -148,14 +148,14 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err := p.pinRefusal(); err != nil {
 		return nil, err
 	}
-	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index(), placed: map[object.ID]bool{}}
+	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index(), placed: map[object.ID]bool{}, fresh: map[object.ID]bool{}}
 	added := false
 	for _, c := range p.Changes {
 		if _, ok := r.entries[c.ID]; !ok && c.Type != ChangeDelete {
 			// The places of its secrets from the start: a run killed
 			// after creating it leaves them for the next run's diff.
 			r.entries[c.ID] = Entry{ID: c.ID, Version: c.version, Secrets: secretPointers(c.Desired, m.opts.Redact)}
-			r.placed[c.ID] = true
+			r.placed[c.ID], r.fresh[c.ID] = true, true
 			added = true
 		}
 	}

@@ -120,6 +120,9 @@ type Plan struct {
 	// the cluster because the app's inventory records DeletionOrphan;
 	// none in any other plan.
 	Orphaned []object.ID `json:"orphaned,omitempty"`
+	// CreateNamespace is the namespace the run creates first, as it is
+	// missing (PlanOptions.CreateNamespace); "" when none.
+	CreateNamespace string `json:"createNamespace,omitempty"`
 	// orphaning says the plan is a removal under DeletionOrphan: nothing
 	// is deleted, hooks' kept runs neither.
 	orphaning bool
@@ -198,6 +201,10 @@ type PlanOptions struct {
 	// (see Inventory.Inputs and PlanUnchanged). Default: none, and the
 	// next run renders.
 	Inputs *Inputs
+	// CreateNamespace is the app's namespace, to create when it is
+	// missing and git does not hold it (see createnamespace.go). Default
+	// "": a missing namespace fails the objects in it.
+	CreateNamespace string
 }
 
 // Count returns how many changes have type t.
@@ -212,7 +219,9 @@ func (p *Plan) Count(t ChangeType) int {
 }
 
 // HasChanges reports whether applying the plan would change the cluster.
-func (p *Plan) HasChanges() bool { return p.Count(ChangeUnchanged) != len(p.Changes) }
+func (p *Plan) HasChanges() bool {
+	return p.Count(ChangeUnchanged) != len(p.Changes) || p.CreateNamespace != ""
+}
 
 // Summary formats the counts as one line.
 func (p *Plan) Summary() string {
@@ -322,6 +331,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 				newNamespaces[c.ID.Name] = true
 			}
 		}
+	}
+	if err := m.planNamespace(ctx, p, opts.CreateNamespace, newNamespaces); err != nil {
+		return nil, err
 	}
 	// New objects of an app that runs are validated before the first
 	// write; a first revision is not: nothing of the app runs that a

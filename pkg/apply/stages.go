@@ -75,7 +75,10 @@ type run struct {
 	// placed are the entries whose Secrets this run recorded from the
 	// desired object (see Inventory.SecretPlaces). Guarded by mu.
 	placed map[object.ID]bool
-	byID   map[object.ID]*Change
+	// fresh are the entries execute created with their places, until
+	// record writes them. Guarded by mu.
+	fresh map[object.ID]bool
+	byID  map[object.ID]*Change
 	// scaled are the replica counts a recreate scaled down (or an
 	// interrupted run left scaled down), restored on failure; nil once
 	// the new version has them back.
@@ -166,7 +169,12 @@ func (r *run) recover(ctx context.Context, err error) error {
 }
 
 // stageConfig applies CRDs, Namespaces, cluster objects and config.
-func stageConfig(ctx context.Context, r *run) error { return r.applyStages(ctx, r.config) }
+func stageConfig(ctx context.Context, r *run) error {
+	if err := r.createNamespace(ctx); err != nil {
+		return err
+	}
+	return r.applyStages(ctx, r.config)
+}
 
 // stageScaleDown scales a recreate's changing workloads to zero and waits
 // until their Pods are gone.
@@ -401,10 +409,16 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	}
 	e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
 	old, hadOld := r.entries[c.ID]
-	if c.Desired != nil {
+	switch {
+	case c.Desired != nil && r.fresh[c.ID] && hadOld:
+		// Computed from this desired object when the run created the
+		// entry.
+		e.Secrets = old.Secrets
+		delete(r.fresh, c.ID)
+	case c.Desired != nil:
 		e.Secrets = secretPointers(c.Desired, r.m.opts.Redact)
 		r.placed[c.ID] = true
-	} else if hadOld {
+	case hadOld:
 		e.Secrets = old.Secrets
 	}
 	if settled(c, live) {

@@ -71,6 +71,12 @@ type Defaults struct {
 	// waits until they are gone, Orphan leaves them. Each run records
 	// it in the app's inventory (docs/delete.md).
 	DeletionPolicy string `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
+	// CreateNamespace creates an app's namespace when it is missing and
+	// the app's objects do not include it, as Helm's --create-namespace
+	// and Argo CD's CreateNamespace=true do. It is no object of the app:
+	// neither labelled nor pruned, and left by the app's removal.
+	// Default false: a missing namespace fails the objects in it.
+	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
 	// Wait waits for readiness after apply. Default true.
 	Wait *bool `yaml:"wait,omitempty" json:"wait,omitempty"`
 	// WaitTimeout bounds the wait. Default 5m.
@@ -141,6 +147,8 @@ type App struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	Prune    *bool  `yaml:"prune,omitempty" json:"prune,omitempty"`
 	Wait     *bool  `yaml:"wait,omitempty" json:"wait,omitempty"`
+	// CreateNamespace overrides Defaults.CreateNamespace.
+	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
 	// DeletionPolicy overrides Defaults.DeletionPolicy.
 	DeletionPolicy string   `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
 	WaitTimeout    Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`

@@ -255,3 +255,34 @@ func TestDeletionPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateNamespace: createNamespace is off unless set, and an app's
+// setting overrides the defaults'.
+func TestCreateNamespace(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, defaults, app string
+		want                bool
+	}{
+		{name: "unset"},
+		{name: "defaults on", defaults: "defaults: {createNamespace: true}\n", want: true},
+		{name: "app on", app: ", createNamespace: true", want: true},
+		{name: "app off over defaults on", defaults: "defaults: {createNamespace: true}\n", app: ", createNamespace: false"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse("deliver.yaml", []byte("apiVersion: deliver.dev/v1alpha1\nkind: Config\n"+tt.defaults+
+				"apps:\n- {name: web, namespace: web, manifests: {path: web}"+tt.app+"}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.ForEnvironment("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Apps[0].CreateNamespace; got != tt.want {
+				t.Errorf("createNamespace = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

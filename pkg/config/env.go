@@ -49,9 +49,11 @@ type ResolvedApp struct {
 	// DeletionPolicy is MirrorPrune (the default), Delete,
 	// WaitForTermination or Orphan.
 	DeletionPolicy string
-	Wait           bool
-	WaitTimeout    time.Duration
-	HookTimeout    time.Duration
+	// CreateNamespace creates the app's namespace when it is missing.
+	CreateNamespace bool
+	Wait            bool
+	WaitTimeout     time.Duration
+	HookTimeout     time.Duration
 	// RollbackOnFailure restores the previous workloads after a rollout
 	// that did not become ready.
 	RollbackOnFailure bool
@@ -99,6 +101,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			Strategy:          cmp.Or(a.Strategy, c.Defaults.Strategy, "rolling"),
 			Prune:             firstBool(a.Prune, c.Defaults.Prune, true),
 			DeletionPolicy:    cmp.Or(a.DeletionPolicy, c.Defaults.DeletionPolicy, "MirrorPrune"),
+			CreateNamespace:   firstBool(a.CreateNamespace, c.Defaults.CreateNamespace, false),
 			Wait:              firstBool(a.Wait, c.Defaults.Wait, true),
 			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
 			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),

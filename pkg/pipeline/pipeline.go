@@ -506,6 +506,9 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		Inputs:   ar.inputs,
 		Ignore:   ignoreRules(ar.app.IgnoreDifferences),
 	}
+	if ar.app.CreateNamespace {
+		po.CreateNamespace = ar.app.Namespace
+	}
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
 		ar.Plan, err = mgr.Plan(pctx, ar.Set, po)

@@ -1,0 +1,111 @@
+package pipeline
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+)
+
+// TestCreateNamespace: an app with createNamespace: true whose namespace
+// is missing and not in git gets it created first, as Helm's
+// --create-namespace does: the diff says so and plans the app's objects
+// (no dry run against a namespace not there yet), the apply creates it
+// without deliver's labels and out of the inventory, the next diff has
+// no change, and removing the app leaves it. Without createNamespace the
+// same app fails naming the namespace, and writes nothing.
+func TestCreateNamespace(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	inv := env.Namespace(t)
+	ctx := context.Background()
+	// Namespaces no test made: env.Namespace would create them. Deleted
+	// at the end (they stay terminating: this control plane runs no
+	// namespace controller).
+	made, missing := inv+"-made", inv+"-missing"
+	core := env.Client().CoreV1()
+	t.Cleanup(func() {
+		for _, ns := range []string{made, missing} {
+			_ = core.Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+	config := func(apps string) string {
+		return "apiVersion: deliver.dev/v1alpha1\nkind: Config\ndefaults: {wait: false}\napps:\n" + apps
+	}
+	web := "- {name: web, namespace: " + made + ", manifests: {path: web}, createNamespace: true}\n"
+	files := map[string]string{
+		"deliver.yaml": config(web),
+		"web/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n",
+	}
+	repo, opts := servedRepo(t, inv, files)
+
+	written := func(res *Result) string {
+		t.Helper()
+		var b strings.Builder
+		for _, a := range res.Apps {
+			if a.Plan != nil {
+				if err := a.Plan.WriteDiff(&b, apply.DiffOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return b.String()
+	}
+	res := mustRun(t, "diff", Diff, opts)
+	text := written(res)
+	if !res.HasChanges() || !strings.Contains(text, "Namespace/"+made+" will be created first") || !strings.Contains(text, "ConfigMap/"+made+"/web create") {
+		t.Errorf("diff: changes %v, want the namespace and the ConfigMap created:\n%s", res.HasChanges(), text)
+	}
+	if _, err := core.Namespaces().Get(ctx, made, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the diff created the namespace: %v", err)
+	}
+
+	res = mustRun(t, "apply", Apply, opts)
+	ns, err := core.Namespaces().Get(ctx, made, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("namespace after the apply: %v", err)
+	}
+	if _, labelled := ns.Labels[apply.LabelApp]; labelled {
+		t.Errorf("the created namespace carries %s: %v", apply.LabelApp, ns.Labels)
+	}
+	if _, err := core.ConfigMaps(made).Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Errorf("ConfigMap after the apply: %v", err)
+	}
+	if rep := res.Apps[0].Report; rep == nil || !strings.Contains(rep.Summary(), "2 created") {
+		t.Errorf("apply report: %v, want the namespace and the ConfigMap created", rep)
+	}
+	if res := mustRun(t, "diff again", Diff, opts); res.HasChanges() {
+		t.Errorf("diff after the apply has changes:\n%s", written(res))
+	}
+
+	// Without createNamespace: refused, naming the namespace.
+	repo.WriteFile("deliver.yaml", config(web+"- {name: api, namespace: "+missing+", manifests: {path: web}}\n"))
+	repo.CommitAll("api in a missing namespace")
+	res, err = Apply(ctx, opts)
+	if err == nil {
+		err = res.Err()
+	}
+	if err == nil || !strings.Contains(err.Error(), `namespaces "`+missing+`" not found`) {
+		t.Errorf("apply of an app whose namespace is missing: %v, want an error naming it", err)
+	}
+
+	// The app leaves: its objects go, the namespace stays.
+	repo.WriteFile("deliver.yaml", config("- {name: other, namespace: "+inv+", manifests: {path: other}}\n"))
+	repo.WriteFile("other/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {a: b}\n")
+	repo.CommitAll("web leaves")
+	o := opts
+	o.Apps = []string{"web"}
+	mustRun(t, "remove web", Remove, o)
+	if _, err := core.ConfigMaps(made).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("web's ConfigMap after the removal: %v", err)
+	}
+	if ns, err := core.Namespaces().Get(ctx, made, metav1.GetOptions{}); err != nil || ns.DeletionTimestamp != nil {
+		t.Errorf("the created namespace after the removal: %v (deleting %v), want it left", err, ns != nil && ns.DeletionTimestamp != nil)
+	}
+}
