@@ -73,6 +73,9 @@ func (p *Plan) WriteDiff(w io.Writer, opts DiffOptions) error {
 		}
 		fmt.Fprintf(w, "hook %s (%s, weight %d) %s: %s\n", h.ID, joinPhases(h.Phases), h.Weight, verb, h.Reason)
 	}
+	for _, id := range p.WaitFor {
+		fmt.Fprintf(w, "%s (not the app's) will be waited for until ready (waitFor)\n", id)
+	}
 	if p.CreateNamespace != "" {
 		fmt.Fprintf(w, "Namespace/%s will be created first (createNamespace; not an object of the app)\n", p.CreateNamespace)
 	}
@@ -438,12 +441,14 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		Orphaned  []object.ID  `json:"orphaned,omitempty"`
 		// CreateNamespace: see Plan.CreateNamespace.
 		CreateNamespace string `json:"createNamespace,omitempty"`
+		// WaitFor: see Plan.WaitFor.
+		WaitFor []object.ID `json:"waitFor,omitempty"`
 
 		IdentityConflict *IdentityConflict `json:"identityConflict,omitempty"`
 		AdoptedIdentity  *IdentityConflict `json:"adoptedIdentity,omitempty"`
 		HealthChecks     []HealthCheckNote `json:"healthChecks,omitempty"`
 	}{App: p.App, Revision: p.Revision, Summary: p.Summary(), Hooks: p.Hooks, ScaleDown: p.ScaleDown, Rollback: p.Rollback, Order: p.Order(),
-		Conflicts: p.Conflicts, Kept: p.Kept, Orphaned: p.Orphaned, CreateNamespace: p.CreateNamespace, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity, HealthChecks: p.HealthChecks}
+		Conflicts: p.Conflicts, Kept: p.Kept, Orphaned: p.Orphaned, CreateNamespace: p.CreateNamespace, WaitFor: p.WaitFor, IdentityConflict: p.IdentityConflict, AdoptedIdentity: p.AdoptedIdentity, HealthChecks: p.HealthChecks}
 	for _, c := range p.Changes {
 		jc := jsonChange{Change: c}
 		if c.Type != ChangeUnchanged {

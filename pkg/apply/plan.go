@@ -123,6 +123,12 @@ type Plan struct {
 	// CreateNamespace is the namespace the run creates first, as it is
 	// missing (PlanOptions.CreateNamespace); "" when none.
 	CreateNamespace string `json:"createNamespace,omitempty"`
+	// WaitFor are the objects outside the app the run waits for
+	// (PlanOptions.WaitFor).
+	WaitFor []object.ID `json:"waitFor,omitempty"`
+	// waitFor are those objects, their namespaces as the cluster scopes
+	// them.
+	waitFor []*object.Object
 	// orphaning says the plan is a removal under DeletionOrphan: nothing
 	// is deleted, hooks' kept runs neither.
 	orphaning bool
@@ -205,6 +211,10 @@ type PlanOptions struct {
 	// missing and git does not hold it (see createnamespace.go). Default
 	// "": a missing namespace fails the objects in it.
 	CreateNamespace string
+	// WaitFor are objects outside the app whose readiness the run waits
+	// for after applying, even without Wait (see waitfor.go): only their
+	// apiVersion, kind, name and namespace are read. Default: none.
+	WaitFor []*object.Object
 }
 
 // Count returns how many changes have type t.
@@ -333,6 +343,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		}
 	}
 	if err := m.planNamespace(ctx, p, opts.CreateNamespace, newNamespaces); err != nil {
+		return nil, err
+	}
+	if err := m.planWaitFor(p, opts.WaitFor, mappings); err != nil {
 		return nil, err
 	}
 	// New objects of an app that runs are validated before the first

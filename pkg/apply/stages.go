@@ -320,16 +320,27 @@ func (r *run) restoreScaled(ctx context.Context, ids map[object.ID]bool) error {
 // waits or post-apply hooks run (smoke tests are meant for the new
 // version: they wait for it).
 func (r *run) waitSize() int {
-	if !r.p.opts.Wait && !r.p.runs(PostApply) {
+	if !r.p.opts.Wait && !r.p.runs(PostApply) && len(r.p.waitFor) == 0 {
 		return -1
 	}
-	return len(r.p.desiredObjects())
+	return len(r.waited())
 }
 
-// stageWait waits until the objects applied are ready (waitReady), and
-// reports the health checks' verdicts.
+// waited are the objects the wait stage waits for: the objects applied,
+// when the run waits or post-apply hooks run, and PlanOptions.WaitFor.
+func (r *run) waited() []*object.Object {
+	var objs []*object.Object
+	if r.p.opts.Wait || r.p.runs(PostApply) {
+		objs = r.p.desiredObjects()
+	}
+	return append(objs, r.p.waitFor...)
+}
+
+// stageWait waits until the objects applied, and those of
+// PlanOptions.WaitFor, are ready (waitReady), and reports the health
+// checks' verdicts.
 func stageWait(ctx context.Context, r *run) error {
-	objs := r.p.desiredObjects()
+	objs := r.waited()
 	verdicts := map[object.ID]health.Verdict{}
 	err := r.waitReady(ctx, objs, func(id object.ID, v health.Verdict) { verdicts[id] = v })
 	for _, o := range objs {

@@ -128,6 +128,16 @@ type IgnoreRule struct {
 	JSONPointers []string `yaml:"jsonPointers" json:"jsonPointers" jsonschema:"minItems=1"`
 }
 
+// ObjectRef names an object in the cluster.
+type ObjectRef struct {
+	// APIVersion, Kind and Name are required.
+	APIVersion string `yaml:"apiVersion" json:"apiVersion" jsonschema:"minLength=1"`
+	Kind       string `yaml:"kind" json:"kind" jsonschema:"minLength=1"`
+	Name       string `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	// Namespace defaults to the app's; a cluster-scoped kind has none.
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
 // App is one unit of delivery: a set of objects rendered from one source,
 // tracked in one inventory.
 type App struct {
@@ -178,6 +188,11 @@ type App struct {
 	// defaults' rule for the same apiVersion and kind. After
 	// ForEnvironment they are the merged list.
 	HealthChecks []health.Check `yaml:"healthChecks,omitempty" json:"healthChecks,omitempty"`
+	// WaitFor are objects that are not the app's (a Secret cert-manager
+	// issues, a Deployment an operator makes) whose readiness each run
+	// waits for after applying, even without wait, as Flux's
+	// Kustomization healthChecks (docs/health.md).
+	WaitFor []ObjectRef `yaml:"waitFor,omitempty" json:"waitFor,omitempty"`
 
 	// PostBuild substitutes ${var} in the objects of a kustomize or
 	// manifests app, as Flux's spec.postBuild (docs/postbuild.md).
@@ -460,6 +475,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := health.Compile(fmt.Sprintf("app %q: healthChecks", a.Name), a.HealthChecks); err != nil {
 			errs = append(errs, err)
+		}
+		for j, r := range a.WaitFor {
+			if r.APIVersion == "" || r.Kind == "" || r.Name == "" {
+				errs = append(errs, fmt.Errorf("%s: waitFor[%d]: apiVersion, kind and name are required", where, j))
+			}
 		}
 	}
 	for _, a := range c.Apps {

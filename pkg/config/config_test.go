@@ -114,6 +114,7 @@ func TestParseErrors(t *testing.T) {
 		{"cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [worker]", 1), "", "dependency cycle: db -> worker -> db"},
 		{"self cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [db]", 1), "", "dependency cycle: db -> db"},
 		{"bad strategy", strings.Replace(valid, "strategy: recreate", "strategy: bluegreen", 1), "", `unknown strategy "bluegreen"`},
+		{"waitFor without name", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  waitFor: [{apiVersion: v1, kind: Secret}]", 1), "", "apps[0] (db): waitFor[0]: apiVersion, kind and name are required"},
 		{"duplicate app", strings.Replace(valid, "- name: worker", "- name: web", 1), "", "duplicate app name"},
 		{"bad name", strings.Replace(valid, "- name: worker", "- name: Worker_1", 1), "", "name must be a DNS label"},
 		{"env names unknown app", strings.Replace(valid, "      worker: {path: overlays/prod}", "      wrker: {path: overlays/prod}", 1), "", `environments.prod.apps: unknown app "wrker"`},

@@ -45,20 +45,8 @@ func TestCreateNamespace(t *testing.T) {
 	}
 	repo, opts := servedRepo(t, inv, files)
 
-	written := func(res *Result) string {
-		t.Helper()
-		var b strings.Builder
-		for _, a := range res.Apps {
-			if a.Plan != nil {
-				if err := a.Plan.WriteDiff(&b, apply.DiffOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		return b.String()
-	}
 	res := mustRun(t, "diff", Diff, opts)
-	text := written(res)
+	text := writtenDiff(t, res)
 	if !res.HasChanges() || !strings.Contains(text, "Namespace/"+made+" will be created first") || !strings.Contains(text, "ConfigMap/"+made+"/web create") {
 		t.Errorf("diff: changes %v, want the namespace and the ConfigMap created:\n%s", res.HasChanges(), text)
 	}
@@ -81,7 +69,7 @@ func TestCreateNamespace(t *testing.T) {
 		t.Errorf("apply report: %v, want the namespace and the ConfigMap created", rep)
 	}
 	if res := mustRun(t, "diff again", Diff, opts); res.HasChanges() {
-		t.Errorf("diff after the apply has changes:\n%s", written(res))
+		t.Errorf("diff after the apply has changes:\n%s", writtenDiff(t, res))
 	}
 
 	// Without createNamespace: refused, naming the namespace.

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/deliverhq/deliver/pkg/apply"
@@ -509,6 +510,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 	if ar.app.CreateNamespace {
 		po.CreateNamespace = ar.app.Namespace
 	}
+	po.WaitFor = waitForObjects(ar.app)
 	if m != modeApply {
 		pctx, pspan := startSpan(ctx, &opts, "diff")
 		ar.Plan, err = mgr.Plan(pctx, ar.Set, po)
@@ -560,4 +562,19 @@ func appManagerOptions(opts Options, ar *AppResult, redact func(string) string, 
 	ao.Redact = redact
 	ao.Progress = steps.progress(ao.Progress)
 	return ao
+}
+
+// waitForObjects are the objects of app a's waitFor, in its namespace
+// unless they name one (apply clears it for a cluster-scoped kind).
+func waitForObjects(a config.ResolvedApp) []*object.Object {
+	var out []*object.Object
+	for _, r := range a.WaitFor {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(r.APIVersion)
+		u.SetKind(r.Kind)
+		u.SetName(r.Name)
+		u.SetNamespace(cmp.Or(r.Namespace, a.Namespace))
+		out = append(out, &object.Object{Unstructured: u, Origin: object.Origin{App: a.Name, File: "deliver.yaml"}})
+	}
+	return out
 }

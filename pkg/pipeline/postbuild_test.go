@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deliverhq/deliver/internal/sopstest"
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/secrets"
 )
 
@@ -458,4 +459,19 @@ func planned(t *testing.T, res *Result, name string) string {
 		}
 	}
 	return text.String()
+}
+
+// writtenDiff is what deliver diff prints for the plans of res: each
+// plan's WriteDiff, notes and summary included.
+func writtenDiff(t *testing.T, res *Result) string {
+	t.Helper()
+	var b strings.Builder
+	for _, a := range res.Apps {
+		if a.Plan != nil {
+			if err := a.Plan.WriteDiff(&b, apply.DiffOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b.String()
 }
