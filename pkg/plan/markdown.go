@@ -368,6 +368,15 @@ func appRow(a *pipeline.AppResult) (row, []apply.ObjectDiff, error) {
 	if p == nil {
 		return r, nil, nil
 	}
+	if p.CreateNamespace != "" {
+		r.result += fmt.Sprintf(", creates namespace `%s`", p.CreateNamespace)
+	}
+	if n := len(p.Orphaned); n > 0 {
+		r.result += fmt.Sprintf(", %d left in the cluster (deletionPolicy Orphan)", n)
+	}
+	if n := len(p.WaitFor); n > 0 {
+		r.result += fmt.Sprintf(", waitFor: %d", n)
+	}
 	diffs, err := p.Diffs()
 	if err != nil {
 		return r, nil, err

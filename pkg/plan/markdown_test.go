@@ -169,6 +169,17 @@ func TestMarkdown(t *testing.T) {
 			}}},
 		},
 		{
+			// deletionPolicy Orphan, createNamespace, waitFor: said in
+			// the app's result.
+			name: "removal-notes",
+			results: []*pipeline.Result{{Revision: rev, Environment: "staging", Apps: []*pipeline.AppResult{
+				{Name: "kept", Removed: true, Plan: &apply.Plan{App: "kept", Orphaned: []object.ID{id("ConfigMap", "kept", "settings")}}},
+				{Name: "web", Namespace: "web", Plan: &apply.Plan{App: "web", CreateNamespace: "web", WaitFor: []object.ID{id("Secret", "web", "tls")}, Changes: []*apply.Change{
+					{ID: id("ConfigMap", "web", "settings"), Type: apply.ChangeCreate, Desired: obj("ConfigMap", "web", "settings", map[string]any{"data": map[string]any{"level": "info"}})},
+				}}},
+			}}},
+		},
+		{
 			name: "no-changes",
 			results: []*pipeline.Result{{Revision: rev, Apps: []*pipeline.AppResult{
 				{Name: "default", Namespace: "default", Plan: unchangedPlan("default")},
