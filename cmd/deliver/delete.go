@@ -13,6 +13,7 @@ import (
 
 func newDeleteCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
+	var policy string
 	cmd := &cobra.Command{
 		Use:   "delete [APP...]",
 		Short: "Remove from the cluster apps that left deliver.yaml: their objects, then their inventories",
@@ -24,7 +25,9 @@ deleted, then its inventory: history and pin included. The app's
 deletionPolicy, as its last run recorded it, decides as in Flux: MirrorPrune
 (the default) deletes the objects of an app that prunes and leaves those of
 an app with prune: false, Delete deletes, WaitForTermination deletes and
-waits until they are gone, Orphan leaves them. Named apps only,
+waits until they are gone, Orphan leaves them; --deletion-policy
+replaces it for this removal (an app that left deliver.yaml has no
+setting left to change). Named apps only,
 or with no APP every app whose inventory records this environment of this
 deliver.yaml of this repository. An app deliver.yaml still lists, or that
 another environment or repository delivers, is refused. Unless
@@ -39,9 +42,16 @@ secret values that git, and so deliver's masking, no longer knows.` + exitCodesH
   deliver delete web --repo https://github.com/org/deploy --env prod`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.apps = append(f.apps, args...)
+			removePolicy := apply.DeletionPolicy(policy)
+			switch removePolicy {
+			case "", apply.DeletionDelete, apply.DeletionWaitForTermination, apply.DeletionOrphan:
+			default:
+				return fmt.Errorf("--deletion-policy %q: want Delete, WaitForTermination or Orphan", policy)
+			}
 			if err := f.prepare(cmd, g); err != nil {
 				return err
 			}
+			f.opts.RemovePolicy = removePolicy
 			w := cmd.OutOrStdout()
 			do := pipeline.Remove
 			if f.dryRun {
@@ -98,6 +108,7 @@ secret values that git, and so deliver's masking, no longer knows.` + exitCodesH
 	addRunFlags(cmd, f, true)
 	f.output = addOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "only name the objects that would be deleted; write nothing")
+	cmd.Flags().StringVar(&policy, "deletion-policy", "", "Delete, WaitForTermination or Orphan instead of the policy each app's last run recorded")
 	return cmd
 }
 

@@ -47,6 +47,13 @@ func TestDeleteCommand(t *testing.T) {
 	if !strings.Contains(out, "ConfigMap/"+ns+"/keep: stays in the cluster (deletionPolicy Orphan)") {
 		t.Errorf("delete --dry-run, want keep's ConfigMap to stay (prune: false, so MirrorPrune orphans):\n%s", out)
 	}
+	// --deletion-policy replaces the recorded one; a wrong one is refused.
+	if out := runExpect(t, 2, []string{"delete", "keep", "--dry-run", "--deletion-policy", "Delete"}, common...); !strings.Contains(out, "ConfigMap/"+ns+"/keep: to delete") {
+		t.Errorf("delete keep --dry-run --deletion-policy Delete, want its ConfigMap deleted:\n%s", out)
+	}
+	if out := runExpect(t, 1, []string{"delete", "--deletion-policy", "MirrorPrune"}, common...); !strings.Contains(out, `--deletion-policy "MirrorPrune": want Delete, WaitForTermination or Orphan`) {
+		t.Errorf("delete --deletion-policy MirrorPrune, want it refused:\n%s", out)
+	}
 	if !apiExists(t, ns) {
 		t.Fatal("delete --dry-run deleted")
 	}

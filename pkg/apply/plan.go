@@ -182,7 +182,8 @@ type PlanOptions struct {
 	NoPrune bool
 	// DeletionPolicy is what removing the app later does with its
 	// objects (Remove), recorded in the inventory by Execute. Default:
-	// what the inventory recorded, else DeletionDelete.
+	// what the inventory recorded, else DeletionDelete. Given to Remove
+	// or PlanRemove, it replaces the recorded one for that removal.
 	DeletionPolicy DeletionPolicy
 	// waitTermination makes the prune wait until each object it deletes
 	// is gone (Remove under DeletionWaitForTermination).

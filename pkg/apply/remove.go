@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ func (m *Manager) PlanRemove(ctx context.Context, opts PlanOptions) (*Plan, erro
 	if err != nil {
 		return nil, err
 	}
-	p.orphan()
+	p.orphan(opts.DeletionPolicy)
 	return p, nil
 }
 
@@ -58,7 +59,7 @@ func (m *Manager) Remove(ctx context.Context, opts PlanOptions) (*Report, error)
 	}
 	read := &lockedInventory{inv: inv, version: version, at: time.Now()}
 	var rep *Report
-	switch policy := inv.DeletionPolicy.or(); policy {
+	switch policy := cmp.Or(opts.DeletionPolicy, inv.DeletionPolicy).or(); policy {
 	case DeletionOrphan:
 		rep, err = m.orphan(ctx, removeOptions(opts), lock, read)
 	default:
@@ -80,7 +81,7 @@ func (m *Manager) orphan(ctx context.Context, opts PlanOptions, lock *appLock, r
 	if err != nil {
 		return nil, err
 	}
-	p.orphan()
+	p.orphan(DeletionOrphan)
 	if err := p.ConflictErr(); err != nil {
 		return nil, err
 	}
@@ -94,10 +95,11 @@ func (m *Manager) orphan(ctx context.Context, opts PlanOptions, lock *appLock, r
 	return rep, nil
 }
 
-// orphan turns the deletes of a removal's plan into Orphaned when the
-// inventory records DeletionOrphan: only the inventory goes.
-func (p *Plan) orphan() {
-	if p.inventory.DeletionPolicy.or() != DeletionOrphan {
+// orphan turns the deletes of a removal's plan into Orphaned when its
+// policy (override, else the inventory's) is DeletionOrphan: only the
+// inventory goes.
+func (p *Plan) orphan(override DeletionPolicy) {
+	if cmp.Or(override, p.inventory.DeletionPolicy).or() != DeletionOrphan {
 		return
 	}
 	p.orphaning = true

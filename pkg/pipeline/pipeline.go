@@ -126,6 +126,11 @@ type Options struct {
 	// those it returns true for: a sharded reconciler's own. Default:
 	// all.
 	RemoveOnly func(app string) bool
+	// RemovePolicy, when set, is the deletion policy of Remove and
+	// PlanRemove instead of the one each app's inventory records
+	// (deliver delete --deletion-policy): an app that left deliver.yaml
+	// has no settings left to change. Default: the recorded one.
+	RemovePolicy apply.DeletionPolicy
 
 	// Secrets configures SOPS keys and Vault.
 	Secrets SecretsOptions

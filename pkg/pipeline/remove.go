@@ -90,7 +90,7 @@ func removeApps(ctx context.Context, opts *Options, mgr *apply.Manager, revision
 		ar := &AppResult{Name: name, Removed: true}
 		out = append(out, ar)
 		start := time.Now()
-		po := apply.PlanOptions{App: name, Revision: revision, Identity: ident}
+		po := apply.PlanOptions{App: name, Revision: revision, Identity: ident, DeletionPolicy: opts.RemovePolicy}
 		if m == modeApply {
 			ar.Report, ar.err = mgr.Remove(ctx, po)
 			if ar.Report != nil {

@@ -292,7 +292,8 @@ func found(t *testing.T, get func() error) bool {
 // what removing the app does, as Flux's: MirrorPrune (the default) of an
 // app with prune: false leaves its objects (Orphan), of a pruning app
 // deletes them; Orphan leaves them whatever prune says; the plan and the
-// report name the objects left. The inventory goes in every case.
+// report name the objects left; Options.RemovePolicy replaces the
+// recorded policy. The inventory goes in every case.
 func TestRemoveDeletionPolicy(t *testing.T) {
 	if env == nil {
 		t.Skip("no control plane (-short)")
@@ -349,8 +350,14 @@ func TestRemoveDeletionPolicy(t *testing.T) {
 			t.Errorf("plan of %s does not say what stays:\n%s", a.Name, text.String())
 		}
 	}
+	// An override replaces the recorded policy for one removal: deleted
+	// (recorded Delete) is orphaned.
+	o := opts
+	o.Apps, o.RemovePolicy = []string{"deleted"}, apply.DeletionOrphan
+	res = mustRun(t, "remove deleted as Orphan", Remove, o)
+	overridden := res.Apps
 	res = mustRun(t, "remove", Remove, opts)
-	for _, a := range res.Apps {
+	for _, a := range append(overridden, res.Apps...) {
 		if a.Report != nil {
 			for _, r := range a.Report.Results {
 				if r.Action == apply.Orphaned {
@@ -361,7 +368,7 @@ func TestRemoveDeletionPolicy(t *testing.T) {
 	}
 	core := env.Client().CoreV1()
 	for name := range apps {
-		keep := name == "mirror-keep" || name == "orphan"
+		keep := name == "mirror-keep" || name == "orphan" || name == "deleted"
 		exists := found(t, func() error { _, err := core.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); return err })
 		if exists != keep || (len(orphans[name]) == 1) != keep {
 			t.Errorf("after removing %s: ConfigMap exists %v, orphaned results %v; want kept %v", name, exists, orphans[name], keep)
