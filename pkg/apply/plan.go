@@ -188,6 +188,9 @@ type PlanOptions struct {
 	// waitTermination makes the prune wait until each object it deletes
 	// is gone (Remove under DeletionWaitForTermination).
 	waitTermination bool
+	// removal says the plan removes the whole app (Remove, PlanRemove):
+	// objects annotated with Argo CD's Delete=false stay.
+	removal bool
 	// UnlessDelivered makes Apply, once it holds the app's lock, return
 	// ErrDelivered without planning or writing when the inventory records
 	// a successful run of Revision. The reconciler's shards set it for a
@@ -417,6 +420,9 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		}
 		if opts.NoPrune || !exists || lm.GetLabels()[LabelApp] != opts.App || pruneDisabled(lm.GetAnnotations()) {
 			continue
+		}
+		if opts.removal && argoSyncOption(lm.GetAnnotations(), "Delete=false") {
+			continue // Argo CD keeps it when its Application is deleted
 		}
 		p.Changes = append(p.Changes, d)
 	}

@@ -118,6 +118,7 @@ func (p *Plan) orphan(override DeletionPolicy) {
 // rollback, no hooks' inputs.
 func removeOptions(opts PlanOptions) PlanOptions {
 	opts.NoPrune, opts.Wait, opts.RollbackOnFailure, opts.Inputs = false, false, false, nil
+	opts.removal = true
 	return opts
 }
 

@@ -18,7 +18,8 @@ import (
 // TestRemoveApps: apps that left deliver.yaml are removed from a real
 // control plane only by Remove. Its plan lists them (those this identity
 // delivered, by their inventories) and writes nothing; Remove of a named
-// app prunes its objects (the one marked prune: disabled stays) and
+// app prunes its objects (the ones marked prune: disabled or Argo CD's
+// Delete=false stay; Delete=false does not keep an object from a prune) and
 // deletes its inventory; without names it removes the other one. An app
 // deliver.yaml still lists, an app of another identity (a run of -f) and
 // an app without an inventory are refused, naming them, and keep their
@@ -44,6 +45,8 @@ func TestRemoveApps(t *testing.T) {
 		"deliver.yaml":  config("web", "api", "gone"),
 		"web/cm.yaml":   cm("web", ""),
 		"web/keep.yaml": cm("web-keep", ", annotations: {kustomize.toolkit.fluxcd.io/prune: disabled}"),
+		"web/argo.yaml": cm("web-argo", ", annotations: {argocd.argoproj.io/sync-options: Delete=false}"),
+		"api/argo.yaml": cm("api-argo", ", annotations: {argocd.argoproj.io/sync-options: Delete=false}"),
 		"web/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: web}}\n" +
 			"  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: registry.example/web:1}]}\n",
 		"api/cm.yaml":     cm("api", ""),
@@ -125,8 +128,17 @@ func TestRemoveApps(t *testing.T) {
 	if _, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("web's Deployment after the removal: %v", err)
 	}
-	if exists("web") || !exists("web-keep") || inventory("web") {
-		t.Errorf("after removing web: ConfigMap web %v (want gone), web-keep %v (want kept), inventory %v (want gone)", exists("web"), exists("web-keep"), inventory("web"))
+	if exists("web") || !exists("web-keep") || !exists("web-argo") || inventory("web") {
+		t.Errorf("after removing web: ConfigMap web %v (want gone), web-keep %v and web-argo %v (want kept), inventory %v (want gone)",
+			exists("web"), exists("web-keep"), exists("web-argo"), inventory("web"))
+	}
+	// Argo CD's Delete=false keeps an object when its app is removed, not
+	// when the object leaves git: api-argo is pruned.
+	repo.Git("rm", "-q", "api/argo.yaml")
+	repo.CommitAll("api-argo leaves")
+	mustRun(t, "apply without api-argo", Apply, opts)
+	if exists("api-argo") {
+		t.Error("api-argo, annotated Delete=false, was not pruned when it left git")
 	}
 
 	// Without names: gone only, now.
