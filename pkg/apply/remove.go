@@ -40,7 +40,14 @@ func (m *Manager) PlanRemove(ctx context.Context, opts PlanOptions) (*Plan, erro
 // kept runs are deleted; a run of another identity is refused as any run
 // is (IdentityError). Then, when nothing failed, its inventory Secret is
 // deleted: the app, its history and its pin are gone. Objects an opt-out
-// kept stay, as after any prune.
+// kept stay, as after any prune, and so do those annotated with Argo
+// CD's Delete=false.
+//
+// The deletion policy (opts.DeletionPolicy, else the one the inventory
+// records, else Delete) decides first: Orphan deletes nothing but the
+// inventory (each object reported Orphaned), WaitForTermination waits
+// until each deleted object is gone and keeps in the inventory those
+// still there after Options.Timeout (the removal fails).
 func (m *Manager) Remove(ctx context.Context, opts PlanOptions) (*Report, error) {
 	if opts.App == "" {
 		return nil, errors.New("remove: app name is required")
@@ -115,9 +122,11 @@ func (p *Plan) orphan(override DeletionPolicy) {
 }
 
 // removeOptions are the plan options of a removal: prune, no wait, no
-// rollback, no hooks' inputs.
+// rollback, no hooks' inputs, no namespace to create, nothing else to
+// wait for.
 func removeOptions(opts PlanOptions) PlanOptions {
 	opts.NoPrune, opts.Wait, opts.RollbackOnFailure, opts.Inputs = false, false, false, nil
+	opts.CreateNamespace, opts.WaitFor = "", nil
 	opts.removal = true
 	return opts
 }

@@ -326,6 +326,10 @@ type Override struct {
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	// DeletionPolicy replaces the app's deletionPolicy.
 	DeletionPolicy string `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
+	// CreateNamespace replaces the app's createNamespace: a cluster whose
+	// namespaces a platform team makes, beside one where the app makes
+	// its own.
+	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	// Substitute are post-build variables merged over the app's

@@ -229,13 +229,7 @@ func TestDeletionPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			doc := "apiVersion: deliver.dev/v1alpha1\nkind: Config\n" + tt.defaults +
-				"apps:\n- {name: web, namespace: web, manifests: {path: web}" + tt.app + "}\n"
-			envName := ""
-			if tt.env != "" {
-				doc += "environments:\n  prod:\n    apps:\n      web: {deletionPolicy: " + tt.env + "}\n"
-				envName = "prod"
-			}
+			doc, envName := oneApp(tt.defaults, tt.app, "deletionPolicy", tt.env)
 			c, err := Parse("deliver.yaml", []byte(doc))
 			var r *Resolved
 			if err == nil {
@@ -257,27 +251,29 @@ func TestDeletionPolicy(t *testing.T) {
 	}
 }
 
-// TestCreateNamespace: createNamespace is off unless set, and an app's
-// setting overrides the defaults'.
+// TestCreateNamespace: createNamespace is off unless set, an app's
+// setting overrides the defaults', an environment's the app's.
 func TestCreateNamespace(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		name, defaults, app string
-		want                bool
+		name, defaults, app, env string
+		want                     bool
 	}{
 		{name: "unset"},
 		{name: "defaults on", defaults: "defaults: {createNamespace: true}\n", want: true},
 		{name: "app on", app: ", createNamespace: true", want: true},
 		{name: "app off over defaults on", defaults: "defaults: {createNamespace: true}\n", app: ", createNamespace: false"},
+		{name: "environment off over app on", app: ", createNamespace: true", env: "false"},
+		{name: "environment on", env: "true", want: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Parse("deliver.yaml", []byte("apiVersion: deliver.dev/v1alpha1\nkind: Config\n"+tt.defaults+
-				"apps:\n- {name: web, namespace: web, manifests: {path: web}"+tt.app+"}\n"))
+			doc, envName := oneApp(tt.defaults, tt.app, "createNamespace", tt.env)
+			c, err := Parse("deliver.yaml", []byte(doc))
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := c.ForEnvironment("")
+			r, err := c.ForEnvironment(envName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,4 +282,16 @@ func TestCreateNamespace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneApp is a deliver.yaml of one app web with defaults and the app's
+// extra fields (", key: value"); with envValue, environment prod sets
+// field to it, and prod is returned to resolve.
+func oneApp(defaults, app, field, envValue string) (doc, env string) {
+	doc = "apiVersion: deliver.dev/v1alpha1\nkind: Config\n" + defaults +
+		"apps:\n- {name: web, namespace: web, manifests: {path: web}" + app + "}\n"
+	if envValue == "" {
+		return doc, ""
+	}
+	return doc + "environments:\n  prod:\n    apps:\n      web: {" + field + ": " + envValue + "}\n", "prod"
 }

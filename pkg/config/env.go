@@ -137,6 +137,9 @@ func applyOverride(a App, o Override) App {
 	if o.DeletionPolicy != "" {
 		a.DeletionPolicy = o.DeletionPolicy
 	}
+	if o.CreateNamespace != nil {
+		a.CreateNamespace = o.CreateNamespace
+	}
 	if o.ServiceAccountName != "" {
 		a.ServiceAccountName = o.ServiceAccountName
 	}
