@@ -52,13 +52,18 @@ func (m *Manager) Apply(ctx context.Context, set *object.Set, opts PlanOptions) 
 
 // planAndExecute plans set and executes the plan under lock, from the
 // inventory read under it (nil: the plan reads it); the report carries
-// the plan.
+// the plan. A removal that leaves the objects (DeletionOrphan) is only
+// checked (orphan).
 func (m *Manager) planAndExecute(ctx context.Context, set *object.Set, opts PlanOptions, lock *appLock, read *lockedInventory) (*Report, error) {
 	p, err := m.plan(ctx, set, opts, lock, read)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := m.execute(ctx, p)
+	execute := m.execute
+	if p.removalPolicy() == DeletionOrphan {
+		execute = m.orphan
+	}
+	rep, err := execute(ctx, p)
 	if rep != nil {
 		rep.Plan = p
 	}
@@ -148,14 +153,14 @@ func (m *Manager) execute(ctx context.Context, p *Plan) (*Report, error) {
 	if err := p.pinRefusal(); err != nil {
 		return nil, err
 	}
-	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index(), placed: map[object.ID]bool{}, fresh: map[object.ID]bool{}}
+	r := &run{m: m, p: p, start: time.Now(), rep: &Report{}, entries: p.inventory.index(), placed: map[object.ID]bool{}}
 	added := false
 	for _, c := range p.Changes {
 		if _, ok := r.entries[c.ID]; !ok && c.Type != ChangeDelete {
 			// The places of its secrets from the start: a run killed
 			// after creating it leaves them for the next run's diff.
 			r.entries[c.ID] = Entry{ID: c.ID, Version: c.version, Secrets: secretPointers(c.Desired, m.opts.Redact)}
-			r.placed[c.ID], r.fresh[c.ID] = true, true
+			r.placed[c.ID] = true
 			added = true
 		}
 	}

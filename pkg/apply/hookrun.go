@@ -413,7 +413,7 @@ func (p *Plan) runs(phase HookPhase) bool { return len(p.hooksToRun(phase)) > 0 
 // removedHooks lists the hooks with a recorded run that are no longer in
 // the set; a successful apply deletes their last run (pruneHooks).
 func (p *Plan) removedHooks() []object.ID {
-	if p.orphaning {
+	if p.removalPolicy() == DeletionOrphan {
 		return nil // a removal that leaves everything, hooks' runs too
 	}
 	planned := map[object.ID]bool{}

@@ -117,8 +117,8 @@ type Plan struct {
 	// deleted, and dropped from the inventory.
 	Kept []OtherApp `json:"kept,omitempty"`
 	// Orphaned are the objects a removal (PlanRemove, Remove) leaves in
-	// the cluster because the app's inventory records DeletionOrphan;
-	// none in any other plan.
+	// the cluster because its deletion policy (the caller's, else the
+	// inventory's) is DeletionOrphan; none in any other plan.
 	Orphaned []object.ID `json:"orphaned,omitempty"`
 	// CreateNamespace is the namespace the run creates first, as it is
 	// missing (PlanOptions.CreateNamespace); "" when none.
@@ -129,9 +129,6 @@ type Plan struct {
 	// waitFor are those objects, their namespaces as the cluster scopes
 	// them.
 	waitFor []*object.Object
-	// orphaning says the plan is a removal under DeletionOrphan: nothing
-	// is deleted, hooks' kept runs neither.
-	orphaning bool
 	// IdentityConflict is set when the app's inventory records another
 	// identity than PlanOptions.Identity (see identity.go): Execute
 	// refuses the plan.
@@ -185,9 +182,6 @@ type PlanOptions struct {
 	// what the inventory recorded, else DeletionDelete. Given to Remove
 	// or PlanRemove, it replaces the recorded one for that removal.
 	DeletionPolicy DeletionPolicy
-	// waitTermination makes the prune wait until each object it deletes
-	// is gone (Remove under DeletionWaitForTermination).
-	waitTermination bool
 	// removal says the plan removes the whole app (Remove, PlanRemove):
 	// objects annotated with Argo CD's Delete=false stay.
 	removal bool
@@ -423,6 +417,10 @@ func (m *Manager) plan(ctx context.Context, set *object.Set, opts PlanOptions, l
 		}
 		if opts.removal && argoSyncOption(lm.GetAnnotations(), "Delete=false") {
 			continue // Argo CD keeps it when its Application is deleted
+		}
+		if p.removalPolicy() == DeletionOrphan {
+			p.Orphaned = append(p.Orphaned, d.ID)
+			continue
 		}
 		p.Changes = append(p.Changes, d)
 	}

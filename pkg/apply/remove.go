@@ -24,12 +24,7 @@ func (m *Manager) PlanRemove(ctx context.Context, opts PlanOptions) (*Plan, erro
 	if err := m.hasInventory(ctx, opts.App); err != nil {
 		return nil, err
 	}
-	p, err := m.Plan(ctx, &object.Set{}, removeOptions(opts))
-	if err != nil {
-		return nil, err
-	}
-	p.orphan(opts.DeletionPolicy)
-	return p, nil
+	return m.Plan(ctx, &object.Set{}, removeOptions(opts))
 }
 
 // Remove deletes app opts.App from the cluster, as removing an app from
@@ -64,61 +59,39 @@ func (m *Manager) Remove(ctx context.Context, opts PlanOptions) (*Report, error)
 	if version == "" {
 		return nil, fmt.Errorf("%s: %w", opts.App, m.noInventory())
 	}
-	read := &lockedInventory{inv: inv, version: version, at: time.Now()}
-	var rep *Report
-	switch policy := cmp.Or(opts.DeletionPolicy, inv.DeletionPolicy).or(); policy {
-	case DeletionOrphan:
-		rep, err = m.orphan(ctx, removeOptions(opts), lock, read)
-	default:
-		ropts := removeOptions(opts)
-		ropts.waitTermination = policy == DeletionWaitForTermination
-		rep, err = m.planAndExecute(ctx, &object.Set{}, ropts, lock, read)
-	}
+	rep, err := m.planAndExecute(ctx, &object.Set{}, removeOptions(opts), lock, &lockedInventory{inv: inv, version: version, at: time.Now()})
 	if err == nil && rep.Count(Failed) == 0 {
 		err = m.deleteInventory(ctx, opts.App)
 	}
 	return rep, lock.result(err)
 }
 
-// orphan is Remove under DeletionOrphan: the removal's plan, checked as
+// orphan is Remove's execute under DeletionOrphan: the plan checked as
 // Execute checks it (identity, pin), and no write; each object the
-// inventory lists is reported Orphaned. Hooks' kept runs stay too.
-func (m *Manager) orphan(ctx context.Context, opts PlanOptions, lock *appLock, read *lockedInventory) (*Report, error) {
-	p, err := m.plan(ctx, &object.Set{}, opts, lock, read)
-	if err != nil {
-		return nil, err
-	}
-	p.orphan(DeletionOrphan)
+// plan leaves (Plan.Orphaned) is reported Orphaned. Hooks' kept runs
+// stay too.
+func (m *Manager) orphan(_ context.Context, p *Plan) (*Report, error) {
 	if err := p.ConflictErr(); err != nil {
 		return nil, err
 	}
 	if err := p.pinRefusal(); err != nil {
 		return nil, err
 	}
-	rep := &Report{Plan: p}
+	rep := &Report{}
 	for _, id := range p.Orphaned {
 		rep.Results = append(rep.Results, Result{ID: id, Action: Orphaned})
 	}
 	return rep, nil
 }
 
-// orphan turns the deletes of a removal's plan into Orphaned when its
-// policy (override, else the inventory's) is DeletionOrphan: only the
-// inventory goes.
-func (p *Plan) orphan(override DeletionPolicy) {
-	if cmp.Or(override, p.inventory.DeletionPolicy).or() != DeletionOrphan {
-		return
+// removalPolicy is the deletion policy of a removal's plan (see Remove):
+// the caller's, else the one the inventory records, else Delete; "" for
+// any other plan.
+func (p *Plan) removalPolicy() DeletionPolicy {
+	if !p.opts.removal {
+		return ""
 	}
-	p.orphaning = true
-	kept := p.Changes[:0]
-	for _, c := range p.Changes {
-		if c.Type == ChangeDelete {
-			p.Orphaned = append(p.Orphaned, c.ID)
-			continue
-		}
-		kept = append(kept, c)
-	}
-	p.Changes = kept
+	return cmp.Or(p.opts.DeletionPolicy, p.inventory.DeletionPolicy).or()
 }
 
 // removeOptions are the plan options of a removal: prune, no wait, no

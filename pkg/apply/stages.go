@@ -75,10 +75,7 @@ type run struct {
 	// placed are the entries whose Secrets this run recorded from the
 	// desired object (see Inventory.SecretPlaces). Guarded by mu.
 	placed map[object.ID]bool
-	// fresh are the entries execute created with their places, until
-	// record writes them. Guarded by mu.
-	fresh map[object.ID]bool
-	byID  map[object.ID]*Change
+	byID   map[object.ID]*Change
 	// scaled are the replica counts a recreate scaled down (or an
 	// interrupted run left scaled down), restored on failure; nil once
 	// the new version has them back.
@@ -373,7 +370,7 @@ func stagePrune(ctx context.Context, r *run) error {
 			errs = append(errs, fmt.Errorf("%s: prune: %s", res.ID, res.Error))
 			continue
 		}
-		if res.Action == Deleted && r.p.opts.waitTermination {
+		if res.Action == Deleted && r.p.removalPolicy() == DeletionWaitForTermination {
 			terminating = append(terminating, c)
 			continue
 		}
@@ -420,16 +417,10 @@ func (r *run) record(c *Change, res Result, live metav1.Object) {
 	}
 	e := Entry{ID: c.ID, Version: c.version, Digest: c.digest}
 	old, hadOld := r.entries[c.ID]
-	switch {
-	case c.Desired != nil && r.fresh[c.ID] && hadOld:
-		// Computed from this desired object when the run created the
-		// entry.
-		e.Secrets = old.Secrets
-		delete(r.fresh, c.ID)
-	case c.Desired != nil:
+	if c.Desired != nil {
 		e.Secrets = secretPointers(c.Desired, r.m.opts.Redact)
 		r.placed[c.ID] = true
-	case hadOld:
+	} else if hadOld {
 		e.Secrets = old.Secrets
 	}
 	if settled(c, live) {
