@@ -219,6 +219,9 @@ func runDiff(cmd *cobra.Command, g *globals, f *runFlags, color string) error {
 					fmt.Fprintln(w, unchangedNote)
 				}
 				printHeld(w, a.Held, "apply refuses it")
+				if a.Skipped != "" && a.Error == "" { // suspended: no error says why
+					fmt.Fprintf(w, "skipped: %s\n", a.Skipped)
+				}
 				if a.Plan != nil {
 					if err := a.Plan.WriteDiff(w, apply.DiffOptions{Color: useColor}); err != nil {
 						return err

@@ -167,6 +167,13 @@ type App struct {
 	RollbackOnFailure *bool `yaml:"rollbackOnFailure,omitempty" json:"rollbackOnFailure,omitempty"`
 	// DependsOn names apps that must be delivered first.
 	DependsOn []string `yaml:"dependsOn,omitempty" json:"dependsOn,omitempty"`
+	// Suspend pauses the app from git, as Flux's spec.suspend: diff and
+	// apply skip it (and the apps that depend on it) and the reconciler
+	// does not run it, until a commit sets it false. Its objects stay as
+	// they are, and it stays listed (pruneApps keeps it); render still
+	// renders it. Not part of the app's inputs: resuming an app whose
+	// inputs did not change costs no render.
+	Suspend bool `yaml:"suspend,omitempty" json:"suspend,omitempty"`
 
 	// RestartOnConfigChange overrides Defaults.RestartOnConfigChange.
 	RestartOnConfigChange *bool `yaml:"restartOnConfigChange,omitempty" json:"restartOnConfigChange,omitempty"`
@@ -332,6 +339,13 @@ type Override struct {
 	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Suspend replaces the app's suspend in this environment: paused in
+	// one cluster, delivered in the others.
+	Suspend *bool `yaml:"suspend,omitempty" json:"suspend,omitempty"`
+	// WaitFor are added to the app's waitFor in this environment: an
+	// object only one cluster has (its cert-manager Secret, an operator's
+	// Deployment).
+	WaitFor []ObjectRef `yaml:"waitFor,omitempty" json:"waitFor,omitempty"`
 	// Substitute are post-build variables merged over the app's
 	// postBuild.substitute in this environment (a cluster's name, its
 	// region): the app's own file stays the same for every cluster.
@@ -480,11 +494,7 @@ func (c *Config) Validate() error {
 		if _, err := health.Compile(fmt.Sprintf("app %q: healthChecks", a.Name), a.HealthChecks); err != nil {
 			errs = append(errs, err)
 		}
-		for j, r := range a.WaitFor {
-			if r.APIVersion == "" || r.Kind == "" || r.Name == "" {
-				errs = append(errs, fmt.Errorf("%s: waitFor[%d]: apiVersion, kind and name are required", where, j))
-			}
-		}
+		errs = append(errs, checkWaitFor(where, a.WaitFor)...)
 	}
 	for _, a := range c.Apps {
 		for _, d := range a.DependsOn {
@@ -519,6 +529,7 @@ func (c *Config) Validate() error {
 			}
 			errs = append(errs, checkVarNames("environments."+name+".apps."+app+".substitute", o.Substitute)...)
 			where := "environments." + name + ".apps." + app
+			errs = append(errs, checkWaitFor(where, o.WaitFor)...)
 			if i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == app }); i >= 0 {
 				a := c.Apps[i]
 				if a.Helm != nil && len(o.Substitute) > 0 {
@@ -543,6 +554,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkWaitFor checks that each object of a waitFor list is named.
+func checkWaitFor(where string, refs []ObjectRef) []error {
+	var errs []error
+	for j, r := range refs {
+		if r.APIVersion == "" || r.Kind == "" || r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: waitFor[%d]: apiVersion, kind and name are required", where, j))
+		}
+	}
+	return errs
 }
 
 // checkIgnore checks ignore rules: a kind, and at least one valid JSON

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,7 @@ func TestParseErrors(t *testing.T) {
 		{"cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [worker]", 1), "", "dependency cycle: db -> worker -> db"},
 		{"self cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [db]", 1), "", "dependency cycle: db -> db"},
 		{"bad strategy", strings.Replace(valid, "strategy: recreate", "strategy: bluegreen", 1), "", `unknown strategy "bluegreen"`},
+		{"environment waitFor without name", strings.Replace(valid, "      worker: {path: overlays/prod}", "      worker: {path: overlays/prod}\n      db: {waitFor: [{apiVersion: v1, kind: Secret}]}", 1), "", "environments.prod.apps.db: waitFor[0]: apiVersion, kind and name are required"},
 		{"waitFor without name", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  waitFor: [{apiVersion: v1, kind: Secret}]", 1), "", "apps[0] (db): waitFor[0]: apiVersion, kind and name are required"},
 		{"duplicate app", strings.Replace(valid, "- name: worker", "- name: web", 1), "", "duplicate app name"},
 		{"bad name", strings.Replace(valid, "- name: worker", "- name: Worker_1", 1), "", "name must be a DNS label"},
@@ -251,24 +253,34 @@ func TestDeletionPolicy(t *testing.T) {
 	}
 }
 
-// TestCreateNamespace: createNamespace is off unless set, an app's
-// setting overrides the defaults', an environment's the app's.
-func TestCreateNamespace(t *testing.T) {
+// TestBoolSettings: createNamespace (defaults, app, environment) and
+// suspend (app, environment), each environment's value over the app's
+// and the app's over the defaults'.
+func TestBoolSettings(t *testing.T) {
 	t.Parallel()
+	get := map[string]func(ResolvedApp) bool{
+		"createNamespace": func(a ResolvedApp) bool { return a.CreateNamespace },
+		"suspend":         func(a ResolvedApp) bool { return a.Suspend },
+	}
 	for _, tt := range []struct {
-		name, defaults, app, env string
-		want                     bool
+		field, name, defaults, app, env string
+		want                            bool
 	}{
-		{name: "unset"},
-		{name: "defaults on", defaults: "defaults: {createNamespace: true}\n", want: true},
-		{name: "app on", app: ", createNamespace: true", want: true},
-		{name: "app off over defaults on", defaults: "defaults: {createNamespace: true}\n", app: ", createNamespace: false"},
-		{name: "environment off over app on", app: ", createNamespace: true", env: "false"},
-		{name: "environment on", env: "true", want: true},
+		{field: "createNamespace", name: "unset"},
+		{field: "createNamespace", name: "defaults on", defaults: "defaults: {createNamespace: true}\n", want: true},
+		{field: "createNamespace", name: "app on", app: ", createNamespace: true", want: true},
+		{field: "createNamespace", name: "app off over defaults on", defaults: "defaults: {createNamespace: true}\n", app: ", createNamespace: false"},
+		{field: "createNamespace", name: "environment off over app on", app: ", createNamespace: true", env: "false"},
+		{field: "createNamespace", name: "environment on", env: "true", want: true},
+		{field: "suspend", name: "unset"},
+		{field: "suspend", name: "app on", app: ", suspend: true", want: true},
+		{field: "suspend", name: "environment off over app on", app: ", suspend: true", env: "false"},
+		{field: "suspend", name: "environment on", env: "true", want: true},
+		{field: "suspend", name: "environment silent keeps app on", app: ", suspend: true", env: "null", want: true},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.field+"/"+tt.name, func(t *testing.T) {
 			t.Parallel()
-			doc, envName := oneApp(tt.defaults, tt.app, "createNamespace", tt.env)
+			doc, envName := oneApp(tt.defaults, tt.app, tt.field, tt.env)
 			c, err := Parse("deliver.yaml", []byte(doc))
 			if err != nil {
 				t.Fatal(err)
@@ -277,10 +289,34 @@ func TestCreateNamespace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := r.Apps[0].CreateNamespace; got != tt.want {
-				t.Errorf("createNamespace = %v, want %v", got, tt.want)
+			if got := get[tt.field](r.Apps[0]); got != tt.want {
+				t.Errorf("%s = %v, want %v", tt.field, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWaitForEnvironment: an environment's waitFor is added to the app's,
+// the other environments keep the app's alone.
+func TestWaitForEnvironment(t *testing.T) {
+	t.Parallel()
+	doc, _ := oneApp("", ", waitFor: [{apiVersion: v1, kind: Secret, name: tls}]", "waitFor", "[{apiVersion: apps/v1, kind: Deployment, name: operator, namespace: ops}]")
+	c, err := Parse("deliver.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := ObjectRef{APIVersion: "v1", Kind: "Secret", Name: "tls"}
+	for env, want := range map[string][]ObjectRef{
+		"":     {app},
+		"prod": {app, {APIVersion: "apps/v1", Kind: "Deployment", Name: "operator", Namespace: "ops"}},
+	} {
+		r, err := c.ForEnvironment(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Apps[0].WaitFor; !slices.Equal(got, want) {
+			t.Errorf("environment %q: waitFor %+v, want %+v", env, got, want)
+		}
 	}
 }
 

@@ -140,6 +140,12 @@ func applyOverride(a App, o Override) App {
 	if o.CreateNamespace != nil {
 		a.CreateNamespace = o.CreateNamespace
 	}
+	if o.Suspend != nil {
+		a.Suspend = *o.Suspend
+	}
+	if len(o.WaitFor) > 0 {
+		a.WaitFor = slices.Concat(a.WaitFor, o.WaitFor)
+	}
 	if o.ServiceAccountName != "" {
 		a.ServiceAccountName = o.ServiceAccountName
 	}

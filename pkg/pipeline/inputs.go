@@ -70,6 +70,9 @@ const inputsFormat = "deliver-inputs/4"
 // of every file); sums is nil before a render.
 func appDigest(ctx context.Context, opts *Options, snap *source.Snapshot, caps *clusterCaps, a config.ResolvedApp, paths []string, vault []apply.VaultVersion, sums *render.Reads) (string, error) {
 	h := sha256.New()
+	// Suspension says whether the app is delivered, not what: resuming
+	// an app whose inputs did not change needs no render.
+	a.Suspend = false
 	cfg, err := json.Marshal(struct {
 		Format, Version, Commit, KubeVersion string
 		App                                  config.ResolvedApp

@@ -178,6 +178,10 @@ type AppResult struct {
 	Report    *apply.Report `json:"report,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Skipped   string        `json:"skipped,omitempty"`
+	// Suspended reports an app that deliver.yaml suspends (suspend: true):
+	// not rendered nor planned; Skipped says so, and its dependents are
+	// skipped naming it, without an error.
+	Suspended bool `json:"suspended,omitempty"`
 	// Removed reports an app that left deliver.yaml, removed from the
 	// cluster (Remove, or a run with config.PruneApps) or, in a diff,
 	// planned to be: its Plan deletes its objects.
@@ -344,7 +348,13 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 			ar.deps = append(ar.deps, byName[d])
 		}
 	}
-	if err := checkWindows(&opts, cfg, res.Apps, m); err != nil {
+	// Suspended apps and those that depend on them are neither rendered
+	// nor planned (render mode renders them: it writes nothing).
+	active := res.Apps
+	if m != modeRender {
+		active = suspend(res.Apps)
+	}
+	if err := checkWindows(&opts, cfg, active, m); err != nil {
 		return nil, err
 	}
 	if m != modeRender {
@@ -354,14 +364,14 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		// Apps that share namespaces share their lists.
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		names := make([]string, 0, len(res.Apps))
-		for _, ar := range res.Apps {
+		names := make([]string, 0, len(active))
+		for _, ar := range active {
 			if len(ar.app.DependsOn) == 0 {
 				names = append(names, ar.Name)
 			}
 		}
 		lists := apply.NewSharedLists(names)
-		for _, ar := range res.Apps {
+		for _, ar := range active {
 			ar.steps = newStepSpans(&opts)
 			ao := appManagerOptions(opts, ar, sec.redact, ar.steps)
 			ao.Lists = lists
@@ -378,11 +388,11 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 	}
 	caps := newClusterCaps(sess) // nil for render: offline, as helm template
 	if m != modeRender && !opts.ForceRender && !opts.FullDryRun {
-		planUnchanged(ctx, &opts, snap, sec, caps, ident, res.Apps)
+		planUnchanged(ctx, &opts, snap, sec, caps, ident, active)
 	}
-	err = renderAll(ctx, opts, snap.Dir, sec, caps, newDigestKey(ctx, &opts, res.Apps, m), res.Apps)
+	err = renderAll(ctx, opts, snap.Dir, sec, caps, newDigestKey(ctx, &opts, active, m), active)
 	if err == nil && m == modeApply {
-		recordInputs(ctx, &opts, snap, sec, caps, res.Apps)
+		recordInputs(ctx, &opts, snap, sec, caps, active)
 	}
 	// The working tree's status was checked while rendering.
 	res.Dirty = snap.Dirty()
@@ -400,6 +410,10 @@ func run(ctx context.Context, opts Options, m mode) (res *Result, err error) {
 		g.SetLimit(opts.Parallel)
 		for _, a := range level {
 			ar := byName[a.Name]
+			if ar.Skipped != "" { // suspended
+				traceSkipped(ctx, &opts, ar)
+				continue
+			}
 			if dep := failedDependency(a, byName); dep != "" {
 				ar.Skipped = fmt.Sprintf("dependency %s failed", dep)
 				ar.err = fmt.Errorf("app %s: skipped: %s", a.Name, ar.Skipped)

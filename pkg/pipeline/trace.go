@@ -122,7 +122,8 @@ func endApp(span trace.Span, red *secrets.Redactor, ar *AppResult, err error) {
 	endSpan(span, red, err)
 }
 
-// traceSkipped records an app not delivered because a dependency failed.
+// traceSkipped records an app not delivered: a dependency failed, or
+// deliver.yaml suspends it or one of its dependencies.
 func traceSkipped(ctx context.Context, opts *Options, ar *AppResult) {
 	_, span := startApp(ctx, opts, ar)
 	span.SetAttributes(attribute.String(attrSkipped, ar.Skipped))

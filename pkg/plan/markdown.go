@@ -73,8 +73,11 @@ func Markdown(results []*pipeline.Result, opts Options) (string, error) {
 			totals.add(r.counts)
 			tr := tableRow{line: opts.Redact(r.String()), quiet: r.quiet(a, len(diffs))}
 			var notes strings.Builder
-			if a.Error != "" { // a skipped app's error says why
+			switch {
+			case a.Error != "": // a skipped app's error says why
 				fmt.Fprintf(&notes, "\n**%s** %s:\n\n%s", code(a.Name), r.result, fenced("text", cut(opts.Redact(a.Error))))
+			case a.Skipped != "": // suspended, or a dependency is: no error
+				fmt.Fprintf(&notes, "\n**%s** skipped: %s; apply skips it too.\n", code(a.Name), opts.Redact(a.Skipped))
 			}
 			if a.Held != "" { // which change window, until when (docs/windows.md)
 				fmt.Fprintf(&notes, "\n**%s** held by a change window: apply refuses it.\n\n%s", code(a.Name), fenced("text", cut(opts.Redact(a.Held))))
@@ -349,6 +352,8 @@ func appRow(a *pipeline.AppResult) (row, []apply.ObjectDiff, error) {
 	r := row{name: a.Name, namespace: a.Namespace}
 	p := a.Plan
 	switch {
+	case a.Suspended:
+		r.result = "suspended"
 	case a.Skipped != "":
 		r.result = "skipped"
 	case a.Error != "":

@@ -180,6 +180,16 @@ func TestMarkdown(t *testing.T) {
 			}}},
 		},
 		{
+			// suspend: true in deliver.yaml: the app and its dependent
+			// are skipped without an error, and the comment says why.
+			name: "suspended",
+			results: []*pipeline.Result{{Revision: rev, Environment: "staging", Apps: []*pipeline.AppResult{
+				{Name: "db", Namespace: "db", Suspended: true, Skipped: "suspended in deliver.yaml"},
+				{Name: "api", Namespace: "api", Skipped: "dependency db is suspended"},
+				{Name: "web", Namespace: "web", Plan: unchangedPlan("web")},
+			}}},
+		},
+		{
 			name: "no-changes",
 			results: []*pipeline.Result{{Revision: rev, Apps: []*pipeline.AppResult{
 				{Name: "default", Namespace: "default", Plan: unchangedPlan("default")},

@@ -128,13 +128,8 @@ func TestOnce(t *testing.T) {
 	opts.Once = true
 	once := func() error {
 		t.Helper()
-		r, err := reconcile.New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		return r.Run(ctx)
+		_, err := runPass(t, opts)
+		return err
 	}
 	if err := once(); err != nil {
 		t.Fatalf("first pass: %v", err)

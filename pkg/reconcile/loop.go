@@ -565,8 +565,12 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		if suspended := r.suspended(s); suspended != s.Suspended {
 			s.Suspended = suspended
 			if suspended {
-				r.log.Info("suspended", "app", name)
-				r.event(name, corev1.EventTypeNormal, ReasonSuspended, "suspended: no run until resumed")
+				msg := "suspended: no run until resumed"
+				if s.app.Suspend {
+					msg = "suspended in deliver.yaml: no run until a commit resumes it"
+				}
+				r.log.Info("suspended", "app", name, "inGit", s.app.Suspend)
+				r.event(name, corev1.EventTypeNormal, ReasonSuspended, "%s", msg)
 			} else {
 				r.log.Info("resumed", "app", name)
 				r.event(name, corev1.EventTypeNormal, ReasonResumed, "resumed")
@@ -600,6 +604,9 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		}
 		if dep := r.blockedBy(s); dep != "" {
 			s.Result, s.Message = ResultWaiting, fmt.Sprintf("waiting for %s to be delivered at %.12s", dep, r.head)
+			if r.apps[dep].Suspended {
+				s.Message += " (it is suspended)"
+			}
 			continue
 		}
 		if running >= r.opts.MaxConcurrentRuns {
@@ -869,9 +876,11 @@ func (r *Reconciler) noteDrift(app, id, why string) {
 	notify(r.wake)
 }
 
-// suspended reports whether s is paused. Called with r.mu held.
+// suspended reports whether s is paused: by deliver.yaml at the current
+// commit, Options, its inventory's annotation or ControlConfigMap.
+// Called with r.mu held.
 func (r *Reconciler) suspended(s *appState) bool {
-	return r.suspendedByOptions(s.App) || r.invs().get(s.App).suspended || r.ctl.Load().pausedAll()
+	return s.app.Suspend || r.suspendedByOptions(s.App) || r.invs().get(s.App).suspended || r.ctl.Load().pausedAll()
 }
 
 // controlChanged is the ControlConfigMap watcher's callback.
@@ -907,11 +916,34 @@ func (r *Reconciler) onceResult() error {
 	}
 	var errs []error
 	for _, a := range st.Apps {
-		if a.Result == apply.ResultFailed || a.Result == ResultWaiting {
+		if a.Result == apply.ResultFailed || a.Result == ResultWaiting && !r.waitsForSuspended(a.App) {
 			errs = append(errs, fmt.Errorf("app %s: %s: %s", a.App, a.Result, a.Message))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitsForSuspended reports whether app waits for a suspended app, directly
+// or through dependencies that wait for it: what suspending that app asks
+// for, as deliver apply skips them, not a failure of the pass.
+func (r *Reconciler) waitsForSuspended(app string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for s := r.apps[app]; s != nil && !seen[s.App]; {
+		seen[s.App] = true
+		dep := r.apps[r.blockedBy(s)]
+		switch {
+		case dep == nil:
+			return false
+		case dep.Suspended:
+			return true
+		case dep.Result != ResultWaiting:
+			return false
+		}
+		s = dep
+	}
+	return false
 }
 
 func short(rev string) string {

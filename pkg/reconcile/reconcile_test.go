@@ -171,6 +171,20 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	return testenv.Eventually(t, timeout, 50*time.Millisecond, what, cond)
 }
 
+// runPass runs one reconcile --once pass with opts (Once set here) and
+// returns the reconciler, whose status is the pass's, and Run's error.
+func runPass(t *testing.T, opts reconcile.Options) (*reconcile.Reconciler, error) {
+	t.Helper()
+	opts.Once = true
+	r, err := reconcile.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return r, r.Run(ctx)
+}
+
 func appStatus(r *reconcile.Reconciler, app string) reconcile.AppStatus {
 	for _, a := range r.Status().Apps {
 		if a.App == app {

@@ -163,3 +163,69 @@ func TestEvents(t *testing.T) {
 		t.Errorf("leaky status = %+v, want failed without the secret value", a)
 	}
 }
+
+// TestSuspendInGit: suspend: true in deliver.yaml pauses an app from git.
+// A reconcile --once pass at the commit that suspends db and changes
+// every app delivers web only; db is not run (its broken file fails
+// nothing) and reports suspended, api, which depends on it, waits saying
+// so, and the pass succeeds: that is what suspension asks for. The pass
+// at the commit that resumes db delivers both.
+func TestSuspendInGit(t *testing.T) {
+	ns := env.Namespace(t)
+	t.Parallel()
+	yaml := func(dbExtra string) string {
+		return deliverYAML(ns,
+			"- {name: db, namespace: $NS, manifests: {path: db}"+dbExtra+"}",
+			"- {name: api, namespace: $NS, manifests: {path: api}, dependsOn: [db]}",
+			"- {name: web, namespace: $NS, manifests: {path: web}}")
+	}
+	files := map[string]string{"deliver.yaml": yaml("")}
+	apps := []string{"db", "api", "web"}
+	for _, app := range apps {
+		files[app+"/cm.yaml"] = configMap(app, map[string]string{"v": "one"})
+	}
+	repo := newGitRepo(t, files)
+	opts := options(t, repo, env.Config)
+	opts.Once = true
+	once := func(what string) *reconcile.Reconciler {
+		t.Helper()
+		r, err := runPass(t, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return r
+	}
+	once("first pass")
+
+	repo.WriteFile("deliver.yaml", yaml(", suspend: true"))
+	for _, app := range apps {
+		repo.WriteFile(app+"/cm.yaml", configMap(app, map[string]string{"v": "two"}))
+	}
+	repo.WriteFile("db/broken.yaml", "kind: [not, an, object\n")
+	head := repo.CommitAll("suspend db, change everything")
+	r := once("pass with db suspended")
+	for app, want := range map[string]string{"db": "one", "api": "one", "web": "two"} {
+		if got := cmData(t, ns, app)["v"]; got != want {
+			t.Errorf("db suspended: %s v = %q, want %q", app, got, want)
+		}
+	}
+	if a := appStatus(r, "db"); !a.Suspended || a.Revision == head {
+		t.Errorf("db: %+v, want suspended, not at %s", a, head)
+	}
+	if a := appStatus(r, "api"); a.Result != reconcile.ResultWaiting || !strings.Contains(a.Message, "db") || !strings.Contains(a.Message, "suspended") {
+		t.Errorf("api: result %s message %q, want waiting for db, suspended", a.Result, a.Message)
+	}
+	if a := appStatus(r, "web"); a.Revision != head || a.Result != apply.ResultSucceeded {
+		t.Errorf("web: %+v, want succeeded at %s", a, head)
+	}
+
+	repo.WriteFile("deliver.yaml", yaml(""))
+	repo.Git("rm", "-q", "db/broken.yaml")
+	repo.CommitAll("resume db")
+	once("pass after resume")
+	for _, app := range apps {
+		if got := cmData(t, ns, app)["v"]; got != "two" {
+			t.Errorf("after resume: %s v = %q, want two", app, got)
+		}
+	}
+}
