@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().Float32Var(&g.qps, "qps", 1000, "client-side limit of API requests per second")
 	root.PersistentFlags().IntVar(&g.burst, "burst", 2000, "client-side burst of API requests")
 	root.AddCommand(newVersionCmd(), newRenderCmd(g), newDiffCmd(g), newApplyCmd(g), newSchemaCmd(), newReconcileCmd(g), newStatusCmd(g), newBootstrapCmd(g))
-	root.AddCommand(newPinCmd(g), newUnpinCmd(g), newRollbackCmd(g), newUICmd(g), newReconcileAppCmd(g), newDeleteCmd(g))
+	root.AddCommand(newPinCmd(g), newUnpinCmd(g), newRollbackCmd(g), newUICmd(g), newReconcileAppCmd(g), newDeleteCmd(g),
+		newSuspendCmd(g, true), newSuspendCmd(g, false))
 	return root
 }

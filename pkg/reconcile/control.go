@@ -167,6 +167,20 @@ func RequestFetch(ctx context.Context, kc kubernetes.Interface, ns, fieldManager
 	return nil
 }
 
+// removeControlAnnotation removes one annotation of ControlConfigMap in
+// ns; a missing ConfigMap has none.
+func removeControlAnnotation(ctx context.Context, kc kubernetes.Interface, ns, manager, key string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: nil}}})
+	if err != nil {
+		return err
+	}
+	_, err = kc.CoreV1().ConfigMaps(ns).Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: manager})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("configmap %s/%s: %w", ns, ControlConfigMap, err)
+	}
+	return nil
+}
+
 // annotateControl sets one annotation of ControlConfigMap in ns, creating
 // it.
 func annotateControl(ctx context.Context, kc kubernetes.Interface, ns, manager, key, value string) error {

@@ -113,7 +113,7 @@ func (r *Reconciler) inventoryChanged(app string, requested bool) {
 	notify(r.wake)
 }
 
-// RequestOptions configure RequestRun.
+// RequestOptions configure RequestRun, Suspend and Resume.
 type RequestOptions struct {
 	// InventoryNamespace holds the app's inventory Secret. Default
 	// "deliver-system".
@@ -143,20 +143,30 @@ func RequestRun(ctx context.Context, kc kubernetes.Interface, app string, opts R
 	if fm == "" {
 		fm = "deliver"
 	}
-	name := apply.InventoryName(app)
 	value := time.Now().UTC().Format(time.RFC3339Nano)
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationReconcileRequestedAt: value}}})
-	if err != nil {
-		return "", err
-	}
-	_, err = kc.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fm})
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("request a run of app %s: Secret/%s/%s: %w", app, ns, name, ErrNoInventory)
-	case err != nil:
-		return "", fmt.Errorf("request a run of app %s: Secret/%s/%s: %w", app, ns, name, err)
+	if err := annotateInventory(ctx, kc, ns, fm, app, AnnotationReconcileRequestedAt, value); err != nil {
+		return "", fmt.Errorf("request a run of app %s: %w", app, err)
 	}
 	return value, nil
+}
+
+// annotateInventory sets one annotation of app's inventory Secret in ns
+// (a merge patch of it only; a nil value removes it), written as
+// fieldManager. A missing Secret is ErrNoInventory.
+func annotateInventory(ctx context.Context, kc kubernetes.Interface, ns, fieldManager, app, key string, value any) error {
+	name := apply.InventoryName(app)
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
+	if err != nil {
+		return err
+	}
+	_, err = kc.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("Secret/%s/%s: %w", ns, name, ErrNoInventory)
+	case err != nil:
+		return fmt.Errorf("Secret/%s/%s: %w", ns, name, err)
+	}
+	return nil
 }
 
 // WaitOptions configure WaitRequest.

@@ -1,7 +1,9 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
@@ -153,6 +156,53 @@ func (iv *inventories) get(app string) invMeta {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
 	return iv.apps[app]
+}
+
+// Suspend pauses apps in the reconciler, as flux suspend does: it sets
+// AnnotationSuspend to "true" on each app's inventory Secret (a merge
+// patch of that annotation only). With no apps it pauses every app: the
+// annotation on ControlConfigMap, created when missing. An app that has
+// no inventory Secret (never delivered) is an error wrapping
+// ErrNoInventory, naming it; the others are suspended all the same.
+// Resume undoes it.
+func Suspend(ctx context.Context, kc kubernetes.Interface, apps []string, opts RequestOptions) error {
+	return setSuspended(ctx, kc, apps, true, opts)
+}
+
+// Resume removes what Suspend set: AnnotationSuspend from each app's
+// inventory Secret, or with no apps from ControlConfigMap (a missing
+// ConfigMap has nothing to resume). The reconciler then runs what is due.
+func Resume(ctx context.Context, kc kubernetes.Interface, apps []string, opts RequestOptions) error {
+	return setSuspended(ctx, kc, apps, false, opts)
+}
+
+func setSuspended(ctx context.Context, kc kubernetes.Interface, apps []string, suspend bool, opts RequestOptions) error {
+	ns := cmp.Or(opts.InventoryNamespace, "deliver-system")
+	fm := cmp.Or(opts.FieldManager, "deliver")
+	verb := map[bool]string{true: "suspend", false: "resume"}[suspend]
+	var value any // nil: removed
+	if suspend {
+		value = "true"
+	}
+	if len(apps) == 0 {
+		var err error
+		if suspend {
+			err = annotateControl(ctx, kc, ns, fm, AnnotationSuspend, "true")
+		} else {
+			err = removeControlAnnotation(ctx, kc, ns, fm, AnnotationSuspend)
+		}
+		if err != nil {
+			return fmt.Errorf("%s every app: %w", verb, err)
+		}
+		return nil
+	}
+	var errs []error
+	for _, app := range apps {
+		if err := annotateInventory(ctx, kc, ns, fm, app, AnnotationSuspend, value); err != nil {
+			errs = append(errs, fmt.Errorf("%s app %s: %w", verb, app, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // suspendedByOptions reports whether Options pause app.

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,10 @@ import (
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
-// TestSuspend: the annotation on an inventory Secret pauses one app (a new
-// commit is not applied) until it is removed; Options.Suspend pauses an
-// app that has no inventory yet.
+// TestSuspend: the annotation on an inventory Secret (Suspend sets it)
+// pauses one app (a new commit is not applied) until it is removed
+// (Resume); Options.Suspend pauses an app that has no inventory yet,
+// which Suspend refuses, naming it.
 func TestSuspend(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -35,19 +37,10 @@ func TestSuspend(t *testing.T) {
 	r, _ := start(t, opts)
 	waitFor(t, 30*time.Second, "first apply", func() bool { return appStatus(r, "web").Revision == repo.Head() })
 
-	annotate := func(value *string) {
-		t.Helper()
-		v := "null"
-		if value != nil {
-			v = `"` + *value + `"`
-		}
-		patch := []byte(`{"metadata":{"annotations":{"` + reconcile.AnnotationSuspend + `":` + v + `}}}`)
-		if _, err := env.Client().CoreV1().Secrets(inv).Patch(ctx, "deliver-inventory-web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	ropts := reconcile.RequestOptions{InventoryNamespace: inv}
+	if err := reconcile.Suspend(ctx, env.Client(), []string{"web"}, ropts); err != nil {
+		t.Fatal(err)
 	}
-	yes := "true"
-	annotate(&yes)
 	waitFor(t, 10*time.Second, "web suspended", func() bool { return appStatus(r, "web").Suspended })
 
 	repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"color": "green"}))
@@ -64,7 +57,13 @@ func TestSuspend(t *testing.T) {
 		t.Errorf("app paused by Options.Suspend was applied")
 	}
 
-	annotate(nil)
+	if err := reconcile.Suspend(ctx, env.Client(), []string{"nosuch", "paused"}, ropts); !errors.Is(err, reconcile.ErrNoInventory) ||
+		!strings.Contains(err.Error(), "suspend app nosuch: Secret/"+inv+"/deliver-inventory-nosuch") {
+		t.Errorf("Suspend of apps never delivered: %v, want ErrNoInventory naming the Secret", err)
+	}
+	if err := reconcile.Resume(ctx, env.Client(), []string{"web"}, ropts); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 15*time.Second, "resumed app applied", func() bool {
 		return cmData(t, ns, "web")["color"] == "green" && appStatus(r, "web").Revision == head && !appStatus(r, "web").Suspended
 	})

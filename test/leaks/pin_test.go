@@ -53,6 +53,10 @@ func TestNoSecretLeaksPin(t *testing.T) {
 	}
 	r.run("pin -o json", 0, []string{`"revision": "` + second + `"`}, withSource("pin", "web", "--revision", "main", "--reason", "leak check", "-o", "json")...)
 	r.run("unpin", 0, []string{"unpinned app web"}, append([]string{"unpin", "web"}, r.cluster...)...)
+	r.run("suspend", 0, []string{"suspended app web"}, append([]string{"suspend", "web"}, r.cluster...)...)
+	r.run("status of a suspended app", 0, []string{"web"}, "status")
+	r.run("resume", 0, []string{"resumed app web"}, append([]string{"resume", "web"}, r.cluster...)...)
+	r.run("suspend of an app never delivered", 1, []string{"suspend app nosuch: Secret/"}, append([]string{"suspend", "nosuch"}, r.cluster...)...)
 
 	for _, o := range r.outputs {
 		for _, h := range sc.scan(o.where, o.data) {
