@@ -604,7 +604,7 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		}
 		if dep := r.blockedBy(s); dep != "" {
 			s.Result, s.Message = ResultWaiting, fmt.Sprintf("waiting for %s to be delivered at %.12s", dep, r.head)
-			if r.apps[dep].Suspended {
+			if r.suspended(r.apps[dep]) {
 				s.Message += " (it is suspended)"
 			}
 			continue
@@ -672,14 +672,16 @@ func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string
 }
 
 // blockedBy returns a dependency of s not yet delivered at the current
-// commit, or "".
+// commit, or suspended, or "". A suspended dependency blocks even when it
+// is at the commit, as in Flux (a suspended Kustomization is not Ready at
+// its generation) and as deliver apply skips the apps that depend on one.
 func (r *Reconciler) blockedBy(s *appState) string {
 	for _, d := range s.dependsOn {
 		ds, ok := r.apps[d]
 		if !ok {
 			continue // filtered out with Options.Pipeline.Apps
 		}
-		if ds.running || ds.Revision != r.target(ds) {
+		if ds.running || r.suspended(ds) || ds.Revision != r.target(ds) {
 			return d
 		}
 	}
@@ -936,7 +938,7 @@ func (r *Reconciler) waitsForSuspended(app string) bool {
 		switch {
 		case dep == nil:
 			return false
-		case dep.Suspended:
+		case r.suspended(dep):
 			return true
 		case dep.Result != ResultWaiting:
 			return false

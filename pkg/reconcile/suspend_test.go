@@ -164,7 +164,8 @@ func TestEvents(t *testing.T) {
 }
 
 // TestSuspendInGit: suspend: true in deliver.yaml pauses an app from git.
-// A reconcile --once pass at the commit that suspends db and changes
+// (First, the same app suspended in the cluster holds back a dependent
+// even when it is itself at the commit.) A reconcile --once pass at the commit that suspends db and changes
 // every app delivers web only; db is not run (its broken file fails
 // nothing) and reports suspended, api, which depends on it, waits saying
 // so, and the pass succeeds: that is what suspension asks for. The pass
@@ -195,6 +196,25 @@ func TestSuspendInGit(t *testing.T) {
 		return r
 	}
 	once("first pass")
+
+	// db suspended in the cluster, a commit that changes api only: db is
+	// at the commit (its inputs did not change), and api waits all the
+	// same, as a Flux Kustomization waits for a suspended dependency.
+	ropts := reconcile.RequestOptions{InventoryNamespace: opts.Pipeline.Apply.InventoryNamespace}
+	if err := reconcile.Suspend(context.Background(), env.Client(), []string{"db"}, ropts); err != nil {
+		t.Fatal(err)
+	}
+	repo.WriteFile("api/cm.yaml", configMap("api", map[string]string{"v": "annotated"}))
+	repo.CommitAll("api only")
+	if r := once("pass with db suspended in the cluster"); !strings.Contains(appStatus(r, "api").Message, "suspended") {
+		t.Errorf("api: %+v, want waiting for db, suspended", appStatus(r, "api"))
+	}
+	if got := cmData(t, ns, "api")["v"]; got != "one" {
+		t.Errorf("db suspended in the cluster: api v = %q, want one", got)
+	}
+	if err := reconcile.Resume(context.Background(), env.Client(), []string{"db"}, ropts); err != nil {
+		t.Fatal(err)
+	}
 
 	repo.WriteFile("deliver.yaml", yaml(", suspend: true"))
 	for _, app := range apps {
