@@ -224,7 +224,7 @@ func (g *TokenGuard) MayRead(ctx context.Context, u User, app AppRef) (bool, err
 // Action requires.
 func (g *TokenGuard) MayAct(ctx context.Context, u User, app AppRef, a Action) (bool, error) {
 	switch a {
-	case ActionReconcile, ActionPin, ActionUnpin:
+	case ActionReconcile, ActionPin, ActionUnpin, ActionSuspend, ActionResume:
 		return g.allowed(ctx, u, app, VerbAct)
 	}
 	return false, fmt.Errorf("authorise %s on app %s/%s: unknown action", a, app.Environment, app.Name)

@@ -274,7 +274,7 @@ func TestTokenGuardActionsNeedPatch(t *testing.T) {
 		{"updater", updater, "web", false}, // update is not patch
 	}
 	for _, tt := range tests {
-		for _, a := range []ui.Action{ui.ActionReconcile, ui.ActionPin, ui.ActionUnpin} {
+		for _, a := range []ui.Action{ui.ActionReconcile, ui.ActionPin, ui.ActionUnpin, ui.ActionSuspend, ui.ActionResume} {
 			t.Run(fmt.Sprintf("%s/%s/%s", tt.user, tt.app, a), func(t *testing.T) {
 				u, err := identify(t, g, tt.token)
 				if err != nil {

@@ -59,6 +59,8 @@ type Actions interface {
 	Pin(ctx context.Context, app AppRef, by, reason string) error
 	// Unpin removes app's pin.
 	Unpin(ctx context.Context, app AppRef) error
+	// Suspend pauses app in the reconciler (suspend) or resumes it.
+	Suspend(ctx context.Context, app AppRef, suspend bool) error
 }
 
 // ClusterOptions configure a Cluster.
@@ -613,6 +615,25 @@ func (c *Cluster) Pin(ctx context.Context, app AppRef, by, reason string) error 
 func (c *Cluster) Unpin(ctx context.Context, app AppRef) error {
 	_, err := c.invMgr.ClearPin(ctx, app.Name)
 	return err
+}
+
+// Suspend sets (suspend) or removes the annotation
+// reconcile.AnnotationSuspend on the app's inventory Secret. Resuming an
+// app that the annotation does not pause is refused, saying what does:
+// removing nothing would report a resume that did not happen.
+func (c *Cluster) Suspend(ctx context.Context, app AppRef, suspend bool) error {
+	opts := reconcile.RequestOptions{InventoryNamespace: cmp.Or(app.InventoryNamespace, c.opts.InventoryNamespace), FieldManager: "deliver-ui"}
+	if suspend {
+		return reconcile.Suspend(ctx, c.kube, []string{app.Name}, opts)
+	}
+	s, err := c.kube.CoreV1().Secrets(opts.InventoryNamespace).Get(ctx, inventoryName(app.Name), metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("resume app %s: %w", app.Name, err)
+	}
+	if s.Annotations[reconcile.AnnotationSuspend] != "true" {
+		return fmt.Errorf("resume app %s: its inventory Secret has no %s=true; suspend: true in deliver.yaml, the reconciler's --suspend or --suspend-all, or the annotation on %s pause it", app.Name, reconcile.AnnotationSuspend, reconcile.ControlConfigMap)
+	}
+	return reconcile.Resume(ctx, c.kube, []string{app.Name}, opts)
 }
 
 // inventoryName is the name of app's inventory Secret.

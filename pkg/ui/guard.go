@@ -27,6 +27,11 @@ const (
 	ActionPin
 	// ActionUnpin removes an app's pin.
 	ActionUnpin
+	// ActionSuspend pauses an app in the reconciler (its inventory
+	// Secret's reconcile.AnnotationSuspend).
+	ActionSuspend
+	// ActionResume removes that annotation.
+	ActionResume
 )
 
 // String returns the action's name as pages and errors show it.
@@ -38,6 +43,10 @@ func (a Action) String() string {
 		return "pin"
 	case ActionUnpin:
 		return "unpin"
+	case ActionSuspend:
+		return "suspend"
+	case ActionResume:
+		return "resume"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }

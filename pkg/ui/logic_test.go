@@ -164,6 +164,8 @@ func (f *fakeSource) Pin(_ context.Context, ref ui.AppRef, by, reason string) er
 }
 func (f *fakeSource) Unpin(context.Context, ui.AppRef) error { return nil }
 
+func (f *fakeSource) Suspend(context.Context, ui.AppRef, bool) error { return nil }
+
 // userGuard identifies the user by the header X-User ("" refused), lets
 // alice read web only, and act only with ActionReconcile.
 type userGuard struct{}

@@ -419,6 +419,15 @@ func (e *engineSource) Pin(ctx context.Context, ref AppRef, by, reason string) e
 	return c.Pin(ctx, ref, by, reason)
 }
 
+// Suspend suspends or resumes ref in the engine's cluster.
+func (e *engineSource) Suspend(ctx context.Context, ref AppRef, suspend bool) error {
+	c, err := e.cluster()
+	if err != nil {
+		return fmt.Errorf("suspend app %s: %w", ref.Name, err)
+	}
+	return c.Suspend(ctx, ref, suspend)
+}
+
 // Unpin unpins ref in the engine's cluster.
 func (e *engineSource) Unpin(ctx context.Context, ref AppRef) error {
 	c, err := e.cluster()

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -94,5 +96,61 @@ func TestReconcileNowButton(t *testing.T) {
 	cm, err := env.Client().CoreV1().ConfigMaps(v.invNS).Get(ctx, reconcile.ControlConfigMap, metav1.GetOptions{})
 	if err != nil || cm.Annotations[reconcile.AnnotationRequestedAt] == "" {
 		t.Errorf("control ConfigMap after a request for an app without inventory: %v, %v", cm.GetAnnotations(), err)
+	}
+}
+
+// TestSuspendAction: the view's suspend and resume set and remove the
+// annotation on the inventory Secret, written as deliver-ui; resuming an
+// app the annotation does not pause is refused saying what may, and an
+// app without inventory is refused naming its Secret.
+func TestSuspendAction(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	inv := env.Namespace(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: apply.InventoryName("web"), Namespace: inv,
+		Labels: map[string]string{apply.LabelInventory: "web"}}}
+	if _, err := env.Client().CoreV1().Secrets(inv).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := ui.NewCluster(ui.ClusterOptions{Config: env.Config, InventoryNamespace: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := ui.AppRef{Name: "web", InventoryNamespace: inv, InventoryName: apply.InventoryName("web")}
+	annotation := func() (string, bool) {
+		t.Helper()
+		s, err := env.Client().CoreV1().Secrets(inv).Get(ctx, ref.InventoryName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range s.ManagedFields {
+			if strings.Contains(string(f.FieldsV1.Raw), reconcile.AnnotationSuspend) && f.Manager != "deliver-ui" {
+				t.Errorf("the annotation is written by %q, want deliver-ui", f.Manager)
+			}
+		}
+		v, ok := s.Annotations[reconcile.AnnotationSuspend]
+		return v, ok
+	}
+	if err := src.Suspend(ctx, ref, true); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := annotation(); v != "true" {
+		t.Errorf("after suspend: annotation %q, want true", v)
+	}
+	if err := src.Suspend(ctx, ref, false); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := annotation(); ok {
+		t.Errorf("after resume: annotation %q still there", v)
+	}
+	if err := src.Suspend(ctx, ref, false); err == nil || !strings.Contains(err.Error(), "suspend: true in deliver.yaml") {
+		t.Errorf("resume of an app not paused by its annotation: %v, want a refusal saying what pauses it", err)
+	}
+	nosuch := ui.AppRef{Name: "nosuch", InventoryNamespace: inv, InventoryName: apply.InventoryName("nosuch")}
+	if err := src.Suspend(ctx, nosuch, true); !errors.Is(err, reconcile.ErrNoInventory) {
+		t.Errorf("suspend of an app without inventory: %v, want ErrNoInventory", err)
 	}
 }

@@ -408,6 +408,10 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		a = ActionPin
 	case "unpin":
 		a = ActionUnpin
+	case "suspend":
+		a = ActionSuspend
+	case "resume":
+		a = ActionResume
 	default:
 		s.fail(w, http.StatusNotFound, "no such action")
 		return
@@ -435,6 +439,8 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		err = s.opts.Actions.Pin(r.Context(), ref, by, r.PostFormValue("reason"))
 	case ActionUnpin:
 		err = s.opts.Actions.Unpin(r.Context(), ref)
+	case ActionSuspend, ActionResume:
+		err = s.opts.Actions.Suspend(r.Context(), ref, a == ActionSuspend)
 	}
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, err.Error())

@@ -154,6 +154,15 @@ func (s *Sources) Pin(ctx context.Context, ref AppRef, by, reason string) error 
 	return a.Pin(ctx, ref, by, reason)
 }
 
+// Suspend suspends or resumes ref in its environment's cluster.
+func (s *Sources) Suspend(ctx context.Context, ref AppRef, suspend bool) error {
+	a, err := s.actions(ref)
+	if err != nil {
+		return err
+	}
+	return a.Suspend(ctx, ref, suspend)
+}
+
 // Unpin unpins ref in its environment's cluster.
 func (s *Sources) Unpin(ctx context.Context, ref AppRef) error {
 	a, err := s.actions(ref)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 	"github.com/deliverhq/deliver/pkg/ui"
 )
 
@@ -286,9 +287,20 @@ func pinOf(t *testing.T, v *view, app string) *apply.Pin {
 	return apply.PinOf(s.Annotations)
 }
 
+// suspendOf is the suspend annotation of app's inventory Secret.
+func suspendOf(t *testing.T, v *view, app string) string {
+	t.Helper()
+	s, err := env.Client().CoreV1().Secrets(v.invNS).Get(context.Background(), apply.InventoryName(app), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Annotations[reconcile.AnnotationSuspend]
+}
+
 // (c) With actions on, a user whose token may patch the app's inventory
-// pins and unpins it through the page; the pin records who. A user who
-// may only read it is refused, and nothing is written.
+// pins and unpins it through the page; the pin records who; and suspends
+// and resumes it. A user who may only read it is refused, and nothing is
+// written.
 func TestBrowserPinAndUnpin(t *testing.T) {
 	t.Parallel()
 	v := startView(t, viewOptions{Token: true, Actions: true})
@@ -317,6 +329,17 @@ func TestBrowserPinAndUnpin(t *testing.T) {
 		if p := pinOf(t, v, "web"); p != nil {
 			t.Errorf("the page says not pinned, the inventory still holds %+v", p)
 		}
+
+		click(t, tab, `#actions form[action$="/suspend"] button`)
+		waitDOM(t, tab, "web suspended", `document.querySelector("dd#suspended") !== null && document.querySelector("dd#suspended").textContent.trim() === "yes"`)
+		if got := suspendOf(t, v, "web"); got != "true" {
+			t.Errorf("the page says suspended, the inventory's %s is %q", reconcile.AnnotationSuspend, got)
+		}
+		click(t, tab, `#actions form[action$="/resume"] button`)
+		waitDOM(t, tab, "web resumed", `document.querySelector("dd#suspended") !== null && document.querySelector("dd#suspended").textContent.trim() === "no"`)
+		if got := suspendOf(t, v, "web"); got != "" {
+			t.Errorf("the page says resumed, the inventory's %s is %q", reconcile.AnnotationSuspend, got)
+		}
 	})
 	t.Run("viewer", func(t *testing.T) {
 		tab := newBrowser(t)
@@ -327,6 +350,12 @@ func TestBrowserPinAndUnpin(t *testing.T) {
 		waitDOM(t, tab, "the refusal", `document.body.innerText.includes("forbidden")`)
 		if p := pinOf(t, v, "web"); p != nil {
 			t.Errorf("a viewer's pin was written: %+v", p)
+		}
+		open(t, tab, appURL(v, "web"))
+		click(t, tab, `#actions form[action$="/suspend"] button`)
+		waitDOM(t, tab, "the refusal of suspend", `document.body.innerText.includes("forbidden: suspend")`)
+		if got := suspendOf(t, v, "web"); got != "" {
+			t.Errorf("a viewer's suspend was written: %q", got)
 		}
 	})
 }
