@@ -106,6 +106,9 @@ func (m *Manager) PlanUnchanged(ctx context.Context, opts PlanOptions, same func
 		}
 	}
 	sortChanges(p.Changes)
+	if m.planWaitFor(p, opts.WaitFor, mappings) != nil {
+		return nil, nil // the plan of a render names the object
+	}
 	return p, nil
 }
 

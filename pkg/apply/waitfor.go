@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/deliverhq/deliver/pkg/object"
@@ -16,6 +17,21 @@ import (
 // planWaitFor resolves the objects of opts.WaitFor against the cluster's
 // kinds: an unknown kind fails the plan, naming the object, and a
 // cluster-scoped one loses the namespace the caller defaulted.
+// WaitUnchanged waits, within Options.Timeout, for the objects outside the
+// app that p (a plan of PlanUnchanged, which applies nothing) waits for
+// (PlanOptions.WaitFor), as a run's wait stage does: an app whose inputs
+// did not change still waits for them on every run, as Flux checks a
+// Kustomization's healthChecks at each reconciliation.
+func (m *Manager) WaitUnchanged(ctx context.Context, p *Plan) error {
+	if len(p.waitFor) == 0 {
+		return nil
+	}
+	if err := m.Wait(ctx, p.waitFor); err != nil {
+		return fmt.Errorf("waitFor: %w", err)
+	}
+	return nil
+}
+
 func (m *Manager) planWaitFor(p *Plan, objs []*object.Object, mappings *gvrCache) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()

@@ -161,7 +161,7 @@ func planUnchanged(ctx context.Context, opts *Options, snap *source.Snapshot, se
 			same := func(in *apply.Inputs) bool {
 				return sameInputs(ctx, opts, snap, sec.resolver, caps, ar.app, in)
 			}
-			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident}, same)
+			p, err := ar.mgr.PlanUnchanged(ctx, apply.PlanOptions{App: ar.Name, Revision: snap.Commit, Identity: ident, WaitFor: waitForObjects(ar.app)}, same)
 			if err != nil {
 				opts.Log.Debug("render: no unchanged plan", "app", ar.Name, "err", opts.Redactor.Error(err))
 				return nil // any doubt renders the app

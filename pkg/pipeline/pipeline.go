@@ -508,6 +508,7 @@ func deliverApp(ctx context.Context, opts Options, revision string, ident *apply
 		if m == modeApply {
 			ar.Report = unchangedReport(ar.Plan)
 			opts.Log.Info("unchanged", "app", ar.Name, "report", ar.Report.Summary())
+			return mgr.WaitUnchanged(ctx, ar.Plan)
 		}
 		return nil
 	}

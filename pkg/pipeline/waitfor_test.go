@@ -16,7 +16,8 @@ import (
 // them; an apply, though the app does not wait, fails once the timeout
 // passes while one is missing, naming it; after another writer made it,
 // the next apply waits for the app's health check of its kind, and
-// succeeds once it holds; the inventory lists only the app's object. A
+// succeeds once it holds; the inventory lists only the app's object; an
+// apply with nothing changed (the app not rendered) still waits for it. A
 // cluster-scoped kind loses the app's
 // namespace; an unknown kind fails the plan naming the object.
 func TestWaitFor(t *testing.T) {
@@ -74,6 +75,23 @@ func TestWaitFor(t *testing.T) {
 	}
 	if i, err := mgr.ReadInventory(ctx, "web"); err != nil || len(i.Entries) != 1 || i.Entries[0].Kind != "ConfigMap" {
 		t.Errorf("inventory after the apply: %v, %v; want only the ConfigMap", i, err)
+	}
+
+	// Nothing changed: the app is planned from its inventory (not
+	// rendered), and still waits for the Secret, as a Flux Kustomization
+	// checks its healthChecks at every reconciliation.
+	if res := mustRun(t, "apply with nothing changed", Apply, opts); !res.Apps[0].Unchanged {
+		t.Errorf("apply with nothing changed rendered the app")
+	}
+	if _, err := secrets.Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "issued"}}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Apply(ctx, opts)
+	if err == nil {
+		err = res.Err()
+	}
+	if err == nil || !res.Apps[0].Unchanged || !strings.Contains(err.Error(), "Secret/"+ns+"/issued: InProgress") {
+		t.Errorf("apply of the unchanged app once the Secret is no longer ready: %v (unchanged %v), want it named InProgress", err, res.Apps[0].Unchanged)
 	}
 
 	repo.WriteFile("deliver.yaml", config("  - {apiVersion: example.deliver.dev/v1, kind: Nothing, name: x}\n"))
