@@ -42,11 +42,9 @@ secret values that git, and so deliver's masking, no longer knows.` + exitCodesH
   deliver delete web --repo https://github.com/org/deploy --env prod`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.apps = append(f.apps, args...)
-			removePolicy := apply.DeletionPolicy(policy)
-			switch removePolicy {
-			case "", apply.DeletionDelete, apply.DeletionWaitForTermination, apply.DeletionOrphan:
-			default:
-				return fmt.Errorf("--deletion-policy %q: want Delete, WaitForTermination or Orphan", policy)
+			removePolicy, err := apply.ParseRemovePolicy(policy)
+			if err != nil {
+				return fmt.Errorf("--deletion-policy: %w", err)
 			}
 			if err := f.prepare(cmd, g); err != nil {
 				return err

@@ -51,7 +51,7 @@ func TestDeleteCommand(t *testing.T) {
 	if out := runExpect(t, 2, []string{"delete", "keep", "--dry-run", "--deletion-policy", "Delete"}, common...); !strings.Contains(out, "ConfigMap/"+ns+"/keep: to delete") {
 		t.Errorf("delete keep --dry-run --deletion-policy Delete, want its ConfigMap deleted:\n%s", out)
 	}
-	if out := runExpect(t, 1, []string{"delete", "--deletion-policy", "MirrorPrune"}, common...); !strings.Contains(out, `--deletion-policy "MirrorPrune": want Delete, WaitForTermination or Orphan`) {
+	if out := runExpect(t, 1, []string{"delete", "--deletion-policy", "MirrorPrune"}, common...); !strings.Contains(out, `--deletion-policy: unknown deletion policy "MirrorPrune" for a removal (want Delete, WaitForTermination or Orphan)`) {
 		t.Errorf("delete --deletion-policy MirrorPrune, want it refused:\n%s", out)
 	}
 	if !apiExists(t, ns) {

@@ -52,6 +52,19 @@ func ParseDeletionPolicy(s string, prune bool) (DeletionPolicy, error) {
 	return "", fmt.Errorf("unknown deletionPolicy %q (want MirrorPrune, Delete, WaitForTermination or Orphan)", s)
 }
 
+// ParseRemovePolicy parses a policy that replaces, for one removal, the
+// one an app's inventory recorded (deliver delete --deletion-policy):
+// Delete, WaitForTermination or Orphan; "" keeps the recorded one.
+// MirrorPrune is refused: an app that left deliver.yaml has no prune
+// setting left to mirror.
+func ParseRemovePolicy(s string) (DeletionPolicy, error) {
+	switch s {
+	case "", string(DeletionDelete), string(DeletionWaitForTermination), string(DeletionOrphan):
+		return DeletionPolicy(s), nil
+	}
+	return "", fmt.Errorf("unknown deletion policy %q for a removal (want Delete, WaitForTermination or Orphan)", s)
+}
+
 // or is p, or Delete for an inventory that recorded none.
 func (p DeletionPolicy) or() DeletionPolicy {
 	if p == "" {

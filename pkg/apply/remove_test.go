@@ -90,4 +90,10 @@ func TestParseDeletionPolicy(t *testing.T) {
 	if _, err := apply.ParseDeletionPolicy("orphan", true); err == nil || !strings.Contains(err.Error(), `unknown deletionPolicy "orphan"`) {
 		t.Errorf("lower-case orphan: %v, want an error", err)
 	}
+	for in, ok := range map[string]bool{"": true, "Delete": true, "WaitForTermination": true, "Orphan": true, "MirrorPrune": false, "delete": false} {
+		got, err := apply.ParseRemovePolicy(in)
+		if (err == nil) != ok || ok && string(got) != in {
+			t.Errorf("ParseRemovePolicy(%q) = %q, %v; want ok %v", in, got, err, ok)
+		}
+	}
 }
