@@ -236,6 +236,10 @@ type Helm struct {
 	Values Values `yaml:"values,omitempty" json:"values,omitempty"`
 	// Set are --set style overrides, applied last.
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
+	// ValuesFrom are ConfigMaps and Secrets of the cluster holding values,
+	// as a Flux HelmRelease's valuesFrom: merged in order after the
+	// values files, and under Values and Set (docs/migrating.md).
+	ValuesFrom []ValuesReference `yaml:"valuesFrom,omitempty" json:"valuesFrom,omitempty"`
 	// IncludeCRDs renders the chart's crds/ folder, as --include-crds.
 	IncludeCRDs bool `yaml:"includeCRDs,omitempty" json:"includeCRDs,omitempty"`
 
@@ -470,6 +474,7 @@ func (c *Config) Validate() error {
 		// Post-renderers (issue 19).
 		if a.Helm != nil {
 			errs = append(errs, validatePostRenderers(where, a.Helm.PostRenderers)...)
+			errs = append(errs, validateValuesFrom(where, a.Helm.ValuesFrom)...)
 		}
 		errs = append(errs, validatePostBuild(where, a)...)
 		if a.Kustomize != nil {

@@ -47,6 +47,33 @@ type SubstituteReference struct {
 	Optional bool `yaml:"optional,omitempty" json:"optional,omitempty"`
 }
 
+// ValuesReference names a key of a ConfigMap or Secret of the cluster
+// that holds Helm values, as a Flux HelmRelease's valuesFrom entry. It is
+// read with the app's identity when deliver diffs or applies (an object a
+// dependency renders in the same run is taken from that render); deliver
+// render, which reads no cluster, leaves it out. Values from a Secret are
+// masked in every output.
+type ValuesReference struct {
+	SubstituteReference `yaml:",inline"`
+	// ValuesKey is the data key holding the values. Default "values.yaml".
+	ValuesKey string `yaml:"valuesKey,omitempty" json:"valuesKey,omitempty"`
+	// TargetPath, when set, is where the key's value goes, as
+	// --set TARGETPATH=VALUE (a quoted value as --set-string), instead of
+	// the key holding a YAML document of values.
+	TargetPath string `yaml:"targetPath,omitempty" json:"targetPath,omitempty"`
+}
+
+// DefaultValuesKey is ValuesReference's default key, Flux's.
+const DefaultValuesKey = "values.yaml"
+
+// Key is the data key holding the values.
+func (r ValuesReference) Key() string {
+	if r.ValuesKey == "" {
+		return DefaultValuesKey
+	}
+	return r.ValuesKey
+}
+
 // The substitute strategies.
 const (
 	SubstituteWithVariables = "WithVariables"
@@ -81,16 +108,35 @@ func validatePostBuild(where string, a App) []error {
 	}
 	errs = append(errs, checkVarNames(where+": postBuild.substitute", p.Substitute)...)
 	for i, r := range p.SubstituteFrom {
-		at := fmt.Sprintf("%s: postBuild.substituteFrom[%d]", where, i)
-		if r.Kind != "ConfigMap" && r.Kind != "Secret" {
-			errs = append(errs, fmt.Errorf("%s: kind must be ConfigMap or Secret, got %q", at, r.Kind))
+		errs = append(errs, checkObjectRef(fmt.Sprintf("%s: postBuild.substituteFrom[%d]", where, i), r)...)
+	}
+	return errs
+}
+
+// validateValuesFrom checks a Helm app's valuesFrom as Flux's API does.
+func validateValuesFrom(where string, refs []ValuesReference) []error {
+	var errs []error
+	for i, r := range refs {
+		at := fmt.Sprintf("%s: helm.valuesFrom[%d]", where, i)
+		errs = append(errs, checkObjectRef(at, r.SubstituteReference)...)
+		if r.ValuesKey != "" && len(validation.IsConfigMapKey(r.ValuesKey)) > 0 {
+			errs = append(errs, fmt.Errorf("%s: valuesKey %q is not a valid data key", at, r.ValuesKey))
 		}
-		if len(validation.IsDNS1123Subdomain(r.Name)) > 0 {
-			errs = append(errs, fmt.Errorf("%s: name %q is not a valid object name", at, r.Name))
-		}
-		if r.Namespace != "" && len(validation.IsDNS1123Label(r.Namespace)) > 0 {
-			errs = append(errs, fmt.Errorf("%s: namespace %q is not a valid namespace", at, r.Namespace))
-		}
+	}
+	return errs
+}
+
+// checkObjectRef checks a reference to a ConfigMap or Secret.
+func checkObjectRef(at string, r SubstituteReference) []error {
+	var errs []error
+	if r.Kind != "ConfigMap" && r.Kind != "Secret" {
+		errs = append(errs, fmt.Errorf("%s: kind must be ConfigMap or Secret, got %q", at, r.Kind))
+	}
+	if len(validation.IsDNS1123Subdomain(r.Name)) > 0 {
+		errs = append(errs, fmt.Errorf("%s: name %q is not a valid object name", at, r.Name))
+	}
+	if r.Namespace != "" && len(validation.IsDNS1123Label(r.Namespace)) > 0 {
+		errs = append(errs, fmt.Errorf("%s: namespace %q is not a valid namespace", at, r.Namespace))
 	}
 	return errs
 }
@@ -106,10 +152,26 @@ func checkVarNames(where string, vars map[string]string) []error {
 	return errs
 }
 
-// ReadsClusterVars reports whether the app's post-build reads variables
-// from objects of the cluster (substituteFrom): objects an app it depends
-// on may deliver, so that a run renders it after those apps and a new
-// revision that changes them changes it too (docs/postbuild.md).
+// ReadsClusterVars reports whether the app's render reads objects of the
+// cluster (ClusterRefs): objects an app it depends on may deliver, so that
+// a run renders it after those apps and a new revision that changes them
+// changes it too (docs/postbuild.md).
 func (a *App) ReadsClusterVars() bool {
-	return a.PostBuild != nil && len(a.PostBuild.SubstituteFrom) > 0
+	return len(a.ClusterRefs()) > 0
+}
+
+// ClusterRefs are the ConfigMaps and Secrets of the cluster the app's
+// render reads: its post-build's substituteFrom, or its chart's
+// valuesFrom.
+func (a *App) ClusterRefs() []SubstituteReference {
+	var refs []SubstituteReference
+	if a.PostBuild != nil {
+		refs = append(refs, a.PostBuild.SubstituteFrom...)
+	}
+	if a.Helm != nil {
+		for _, r := range a.Helm.ValuesFrom {
+			refs = append(refs, r.SubstituteReference)
+		}
+	}
+	return refs
 }

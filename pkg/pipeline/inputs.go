@@ -233,8 +233,8 @@ func runInputs(ctx context.Context, opts *Options, snap *source.Snapshot, sec *r
 		return
 	}
 	for _, rv := range ar.runVars {
-		u, vars, err := liveVars(ctx, lookup.Client, rv.obj, sec)
-		if err != nil || !maps.Equal(vars, rv.vars) {
+		u, data, err := liveData(ctx, lookup.Client, rv.obj, sec)
+		if err != nil || !maps.Equal(data, rv.vars) {
 			opts.Log.Debug("inputs not recorded", "app", ar.Name, "object", rv.obj.String(),
 				"reason", "not as app "+rv.app+" rendered it", "err", opts.Redactor.Error(err))
 			return

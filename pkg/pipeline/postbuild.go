@@ -78,8 +78,9 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 	return out, nil
 }
 
-// runVars are the variables a post-build took from a ConfigMap or Secret
-// that app, a dependency, rendered in the same run.
+// runVars are the data a render took from a ConfigMap or Secret that app,
+// a dependency, rendered in the same run: a post-build's variables, or a
+// chart's valuesFrom.
 type runVars struct {
 	obj  varsObject
 	app  string
@@ -154,40 +155,60 @@ func parseVarsObject(s string) (varsObject, error) {
 // variables, recording the version read; none when it does not exist and
 // is optional.
 func readVars(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
-	u, vars, err := liveVars(ctx, client, obj, sec)
-	if apierrors.IsNotFound(err) && optional {
-		reads.AddObject(obj.String(), render.ObjectAbsent)
-		return nil, nil
-	}
-	if err != nil {
+	u, data, err := readData(ctx, client, obj, optional, sec, reads)
+	if err != nil || u == nil {
 		return nil, err
 	}
-	reads.AddObject(obj.String(), render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
-	return vars, nil
+	return dataVars(obj, data, sec)
 }
 
-// liveVars reads obj from the cluster through client and returns it with
-// its data as variables (objectVars). A failed read's error names the
-// object and wraps the API's.
-func liveVars(ctx context.Context, client dynamic.Interface, obj varsObject, sec *runSecrets) (*unstructured.Unstructured, map[string]string, error) {
+// readData reads one ConfigMap or Secret of the cluster (liveData),
+// recording the version read in reads; nil when it does not exist and is
+// optional, its absence recorded.
+func readData(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (*unstructured.Unstructured, map[string]string, error) {
+	u, data, err := liveData(ctx, client, obj, sec)
+	if apierrors.IsNotFound(err) && optional {
+		reads.AddObject(obj.String(), render.ObjectAbsent)
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	reads.AddObject(obj.String(), render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
+	return u, data, nil
+}
+
+// liveData reads obj from the cluster through client and returns it with
+// its data (objectData). A failed read's error names the object and
+// wraps the API's.
+func liveData(ctx context.Context, client dynamic.Interface, obj varsObject, sec *runSecrets) (*unstructured.Unstructured, map[string]string, error) {
 	u, err := client.Resource(obj.resource()).Namespace(obj.namespace).Get(ctx, obj.name, metav1.GetOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", obj, err)
 	}
-	vars, err := objectVars(obj, u, sec)
-	return u, vars, err
+	data, err := objectData(obj, u, sec)
+	return u, data, err
 }
 
-// objectVars are the data of a ConfigMap or Secret as variables: as the
-// API server stores them, so a Secret's stringData (in a rendered one)
-// wins over its data. Secret values go to the redactor.
+// objectVars are the data of a ConfigMap or Secret as variables.
 func objectVars(obj varsObject, u *unstructured.Unstructured, sec *runSecrets) (map[string]string, error) {
+	data, err := objectData(obj, u, sec)
+	if err != nil {
+		return nil, err
+	}
+	return dataVars(obj, data, sec)
+}
+
+// objectData are the data of a ConfigMap or Secret as the API server
+// stores them, so a Secret's stringData (in a rendered one) wins over its
+// data. Secret values go to the redactor.
+func objectData(obj varsObject, u *unstructured.Unstructured, sec *runSecrets) (map[string]string, error) {
 	id := obj.String()
 	data, _, err := unstructured.NestedStringMap(u.Object, "data")
 	if err != nil {
 		return nil, fmt.Errorf("%s: data: %w", id, err)
 	}
-	vars := make(map[string]string, len(data))
+	out := make(map[string]string, len(data))
 	for _, k := range slices.Sorted(maps.Keys(data)) {
 		v := data[k]
 		if obj.kind == "Secret" {
@@ -197,25 +218,32 @@ func objectVars(obj varsObject, u *unstructured.Unstructured, sec *runSecrets) (
 			}
 			v = string(b)
 		}
-		vars[k] = v
+		out[k] = v
 	}
 	if obj.kind == "Secret" {
 		str, _, err := unstructured.NestedStringMap(u.Object, "stringData")
 		if err != nil {
 			return nil, fmt.Errorf("%s: stringData: %w", id, err)
 		}
-		maps.Copy(vars, str)
+		maps.Copy(out, str)
+		for _, v := range out {
+			sec.red.Add(v)
+		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(vars)) {
+	return out, nil
+}
+
+// dataVars checks that the data keys of obj are variable names, and
+// registers a Secret's values as Flux substitutes them (without
+// newlines) with the redactor.
+func dataVars(obj varsObject, data map[string]string, sec *runSecrets) (map[string]string, error) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		if !render.ValidVarName(k) {
-			return nil, fmt.Errorf("%s: key %q is not a valid variable name (letters, digits and _, not first a digit)", id, k)
+			return nil, fmt.Errorf("%s: key %q is not a valid variable name (letters, digits and _, not first a digit)", obj, k)
 		}
 		if obj.kind == "Secret" {
-			// Registered as it is and as substituted (Flux drops
-			// newlines from values).
-			sec.red.Add(vars[k])
-			sec.red.Add(strings.ReplaceAll(vars[k], "\n", ""))
+			sec.red.Add(strings.ReplaceAll(data[k], "\n", ""))
 		}
 	}
-	return vars, nil
+	return data, nil
 }

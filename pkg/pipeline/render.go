@@ -230,7 +230,7 @@ func renderAll(ctx context.Context, opts Options, root string, sec *runSecrets, 
 // after its dependencies, on the same revision. Any doubt renders.
 func depsChange(ctx context.Context, opts *Options, sec *runSecrets, ar *AppResult, deps depObjects) bool {
 	lookup := sec.lookup(ar.mgr)
-	for _, ref := range ar.app.PostBuild.SubstituteFrom {
+	for _, ref := range ar.app.ClusterRefs() {
 		obj := refObject(ref, ar.app.Namespace)
 		u, dep, err := deps.find(ctx, obj)
 		if err != nil {
@@ -240,10 +240,10 @@ func depsChange(ctx context.Context, opts *Options, sec *runSecrets, ar *AppResu
 		if u == nil {
 			continue // no dependency renders it: the cluster's, as recorded
 		}
-		want, err := objectVars(obj, u, sec)
+		want, err := objectData(obj, u, sec)
 		var have map[string]string
 		if err == nil && lookup != nil {
-			_, have, err = liveVars(ctx, lookup.Client, obj, sec)
+			_, have, err = liveData(ctx, lookup.Client, obj, sec)
 		}
 		if err != nil || lookup == nil || !maps.Equal(want, have) {
 			opts.Log.Info("inputs unchanged, but a dependency changes what the post-build reads: rendering", "app", ar.Name, "dependency", dep, "object", obj.String())
@@ -353,6 +353,15 @@ func renderApp(ctx context.Context, r *render.Renderer, opts Options, root strin
 		values, err := sec.resolveValues(ctx, "deliver.yaml: apps."+a.Name+".helm.values", a.Helm.Values)
 		if err != nil {
 			return nil, err
+		}
+		if len(a.Helm.ValuesFrom) > 0 {
+			// Under the inline values, as Flux merges spec.values over
+			// spec.valuesFrom.
+			from, err := helmValuesFrom(ctx, a, lookup, deps, sec, reads, &ar.runVars)
+			if err != nil {
+				return nil, err
+			}
+			values = render.MergeValues(from, values)
 		}
 		cluster, err := caps.helm(ctx)
 		if err != nil {

@@ -889,7 +889,7 @@ func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]a
 				return fmt.Errorf("helm: %w", err)
 			}
 		}
-		vals = mergeValues(vals, m)
+		vals = MergeValues(vals, m)
 		return nil
 	}
 	for _, f := range opts.ValuesFiles {
@@ -903,7 +903,7 @@ func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]a
 		}
 	}
 	if opts.Values != nil {
-		vals = mergeValues(vals, copyValue(opts.Values).(map[string]any))
+		vals = MergeValues(vals, copyValue(opts.Values).(map[string]any))
 	}
 	for _, s := range opts.Set {
 		if err := strvals.ParseInto(s, vals); err != nil {
@@ -918,13 +918,13 @@ func helmValues(ctx context.Context, fsys fs.FS, opts HelmOptions) (map[string]a
 	return vals, nil
 }
 
-// mergeValues merges b into a like helm's -f: maps key by key, anything
+// MergeValues merges b into a like helm's -f: maps key by key, anything
 // else replaced. Helm's own is unexported (pkg/cli/values), and
 // chartutil.MergeTables writes into its arguments and logs values it
 // cannot merge; TestHelmValuesMergeAsHelm compares this one with Helm's
 // CLI merge. config's mergeMaps is the same merge, for an environment's
 // values over an app's, before they reach here.
-func mergeValues(a, b map[string]any) map[string]any {
+func MergeValues(a, b map[string]any) map[string]any {
 	out := make(map[string]any, len(a))
 	for k, v := range a {
 		out[k] = v
@@ -932,7 +932,7 @@ func mergeValues(a, b map[string]any) map[string]any {
 	for k, v := range b {
 		if vm, ok := v.(map[string]any); ok {
 			if am, ok := out[k].(map[string]any); ok {
-				out[k] = mergeValues(am, vm)
+				out[k] = MergeValues(am, vm)
 				continue
 			}
 		}

@@ -260,7 +260,7 @@ func chartValues(fsys *confinedFS, dir string, hc types.HelmChart, chartValuesFi
 		if err := yaml.Unmarshal(d, &m); err != nil {
 			return nil, fmt.Errorf("values file %d: parse: %w", i, err)
 		}
-		vals = mergeValues(vals, m)
+		vals = MergeValues(vals, m)
 	}
 	return vals, nil
 }
