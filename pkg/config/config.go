@@ -333,6 +333,9 @@ type Override struct {
 	Values Values `yaml:"values,omitempty" json:"values,omitempty"`
 	// Set are added after the app's.
 	Set []string `yaml:"set,omitempty" json:"set,omitempty"`
+	// ValuesFrom are added after the app's helm.valuesFrom: a cluster's
+	// own ConfigMap of settings.
+	ValuesFrom []ValuesReference `yaml:"valuesFrom,omitempty" json:"valuesFrom,omitempty"`
 	// Strategy replaces the app's strategy.
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=recreate"`
 	// DeletionPolicy replaces the app's deletionPolicy.
@@ -540,6 +543,10 @@ func (c *Config) Validate() error {
 				if a.Helm != nil && len(o.Substitute) > 0 {
 					errs = append(errs, fmt.Errorf("%s.substitute: post-build variables apply to kustomize and manifests apps; a Helm chart takes values", where))
 				}
+				if len(o.ValuesFrom) > 0 && a.Helm == nil {
+					errs = append(errs, fmt.Errorf("%s.valuesFrom: applies to Helm apps; app %s is not one", where, app))
+				}
+				errs = append(errs, validateValuesFrom(where, o.ValuesFrom)...)
 				if o.Kustomize != nil && a.Kustomize == nil {
 					errs = append(errs, fmt.Errorf("%s.kustomize: applies to kustomize apps; app %s is not one", where, app))
 				}

@@ -28,6 +28,7 @@ apps:
     valuesFiles: [values.yaml]
     secretValuesFiles: [secrets.enc.yaml]
     values: {image: {tag: "1.0"}, replicas: 2}
+    valuesFrom: [{kind: ConfigMap, name: shared}]
 - name: worker
   namespace: web
   dependsOn: [db]
@@ -44,6 +45,7 @@ environments:
         secretValuesFiles: [secrets-prod.enc.yaml]
         set: [replicas=3]
         serviceAccountName: deployer
+        valuesFrom: [{kind: Secret, name: prod-values, valuesKey: v.yaml, targetPath: a.b}]
       worker: {path: overlays/prod}
   dev:
     apps:
@@ -68,6 +70,11 @@ func TestParseAndEnvironment(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"secrets.enc.yaml", "secrets-prod.enc.yaml"}, web.Helm.SecretValuesFiles); diff != "" {
 		t.Errorf("secret values files (-want +got):\n%s", diff)
+	}
+	wantFrom := []ValuesReference{{SubstituteReference: SubstituteReference{Kind: "ConfigMap", Name: "shared"}},
+		{SubstituteReference: SubstituteReference{Kind: "Secret", Name: "prod-values"}, ValuesKey: "v.yaml", TargetPath: "a.b"}}
+	if diff := cmp.Diff(wantFrom, web.Helm.ValuesFrom); diff != "" {
+		t.Errorf("valuesFrom (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"replicas=3"}, web.Helm.Set); diff != "" {
 		t.Errorf("set (-want +got):\n%s", diff)
@@ -115,6 +122,9 @@ func TestParseErrors(t *testing.T) {
 		{"cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [worker]", 1), "", "dependency cycle: db -> worker -> db"},
 		{"self cycle", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  dependsOn: [db]", 1), "", "dependency cycle: db -> db"},
 		{"bad strategy", strings.Replace(valid, "strategy: recreate", "strategy: bluegreen", 1), "", `unknown strategy "bluegreen"`},
+		{"valuesFrom of another kind", strings.Replace(valid, "name: shared}", "name: shared}, {kind: Pod, name: x, valuesKey: \"a b\"}", 1), "", "apps[1] (web): helm.valuesFrom[1]: kind must be ConfigMap or Secret, got \"Pod\""},
+		{"valuesFrom with a bad key", strings.Replace(valid, "name: shared}", "name: shared, valuesKey: \"a b\"}", 1), "", "helm.valuesFrom[0]: valuesKey \"a b\" is not a valid data key"},
+		{"environment valuesFrom on a kustomize app", strings.Replace(valid, "worker: {path: overlays/prod}", "worker: {path: overlays/prod, valuesFrom: [{kind: ConfigMap, name: x}]}", 1), "", "environments.prod.apps.worker.valuesFrom: applies to Helm apps"},
 		{"environment waitFor without name", strings.Replace(valid, "      worker: {path: overlays/prod}", "      worker: {path: overlays/prod}\n      db: {waitFor: [{apiVersion: v1, kind: Secret}]}", 1), "", "environments.prod.apps.db: waitFor[0]: apiVersion, kind and name are required"},
 		{"waitFor without name", strings.Replace(valid, "  manifests: {path: db}", "  manifests: {path: db}\n  waitFor: [{apiVersion: v1, kind: Secret}]", 1), "", "apps[0] (db): waitFor[0]: apiVersion, kind and name are required"},
 		{"duplicate app", strings.Replace(valid, "- name: worker", "- name: web", 1), "", "duplicate app name"},

@@ -186,6 +186,7 @@ func applyOverride(a App, o Override) App {
 		h.ValuesFiles = append(append([]string(nil), h.ValuesFiles...), o.ValuesFiles...)
 		h.SecretValuesFiles = append(append([]string(nil), h.SecretValuesFiles...), o.SecretValuesFiles...)
 		h.Set = append(append([]string(nil), h.Set...), o.Set...)
+		h.ValuesFrom = slices.Concat(h.ValuesFrom, o.ValuesFrom)
 		h.Values = mergeMaps(h.Values, o.Values)
 		a.Helm = &h
 	}
