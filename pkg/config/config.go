@@ -77,6 +77,12 @@ type Defaults struct {
 	// neither labelled nor pruned, and left by the app's removal.
 	// Default false: a missing namespace fails the objects in it.
 	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
+	// Force deletes and re-creates an object whose change touches an
+	// immutable field (a Job's template, a Service's clusterIP, an
+	// immutable ConfigMap's data), as Flux's spec.force and deliver's
+	// --recreate; otherwise such a change fails naming the object (the
+	// annotation deliver.dev/recreate allows it for one object).
+	Force *bool `yaml:"force,omitempty" json:"force,omitempty"`
 	// Wait waits for readiness after apply. Default true.
 	Wait *bool `yaml:"wait,omitempty" json:"wait,omitempty"`
 	// WaitTimeout bounds the wait. Default 5m.
@@ -159,6 +165,8 @@ type App struct {
 	Wait     *bool  `yaml:"wait,omitempty" json:"wait,omitempty"`
 	// CreateNamespace overrides Defaults.CreateNamespace.
 	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
+	// Force overrides Defaults.Force.
+	Force *bool `yaml:"force,omitempty" json:"force,omitempty"`
 	// DeletionPolicy overrides Defaults.DeletionPolicy.
 	DeletionPolicy string   `yaml:"deletionPolicy,omitempty" json:"deletionPolicy,omitempty" jsonschema:"enum=MirrorPrune,enum=Delete,enum=WaitForTermination,enum=Orphan"`
 	WaitTimeout    Duration `yaml:"waitTimeout,omitempty" json:"waitTimeout,omitempty"`
@@ -344,6 +352,8 @@ type Override struct {
 	// namespaces a platform team makes, beside one where the app makes
 	// its own.
 	CreateNamespace *bool `yaml:"createNamespace,omitempty" json:"createNamespace,omitempty"`
+	// Force replaces the app's force in this environment.
+	Force *bool `yaml:"force,omitempty" json:"force,omitempty"`
 	// Disabled leaves the app out of this environment.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	// Suspend replaces the app's suspend in this environment: paused in

@@ -263,13 +263,14 @@ func TestDeletionPolicy(t *testing.T) {
 	}
 }
 
-// TestBoolSettings: createNamespace (defaults, app, environment) and
+// TestBoolSettings: createNamespace and force (defaults, app, environment) and
 // suspend (app, environment), each environment's value over the app's
 // and the app's over the defaults'.
 func TestBoolSettings(t *testing.T) {
 	t.Parallel()
 	get := map[string]func(ResolvedApp) bool{
 		"createNamespace": func(a ResolvedApp) bool { return a.CreateNamespace },
+		"force":           func(a ResolvedApp) bool { return a.Force },
 		"suspend":         func(a ResolvedApp) bool { return a.Suspend },
 	}
 	for _, tt := range []struct {
@@ -282,6 +283,10 @@ func TestBoolSettings(t *testing.T) {
 		{field: "createNamespace", name: "app off over defaults on", defaults: "defaults: {createNamespace: true}\n", app: ", createNamespace: false"},
 		{field: "createNamespace", name: "environment off over app on", app: ", createNamespace: true", env: "false"},
 		{field: "createNamespace", name: "environment on", env: "true", want: true},
+		{field: "force", name: "unset"},
+		{field: "force", name: "defaults on", defaults: "defaults: {force: true}\n", want: true},
+		{field: "force", name: "app off over defaults on", defaults: "defaults: {force: true}\n", app: ", force: false"},
+		{field: "force", name: "environment on over app off", app: ", force: false", env: "true", want: true},
 		{field: "suspend", name: "unset"},
 		{field: "suspend", name: "app on", app: ", suspend: true", want: true},
 		{field: "suspend", name: "environment off over app on", app: ", suspend: true", env: "false"},

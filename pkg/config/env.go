@@ -51,9 +51,11 @@ type ResolvedApp struct {
 	DeletionPolicy string
 	// CreateNamespace creates the app's namespace when it is missing.
 	CreateNamespace bool
-	Wait            bool
-	WaitTimeout     time.Duration
-	HookTimeout     time.Duration
+	// Force re-creates objects whose change touches an immutable field.
+	Force       bool
+	Wait        bool
+	WaitTimeout time.Duration
+	HookTimeout time.Duration
 	// RollbackOnFailure restores the previous workloads after a rollout
 	// that did not become ready.
 	RollbackOnFailure bool
@@ -102,6 +104,7 @@ func (c *Config) ForEnvironment(name string) (*Resolved, error) {
 			Prune:             firstBool(a.Prune, c.Defaults.Prune, true),
 			DeletionPolicy:    cmp.Or(a.DeletionPolicy, c.Defaults.DeletionPolicy, "MirrorPrune"),
 			CreateNamespace:   firstBool(a.CreateNamespace, c.Defaults.CreateNamespace, false),
+			Force:             firstBool(a.Force, c.Defaults.Force, false),
 			Wait:              firstBool(a.Wait, c.Defaults.Wait, true),
 			WaitTimeout:       firstDuration(a.WaitTimeout, c.Defaults.WaitTimeout, 5*time.Minute),
 			HookTimeout:       firstDuration(a.HookTimeout, c.Defaults.HookTimeout, 5*time.Minute),
@@ -142,6 +145,9 @@ func applyOverride(a App, o Override) App {
 	}
 	if o.Suspend != nil {
 		a.Suspend = *o.Suspend
+	}
+	if o.Force != nil {
+		a.Force = o.Force
 	}
 	if len(o.WaitFor) > 0 {
 		a.WaitFor = slices.Concat(a.WaitFor, o.WaitFor)

@@ -576,6 +576,8 @@ func appManagerOptions(opts Options, ar *AppResult, redact func(string) string, 
 		ao.Timeout = ar.app.WaitTimeout
 	}
 	ao.HookTimeout = ar.app.HookTimeout
+	// force: true in deliver.yaml, or --recreate for the whole run.
+	ao.Recreate = ao.Recreate || ar.app.Force
 	// Per-app identity: the app's objects are requested as its
 	// ServiceAccount, in its namespace (DefaultNamespace above).
 	ao.ServiceAccountName = ar.app.ServiceAccountName
