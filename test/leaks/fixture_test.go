@@ -47,6 +47,7 @@ type canaries struct {
 	ageKey        canary // the age identity that decrypts the SOPS files
 	helmLookup    canary // a live Secret's value a chart's lookup reads and copies into a ConfigMap (and a post-build substitution into another)
 	lookupRotated canary // that Secret's value after a rotation
+	valuesFrom    canary // a live Secret's values document that app web's helm.valuesFrom reads
 }
 
 func newCanaries() *canaries {
@@ -66,12 +67,13 @@ func newCanaries() *canaries {
 		webhookWrong:  newCanary("webhook-wrong-token"),
 		helmLookup:    newCanary(helmLookupCanary),
 		lookupRotated: newCanary(lookupRotatedCanary),
+		valuesFrom:    newCanary("helm-values-from"),
 	}
 }
 
 func (c *canaries) all() []canary {
 	return []canary{c.sopsManifest, c.sopsValues, c.vaultValues, c.vaultRotated, c.vaultManifest, c.sopsEnv,
-		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey, c.helmLookup, c.lookupRotated}
+		c.vaultLabel, c.vaultHook, c.vaultWorkload, c.gitPassword, c.webhookSecret, c.webhookWrong, c.vaultToken, c.ageKey, c.helmLookup, c.lookupRotated, c.valuesFrom}
 }
 
 // The helmLookup canary's way in: a Secret of the apps' namespace that
@@ -86,16 +88,22 @@ const (
 	helmLookupCanary    = "helm-lookup"
 	lookupRotatedCanary = "helm-lookup-rotated"
 	lookupSecret        = "upstream-token"
+	valuesSecret        = "web-values"
 	lookupConfigMap     = "web-upstream"
 	postBuildConfigMap  = "worker-upstream"
 )
 
-// createLookupSecret creates, in ns, the Secret app web's chart looks up.
+// createLookupSecret creates, in ns, the Secret app web's chart looks up,
+// and the one its helm.valuesFrom reads (valuesSecret).
 func createLookupSecret(t *testing.T, ns string, c *canaries) {
 	t.Helper()
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: lookupSecret, Namespace: ns}, Data: map[string][]byte{"token": []byte(c.helmLookup.Value)}}
-	if _, err := env.Client().CoreV1().Secrets(ns).Create(context.Background(), sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, sec := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: lookupSecret, Namespace: ns}, Data: map[string][]byte{"token": []byte(c.helmLookup.Value)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: valuesSecret, Namespace: ns}, Data: map[string][]byte{"values.yaml": []byte("fromSecret: " + c.valuesFrom.Value + "\n")}},
+	} {
+		if _, err := env.Client().CoreV1().Secrets(ns).Create(context.Background(), sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -170,7 +178,7 @@ const secretHealthCheck = `{apiVersion: v1, kind: Secret, current: "self.?data.o
 // The apps. $NS is the apps' namespace.
 const (
 	plainApp  = `- {name: plain, namespace: $NS, manifests: {path: plain}}`
-	webApp    = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}}}`
+	webApp    = `- {name: web, namespace: $NS, helm: {chart: charts/web, secretValuesFiles: [secrets/web.enc.yaml], valuesFrom: [{kind: Secret, name: web-values}], values: {image: "$IMAGE", apiKey: "ref+vault://secret/data/leaks/web#/apiKey"}}}`
 	workerApp = `- {name: worker, namespace: $NS, kustomize: {path: worker}, postBuild: {substituteFrom: [{kind: Secret, name: ` + lookupSecret + `}]}}`
 	rejectApp = `- {name: reject, namespace: $NS, manifests: {path: reject}}`
 	hookApp   = `- {name: hookfail, namespace: $NS, manifests: {path: hookfail}}`
@@ -210,7 +218,7 @@ func writeRepo(t *testing.T, repo *gitserver.Repo, ns, recipient string, c *cana
 		// and a ConfigMap copying a value of a live Secret it looks up
 		// (none in deliver render, as in helm template).
 		"charts/web/Chart.yaml":  "apiVersion: v2\nname: web\nversion: 0.1.0\n",
-		"charts/web/values.yaml": "image: registry.example/web:1.0.0\ndbPassword: \"\"\napiKey: none\nmigrationLabels: {}\n",
+		"charts/web/values.yaml": "image: registry.example/web:1.0.0\ndbPassword: \"\"\napiKey: none\nfromSecret: none\nmigrationLabels: {}\n",
 		"charts/web/templates/secret.yaml": `apiVersion: v1
 kind: Secret
 metadata:
@@ -218,6 +226,7 @@ metadata:
 stringData:
   DATABASE_PASSWORD: {{ required "dbPassword" .Values.dbPassword | quote }}
   API_KEY: {{ .Values.apiKey | quote }}
+  VALUES_FROM: {{ .Values.fromSecret | quote }}
 `,
 		"charts/web/templates/deployment.yaml": `apiVersion: apps/v1
 kind: Deployment

@@ -368,7 +368,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		want := map[string][]string{
 			"plain-sops":      {c.sopsManifest.Name},
 			"plain-vault":     {c.vaultManifest.Name},
-			"web-credentials": {c.sopsValues.Name, c.vaultRotated.Name},
+			"web-credentials": {c.sopsValues.Name, c.vaultRotated.Name, c.valuesFrom.Name},
 			"worker-env":      {c.sopsEnv.Name},
 			"hookfail-creds":  {c.vaultHook.Name},
 		}
@@ -569,8 +569,9 @@ var workloadKinds = []string{"Deployment", "ReplicaSet", "Pod"}
 // (name to JSON data) for the scanner's live self-check. Their metadata
 // (labels, annotations, managed fields) is scanned like everything else.
 // The workloads of ns may hold the canary workloadCanary in their spec,
-// where the user put it; their metadata may not. So with the Secret the
-// fixture's chart looks up (the test's own: its metadata only) and the
+// where the user put it; their metadata may not. So with the Secrets the
+// fixture's chart looks up and its valuesFrom reads (the test's own: their
+// metadata only) and the
 // ConfigMap the chart copies its value into (the canary helmLookup may be
 // in its data, not in its metadata).
 func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, appSecrets map[string][]byte) {
@@ -642,7 +643,7 @@ func clusterObjects(t *testing.T, ns, workloadCanary string) (objs []output, app
 						output{where: where, data: b, except: []string{workloadCanary}})
 					continue
 				}
-				if gv.Group == "" && u.GetNamespace() == ns && (res.Name == "secrets" && u.GetName() == lookupSecret || res.Name == "configmaps" && (u.GetName() == lookupConfigMap || u.GetName() == postBuildConfigMap)) {
+				if gv.Group == "" && u.GetNamespace() == ns && (res.Name == "secrets" && (u.GetName() == lookupSecret || u.GetName() == valuesSecret) || res.Name == "configmaps" && (u.GetName() == lookupConfigMap || u.GetName() == postBuildConfigMap)) {
 					meta, _ := json.Marshal(stripSecretData(&u))
 					objs = append(objs, output{where: where + " (metadata)", data: meta})
 					if res.Name == "configmaps" {
