@@ -259,6 +259,10 @@ type jsonDiffApp struct {
 	Plan  json.RawMessage `json:"plan,omitempty"`
 	Error string          `json:"error,omitempty"`
 	Held  string          `json:"held,omitempty"`
+	// Skipped says why the app was not planned; Suspended is set for
+	// an app deliver.yaml suspends (its dependents are only Skipped).
+	Skipped   string `json:"skipped,omitempty"`
+	Suspended bool   `json:"suspended,omitempty"`
 }
 
 // writeDiffJSON prints one environment's diff as an object; several as
@@ -271,7 +275,7 @@ func writeDiffJSON(w io.Writer, results []*pipeline.Result) error {
 		out := jsonDiff{Environment: res.Environment, Revision: res.Revision, Dirty: res.Dirty, Changes: res.HasChanges()}
 		changes = changes || out.Changes
 		for _, a := range res.Apps {
-			ja := jsonDiffApp{Name: a.Name, Error: a.Error, Held: a.Held}
+			ja := jsonDiffApp{Name: a.Name, Error: a.Error, Held: a.Held, Skipped: a.Skipped, Suspended: a.Suspended}
 			if a.Plan != nil {
 				var b strings.Builder
 				if err := a.Plan.WriteJSON(&b); err != nil {
