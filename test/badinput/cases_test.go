@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
@@ -433,6 +434,30 @@ func cases() []badCase {
 			cmd:   "diff",
 			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, manifests: {path: m}, postBuild: {substituteFrom: [{kind: ConfigMap, name: absent}]}}"), "m/cm.yaml": cm("a")},
 			want:  []string{"apps.app.postBuild.substituteFrom[0]", "ConfigMap/$NS/absent", "not found"},
+		},
+
+		// ---- Helm valuesFrom ----
+		{
+			name:  "helm valuesFrom reference missing",
+			cmd:   "diff",
+			chart: true,
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, helm: {chart: charts/app, valuesFrom: [{kind: Secret, name: absent}]}}")},
+			want:  []string{"apps.app.helm.valuesFrom[0]", "Secret/$NS/absent", "not found"},
+		},
+		{
+			// The Secret's key is no YAML document: named, its content not.
+			name:  "helm valuesFrom key not YAML",
+			chart: true,
+			files: map[string]string{"deliver.yaml": config("- {name: app, namespace: $NS, helm: {chart: charts/app, valuesFrom: [{kind: Secret, name: vf}]}}")},
+			setup: func(t *testing.T, c *caseEnv) {
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vf", Namespace: c.ns},
+					StringData: map[string]string{"values.yaml": "password: [unclosed-vf-7e21"}}
+				if _, err := env.Client().CoreV1().Secrets(c.ns).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want:    []string{"apps.app.helm.valuesFrom[0]", "Secret/$NS/vf", `key "values.yaml"`},
+			notWant: []string{"unclosed-vf-7e21"},
 		},
 
 		// ---- SOPS ----
