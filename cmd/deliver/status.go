@@ -31,7 +31,8 @@ type appStatusView struct {
 	Result   string    `json:"result,omitempty"`
 	Message  string    `json:"message,omitempty"`
 	// Suspended: the app's inventory Secret carries the suspend
-	// annotation, or the reconciler was told to suspend it.
+	// annotation, or the reconciler reports it suspended (by deliver.yaml,
+	// its --suspend flags or deliver-control).
 	Suspended bool `json:"suspended,omitempty"`
 	// Pin is the app's pin (deliver pin, rollback): who held it at
 	// which revision, when and why.
