@@ -147,7 +147,9 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		r.ctl.Store(nil)
 		ctl.stop()
 	}()
-	l := &leaderLoop{r: r, mgr: mgr, tr: tr}
+	inputs := newInputWatch(ctx, sess, r.inputChanged)
+	defer func() { cancel(); inputs.stop() }()
+	l := &leaderLoop{r: r, mgr: mgr, tr: tr, inputs: inputs}
 	l.notified, l.handled = r.readPrior(ctx)
 	defer func() {
 		r.mu.Lock()
@@ -197,10 +199,11 @@ func (r *Reconciler) lead(ctx context.Context) error {
 
 // leaderLoop holds what the loop of the leading replica uses.
 type leaderLoop struct {
-	r    *Reconciler
-	mgr  *apply.Manager
-	tr   *tracker
-	runs sync.WaitGroup
+	r      *Reconciler
+	mgr    *apply.Manager
+	tr     *tracker
+	inputs *inputWatch
+	runs   sync.WaitGroup
 	// justFetched marks a scheduling pass right after a fetch, which
 	// counts the up-to-date checks.
 	justFetched bool
@@ -298,6 +301,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 	}
 	var added []string
 	seen := map[string]bool{}
+	watchNS := map[string]bool{} // namespaces of the objects apps read
 	r.order = r.order[:0]
 	for _, a := range apps {
 		seen[a.Name] = true
@@ -311,6 +315,11 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		}
 		s.dependsOn = a.DependsOn
 		s.app = a.app
+		for _, ref := range inputRefs(a.app) {
+			_, rest, _ := strings.Cut(ref, "/")
+			ns, _, _ := strings.Cut(rest, "/")
+			watchNS[ns] = true
+		}
 	}
 	for name, s := range r.apps {
 		// An app that left deliver.yaml is forgotten, its objects left in
@@ -322,6 +331,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	l.inputs.ensure(watchNS)
 	if moved {
 		r.log.Info("revision", "revision", snap.Commit, "subject", snap.Subject, "apps", len(apps))
 	}
@@ -614,6 +624,7 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		}
 		running++
 		s.running, s.Result, s.Message = true, ResultRunning, reason
+		s.inputMoved = "" // this run reads it anew
 		s.serving = req
 		rev := r.target(s)
 		sh := l.cur.acquire()
@@ -660,6 +671,9 @@ func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string
 		if len(s.drift) > 0 && !r.opts.DisableSelfHeal {
 			return fmt.Sprintf("drift of %d objects", len(s.drift)), time.Time{}
 		}
+	}
+	if s.inputMoved != "" {
+		return "input " + s.inputMoved + " changed", time.Time{}
 	}
 	if r.opts.FullResync > 0 && !s.LastRun.IsZero() {
 		resync := s.LastRun.Add(r.opts.FullResync)

@@ -409,6 +409,9 @@ type appState struct {
 	// telling a new commit that does not change the app.
 	app    config.ResolvedApp
 	inputs *apply.Inputs
+	// inputMoved is a ConfigMap or Secret the app reads, labelled
+	// LabelWatch, that changed since its last run started (inputwatch.go).
+	inputMoved string
 	// serving is the run request the run under way serves; handled the
 	// last one served, as the annotation said (LastHandledRequest is it
 	// redacted), and suspendedRequest one told to wait for a resume
