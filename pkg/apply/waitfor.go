@@ -14,9 +14,6 @@ import (
 // waits for them even without Wait; one that is not found in time
 // fails the run, naming it.
 
-// planWaitFor resolves the objects of opts.WaitFor against the cluster's
-// kinds: an unknown kind fails the plan, naming the object, and a
-// cluster-scoped one loses the namespace the caller defaulted.
 // WaitUnchanged waits, within Options.Timeout, for the objects outside the
 // app that p (a plan of PlanUnchanged, which applies nothing) waits for
 // (PlanOptions.WaitFor), as a run's wait stage does: an app whose inputs
@@ -32,6 +29,9 @@ func (m *Manager) WaitUnchanged(ctx context.Context, p *Plan) error {
 	return nil
 }
 
+// planWaitFor resolves the objects of opts.WaitFor against the cluster's
+// kinds: an unknown kind fails the plan, naming the object, and a
+// cluster-scoped one loses the namespace the caller defaulted.
 func (m *Manager) planWaitFor(p *Plan, objs []*object.Object, mappings *gvrCache) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 )
 
 // ControlConfigMap is the ConfigMap, in Options.StatusNamespace, through
@@ -147,7 +148,7 @@ func (r *Reconciler) requestFetch() {
 		// is not a second request.
 		r.ctl.Load().forwarding(value)
 	}
-	if err := annotateControl(ctx, r.kube, r.opts.StatusNamespace, fieldManager, AnnotationRequestedAt, value); err != nil {
+	if err := annotateControl(ctx, r.kube, r.opts.StatusNamespace, fieldManager, AnnotationRequestedAt, &value); err != nil {
 		r.log.Warn("forward webhook to the leader", "err", err)
 		return
 	}
@@ -161,38 +162,27 @@ func (r *Reconciler) requestFetch() {
 // now" uses it for an app that has no inventory yet (RequestRun's
 // ErrNoInventory).
 func RequestFetch(ctx context.Context, kc kubernetes.Interface, ns, fieldManager string) error {
-	if err := annotateControl(ctx, kc, ns, fieldManager, AnnotationRequestedAt, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+	if err := annotateControl(ctx, kc, ns, fieldManager, AnnotationRequestedAt, ptr.To(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return fmt.Errorf("request fetch: %w", err)
 	}
 	return nil
 }
 
-// removeControlAnnotation removes one annotation of ControlConfigMap in
-// ns; a missing ConfigMap has none.
-func removeControlAnnotation(ctx context.Context, kc kubernetes.Interface, ns, manager, key string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: nil}}})
-	if err != nil {
-		return err
-	}
-	_, err = kc.CoreV1().ConfigMaps(ns).Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: manager})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("configmap %s/%s: %w", ns, ControlConfigMap, err)
-	}
-	return nil
-}
-
 // annotateControl sets one annotation of ControlConfigMap in ns, creating
-// it.
-func annotateControl(ctx context.Context, kc kubernetes.Interface, ns, manager, key, value string) error {
+// it; a nil value removes the annotation (a missing ConfigMap has none).
+func annotateControl(ctx context.Context, kc kubernetes.Interface, ns, manager, key string, value *string) error {
 	cms := kc.CoreV1().ConfigMaps(ns)
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: value}}})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{key: value}}})
 	if err != nil {
 		return err
 	}
 	_, err = cms.Patch(ctx, ControlConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: manager})
+	if apierrors.IsNotFound(err) && value == nil {
+		return nil
+	}
 	if apierrors.IsNotFound(err) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ControlConfigMap, Namespace: ns,
-			Annotations: map[string]string{key: value},
+			Annotations: map[string]string{key: *value},
 			Labels:      map[string]string{"app.kubernetes.io/managed-by": "deliver"}}}
 		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: manager})
 		if apierrors.IsAlreadyExists(err) { // created by another replica meanwhile

@@ -144,7 +144,7 @@ func RequestRun(ctx context.Context, kc kubernetes.Interface, app string, opts R
 		fm = "deliver"
 	}
 	value := time.Now().UTC().Format(time.RFC3339Nano)
-	if err := annotateInventory(ctx, kc, ns, fm, app, AnnotationReconcileRequestedAt, value); err != nil {
+	if err := annotateInventory(ctx, kc, ns, fm, app, AnnotationReconcileRequestedAt, &value); err != nil {
 		return "", fmt.Errorf("request a run of app %s: %w", app, err)
 	}
 	return value, nil
@@ -153,9 +153,9 @@ func RequestRun(ctx context.Context, kc kubernetes.Interface, app string, opts R
 // annotateInventory sets one annotation of app's inventory Secret in ns
 // (a merge patch of it only; a nil value removes it), written as
 // fieldManager. A missing Secret is ErrNoInventory.
-func annotateInventory(ctx context.Context, kc kubernetes.Interface, ns, fieldManager, app, key string, value any) error {
+func annotateInventory(ctx context.Context, kc kubernetes.Interface, ns, fieldManager, app, key string, value *string) error {
 	name := apply.InventoryName(app)
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{key: value}}})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 )
@@ -180,18 +181,12 @@ func setSuspended(ctx context.Context, kc kubernetes.Interface, apps []string, s
 	ns := cmp.Or(opts.InventoryNamespace, "deliver-system")
 	fm := cmp.Or(opts.FieldManager, "deliver")
 	verb := map[bool]string{true: "suspend", false: "resume"}[suspend]
-	var value any // nil: removed
+	var value *string // nil: removed
 	if suspend {
-		value = "true"
+		value = ptr.To("true")
 	}
 	if len(apps) == 0 {
-		var err error
-		if suspend {
-			err = annotateControl(ctx, kc, ns, fm, AnnotationSuspend, "true")
-		} else {
-			err = removeControlAnnotation(ctx, kc, ns, fm, AnnotationSuspend)
-		}
-		if err != nil {
+		if err := annotateControl(ctx, kc, ns, fm, AnnotationSuspend, value); err != nil {
 			return fmt.Errorf("%s every app: %w", verb, err)
 		}
 		return nil
