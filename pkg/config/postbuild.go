@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"regexp"
@@ -162,7 +163,7 @@ func (a *App) ReadsClusterVars() bool {
 
 // ClusterRefs are the ConfigMaps and Secrets of the cluster the app's
 // render reads: its post-build's substituteFrom, or its chart's
-// valuesFrom.
+// valuesFrom; each in the app's namespace unless it names one.
 func (a *App) ClusterRefs() []SubstituteReference {
 	var refs []SubstituteReference
 	if a.PostBuild != nil {
@@ -172,6 +173,9 @@ func (a *App) ClusterRefs() []SubstituteReference {
 		for _, r := range a.Helm.ValuesFrom {
 			refs = append(refs, r.SubstituteReference)
 		}
+	}
+	for i := range refs {
+		refs[i].Namespace = cmp.Or(refs[i].Namespace, a.Namespace)
 	}
 	return refs
 }

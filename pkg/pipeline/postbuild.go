@@ -56,18 +56,10 @@ func postBuild(ctx context.Context, a config.ResolvedApp, cluster *render.Lookup
 		}
 		where := fmt.Sprintf("deliver.yaml: apps.%s.postBuild.substituteFrom[%d]", a.Name, i)
 		obj := refObject(ref, a.Namespace)
-		u, dep, err := deps.find(ctx, obj)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", where, obj, err)
-		}
+		data, err := refData(ctx, cluster, deps, obj, ref.Optional, sec, reads, fromRun)
 		var vars map[string]string
-		if u != nil {
-			vars, err = objectVars(obj, u, sec)
-			if err == nil {
-				*fromRun = append(*fromRun, runVars{obj: obj, app: dep, vars: vars})
-			}
-		} else {
-			vars, err = readVars(ctx, cluster.Client, obj, ref.Optional, sec, reads)
+		if err == nil && data != nil {
+			vars, err = dataVars(obj, data, sec)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
@@ -151,31 +143,40 @@ func parseVarsObject(s string) (varsObject, error) {
 	return varsObject{kind, ns, name}, nil
 }
 
-// readVars reads the data of one ConfigMap or Secret of the cluster as
-// variables, recording the version read; none when it does not exist and
-// is optional.
-func readVars(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
-	u, data, err := readData(ctx, client, obj, optional, sec, reads)
-	if err != nil || u == nil {
-		return nil, err
+// refData is the data of the ConfigMap or Secret obj that a post-build
+// or a chart's valuesFrom reads: from the render of a dependency in the
+// same run when one renders it (noted in *fromRun), else from the cluster
+// (readData: its version recorded in reads); nil when it is optional and
+// absent.
+func refData(ctx context.Context, cluster *render.Lookup, deps depObjects, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads, fromRun *[]runVars) (map[string]string, error) {
+	u, dep, err := deps.find(ctx, obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", obj, err)
 	}
-	return dataVars(obj, data, sec)
+	if u == nil {
+		return readData(ctx, cluster.Client, obj, optional, sec, reads)
+	}
+	data, err := objectData(obj, u, sec)
+	if err == nil {
+		*fromRun = append(*fromRun, runVars{obj: obj, app: dep, vars: data})
+	}
+	return data, err
 }
 
 // readData reads one ConfigMap or Secret of the cluster (liveData),
 // recording the version read in reads; nil when it does not exist and is
 // optional, its absence recorded.
-func readData(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (*unstructured.Unstructured, map[string]string, error) {
+func readData(ctx context.Context, client dynamic.Interface, obj varsObject, optional bool, sec *runSecrets, reads *render.Reads) (map[string]string, error) {
 	u, data, err := liveData(ctx, client, obj, sec)
 	if apierrors.IsNotFound(err) && optional {
 		reads.AddObject(obj.String(), render.ObjectAbsent)
-		return nil, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	reads.AddObject(obj.String(), render.ObjectVersion(string(u.GetUID()), u.GetResourceVersion()))
-	return u, data, nil
+	return data, nil
 }
 
 // liveData reads obj from the cluster through client and returns it with
@@ -188,15 +189,6 @@ func liveData(ctx context.Context, client dynamic.Interface, obj varsObject, sec
 	}
 	data, err := objectData(obj, u, sec)
 	return u, data, err
-}
-
-// objectVars are the data of a ConfigMap or Secret as variables.
-func objectVars(obj varsObject, u *unstructured.Unstructured, sec *runSecrets) (map[string]string, error) {
-	data, err := objectData(obj, u, sec)
-	if err != nil {
-		return nil, err
-	}
-	return dataVars(obj, data, sec)
 }
 
 // objectData are the data of a ConfigMap or Secret as the API server

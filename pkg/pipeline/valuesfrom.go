@@ -30,23 +30,12 @@ func helmValuesFrom(ctx context.Context, a config.ResolvedApp, cluster *render.L
 	for i, ref := range a.Helm.ValuesFrom {
 		where := fmt.Sprintf("deliver.yaml: apps.%s.helm.valuesFrom[%d]", a.Name, i)
 		obj := refObject(ref.SubstituteReference, a.Namespace)
-		u, dep, err := deps.find(ctx, obj)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", where, obj, err)
-		}
-		var data map[string]string
-		if u != nil {
-			if data, err = objectData(obj, u, sec); err == nil {
-				*fromRun = append(*fromRun, runVars{obj: obj, app: dep, vars: data})
-			}
-		} else {
-			_, data, err = readData(ctx, cluster.Client, obj, ref.Optional, sec, reads)
-			if err == nil && data == nil {
-				continue // optional, and not there
-			}
-		}
+		data, err := refData(ctx, cluster, deps, obj, ref.Optional, sec, reads, fromRun)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if data == nil {
+			continue // optional, and not there
 		}
 		v, ok := data[ref.Key()]
 		if !ok {
@@ -55,39 +44,42 @@ func helmValuesFrom(ctx context.Context, a config.ResolvedApp, cluster *render.L
 			}
 			return nil, fmt.Errorf("%s: %s: no key %q", where, obj, ref.Key())
 		}
-		if obj.kind == "Secret" && ref.TargetPath == "" {
-			// Each value of the document, as the templates will print it:
-			// objectData registered the document whole. Read once more
-			// here, so that values merged from ConfigMaps stay readable.
-			if doc, err := chartutil.ReadValues([]byte(v)); err == nil {
-				addValueLeaves(sec, doc.AsMap())
-			}
-		}
-		if out, err = mergeValuesFrom(out, ref, v); err != nil {
+		merged, doc, err := mergeValuesFrom(out, ref, v)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %s: key %q: %w", where, obj, ref.Key(), err)
+		}
+		out = merged
+		if obj.kind == "Secret" {
+			// Each value of the document, as the templates will print it:
+			// objectData registered the key's value whole (all of it, at
+			// a targetPath). Not the merged values: those of ConfigMaps
+			// stay readable.
+			addValueLeaves(sec, doc)
 		}
 	}
 	return out, nil
 }
 
 // mergeValuesFrom merges the value v of one valuesFrom reference into
-// values: at its targetPath, or as a document of values.
-func mergeValuesFrom(values map[string]any, ref config.ValuesReference, v string) (map[string]any, error) {
+// values: at its targetPath, or as a document of values, which it
+// returns too (doc; nil for a targetPath).
+func mergeValuesFrom(values map[string]any, ref config.ValuesReference, v string) (merged, doc map[string]any, err error) {
 	if ref.TargetPath != "" {
 		// As Flux: a value in quotes is a string (their quotes dropped),
 		// anything else is typed as --set types it.
 		single := len(v) >= 2 && strings.HasPrefix(v, "'") && strings.HasSuffix(v, "'")
 		double := len(v) >= 2 && strings.HasPrefix(v, `"`) && strings.HasSuffix(v, `"`)
 		if single || double {
-			return values, strvals.ParseIntoString(ref.TargetPath+"="+strings.Trim(v, `'"`), values)
+			return values, nil, strvals.ParseIntoString(ref.TargetPath+"="+strings.Trim(v, `'"`), values)
 		}
-		return values, strvals.ParseInto(ref.TargetPath+"="+v, values)
+		return values, nil, strvals.ParseInto(ref.TargetPath+"="+v, values)
 	}
-	doc, err := chartutil.ReadValues([]byte(v))
+	vals, err := chartutil.ReadValues([]byte(v))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return render.MergeValues(values, doc.AsMap()), nil
+	doc = vals.AsMap()
+	return render.MergeValues(values, doc), doc, nil
 }
 
 // addValueLeaves registers every string and number in values with the

@@ -31,7 +31,7 @@ func TestMergeValuesFrom(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ref := config.ValuesReference{TargetPath: tt.path}
-			got, err := mergeValuesFrom(map[string]any{"keep": 1}, ref, tt.value)
+			got, _, err := mergeValuesFrom(map[string]any{"keep": 1}, ref, tt.value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,11 +41,11 @@ func TestMergeValuesFrom(t *testing.T) {
 		})
 	}
 	// A quoted value is a string: kindOf tells it from a number.
-	got, err := mergeValuesFrom(map[string]any{}, config.ValuesReference{TargetPath: "n"}, `"3"`)
+	got, _, err := mergeValuesFrom(map[string]any{}, config.ValuesReference{TargetPath: "n"}, `"3"`)
 	if _, isString := got["n"].(string); err != nil || !isString {
 		t.Errorf("quoted value: %#v, %v; want a string", got["n"], err)
 	}
-	if _, err := mergeValuesFrom(map[string]any{}, config.ValuesReference{}, "a: [unclosed"); err == nil {
+	if _, _, err := mergeValuesFrom(map[string]any{}, config.ValuesReference{}, "a: [unclosed"); err == nil {
 		t.Errorf("a key that is no YAML document: no error")
 	}
 }

@@ -69,7 +69,7 @@ func (w *inputWatch) handler(kind string) cache.ResourceEventHandler {
 			obj = d.Obj
 		}
 		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-			w.onChange(fmt.Sprintf("%s/%s/%s", kind, m.Namespace, m.Name))
+			w.onChange(inputKey(config.SubstituteReference{Kind: kind, Namespace: m.Namespace, Name: m.Name}))
 		}
 	}
 	return cache.ResourceEventHandlerDetailedFuncs{
@@ -97,18 +97,9 @@ func (w *inputWatch) stop() {
 	}
 }
 
-// inputRefs are the ConfigMaps and Secrets app a reads, as
-// "Kind/namespace/name".
-func inputRefs(a config.ResolvedApp) []string {
-	var out []string
-	for _, r := range a.ClusterRefs() {
-		ns := r.Namespace
-		if ns == "" {
-			ns = a.Namespace
-		}
-		out = append(out, fmt.Sprintf("%s/%s/%s", r.Kind, ns, r.Name))
-	}
-	return out
+// inputKey is a ConfigMap or Secret an app reads as the watch names it.
+func inputKey(r config.SubstituteReference) string {
+	return fmt.Sprintf("%s/%s/%s", r.Kind, r.Namespace, r.Name)
 }
 
 // inputChanged marks the apps that read obj due (a watched ConfigMap or
@@ -117,8 +108,8 @@ func (r *Reconciler) inputChanged(obj string) {
 	r.mu.Lock()
 	var apps []string
 	for name, s := range r.apps {
-		for _, ref := range inputRefs(s.app) {
-			if ref == obj {
+		for _, ref := range s.app.ClusterRefs() {
+			if inputKey(ref) == obj {
 				s.inputMoved = obj
 				apps = append(apps, name)
 			}

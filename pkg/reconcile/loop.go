@@ -315,10 +315,8 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		}
 		s.dependsOn = a.DependsOn
 		s.app = a.app
-		for _, ref := range inputRefs(a.app) {
-			_, rest, _ := strings.Cut(ref, "/")
-			ns, _, _ := strings.Cut(rest, "/")
-			watchNS[ns] = true
+		for _, ref := range a.app.ClusterRefs() {
+			watchNS[ref.Namespace] = true
 		}
 	}
 	for name, s := range r.apps {
