@@ -22,6 +22,7 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"Interval", o.Interval, time.Minute},
 		{"FullResync", o.FullResync, time.Hour},
+		{"InputsInterval", o.InputsInterval, 10 * time.Minute},
 		{"RetryBase", o.RetryBase, 10 * time.Second},
 		{"RetryMax", o.RetryMax, 5 * time.Minute},
 		{"DriftSettle", o.DriftSettle, time.Second},

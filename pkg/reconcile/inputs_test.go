@@ -229,13 +229,7 @@ func TestNewRevisionSkipsVaultApp(t *testing.T) {
 	ctx := context.Background()
 	const canary1, canary2 = "CANARY-rv-1-a41f07", "CANARY-rv-2-c3d9e8"
 	tv, vc := testenv.NewVault(t)
-	put := func(v string) {
-		t.Helper()
-		if _, err := vc.KVv2("secret").Put(ctx, "web", map[string]any{"password": v}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(canary1)
+	kvPut(t, vc, "web", canary1)
 	repo := newGitRepo(t, map[string]string{
 		"deliver.yaml": deliverYAML(ns,
 			"- {name: web, namespace: $NS, manifests: {path: web}}",
@@ -294,7 +288,7 @@ func TestNewRevisionSkipsVaultApp(t *testing.T) {
 		t.Errorf("web message %q, want unchanged", a.Message)
 	}
 
-	put(canary2)
+	kvPut(t, vc, "web", canary2)
 	repo.WriteFile("README.md", "three\n")
 	before = time.Now()
 	head = repo.CommitAll("readme again")

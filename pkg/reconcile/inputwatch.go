@@ -110,7 +110,7 @@ func (r *Reconciler) inputChanged(obj string) {
 	for name, s := range r.apps {
 		for _, ref := range s.app.ClusterRefs() {
 			if inputKey(ref) == obj {
-				s.inputMoved = obj
+				s.inputMoved = "input " + obj + " changed"
 				apps = append(apps, name)
 			}
 		}

@@ -161,6 +161,11 @@ func (r *Reconciler) lead(ctx context.Context) error {
 
 	var nextFetch time.Time
 	fetchNow := true
+	// A single pass reads every input anyway; a loop reads the inputs
+	// outside git again from one interval after it starts (its first
+	// fetch reads them for the apps a new head runs).
+	checksInputs := r.opts.InputsInterval > 0 && !r.opts.Once
+	nextInputs := time.Now().Add(jittered(r.opts.InputsInterval, r.opts.Jitter))
 	for {
 		r.lastLoop.Store(time.Now().UnixNano())
 		if r.opts.Once && !nextFetch.IsZero() {
@@ -172,6 +177,10 @@ func (r *Reconciler) lead(ctx context.Context) error {
 			fetchNow = false
 			r.ready.Store(true)
 		}
+		if checksInputs && !time.Now().Before(nextInputs) {
+			l.checkInputs(ctx)
+			nextInputs = time.Now().Add(jittered(r.opts.InputsInterval, r.opts.Jitter))
+		}
 		if _, due := r.statusRetryDue(); due {
 			sctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 			r.writeStatus(sctx)
@@ -180,6 +189,9 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		l.takeOverRequests(ctx)
 		untilStatus, _ := r.statusRetryDue()
 		wait := min(l.schedule(ctx), time.Until(nextFetch), untilStatus)
+		if checksInputs {
+			wait = min(wait, time.Until(nextInputs))
+		}
 		if r.opts.Once && !r.busy() && !l.pruneBusy() {
 			return errors.Join(r.onceResult(), l.pruneErr())
 		}
@@ -423,6 +435,12 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 		if s == nil || s.running || r.head != head || s.Revision != c.rev || s.inputs != c.inputs || len(s.drift) > 0 {
 			continue
 		}
+		if len(c.app.WaitFor) > 0 {
+			// Runs, from its inventory, to wait for them (see waitOnly).
+			s.waitOnly = head
+			r.log.Info("inputs unchanged, waiting for its waitFor objects", "app", c.name, "revision", short(head))
+			continue
+		}
 		if dep := l.runningDependency(sh.config, c.app, head, skipped); dep != "" {
 			// dep may change the ConfigMaps and Secrets its post-build
 			// reads: it runs after dep, and checks its inputs then.
@@ -460,31 +478,48 @@ func (l *leaderLoop) runningDependency(cfg *config.Resolved, a config.ResolvedAp
 	return ""
 }
 
+// recheckOutcome is what recheck decided for a run.
+type recheckOutcome int
+
+const (
+	// recheckRun: the run goes on and renders.
+	recheckRun recheckOutcome = iota
+	// recheckDelivered: the inputs were unchanged, the app is marked
+	// delivered without a run.
+	recheckDelivered
+	// recheckWait: the inputs were unchanged, but the app has waitFor
+	// objects: the run plans from its inventory and waits for them.
+	recheckWait
+)
+
 // recheck checks again, in the run that its dependencies' delivery at
 // rev allowed, the inputs of an app marked recheckInputs: unchanged (the
 // ConfigMaps and Secrets its post-build reads are as they were), it is
-// marked delivered at rev without a run, as skipUnchanged does, and
-// recheck reports true.
-func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *sharedSnap) bool {
+// marked delivered at rev without a run, as skipUnchanged does, or, with
+// waitFor objects, runs only to wait for them.
+func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *sharedSnap) recheckOutcome {
 	r := l.r
 	r.mu.Lock()
 	s := r.apps[name]
 	if s == nil || !s.recheckInputs {
 		r.mu.Unlock()
-		return false
+		return recheckRun
 	}
 	s.recheckInputs = false
 	app, inputs, prev, requested := s.app, s.inputs, s.Revision, s.serving != ""
 	r.mu.Unlock()
 	if !strings.HasPrefix(reason, "revision ") || requested || inputs == nil || rev != sh.snap.Commit {
-		return false // a request, or anything but a new revision, runs
+		return recheckRun // a request, or anything but a new revision, runs
 	}
 	same := false
 	l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
 		same = check.Unchanged(ctx, app, inputs)
 	})
 	if !same {
-		return false
+		return recheckRun
+	}
+	if len(app.WaitFor) > 0 {
+		return recheckWait
 	}
 	r.mu.Lock()
 	if s := r.apps[name]; s != nil && s.inputs == inputs && len(s.drift) == 0 {
@@ -493,12 +528,12 @@ func (l *leaderLoop) recheck(ctx context.Context, name, rev, reason string, sh *
 		r.markUnchanged(s, rev, prev)
 	} else {
 		r.mu.Unlock()
-		return false
+		return recheckRun
 	}
 	r.mu.Unlock()
 	r.writeStatus(ctx)
 	notify(r.wake)
-	return true
+	return recheckDelivered
 }
 
 // inputsCheck calls f with a check of inputs against sh's revision,
@@ -625,12 +660,16 @@ func (l *leaderLoop) schedule(ctx context.Context) time.Duration {
 		s.inputMoved = "" // this run reads it anew
 		s.serving = req
 		rev := r.target(s)
+		// Only the run of the head that found its inputs unchanged
+		// plans from the inventory; a retry or a request renders.
+		fromInventory := s.waitOnly == rev && req == "" && strings.HasPrefix(reason, "revision ")
+		s.waitOnly = ""
 		sh := l.cur.acquire()
 		l.runs.Add(1)
 		go func() {
 			defer l.runs.Done()
 			defer sh.release()
-			l.run(ctx, name, rev, reason, sh)
+			l.run(ctx, name, rev, reason, sh, fromInventory)
 		}()
 	}
 	if at := l.schedulePrune(ctx, now); !at.IsZero() {
@@ -671,7 +710,7 @@ func (r *Reconciler) due(s *appState, now time.Time, tr *tracker) (reason string
 		}
 	}
 	if s.inputMoved != "" {
-		return "input " + s.inputMoved + " changed", time.Time{}
+		return s.inputMoved, time.Time{}
 	}
 	if r.opts.FullResync > 0 && !s.LastRun.IsZero() {
 		resync := s.LastRun.Add(r.opts.FullResync)
@@ -700,11 +739,16 @@ func (r *Reconciler) blockedBy(s *appState) string {
 	return ""
 }
 
-// run delivers one app at rev and records the outcome.
-func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *sharedSnap) {
+// run delivers one app at rev and records the outcome. fromInventory
+// lets the pipeline plan it from its inventory when its inputs and
+// objects are unchanged (see waitOnly); otherwise it renders.
+func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *sharedSnap, fromInventory bool) {
 	r := l.r
-	if l.recheck(ctx, name, rev, reason, sh) {
+	switch l.recheck(ctx, name, rev, reason, sh) {
+	case recheckDelivered:
 		return
+	case recheckWait:
+		fromInventory = true
 	}
 	po := r.opts.Pipeline
 	po.Ref = rev
@@ -712,8 +756,9 @@ func (l *leaderLoop) run(ctx context.Context, name, rev, reason string, sh *shar
 	po.Config = sh.config
 	pinnedSource(&po, rev)
 	// The loop decided this app must run (its inputs changed, drift, a
-	// retry, a full resync): the run renders, whatever its inventory says.
-	po.ForceRender = true
+	// retry, a full resync): the run renders, whatever its inventory
+	// says; unless it runs only to wait for its waitFor objects.
+	po.ForceRender = !fromInventory
 	// The loop checked the change windows on its own clock (windows.go).
 	po.IgnoreWindows = true
 	if po.Manifests == "" {
@@ -818,6 +863,10 @@ func (l *leaderLoop) finish(ctx context.Context, name, rev string, ar *pipeline.
 		s.Failures, s.failedRev, s.NextRetry = 0, "", time.Time{}
 		s.Revision, s.LastSuccess = rev, now
 		s.Result, s.Message = apply.ResultSucceeded, ""
+		if ar != nil && ar.Unchanged {
+			// Planned from its inventory, to wait for its waitFor.
+			s.Message = "unchanged: inputs as of " + short(prevRev) + "; waitFor objects ready"
+		}
 		summary := ""
 		if ar != nil && ar.Report != nil {
 			summary = ar.Report.Summary()

@@ -80,6 +80,18 @@ type Options struct {
 	// changed in Vault, an object's label edited. Default 1h; negative
 	// disables it.
 	FullResync time.Duration
+	// InputsInterval is how often the inputs of an app that no commit
+	// changes are read again: the versions of the Vault secrets it
+	// resolves and of the ConfigMaps and Secrets its helm.valuesFrom and
+	// postBuild.substituteFrom read (those labelled LabelWatch are
+	// watched as well, and run their readers at once). An app whose
+	// inputs changed runs ("inputs outside git changed"), as a Flux
+	// Kustomization or HelmRelease reads them again at each of its
+	// intervals; the others cost a Vault metadata read per secret and a
+	// metadata GET per object, not a render. Only apps delivered at the
+	// head with recorded inputs are checked (the others run anyway), and
+	// pinned ones are not. Default 10m; negative disables it.
+	InputsInterval time.Duration
 	// RetryBase and RetryMax bound the backoff of a failed app: the n-th
 	// consecutive failure waits RetryBase×2^(n-1), at most RetryMax. A new
 	// commit is tried at once whatever the backoff. Defaults 10s and 5m.
@@ -217,6 +229,9 @@ func (o *Options) defaults() error {
 	}
 	if o.FullResync == 0 {
 		o.FullResync = time.Hour
+	}
+	if o.InputsInterval == 0 {
+		o.InputsInterval = 10 * time.Minute
 	}
 	if o.RetryBase <= 0 {
 		o.RetryBase = 10 * time.Second
@@ -398,6 +413,12 @@ type appState struct {
 	// on runs at the head, which may change them: its run checks its
 	// inputs again once that app is delivered (leaderLoop.recheck).
 	recheckInputs bool
+	// waitOnly is the head at which the app's inputs were found
+	// unchanged while it has waitFor objects: it runs all the same, as
+	// Flux checks a Kustomization's healthChecks at every reconciliation,
+	// but plans from its inventory (no render when its objects are as
+	// applied) and waits for them, and its dependents wait for that.
+	waitOnly string
 	// failedRev is the commit of the last failed run: a new commit is
 	// tried at once, the same one only after the backoff.
 	failedRev string
@@ -409,8 +430,10 @@ type appState struct {
 	// telling a new commit that does not change the app.
 	app    config.ResolvedApp
 	inputs *apply.Inputs
-	// inputMoved is a ConfigMap or Secret the app reads, labelled
-	// LabelWatch, that changed since its last run started (inputwatch.go).
+	// inputMoved says why the app must run for an input outside git
+	// that changed since its last run started: a ConfigMap or Secret it
+	// reads, labelled LabelWatch (inputwatch.go), or any of them or a
+	// Vault secret, read again every InputsInterval (checkInputs).
 	inputMoved string
 	// serving is the run request the run under way serves; handled the
 	// last one served, as the annotation said (LastHandledRequest is it

@@ -7,11 +7,33 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/reconcile"
 )
+
+// valuesConfigMap is a ConfigMap name holding a Helm values document that
+// sets color, labelled for the reconciler's watch when watched.
+func valuesConfigMap(name, color string, watched bool) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"values.yaml": "color: " + color + "\n"}}
+	if watched {
+		cm.Labels = map[string]string{reconcile.LabelWatch: "Enabled"}
+	}
+	return cm
+}
+
+// kvPut writes password as the field password of Vault's KV v2 secret
+// secret/path.
+func kvPut(t *testing.T, vc *vaultapi.Client, path, password string) {
+	t.Helper()
+	if _, err := vc.KVv2("secret").Put(context.Background(), path, map[string]any{"password": password}); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // TestNewRevisionRunsValuesFromReaders: a Helm app's valuesFrom objects
 // are inputs of the app: at a commit that changes no file of it, a
@@ -23,9 +45,7 @@ func TestNewRevisionRunsValuesFromReaders(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cms := env.Client().CoreV1().ConfigMaps(ns)
-	settings := func(color string) *corev1.ConfigMap {
-		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"values.yaml": "color: " + color + "\n"}}
-	}
+	settings := func(color string) *corev1.ConfigMap { return valuesConfigMap("settings", color, false) }
 	if _, err := cms.Create(ctx, settings("blue"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +103,7 @@ func TestWatchedInputRunsApp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cms := env.Client().CoreV1().ConfigMaps(ns)
-	settings := func(name, color string, watched bool) *corev1.ConfigMap {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"values.yaml": "color: " + color + "\n"}}
-		if watched {
-			cm.Labels = map[string]string{reconcile.LabelWatch: "Enabled"}
-		}
-		return cm
-	}
+	settings := valuesConfigMap
 	for _, cm := range []*corev1.ConfigMap{settings("watched", "blue", true), settings("plain", "blue", false)} {
 		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -125,5 +139,84 @@ func TestWatchedInputRunsApp(t *testing.T) {
 	// api did not run (no resync, no fetch either): web ran for the watch.
 	if a := appStatus(r, "api"); !a.LastRun.Equal(apiRun) || cmData(t, ns, "api")["color"] != "blue" {
 		t.Errorf("api ran for an unlabelled input: %+v", a)
+	}
+}
+
+// TestInputsIntervalRunsApp: with no commit and no watch label, the
+// reconciler reads the versions of the inputs apps take from outside git
+// every InputsInterval, as Flux reads them at each interval, and runs
+// exactly the apps whose inputs changed: a Helm app whose unlabelled
+// valuesFrom ConfigMap was edited, then an app whose Vault secret got a
+// new version (the new value reaches the cluster). An app whose inputs
+// did not change, checked in the same pass, does not run, and an app
+// whose inputs are all in git is never checked.
+func TestInputsIntervalRunsApp(t *testing.T) {
+	ns := env.Namespace(t) // first: skipped with -short before Vault starts
+	t.Parallel()
+	ctx := context.Background()
+	const canary1, canary2 = "CANARY-ii-1-5be07d", "CANARY-ii-2-90c4a1"
+	tv, vc := testenv.NewVault(t)
+	kvPut(t, vc, "web", canary1)
+	cms := env.Client().CoreV1().ConfigMaps(ns)
+	settings := func(color string) *corev1.ConfigMap { return valuesConfigMap("settings", color, false) }
+	if _, err := cms.Create(ctx, settings("blue"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns,
+			"- {name: web, namespace: $NS, manifests: {path: web}}",
+			"- {name: api, namespace: $NS, helm: {chart: api, valuesFrom: [{kind: ConfigMap, name: settings}]}}",
+			"- {name: other, namespace: $NS, manifests: {path: other}}"),
+		"web/secret.yaml":       "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n",
+		"api/Chart.yaml":        "apiVersion: v2\nname: api\nversion: 0.1.0\n",
+		"api/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {color: {{ .Values.color | quote }}}\n",
+		"other/cm.yaml":         configMap("other", map[string]string{"v": "one"}),
+	})
+	opts := options(t, repo, env.Config)
+	opts.Interval = time.Hour // no fetch but the first, and no full resync
+	opts.InputsInterval = 300 * time.Millisecond
+	opts.Pipeline.Secrets.Getenv = func(k string) string {
+		return map[string]string{"VAULT_ADDR": tv.Addr, "VAULT_TOKEN": tv.Token}[k]
+	}
+	r, _ := start(t, opts)
+	secret := func() string {
+		s, err := env.Client().CoreV1().Secrets(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return string(s.Data["password"])
+	}
+	waitFor(t, 60*time.Second, "first delivery", func() bool {
+		for _, app := range []string{"web", "api", "other"} {
+			if a := appStatus(r, app); a.Revision != repo.Head() || a.Result != apply.ResultSucceeded {
+				return false
+			}
+		}
+		return secret() == canary1 && cmData(t, ns, "api")["color"] == "blue"
+	})
+	lastRun := func(app string) time.Time { return appStatus(r, app).LastRun }
+	web, other := lastRun("web"), lastRun("other")
+
+	if _, err := cms.Update(ctx, settings("green"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "api run for its edited valuesFrom", func() bool {
+		return cmData(t, ns, "api")["color"] == "green" && appStatus(r, "api").Result == apply.ResultSucceeded
+	})
+	// The pass that found the edit checked web's Vault secret too.
+	if got := lastRun("web"); !got.Equal(web) {
+		t.Errorf("web ran, its inputs unchanged: last run %s, was %s", got, web)
+	}
+	api := lastRun("api")
+
+	kvPut(t, vc, "web", canary2)
+	waitFor(t, 30*time.Second, "web run for its new Vault secret version", func() bool {
+		return secret() == canary2 && appStatus(r, "web").Result == apply.ResultSucceeded
+	})
+	if got := lastRun("api"); !got.Equal(api) {
+		t.Errorf("api ran again, its inputs unchanged: last run %s, was %s", got, api)
+	}
+	if got := lastRun("other"); !got.Equal(other) {
+		t.Errorf("other ran, all its inputs in git: last run %s, was %s", got, other)
 	}
 }

@@ -1,0 +1,83 @@
+package reconcile
+
+import (
+	"context"
+
+	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/pipeline"
+)
+
+// checkInputs reads again the inputs that no commit changes of the apps
+// delivered at the head (Options.InputsInterval): the versions of the
+// Vault secrets they resolve and of the ConfigMaps and Secrets they read
+// from the cluster. An app whose inputs are no longer those its last
+// successful run recorded is marked due; the others are left alone, not
+// rendered. The digest is the one a new head checks (skipUnchanged), so
+// any doubt, a Vault that cannot be read included, runs the app, as a
+// full resync would.
+func (l *leaderLoop) checkInputs(ctx context.Context) {
+	r := l.r
+	type candidate struct {
+		name   string
+		app    config.ResolvedApp
+		inputs *apply.Inputs
+	}
+	var cands []candidate
+	r.mu.Lock()
+	head, sh := r.head, l.cur
+	if sh == nil {
+		r.mu.Unlock()
+		return
+	}
+	sh.acquire()
+	defer sh.release()
+	for _, name := range r.order {
+		s := r.apps[name]
+		if s.running || s.Revision != head || s.Result != apply.ResultSucceeded || s.Failures > 0 || s.inputs == nil ||
+			s.inputMoved != "" || r.pinOf(name) != nil || r.suspended(s) {
+			continue
+		}
+		if len(s.inputs.Vault) == 0 && len(s.app.ClusterRefs()) == 0 {
+			continue // all its inputs are in git
+		}
+		if r.shards != nil && !r.shards.owns(name) {
+			continue
+		}
+		cands = append(cands, candidate{name, s.app, s.inputs})
+	}
+	r.mu.Unlock()
+	if len(cands) == 0 {
+		return
+	}
+	// Vault and the cluster are read without r.mu, which status
+	// requests need.
+	var moved []candidate
+	l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
+		for _, c := range cands {
+			if !check.Unchanged(ctx, c.app, c.inputs) {
+				moved = append(moved, c)
+			}
+		}
+	})
+	if len(moved) == 0 {
+		return
+	}
+	r.mu.Lock()
+	var due []string
+	for _, c := range moved {
+		s := r.apps[c.name]
+		// Left alone if anything moved meanwhile: a run started (it
+		// reads the inputs anew), another head (checked at its fetch).
+		if s == nil || s.running || r.head != head || s.Revision != head || s.inputs != c.inputs {
+			continue
+		}
+		s.inputMoved = "inputs outside git changed"
+		due = append(due, c.name)
+	}
+	r.mu.Unlock()
+	if len(due) > 0 {
+		r.log.Info("inputs outside git changed", "apps", due)
+		notify(r.wake)
+	}
+}
