@@ -39,6 +39,14 @@ type clusterCaps struct {
 	helmOnce sync.Once
 	cluster  *render.Cluster
 	helmErr  error
+
+	// versions, when not nil, remembers objectVersion's answers by
+	// identity and object: an InputsCheck judges every app at one point
+	// in time, so a thousand apps reading one ConfigMap cost one read,
+	// not a thousand. A run has none: its own applies change the
+	// objects it reads between two asks.
+	versionsMu sync.Mutex
+	versions   map[[2]string]string
 }
 
 // newClusterCaps returns the capabilities of sess; nil when there is no
@@ -87,18 +95,33 @@ func (c *clusterCaps) objectVersion(ctx context.Context, a config.ResolvedApp, o
 	if err != nil {
 		return "", err
 	}
-	meta, _, err := c.sess.ReadersAs(apply.ServiceAccountUser(a.Namespace, a.ServiceAccountName))
+	user := apply.ServiceAccountUser(a.Namespace, a.ServiceAccountName)
+	key := [2]string{user, obj}
+	c.versionsMu.Lock()
+	v, ok := c.versions[key]
+	c.versionsMu.Unlock()
+	if ok {
+		return v, nil
+	}
+	meta, _, err := c.sess.ReadersAs(user)
 	if err != nil {
 		return "", err
 	}
 	m, err := meta.Resource(o.resource()).Namespace(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return render.ObjectAbsent, nil
-	}
-	if err != nil {
+	switch {
+	case apierrors.IsNotFound(err):
+		v = render.ObjectAbsent
+	case err != nil:
 		return "", fmt.Errorf("object %s: %w", obj, err)
+	default:
+		v = render.ObjectVersion(string(m.GetUID()), m.GetResourceVersion())
 	}
-	return render.ObjectVersion(string(m.GetUID()), m.GetResourceVersion()), nil
+	c.versionsMu.Lock()
+	if c.versions != nil {
+		c.versions[key] = v
+	}
+	c.versionsMu.Unlock()
+	return v, nil
 }
 
 // part returns what app a's inputs hold of one part of the cluster

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	applypkg "github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/config"
+	"github.com/deliverhq/deliver/pkg/render"
 )
 
 // capsProbes are API versions a chart may ask .Capabilities.APIVersions
@@ -344,5 +347,63 @@ func waitDiscovery(t *testing.T, gv string, served bool) {
 			t.Fatalf("discovery: %s served is not %t after a minute (%v)", gv, served, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestInputsCheckReadsEachObjectOnce: an InputsCheck reads the version of
+// a ConfigMap or Secret that many apps read (a shared cluster-vars) once
+// for all of them, present or absent, while a run reads it at each ask:
+// between two asks its own applies may have changed it.
+func TestInputsCheckReadsEachObjectOnce(t *testing.T) {
+	if env == nil {
+		t.Skip("no control plane (-short)")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	if _, err := env.Client().CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cluster-vars"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		caps  func(*applypkg.Session) *clusterCaps
+		reads int
+	}{
+		{"inputs check", func(s *applypkg.Session) *clusterCaps { return NewInputsCheck(nil, Options{Session: s}).caps }, 1},
+		{"run", newClusterCaps, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, obj := range []string{"ConfigMap/" + ns + "/cluster-vars", "Secret/" + ns + "/absent"} {
+				c := newRequestCounter(nil)
+				sess, err := applypkg.NewSession(c.config(), applypkg.SessionOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				caps := tc.caps(sess)
+				var versions []string
+				for i := range 5 {
+					v, err := caps.objectVersion(ctx, config.ResolvedApp{App: config.App{Name: fmt.Sprintf("app-%d", i), Namespace: ns}}, obj)
+					if err != nil {
+						t.Fatal(err)
+					}
+					versions = append(versions, v)
+				}
+				if versions[0] == "" || len(slices.Compact(slices.Clone(versions))) != 1 {
+					t.Errorf("%s: versions %q, want one", obj, versions)
+				}
+				if strings.HasPrefix(obj, "Secret/") && versions[0] != render.ObjectAbsent {
+					t.Errorf("%s: version %q, want absent", obj, versions[0])
+				}
+				gets := 0
+				for k, n := range c.run {
+					if strings.HasPrefix(k, "get ") {
+						gets += n
+					}
+				}
+				if gets != tc.reads {
+					t.Errorf("%s: %d reads for 5 apps, want %d:\n%s", obj, gets, tc.reads, formatCounts(c.run))
+				}
+			}
+		})
 	}
 }

@@ -362,7 +362,11 @@ type InputsCheck struct {
 // recorded the cluster's is a change).
 func NewInputsCheck(snap *source.Snapshot, opts Options) *InputsCheck {
 	opts.defaults()
-	return &InputsCheck{snap: snap, opts: opts, caps: newClusterCaps(opts.Session)}
+	caps := newClusterCaps(opts.Session)
+	if caps != nil {
+		caps.versions = map[[2]string]string{} // one point in time for every app
+	}
+	return &InputsCheck{snap: snap, opts: opts, caps: caps}
 }
 
 // Unchanged reports whether in are the inputs of app a. Nil inputs, a
