@@ -18,12 +18,7 @@ import (
 // full resync would.
 func (l *leaderLoop) checkInputs(ctx context.Context) {
 	r := l.r
-	type candidate struct {
-		name   string
-		app    config.ResolvedApp
-		inputs *apply.Inputs
-	}
-	var cands []candidate
+	var cands []inputsCandidate
 	r.mu.Lock()
 	head, sh := r.head, l.cur
 	if sh == nil {
@@ -44,22 +39,10 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 		if r.shards != nil && !r.shards.owns(name) {
 			continue
 		}
-		cands = append(cands, candidate{name, s.app, s.inputs})
+		cands = append(cands, inputsCandidate{name, s.Revision, s.app, s.inputs})
 	}
 	r.mu.Unlock()
-	if len(cands) == 0 {
-		return
-	}
-	// Vault and the cluster are read without r.mu, which status
-	// requests need.
-	var moved []candidate
-	l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
-		for _, c := range cands {
-			if !check.Unchanged(ctx, c.app, c.inputs) {
-				moved = append(moved, c)
-			}
-		}
-	})
+	_, moved := l.compareInputs(ctx, sh, cands)
 	if len(moved) == 0 {
 		return
 	}
@@ -80,4 +63,34 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 		r.log.Info("inputs outside git changed", "apps", due)
 		notify(r.wake)
 	}
+}
+
+// inputsCandidate is an app whose inputs a check compares with those its
+// last successful run recorded: its name, the revision it is delivered
+// at, its configuration and those inputs, as read under r.mu.
+type inputsCandidate struct {
+	name, rev string
+	app       config.ResolvedApp
+	inputs    *apply.Inputs
+}
+
+// compareInputs checks each candidate's inputs against sh's revision, in
+// one InputsCheck (the files are hashed, each Vault secret and cluster
+// object read, once for all), and splits them into the unchanged and the
+// moved. Called without r.mu: it reads files, Vault and the cluster,
+// and status requests need r.mu.
+func (l *leaderLoop) compareInputs(ctx context.Context, sh *sharedSnap, cands []inputsCandidate) (same, moved []inputsCandidate) {
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
+		for _, c := range cands {
+			if check.Unchanged(ctx, c.app, c.inputs) {
+				same = append(same, c)
+			} else {
+				moved = append(moved, c)
+			}
+		}
+	})
+	return same, moved
 }

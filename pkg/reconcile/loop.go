@@ -385,12 +385,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 // current version of each Vault secret their inputs name.
 func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 	r := l.r
-	type candidate struct {
-		name, rev string
-		app       config.ResolvedApp
-		inputs    *apply.Inputs
-	}
-	var cands []candidate
+	var cands []inputsCandidate
 	r.mu.Lock()
 	head, sh := r.head, l.cur
 	if sh != nil {
@@ -406,22 +401,11 @@ func (l *leaderLoop) skipUnchanged(ctx context.Context) {
 				// not seen here. Taken over, it runs for the head.
 				continue
 			}
-			cands = append(cands, candidate{name, s.Revision, s.app, s.inputs})
+			cands = append(cands, inputsCandidate{name, s.Revision, s.app, s.inputs})
 		}
 	}
 	r.mu.Unlock()
-	// Hashing reads files, and Vault: not under r.mu, which status
-	// requests need.
-	var same []candidate
-	if len(cands) > 0 {
-		l.inputsCheck(sh, func(check *pipeline.InputsCheck) {
-			for _, c := range cands {
-				if check.Unchanged(ctx, c.app, c.inputs) {
-					same = append(same, c)
-				}
-			}
-		})
-	}
+	same, _ := l.compareInputs(ctx, sh, cands)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	skipped := map[string]bool{}

@@ -26,6 +26,15 @@ func valuesConfigMap(name, color string, watched bool) *corev1.ConfigMap {
 	return cm
 }
 
+// colorChart is the files of a chart folder app whose one ConfigMap, named
+// app, holds the value color as its data.
+func colorChart(app string) map[string]string {
+	return map[string]string{
+		app + "/Chart.yaml":        "apiVersion: v2\nname: " + app + "\nversion: 0.1.0\n",
+		app + "/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + app + "}\ndata: {color: {{ .Values.color | quote }}}\n",
+	}
+}
+
 // kvPut writes password as the field password of Vault's KV v2 secret
 // secret/path.
 func kvPut(t *testing.T, vc *vaultapi.Client, path, password string) {
@@ -109,17 +118,11 @@ func TestWatchedInputRunsApp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	chart := func(app string) map[string]string {
-		return map[string]string{
-			app + "/Chart.yaml":        "apiVersion: v2\nname: " + app + "\nversion: 0.1.0\n",
-			app + "/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + app + "}\ndata: {color: {{ .Values.color | quote }}}\n",
-		}
-	}
 	files := map[string]string{"deliver.yaml": deliverYAML(ns,
 		"- {name: web, namespace: $NS, helm: {chart: web, valuesFrom: [{kind: ConfigMap, name: watched}]}}",
 		"- {name: api, namespace: $NS, helm: {chart: api, valuesFrom: [{kind: ConfigMap, name: plain}]}}")}
-	maps.Copy(files, chart("web"))
-	maps.Copy(files, chart("api"))
+	maps.Copy(files, colorChart("web"))
+	maps.Copy(files, colorChart("api"))
 	repo := newGitRepo(t, files)
 	opts := options(t, repo, env.Config)
 	opts.Interval = time.Hour // no fetch but the first: only the watch may run web
@@ -162,16 +165,16 @@ func TestInputsIntervalRunsApp(t *testing.T) {
 	if _, err := cms.Create(ctx, settings("blue"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	repo := newGitRepo(t, map[string]string{
+	files := map[string]string{
 		"deliver.yaml": deliverYAML(ns,
 			"- {name: web, namespace: $NS, manifests: {path: web}}",
 			"- {name: api, namespace: $NS, helm: {chart: api, valuesFrom: [{kind: ConfigMap, name: settings}]}}",
 			"- {name: other, namespace: $NS, manifests: {path: other}}"),
-		"web/secret.yaml":       "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n",
-		"api/Chart.yaml":        "apiVersion: v2\nname: api\nversion: 0.1.0\n",
-		"api/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {color: {{ .Values.color | quote }}}\n",
-		"other/cm.yaml":         configMap("other", map[string]string{"v": "one"}),
-	})
+		"web/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData: {password: \"ref+vault://secret/web#/password\"}\n",
+		"other/cm.yaml":   configMap("other", map[string]string{"v": "one"}),
+	}
+	maps.Copy(files, colorChart("api"))
+	repo := newGitRepo(t, files)
 	opts := options(t, repo, env.Config)
 	opts.Interval = time.Hour // no fetch but the first, and no full resync
 	opts.InputsInterval = 300 * time.Millisecond
