@@ -14,26 +14,29 @@ import (
 	"k8s.io/client-go/dynamic"
 )
 
+// dryRunAttempts bounds how often dryRun reads an object again that kept
+// changing between its read and its dry run.
+const dryRunAttempts = 3
+
 // dryRun reads the live object and asks the server what an apply would make
 // of it (dryRun=All, forcing conflicts as the apply will), then classifies
 // the change.
+//
+// The read (c.Live when the plan listed it, else a GET beside the dry run)
+// and the dry run are two requests: a controller that writes the object
+// between them (the Deployment controller's revision annotation just after
+// a first apply, say) makes them two versions of it, and their difference
+// is no change of deliver's. A dry run's answer carries the resourceVersion
+// of the object it merged into, so a difference at unequal versions is
+// read again, and judged only between one version and its own dry run.
 func (m *Manager) dryRun(ctx context.Context, c *Change) error {
-	ri := m.client(c)
-	live := c.Live
-	// The read and the dry run are independent: both at once.
-	var (
-		getErr error
-		wg     sync.WaitGroup
-	)
-	if live == nil {
-		wg.Go(func() { live, getErr = ri.Get(ctx, c.ID.Name, metav1.GetOptions{}) })
+	live, merged, err := m.readAndDryRun(ctx, c, c.Live)
+	for attempt := 1; attempt < dryRunAttempts && err == nil && live.GetResourceVersion() != merged.GetResourceVersion() && !sameContent(live, merged); attempt++ {
+		live, merged, err = m.readAndDryRun(ctx, c, nil)
 	}
-	merged, err := m.applyPatch(ctx, c, metav1.ApplyOptions{
-		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
-	})
-	wg.Wait()
-	if getErr != nil {
-		return m.denied(getErr, "get", c.ID.String())
+	var getErr *readError
+	if errors.As(err, &getErr) {
+		return m.denied(getErr.err, "get", c.ID.String())
 	}
 	if err != nil && rollingUpdateForbidden(err, c, live) {
 		if merged, err = m.dryRunToRecreate(ctx, c, live); err == nil {
@@ -57,6 +60,33 @@ func (m *Manager) dryRun(ctx context.Context, c *Change) error {
 		c.Type = ChangeUpdate
 	}
 	return nil
+}
+
+// readError is readAndDryRun's failure to read the live object, told apart
+// from the dry run's own.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// readAndDryRun dry-runs c's apply and returns it with live, or with the
+// live object read at the same time when live is nil: the two requests are
+// independent.
+func (m *Manager) readAndDryRun(ctx context.Context, c *Change, live *unstructured.Unstructured) (*unstructured.Unstructured, *unstructured.Unstructured, error) {
+	var (
+		getErr error
+		wg     sync.WaitGroup
+	)
+	if live == nil {
+		wg.Go(func() { live, getErr = m.client(c).Get(ctx, c.ID.Name, metav1.GetOptions{}) })
+	}
+	merged, err := m.applyPatch(ctx, c, metav1.ApplyOptions{
+		FieldManager: m.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
+	})
+	wg.Wait()
+	if getErr != nil {
+		return nil, nil, &readError{getErr}
+	}
+	return live, merged, err
 }
 
 // client returns the dynamic client for the change's resource.

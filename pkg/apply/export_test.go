@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/deliverhq/deliver/pkg/health"
 	"github.com/deliverhq/deliver/pkg/object"
 )
@@ -30,4 +32,19 @@ func StopIdleWatches(m *Manager) { m.objects.watcher.stopIdle() }
 // wait reaches it.
 func WaitVerdicts(ctx context.Context, m *Manager, objs []*object.Object, verdict func(object.ID, health.Verdict)) error {
 	return m.waitFor(ctx, objs, nil, m.opts.Timeout, false, verdict)
+}
+
+// DryRunAgainst classifies o's change for app as a plan does, with live
+// as the object the plan read: it returns the change's type and the live
+// object it was judged against.
+func DryRunAgainst(ctx context.Context, m *Manager, o *object.Object, app string, live *unstructured.Unstructured) (ChangeType, *unstructured.Unstructured, error) {
+	c, err := m.desiredWith(o, PlanOptions{App: app}, nil, (&gvrCache{m: m}).gvrFor)
+	if err != nil {
+		return "", nil, err
+	}
+	c.Live = live
+	if err := m.dryRun(ctx, c); err != nil {
+		return "", nil, err
+	}
+	return c.Type, c.Live, nil
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/deliverhq/deliver/pkg/apply"
 	"github.com/deliverhq/deliver/pkg/object"
@@ -454,6 +456,57 @@ func TestFullDryRunListsInsteadOfGets(t *testing.T) {
 		"ConfigMap/" + ns + "/a": apply.ChangeUnchanged, "ConfigMap/" + ns + "/b": apply.ChangeUpdate, "Deployment/" + ns + "/web": apply.ChangeUnchanged,
 	}, changes(p)); diff != "" {
 		t.Errorf("full dry run after an edit (-want +got):\n%s", diff)
+	}
+}
+
+// TestDryRunAgainstStaleRead: an object that another manager wrote
+// between the plan's read and its dry run is no change of deliver's: the
+// dry run answers at the newer version, and the plan judges it against
+// that version, not the one it read (as the Deployment controller's
+// revision annotation, written just after a first apply, once made a full
+// dry run of an unchanged set report a change).
+func TestDryRunAgainstStaleRead(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	m := newManager(t, apply.Options{})
+	set := objects(t, ns, cms("a=1"))
+	if _, err := m.Apply(ctx, set, apply.PlanOptions{App: ns}); err != nil {
+		t.Fatal(err)
+	}
+	cs := env.Client()
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := dyn.Resource(gvr).Namespace(ns).Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, patch string
+		want        apply.ChangeType
+	}{
+		{"another manager's annotation", `{"metadata":{"annotations":{"example.com/revision":"2"}}}`, apply.ChangeUnchanged},
+		// A change to a field of git is still one, whatever the version.
+		{"an edit of a field of git", `{"data":{"k":"edited"}}`, apply.ChangeUpdate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edited, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "a", types.MergePatchType, []byte(tc.patch), metav1.PatchOptions{FieldManager: "other-controller"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, judged, err := apply.DryRunAgainst(ctx, m, objects(t, ns, cms("a=1")).Objects[0], ns, stale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("change against a read of version %s, object at %s: %s, want %s", stale.GetResourceVersion(), edited.ResourceVersion, got, tc.want)
+			}
+			if judged.GetResourceVersion() != edited.ResourceVersion {
+				t.Errorf("judged against version %s, want the current %s", judged.GetResourceVersion(), edited.ResourceVersion)
+			}
+		})
 	}
 }
 
