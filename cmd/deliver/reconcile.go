@@ -40,7 +40,8 @@ each app, as deliver apply does, when its commit moved, when its objects
 drifted from what deliver applied (watched; a kubectl edit is reverted
 within seconds unless --no-self-heal), when an input outside git changed
 (a Vault secret, a ConfigMap or Secret that valuesFrom or substituteFrom
-reads: their versions are read every --inputs-interval), or every
+reads, the API versions a chart's .Capabilities consulted: read again
+every --inputs-interval), or every
 --full-resync. A failed app
 is retried with exponential backoff while the others go on.
 
@@ -159,7 +160,7 @@ and act on its apps. See docs/ui.md and docs/ui-auth.md.`,
 	}
 	fl.DurationVar(&o.Interval, "interval", time.Minute, "how often to fetch the repository")
 	fl.DurationVar(&o.FullResync, "full-resync", time.Hour, "deliver every app this long after its last run even when nothing moved (negative: never)")
-	fl.DurationVar(&o.InputsInterval, "inputs-interval", 10*time.Minute, "how often to read the versions of the Vault secrets, ConfigMaps and Secrets apps read outside git, and deliver those whose inputs changed (negative: never)")
+	fl.DurationVar(&o.InputsInterval, "inputs-interval", 10*time.Minute, "how often to read the versions of the Vault secrets, ConfigMaps and Secrets apps read outside git and the cluster's API versions charts consulted, and deliver those whose inputs changed (negative: never)")
 	fl.DurationVar(&o.RetryMax, "retry-max", 5*time.Minute, "longest wait before retrying a failed app")
 	fl.BoolVar(&o.DisableSelfHeal, "no-self-heal", false, "only report drift in the cluster; revert it with the next commit or full resync")
 	fl.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the push webhook's secret (GitHub/Gitea HMAC key, GitLab token)")

@@ -48,6 +48,20 @@ func (s *Session) Capabilities(ctx context.Context) (*Capabilities, error) {
 	return snap.capabilities(ctx, s.mapper.disc)
 }
 
+// FreshCapabilities is Capabilities from a discovery at most 10 seconds
+// old (the age at which a lookup that misses discovers again): what a
+// check of recorded inputs reads, so that an API version served since,
+// by a CRD someone else installed, is a change the check sees, not one
+// the next minute's discovery brings. Checks close together share one
+// discovery.
+func (s *Session) FreshCapabilities(ctx context.Context) (*Capabilities, error) {
+	snap, err := s.mapper.snapshotWithin(s.mapper.missAge)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	return snap.capabilities(ctx, s.mapper.disc)
+}
+
 // capabilities returns the snapshot's capabilities, asking disc for the
 // server's version the first time; a failed ask is tried again by the
 // next call.

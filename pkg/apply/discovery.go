@@ -217,8 +217,14 @@ func (s *sharedMapper) Reset() {
 // snapshot returns the current snapshot, discovering first when there is
 // none or a Reset came after it.
 func (s *sharedMapper) snapshot() (*mapperSnapshot, error) {
+	return s.snapshotWithin(s.maxAge)
+}
+
+// snapshotWithin is snapshot, discovering again also when the current
+// snapshot is older than age.
+func (s *sharedMapper) snapshotWithin(age time.Duration) (*mapperSnapshot, error) {
 	s.mu.Lock()
-	cur, valid := s.cur, s.cur != nil && s.fresh == s.resets && s.clock.Since(s.cur.at) < s.maxAge
+	cur, valid := s.cur, s.cur != nil && s.fresh == s.resets && s.clock.Since(s.cur.at) < min(age, s.maxAge)
 	s.mu.Unlock()
 	if valid {
 		return cur, nil

@@ -152,6 +152,40 @@ func TestSharedMapperRefresh(t *testing.T) {
 	}
 }
 
+// TestSharedMapperSnapshotWithin: a snapshot asked for within an age
+// (FreshCapabilities) is discovered again once the current one is older,
+// long before maxAge, and shares the current one while it is younger.
+func TestSharedMapperSnapshotWithin(t *testing.T) {
+	t.Parallel()
+	d := newFakeDiscovery(configMaps)
+	clk := clocktesting.NewFakeClock(time.Now())
+	m := newSharedMapper(d, clk)
+	first, err := m.snapshotWithin(missRefreshAge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.serve(configMaps, widgets)
+	clk.Step(missRefreshAge / 2)
+	if snap, err := m.snapshotWithin(missRefreshAge); err != nil || snap != first {
+		t.Errorf("a snapshot younger than the age: %v, new one %t, want the current one", err, snap != first)
+	}
+	clk.Step(missRefreshAge / 2)
+	snap, err := m.snapshotWithin(missRefreshAge)
+	if err != nil || snap == first {
+		t.Fatalf("a snapshot as old as the age: %v, new one %t, want a new one", err, snap != first)
+	}
+	if _, err := snap.RESTMapping(widgetGK, "v1"); err != nil {
+		t.Errorf("Widget in the new snapshot: %v", err)
+	}
+	// Every lookup uses it from then on.
+	if _, err := m.RESTMapping(widgetGK, "v1"); err != nil {
+		t.Errorf("Widget: %v", err)
+	}
+	if n := d.count.Load(); n != 2 {
+		t.Errorf("%d discoveries, want 2", n)
+	}
+}
+
 // TestSharedMapperFailedRediscovery: when the discovery after a Reset
 // fails, lookups of the kinds known before still succeed (an app in
 // flight does not fail because another one reset the mapper while the API

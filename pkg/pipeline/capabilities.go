@@ -47,6 +47,12 @@ type clusterCaps struct {
 	// objects it reads between two asks.
 	versionsMu sync.Mutex
 	versions   map[[2]string]string
+
+	// fresh, in an InputsCheck, reads the capabilities from a discovery
+	// of the last seconds (apply.Session.FreshCapabilities), not one up
+	// to a minute old: the check is what notices a CRD someone else
+	// installed since an app's last run.
+	fresh bool
 }
 
 // newClusterCaps returns the capabilities of sess; nil when there is no
@@ -60,7 +66,11 @@ func newClusterCaps(sess *apply.Session) *clusterCaps {
 
 func (c *clusterCaps) get(ctx context.Context) (*apply.Capabilities, error) {
 	c.once.Do(func() {
-		c.caps, c.err = c.sess.Capabilities(ctx)
+		if c.fresh {
+			c.caps, c.err = c.sess.FreshCapabilities(ctx)
+		} else {
+			c.caps, c.err = c.sess.Capabilities(ctx)
+		}
 		if c.err != nil {
 			c.err = fmt.Errorf("cluster capabilities: %w", c.err)
 		}

@@ -365,6 +365,7 @@ func NewInputsCheck(snap *source.Snapshot, opts Options) *InputsCheck {
 	caps := newClusterCaps(opts.Session)
 	if caps != nil {
 		caps.versions = map[[2]string]string{} // one point in time for every app
+		caps.fresh = true
 	}
 	return &InputsCheck{snap: snap, opts: opts, caps: caps}
 }
@@ -387,6 +388,22 @@ func (c *InputsCheck) Unchanged(ctx context.Context, a config.ResolvedApp, in *a
 		})
 	}
 	return sameInputs(ctx, &c.opts, c.snap, c.res, c.caps, a, in)
+}
+
+// OutsideGit reports whether in, the recorded inputs of app a, hold any
+// that no commit changes: Vault secret versions, ConfigMaps and Secrets
+// read from the cluster, the parts of the cluster's capabilities a chart
+// consulted. Only such apps can need a run between two commits.
+func OutsideGit(a config.ResolvedApp, in *apply.Inputs) bool {
+	if in == nil {
+		return false
+	}
+	if len(in.Vault) > 0 || len(a.ClusterRefs()) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(in.Paths, func(p string) bool {
+		return strings.HasPrefix(p, render.ReadCluster) || strings.HasPrefix(p, render.ReadObject)
+	})
 }
 
 // Close stops renewing the token of the Vault login the check made, if

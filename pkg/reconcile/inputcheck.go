@@ -11,9 +11,10 @@ import (
 // checkInputs reads again the inputs that no commit changes of the apps
 // delivered at the head (Options.InputsInterval): the versions of the
 // Vault secrets they resolve and of the ConfigMaps and Secrets they read
-// from the cluster. An app whose inputs are no longer those its last
-// successful run recorded is marked due; the others are left alone, not
-// rendered. The digest is the one a new head checks (skipUnchanged), so
+// from the cluster, and the API versions and server version their charts
+// consulted (a CRD someone else installed). An app whose inputs are no
+// longer those its last successful run recorded is marked due; the others
+// are left alone, not rendered. The digest is the one a new head checks (skipUnchanged), so
 // any doubt, a Vault that cannot be read included, runs the app, as a
 // full resync would.
 func (l *leaderLoop) checkInputs(ctx context.Context) {
@@ -33,7 +34,7 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 			s.inputMoved != "" || r.pinOf(name) != nil || r.suspended(s) {
 			continue
 		}
-		if len(s.inputs.Vault) == 0 && len(s.app.ClusterRefs()) == 0 {
+		if !pipeline.OutsideGit(s.app, s.inputs) {
 			continue // all its inputs are in git
 		}
 		if r.shards != nil && !r.shards.owns(name) {
