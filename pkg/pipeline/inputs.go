@@ -379,11 +379,13 @@ func (c *InputsCheck) Unchanged(ctx context.Context, a config.ResolvedApp, in *a
 	}
 	if len(in.Vault) > 0 {
 		c.once.Do(func() {
-			v, err := newVault(ctx, c.opts)
+			v, owned, err := runVault(ctx, c.opts)
 			if err != nil {
 				c.opts.Log.Debug("inputs: vault: rendering the apps that read it", "err", c.opts.Redactor.Error(err))
 			}
-			c.vault = v
+			if owned {
+				c.vault = v // closed with the check
+			}
 			c.res = secrets.NewResolver(secrets.ResolverOptions{Vault: v, Redactor: c.opts.Redactor})
 		})
 	}

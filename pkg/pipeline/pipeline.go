@@ -134,6 +134,11 @@ type Options struct {
 
 	// Secrets configures SOPS keys and Vault.
 	Secrets SecretsOptions
+	// Vault, when set, is the Vault login the run uses, shared with
+	// other runs (NewVaultSession); the run neither logs in nor closes
+	// it. Default nil: a run logs in when VAULT_ADDR is set, and stops
+	// renewing its token at its end.
+	Vault *VaultSession
 	// Redactor masks every secret value in output; one is made if nil.
 	Redactor *secrets.Redactor
 	// Log receives progress; default: discard.

@@ -105,6 +105,7 @@ func selectApps(r *config.Resolved, opts Options) (*config.Resolved, error) {
 type runSecrets struct {
 	sops     *secrets.SOPS
 	vault    *secrets.Vault
+	ownVault bool // logged in for this run, not shared (Options.Vault)
 	resolver *secrets.Resolver
 	red      *secrets.Redactor
 	opts     *Options // for the spans of its operations (trace.go)
@@ -113,7 +114,7 @@ type runSecrets struct {
 func (s *runSecrets) redact(v string) string { return s.red.Redact(v) }
 
 func (s *runSecrets) close() {
-	if s.vault != nil {
+	if s.vault != nil && s.ownVault {
 		s.vault.Close()
 	}
 }
@@ -134,11 +135,11 @@ func newVault(ctx context.Context, opts Options) (*secrets.Vault, error) {
 func newSecrets(ctx context.Context, opts Options, root string) (*runSecrets, error) {
 	s := &runSecrets{red: opts.Redactor, opts: &opts}
 	getenv := opts.Secrets.Getenv
-	v, err := newVault(ctx, opts)
+	v, owned, err := runVault(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	s.vault = v
+	s.vault, s.ownVault = v, owned
 	sops, err := secrets.NewSOPS(secrets.SOPSOptions{
 		AgeKeyFiles: opts.Secrets.AgeKeyFiles, PGPKeyringFiles: opts.Secrets.PGPKeyFiles,
 		Vault: s.vault, Env: getenv, Redactor: opts.Redactor,

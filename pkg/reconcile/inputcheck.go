@@ -43,7 +43,10 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 		cands = append(cands, inputsCandidate{name, s.Revision, s.app, s.inputs})
 	}
 	r.mu.Unlock()
-	_, moved := l.compareInputs(ctx, sh, cands)
+	same, moved := l.compareInputs(ctx, sh, cands)
+	for _, c := range same {
+		r.metrics.inputsChecked.WithLabelValues(c.name, inputsUnchanged).Inc()
+	}
 	if len(moved) == 0 {
 		return
 	}
@@ -58,6 +61,7 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 		}
 		s.inputMoved = "inputs outside git changed"
 		due = append(due, c.name)
+		r.metrics.inputsChecked.WithLabelValues(c.name, inputsChanged).Inc()
 	}
 	r.mu.Unlock()
 	if len(due) > 0 {
@@ -65,6 +69,13 @@ func (l *leaderLoop) checkInputs(ctx context.Context) {
 		notify(r.wake)
 	}
 }
+
+// The results of an inputs check of an app, as the metric
+// deliver_reconcile_inputs_checked_total labels them.
+const (
+	inputsUnchanged = "unchanged"
+	inputsChanged   = "changed"
+)
 
 // inputsCandidate is an app whose inputs a check compares with those its
 // last successful run recorded: its name, the revision it is delivered

@@ -27,6 +27,7 @@ import (
 // returns nil. It returns an error only when it cannot start.
 func (r *Reconciler) Run(ctx context.Context) error {
 	defer r.startNotify()() // issue 20, notify: stopped last, after the runs
+	defer r.opts.Pipeline.Vault.Close()
 	if r.opts.Listen != "" {
 		ln, err := net.Listen("tcp", r.opts.Listen)
 		if err != nil {

@@ -26,6 +26,7 @@ type metrics struct {
 	drift         *prometheus.CounterVec
 	upToDate      *prometheus.CounterVec
 	unchanged     *prometheus.CounterVec
+	inputsChecked *prometheus.CounterVec
 	removed       *prometheus.CounterVec
 	fetchDuration prometheus.Histogram
 	fetchErrors   prometheus.Counter
@@ -65,6 +66,9 @@ func newMetrics() *metrics {
 		unchanged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deliver_reconcile_unchanged_total", Help: "New revisions in which an app's inputs (files read, config, deliver's version) were those of its last successful run: no render, no run.",
 		}, []string{"app"}),
+		inputsChecked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deliver_reconcile_inputs_checked_total", Help: "Checks (every --inputs-interval) of the inputs of an app outside git (Vault secret versions, ConfigMaps and Secrets read, API versions its charts consulted), by result (unchanged, changed: the app runs).",
+		}, []string{"app", "result"}),
 		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deliver_reconcile_removed_total", Help: "Apps removed from the cluster, their objects and inventory, after they left deliver.yaml (pruneApps).",
 		}, []string{"app"}),
@@ -79,7 +83,7 @@ func newMetrics() *metrics {
 			Name: "deliver_reconcile_leader", Help: "1 while this replica is the one reconciling.",
 		}),
 	}
-	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate, m.unchanged, m.removed,
+	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift, m.upToDate, m.unchanged, m.inputsChecked, m.removed,
 		m.fetchDuration, m.fetchErrors, m.leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

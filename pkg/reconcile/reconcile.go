@@ -64,7 +64,9 @@ type Options struct {
 	// replaced by the commit each run delivers, so that every app of one
 	// fetch gets the same commit. Pipeline.Kube is set from Config: a
 	// reconciler delivers to the cluster it was given, whatever context an
-	// environment of deliver.yaml names.
+	// environment of deliver.yaml names. Pipeline.Vault defaults to one
+	// Vault login shared by every run of the Reconciler, stopped when Run
+	// returns.
 	Pipeline pipeline.Options
 	// Config is the cluster to deliver to, watch and elect a leader on.
 	Config *rest.Config
@@ -270,6 +272,11 @@ func (o *Options) defaults() error {
 		// One redactor for every run, so a value seen once stays masked
 		// in the status and logs of later runs too.
 		o.Pipeline.Redactor = secrets.NewRedactor(secrets.RedactorOptions{})
+	}
+	if o.Pipeline.Vault == nil {
+		// One Vault login for every run and inputs check of the
+		// process, not one per run (see pipeline.VaultSession).
+		o.Pipeline.Vault = pipeline.NewVaultSession(o.Pipeline)
 	}
 	le := &o.LeaderElection
 	if le.Namespace == "" {

@@ -2,8 +2,11 @@ package reconcile_test
 
 import (
 	"context"
+	"io"
 	"maps"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,5 +224,24 @@ func TestInputsIntervalRunsApp(t *testing.T) {
 	}
 	if got := lastRun("other"); !got.Equal(other) {
 		t.Errorf("other ran, all its inputs in git: last run %s, was %s", got, other)
+	}
+
+	// The metric counts each app's checks: api and web changed once each
+	// and were found unchanged in the other passes; other is never checked.
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	for _, want := range []string{
+		`deliver_reconcile_inputs_checked_total{app="api",result="changed"} 1`,
+		`deliver_reconcile_inputs_checked_total{app="web",result="changed"} 1`,
+		`deliver_reconcile_inputs_checked_total{app="api",result="unchanged"} `,
+		`deliver_reconcile_inputs_checked_total{app="web",result="unchanged"} `,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(body), `deliver_reconcile_inputs_checked_total{app="other"`) {
+		t.Errorf("metrics count checks of other, whose inputs are all in git")
 	}
 }
