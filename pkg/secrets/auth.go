@@ -49,6 +49,10 @@ type authMethod interface {
 	login(ctx context.Context, c *api.Client, r *Redactor) (*api.Secret, error)
 	// canRelogin reports whether a new login may give a new token.
 	canRelogin() bool
+	// creates reports whether a login creates the token (kubernetes,
+	// approle), which is then deliver's to revoke when done, rather than
+	// reading one the user holds (a token, a token file).
+	creates() bool
 }
 
 // newAuth picks the auth method of a.
@@ -103,6 +107,7 @@ type tokenAuth struct {
 
 func (a tokenAuth) name() string     { return a.what }
 func (a tokenAuth) canRelogin() bool { return false }
+func (a tokenAuth) creates() bool    { return false }
 func (a tokenAuth) login(ctx context.Context, c *api.Client, r *Redactor) (*api.Secret, error) {
 	r.Add(a.token)
 	return lookupToken(ctx, c, a.token)
@@ -135,6 +140,7 @@ type tokenFileAuth struct{ file string }
 
 func (a tokenFileAuth) name() string     { return "token file " + a.file }
 func (a tokenFileAuth) canRelogin() bool { return true }
+func (a tokenFileAuth) creates() bool    { return false }
 func (a tokenFileAuth) login(ctx context.Context, c *api.Client, r *Redactor) (*api.Secret, error) {
 	b, err := os.ReadFile(a.file)
 	if err != nil {
@@ -155,6 +161,7 @@ func (a kubernetesAuth) name() string {
 	return "kubernetes role " + a.Role + " at auth/" + a.Mount
 }
 func (a kubernetesAuth) canRelogin() bool { return true }
+func (a kubernetesAuth) creates() bool    { return true }
 func (a kubernetesAuth) login(ctx context.Context, c *api.Client, r *Redactor) (*api.Secret, error) {
 	b, err := os.ReadFile(a.JWTFile)
 	if err != nil {
@@ -170,6 +177,7 @@ type appRoleAuth AppRoleAuth
 
 func (a appRoleAuth) name() string     { return "approle at auth/" + a.Mount }
 func (a appRoleAuth) canRelogin() bool { return true }
+func (a appRoleAuth) creates() bool    { return true }
 func (a appRoleAuth) login(ctx context.Context, c *api.Client, r *Redactor) (*api.Secret, error) {
 	body := map[string]any{"role_id": a.RoleID}
 	if a.SecretIDFile != "" {

@@ -203,7 +203,16 @@ func (v *Vault) Address() string { return v.client.Address() }
 // not get the re-login and error handling of this package.
 func (v *Vault) Client() *api.Client { return v.client }
 
-// Close stops renewing the token. It does not revoke it.
+// revokeTimeout bounds Close's revocation of the token: a Vault that does
+// not answer leaves it to expire at its TTL rather than hold up the end
+// of a run.
+const revokeTimeout = 5 * time.Second
+
+// Close stops renewing the token and, when a login created it (kubernetes,
+// approle), revokes it: a token deliver is done with would otherwise stay
+// valid, and stored in Vault, until its TTL (the roles' default is Vault's
+// 32 days), one per run of every CI job. A token the user gave (VAULT_TOKEN,
+// a token file) is left alone.
 func (v *Vault) Close() {
 	v.cancel()
 	v.mu.Lock()
@@ -212,6 +221,15 @@ func (v *Vault) Close() {
 		v.stop()
 		v.stop = nil
 	}
+	if !v.auth.creates() || v.client.Token() == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if err := v.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		v.log.Debug("vault: revoke token", "error", v.redactor.Redact(err.Error()))
+	}
+	v.client.ClearToken()
 }
 
 // login logs in (once, even when called concurrently) and starts renewing

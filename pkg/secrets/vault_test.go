@@ -573,3 +573,54 @@ func TestVaultKVVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestVaultCloseRevokesItsLogin: Close revokes the token an approle login
+// created, which would otherwise stay valid until its TTL, and leaves a
+// token the user gave valid.
+func TestVaultCloseRevokesItsLogin(t *testing.T) {
+	tv := startVault(t)
+	root := rootClient(t, tv)
+	f := setupKV(t, root)
+	valid := func(tok string) bool {
+		_, err := root.Logical().Write("auth/token/lookup", map[string]any{"token": tok})
+		return err == nil
+	}
+
+	mount := "approle-" + suffix()
+	if err := root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultWrite(t, root, "auth/"+mount+"/role/deliver", map[string]any{"token_policies": []string{f.policy}, "token_ttl": "1h"})
+	rid, err := root.Logical().Read("auth/" + mount + "/role/deliver/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := vaultWrite(t, root, "auth/"+mount+"/role/deliver/secret-id", nil)
+	sidFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(sidFile, []byte(sid.Data["secret_id"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{AppRole: &AppRoleAuth{
+		RoleID: rid.Data["role_id"].(string), SecretIDFile: sidFile, Mount: mount}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := v.Client().Token()
+	if !valid(tok) {
+		t.Fatal("the login's token is not valid before Close")
+	}
+	v.Close()
+	if valid(tok) {
+		t.Error("the approle login's token is still valid after Close, want it revoked")
+	}
+
+	given := vaultWrite(t, root, "auth/token/create", map[string]any{"policies": []string{f.policy}, "ttl": "1h"}).Auth.ClientToken
+	v, err = NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{Token: given}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if !valid(given) {
+		t.Error("a token the user gave was revoked by Close")
+	}
+}
