@@ -408,8 +408,8 @@ func OutsideGit(a config.ResolvedApp, in *apply.Inputs) bool {
 	})
 }
 
-// Close stops renewing the token of the Vault login the check made, if
-// any.
+// Close ends the Vault login the check made, if any (see
+// secrets.Vault.Close).
 func (c *InputsCheck) Close() {
 	if c.vault != nil {
 		c.vault.Close()

@@ -136,8 +136,8 @@ type Options struct {
 	Secrets SecretsOptions
 	// Vault, when set, is the Vault login the run uses, shared with
 	// other runs (NewVaultSession); the run neither logs in nor closes
-	// it. Default nil: a run logs in when VAULT_ADDR is set, and stops
-	// renewing its token at its end.
+	// it. Default nil: a run logs in when VAULT_ADDR is set, and ends
+	// that login at its end.
 	Vault *VaultSession
 	// Redactor masks every secret value in output; one is made if nil.
 	Redactor *secrets.Redactor

@@ -51,8 +51,9 @@ func (s *VaultSession) get(ctx context.Context) (*secrets.Vault, error) {
 	return v, nil
 }
 
-// Close stops renewing the session's token; a later run logs in again.
-// A nil session has nothing to close.
+// Close ends the session's login (secrets.Vault.Close: renewal stops, a
+// token the login created is revoked); a later run logs in again. A nil
+// session has nothing to close.
 func (s *VaultSession) Close() {
 	if s == nil {
 		return

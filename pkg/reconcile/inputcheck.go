@@ -14,9 +14,9 @@ import (
 // from the cluster, and the API versions and server version their charts
 // consulted (a CRD someone else installed). An app whose inputs are no
 // longer those its last successful run recorded is marked due; the others
-// are left alone, not rendered. The digest is the one a new head checks (skipUnchanged), so
-// any doubt, a Vault that cannot be read included, runs the app, as a
-// full resync would.
+// are left alone, not rendered. The digest is the one a new head checks
+// (skipUnchanged), so any doubt, a Vault that cannot be read included,
+// runs the app, as a full resync would.
 func (l *leaderLoop) checkInputs(ctx context.Context) {
 	r := l.r
 	var cands []inputsCandidate

@@ -65,8 +65,8 @@ type Options struct {
 	// fetch gets the same commit. Pipeline.Kube is set from Config: a
 	// reconciler delivers to the cluster it was given, whatever context an
 	// environment of deliver.yaml names. Pipeline.Vault defaults to one
-	// Vault login shared by every run of the Reconciler, stopped when Run
-	// returns.
+	// Vault login shared by every run of the Reconciler; Run ends that
+	// login when it returns.
 	Pipeline pipeline.Options
 	// Config is the cluster to deliver to, watch and elect a leader on.
 	Config *rest.Config
