@@ -338,6 +338,7 @@ func (l *leaderLoop) fetch(ctx context.Context) {
 		// (deliver delete), or for deliver.yaml's pruneApps (prune.go).
 		if !seen[name] && !s.running {
 			delete(r.apps, name)
+			r.metrics.forget(name)
 			l.tr.setInventory(name, "", nil)
 		}
 	}

@@ -113,6 +113,22 @@ func (m *metrics) observeRun(app, rev, result string, d time.Duration, ar *pipel
 	}
 }
 
+// forget deletes the series of an app that left deliver.yaml: its last
+// success and revision would otherwise stay exported for ever (an alert
+// on a stale last success firing for an app that no longer exists), and
+// a reconciler that sees apps come and go for months would keep them all.
+// deliver_reconcile_removed_total, which records the removal itself,
+// stays.
+func (m *metrics) forget(app string) {
+	labels := prometheus.Labels{"app": app}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.runs, m.duration, m.lastSuccess, m.revision, m.objects, m.hooks, m.drift,
+		m.upToDate, m.unchanged, m.inputsChecked, m.held,
+	} {
+		v.DeletePartialMatch(labels)
+	}
+}
+
 // Handler serves the reconciler's endpoints:
 //
 //	POST /webhook  push events from GitHub, GitLab or Gitea (see

@@ -110,10 +110,13 @@ func (l *leaderLoop) pruneApps(ctx context.Context, head string, sh *sharedSnap)
 				continue
 			}
 			r.log.Info("removed", "app", a.Name, "revision", short(head), "reason", "left deliver.yaml (pruneApps)", "report", a.Report.Summary())
-			r.metrics.removed.WithLabelValues(a.Name).Inc()
 			if s := r.apps[a.Name]; s != nil && !s.running {
 				delete(r.apps, a.Name)
+				r.metrics.forget(a.Name)
 			}
+			// Counted after its other series went: a scrape that sees
+			// the removal sees the app forgotten.
+			r.metrics.removed.WithLabelValues(a.Name).Inc()
 		}
 	}
 	switch {

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/pkg/apply"
+	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestPruneAppsReconciled: with pruneApps the reconciler removes an app
@@ -37,6 +38,9 @@ func TestPruneAppsReconciled(t *testing.T) {
 	waitFor(t, 30*time.Second, "both apps delivered", func() bool {
 		return appStatus(r, "web").Revision == repo.Head() && appStatus(r, "old").Revision == repo.Head()
 	})
+	if !strings.Contains(metricsBody(r), `deliver_reconcile_runs_total{app="old",result="succeeded"} 1`) {
+		t.Error("no run of old in the metrics")
+	}
 
 	repo.WriteFile("deliver.yaml", config(web))
 	repo.WriteFile("web/cm.yaml", configMap("web", map[string]string{"v": "two"}))
@@ -63,9 +67,63 @@ func TestPruneAppsReconciled(t *testing.T) {
 	// its last delete was seen above.
 	want := `deliver_reconcile_removed_total{app="old"} 1`
 	waitFor(t, 30*time.Second, "metrics with "+want, func() bool {
-		rec := httptest.NewRecorder()
-		r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		body, _ := io.ReadAll(rec.Result().Body)
-		return strings.Contains(string(body), want)
+		return strings.Contains(metricsBody(r), want)
 	})
+	// Its other series are gone: a removed app has no last success to
+	// alert on.
+	if series := appSeries(metricsBody(r), "old"); len(series) != 1 {
+		t.Errorf("series of the removed app: %q, want only its removal", series)
+	}
+}
+
+// TestAppLeavingIsForgotten: an app that leaves deliver.yaml without
+// pruneApps keeps its objects, and leaves the status and the metrics.
+func TestAppLeavingIsForgotten(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	web := "- {name: web, namespace: $NS, manifests: {path: web}}"
+	old := "- {name: old, namespace: $NS, manifests: {path: old}}"
+	repo := newGitRepo(t, map[string]string{
+		"deliver.yaml": deliverYAML(ns, web, old),
+		"web/cm.yaml":  configMap("web", map[string]string{"v": "one"}),
+		"old/cm.yaml":  configMap("old", map[string]string{"v": "one"}),
+	})
+	r, _ := start(t, options(t, repo, env.Config))
+	waitFor(t, 30*time.Second, "both apps delivered", func() bool {
+		return appStatus(r, "web").Revision == repo.Head() && appStatus(r, "old").Revision == repo.Head()
+	})
+	if len(appSeries(metricsBody(r), "old")) == 0 {
+		t.Fatal("no series of old in the metrics")
+	}
+	repo.WriteFile("deliver.yaml", deliverYAML(ns, web))
+	head := repo.CommitAll("old leaves")
+	r.Trigger()
+	waitFor(t, 30*time.Second, "old gone from the status", func() bool {
+		return r.Status().Revision == head && appStatus(r, "old").App == ""
+	})
+	if series := appSeries(metricsBody(r), "old"); len(series) != 0 {
+		t.Errorf("series of the app that left: %q, want none", series)
+	}
+	if cmData(t, ns, "old")["v"] != "one" {
+		t.Error("the objects of the app that left were changed, want them left in place")
+	}
+}
+
+// metricsBody is what r's /metrics serves.
+func metricsBody(r *reconcile.Reconciler) string {
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return string(body)
+}
+
+// appSeries returns the lines of body for series of app.
+func appSeries(body, app string) []string {
+	var out []string
+	for line := range strings.Lines(body) {
+		if strings.Contains(line, `app="`+app+`"`) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
