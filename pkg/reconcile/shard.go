@@ -273,9 +273,14 @@ func (s *shards) update() {
 	slices.Sort(members)
 	changed := !slices.Equal(members, s.members)
 	s.members = members
+	if changed {
+		// Logged under the lock: two updates at once (a Lease event and
+		// the renewal's) log in the order they set the members, so the
+		// last line logged is the membership in force.
+		s.log.Info("shard members", "members", members)
+	}
 	s.mu.Unlock()
 	if changed {
-		s.log.Info("shard members", "members", members)
 		s.onChange()
 	}
 }
