@@ -97,7 +97,13 @@ type seenLease struct {
 	holder   string
 	record   string // renew time and duration, as written
 	observed time.Time
+	rv       string // its resourceVersion, for a delete of that version only
 }
+
+// staleLeases is how many lease durations a member's Lease goes without a
+// renewal before the other members delete it (collect): 150 s by default,
+// far past the LeaseDuration after which its apps went to the others.
+const staleLeases = 10
 
 // shardLeaseName is the Lease name of identity in group: a DNS subdomain
 // whatever the identity holds, unique by a hash of it.
@@ -166,6 +172,7 @@ func (s *shards) run(ctx context.Context, started chan<- struct{}) {
 			return
 		case <-renew.C():
 			s.renew(ctx)
+			s.collect(ctx)
 		case <-expire.C():
 			s.update()
 		}
@@ -203,6 +210,40 @@ func (s *shards) renew(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	s.update()
+}
+
+// collect deletes the Leases of the group that went staleLeases lease
+// durations without a renewal: those of replicas killed without releasing
+// theirs (SIGKILL, a lost node), which would otherwise stay in the
+// namespace, and in every member's informer, for ever: one per killed pod
+// over the months. The delete is of the version seen only, so a Lease
+// renewed meanwhile stays; a replica whose Lease went and that comes back
+// creates it again at its next renewal.
+func (s *shards) collect(ctx context.Context) {
+	s.mu.Lock()
+	now := s.clock.Now()
+	stale := map[string]seenLease{}
+	for name, l := range s.seen {
+		if name != s.name && now.Sub(l.observed) >= staleLeases*s.opts.LeaseDuration {
+			stale[name] = l
+		}
+	}
+	s.mu.Unlock()
+	for name, l := range stale {
+		dctx, cancel := context.WithTimeout(ctx, s.opts.LeaseDuration/3)
+		err := s.kube.CoordinationV1().Leases(s.opts.Namespace).Delete(dctx, name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{ResourceVersion: &l.rv}})
+		cancel()
+		switch {
+		case err == nil:
+			s.log.Info("deleted the shard lease of a replica gone", "lease", s.opts.Namespace+"/"+name, "holder", l.holder,
+				"unrenewed_for", now.Sub(l.observed).Round(time.Second))
+		case apierrors.IsNotFound(err), apierrors.IsConflict(err), ctx.Err() != nil:
+			// Another member deleted it, or it was renewed.
+		default:
+			s.log.Warn("delete stale shard lease", "lease", s.opts.Namespace+"/"+name, "err", err)
+		}
+	}
 }
 
 // labels are those of this replica's Lease.
@@ -247,9 +288,12 @@ func (s *shards) observe(obj any, deleted bool) {
 		delete(s.seen, l.Name)
 	} else {
 		rec := fmt.Sprint(l.Spec.RenewTime, ptr.Deref(l.Spec.LeaseDurationSeconds, 0))
-		if old, ok := s.seen[l.Name]; !ok || old.record != rec || old.holder != *l.Spec.HolderIdentity {
-			s.seen[l.Name] = seenLease{holder: *l.Spec.HolderIdentity, record: rec, observed: s.clock.Now()}
+		seen, ok := s.seen[l.Name]
+		if !ok || seen.record != rec || seen.holder != *l.Spec.HolderIdentity {
+			seen = seenLease{holder: *l.Spec.HolderIdentity, record: rec, observed: s.clock.Now()}
 		}
+		seen.rv = l.ResourceVersion
+		s.seen[l.Name] = seen
 	}
 	s.mu.Unlock()
 	s.update()
