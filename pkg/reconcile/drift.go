@@ -39,7 +39,7 @@ type tracker struct {
 	sess   *apply.Session
 	mapper meta.RESTMapper
 	// factories hold the informers of each scope.
-	factories map[scope]metadatainformer.SharedInformerFactory
+	factories map[scope]*scopeWatch
 	onDrift   func(app, id, why string)
 	log       *slog.Logger
 
@@ -173,6 +173,8 @@ type watchedKind struct {
 	// list may never come, and waiting for it must not hold the loop.
 	denied     chan struct{}
 	deniedOnce sync.Once
+	// stopped is closed when the informer's scope stops.
+	stopped <-chan struct{}
 }
 
 // newTracker returns a tracker whose informers and reads go through the
@@ -180,22 +182,36 @@ type watchedKind struct {
 func newTracker(ctx context.Context, sess *apply.Session, onDrift func(app, id, why string)) *tracker {
 	return &tracker{
 		ctx: ctx, sess: sess, mapper: sess.RESTMapper(), onDrift: onDrift, log: slog.New(slog.DiscardHandler),
-		factories: map[scope]metadatainformer.SharedInformerFactory{},
+		factories: map[scope]*scopeWatch{},
 		kinds:     map[watchKey]*watchedKind{}, users: map[string]string{}, inv: map[string]map[object.ID]apply.Entry{},
 		scaled: map[object.ID]scaledSpec{}, owned: map[object.ID]uint64{},
 	}
 }
 
-// stop ends the informers; their goroutines end with the tracker's ctx.
+// scopeWatch is the informers of one scope, which stop together: when the
+// tracker stops, or when no app is watched in the scope any more.
+type scopeWatch struct {
+	factory metadatainformer.SharedInformerFactory
+	ctx     context.Context // the informers run until it ends
+	cancel  context.CancelFunc
+}
+
+// close stops the scope's informers and waits for them to end.
+func (sw *scopeWatch) close() {
+	sw.cancel()
+	sw.factory.Shutdown()
+}
+
+// stop ends the informers.
 func (t *tracker) stop() {
 	t.mu.Lock()
-	factories := make([]metadatainformer.SharedInformerFactory, 0, len(t.factories))
-	for _, f := range t.factories {
-		factories = append(factories, f)
+	scopes := make([]*scopeWatch, 0, len(t.factories))
+	for _, sw := range t.factories {
+		scopes = append(scopes, sw)
 	}
 	t.mu.Unlock()
-	for _, f := range factories {
-		f.Shutdown()
+	for _, sw := range scopes {
+		sw.close()
 	}
 }
 
@@ -215,11 +231,11 @@ func (t *tracker) kindLocked(app string, id object.ID) *watchedKind {
 	return t.kinds[watchKey{t.scopeLocked(app, id), id.GroupKind()}]
 }
 
-// factoryLocked returns the informer factory of sc, made on first use.
-// Called with t.mu held.
-func (t *tracker) factoryLocked(sc scope) (metadatainformer.SharedInformerFactory, error) {
-	if f, ok := t.factories[sc]; ok {
-		return f, nil
+// factoryLocked returns the informers of sc, made on first use. Called
+// with t.mu held.
+func (t *tracker) factoryLocked(sc scope) (*scopeWatch, error) {
+	if sw, ok := t.factories[sc]; ok {
+		return sw, nil
 	}
 	mc, _, err := t.sess.ReadersAs(sc.user)
 	if err != nil {
@@ -230,8 +246,10 @@ func (t *tracker) factoryLocked(sc scope) (metadatainformer.SharedInformerFactor
 	f := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, sc.namespace, func(o *metav1.ListOptions) {
 		o.LabelSelector = apply.LabelApp
 	})
-	t.factories[sc] = f
-	return f, nil
+	ctx, cancel := context.WithCancel(t.ctx)
+	sw := &scopeWatch{factory: f, ctx: ctx, cancel: cancel}
+	t.factories[sc] = sw
+	return sw, nil
 }
 
 // setInventory replaces what app last applied; nil forgets the app. user
@@ -246,7 +264,70 @@ func (t *tracker) factoryLocked(sc scope) (metadatainformer.SharedInformerFactor
 // run again and again.
 func (t *tracker) setInventory(app, user string, inv *apply.Inventory) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	before := t.scopesLocked(app)
+	t.setInventoryLocked(app, user, inv)
+	unused := t.unusedLocked(before, t.scopesLocked(app))
+	t.mu.Unlock()
+	for _, sw := range unused {
+		sw.close()
+	}
+}
+
+// scopesLocked returns the scopes that watch app's objects, but deliver's
+// own. Called with t.mu held.
+func (t *tracker) scopesLocked(app string) map[scope]bool {
+	if t.users[app] == "" {
+		return nil // deliver's own scope, cluster-wide, is never dropped
+	}
+	out := map[scope]bool{}
+	for id := range t.inv[app] {
+		out[t.scopeLocked(app, id)] = true
+	}
+	return out
+}
+
+// unusedLocked forgets the scopes of before that are not in after and in
+// which no app is watched any more, and returns their informers to close:
+// an app that impersonates a ServiceAccount is watched per namespace, and
+// namespaces come and go (an environment per pull request); a reconciler
+// would otherwise keep a watch of every namespace such an app ever had,
+// for months. Called with t.mu held.
+func (t *tracker) unusedLocked(before, after map[scope]bool) []*scopeWatch {
+	var gone []scope
+	for sc := range before {
+		if !after[sc] {
+			gone = append(gone, sc)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	used := map[scope]bool{}
+	for app := range t.inv {
+		for sc := range t.scopesLocked(app) {
+			used[sc] = true
+		}
+	}
+	var out []*scopeWatch
+	for _, sc := range gone {
+		sw, ok := t.factories[sc]
+		if used[sc] || !ok {
+			continue
+		}
+		delete(t.factories, sc)
+		for key := range t.kinds {
+			if key.scope == sc {
+				delete(t.kinds, key)
+			}
+		}
+		out = append(out, sw)
+	}
+	return out
+}
+
+// setInventoryLocked is setInventory's change of what the tracker holds.
+// Called with t.mu held.
+func (t *tracker) setInventoryLocked(app, user string, inv *apply.Inventory) {
 	for id := range t.inv[app] {
 		delete(t.owned, id)
 	}
@@ -308,7 +389,7 @@ func cached(wk *watchedKind, id object.ID) *trackedMeta {
 // lists are in, or were refused.
 func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 	t.mu.Lock()
-	var started []metadatainformer.SharedInformerFactory
+	var started []*scopeWatch
 	for app, entries := range t.inv {
 		for id, e := range entries {
 			key := watchKey{t.scopeLocked(app, id), id.GroupKind()}
@@ -321,13 +402,13 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 				// to watch. A later run that creates it comes back here.
 				continue
 			}
-			factory, err := t.factoryLocked(key.scope)
+			sw, err := t.factoryLocked(key.scope)
 			if err != nil {
 				t.log.Warn("drift watch", "kind", key.gk.String(), "as", key.user, "err", err)
 				continue
 			}
-			wk := &watchedKind{key: key, denied: make(chan struct{})}
-			wk.informer = factory.ForResource(mapping.Resource).Informer()
+			wk := &watchedKind{key: key, denied: make(chan struct{}), stopped: sw.ctx.Done()}
+			wk.informer = sw.factory.ForResource(mapping.Resource).Informer()
 			_ = wk.informer.SetTransform(track)
 			_ = wk.informer.SetWatchErrorHandlerWithContext(t.watchError(wk))
 			reg, err := wk.informer.AddEventHandler(t.handler(key))
@@ -336,7 +417,7 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 			}
 			wk.synced = reg.HasSyncedChecker()
 			t.kinds[key] = wk
-			started = append(started, factory)
+			started = append(started, sw)
 		}
 	}
 	kinds := make([]*watchedKind, 0, len(t.kinds))
@@ -347,8 +428,8 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 	if len(started) == 0 {
 		return
 	}
-	for _, f := range started {
-		f.Start(t.ctx.Done()) // starts only the informers not yet started
+	for _, sw := range started {
+		sw.factory.Start(sw.ctx.Done()) // starts only the informers not yet started
 	}
 	if wait {
 		// Not the factory's WaitForCacheSync: it polls every 100ms, which
@@ -360,6 +441,7 @@ func (t *tracker) ensureKinds(ctx context.Context, wait bool) {
 			select {
 			case <-wk.synced.Done():
 			case <-wk.denied:
+			case <-wk.stopped: // its scope was dropped meanwhile
 			case <-ctx.Done():
 				return
 			}
