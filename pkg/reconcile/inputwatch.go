@@ -33,22 +33,48 @@ type inputWatch struct {
 	sess     *apply.Session
 	onChange func(obj string)
 
-	mu        sync.Mutex
-	factories map[string]metadatainformer.SharedInformerFactory // by namespace
+	mu         sync.Mutex
+	namespaces map[string]*nsWatch
+}
+
+// nsWatch is the informers of one namespace, stopped together.
+type nsWatch struct {
+	factory metadatainformer.SharedInformerFactory
+	cancel  context.CancelFunc
+}
+
+// close stops the namespace's informers and waits for them to end.
+func (n *nsWatch) close() {
+	n.cancel()
+	n.factory.Shutdown()
 }
 
 func newInputWatch(ctx context.Context, sess *apply.Session, onChange func(obj string)) *inputWatch {
-	return &inputWatch{ctx: ctx, sess: sess, onChange: onChange, factories: map[string]metadatainformer.SharedInformerFactory{}}
+	return &inputWatch{ctx: ctx, sess: sess, onChange: onChange, namespaces: map[string]*nsWatch{}}
 }
 
-// ensure watches the namespaces of namespaces that are not watched yet.
-// A namespace no app reads any more stays watched until the loop ends:
-// its cache holds only the labelled objects.
+// ensure watches namespaces, all the namespaces apps read from: those not
+// watched yet are watched, and those no app reads from any more are not
+// watched any more (an app per pull request, each in a namespace of its
+// own, would otherwise leave two watches behind for the life of the
+// reconciler).
 func (w *inputWatch) ensure(namespaces map[string]bool) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	var gone []*nsWatch
+	for ns, n := range w.namespaces {
+		if !namespaces[ns] {
+			delete(w.namespaces, ns)
+			gone = append(gone, n)
+		}
+	}
+	defer func() {
+		w.mu.Unlock()
+		for _, n := range gone {
+			n.close()
+		}
+	}()
 	for ns := range namespaces {
-		if _, ok := w.factories[ns]; ok {
+		if _, ok := w.namespaces[ns]; ok {
 			continue
 		}
 		f := metadatainformer.NewFilteredSharedInformerFactory(w.sess.Metadata(), 0, ns, func(o *metav1.ListOptions) {
@@ -58,8 +84,9 @@ func (w *inputWatch) ensure(namespaces map[string]bool) {
 			inf := f.ForResource(corev1.SchemeGroupVersion.WithResource(res)).Informer()
 			_, _ = inf.AddEventHandler(w.handler(kind)) // fails only on a stopped informer
 		}
-		f.Start(w.ctx.Done())
-		w.factories[ns] = f
+		ctx, cancel := context.WithCancel(w.ctx)
+		f.Start(ctx.Done())
+		w.namespaces[ns] = &nsWatch{factory: f, cancel: cancel}
 	}
 }
 
@@ -91,9 +118,11 @@ func (w *inputWatch) handler(kind string) cache.ResourceEventHandler {
 
 func (w *inputWatch) stop() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, f := range w.factories {
-		f.Shutdown()
+	all := w.namespaces
+	w.namespaces = map[string]*nsWatch{}
+	w.mu.Unlock()
+	for _, n := range all {
+		n.close()
 	}
 }
 
