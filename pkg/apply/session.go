@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -78,7 +79,7 @@ type Session struct {
 	cfg *rest.Config
 
 	asMu sync.Mutex
-	as   map[string]*clients // by impersonated user name
+	as   map[string]*impersonated // by impersonated user name
 
 	// gzips are the gzip writers inventory writes reuse: a new writer
 	// allocates and clears about 800 kB of tables, which for the two
@@ -100,6 +101,19 @@ type clients struct {
 	kube    kubernetes.Interface
 	watcher *statusWatcher
 }
+
+// impersonated are the clients of a ServiceAccount, and when they were
+// last asked for.
+type impersonated struct {
+	*clients
+	used time.Time
+}
+
+// impersonatedIdle is how long a Session keeps the clients of a
+// ServiceAccount that nothing asks for: a reconciler delivering an app per
+// pull request, each in its namespace as its own ServiceAccount, would
+// otherwise keep a set for every namespace it ever delivered to.
+const impersonatedIdle = time.Hour
 
 // NewSession connects to the cluster that cfg points at. Nothing is sent
 // yet: discovery happens on the first lookup.
@@ -149,7 +163,7 @@ func NewSession(cfg *rest.Config, opts SessionOptions) (*Session, error) {
 		clock:  clk,
 		own:    own,
 		cfg:    cfg,
-		as:     map[string]*clients{},
+		as:     map[string]*impersonated{},
 	}, nil
 }
 
@@ -191,22 +205,32 @@ func ServiceAccountUser(namespace, name string) string {
 }
 
 // clientsAs returns the clients that impersonate user, made on first use
-// and kept for the session's life: a process delivers for a few
-// ServiceAccounts, not for a new one per run. "" is deliver's own.
+// and kept while they are asked for: a process delivers for a few
+// ServiceAccounts, not for a new one per run. "" is deliver's own. The
+// clients of a user nothing asked for in impersonatedIdle, and whose
+// watches no wait uses, are let go when another user's are made (whoever
+// still holds them, a drift informer, keeps them working).
 func (s *Session) clientsAs(user string) (*clients, error) {
 	if user == "" {
 		return s.own, nil
 	}
 	s.asMu.Lock()
 	defer s.asMu.Unlock()
+	now := s.clock.Now()
 	if c, ok := s.as[user]; ok {
-		return c, nil
+		c.used = now
+		return c.clients, nil
+	}
+	for u, c := range s.as {
+		if now.Sub(c.used) >= impersonatedIdle && c.watcher.refs() == 0 {
+			delete(s.as, u)
+		}
 	}
 	c, err := newClients(s.cfg, user, s.mapper)
 	if err != nil {
 		return nil, err
 	}
-	s.as[user] = c
+	s.as[user] = &impersonated{clients: c, used: now}
 	return c, nil
 }
 
