@@ -1,10 +1,7 @@
 package reconcile_test
 
 import (
-	"bufio"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,15 +19,9 @@ import (
 // other labels, as r's /metrics serves them.
 func metricSum(t *testing.T, r *reconcile.Reconciler, name, app string) float64 {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", rec.Code)
-	}
 	var sum float64
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(metricsBody(t, r)) {
+		line = strings.TrimSuffix(line, "\n")
 		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, `app="`+app+`"`) {
 			continue
 		}

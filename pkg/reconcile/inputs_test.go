@@ -3,8 +3,6 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,10 +166,7 @@ func TestNewRevisionRunsOnlyChangedApps(t *testing.T) {
 	}
 
 	// The metric counts the revisions p00 was not run for: all four.
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Result().Body)
-	if want := `deliver_reconcile_unchanged_total{app="p00"} 4`; !strings.Contains(string(body), want) {
+	if want := `deliver_reconcile_unchanged_total{app="p00"} 4`; !strings.Contains(metricsBody(t, r), want) {
 		t.Errorf("metrics lack %s", want)
 	}
 

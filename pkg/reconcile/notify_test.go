@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -59,17 +58,16 @@ func TestNotifications(t *testing.T) {
 		return appStatus(r, "web").Result == "succeeded" && appStatus(r, "bad").Failures >= 3
 	})
 	stop() // Run returns once the notifications queued are sent
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := metricsBody(t, r)
 	for _, m := range []string{`deliver_notify_sent_total{type="slack"} 2`, `deliver_notify_sent_total{type="webhook"} 2`} {
-		if !strings.Contains(rec.Body.String(), m) {
+		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
 	// A pending status still queued when the outcome comes is replaced by
 	// it (see notify.Notifier): 2 to 4 GitHub statuses, as the machine's
 	// load orders the worker and the run.
-	if got := rec.Body.String(); !strings.Contains(got, `deliver_notify_sent_total{type="github"} 2`) &&
+	if got := body; !strings.Contains(got, `deliver_notify_sent_total{type="github"} 2`) &&
 		!strings.Contains(got, `deliver_notify_sent_total{type="github"} 3`) && !strings.Contains(got, `deliver_notify_sent_total{type="github"} 4`) {
 		t.Errorf("/metrics: want 2 to 4 GitHub statuses sent")
 	}

@@ -1,11 +1,8 @@
 package reconcile_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +20,8 @@ import (
 // /metrics.
 func pinnedApps(t *testing.T, r *reconcile.Reconciler) string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "deliver_reconcile_pinned_apps "); ok {
+	for line := range strings.Lines(metricsBody(t, r)) {
+		if v, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "deliver_reconcile_pinned_apps "); ok {
 			return v
 		}
 	}

@@ -2,8 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/deliverhq/deliver/pkg/apply"
-	"github.com/deliverhq/deliver/pkg/reconcile"
 )
 
 // TestPruneAppsReconciled: with pruneApps the reconciler removes an app
@@ -38,7 +35,7 @@ func TestPruneAppsReconciled(t *testing.T) {
 	waitFor(t, 30*time.Second, "both apps delivered", func() bool {
 		return appStatus(r, "web").Revision == repo.Head() && appStatus(r, "old").Revision == repo.Head()
 	})
-	if !strings.Contains(metricsBody(r), `deliver_reconcile_runs_total{app="old",result="succeeded"} 1`) {
+	if !strings.Contains(metricsBody(t, r), `deliver_reconcile_runs_total{app="old",result="succeeded"} 1`) {
 		t.Error("no run of old in the metrics")
 	}
 
@@ -67,11 +64,11 @@ func TestPruneAppsReconciled(t *testing.T) {
 	// its last delete was seen above.
 	want := `deliver_reconcile_removed_total{app="old"} 1`
 	waitFor(t, 30*time.Second, "metrics with "+want, func() bool {
-		return strings.Contains(metricsBody(r), want)
+		return strings.Contains(metricsBody(t, r), want)
 	})
 	// Its other series are gone: a removed app has no last success to
 	// alert on.
-	if series := appSeries(metricsBody(r), "old"); len(series) != 1 {
+	if series := appSeries(metricsBody(t, r), "old"); len(series) != 1 {
 		t.Errorf("series of the removed app: %q, want only its removal", series)
 	}
 }
@@ -92,7 +89,7 @@ func TestAppLeavingIsForgotten(t *testing.T) {
 	waitFor(t, 30*time.Second, "both apps delivered", func() bool {
 		return appStatus(r, "web").Revision == repo.Head() && appStatus(r, "old").Revision == repo.Head()
 	})
-	if len(appSeries(metricsBody(r), "old")) == 0 {
+	if len(appSeries(metricsBody(t, r), "old")) == 0 {
 		t.Fatal("no series of old in the metrics")
 	}
 	repo.WriteFile("deliver.yaml", deliverYAML(ns, web))
@@ -101,20 +98,12 @@ func TestAppLeavingIsForgotten(t *testing.T) {
 	waitFor(t, 30*time.Second, "old gone from the status", func() bool {
 		return r.Status().Revision == head && appStatus(r, "old").App == ""
 	})
-	if series := appSeries(metricsBody(r), "old"); len(series) != 0 {
+	if series := appSeries(metricsBody(t, r), "old"); len(series) != 0 {
 		t.Errorf("series of the app that left: %q, want none", series)
 	}
 	if cmData(t, ns, "old")["v"] != "one" {
 		t.Error("the objects of the app that left were changed, want them left in place")
 	}
-}
-
-// metricsBody is what r's /metrics serves.
-func metricsBody(r *reconcile.Reconciler) string {
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Result().Body)
-	return string(body)
 }
 
 // appSeries returns the lines of body for series of app.

@@ -185,6 +185,17 @@ func runPass(t *testing.T, opts reconcile.Options) (*reconcile.Reconciler, error
 	return r, r.Run(ctx)
 }
 
+// metricsBody is what r's /metrics serves.
+func metricsBody(t *testing.T, r *reconcile.Reconciler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", rec.Code)
+	}
+	return rec.Body.String()
+}
+
 func appStatus(r *reconcile.Reconciler, app string) reconcile.AppStatus {
 	for _, a := range r.Status().Apps {
 		if a.App == app {

@@ -2,9 +2,7 @@ package reconcile_test
 
 import (
 	"context"
-	"io"
 	"maps"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -228,20 +226,18 @@ func TestInputsIntervalRunsApp(t *testing.T) {
 
 	// The metric counts each app's checks: api and web changed once each
 	// and were found unchanged in the other passes; other is never checked.
-	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Result().Body)
+	body := metricsBody(t, r)
 	for _, want := range []string{
 		`deliver_reconcile_inputs_checked_total{app="api",result="changed"} 1`,
 		`deliver_reconcile_inputs_checked_total{app="web",result="changed"} 1`,
 		`deliver_reconcile_inputs_checked_total{app="api",result="unchanged"} `,
 		`deliver_reconcile_inputs_checked_total{app="web",result="unchanged"} `,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if strings.Contains(string(body), `deliver_reconcile_inputs_checked_total{app="other"`) {
+	if strings.Contains(body, `deliver_reconcile_inputs_checked_total{app="other"`) {
 		t.Errorf("metrics count checks of other, whose inputs are all in git")
 	}
 }
