@@ -273,21 +273,9 @@ func TestVaultTokenLifecycle(t *testing.T) {
 
 	t.Run("approle relogin", func(t *testing.T) {
 		t.Parallel()
-		mount := "approle-" + suffix()
-		if err := root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
-			t.Fatal(err)
-		}
-		vaultWrite(t, root, "auth/"+mount+"/role/deliver", map[string]any{"token_policies": []string{f.policy}, "token_ttl": "2s", "token_max_ttl": "2s"})
-		rid, err := root.Logical().Read("auth/" + mount + "/role/deliver/role-id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sid := vaultWrite(t, root, "auth/"+mount+"/role/deliver/secret-id", nil)
-		sidFile := filepath.Join(t.TempDir(), "secret-id")
-		os.WriteFile(sidFile, []byte(sid.Data["secret_id"].(string)+"\n"), 0o600)
+		ar := newAppRole(t, root, map[string]any{"token_policies": []string{f.policy}, "token_ttl": "2s", "token_max_ttl": "2s"})
 		red := NewRedactor(RedactorOptions{})
-		v := newVault(t, VaultOptions{Address: tv.Addr, Redactor: red, Auth: VaultAuth{AppRole: &AppRoleAuth{
-			RoleID: rid.Data["role_id"].(string), SecretIDFile: sidFile, Mount: mount}}})
+		v := newVault(t, VaultOptions{Address: tv.Addr, Redactor: red, Auth: VaultAuth{AppRole: ar.AppRoleAuth}})
 		first := v.Client().Token()
 		if err := read(v); err != nil {
 			t.Fatal(err)
@@ -299,14 +287,13 @@ func TestVaultTokenLifecycle(t *testing.T) {
 		if v.Client().Token() == first {
 			t.Error("no new login")
 		}
-		if red.Redact(sid.Data["secret_id"].(string)) != Mask || red.Redact(first) != Mask {
+		if red.Redact(ar.secretID) != Mask || red.Redact(first) != Mask {
 			t.Error("credentials not registered with the redactor")
 		}
 		// A wrong secret ID fails at login, naming the method.
-		os.WriteFile(sidFile, []byte("wrong"), 0o600)
-		_, err = NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{AppRole: &AppRoleAuth{
-			RoleID: rid.Data["role_id"].(string), SecretIDFile: sidFile, Mount: mount}}})
-		if err == nil || !strings.Contains(err.Error(), "login (approle at auth/"+mount+")") {
+		os.WriteFile(ar.SecretIDFile, []byte("wrong"), 0o600)
+		_, err := NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{AppRole: ar.AppRoleAuth}})
+		if err == nil || !strings.Contains(err.Error(), "login (approle at auth/"+ar.Mount+")") {
 			t.Errorf("wrong secret id: %v", err)
 		}
 	})
@@ -586,22 +573,8 @@ func TestVaultCloseRevokesItsLogin(t *testing.T) {
 		return err == nil
 	}
 
-	mount := "approle-" + suffix()
-	if err := root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
-		t.Fatal(err)
-	}
-	vaultWrite(t, root, "auth/"+mount+"/role/deliver", map[string]any{"token_policies": []string{f.policy}, "token_ttl": "1h"})
-	rid, err := root.Logical().Read("auth/" + mount + "/role/deliver/role-id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid := vaultWrite(t, root, "auth/"+mount+"/role/deliver/secret-id", nil)
-	sidFile := filepath.Join(t.TempDir(), "secret-id")
-	if err := os.WriteFile(sidFile, []byte(sid.Data["secret_id"].(string)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{AppRole: &AppRoleAuth{
-		RoleID: rid.Data["role_id"].(string), SecretIDFile: sidFile, Mount: mount}}})
+	ar := newAppRole(t, root, map[string]any{"token_policies": []string{f.policy}, "token_ttl": "1h"})
+	v, err := NewVault(context.Background(), VaultOptions{Address: tv.Addr, MaxRetries: -1, Auth: VaultAuth{AppRole: ar.AppRoleAuth}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,4 +596,33 @@ func TestVaultCloseRevokesItsLogin(t *testing.T) {
 	if !valid(given) {
 		t.Error("a token the user gave was revoked by Close")
 	}
+}
+
+// appRole is an AppRole login of a role made by newAppRole, with the
+// secret ID its file holds.
+type appRole struct {
+	*AppRoleAuth
+	secretID string
+}
+
+// newAppRole enables an approle auth method at a mount of its own, makes
+// its role deliver with the settings role, and returns its login: the
+// role ID and a new secret ID, in a file ending in a newline.
+func newAppRole(t *testing.T, root *api.Client, role map[string]any) appRole {
+	t.Helper()
+	mount := "approle-" + suffix()
+	if err := root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultWrite(t, root, "auth/"+mount+"/role/deliver", role)
+	rid, err := root.Logical().Read("auth/" + mount + "/role/deliver/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := vaultWrite(t, root, "auth/"+mount+"/role/deliver/secret-id", nil).Data["secret_id"].(string)
+	sidFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(sidFile, []byte(sid+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return appRole{&AppRoleAuth{RoleID: rid.Data["role_id"].(string), SecretIDFile: sidFile, Mount: mount}, sid}
 }
