@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
@@ -41,11 +42,7 @@ type Capabilities struct {
 // current discovery, asking the API server for its version once per
 // discovery.
 func (s *Session) Capabilities(ctx context.Context) (*Capabilities, error) {
-	snap, err := s.mapper.snapshot()
-	if err != nil {
-		return nil, fmt.Errorf("discovery: %w", err)
-	}
-	return snap.capabilities(ctx, s.mapper.disc)
+	return s.capabilitiesWithin(ctx, s.mapper.maxAge)
 }
 
 // FreshCapabilities is Capabilities from a discovery at most 10 seconds
@@ -55,7 +52,13 @@ func (s *Session) Capabilities(ctx context.Context) (*Capabilities, error) {
 // the next minute's discovery brings. Checks close together share one
 // discovery.
 func (s *Session) FreshCapabilities(ctx context.Context) (*Capabilities, error) {
-	snap, err := s.mapper.snapshotWithin(s.mapper.missAge)
+	return s.capabilitiesWithin(ctx, s.mapper.missAge)
+}
+
+// capabilitiesWithin returns the capabilities of a discovery younger than
+// age.
+func (s *Session) capabilitiesWithin(ctx context.Context, age time.Duration) (*Capabilities, error) {
+	snap, err := s.mapper.snapshotWithin(age)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
